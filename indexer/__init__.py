@@ -1,0 +1,1 @@
+"""The re-index job and the route tooling CLI (`python -m indexer`)."""

@@ -1,0 +1,92 @@
+"""The routing decision: a pure function of the nearest neighbours and explicit parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from router_core.routes import DecisionParams
+
+Reason = Literal["vote", "below_threshold", "ambiguous", "no_neighbours"]
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One stored example near the query."""
+
+    text: str
+    route: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class RouteVote:
+    """What one route collected among the neighbours that cleared the threshold."""
+
+    route: str
+    count: int
+    similarity_sum: float
+    similarity_max: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a query goes. `fallback` is true when the default route was chosen."""
+
+    route: str
+    fallback: bool
+    score: float
+    reason: Reason
+    votes: tuple[RouteVote, ...]
+    neighbours: tuple[Neighbour, ...]
+
+    @property
+    def vote_counts(self) -> Mapping[str, int]:
+        """Votes per route, winner first."""
+        return {v.route: v.count for v in self.votes}
+
+
+def decide(neighbours: Sequence[Neighbour], params: DecisionParams) -> Decision:
+    """Vote among the k nearest neighbours that clear their route's threshold.
+
+    Ties in the vote are broken by summed (or, with tie_break="max", best) similarity, then by
+    route name so the result never depends on input order. No survivor, or a winner whose
+    share of the vote beats the runner-up's by less than `margin`, means the default route.
+    """
+    nearest = tuple(sorted(neighbours, key=lambda n: (-n.similarity, n.route, n.text))[: params.k])
+    score = nearest[0].similarity if nearest else 0.0
+    survivors = [n for n in nearest if n.similarity >= params.threshold_for(n.route)]
+    if not survivors:
+        reason: Reason = "below_threshold" if nearest else "no_neighbours"
+        return Decision(params.default_route, True, score, reason, (), nearest)
+    votes = _tally(survivors)
+    ranked = sorted(votes, key=lambda v: _rank_key(v, params), reverse=True)
+    ranked_votes = tuple(ranked)
+    if params.margin > 0 and len(ranked) > 1:
+        total = sum(_weight(v, params) for v in ranked)
+        lead = (_weight(ranked[0], params) - _weight(ranked[1], params)) / total
+        if lead < params.margin:
+            return Decision(params.default_route, True, score, "ambiguous", ranked_votes, nearest)
+    return Decision(ranked[0].route, False, score, "vote", ranked_votes, nearest)
+
+
+def _tally(survivors: Sequence[Neighbour]) -> list[RouteVote]:
+    by_route: dict[str, list[float]] = {}
+    for n in survivors:
+        by_route.setdefault(n.route, []).append(n.similarity)
+    return [RouteVote(r, len(s), sum(s), max(s)) for r, s in by_route.items()]
+
+
+def _weight(vote: RouteVote, params: DecisionParams) -> float:
+    return float(vote.count) if params.vote == "count" else vote.similarity_sum
+
+
+def _rank_key(vote: RouteVote, params: DecisionParams) -> tuple[float, float, str]:
+    tie = vote.similarity_sum if params.tie_break == "sum" else vote.similarity_max
+    # Reverse-sorted, so invert the name's order to prefer the alphabetically first route.
+    return (_weight(vote, params), tie, _inverted(vote.route))
+
+
+def _inverted(name: str) -> str:
+    return "".join(chr(0x10FFFF - ord(c)) for c in name)

@@ -1,0 +1,88 @@
+"""What an index version is: its points (one per example) and the manifest describing it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from router_core.routes import RouteTable
+
+POINT_NAMESPACE = uuid.UUID("6f1c1f64-3a55-4d0e-9a57-7d8f1b0c2e11")
+MANIFEST_FORMAT = 1
+
+
+def point_id(route: str, text: str) -> str:
+    """Deterministic id of one example, so re-indexing the same data yields the same points."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{route}:{text}"))
+
+
+@dataclass(frozen=True)
+class ExamplePoint:
+    """One example utterance of one route, as stored in the index."""
+
+    id: str
+    route: str
+    text: str
+
+
+def example_points(table: RouteTable) -> tuple[ExamplePoint, ...]:
+    """Every example of every route as a point, in route-file order."""
+    return tuple(
+        ExamplePoint(point_id(r.name, text), r.name, text) for r in table.routes for text in r.examples
+    )
+
+
+def fingerprint(model_id: str, dimension: int, table: RouteTable) -> str:
+    """A hash of everything a version is built from: equal fingerprints mean equal indexes."""
+    ids = sorted(p.id for p in example_points(table))
+    blob = json.dumps(
+        {"model": model_id, "dim": dimension, "table": table.to_dict(), "points": ids},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def new_version_id(fp: str, now: datetime | None = None) -> str:
+    """A sortable, unique version name: UTC build time plus the start of the fingerprint."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dt%H%M%S%f")
+    return f"v{stamp}-{fp[:8]}"
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """Describes one index version: model, dimension, route table, when it was built."""
+
+    version: str
+    created_at: str
+    model_id: str
+    dimension: int
+    fingerprint: str
+    points: int
+    route_table: Mapping[str, Any]
+    format: int = MANIFEST_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data = asdict(self)
+        data["route_table"] = dict(self.route_table)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IndexManifest:
+        """Inverse of `to_dict`; unknown keys are ignored so newer builds stay readable."""
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def table(self, points: Sequence[ExamplePoint]) -> RouteTable:
+        """The route table this version was built from, with its examples."""
+        examples: dict[str, list[str]] = {}
+        for p in points:
+            examples.setdefault(p.route, []).append(p.text)
+        return RouteTable.from_dict(
+            self.route_table, {k: tuple(v) for k, v in examples.items()}
+        )

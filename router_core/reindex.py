@@ -1,0 +1,210 @@
+"""Re-indexing: diff the routes against the live version, embed only what changed, publish
+a new version, switch the live pointer atomically, then drop old versions.
+
+Shared by the indexer CLI and the service's admin endpoint. Any failure before the switch
+leaves the live version exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from router_core.embedding import Embedder
+from router_core.errors import RouterError
+from router_core.manifest import (
+    ExamplePoint,
+    IndexManifest,
+    example_points,
+    fingerprint,
+    new_version_id,
+)
+from router_core.routes import RouteTable
+from router_core.store.protocol import IndexStore, StoredPoints
+
+log = logging.getLogger("router.reindex")
+
+
+@dataclass(frozen=True)
+class RouteChange:
+    """How one route differs from the live version."""
+
+    route: str
+    change: str  # "added" | "removed" | "changed"
+    examples_added: tuple[str, ...] = ()
+    examples_removed: tuple[str, ...] = ()
+    settings_changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReindexPlan:
+    """What a re-index would do."""
+
+    live_version: str | None
+    fingerprint: str
+    up_to_date: bool
+    model_changed: bool
+    points: tuple[ExamplePoint, ...]
+    reusable: frozenset[str]
+    changes: tuple[RouteChange, ...]
+
+    @property
+    def to_embed(self) -> tuple[ExamplePoint, ...]:
+        """Points whose vectors are not in the live version."""
+        return tuple(p for p in self.points if p.id not in self.reusable)
+
+
+@dataclass(frozen=True)
+class ReindexReport:
+    """What a re-index did."""
+
+    version: str
+    previous_version: str | None
+    routes: int
+    examples: int
+    embedded: int
+    reused: int
+    seconds: float
+    changed: bool
+    dropped_versions: tuple[str, ...] = field(default=())
+
+
+def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> ReindexPlan:
+    """Compare the routes with the live version without writing anything."""
+    live = store.live_version()
+    points = example_points(table)
+    fp = fingerprint(embedder.model_id, embedder.dimension, table)
+    if live is None:
+        changes = tuple(
+            RouteChange(r.name, "added", examples_added=r.examples) for r in table.routes
+        )
+        return ReindexPlan(None, fp, False, False, points, frozenset(), changes)
+    manifest = store.manifest(live)
+    stored = store.stored_points(live)
+    same_model = manifest.model_id == embedder.model_id and manifest.dimension == embedder.dimension
+    reusable = frozenset(p.id for p in stored.points) if same_model else frozenset()
+    changes = _diff(manifest, stored, table)
+    return ReindexPlan(
+        live, fp, manifest.fingerprint == fp, not same_model, points, reusable, changes
+    )
+
+
+def run_reindex(
+    table: RouteTable,
+    store: IndexStore,
+    embedder: Embedder,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    keep_versions: int = 2,
+    on_stage: Callable[[str], None] | None = None,
+) -> ReindexReport:
+    """Publish a version for `table` unless the live one already matches it."""
+    started = time.perf_counter()
+    stage = on_stage or (lambda _msg: None)
+    plan = plan_reindex(table, store, embedder)
+    if plan.up_to_date and plan.live_version is not None:
+        dropped = _drop_old(store, keep_versions)
+        return ReindexReport(
+            plan.live_version, plan.live_version, len(table.routes), len(plan.points),
+            0, len(plan.points), time.perf_counter() - started, False, dropped,
+        )
+    vectors = _vectors_for(plan, store, embedder, batch_size=batch_size, progress=progress, stage=stage)
+    version = new_version_id(plan.fingerprint)
+    manifest = IndexManifest(
+        version=version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        model_id=embedder.model_id,
+        dimension=embedder.dimension,
+        fingerprint=plan.fingerprint,
+        points=len(plan.points),
+        route_table=table.to_dict(),
+    )
+    stage(f"writing version {version}")
+    store.write_version(manifest, plan.points, vectors)
+    stage("switching the live pointer")
+    store.activate(version)
+    dropped = _drop_old(store, keep_versions)
+    embedded = len(plan.to_embed)
+    return ReindexReport(
+        version, plan.live_version, len(table.routes), len(plan.points), embedded,
+        len(plan.points) - embedded, time.perf_counter() - started, True, dropped,
+    )
+
+
+def _vectors_for(
+    plan: ReindexPlan,
+    store: IndexStore,
+    embedder: Embedder,
+    *,
+    batch_size: int,
+    progress: bool,
+    stage: Callable[[str], None],
+) -> np.ndarray:
+    vectors = np.zeros((len(plan.points), embedder.dimension), dtype=np.float32)
+    missing = [i for i, p in enumerate(plan.points) if p.id not in plan.reusable]
+    if plan.reusable and plan.live_version is not None:
+        stored = store.stored_points(plan.live_version)
+        rows = stored.by_id()
+        for i, p in enumerate(plan.points):
+            if p.id in plan.reusable:
+                vectors[i] = stored.vectors[rows[p.id]]
+    if missing:
+        stage(f"embedding {len(missing)} example(s)")
+        vectors[missing] = embedder.encode(
+            [plan.points[i].text for i in missing], batch_size=batch_size, progress=progress
+        )
+    return vectors
+
+
+def _drop_old(store: IndexStore, keep: int) -> tuple[str, ...]:
+    live = store.live_version()
+    candidates = [v for v in store.versions() if v != live]
+    surplus = candidates[: max(0, len(candidates) - (keep - 1))]
+    dropped = []
+    for version in surplus:
+        try:
+            if store.drop_version(version):
+                dropped.append(version)
+        except RouterError as exc:  # the new version is live; a leftover is only disk space
+            log.warning("could not drop old index version %s: %s", version, exc)
+    return tuple(dropped)
+
+
+def _diff(manifest: IndexManifest, stored: StoredPoints, table: RouteTable) -> tuple[RouteChange, ...]:
+    old_examples: dict[str, list[str]] = {}
+    for p in stored.points:
+        old_examples.setdefault(p.route, []).append(p.text)
+    old_routes = {r["name"]: r for r in manifest.route_table.get("routes", [])}
+    new_dict = {r["name"]: r for r in table.to_dict()["routes"]}
+    changes: list[RouteChange] = []
+    for route in table.routes:
+        if route.name not in old_routes:
+            changes.append(RouteChange(route.name, "added", examples_added=route.examples))
+            continue
+        before = set(old_examples.get(route.name, ()))
+        after = set(route.examples)
+        settings = tuple(
+            key for key in ("description", "threshold", "agent")
+            if old_routes[route.name].get(key) != new_dict[route.name][key]
+        )
+        added = tuple(t for t in route.examples if t not in before)
+        removed = tuple(sorted(before - after))
+        if added or removed or settings:
+            changes.append(RouteChange(route.name, "changed", added, removed, settings))
+    changes.extend(
+        RouteChange(name, "removed", examples_removed=tuple(old_examples.get(name, ())))
+        for name in old_routes
+        if name not in new_dict
+    )
+    old_defaults = {k: v for k, v in manifest.route_table.items() if k != "routes"}
+    new_defaults = {k: v for k, v in table.to_dict().items() if k != "routes"}
+    if old_defaults != new_defaults:
+        keys = tuple(sorted(k for k in new_defaults if old_defaults.get(k) != new_defaults[k]))
+        changes.append(RouteChange("_router", "changed", settings_changed=keys))
+    return tuple(changes)

@@ -1,0 +1,299 @@
+"""Routes as data: load and validate a routes directory into a frozen route table.
+
+A routes directory holds one YAML file per route (`<name>.yaml`) and one file of router
+defaults (`_router.yaml`). Every problem is reported with the file, the field and the reason;
+nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from router_core.agents import AgentSpec, CannedAgent, LLMAgent
+from router_core.errors import Problem, RoutesInvalid
+
+ROUTER_FILE = "_router.yaml"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_EXAMPLE_CHARS = 1000
+TieBreak = Literal["sum", "max"]
+VoteWeight = Literal["count", "similarity"]
+
+_AGENT = TypeAdapter(AgentSpec)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RouteFile(_Strict):
+    """The schema of one route file."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(min_length=1, max_length=2000)
+    examples: list[str] = Field(min_length=1)
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    agent: AgentSpec
+
+
+class RouterFile(_Strict):
+    """The schema of `_router.yaml`: defaults for the whole router."""
+
+    name: str = Field(default="router", pattern=NAME_PATTERN)
+    k: int = Field(default=5, ge=1, le=100)
+    threshold: float = Field(default=0.45, ge=-1.0, le=1.0)
+    margin: float = Field(default=0.0, ge=0.0, le=2.0)
+    tie_break: TieBreak = "sum"
+    vote: VoteWeight = "count"
+    default_route: str = Field(default="default", pattern=NAME_PATTERN)
+    default_agent: AgentSpec = CannedAgent(
+        name="default-agent", reply="Sorry, I can't help with that request."
+    )
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route: what it handles, its examples and the agent that answers it."""
+
+    name: str
+    description: str
+    examples: tuple[str, ...]
+    agent: LLMAgent | CannedAgent
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """Explicit parameters of the routing decision."""
+
+    k: int = 5
+    threshold: float = 0.45
+    route_thresholds: Mapping[str, float] = field(default_factory=dict)
+    margin: float = 0.0
+    tie_break: TieBreak = "sum"
+    vote: VoteWeight = "count"
+    default_route: str = "default"
+
+    def threshold_for(self, route: str) -> float:
+        """The similarity a neighbour of `route` must reach to vote."""
+        return self.route_thresholds.get(route, self.threshold)
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """Every route plus the router defaults; the unit an index version is built from."""
+
+    name: str
+    routes: tuple[Route, ...]
+    default_agent: LLMAgent | CannedAgent
+    params: DecisionParams
+
+    def get(self, name: str) -> Route | None:
+        """The route called `name`, or None (also for the default route)."""
+        return next((r for r in self.routes if r.name == name), None)
+
+    def agent_for(self, route: str) -> LLMAgent | CannedAgent:
+        """The agent answering `route`; the default agent for the default route."""
+        found = self.get(route)
+        return found.agent if found else self.default_agent
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, stored in every index version (examples are in the points)."""
+        p = self.params
+        return {
+            "name": self.name,
+            "k": p.k,
+            "threshold": p.threshold,
+            "margin": p.margin,
+            "tie_break": p.tie_break,
+            "vote": p.vote,
+            "default_route": p.default_route,
+            "default_agent": self.default_agent.model_dump(),
+            "routes": [
+                {
+                    "name": r.name,
+                    "description": r.description,
+                    "threshold": r.threshold,
+                    "examples": len(r.examples),
+                    "agent": r.agent.model_dump(),
+                }
+                for r in self.routes
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], examples: Mapping[str, tuple[str, ...]]) -> RouteTable:
+        """Rebuild a table stored by `to_dict`, given each route's examples."""
+        routes = tuple(
+            Route(
+                name=r["name"],
+                description=r["description"],
+                examples=examples.get(r["name"], ()),
+                agent=_AGENT.validate_python(r["agent"]),
+                threshold=r["threshold"],
+            )
+            for r in data["routes"]
+        )
+        return cls(
+            name=data["name"],
+            routes=routes,
+            default_agent=_AGENT.validate_python(data["default_agent"]),
+            params=_params(
+                RouterFile.model_validate({k: data[k] for k in RouterFile.model_fields if k in data}),
+                routes,
+            ),
+        )
+
+
+def normalise_utterance(text: str) -> str:
+    """The form used to detect duplicates: case-folded, whitespace collapsed."""
+    return " ".join(text.split()).casefold()
+
+
+def load_routes(directory: Path | str) -> RouteTable:
+    """Load and validate a routes directory; raise RoutesInvalid listing every problem."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise RoutesInvalid([Problem(str(root), "", "routes directory does not exist")])
+    problems: list[Problem] = []
+    router_path = root / ROUTER_FILE
+    router = RouterFile()
+    if router_path.exists():
+        parsed = _parse(router_path, RouterFile, problems)
+        router = parsed if isinstance(parsed, RouterFile) else router
+    files = sorted(
+        p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.name != ROUTER_FILE
+    )
+    routes: list[Route] = []
+    for path in files:
+        parsed_route = _parse(path, RouteFile, problems)
+        if isinstance(parsed_route, RouteFile):
+            route = _check_route(path, parsed_route, problems)
+            if route is not None:
+                routes.append(route)
+    if not files:
+        problems.append(Problem(str(root), "", "no route files (*.yaml) found"))
+    _check_table(root, router, routes, problems)
+    if problems:
+        raise RoutesInvalid(problems)
+    return RouteTable(
+        name=router.name,
+        routes=tuple(routes),
+        default_agent=router.default_agent,
+        params=_params(router, routes),
+    )
+
+
+def _params(router: RouterFile, routes: Iterable[Route]) -> DecisionParams:
+    return DecisionParams(
+        k=router.k,
+        threshold=router.threshold,
+        route_thresholds={r.name: r.threshold for r in routes if r.threshold is not None},
+        margin=router.margin,
+        tie_break=router.tie_break,
+        vote=router.vote,
+        default_route=router.default_route,
+    )
+
+
+def _parse(path: Path, schema: type[BaseModel], problems: list[Problem]) -> BaseModel | None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problems.append(Problem(path.name, "", f"invalid YAML at {where}: {_yaml_reason(exc)}"))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(path.name, "", f"cannot read file: {exc}"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(Problem(path.name, "", "expected a mapping of fields at the top level"))
+        return None
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(part) for part in err["loc"] if part not in ("llm", "canned"))
+            reason = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(Problem(path.name, loc, reason))
+        return None
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    return str(getattr(exc, "problem", None) or exc).strip()
+
+
+def _check_route(path: Path, parsed: RouteFile, problems: list[Problem]) -> Route | None:
+    before = len(problems)
+    if parsed.name != path.stem:
+        problems.append(
+            Problem(path.name, "name", f"route name {parsed.name!r} must match the file name")
+        )
+    seen: dict[str, int] = {}
+    cleaned: list[str] = []
+    for i, example in enumerate(parsed.examples):
+        text = " ".join(example.split())
+        if not text:
+            problems.append(Problem(path.name, f"examples.{i}", "empty example"))
+            continue
+        if len(text) > MAX_EXAMPLE_CHARS:
+            problems.append(
+                Problem(path.name, f"examples.{i}", f"longer than {MAX_EXAMPLE_CHARS} characters")
+            )
+            continue
+        key = normalise_utterance(text)
+        if key in seen:
+            problems.append(
+                Problem(path.name, f"examples.{i}", f"duplicate of examples.{seen[key]}: {text!r}")
+            )
+            continue
+        seen[key] = i
+        cleaned.append(text)
+    if len(problems) > before:
+        return None
+    return Route(
+        name=parsed.name,
+        description=parsed.description.strip(),
+        examples=tuple(cleaned),
+        agent=parsed.agent,
+        threshold=parsed.threshold,
+    )
+
+
+def _check_table(
+    root: Path, router: RouterFile, routes: list[Route], problems: list[Problem]
+) -> None:
+    names: dict[str, int] = {}
+    for route in routes:
+        names[route.name] = names.get(route.name, 0) + 1
+    for name, count in names.items():
+        if count > 1:
+            problems.append(Problem(str(root), "name", f"duplicate route name {name!r}"))
+    if router.default_route in names:
+        problems.append(
+            Problem(
+                ROUTER_FILE,
+                "default_route",
+                f"{router.default_route!r} is also a route name; the default route must be distinct",
+            )
+        )
+    owners: dict[str, str] = {}
+    for route in routes:
+        for example in route.examples:
+            key = normalise_utterance(example)
+            other = owners.setdefault(key, route.name)
+            if other != route.name:
+                problems.append(
+                    Problem(
+                        f"{route.name}.yaml",
+                        "examples",
+                        f"conflict: {example!r} is also an example of route {other!r}",
+                    )
+                )

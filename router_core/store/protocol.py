@@ -1,0 +1,95 @@
+"""The contract every index store meets; the contract tests run it against each backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from router_core.decision import Neighbour
+from router_core.embedding import Vectors
+from router_core.manifest import ExamplePoint, IndexManifest
+from router_core.routes import RouteTable
+
+
+@dataclass(frozen=True)
+class StoredPoints:
+    """The points of one version with their vectors (row i belongs to points[i])."""
+
+    points: tuple[ExamplePoint, ...]
+    vectors: Vectors
+
+    def by_id(self) -> dict[str, int]:
+        """Row index of each point id."""
+        return {p.id: i for i, p in enumerate(self.points)}
+
+    @classmethod
+    def empty(cls, dimension: int) -> StoredPoints:
+        """No points."""
+        return cls((), np.zeros((0, dimension), dtype=np.float32))
+
+
+class Searcher(Protocol):
+    """Nearest-neighbour search over one opened version."""
+
+    def search(self, vectors: Vectors, k: int) -> list[list[Neighbour]]:
+        """The k most similar examples for each query vector, most similar first."""
+
+    def close(self) -> None:
+        """Release the version (files, locks, connections)."""
+
+
+@dataclass(frozen=True)
+class OpenIndex:
+    """One index version opened for serving: everything a response is computed from."""
+
+    manifest: IndexManifest
+    table: RouteTable
+    searcher: Searcher
+
+    @property
+    def version(self) -> str:
+        """The version's name."""
+        return self.manifest.version
+
+    def close(self) -> None:
+        """Release the version."""
+        self.searcher.close()
+
+
+class IndexStore(Protocol):
+    """Versioned indexes with one atomically switched live pointer."""
+
+    def live_version(self) -> str | None:
+        """The version being served, or None before the first index."""
+
+    def versions(self) -> list[str]:
+        """Every complete version, oldest first."""
+
+    def manifest(self, version: str) -> IndexManifest:
+        """The manifest of a complete version."""
+
+    def stored_points(self, version: str) -> StoredPoints:
+        """The points and vectors of a complete version (to reuse unchanged embeddings)."""
+
+    def write_version(
+        self, manifest: IndexManifest, points: Sequence[ExamplePoint], vectors: Vectors
+    ) -> None:
+        """Build a complete new version that is not live yet; all or nothing."""
+
+    def activate(self, version: str) -> None:
+        """Make `version` live in one atomic step."""
+
+    def drop_version(self, version: str) -> bool:
+        """Delete a version that is neither live nor in use; False when it was kept."""
+
+    def open_version(self, version: str) -> OpenIndex:
+        """Open a version for searching."""
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release the store."""

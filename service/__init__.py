@@ -1,0 +1,1 @@
+"""The semantic router's HTTP service (`python -m service`)."""

@@ -1,0 +1,28 @@
+"""GET /v1/routes: the live route table, without secrets."""
+
+from __future__ import annotations
+
+from litestar import get
+
+from router_core import public_view
+from service.runtime import Runtime
+from service.schemas import RouteOut, RoutesResponse
+
+
+@get("/v1/routes", tags=["routes"], summary="List routes of the live index version")
+async def list_routes(runtime: Runtime) -> RoutesResponse:
+    """Routes with example counts, thresholds and agent names."""
+    index = runtime.follower.current
+    table = index.table
+    return RoutesResponse(
+        index_version=index.version,
+        router=table.name,
+        default_route=table.params.default_route,
+        default_agent=public_view(table.default_agent),
+        k=table.params.k,
+        threshold=table.params.threshold,
+        routes=[
+            RouteOut(r.name, r.description, len(r.examples), r.threshold, public_view(r.agent))
+            for r in table.routes
+        ],
+    )

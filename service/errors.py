@@ -1,0 +1,103 @@
+"""The one place where errors become HTTP responses: RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from router_core import (
+    IndexIncompatible,
+    IndexMissing,
+    ModelUnavailable,
+    RouterError,
+    RoutesInvalid,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("router.errors")
+PROBLEM_JSON = "application/problem+json"
+
+
+class ServiceError(Exception):
+    """An error the service raises on purpose, carrying its HTTP status."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class InvalidQuery(ServiceError):
+    """The query is empty, blank or too long."""
+
+    status = 400
+    title = "Invalid query"
+
+
+class BatchTooLarge(ServiceError):
+    """More queries than one batch may hold."""
+
+    status = 400
+    title = "Batch too large"
+
+
+_ROUTER_STATUS: dict[type[RouterError], tuple[int, str]] = {
+    StoreUnavailable: (503, "Index unavailable"),
+    IndexMissing: (503, "Index missing"),
+    IndexIncompatible: (503, "Index incompatible with the loaded model"),
+    ModelUnavailable: (503, "Embedding model unavailable"),
+    RoutesInvalid: (422, "Routes invalid"),
+}
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    """A problem-details response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def handle_service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[dict[str, Any]]:
+    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+
+def handle_router_error(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
+    for cls in type(exc).__mro__:
+        if cls in _ROUTER_STATUS:
+            status, title = _ROUTER_STATUS[cls]
+            break
+    else:
+        status, title = 500, "Router error"
+    extra: dict[str, Any] = {}
+    if isinstance(exc, RoutesInvalid):
+        extra["problems"] = [str(p) for p in exc.problems]
+    return problem(status, title, str(exc), **extra)
+
+
+def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    extra: dict[str, Any] = {}
+    if exc.extra:
+        extra["errors"] = exc.extra
+    title = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
+    return problem(exc.status_code, title.get(exc.status_code, "Error"), str(exc.detail), **extra)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", f"unexpected {type(exc).__name__}; see logs"
+    )
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    ServiceError: handle_service_error,
+    RouterError: handle_router_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,91 @@
+"""The service's long-lived resources, created once per process and injected into handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from router_core import (
+    Decision,
+    Embedder,
+    IndexStore,
+    OpenIndex,
+    classify_vectors,
+    open_store,
+)
+from service.batching import MicroBatcher
+from service.live_index import IndexFollower
+from service.settings import ServiceSettings
+
+log = logging.getLogger("router.runtime")
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One query's decision and the version that produced it."""
+
+    decision: Decision
+    index: OpenIndex
+    embed_ms: float
+    search_ms: float
+
+
+@dataclass
+class Runtime:
+    """Model, index store, followed index version and the micro-batcher."""
+
+    settings: ServiceSettings
+    embedder: Embedder
+    store: IndexStore
+    follower: IndexFollower
+    batcher: MicroBatcher[Classified] = field(init=False)
+    _reloader: asyncio.Task[None] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.batcher = MicroBatcher(self._classify_batch, self.settings.limits.max_micro_batch)
+
+    @classmethod
+    def build(
+        cls, settings: ServiceSettings, *, embedder: Embedder | None = None, store: IndexStore | None = None
+    ) -> Runtime:
+        """Load the model (unless given), open the store and the live index; raise if unusable."""
+        model = embedder or Embedder.load(settings.embedding.model, settings.embedding.device)
+        index_store = store or open_store(settings)
+        follower = IndexFollower(index_store, model)
+        follower.load_live()
+        return cls(settings, model, index_store, follower)
+
+    def _classify_batch(self, texts: list[str]) -> list[Classified]:
+        with self.follower.lease() as index:
+            t0 = time.perf_counter()
+            vectors = self.embedder.encode(texts, batch_size=self.settings.embedding.batch_size)
+            t1 = time.perf_counter()
+            decisions = classify_vectors(index, vectors)
+            t2 = time.perf_counter()
+        embed_ms, search_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        return [Classified(d, index, embed_ms, search_ms) for d in decisions]
+
+    async def classify(self, texts: list[str]) -> list[Classified]:
+        """Classify texts off the event loop, batched with concurrent callers."""
+        return await self.batcher.submit(texts)
+
+    async def start(self) -> None:
+        """Start the batcher and the task following the live index pointer."""
+        self.batcher.start()
+        self._reloader = asyncio.get_running_loop().create_task(self._follow())
+
+    async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            await loop.run_in_executor(None, self.follower.refresh)
+
+    async def stop(self) -> None:
+        """Stop background work and release the index and store."""
+        if self._reloader is not None:
+            self._reloader.cancel()
+        await self.batcher.stop()
+        self.follower.close()
+        self.store.close()
