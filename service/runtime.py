@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from router_core import (
     Decision,
     Embedder,
+    IndexMissing,
     IndexStore,
     OpenIndex,
     classify_vectors,
     open_store,
 )
+from router_core.store.factory import describe_store
 from service.batching import MicroBatcher
 from service.live_index import IndexFollower
 from service.settings import ServiceSettings
@@ -51,8 +53,13 @@ class Runtime:
         cls, settings: ServiceSettings, *, embedder: Embedder | None = None, store: IndexStore | None = None
     ) -> Runtime:
         """Load the model (unless given), open the store and the live index; raise if unusable."""
-        model = embedder or Embedder.load(settings.embedding.model, settings.embedding.device)
         index_store = store or open_store(settings)
+        if index_store.live_version() is None:  # fail fast, before the slow model load
+            raise IndexMissing(
+                f"no index found ({describe_store(settings)}): run the re-index command "
+                "(python -m indexer) before starting the service"
+            )
+        model = embedder or Embedder.load(settings.embedding.model, settings.embedding.device)
         follower = IndexFollower(index_store, model)
         follower.load_live()
         return cls(settings, model, index_store, follower)

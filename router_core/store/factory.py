@@ -17,3 +17,11 @@ def open_store(settings: IndexSettings) -> IndexStore:
         client = QdrantClient(url=settings.qdrant.url, api_key=key, timeout=settings.qdrant.timeout_s)
         return QdrantStore(client, settings.qdrant.collection)
     return EdgeStore(settings.qdrant.data_dir, settings.qdrant.collection)
+
+
+def describe_store(settings: IndexSettings) -> str:
+    """Where the index lives, for messages (never includes the API key)."""
+    q = settings.qdrant
+    if q.url:
+        return f"Qdrant at {q.url}, collection {q.collection!r}"
+    return f"embedded index in {q.data_dir / q.collection}"

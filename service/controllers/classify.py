@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar import Controller, post
 
 from service.errors import BatchTooLarge, InvalidQuery
@@ -42,7 +44,7 @@ class ClassifyController(Controller):
     tags = ["classify"]
 
     @post("/", status_code=200, summary="Route one query")
-    async def classify(self, data: ClassifyRequest, runtime: Runtime) -> ClassifyResponse:
+    async def classify(self, data: JSONBody[ClassifyRequest], runtime: NamedDependency[Runtime]) -> ClassifyResponse:
         """Pick the route for one query; `explain` adds the neighbours behind the vote."""
         query = checked_query(data.query, runtime.settings.limits.max_query_chars)
         [item] = await runtime.classify([query])
@@ -50,7 +52,7 @@ class ClassifyController(Controller):
 
     @post("/batch", status_code=200, summary="Route several queries in one forward pass")
     async def classify_batch(
-        self, data: BatchClassifyRequest, runtime: Runtime
+        self, data: JSONBody[BatchClassifyRequest], runtime: NamedDependency[Runtime]
     ) -> BatchClassifyResponse:
         """Pick a route for each query, in order."""
         limit = runtime.settings.limits.max_batch

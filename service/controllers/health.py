@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from litestar.di import NamedDependency
 import asyncio
 
 from litestar import Response, get
@@ -19,7 +20,7 @@ async def healthz() -> HealthResponse:
 
 
 @get("/readyz", tags=["operations"], summary="Readiness")
-async def readyz(runtime: Runtime) -> Response[HealthResponse]:
+async def readyz(runtime: NamedDependency[Runtime]) -> Response[HealthResponse]:
     """Ready when the model is loaded, the index is reachable and built with that model."""
     checks: dict[str, object] = {"model": runtime.embedder.model_id}
     ok = True

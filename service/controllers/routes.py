@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from litestar.di import NamedDependency
 from litestar import get
 
 from router_core import public_view
@@ -10,7 +11,7 @@ from service.schemas import RouteOut, RoutesResponse
 
 
 @get("/v1/routes", tags=["routes"], summary="List routes of the live index version")
-async def list_routes(runtime: Runtime) -> RoutesResponse:
+async def list_routes(runtime: NamedDependency[Runtime]) -> RoutesResponse:
     """Routes with example counts, thresholds and agent names."""
     index = runtime.follower.current
     table = index.table

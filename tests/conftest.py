@@ -1,0 +1,90 @@
+"""Shared fixtures: the real model, real embedded Qdrant, the real app over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from service.app import create_app
+from service.runtime import Runtime
+from service.settings import ServiceSettings
+from tests.serving import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_ROUTES = ROOT / "routes"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The default model, loaded once for the whole run."""
+    return Embedder.load()
+
+
+@pytest.fixture
+def routes_dir(tmp_path: Path) -> Path:
+    """A private copy of the shipped routes that a test may edit."""
+    target = tmp_path / "routes"
+    shutil.copytree(SHIPPED_ROUTES, target)
+    return target
+
+
+def settings_for(routes: Path, data: Path, **overrides: object) -> ServiceSettings:
+    """Service settings for an embedded index under `data` (no environment involved)."""
+    base = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    return base.model_copy(
+        update={
+            "routes_dir": routes,
+            "qdrant": base.qdrant.model_copy(update={"data_dir": data}),
+            "reload_interval_s": 0.2,
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def shipped_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> ServiceSettings:
+    """Settings of an embedded index built once from the shipped routes."""
+    data = tmp_path_factory.mktemp("shipped-index")
+    settings = settings_for(SHIPPED_ROUTES, data)
+    run_reindex(load_routes(SHIPPED_ROUTES), EdgeStore(data), embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def shipped_url(shipped_settings: ServiceSettings, embedder: Embedder) -> Iterator[str]:
+    """Base URL of a service serving the shipped routes (shared; tests must not change it)."""
+    runtime = Runtime.build(shipped_settings, embedder=embedder)
+    with serve(create_app(runtime=runtime)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def client(shipped_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client for the shared service."""
+    with httpx.Client(base_url=shipped_url, timeout=30) as c:
+        yield c
+
+
+ServiceFactory = Callable[[ServiceSettings], str]
+
+
+@pytest.fixture
+def start_service(embedder: Embedder) -> Iterator[ServiceFactory]:
+    """Start a private service for given settings; stopped when the test ends."""
+    stack: list[object] = []
+
+    def start(settings: ServiceSettings) -> str:
+        runtime = Runtime.build(settings, embedder=embedder)
+        cm = serve(create_app(runtime=runtime))
+        url = cm.__enter__()
+        stack.append(cm)
+        return url
+
+    yield start
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)  # type: ignore[attr-defined]

@@ -1,0 +1,183 @@
+"""The classification service over real HTTP: routing, endpoints, bad input, start-up checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from router_core import EdgeStore, Embedder, IndexIncompatible, IndexMissing, load_routes, run_reindex
+from service.runtime import Runtime
+from tests.conftest import ROOT, ServiceFactory, settings_for
+
+SEEDS = [
+    ("How do I use async with Rust?", "coding"),
+    ("What is 15% of 200?", "maths"),
+]
+OFF_TOPIC = "What's a good recipe for banana bread?"
+
+
+@pytest.mark.parametrize(("query", "route"), SEEDS)
+def test_seed_queries_reach_their_route(client: httpx.Client, query: str, route: str) -> None:
+    """The seed queries route to coding and maths, not to the fallback."""
+    body = client.post("/v1/classify", json={"query": query}).json()
+    assert body["route"] == route
+    assert body["fallback"] is False
+    assert body["votes"][route] >= 1
+    assert body["score"] > 0.45
+    assert body["agent"] == f"{route}-agent"
+    assert body["index_version"].startswith("v")
+    assert "neighbours" not in body
+
+
+def test_off_topic_query_falls_back_to_default_agent(client: httpx.Client) -> None:
+    """A query unlike every route lands on the default agent."""
+    body = client.post("/v1/classify", json={"query": OFF_TOPIC}).json()
+    assert body["route"] == "default"
+    assert body["fallback"] is True
+    assert body["agent"] == "default-agent"
+    assert body["votes"] == {}
+    assert body["reason"] == "below_threshold"
+
+
+def test_explain_lists_neighbours(client: httpx.Client) -> None:
+    """With explain, the response carries the neighbours (text, route, similarity), nearest first."""
+    body = client.post("/v1/classify", json={"query": SEEDS[1][0], "explain": True}).json()
+    neighbours = body["neighbours"]
+    assert len(neighbours) == 5
+    assert {"text", "route", "similarity"} == set(neighbours[0])
+    sims = [n["similarity"] for n in neighbours]
+    assert sims == sorted(sims, reverse=True)
+    assert neighbours[0]["similarity"] == body["score"]
+
+
+def test_batch_matches_single_queries(client: httpx.Client) -> None:
+    """A batch returns one result per query, in order, equal to classifying each alone."""
+    queries = [q for q, _ in SEEDS] + [OFF_TOPIC]
+    batch = client.post("/v1/classify/batch", json={"queries": queries}).json()["results"]
+    singles = [client.post("/v1/classify", json={"query": q}).json() for q in queries]
+    assert [r["route"] for r in batch] == ["coding", "maths", "default"]
+    assert [(r["route"], r["score"]) for r in batch] == [(r["route"], r["score"]) for r in singles]
+
+
+def test_routes_lists_counts_and_agents_without_secrets(client: httpx.Client) -> None:
+    """GET /v1/routes shows routes, example counts and agent names; no key settings."""
+    body = client.get("/v1/routes").json()
+    routes = {r["name"]: r for r in body["routes"]}
+    assert routes["coding"]["examples"] >= 40
+    assert routes["coding"]["agent"]["name"] == "coding-agent"
+    assert body["default_agent"]["name"] == "default-agent"
+    text = str(body)
+    assert "api_key" not in text and "system_prompt" not in text
+
+
+def test_health_and_readiness(client: httpx.Client) -> None:
+    """/healthz answers alive; /readyz reports the model and a matching index version."""
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert checks["model"] == checks["index_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_openapi_schema_and_docs(client: httpx.Client) -> None:
+    """The OpenAPI schema lists the endpoints and the docs page is served."""
+    schema = client.get("/schema/openapi.json").json()
+    assert {"/v1/classify", "/v1/classify/batch", "/v1/routes", "/healthz", "/readyz"} <= set(schema["paths"])
+    assert client.get("/schema/swagger").status_code == 200
+
+
+BAD = [
+    ("empty query", "/v1/classify", {"query": ""}, 400, "empty"),
+    ("whitespace query", "/v1/classify", {"query": " \n\t "}, 400, "empty"),
+    ("query over the limit", "/v1/classify", {"query": "a" * 2001}, 400, "limit is 2000"),
+    ("unknown field", "/v1/classify", {"query": "hi", "colour": "red"}, 400, "unknown field `colour`"),
+    ("missing field", "/v1/classify", {"explain": True}, 400, "missing required field `query`"),
+    ("wrong type", "/v1/classify", {"query": 42}, 400, "Expected `str`"),
+    ("not an object", "/v1/classify", ["hi"], 400, "Expected `object`"),
+    ("empty batch", "/v1/classify/batch", {"queries": []}, 400, "length >= 1"),
+    ("batch over the limit", "/v1/classify/batch", {"queries": ["x"] * 129}, 400, "limit is 128"),
+    ("blank query inside a batch", "/v1/classify/batch", {"queries": ["ok", " "]}, 400, "queries[1] is empty"),
+]
+
+
+@pytest.mark.parametrize(("path", "payload", "status", "needle"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_gets_a_4xx_naming_the_problem(
+    client: httpx.Client, path: str, payload: object, status: int, needle: str
+) -> None:
+    """Each kind of bad input gets a problem-details 4xx whose body names the problem."""
+    resp = client.post(path, json=payload)
+    assert resp.status_code == status
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert needle in resp.text
+
+
+def test_malformed_json_and_huge_body(client: httpx.Client) -> None:
+    """Broken JSON is a 400 and a body over the size limit a 413, never a 500."""
+    resp = client.post("/v1/classify", content=b'{"query": "unterminated', headers={"content-type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.json()["status"] == 400
+    huge = client.post("/v1/classify", content=b'{"query": "' + b"a" * 1_100_000 + b'"}',
+                       headers={"content-type": "application/json"})
+    assert huge.status_code == 413
+
+
+def test_unknown_path_and_method(client: httpx.Client) -> None:
+    """Unknown paths give 404 and wrong methods 405, as problem details."""
+    assert client.get("/v1/nope").status_code == 404
+    assert client.get("/v1/classify").status_code == 405
+
+
+def test_refuses_to_start_without_index(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
+    """Start-up fails with a message naming the re-index command when no index exists."""
+    with pytest.raises(IndexMissing, match="python -m indexer"):
+        Runtime.build(settings_for(routes_dir, tmp_path / "empty"), embedder=embedder)
+
+
+def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
+    """Start-up fails when the live index records another model id."""
+    other = Embedder(embedder._model, "some-other-model")
+    run_reindex(load_routes(routes_dir), EdgeStore(tmp_path / "data"), other)
+    with pytest.raises(IndexIncompatible, match="some-other-model"):
+        Runtime.build(settings_for(routes_dir, tmp_path / "data"), embedder=embedder)
+
+
+def test_service_command_exits_with_message_without_index(tmp_path: Path) -> None:
+    """`python -m service` on an empty data directory exits 2 and says what to run."""
+    env = {**os.environ, "ROUTER_QDRANT__DATA_DIR": str(tmp_path / "none"), "ROUTER_HTTP__PORT": "1"}
+    proc = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "no index found" in proc.stderr and "python -m indexer" in proc.stderr
+
+
+def test_service_follows_a_reindex_without_restart(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
+    """After a re-index the running service answers from the new version within seconds."""
+    data = tmp_path / "data"
+    first = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+    url = start_service(settings_for(routes_dir, data))
+    query = "book a table for two at an italian restaurant"
+    with httpx.Client(base_url=url, timeout=30) as c:
+        before = c.post("/v1/classify", json={"query": query}).json()
+        assert before["route"] == "default" and before["index_version"] == first
+        (routes_dir / "dining.yaml").write_text(
+            "name: dining\ndescription: restaurant bookings\n"
+            "agent: {kind: canned, name: dining-agent, reply: ok}\nexamples:\n"
+            "  - book a table at an italian restaurant\n  - reserve dinner for two tonight\n"
+        )
+        second = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+        deadline = time.monotonic() + 15
+        body = before
+        while time.monotonic() < deadline and body["index_version"] != second:
+            time.sleep(0.1)
+            body = c.post("/v1/classify", json={"query": query}).json()
+        assert body["index_version"] == second
+        assert body["route"] == "dining"
+        assert c.get("/v1/routes").json()["index_version"] == second

@@ -1,0 +1,135 @@
+"""One contract, every backend: the embedded Qdrant Edge store and qdrant-client (server API,
+here in its `:memory:` mode standing in for a server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from router_core import (
+    EdgeStore,
+    Embedder,
+    IndexMissing,
+    IndexStore,
+    QdrantStore,
+    classify_texts,
+    load_routes,
+    run_reindex,
+)
+from router_core.manifest import ExamplePoint, IndexManifest
+from tests.conftest import SHIPPED_ROUTES
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
+    """Each backend the product ships."""
+    if request.param == "edge":
+        s: IndexStore = EdgeStore(tmp_path / "data")
+    else:
+        s = QdrantStore(QdrantClient(":memory:"))
+    yield s
+    s.close()
+
+
+def manifest(version: str, dim: int = 4) -> IndexManifest:
+    table = {"name": "r", "k": 2, "threshold": 0.1, "default_route": "default",
+             "default_agent": {"kind": "canned", "name": "d", "reply": "no"},
+             "routes": [{"name": "a", "description": "a", "threshold": None, "examples": 2,
+                         "agent": {"kind": "canned", "name": "a", "reply": "A"}},
+                        {"name": "b", "description": "b", "threshold": None, "examples": 1,
+                         "agent": {"kind": "canned", "name": "b", "reply": "B"}}]}
+    return IndexManifest(version, "2026-01-01T00:00:00+00:00", "m", dim, "fp", 3, table)
+
+
+POINTS = (
+    ExamplePoint("00000000-0000-0000-0000-000000000001", "a", "alpha"),
+    ExamplePoint("00000000-0000-0000-0000-000000000002", "a", "alpha two"),
+    ExamplePoint("00000000-0000-0000-0000-000000000003", "b", "beta"),
+)
+VECTORS = np.array([[1, 0, 0, 0], [0.9, 0.1, 0, 0], [0, 1, 0, 0]], dtype=np.float32)
+VECTORS /= np.linalg.norm(VECTORS, axis=1, keepdims=True)
+
+
+def test_empty_store_has_no_live_version(store: IndexStore) -> None:
+    """A fresh store has no live version and no versions."""
+    assert store.live_version() is None
+    assert store.versions() == []
+    with pytest.raises(IndexMissing):
+        store.manifest("v1")
+
+
+def test_written_version_is_not_live_until_activated(store: IndexStore) -> None:
+    """write_version publishes nothing; activate switches the live pointer."""
+    store.write_version(manifest("v1"), POINTS, VECTORS)
+    assert store.versions() == ["v1"]
+    assert store.live_version() is None
+    store.activate("v1")
+    assert store.live_version() == "v1"
+
+
+def test_manifest_and_points_round_trip(store: IndexStore) -> None:
+    """The manifest and the points with their vectors come back as written."""
+    store.write_version(manifest("v1"), POINTS, VECTORS)
+    assert store.manifest("v1") == manifest("v1")
+    stored = store.stored_points("v1")
+    rows = stored.by_id()
+    assert set(rows) == {p.id for p in POINTS}
+    for i, p in enumerate(POINTS):
+        assert stored.points[rows[p.id]] == p
+        np.testing.assert_allclose(stored.vectors[rows[p.id]], VECTORS[i], atol=1e-6)
+
+
+def test_search_returns_nearest_with_cosine_similarity(store: IndexStore) -> None:
+    """Searching an opened version returns the k nearest examples, most similar first."""
+    store.write_version(manifest("v1"), POINTS, VECTORS)
+    index = store.open_version("v1")
+    try:
+        [hits] = index.searcher.search(VECTORS[:1], 2)
+        assert [h.text for h in hits] == ["alpha", "alpha two"]
+        assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+        assert hits[1].similarity == pytest.approx(float(VECTORS[0] @ VECTORS[1]), abs=1e-5)
+        assert {r.name for r in index.table.routes} == {"a", "b"}
+        assert index.table.get("a").examples == ("alpha", "alpha two")  # type: ignore[union-attr]
+    finally:
+        index.close()
+
+
+def test_switching_and_dropping_versions(store: IndexStore) -> None:
+    """The live version is never dropped; an old unused one is."""
+    store.write_version(manifest("v1"), POINTS, VECTORS)
+    store.activate("v1")
+    store.write_version(manifest("v2"), POINTS[:1], VECTORS[:1])
+    store.activate("v2")
+    assert store.drop_version("v2") is False
+    assert store.drop_version("v1") is True
+    assert store.versions() == ["v2"]
+    assert store.live_version() == "v2"
+
+
+def test_activating_a_missing_version_fails(store: IndexStore) -> None:
+    """The pointer cannot be switched to a version that does not exist."""
+    with pytest.raises(IndexMissing):
+        store.activate("nope")
+
+
+def test_backends_agree_on_real_routes(tmp_path: Path, embedder: Embedder) -> None:
+    """Both backends built from the shipped routes return the same neighbours and decisions."""
+    table = load_routes(SHIPPED_ROUTES)
+    stores: list[IndexStore] = [EdgeStore(tmp_path), QdrantStore(QdrantClient(":memory:"))]
+    queries = ["How do I use async with Rust?", "What is 15% of 200?", "recipe for banana bread",
+               "what discount can I give on a 3 year deal", "show me the leaderboard for Q3"]
+    results = []
+    for s in stores:
+        report = run_reindex(table, s, embedder)
+        index = s.open_version(report.version)
+        try:
+            results.append([(d.route, d.fallback, [(x.text, round(x.similarity, 4)) for x in d.neighbours])
+                            for d in classify_texts(embedder, index, queries)])
+        finally:
+            index.close()
+            s.close()
+    assert results[0] == results[1]
