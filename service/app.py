@@ -10,6 +10,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
+from service.controllers.answer import AnswerController
+from service.controllers.chat import ChatController
 from service.controllers.classify import ClassifyController
 from service.controllers.health import healthz, readyz
 from service.controllers.routes import list_routes
@@ -43,7 +45,14 @@ def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | No
             await rt.stop()
 
     return Litestar(
-        route_handlers=[ClassifyController, list_routes, healthz, readyz],
+        route_handlers=[
+            ClassifyController,
+            AnswerController,
+            ChatController,
+            list_routes,
+            healthz,
+            readyz,
+        ],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[start],

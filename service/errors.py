@@ -48,6 +48,44 @@ class BatchTooLarge(ServiceError):
     title = "Batch too large"
 
 
+class InvalidMessages(ServiceError):
+    """Chat messages are malformed: unknown role, no user message, too many or too long."""
+
+    status = 400
+    title = "Invalid messages"
+
+
+class ModelNotFound(ServiceError):
+    """A chat completion asked for a model the router does not serve."""
+
+    status = 404
+    title = "Model not found"
+
+
+class UnsupportedParameter(ServiceError):
+    """A chat completion parameter the router cannot honour (tools, n > 1, images)."""
+
+    status = 400
+    title = "Unsupported parameter"
+
+
+class UpstreamFailed(ServiceError):
+    """No agent could answer: every model tried failed or was unavailable (502).
+
+    `extra` names the route, the models tried and why each failed; API keys never appear.
+    """
+
+    status = 502
+    title = "No agent could answer"
+
+
+class UpstreamTimeout(UpstreamFailed):
+    """No agent could answer because every model that was reached timed out (504)."""
+
+    status = 504
+    title = "Agents timed out"
+
+
 _ROUTER_STATUS: dict[type[RouterError], tuple[int, str]] = {
     StoreUnavailable: (503, "Index unavailable"),
     IndexMissing: (503, "Index missing"),
@@ -61,6 +99,17 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response[dict
     """A problem-details response."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def problem_body(exc: ServiceError) -> dict[str, Any]:
+    """The problem-details body of `exc`, for errors reported inside an event stream."""
+    return {
+        "type": "about:blank",
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+        **exc.extra,
+    }
 
 
 def handle_service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[dict[str, Any]]:

@@ -17,6 +17,7 @@ from router_core import (
     open_store,
 )
 from router_core.store.factory import describe_store
+from service.agents import Answerer, ClientRegistry
 from service.batching import MicroBatcher
 from service.live_index import IndexFollower
 from service.settings import ServiceSettings
@@ -43,10 +44,14 @@ class Runtime:
     store: IndexStore
     follower: IndexFollower
     batcher: MicroBatcher[Classified] = field(init=False)
+    clients: ClientRegistry = field(init=False)
+    answerer: Answerer = field(init=False)
     _reloader: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.batcher = MicroBatcher(self._classify_batch, self.settings.limits.max_micro_batch)
+        self.clients = ClientRegistry(self.settings.llm)
+        self.answerer = Answerer(self.clients, self.settings.llm)
 
     @classmethod
     def build(
@@ -79,8 +84,9 @@ class Runtime:
         return await self.batcher.submit(texts)
 
     async def start(self) -> None:
-        """Start the batcher and the task following the live index pointer."""
+        """Start the batcher, the LLM clients and the task following the live index pointer."""
         self.batcher.start()
+        self.clients.prepare(self.follower.current.table)
         self._reloader = asyncio.get_running_loop().create_task(self._follow())
 
     async def _follow(self) -> None:
@@ -94,5 +100,6 @@ class Runtime:
         if self._reloader is not None:
             self._reloader.cancel()
         await self.batcher.stop()
+        await self.clients.close()
         self.follower.close()
         self.store.close()

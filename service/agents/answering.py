@@ -1,0 +1,347 @@
+"""Answer a routed request with the route's agent.
+
+Each model of an LLM agent is tried up to `1 + retries` times: timeouts, connection errors,
+5xx, 408, 409 and 429 are retried after a backoff; other errors move on at once. After the
+agent's primary model come its `fallback_models`, in order, then the router's default agent.
+When nothing answers, UpstreamFailed (502) or UpstreamTimeout (504: every model reached timed
+out) names the route, the models tried and why each failed. An agent with no endpoint
+configured is skipped at once, so canned defaults answer offline. A streamed answer fails over
+only until its first piece of text has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from openai import AsyncStream
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionChunk
+
+from router_core import CannedAgent, LLMAgent, RouteTable
+from service.agents.backoff import Backoff
+from service.agents.clients import ClientRegistry, Connection
+from service.agents.conversation import ChatMessage
+from service.agents.endpoints import Unavailable
+from service.agents.failures import Attempt, EmptyReply, Failure, classify_failure
+from service.agents.outcomes import (
+    NO_USAGE,
+    Answer,
+    AnswerStream,
+    Responder,
+    StreamTail,
+    Usage,
+)
+from service.errors import UpstreamFailed, UpstreamTimeout
+from service.settings import LLMSettings
+
+log = logging.getLogger("router.agents")
+T = TypeVar("T")
+Call = Callable[[Connection, LLMAgent, str, float], Awaitable[T]]
+
+
+@dataclass(frozen=True)
+class _Reply:
+    text: str
+    usage: Usage | None
+    finish_reason: str
+
+
+@dataclass
+class _Primed:
+    """An upstream stream read up to its first piece of text."""
+
+    stream: AsyncStream[ChatCompletionChunk]
+    chunks: AsyncIterator[ChatCompletionChunk]
+    head: str
+    tail: StreamTail
+    ended: bool
+
+
+@dataclass(frozen=True)
+class _Found:
+    value: Any
+    agent: LLMAgent | CannedAgent
+    responder: Responder
+
+
+def _usage(usage: CompletionUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    return Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+
+
+def _absorb(chunk: ChatCompletionChunk, tail: StreamTail) -> str:
+    """The chunk's text; usage and finish reason go to `tail`."""
+    if chunk.usage is not None:
+        tail.usage = _usage(chunk.usage)
+    if not chunk.choices:
+        return ""
+    choice = chunk.choices[0]
+    if choice.finish_reason:
+        tail.finish_reason = choice.finish_reason
+    return choice.delta.content or ""
+
+
+async def _prime(upstream: AsyncStream[ChatCompletionChunk]) -> _Primed:
+    chunks = upstream.__aiter__()
+    tail = StreamTail()
+    while True:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return _Primed(upstream, chunks, "", tail, ended=True)
+        text = _absorb(chunk, tail)
+        if text:
+            return _Primed(upstream, chunks, text, tail, ended=False)
+
+
+async def _once(text: str) -> AsyncGenerator[str, None]:
+    yield text
+
+
+async def _nothing() -> None:
+    return None
+
+
+def summarise(attempts: Sequence[Attempt]) -> str:
+    """One clause per agent and model: how often it failed and the last reason."""
+    groups: dict[tuple[str, str, bool], list[Attempt]] = {}
+    for a in attempts:
+        groups.setdefault((a.agent, a.model, a.kind == "unavailable"), []).append(a)
+    parts = []
+    for (agent, model, unavailable), group in groups.items():
+        last = group[-1].error
+        if unavailable:
+            parts.append(f"{agent} ({model}) unavailable: {last}")
+        else:
+            times = f" {len(group)} times" if len(group) > 1 else ""
+            parts.append(f"{agent} ({model}) failed{times}: {last}")
+    return "; ".join(parts)
+
+
+class Answerer:
+    """Runs the route's agent, its fallback models, then the default agent."""
+
+    def __init__(self, clients: ClientRegistry, llm: LLMSettings) -> None:
+        self._clients = clients
+        self._llm = llm
+        self._backoff = Backoff.from_settings(llm)
+
+    async def answer(
+        self,
+        table: RouteTable,
+        route: str,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+    ) -> Answer:
+        """The complete answer of the agent for `route` in `table` (or of a fallback)."""
+
+        async def call(conn: Connection, agent: LLMAgent, model: str, timeout: float) -> _Reply:
+            response = await conn.client.chat.completions.create(
+                **self._request(agent, model, messages, max_tokens), timeout=timeout
+            )
+            if not response.choices:
+                raise EmptyReply("the response holds no choices")
+            choice = response.choices[0]
+            return _Reply(
+                choice.message.content or "", _usage(response.usage), choice.finish_reason or "stop"
+            )
+
+        found = await self._chain(table, route, call, lambda a: _Reply(a.reply, NO_USAGE, "stop"))
+        reply: _Reply = found.value
+        return Answer(found.responder, reply.text, reply.usage, reply.finish_reason)
+
+    async def stream(
+        self,
+        table: RouteTable,
+        route: str,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+    ) -> AnswerStream:
+        """The answer as a stream, opened and read up to its first piece of text."""
+
+        async def call(conn: Connection, agent: LLMAgent, model: str, timeout: float) -> _Primed:
+            extra: dict[str, Any] = {}
+            if self._llm.stream_usage:
+                extra["stream_options"] = {"include_usage": True}
+            upstream = await conn.client.chat.completions.create(
+                **self._request(agent, model, messages, max_tokens),
+                stream=True,
+                timeout=timeout,
+                **extra,
+            )
+            try:
+                return await _prime(upstream)
+            except BaseException:
+                await upstream.close()
+                raise
+
+        found = await self._chain(table, route, call, lambda a: a.reply)
+        if isinstance(found.agent, CannedAgent):
+            return AnswerStream(found.responder, _once(found.value), StreamTail(NO_USAGE), _nothing)
+        primed: _Primed = found.value
+        pieces = self._rest(primed, found.responder, found.agent.timeout_s)
+        return AnswerStream(found.responder, pieces, primed.tail, primed.stream.close)
+
+    # -- one LLM request -------------------------------------------------------------------
+    @staticmethod
+    def _request(
+        agent: LLMAgent, model: str, messages: Sequence[ChatMessage], max_tokens: int | None
+    ) -> dict[str, Any]:
+        payload: list[dict[str, str]] = []
+        if agent.system_prompt.strip():
+            payload.append({"role": "system", "content": agent.system_prompt})
+        payload.extend({"role": m.role, "content": m.content} for m in messages)
+        cap = agent.max_tokens if max_tokens is None else min(agent.max_tokens, max_tokens)
+        return {
+            "model": model,
+            "messages": payload,
+            "temperature": agent.temperature,
+            "max_tokens": cap,
+        }
+
+    async def _rest(
+        self, primed: _Primed, responder: Responder, timeout: float
+    ) -> AsyncGenerator[str, None]:
+        """The primed stream's text; a failure mid-stream raises UpstreamFailed/-Timeout."""
+        if primed.head:
+            yield primed.head
+        if primed.ended:
+            return
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    chunk = await primed.chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                failure = classify_failure(exc, timeout, self._clients.redact)
+                log.warning(
+                    "route %s: %s (%s) failed mid-stream: %s",
+                    responder.route,
+                    responder.agent,
+                    responder.model,
+                    failure.reason,
+                )
+                attempt = Attempt(
+                    responder.agent, responder.model, failure.kind, failure.reason, failure.status
+                )
+                raise self._no_answer(
+                    responder.route, [*responder.attempts, attempt], mid_stream=True
+                ) from None
+            text = _absorb(chunk, primed.tail)
+            if text:
+                yield text
+
+    # -- the chain -------------------------------------------------------------------------
+    async def _chain(
+        self,
+        table: RouteTable,
+        route: str,
+        call: Call[Any],
+        canned: Callable[[CannedAgent], Any],
+    ) -> _Found:
+        deadline = asyncio.get_running_loop().time() + self._llm.deadline_s
+        attempts: list[Attempt] = []
+        agents = [table.agent_for(route)]
+        if table.get(route) is not None:
+            agents.append(table.default_agent)
+        for agent in agents:
+            fell_back = agent is not agents[0]
+            if isinstance(agent, CannedAgent):
+                responder = self._responder(
+                    route, agent.name, "canned", "canned", attempts, fell_back=fell_back
+                )
+                return _Found(canned(agent), agent, responder)
+            found = await self._try_agent(route, agent, call, attempts, deadline)
+            if found is not None:
+                model, value = found
+                fell_back = fell_back or model != agent.model
+                responder = self._responder(
+                    route, agent.name, "llm", model, attempts, fell_back=fell_back
+                )
+                return _Found(value, agent, responder)
+        raise self._no_answer(route, attempts)
+
+    async def _try_agent(
+        self,
+        route: str,
+        agent: LLMAgent,
+        call: Call[Any],
+        attempts: list[Attempt],
+        deadline: float,
+    ) -> tuple[str, Any] | None:
+        conn = self._clients.lookup(agent)
+        if isinstance(conn, Unavailable):
+            attempts.append(Attempt(agent.name, agent.model, "unavailable", conn.reason))
+            log.info("route %s: agent %s skipped: %s", route, agent.name, conn.reason)
+            return None
+        loop = asyncio.get_running_loop()
+        for model in dict.fromkeys((agent.model, *agent.fallback_models)):
+            failure: Failure | None = None
+            for retry in range(agent.retries + 1):
+                if failure is not None:
+                    pause = self._backoff.delay(retry, retry_after=failure.retry_after)
+                    await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    reason = f"answer deadline of {self._llm.deadline_s:g}s exceeded"
+                    attempts.append(Attempt(agent.name, model, "timeout", reason))
+                    return None
+                timeout = min(agent.timeout_s, remaining)
+                try:
+                    async with asyncio.timeout(timeout):
+                        return model, await call(conn, agent, model, timeout)
+                except Exception as exc:
+                    failure = classify_failure(exc, timeout, self._clients.redact)
+                    attempts.append(
+                        Attempt(agent.name, model, failure.kind, failure.reason, failure.status)
+                    )
+                    log.warning(
+                        "route %s: %s (%s) try %d of %d failed: %s",
+                        route,
+                        agent.name,
+                        model,
+                        retry + 1,
+                        agent.retries + 1,
+                        failure.reason,
+                    )
+                    if not failure.retryable:
+                        break
+        return None
+
+    @staticmethod
+    def _responder(
+        route: str,
+        agent: str,
+        kind: Literal["llm", "canned"],
+        model: str,
+        attempts: Sequence[Attempt],
+        *,
+        fell_back: bool,
+    ) -> Responder:
+        reason = summarise(attempts) if fell_back and attempts else None
+        return Responder(route, agent, kind, model, reason, tuple(attempts))
+
+    @staticmethod
+    def _no_answer(
+        route: str, attempts: Sequence[Attempt], *, mid_stream: bool = False
+    ) -> UpstreamFailed:
+        reached = [a for a in attempts if a.kind != "unavailable"]
+        timed_out = bool(reached) and all(a.kind == "timeout" for a in reached)
+        if mid_stream:
+            timed_out = attempts[-1].kind == "timeout"
+        cls = UpstreamTimeout if timed_out else UpstreamFailed
+        what = "the answer broke off mid-stream" if mid_stream else "no agent could answer"
+        return cls(
+            f"{what} for route {route!r}: {summarise(attempts)}",
+            route=route,
+            models_tried=list(dict.fromkeys(a.model for a in attempts if a.kind != "unavailable")),
+            attempts=[a.to_dict() for a in attempts],
+        )

@@ -1,0 +1,103 @@
+"""What went wrong with one call to a model, in words safe to show callers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import openai
+
+AttemptKind = Literal["unavailable", "timeout", "error"]
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_MAX_DETAIL = 200
+
+
+class EmptyReply(Exception):
+    """The endpoint answered without any choice."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One failed try of one model (or an agent skipped as unavailable)."""
+
+    agent: str
+    model: str
+    kind: AttemptKind
+    error: str
+    status: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for problem details."""
+        out: dict[str, Any] = {
+            "agent": self.agent,
+            "model": self.model,
+            "kind": self.kind,
+            "error": self.error,
+        }
+        if self.status is not None:
+            out["status"] = self.status
+        return out
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A classified exception: whether retrying the same model may help."""
+
+    kind: AttemptKind
+    reason: str
+    retryable: bool
+    status: int | None = None
+    retry_after: float | None = None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def _status_detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        return str(err)
+    if body is not None:
+        return str(body)
+    return exc.response.reason_phrase or ""
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def classify_failure(exc: BaseException, timeout_s: float, redact: Callable[[str], str]) -> Failure:
+    """Name what went wrong; timeouts, connection errors, 5xx, 408, 409 and 429 are retryable."""
+    if isinstance(exc, TimeoutError | openai.APITimeoutError):
+        return Failure("timeout", f"timed out after {timeout_s:g}s", retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = redact(_short(_status_detail(exc)))
+        return Failure(
+            "error",
+            f"HTTP {status}" + (f": {detail}" if detail else ""),
+            retryable=status >= 500 or status in _RETRYABLE_STATUS,
+            status=status,
+            retry_after=_retry_after(exc),
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        detail = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+        return Failure("error", redact(_short(f"connection failed ({detail})")), retryable=True)
+    if isinstance(exc, openai.APIResponseValidationError | EmptyReply):
+        return Failure("error", redact(_short(f"invalid response: {exc}")), retryable=False)
+    if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream
+        return Failure("error", redact(_short(f"upstream error: {exc.message}")), retryable=True)
+    return Failure(
+        "error", redact(_short(f"unexpected {type(exc).__name__}: {exc}")), retryable=False
+    )

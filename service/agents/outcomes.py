@@ -1,0 +1,77 @@
+"""What an answer is: who answered, with which model, the text and the token usage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from service.agents.failures import Attempt
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the endpoint reported them (zeros for canned agents)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+NO_USAGE = Usage(0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Responder:
+    """Who answered a route: the agent, its kind and model, and why it was not the first choice.
+
+    `model` is the LLM model that answered, or "canned". `fallback_reason` is None when the
+    route's own agent answered with its primary model (perhaps after retries, which
+    `attempts` lists).
+    """
+
+    route: str
+    agent: str
+    kind: Literal["llm", "canned"]
+    model: str
+    fallback_reason: str | None
+    attempts: tuple[Attempt, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A complete answer."""
+
+    responder: Responder
+    text: str
+    usage: Usage | None
+    finish_reason: str = "stop"
+
+
+@dataclass
+class StreamTail:
+    """What is known only once a stream has ended."""
+
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+
+
+@dataclass
+class AnswerStream:
+    """A streamed answer whose first piece has arrived: nothing fails over after this.
+
+    Iterate `pieces` for the text; `tail` holds usage and finish reason once it ends. The
+    iteration raises UpstreamFailed when the endpoint fails mid-stream. Always `aclose()`.
+    """
+
+    responder: Responder
+    pieces: AsyncGenerator[str, None]
+    tail: StreamTail
+    _close: Callable[[], Awaitable[None]]
+
+    async def aclose(self) -> None:
+        """Stop the pieces and release the upstream connection."""
+        try:
+            await self.pieces.aclose()
+        finally:
+            await self._close()

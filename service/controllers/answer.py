@@ -1,0 +1,107 @@
+"""POST /v1/answer: route a query (or a chat) and answer it with the route's agent.
+
+With `"stream": true` the answer comes as server-sent events:
+`route` (the classification, first), `agent` (who answers), `delta`* (text), then `done`
+(model, usage) or `error` (problem details) as the last event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import msgspec
+from litestar import Controller, Response, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+from service.agents import AnswerStream, Conversation, build_conversation
+from service.answer_schemas import (
+    SSE_HEADERS,
+    AnswerRequest,
+    AnswerResponse,
+    DeltaEvent,
+    DoneEvent,
+    agent_event,
+    answer_fields,
+    router_headers,
+    sse,
+    usage_out,
+)
+from service.controllers.classify import to_response
+from service.errors import InvalidQuery, ServiceError, problem_body
+from service.runtime import Classified, Runtime
+from service.schemas import ClassifyResponse
+from service.settings import LimitSettings
+
+log = logging.getLogger("router.answer")
+EVENT_STREAM = "text/event-stream"
+INTERNAL_ERROR = {
+    "type": "about:blank",
+    "title": "Internal error",
+    "status": 500,
+    "detail": "the answer stream failed unexpectedly; see logs",
+}
+
+
+def conversation_of(data: AnswerRequest, limits: LimitSettings) -> Conversation:
+    """The conversation a request holds: exactly one of `query` or `messages`."""
+    if (data.query is None) == (data.messages is None):
+        raise InvalidQuery("send exactly one of query or messages", field="query")
+    if data.query is not None:
+        return Conversation.single(data.query, limits)
+    assert data.messages is not None
+    return build_conversation([(m.role, m.content) for m in data.messages], limits)
+
+
+async def stream_events(
+    runtime: Runtime, item: Classified, decided: ClassifyResponse, conversation: Conversation
+) -> AsyncIterator[bytes]:
+    """Events of a streamed answer; every failure ends the stream with an `error` event."""
+    yield sse("route", decided)
+    stream: AnswerStream | None = None
+    try:
+        stream = await runtime.answerer.stream(
+            item.index.table, item.decision.route, conversation.messages
+        )
+        yield sse("agent", agent_event(stream.responder))
+        async for piece in stream.pieces:
+            yield sse("delta", DeltaEvent(piece))
+        r, tail = stream.responder, stream.tail
+        yield sse("done", DoneEvent(r.agent, r.model, usage_out(tail.usage), tail.finish_reason))
+    except ServiceError as exc:
+        yield sse("error", problem_body(exc))
+    except Exception:
+        log.exception("answer stream for route %s failed", item.decision.route)
+        yield sse("error", INTERNAL_ERROR)
+    finally:
+        if stream is not None:
+            await stream.aclose()
+
+
+class AnswerController(Controller):
+    """Route and answer."""
+
+    path = "/v1/answer"
+    tags = ["answer"]
+
+    @post("/", status_code=200, summary="Route a query or a chat and answer it")
+    async def answer(
+        self, data: JSONBody[AnswerRequest], runtime: NamedDependency[Runtime]
+    ) -> Response[AnswerResponse] | Stream:
+        """Classify the (latest user) message, then answer with the chosen route's agent."""
+        conversation = conversation_of(data, runtime.settings.limits)
+        [item] = await runtime.classify([conversation.query])
+        decided = to_response(item, explain=data.explain)
+        if data.stream:
+            return Stream(
+                stream_events(runtime, item, decided, conversation),
+                media_type=EVENT_STREAM,
+                headers={**SSE_HEADERS, "x-router-route": item.decision.route},
+            )
+        answer = await runtime.answerer.answer(
+            item.index.table, item.decision.route, conversation.messages
+        )
+        body = AnswerResponse(**msgspec.structs.asdict(decided), **answer_fields(answer))
+        return Response(body, headers=router_headers(answer.responder, item.index.version))

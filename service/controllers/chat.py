@@ -1,0 +1,162 @@
+"""OpenAI-compatible front door: POST /v1/chat/completions and GET /v1/models.
+
+`model` must be the router's name (`_router.yaml: name`, "router" by default). The latest user
+message is routed and the chosen route's agent answers with the whole history. The response's
+`model` is `<router>/<route>/<model>` (`canned` for canned agents) and `x-router-route`,
+`x-router-agent`, `x-router-model` say the same in headers; the non-streamed body also carries
+a `router` object. Streams follow OpenAI's chunk format and end with `data: [DONE]`; they are
+opened (with retries and fallbacks) before the response starts, so a failure to answer at all
+is a 502/504 problem, and a failure mid-stream is a final `{"error": ...}` chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+from service.agents import AnswerStream, build_conversation
+from service.answer_schemas import (
+    SSE_DONE,
+    SSE_HEADERS,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessageOut,
+    ChoiceOut,
+    ChunkChoiceOut,
+    DeltaOut,
+    ModelList,
+    ModelOut,
+    RouterInfo,
+    router_headers,
+    sse_data,
+    usage_out,
+)
+from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
+from service.runtime import Classified, Runtime
+
+log = logging.getLogger("router.chat")
+OWNER = "semantic-router"
+
+
+def _created(timestamp: str) -> int:
+    try:
+        return int(datetime.fromisoformat(timestamp).timestamp())
+    except ValueError:
+        return 0
+
+
+def _stream_error(exc: ServiceError | None) -> dict[str, object]:
+    body = problem_body(exc) if exc is not None else {"status": 500, "detail": "see logs"}
+    message = str(body.get("detail", "the answer stream failed"))
+    return {"error": {"message": message, "type": "router_error", "code": body["status"], **body}}
+
+
+async def completion_chunks(
+    stream: AnswerStream, model: str, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """OpenAI chunks of a primed answer stream, ending with `data: [DONE]`."""
+    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def chunk(delta: DeltaOut, finish: str | None = None) -> bytes:
+        return sse_data(
+            ChatCompletionChunk(ident, created, model, [ChunkChoiceOut(0, delta, finish)])
+        )
+
+    try:
+        yield chunk(DeltaOut(role="assistant", content=""))
+        async for piece in stream.pieces:
+            yield chunk(DeltaOut(content=piece))
+        yield chunk(DeltaOut(), stream.tail.finish_reason)
+        if include_usage:
+            usage = usage_out(stream.tail.usage)
+            yield sse_data(ChatCompletionChunk(ident, created, model, [], usage=usage))
+    except ServiceError as exc:
+        yield sse_data(_stream_error(exc))
+    except Exception:
+        log.exception("chat completion stream for %s failed", model)
+        yield sse_data(_stream_error(None))
+    finally:
+        await stream.aclose()
+    yield SSE_DONE
+
+
+class ChatController(Controller):
+    """OpenAI-compatible endpoints."""
+
+    path = "/v1"
+    tags = ["openai"]
+
+    @get("/models", summary="Models served (the router itself)")
+    async def models(self, runtime: NamedDependency[Runtime]) -> ModelList:
+        """The router's model, named as in `_router.yaml`."""
+        index = runtime.follower.current
+        return ModelList([ModelOut(index.table.name, _created(index.manifest.created_at), OWNER)])
+
+    @post("/chat/completions", status_code=200, summary="OpenAI chat completions, routed")
+    async def chat_completions(
+        self, data: JSONBody[ChatCompletionRequest], runtime: NamedDependency[Runtime]
+    ) -> Response[ChatCompletion] | Stream:
+        """Route the latest user message and answer with the chosen route's agent."""
+        router_name = runtime.follower.current.table.name
+        if data.model != router_name:
+            raise ModelNotFound(
+                f"model {data.model!r} does not exist; this router serves {router_name!r}",
+                model=data.model,
+                available=[router_name],
+            )
+        if data.n not in (None, 1):
+            raise UnsupportedParameter("n must be 1: the router returns one choice", field="n")
+        if data.tools or data.functions:
+            raise UnsupportedParameter(
+                "tools are not supported: the router's agents answer with text", field="tools"
+            )
+        cap = data.max_completion_tokens or data.max_tokens
+        if cap is not None and cap < 1:
+            raise UnsupportedParameter("max_tokens must be at least 1", field="max_tokens")
+        limits = runtime.settings.limits
+        conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
+        [item] = await runtime.classify([conversation.query])
+        table, route = item.index.table, item.decision.route
+        if data.stream:
+            stream = await runtime.answerer.stream(
+                table, route, conversation.messages, max_tokens=cap
+            )
+            include_usage = bool(data.stream_options and data.stream_options.include_usage)
+            return Stream(
+                completion_chunks(stream, _model_name(item, stream.responder.model), include_usage),
+                media_type="text/event-stream",
+                headers={**SSE_HEADERS, **router_headers(stream.responder, item.index.version)},
+            )
+        answer = await runtime.answerer.answer(table, route, conversation.messages, max_tokens=cap)
+        r = answer.responder
+        body = ChatCompletion(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=_model_name(item, r.model),
+            choices=[ChoiceOut(0, ChatMessageOut("assistant", answer.text), answer.finish_reason)],
+            usage=usage_out(answer.usage),
+            router=RouterInfo(
+                route=route,
+                agent=r.agent,
+                model=r.model,
+                fallback=item.decision.fallback,
+                score=round(item.decision.score, 4),
+                reason=item.decision.reason,
+                index_version=item.index.version,
+                fallback_reason=r.fallback_reason,
+            ),
+        )
+        return Response(body, headers=router_headers(r, item.index.version))
+
+
+def _model_name(item: Classified, model: str) -> str:
+    return f"{item.index.table.name}/{item.decision.route}/{model}"
