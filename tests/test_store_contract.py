@@ -1,8 +1,9 @@
-"""One contract, every backend: the embedded Qdrant Edge store and qdrant-client (server API,
-here in its `:memory:` mode standing in for a server)."""
+"""One contract, every backend: the embedded Qdrant Edge store, qdrant-client in its `:memory:`
+mode, and qdrant-client over real HTTP (REST) against a Qdrant API server on loopback."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,15 +23,34 @@ from router_core import (
 )
 from router_core.manifest import ExamplePoint, IndexManifest
 from tests.conftest import SHIPPED_ROUTES
+from tests.qdrant_http import QdrantHttpStandIn
+
+HTTP_KEY = "contract-key-not-a-secret"
 
 
-@pytest.fixture(params=["edge", "qdrant-client"])
+def http_store(server: QdrantHttpStandIn) -> QdrantStore:
+    """QdrantStore on qdrant-client's REST transport, sending the server's API key."""
+    with warnings.catch_warnings():  # a key over plain HTTP is fine on loopback
+        warnings.filterwarnings("ignore", "Api key is used with an insecure connection")
+        # no background version check: it could outlive a short test's server and warn
+        return QdrantStore(
+            QdrantClient(url=server.url, api_key=HTTP_KEY, timeout=10, check_compatibility=False)
+        )
+
+
+@pytest.fixture(params=["edge", "qdrant-client", "qdrant-http"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
     """Each backend the product ships."""
     if request.param == "edge":
         s: IndexStore = EdgeStore(tmp_path / "data")
-    else:
+    elif request.param == "qdrant-client":
         s = QdrantStore(QdrantClient(":memory:"))
+    else:
+        with QdrantHttpStandIn(api_key=HTTP_KEY) as server:
+            s = http_store(server)
+            yield s
+            s.close()
+        return
     yield s
     s.close()
 
@@ -117,19 +137,24 @@ def test_activating_a_missing_version_fails(store: IndexStore) -> None:
 
 
 def test_backends_agree_on_real_routes(tmp_path: Path, embedder: Embedder) -> None:
-    """Both backends built from the shipped routes return the same neighbours and decisions."""
+    """Every backend built from the shipped routes returns the same neighbours and decisions."""
     table = load_routes(SHIPPED_ROUTES)
-    stores: list[IndexStore] = [EdgeStore(tmp_path), QdrantStore(QdrantClient(":memory:"))]
     queries = ["How do I use async with Rust?", "What is 15% of 200?", "recipe for banana bread",
                "what discount can I give on a 3 year deal", "show me the leaderboard for Q3"]
     results = []
-    for s in stores:
-        report = run_reindex(table, s, embedder)
-        index = s.open_version(report.version)
-        try:
-            results.append([(d.route, d.fallback, [(x.text, round(x.similarity, 4)) for x in d.neighbours])
-                            for d in classify_texts(embedder, index, queries)])
-        finally:
-            index.close()
-            s.close()
-    assert results[0] == results[1]
+    with QdrantHttpStandIn(api_key=HTTP_KEY) as server:
+        stores: list[IndexStore] = [
+            EdgeStore(tmp_path), QdrantStore(QdrantClient(":memory:")), http_store(server)
+        ]
+        for s in stores:
+            report = run_reindex(table, s, embedder)
+            index = s.open_version(report.version)
+            try:
+                results.append(
+                    [(d.route, d.fallback, [(x.text, round(x.similarity, 4)) for x in d.neighbours])
+                     for d in classify_texts(embedder, index, queries)]
+                )
+            finally:
+                index.close()
+                s.close()
+    assert results[0] == results[1] == results[2]
