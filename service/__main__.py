@@ -13,20 +13,29 @@ import uvicorn
 
 from router_core import RouterError
 from service.app import create_app
+from service.observability import configure_logging
 from service.runtime import Runtime
+from service.security import check_bind
 from service.settings import ServiceSettings
+
+log = logging.getLogger("router.service")
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServiceSettings()
+    configure_logging(settings.log.level, json_logs=settings.log.json_format)
     try:
+        check_bind(settings.http.host, settings.auth, allow_insecure=settings.allow_insecure_bind)
         runtime = Runtime.build(settings)
     except RouterError as exc:
         print(f"error: the service cannot start: {exc}", file=sys.stderr)
         return 2
+    log.info(
+        "serving index version %s on %s:%d",
+        runtime.follower.current.version, settings.http.host, settings.http.port,
+    )
     app = create_app(runtime=runtime)
-    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_level="info")
+    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None, access_log=False)
     return 0
 
 

@@ -28,9 +28,10 @@ class ServiceError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -95,10 +96,12 @@ _ROUTER_STATUS: dict[type[RouterError], tuple[int, str]] = {
 }
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+def problem(
+    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
     """A problem-details response."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def problem_body(exc: ServiceError) -> dict[str, Any]:
@@ -113,7 +116,7 @@ def problem_body(exc: ServiceError) -> dict[str, Any]:
 
 
 def handle_service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[dict[str, Any]]:
-    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+    return problem(exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
 
 def handle_router_error(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
@@ -134,7 +137,10 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     if exc.extra:
         extra["errors"] = exc.extra
     title = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
-    return problem(exc.status_code, title.get(exc.status_code, "Error"), str(exc.detail), **extra)
+    detail = str(exc.detail)
+    if exc.status_code == 400 and not exc.extra and "Validation failed" not in detail:
+        detail = f"the request body is not valid JSON: {detail}"
+    return problem(exc.status_code, title.get(exc.status_code, "Error"), detail, headers=exc.headers, **extra)
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

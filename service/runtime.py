@@ -20,6 +20,8 @@ from router_core.store.factory import describe_store
 from service.agents import Answerer, ClientRegistry
 from service.batching import MicroBatcher
 from service.live_index import IndexFollower
+from service.metrics import Metrics
+from service.security import KeyRing, RateLimiter
 from service.settings import ServiceSettings
 
 log = logging.getLogger("router.runtime")
@@ -46,12 +48,21 @@ class Runtime:
     batcher: MicroBatcher[Classified] = field(init=False)
     clients: ClientRegistry = field(init=False)
     answerer: Answerer = field(init=False)
+    metrics: Metrics = field(init=False)
+    keyring: KeyRing = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    reindex_lock: asyncio.Lock = field(init=False)
     _reloader: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        auth = self.settings.auth
+        self.metrics = Metrics()
+        self.keyring = KeyRing(auth.api_keys, auth.admin_token)
+        self.limiter = RateLimiter(auth.rate_per_minute, auth.rate_burst)
+        self.reindex_lock = asyncio.Lock()
         self.batcher = MicroBatcher(self._classify_batch, self.settings.limits.max_micro_batch)
         self.clients = ClientRegistry(self.settings.llm)
-        self.answerer = Answerer(self.clients, self.settings.llm)
+        self.answerer = Answerer(self.clients, self.settings.llm, self._observe_agent_call)
 
     @classmethod
     def build(
@@ -76,8 +87,15 @@ class Runtime:
             t1 = time.perf_counter()
             decisions = classify_vectors(index, vectors)
             t2 = time.perf_counter()
+        self.metrics.observe_stages(t1 - t0, t2 - t1)
+        self.metrics.observe_decisions(decisions)
         embed_ms, search_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         return [Classified(d, index, embed_ms, search_ms) for d in decisions]
+
+    def _observe_agent_call(self, model: str, outcome: str, seconds: float) -> None:
+        self.metrics.agent_seconds.labels(model, outcome).observe(seconds)
+        if outcome != "ok":
+            self.metrics.agent_errors.labels(model, outcome).inc()
 
     async def classify(self, texts: list[str]) -> list[Classified]:
         """Classify texts off the event loop, batched with concurrent callers."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+from litestar.openapi import ResponseSpec
 
 from router_core import Decision, Neighbour
 
@@ -13,17 +14,26 @@ class _Request(msgspec.Struct, forbid_unknown_fields=True):
     pass
 
 
+Query = Annotated[
+    str,
+    msgspec.Meta(
+        description="The user's message. Must contain a non-space character; at most "
+        "ROUTER_LIMITS__MAX_QUERY_CHARS characters.",
+    ),
+]
+
+
 class ClassifyRequest(_Request):
     """One query to route."""
 
-    query: str
+    query: Query
     explain: bool = False
 
 
 class BatchClassifyRequest(_Request):
     """Several queries, embedded in one forward pass."""
 
-    queries: Annotated[list[str], msgspec.Meta(min_length=1)]
+    queries: Annotated[list[Query], msgspec.Meta(min_length=1)]
     explain: bool = False
 
 
@@ -102,3 +112,40 @@ def classify_response(
         index_version=version,
         neighbours=[neighbour_out(n) for n in decision.neighbours] if explain else None,
     )
+
+
+class ProblemDetails(msgspec.Struct):
+    """RFC 9457 problem details; extra members (field, limit, errors...) may follow."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "Bad input: malformed JSON, unknown or mistyped fields, empty or too long query, batch too large",
+    401: "Missing or invalid API key",
+    403: "Valid key without the needed right",
+    404: "Unknown path or model",
+    409: "Conflict with work in progress",
+    413: "Request body too large",
+    422: "Routes invalid",
+    429: "Rate limit exceeded (see Retry-After)",
+    502: "The agent's LLM backend failed",
+    503: "Index or model unavailable",
+    504: "The agent's LLM backend timed out",
+}
+
+
+def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem-details responses an operation may return."""
+    return {
+        code: ResponseSpec(
+            data_container=ProblemDetails,
+            media_type="application/problem+json",
+            description=_PROBLEM_DESCRIPTIONS[code],
+            generate_examples=False,
+        )
+        for code in codes
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from router_core.settings import IndexSettings
+from service.security import AuthSettings
 
 
 class _Section(BaseModel):
@@ -32,6 +33,16 @@ class LimitSettings(_Section):
     )
     max_conversation_chars: int = Field(
         default=100_000, ge=1, description="Most characters across all messages of one request."
+    )
+
+
+class LogSettings(_Section):
+    """What the service logs."""
+
+    level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error)$")
+    json_format: bool = Field(default=True, description="One JSON object per line.")
+    queries: bool = Field(
+        default=False, description="Include query text in access logs (off: it may be personal data)."
     )
 
 
@@ -85,3 +96,5 @@ class ServiceSettings(IndexSettings):
     allow_insecure_bind: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys."
     )
+    auth: AuthSettings = AuthSettings()
+    log: LogSettings = LogSettings()

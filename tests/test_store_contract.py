@@ -4,6 +4,8 @@ mode, and qdrant-client over real HTTP (REST) against a Qdrant API server on loo
 from __future__ import annotations
 
 import warnings
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,3 +160,23 @@ def test_backends_agree_on_real_routes(tmp_path: Path, embedder: Embedder) -> No
                 index.close()
                 s.close()
     assert results[0] == results[1] == results[2]
+
+
+def test_embedded_version_opens_in_two_processes(tmp_path: Path) -> None:
+    """A published embedded version can be searched by another process while this one holds it."""
+    store = EdgeStore(tmp_path / "data")
+    store.write_version(manifest("v1"), POINTS, VECTORS)
+    store.activate("v1")
+    held = store.open_version("v1")
+    code = (
+        "import sys, numpy as np; from router_core import EdgeStore; "
+        "i = EdgeStore(sys.argv[1]).open_version('v1'); "
+        "print(i.searcher.search(np.array([[0, 1, 0, 0]], dtype=np.float32), 1)[0][0].text)"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "beta"
+    finally:
+        held.close()

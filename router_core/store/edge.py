@@ -121,8 +121,8 @@ class EdgeStore:
             _fsync_dir(self._versions)
         except BaseException as exc:
             shutil.rmtree(work, ignore_errors=True)
-            if isinstance(exc, OSError):
-                raise StoreUnavailable(f"cannot write index version: {exc}") from exc
+            if isinstance(exc, Exception):  # OSError or an engine error (disk full, ...)
+                raise StoreUnavailable(f"cannot write index version {manifest.version!r}: {exc}") from exc
             raise
 
     def activate(self, version: str) -> None:
@@ -174,7 +174,13 @@ class EdgeStore:
             shard = EdgeShard.load(str(folder / "shard"))
         except Exception as exc:  # the engine reports corrupt or missing data many ways
             lock.close()
-            raise StoreUnavailable(f"cannot open index version {version!r}: {exc}") from exc
+            hint = (
+                " (another process holds it: versions built before WAL-less shards can be "
+                "opened by one process at a time; re-index to rebuild)"
+                if "WouldBlock" in str(exc)
+                else ""
+            )
+            raise StoreUnavailable(f"cannot open index version {version!r}: {exc}{hint}") from exc
         searcher = _EdgeSearcher(shard, lock, exact=self._exact)
         return OpenIndex(manifest, manifest.table(stored.points), searcher)
 
@@ -225,8 +231,13 @@ def _neighbour(payload: dict[str, object] | None, score: float) -> Neighbour:
 def _build_shard(
     path: Path, dimension: int, points: Sequence[ExamplePoint], vectors: Vectors
 ) -> None:
+    # No WAL: a version is written once, flushed, and never updated after it is published;
+    # without a WAL lock several processes (service replicas) can open the same version.
     shard = EdgeShard.create(
-        str(path), EdgeConfig(vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine))
+        str(path),
+        EdgeConfig(
+            vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine), wal_enabled=False
+        ),
     )
     try:
         for start in range(0, len(points), _UPSERT_BATCH):

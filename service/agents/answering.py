@@ -41,6 +41,8 @@ from service.settings import LLMSettings
 log = logging.getLogger("router.agents")
 T = TypeVar("T")
 Call = Callable[[Connection, LLMAgent, str, float], Awaitable[T]]
+CallObserver = Callable[[str, str, float], None]
+"""Told of every model call: (model, outcome "ok" | "timeout" | "error", seconds)."""
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,13 @@ def summarise(attempts: Sequence[Attempt]) -> str:
 class Answerer:
     """Runs the route's agent, its fallback models, then the default agent."""
 
-    def __init__(self, clients: ClientRegistry, llm: LLMSettings) -> None:
+    def __init__(
+        self, clients: ClientRegistry, llm: LLMSettings, observe: CallObserver | None = None
+    ) -> None:
         self._clients = clients
         self._llm = llm
         self._backoff = Backoff.from_settings(llm)
+        self._observe = observe or (lambda _model, _outcome, _seconds: None)
 
     async def answer(
         self,
@@ -295,11 +300,15 @@ class Answerer:
                     attempts.append(Attempt(agent.name, model, "timeout", reason))
                     return None
                 timeout = min(agent.timeout_s, remaining)
+                started = loop.time()
                 try:
                     async with asyncio.timeout(timeout):
-                        return model, await call(conn, agent, model, timeout)
+                        value = await call(conn, agent, model, timeout)
+                    self._observe(model, "ok", loop.time() - started)
+                    return model, value
                 except Exception as exc:
                     failure = classify_failure(exc, timeout, self._clients.redact)
+                    self._observe(model, failure.kind, loop.time() - started)
                     attempts.append(
                         Attempt(agent.name, model, failure.kind, failure.reason, failure.status)
                     )

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from service.errors import InvalidMessages, InvalidQuery, UnsupportedParameter
+from service.errors import InvalidMessages, UnsupportedParameter
+from service.query_text import checked_query
 from service.settings import LimitSettings
 
 Role = Literal["system", "user", "assistant"]
@@ -40,22 +41,8 @@ class Conversation:
     @classmethod
     def single(cls, query: str, limits: LimitSettings) -> Conversation:
         """A conversation of one user message."""
-        text = checked_text(query, limits.max_query_chars, field="query")
+        text = checked_query(query, limits.max_query_chars, field="query")
         return cls((ChatMessage("user", text),), text)
-
-
-def checked_text(text: str, max_chars: int, *, field: str) -> str:
-    """The text stripped, or InvalidQuery naming what is wrong with it."""
-    stripped = text.strip()
-    if not stripped:
-        raise InvalidQuery(f"{field} is empty or only whitespace", field=field)
-    if len(stripped) > max_chars:
-        raise InvalidQuery(
-            f"{field} is {len(stripped)} characters; the limit is {max_chars}",
-            field=field,
-            limit=max_chars,
-        )
-    return stripped
 
 
 def content_text(content: str | Sequence[Mapping[str, Any]] | None, *, field: str) -> str | None:
@@ -116,5 +103,5 @@ def build_conversation(
     if last_user is None:
         raise InvalidMessages("no user message to answer", field="messages")
     field = f"messages[{last_user}].content"
-    query = checked_text(history[last_user].content, limits.max_query_chars, field=field)
+    query = checked_query(history[last_user].content, limits.max_query_chars, field=field)
     return Conversation(tuple(history), query)

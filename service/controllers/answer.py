@@ -32,6 +32,7 @@ from service.answer_schemas import (
 from service.controllers.classify import to_response
 from service.errors import InvalidQuery, ServiceError, problem_body
 from service.runtime import Classified, Runtime
+from service.schemas import problem_responses
 from service.schemas import ClassifyResponse
 from service.settings import LimitSettings
 
@@ -86,7 +87,12 @@ class AnswerController(Controller):
     path = "/v1/answer"
     tags = ["answer"]
 
-    @post("/", status_code=200, summary="Route a query or a chat and answer it")
+    @post(
+        "/",
+        status_code=200,
+        summary="Route a query or a chat and answer it",
+        responses=problem_responses(400, 401, 413, 429, 502, 503, 504),
+    )
     async def answer(
         self, data: JSONBody[AnswerRequest], runtime: NamedDependency[Runtime]
     ) -> Response[AnswerResponse] | Stream:

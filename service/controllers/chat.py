@@ -41,6 +41,7 @@ from service.answer_schemas import (
     usage_out,
 )
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
+from service.schemas import problem_responses
 from service.runtime import Classified, Runtime
 
 log = logging.getLogger("router.chat")
@@ -95,13 +96,22 @@ class ChatController(Controller):
     path = "/v1"
     tags = ["openai"]
 
-    @get("/models", summary="Models served (the router itself)")
+    @get(
+        "/models",
+        summary="Models served (the router itself)",
+        responses=problem_responses(401, 429),
+    )
     async def models(self, runtime: NamedDependency[Runtime]) -> ModelList:
         """The router's model, named as in `_router.yaml`."""
         index = runtime.follower.current
         return ModelList([ModelOut(index.table.name, _created(index.manifest.created_at), OWNER)])
 
-    @post("/chat/completions", status_code=200, summary="OpenAI chat completions, routed")
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="OpenAI chat completions, routed",
+        responses=problem_responses(400, 401, 404, 413, 429, 502, 503, 504),
+    )
     async def chat_completions(
         self, data: JSONBody[ChatCompletionRequest], runtime: NamedDependency[Runtime]
     ) -> Response[ChatCompletion] | Stream:

@@ -6,7 +6,9 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar import Controller, post
 
-from service.errors import BatchTooLarge, InvalidQuery
+from service.errors import BatchTooLarge
+from service.observability import annotate
+from service.query_text import checked_query
 from service.runtime import Classified, Runtime
 from service.schemas import (
     BatchClassifyRequest,
@@ -14,21 +16,8 @@ from service.schemas import (
     ClassifyRequest,
     ClassifyResponse,
     classify_response,
+    problem_responses,
 )
-
-
-def checked_query(text: str, max_chars: int, *, field: str = "query") -> str:
-    """The query stripped, or InvalidQuery naming what is wrong with it."""
-    stripped = text.strip()
-    if not stripped:
-        raise InvalidQuery(f"{field} is empty or only whitespace", field=field)
-    if len(stripped) > max_chars:
-        raise InvalidQuery(
-            f"{field} is {len(stripped)} characters; the limit is {max_chars}",
-            field=field,
-            limit=max_chars,
-        )
-    return stripped
 
 
 def to_response(item: Classified, *, explain: bool) -> ClassifyResponse:
@@ -43,14 +32,24 @@ class ClassifyController(Controller):
     path = "/v1/classify"
     tags = ["classify"]
 
-    @post("/", status_code=200, summary="Route one query")
+    @post("/", status_code=200, summary="Route one query", responses=problem_responses(400, 401, 413, 429, 503))
     async def classify(self, data: JSONBody[ClassifyRequest], runtime: NamedDependency[Runtime]) -> ClassifyResponse:
         """Pick the route for one query; `explain` adds the neighbours behind the vote."""
         query = checked_query(data.query, runtime.settings.limits.max_query_chars)
         [item] = await runtime.classify([query])
+        d = item.decision
+        annotate(route=d.route, fallback=d.fallback, score=round(d.score, 4),
+                 index_version=item.index.version, embed_ms=round(item.embed_ms, 2),
+                 search_ms=round(item.search_ms, 2),
+                 **({"query": query} if runtime.settings.log.queries else {}))
         return to_response(item, explain=data.explain)
 
-    @post("/batch", status_code=200, summary="Route several queries in one forward pass")
+    @post(
+        "/batch",
+        status_code=200,
+        summary="Route several queries in one forward pass",
+        responses=problem_responses(400, 401, 413, 429, 503),
+    )
     async def classify_batch(
         self, data: JSONBody[BatchClassifyRequest], runtime: NamedDependency[Runtime]
     ) -> BatchClassifyResponse:
@@ -65,4 +64,7 @@ class ClassifyController(Controller):
             checked_query(q, max_chars, field=f"queries[{i}]") for i, q in enumerate(data.queries)
         ]
         items = await runtime.classify(queries)
+        annotate(queries=len(items), routes=[i.decision.route for i in items],
+                 index_version=items[0].index.version,
+                 embed_ms=round(items[0].embed_ms, 2), search_ms=round(items[0].search_ms, 2))
         return BatchClassifyResponse([to_response(i, explain=data.explain) for i in items])

@@ -6,6 +6,7 @@ from litestar.di import NamedDependency
 import asyncio
 
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 
 from router_core import RouterError
 from service.live_index import check_compatible
@@ -19,7 +20,12 @@ async def healthz() -> HealthResponse:
     return HealthResponse("ok")
 
 
-@get("/readyz", tags=["operations"], summary="Readiness")
+@get(
+    "/readyz",
+    tags=["operations"],
+    summary="Readiness",
+    responses={503: ResponseSpec(HealthResponse, description="Not ready: the checks say why")},
+)
 async def readyz(runtime: NamedDependency[Runtime]) -> Response[HealthResponse]:
     """Ready when the model is loaded, the index is reachable and built with that model."""
     checks: dict[str, object] = {"model": runtime.embedder.model_id}

@@ -7,10 +7,15 @@ from litestar import get
 
 from router_core import public_view
 from service.runtime import Runtime
-from service.schemas import RouteOut, RoutesResponse
+from service.schemas import RouteOut, RoutesResponse, problem_responses
 
 
-@get("/v1/routes", tags=["routes"], summary="List routes of the live index version")
+@get(
+    "/v1/routes",
+    tags=["routes"],
+    summary="List routes of the live index version",
+    responses=problem_responses(401, 429),
+)
 async def list_routes(runtime: NamedDependency[Runtime]) -> RoutesResponse:
     """Routes with example counts, thresholds and agent names."""
     index = runtime.follower.current

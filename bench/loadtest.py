@@ -1,0 +1,242 @@
+"""Load test: concurrent clients against /v1/classify while re-indexes run (issue 4 proof).
+
+    .venv/bin/python -m bench.loadtest [--clients 32] [--duration 60] [--reindexes 2] [--write]
+
+Starts the real service (`python -m service`) and the re-index job (`python -m indexer`) as
+separate processes on an embedded index in a temporary directory, loopback only. Every
+response must be 200, name an index version that was published, and agree with every other
+response of the same version for the same query (no mixed answers). Prints the figures and,
+with --write, records them in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERIES = [
+    "How do I use async with Rust?",
+    "What is 15% of 200?",
+    "what discount can I offer on a three year contract",
+    "how is my team tracking against quota this quarter",
+    "can we set up a proof of concept environment for the prospect",
+    "does the product support SSO with Okta",
+    "What's a good recipe for banana bread?",
+    "book a table for two at an italian restaurant tonight",  # only routable after re-index 1
+    "plan a weekend hiking trip in the alps",  # only routable after re-index 2
+]
+EXTRA_ROUTES = [
+    ("dining", ["book a table at an italian restaurant", "reserve dinner for two tonight",
+                "find me a restaurant for a team dinner", "make a lunch reservation for friday"]),
+    ("travel", ["plan a hiking trip in the mountains", "find a weekend getaway in the alps",
+                "what should I pack for a hiking weekend", "book a cabin for a trip in the mountains"]),
+]
+
+
+@dataclass
+class LoadResult:
+    """What the load test saw."""
+
+    clients: int
+    duration_s: float
+    requests: int = 0
+    errors: int = 0
+    mixed: int = 0
+    unknown_versions: int = 0
+    throughput_rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    versions_seen: dict[str, int] = field(default_factory=dict)
+    versions_published: list[str] = field(default_factory=list)
+    reindex_seconds: list[float] = field(default_factory=list)
+    switch_seconds: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    error_samples: list[str] = field(default_factory=list)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _add_route(routes: Path, name: str, examples: list[str]) -> None:
+    body = "\n".join(f"  - {e!r}" for e in examples)
+    (routes / f"{name}.yaml").write_text(
+        f"name: {name}\ndescription: {name} requests\n"
+        f"agent: {{kind: canned, name: {name}-agent, reply: ok}}\nexamples:\n{body}\n"
+    )
+
+
+def _reindex(env: dict[str, str]) -> tuple[str, float]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "indexer", "--quiet"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"re-index failed: {proc.stderr}")
+    version = next(line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith("version "))
+    return version, time.perf_counter() - started
+
+
+async def _client(http: httpx.AsyncClient, stop_at: float, i: int, res: LoadResult,
+                  latencies: list[float], answers: dict[tuple[str, str], str]) -> None:
+    n = i
+    while time.monotonic() < stop_at:
+        query = QUERIES[n % len(QUERIES)]
+        n += 1
+        t0 = time.perf_counter()
+        try:
+            resp = await http.post("/v1/classify", json={"query": query})
+        except httpx.HTTPError as exc:
+            res.errors += 1
+            res.error_samples.append(f"{type(exc).__name__}: {exc}")
+            continue
+        latencies.append(time.perf_counter() - t0)
+        res.requests += 1
+        if resp.status_code != 200:
+            res.errors += 1
+            res.error_samples.append(f"{resp.status_code}: {resp.text[:200]}")
+            continue
+        body = resp.json()
+        version = body["index_version"]
+        res.versions_seen[version] = res.versions_seen.get(version, 0) + 1
+        decided = answers.setdefault((version, query), body["route"])
+        if decided != body["route"]:
+            res.mixed += 1
+
+
+async def run(clients: int, duration: float, reindexes: int, workdir: Path) -> LoadResult:
+    routes = workdir / "routes"
+    shutil.copytree(ROOT / "routes", routes)
+    port = 18000 + os.getpid() % 1000
+    env = {**os.environ, "ROUTER_ROUTES_DIR": str(routes), "ROUTER_QDRANT__DATA_DIR": str(workdir / "data"),
+           "ROUTER_HTTP__PORT": str(port), "ROUTER_RELOAD_INTERVAL_S": "0.5", "ROUTER_LOG__LEVEL": "WARNING"}
+    res = LoadResult(clients, duration)
+    first, _ = await asyncio.to_thread(_reindex, env)
+    res.versions_published.append(first)
+    service = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
+    answers: dict[tuple[str, str], str] = {}
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30,
+                                     limits=httpx.Limits(max_connections=clients + 4)) as http:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if service.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"service did not start: {service.stderr.read().decode() if service.stderr else ''}")
+                await asyncio.sleep(0.25)
+            stop_at = time.monotonic() + duration
+            started = time.perf_counter()
+            tasks = [asyncio.create_task(_client(http, stop_at, i, res, latencies, answers)) for i in range(clients)]
+            for k in range(reindexes):
+                await asyncio.sleep(duration / (reindexes + 1) - (time.perf_counter() - started) % (duration / (reindexes + 1)))
+                name, examples = EXTRA_ROUTES[k % len(EXTRA_ROUTES)]
+                _add_route(routes, f"{name}{k // len(EXTRA_ROUTES) or ''}", examples)
+                version, seconds = await asyncio.to_thread(_reindex, env)
+                res.versions_published.append(version)
+                res.reindex_seconds.append(round(seconds, 2))
+                t_switch = time.perf_counter()
+                while res.versions_seen.get(version, 0) == 0 and time.monotonic() < stop_at:
+                    await asyncio.sleep(0.05)
+                res.switch_seconds.append(round(time.perf_counter() - t_switch, 2))
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - started
+    finally:
+        res.peak_rss_mb = round(_peak_rss_mb(service.pid), 1)
+        service.terminate()
+        try:
+            service.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+    res.unknown_versions = sum(c for v, c in res.versions_seen.items() if v not in res.versions_published)
+    res.throughput_rps = round(res.requests / elapsed, 1)
+    if latencies:
+        ordered = sorted(latencies)
+        res.p50_ms = round(statistics.median(ordered) * 1e3, 2)
+        res.p99_ms = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3, 2)
+        res.max_ms = round(ordered[-1] * 1e3, 2)
+    res.error_samples = res.error_samples[:5]
+    return res
+
+
+def render(res: LoadResult, command: str) -> str:
+    """Markdown section for BENCHMARKS.md."""
+    return "\n".join([
+        "<!-- loadtest:start -->",
+        "## Load test: classify under live re-index",
+        "",
+        f"Command: `{command}` (service and re-index job as separate processes, embedded index, loopback).",
+        "",
+        "| clients | duration | requests | errors | mixed answers | unknown versions | throughput | p50 | p99 | max | peak RSS (service) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {res.clients} | {res.duration_s:.0f} s | {res.requests} | {res.errors} | {res.mixed} | {res.unknown_versions} "
+        f"| {res.throughput_rps} req/s | {res.p50_ms} ms | {res.p99_ms} ms | {res.max_ms} ms | {res.peak_rss_mb} MB |",
+        "",
+        f"Re-indexes during the run: {len(res.reindex_seconds)} (process wall time incl. model load: "
+        f"{', '.join(f'{s} s' for s in res.reindex_seconds)}); the service answered from each new version "
+        f"{', '.join(f'{s} s' for s in res.switch_seconds)} after the job exited.",
+        "Responses per version: " + ", ".join(f"`{v}` {c}" for v, c in res.versions_seen.items()) + ".",
+        "<!-- loadtest:end -->",
+    ])
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace (or append) the load-test section of BENCHMARKS.md."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = "<!-- loadtest:start -->", "<!-- loadtest:end -->"
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--reindexes", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="router-load-") as tmp:
+        res = asyncio.run(run(args.clients, args.duration, args.reindexes, Path(tmp)))
+    print(json.dumps(asdict(res), indent=2))
+    ok = res.errors == 0 and res.mixed == 0 and res.unknown_versions == 0 and len(res.versions_seen) == args.reindexes + 1
+    print("PASS" if ok else "FAIL", f": {res.requests} requests, {res.errors} errors, {res.mixed} mixed, "
+          f"p50 {res.p50_ms} ms, p99 {res.p99_ms} ms, peak RSS {res.peak_rss_mb} MB")
+    if args.json:
+        args.json.write_text(json.dumps(asdict(res), indent=2))
+    if args.write:
+        cmd = f".venv/bin/python -m bench.loadtest --clients {args.clients} --duration {args.duration:.0f} --reindexes {args.reindexes} --write"
+        write_section(ROOT / "BENCHMARKS.md", render(res, cmd))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Request ids, structured JSON logs and per-request metrics."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics import Metrics
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+log_fields_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "log_fields", default=None
+)
+access_log = logging.getLogger("router.access")
+
+
+def annotate(**fields: Any) -> None:
+    """Add fields (route chosen, timings...) to the current request's access log line."""
+    current = log_fields_var.get()
+    if current is not None:
+        current.update(fields)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the request id of the request being served."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            entry.update(extra)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _stamp_request_id(record: logging.LogRecord) -> bool:
+    """Record the request id in the thread that logs (formatting may happen elsewhere)."""
+    if not hasattr(record, "request_id"):
+        record.request_id = request_id_var.get()
+    return True
+
+
+def configure_logging(level: str = "INFO", *, json_logs: bool = True) -> None:
+    """Route every logger through one handler (JSON lines unless disabled)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(_stamp_request_id)
+    handler.setFormatter(
+        JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = name != "uvicorn.access"  # we log access ourselves
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    """Assigns the request id, times the request, logs it once and counts it."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        incoming = _header(scope, REQUEST_ID_HEADER)
+        rid = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
+        token_id = request_id_var.set(rid)
+        fields: dict[str, Any] = {}
+        token_fields = log_fields_var.set(fields)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), rid.encode()))
+                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            endpoint = str(scope.get("path_template") or scope.get("path", ""))
+            method = str(scope.get("method", ""))
+            self._metrics.requests.labels(endpoint, method, str(status)).inc()
+            self._metrics.request_seconds.labels(endpoint).observe(elapsed)
+            access_log.info(
+                "request",
+                extra={"request_id": rid, "fields": {"method": method, "path": scope.get("path"), "status": status,
+                                  "ms": round(elapsed * 1e3, 2), **fields}},
+            )
+            log_fields_var.reset(token_fields)
+            request_id_var.reset(token_id)
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    key = name.encode()
+    for k, v in scope.get("headers", []):
+        if k.lower() == key:
+            return bytes(v).decode("latin-1")
+    return None

@@ -1,0 +1,141 @@
+"""API keys, the admin token, the bind-address rule and per-key rate limits.
+
+Keys are compared in constant time against every configured key; they are never logged:
+callers are identified in logs and rate limits by a short hash of their key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from router_core import RouterError
+
+
+class AuthSettings(BaseModel):
+    """Who may call the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted on the public endpoints (JSON list in the env var).",
+    )
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin endpoints.")
+    rate_per_minute: int = Field(default=0, ge=0, description="Requests per minute per key; 0 = off.")
+    rate_burst: int = Field(default=0, ge=0, description="Bucket size; 0 = rate_per_minute.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = CORS off.")
+
+
+class InsecureBind(RouterError):
+    """Refusing to listen on a non-loopback address without API keys."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback ranges."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, auth: AuthSettings, *, allow_insecure: bool) -> None:
+    """Refuse an open (keyless) service on any address other than loopback, unless allowed."""
+    if auth.api_keys or is_loopback(host) or allow_insecure:
+        return
+    raise InsecureBind(
+        f"refusing to listen on {host} without API keys: set ROUTER_AUTH__API_KEYS "
+        '(e.g. \'["key1"]\'), bind to 127.0.0.1, or set ROUTER_ALLOW_INSECURE_BIND=true'
+    )
+
+
+def key_id(token: str) -> str:
+    """A short, non-reversible name for a key, for logs and rate limits."""
+    return "key-" + hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request."""
+
+    identity: str
+    admin: bool = False
+
+
+class KeyRing:
+    """The configured keys, checked in constant time."""
+
+    def __init__(self, api_keys: Sequence[SecretStr], admin_token: SecretStr | None) -> None:
+        self._keys = [k.get_secret_value().encode() for k in api_keys]
+        self._admin = admin_token.get_secret_value().encode() if admin_token else None
+
+    @property
+    def open(self) -> bool:
+        """No keys at all: the loopback-only development mode."""
+        return not self._keys and self._admin is None
+
+    @property
+    def public_open(self) -> bool:
+        """Public endpoints need no key."""
+        return not self._keys
+
+    def is_api_key(self, token: str) -> bool:
+        """Compare against every key (no early exit) in constant time."""
+        given = token.encode()
+        found = False
+        for key in self._keys:
+            found |= hmac.compare_digest(given, key)
+        return found
+
+    def is_admin(self, token: str) -> bool:
+        """Constant-time comparison with the admin token."""
+        return self._admin is not None and hmac.compare_digest(token.encode(), self._admin)
+
+    @property
+    def admin_configured(self) -> bool:
+        """An admin token is set."""
+        return self._admin is not None
+
+
+class RateLimiter:
+    """Token buckets per caller identity."""
+
+    def __init__(self, per_minute: int, burst: int = 0) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(burst or per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """Limits apply."""
+        return self.rate > 0
+
+    def acquire(self, identity: str, now: float | None = None) -> float:
+        """0 when the request may go ahead, else the seconds to wait before retrying."""
+        if not self.enabled:
+            return 0.0
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(identity, (self.capacity, t))
+            tokens = min(self.capacity, tokens + (t - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[identity] = (tokens - 1.0, t)
+                return 0.0
+            self._buckets[identity] = (tokens, t)
+            return (1.0 - tokens) / self.rate
+
+
+def retry_after_header(wait_s: float) -> str:
+    """Whole seconds, at least one."""
+    return str(max(1, math.ceil(wait_s)))

@@ -1,0 +1,133 @@
+"""Faults on the embedded default: a deleted or corrupt index, a wrong model path, a full disk,
+and a killed re-index. The service keeps answering or fails clearly; nothing served is lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from router_core import EdgeStore, Embedder, ModelUnavailable, StoreUnavailable, load_routes, run_reindex
+from service.runtime import Runtime
+from tests.conftest import ROOT, ServiceFactory, settings_for
+
+
+def test_index_directory_deleted_while_serving(tmp_path: Path, routes_dir: Path, embedder: Embedder,
+                                               start_service: ServiceFactory) -> None:
+    """Deleting the data directory under a running service: open versions keep answering,
+    readiness reports the problem, and a re-index restores it."""
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    url = start_service(settings_for(routes_dir, data))
+    with httpx.Client(base_url=url, timeout=30) as c:
+        shutil.rmtree(data)
+        r = c.post("/v1/classify", json={"query": "What is 15% of 200?"})
+        assert r.status_code in (200, 503)
+        if r.status_code == 503:
+            assert r.headers["content-type"].startswith("application/problem+json")
+        else:
+            assert r.json()["route"] == "maths"
+        new = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            body = c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()
+            if body.get("index_version") == new:
+                break
+            time.sleep(0.1)
+        assert body["index_version"] == new and body["route"] == "maths"
+        assert c.get("/readyz").status_code == 200
+
+
+def test_corrupt_version_is_refused_at_start(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
+    """A corrupted live version fails start-up with a StoreUnavailable naming the version."""
+    data = tmp_path / "data"
+    version = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+    (data / "router" / "versions" / version / "manifest.json").write_text("{not json")
+    with pytest.raises(StoreUnavailable, match=version):
+        Runtime.build(settings_for(routes_dir, data), embedder=embedder)
+
+
+def test_corrupt_new_version_is_not_served(tmp_path: Path, routes_dir: Path, embedder: Embedder,
+                                           start_service: ServiceFactory) -> None:
+    """A live pointer moved to a corrupt version leaves the service on the good one, saying why."""
+    data = tmp_path / "data"
+    good = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+    url = start_service(settings_for(routes_dir, data))
+    bad_dir = data / "router" / "versions" / "v29990101t000000000000-deadbeef"
+    shutil.copytree(data / "router" / "versions" / good, bad_dir)
+    shutil.rmtree(bad_dir / "shard")
+    (bad_dir / "shard").write_text("garbage")
+    (data / "router" / "LIVE").write_text(bad_dir.name + "\n")
+    time.sleep(1.0)
+    with httpx.Client(base_url=url, timeout=30) as c:
+        body = c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()
+        assert body["index_version"] == good and body["route"] == "maths"
+        ready = c.get("/readyz").json()
+        assert bad_dir.name in ready["checks"].get("reload_error", "")
+
+
+def test_wrong_model_path_fails_clearly(tmp_path: Path) -> None:
+    """A model path that does not exist raises ModelUnavailable naming it."""
+    with pytest.raises(ModelUnavailable, match="no-such-model"):
+        Embedder.load(str(tmp_path / "no-such-model"))
+
+
+def test_service_command_with_wrong_model_exits_2(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
+    """`python -m service` with a wrong model path exits 2 with a message, not a traceback."""
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    env = {**os.environ, "ROUTER_QDRANT__DATA_DIR": str(data), "ROUTER_EMBEDDING__MODEL": str(tmp_path / "nope"),
+           "ROUTER_HTTP__PORT": "1"}
+    proc = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "cannot load embedding model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_disk_full_during_reindex_keeps_live_version(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
+    """Writes failing as on a full disk (a 64 KiB file-size limit) leave the live version, no traceback."""
+    data = tmp_path / "data"
+    live = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+    (routes_dir / "maths.yaml").write_text(
+        (routes_dir / "maths.yaml").read_text() + '  - "what is the cube root of 27"\n'
+    )
+    code = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024)); "
+        "from indexer.cli import main; sys.exit(main(['--routes', sys.argv[1], '--data-dir', sys.argv[2], '--quiet']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(routes_dir), str(data)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "live index is unchanged" in proc.stderr and "Traceback" not in proc.stderr
+    store = EdgeStore(data)
+    assert store.live_version() == live and store.versions() == [live]
+    assert not any((data / "router" / "staging").iterdir())
+
+
+def test_killed_reindex_leaves_live_version(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
+    """SIGKILL in the middle of a re-index leaves the live version; the next run cleans up."""
+    data = tmp_path / "data"
+    live = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+    many = "\n".join(f'  - "arithmetic drill number {i} for the killed reindex"' for i in range(3000))
+    (routes_dir / "maths.yaml").write_text((routes_dir / "maths.yaml").read_text() + many + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "indexer", "--routes", str(routes_dir), "--data-dir", str(data)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # kill it once it is embedding
+        if "embedding" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    store = EdgeStore(data)
+    assert store.live_version() == live and store.versions() == [live]
+    report = run_reindex(load_routes(routes_dir), store, embedder)
+    assert report.changed and store.live_version() == report.version

@@ -1,0 +1,56 @@
+"""Metrics, request ids and structured access logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from service.observability import JsonFormatter
+
+
+def test_metrics_cover_requests_decisions_latency_and_index(client: httpx.Client) -> None:
+    """/metrics exports request counts, decisions, stage latencies, scores and the index version."""
+    client.post("/v1/classify", json={"query": "What is 15% of 200?"})
+    client.post("/v1/classify", json={"query": "What's a good recipe for banana bread?"})
+    client.post("/v1/classify", json={"query": " "})
+    text = client.get("/metrics").text
+    assert 'router_http_requests_total{endpoint="/v1/classify",method="POST",status="200"}' in text
+    assert 'router_http_requests_total{endpoint="/v1/classify",method="POST",status="400"}' in text
+    assert 'router_decisions_total{fallback="false",reason="vote",route="maths"}' in text
+    assert 'router_decisions_total{fallback="true",reason="below_threshold",route="default"}' in text
+    for stage in ("embed", "search"):
+        assert f'router_classify_stage_seconds_count{{stage="{stage}"}}' in text
+    assert 'router_http_request_duration_seconds_count{endpoint="/v1/classify"}' in text
+    assert "router_similarity_score_bucket" in text
+    version = client.get("/v1/routes").json()["index_version"]
+    assert f'version="{version}"' in text and "router_index_version_info" in text
+    assert "router_agent_call_duration_seconds" in text  # declared; filled by agent calls
+
+
+def test_request_id_is_returned_and_generated(client: httpx.Client) -> None:
+    """A valid incoming X-Request-ID is echoed; otherwise one is generated."""
+    given = client.post("/v1/classify", json={"query": "hi"}, headers={"X-Request-ID": "trace-42"})
+    assert given.headers["x-request-id"] == "trace-42"
+    made = client.post("/v1/classify", json={"query": "hi"})
+    assert len(made.headers["x-request-id"]) == 32
+    bogus = client.post("/v1/classify", json={"query": "hi"}, headers={"X-Request-ID": "a b;" + "x" * 200})
+    assert len(bogus.headers["x-request-id"]) == 32
+
+
+def test_access_log_has_route_and_timings_but_no_query(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each request logs one JSON line with id, status, route and timings, without the query text."""
+    secret_query = "How do I use async with Rust? my account is 12345678"
+    with caplog.at_level(logging.INFO, logger="router.access"):
+        client.post("/v1/classify", json={"query": secret_query}, headers={"X-Request-ID": "log-check-1"})
+    records = [r for r in caplog.records if r.name == "router.access"]
+    lines = [json.loads(JsonFormatter().format(r)) for r in records]
+    [line] = [entry for entry in lines if entry["request_id"] == "log-check-1"]
+    assert line["status"] == 200 and line["route"] == "coding" and line["fallback"] is False
+    assert line["index_version"].startswith("v")
+    assert {"ms", "embed_ms", "search_ms"} <= set(line)
+    assert "12345678" not in json.dumps(lines)

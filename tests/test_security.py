@@ -1,0 +1,125 @@
+"""API keys, the admin token, the bind rule, rate limits and CORS."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from service.security import AuthSettings, InsecureBind, RateLimiter, check_bind, is_loopback
+from tests.conftest import ServiceFactory, settings_for
+
+KEY1, KEY2, ADMIN = "public-key-one", "public-key-two", "admin-token-xyz"
+QUERY = {"query": "How do I use async with Rust?"}
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory):
+    """Start a service with the given auth settings on a fresh index; returns its URL."""
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+
+    def start(**auth: object) -> str:
+        return start_service(settings_for(routes_dir, data, auth=AuthSettings(**auth)))
+
+    return start
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_public_endpoints_need_a_valid_key(keyed) -> None:
+    """No key or a wrong key is 401 with a Bearer challenge; each configured key works."""
+    url = keyed(api_keys=[SecretStr(KEY1), SecretStr(KEY2)], admin_token=SecretStr(ADMIN))
+    with httpx.Client(base_url=url) as c:
+        missing = c.post("/v1/classify", json=QUERY)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert "API key is required" in missing.json()["detail"]
+        wrong = c.post("/v1/classify", json=QUERY, headers=bearer("nope"))
+        assert wrong.status_code == 401 and "not valid" in wrong.json()["detail"]
+        assert c.post("/v1/classify", json=QUERY, headers={"Authorization": "Basic abc"}).status_code == 401
+        for key in (KEY1, KEY2):
+            assert c.post("/v1/classify", json=QUERY, headers=bearer(key)).json()["route"] == "coding"
+        assert c.get("/v1/routes", headers=bearer(KEY1)).status_code == 200
+        assert c.get("/v1/models").status_code == 401
+        # Liveness and readiness stay open for orchestrators.
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+
+
+def test_admin_endpoints_need_the_admin_token(keyed) -> None:
+    """Admin: no token 401, a public key 403, the admin token 200."""
+    url = keyed(api_keys=[SecretStr(KEY1)], admin_token=SecretStr(ADMIN))
+    with httpx.Client(base_url=url) as c:
+        assert c.get("/admin/index").status_code == 401
+        forbidden = c.get("/admin/index", headers=bearer(KEY1))
+        assert forbidden.status_code == 403 and "may not use admin" in forbidden.json()["detail"]
+        assert c.get("/admin/index", headers=bearer("wrong")).status_code == 401
+        assert c.get("/admin/index", headers=bearer(ADMIN)).status_code == 200
+
+
+def test_admin_disabled_without_admin_token_when_keys_exist(keyed) -> None:
+    """With API keys but no admin token, admin endpoints are refused (403), never open."""
+    url = keyed(api_keys=[SecretStr(KEY1)])
+    r = httpx.get(f"{url}/admin/index", headers=bearer(KEY1))
+    assert r.status_code == 403 and "ROUTER_AUTH__ADMIN_TOKEN" in r.json()["detail"]
+
+
+def test_rate_limit_returns_429_with_retry_after(keyed) -> None:
+    """Past its per-minute budget a key gets 429 with Retry-After; other keys are unaffected."""
+    url = keyed(api_keys=[SecretStr(KEY1), SecretStr(KEY2)], rate_per_minute=3)
+    with httpx.Client(base_url=url) as c:
+        codes = [c.post("/v1/classify", json=QUERY, headers=bearer(KEY1)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        limited = c.post("/v1/classify", json=QUERY, headers=bearer(KEY1))
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        assert "rate limit" in limited.json()["detail"]
+        assert c.post("/v1/classify", json=QUERY, headers=bearer(KEY2)).status_code == 200
+
+
+def test_rate_limiter_refills() -> None:
+    """A bucket refills at the configured rate."""
+    limiter = RateLimiter(per_minute=60, burst=1)
+    assert limiter.acquire("k", now=0.0) == 0
+    assert limiter.acquire("k", now=0.1) == pytest.approx(0.9)
+    assert limiter.acquire("k", now=1.0) == 0
+
+
+def test_keys_never_reach_logs(keyed, caplog: pytest.LogCaptureFixture) -> None:
+    """Neither a valid nor an invalid key appears in any log record."""
+    url = keyed(api_keys=[SecretStr(KEY1)], admin_token=SecretStr(ADMIN))
+    with caplog.at_level(logging.DEBUG):
+        httpx.post(f"{url}/v1/classify", json=QUERY, headers=bearer(KEY1))
+        httpx.post(f"{url}/v1/classify", json=QUERY, headers=bearer("leaky-wrong-key"))
+        httpx.get(f"{url}/admin/index", headers=bearer(ADMIN))
+    text = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
+    assert "router.access" in {r.name for r in caplog.records}
+    for secret in (KEY1, ADMIN, "leaky-wrong-key"):
+        assert secret not in text
+
+
+def test_bind_rule() -> None:
+    """Without keys only loopback binds are allowed, unless explicitly permitted."""
+    open_auth = AuthSettings()
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert is_loopback(host)
+        check_bind(host, open_auth, allow_insecure=False)
+    with pytest.raises(InsecureBind, match="ROUTER_AUTH__API_KEYS"):
+        check_bind("0.0.0.0", open_auth, allow_insecure=False)
+    check_bind("0.0.0.0", open_auth, allow_insecure=True)
+    check_bind("0.0.0.0", AuthSettings(api_keys=[SecretStr("k")]), allow_insecure=False)
+
+
+def test_cors_off_unless_configured(keyed, client: httpx.Client) -> None:
+    """No CORS headers by default; configured origins get them."""
+    pre = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/v1/classify", headers=pre).headers
+    url = keyed(cors_origins=["https://app.example"])
+    allowed = httpx.options(f"{url}/v1/classify", headers=pre)
+    assert allowed.headers.get("access-control-allow-origin") == "https://app.example"
