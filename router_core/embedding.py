@@ -47,10 +47,11 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
 class Embedder:
     """A loaded sentence-transformers model with the id and dimension an index records."""
 
-    def __init__(self, model: SentenceTransformer, model_id: str) -> None:
+    def __init__(self, model: SentenceTransformer, model_id: str, source: str = "") -> None:
         self._model = model
         self._lock = threading.Lock()
         self.model_id = model_id
+        self.source = source or model_id
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dim = get_dim()
         if dim is None:
@@ -71,7 +72,7 @@ class Embedder:
             raise ModelUnavailable(
                 f"cannot load embedding model {name_or_path!r} (from {location}): {exc}"
             ) from exc
-        return cls(model, model_id)
+        return cls(model, model_id, _portable_source(name_or_path))
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
@@ -88,3 +89,9 @@ class Embedder:
                 normalize_embeddings=True,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _portable_source(name_or_path: str) -> str:
+    """How to load the model again: a name as given, a local directory as an absolute path."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.is_dir() else name_or_path

@@ -65,6 +65,7 @@ class IndexManifest:
     points: int
     route_table: Mapping[str, Any]
     format: int = MANIFEST_FORMAT
+    model_source: str = ""  # name or path to load the model from; "" in older versions
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

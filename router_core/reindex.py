@@ -120,6 +120,7 @@ def run_reindex(
         version=version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model_id=embedder.model_id,
+        model_source=embedder.source,
         dimension=embedder.dimension,
         fingerprint=plan.fingerprint,
         points=len(plan.points),

@@ -1,21 +1,25 @@
 """Follow the store's live pointer: serve one opened version, swap to a new one atomically.
 
-A request takes a lease on the version it started with and computes its whole response from
-it; a replaced version is closed (and may then be deleted by the indexer) when its last lease
-ends.
+What is served is a pair: an index version and the embedding model it was built with. When a
+new version records another model (after fine-tuning, say) and the service follows the index's
+model, that model is loaded before the switch, so queries are never embedded with a model that
+does not match the index. A request takes a lease on the pair it started with and computes its
+whole response from it; a replaced version is closed (and may then be deleted by the indexer)
+when its last lease ends.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from router_core import (
     Embedder,
     IndexIncompatible,
+    IndexManifest,
     IndexMissing,
     IndexStore,
     OpenIndex,
@@ -23,11 +27,20 @@ from router_core import (
 )
 
 log = logging.getLogger("router.index")
+ModelLoader = Callable[[IndexManifest], Embedder]
+
+
+@dataclass(frozen=True)
+class Served:
+    """An index version and the model its queries are embedded with."""
+
+    index: OpenIndex
+    embedder: Embedder
 
 
 @dataclass
 class _Slot:
-    index: OpenIndex
+    served: Served
     leases: int = 0
     retired: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -45,11 +58,16 @@ def check_compatible(index: OpenIndex, embedder: Embedder) -> None:
 
 
 class IndexFollower:
-    """Holds the version being served and follows the store's live pointer."""
+    """Holds the pair being served and follows the store's live pointer.
 
-    def __init__(self, store: IndexStore, embedder: Embedder) -> None:
+    With a `loader`, a version built with another model brings its model along; without one,
+    such a version is refused and the current pair keeps serving.
+    """
+
+    def __init__(self, store: IndexStore, embedder: Embedder, loader: ModelLoader | None = None) -> None:
         self._store = store
-        self._embedder = embedder
+        self._initial = embedder
+        self._loader = loader
         self._slot: _Slot | None = None
         self._swap = threading.Lock()
         self.last_error: str | None = None
@@ -68,16 +86,27 @@ class IndexFollower:
     @property
     def current(self) -> OpenIndex:
         """The version new requests are served from."""
+        return self.served.index
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model new requests are embedded with."""
+        slot = self._slot
+        return slot.served.embedder if slot is not None else self._initial
+
+    @property
+    def served(self) -> Served:
+        """The pair new requests are served from."""
         slot = self._slot
         if slot is None:
             raise IndexMissing("no index version is loaded")
-        return slot.index
+        return slot.served
 
     def refresh(self) -> bool:
         """Switch to the live version if it changed; True when it did. Never raises."""
         try:
             version = self._store.live_version()
-            if version is None or (self._slot and self._slot.index.version == version):
+            if version is None or (self._slot and self._slot.served.index.version == version):
                 self.last_error = None
                 return False
             self._install(version)
@@ -91,19 +120,27 @@ class IndexFollower:
     def _install(self, version: str) -> None:
         index = self._store.open_version(version)
         try:
-            check_compatible(index, self._embedder)
-        except IndexIncompatible:
+            embedder = self._model_for(index.manifest)
+            check_compatible(index, embedder)
+        except RouterError:
             index.close()
             raise
         with self._swap:
-            old, self._slot = self._slot, _Slot(index)
-        log.info("serving index version %s", version)
+            old, self._slot = self._slot, _Slot(Served(index, embedder))
+        log.info("serving index version %s with model %s", version, embedder.model_id)
         if old is not None:
             self._retire(old)
 
+    def _model_for(self, manifest: IndexManifest) -> Embedder:
+        current = self.embedder
+        if manifest.model_id == current.model_id or self._loader is None:
+            return current
+        log.info("index version %s needs model %s: loading it", manifest.version, manifest.model_id)
+        return self._loader(manifest)
+
     @contextmanager
-    def lease(self) -> Iterator[OpenIndex]:
-        """The current version, kept open until the block ends."""
+    def lease(self) -> Iterator[Served]:
+        """The current pair, kept open until the block ends."""
         with self._swap:
             slot = self._slot
             if slot is None:
@@ -111,20 +148,20 @@ class IndexFollower:
             with slot.lock:
                 slot.leases += 1
         try:
-            yield slot.index
+            yield slot.served
         finally:
             with slot.lock:
                 slot.leases -= 1
                 done = slot.retired and slot.leases == 0
             if done:
-                slot.index.close()
+                slot.served.index.close()
 
     def _retire(self, slot: _Slot) -> None:
         with slot.lock:
             slot.retired = True
             done = slot.leases == 0
         if done:
-            slot.index.close()
+            slot.served.index.close()
 
     def close(self) -> None:
         """Close the served version."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from router_core import (
     Decision,
     Embedder,
+    IndexManifest,
     IndexMissing,
     IndexStore,
     OpenIndex,
@@ -42,7 +43,6 @@ class Runtime:
     """Model, index store, followed index version and the micro-batcher."""
 
     settings: ServiceSettings
-    embedder: Embedder
     store: IndexStore
     follower: IndexFollower
     batcher: MicroBatcher[Classified] = field(init=False)
@@ -68,22 +68,42 @@ class Runtime:
     def build(
         cls, settings: ServiceSettings, *, embedder: Embedder | None = None, store: IndexStore | None = None
     ) -> Runtime:
-        """Load the model (unless given), open the store and the live index; raise if unusable."""
+        """Open the store and the live index, load its model (unless given); raise if unusable.
+
+        With `follow_index_model` (the default) the model is the one the live index records,
+        and a later version built with another model brings that model along.
+        """
         index_store = store or open_store(settings)
-        if index_store.live_version() is None:  # fail fast, before the slow model load
+        live = index_store.live_version()
+        if live is None:  # fail fast, before the slow model load
             raise IndexMissing(
                 f"no index found ({describe_store(settings)}): run the re-index command "
                 "(python -m indexer) before starting the service"
             )
-        model = embedder or Embedder.load(settings.embedding.model, settings.embedding.device)
-        follower = IndexFollower(index_store, model)
+        def load_recorded(manifest: IndexManifest) -> Embedder:
+            return Embedder.load(manifest.model_source or manifest.model_id, settings.embedding.device)
+
+        follow = settings.follow_index_model
+        if embedder is not None:
+            model = embedder
+        elif follow:
+            model = load_recorded(index_store.manifest(live))
+        else:
+            model = Embedder.load(settings.embedding.model, settings.embedding.device)
+        follower = IndexFollower(index_store, model, load_recorded if follow else None)
         follower.load_live()
-        return cls(settings, model, index_store, follower)
+        return cls(settings, index_store, follower)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model new queries are embedded with (the live index's)."""
+        return self.follower.embedder
 
     def _classify_batch(self, texts: list[str]) -> list[Classified]:
-        with self.follower.lease() as index:
+        with self.follower.lease() as served:
+            index = served.index
             t0 = time.perf_counter()
-            vectors = self.embedder.encode(texts, batch_size=self.settings.embedding.batch_size)
+            vectors = served.embedder.encode(texts, batch_size=self.settings.embedding.batch_size)
             t1 = time.perf_counter()
             decisions = classify_vectors(index, vectors)
             t2 = time.perf_counter()

@@ -96,5 +96,10 @@ class ServiceSettings(IndexSettings):
     allow_insecure_bind: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys."
     )
+    follow_index_model: bool = Field(
+        default=True,
+        description="Load the embedding model the live index records (and switch with it); "
+        "false: load ROUTER_EMBEDDING__MODEL and refuse indexes built with another model.",
+    )
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()

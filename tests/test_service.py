@@ -140,11 +140,34 @@ def test_refuses_to_start_without_index(tmp_path: Path, routes_dir: Path, embedd
 
 
 def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
-    """Start-up fails when the live index records another model id."""
+    """With follow_index_model off, start-up fails when the live index records another model."""
     other = Embedder(embedder._model, "some-other-model")
     run_reindex(load_routes(routes_dir), EdgeStore(tmp_path / "data"), other)
     with pytest.raises(IndexIncompatible, match="some-other-model"):
-        Runtime.build(settings_for(routes_dir, tmp_path / "data"), embedder=embedder)
+        Runtime.build(settings_for(routes_dir, tmp_path / "data", follow_index_model=False), embedder=embedder)
+
+
+def test_follows_the_model_the_index_records(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
+    """A live re-index with another (here: renamed) model makes the service load that model."""
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    url = start_service(settings_for(routes_dir, data))
+    model_dir = tmp_path / "tuned-model"
+    embedder._model.save(str(model_dir))
+    (model_dir / "router-model.json").write_text('{"model_id": "minilm-tuned-test"}')
+    tuned = Embedder.load(str(model_dir))
+    new = run_reindex(load_routes(routes_dir), EdgeStore(data), tuned).version
+    assert EdgeStore(data).manifest(new).model_source == str(model_dir.resolve())
+    with httpx.Client(base_url=url, timeout=60) as c:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and c.get("/readyz").json()["checks"].get("index_version") != new:
+            time.sleep(0.2)
+        ready = c.get("/readyz").json()["checks"]
+        assert ready["index_version"] == new and ready["model"] == "minilm-tuned-test"
+        body = c.post("/v1/classify", json={"query": "How do I use async with Rust?"}).json()
+        assert body["index_version"] == new and body["route"] == "coding"
 
 
 def test_service_command_exits_with_message_without_index(tmp_path: Path) -> None:

@@ -32,8 +32,10 @@ async def readyz(runtime: NamedDependency[Runtime]) -> Response[HealthResponse]:
     ok = True
     try:
         await asyncio.get_running_loop().run_in_executor(None, runtime.store.ping)
-        index = runtime.follower.current
-        check_compatible(index, runtime.embedder)
+        served = runtime.follower.served
+        index = served.index
+        checks["model"] = served.embedder.model_id
+        check_compatible(index, served.embedder)
         checks["index_version"] = index.version
         checks["index_model"] = index.manifest.model_id
     except RouterError as exc:
