@@ -17,6 +17,7 @@ import pytest
 from router_core import EdgeStore, Embedder, ModelUnavailable, StoreUnavailable, load_routes, run_reindex
 from service.runtime import Runtime
 from tests.conftest import ROOT, ServiceFactory, settings_for
+from tests.serving import free_port
 
 
 def test_index_directory_deleted_while_serving(tmp_path: Path, routes_dir: Path, embedder: Embedder,
@@ -80,11 +81,11 @@ def test_wrong_model_path_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_service_command_with_wrong_model_exits_2(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
-    """`python -m service` with a wrong model path exits 2 with a message, not a traceback."""
+    """`python -m service` with a wrong model path (strict model mode) exits 2 with a message."""
     data = tmp_path / "data"
     run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
     env = {**os.environ, "ROUTER_QDRANT__DATA_DIR": str(data), "ROUTER_EMBEDDING__MODEL": str(tmp_path / "nope"),
-           "ROUTER_HTTP__PORT": "1"}
+           "ROUTER_FOLLOW_INDEX_MODEL": "false", "ROUTER_HTTP__PORT": str(free_port())}
     proc = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 2

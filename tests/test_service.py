@@ -14,6 +14,7 @@ import pytest
 from router_core import EdgeStore, Embedder, IndexIncompatible, IndexMissing, load_routes, run_reindex
 from service.runtime import Runtime
 from tests.conftest import ROOT, ServiceFactory, settings_for
+from tests.serving import free_port
 
 SEEDS = [
     ("How do I use async with Rust?", "coding"),
@@ -172,7 +173,7 @@ def test_follows_the_model_the_index_records(
 
 def test_service_command_exits_with_message_without_index(tmp_path: Path) -> None:
     """`python -m service` on an empty data directory exits 2 and says what to run."""
-    env = {**os.environ, "ROUTER_QDRANT__DATA_DIR": str(tmp_path / "none"), "ROUTER_HTTP__PORT": "1"}
+    env = {**os.environ, "ROUTER_QDRANT__DATA_DIR": str(tmp_path / "none"), "ROUTER_HTTP__PORT": str(free_port())}
     proc = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
