@@ -1,7 +1,10 @@
 """`python -m indexer [reindex] [--dry-run]`: validate routes, embed, publish, switch.
 
-Exit codes: 0 done, 2 invalid routes or arguments, 1 any other failure (the live index is
-then exactly as it was).
+Route tooling on the live index: `eval`, `calibrate`, `hygiene`, `finetune`, and `import`
+(labelled JSON Lines to a routes directory); see `python -m indexer COMMAND --help`.
+
+Exit codes: 0 done, 2 invalid routes, input or arguments, 1 any other failure (a re-index
+then leaves the live index exactly as it was).
 """
 
 from __future__ import annotations
@@ -12,8 +15,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from indexer import commands
+from indexer.calibration import DEFAULT_OOS_SHARE
+from indexer.finetune import FinetuneConfig
+from indexer.hygiene import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_MIN_EXAMPLES
+from indexer.labelled import LabelledDataInvalid
 from router_core import (
     Embedder,
     IndexSettings,
@@ -26,7 +34,24 @@ from router_core import (
 )
 from router_core.reindex import ReindexPlan
 
-COMMANDS = ("reindex",)
+COMMANDS = ("reindex", "eval", "calibrate", "hygiene", "finetune", "import")
+
+_OBJECTIVE_HELP = f"""\
+objective: weighted accuracy with fallback as a class. An in-scope query weighs 1 and is right
+when it reaches its route; an out-of-scope query (label `oos` or the default route) weighs W
+and is right when it falls back. By default W makes out-of-scope queries {DEFAULT_OOS_SHARE:.0%} of the
+objective whatever the file's own mix (--oos-share), i.e. the objective is
+0.8 x in-scope accuracy + 0.2 x fallback recall. Why explicit: a validation file's mix is an
+accident (CLINC150 val holds 3.2% out-of-scope, its test 18.2%); tuned on the file's own mix,
+a router learns that rejecting hardly matters and under-rejects on real traffic. Set
+--oos-share to the off-topic share of your traffic, or --oos-weight to weigh each
+out-of-scope query directly.
+
+searched: k, global threshold, margin (ambiguity band), vote weighting (count or similarity),
+tie-break (sum or max), then per-route thresholds, kept only when they gain on held-out halves
+of the file (two-fold) and shrunk toward the global threshold. Never tune on the test file:
+a file named like *test* is refused unless --i-know-this-is-test is given.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,33 +64,107 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (parser, reindex):
         _index_options(p)
         p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    _tool_parsers(sub)
     return parser
 
 
-def _index_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--routes", type=Path, help="routes directory (ROUTER_ROUTES_DIR)")
-    p.add_argument("--data-dir", type=Path, help="embedded index directory (ROUTER_QDRANT__DATA_DIR)")
-    p.add_argument("--model", help="embedding model name or path (ROUTER_EMBEDDING__MODEL)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ev = sub.add_parser(
+        "eval", help="score the live index on labelled JSON Lines",
+        description="Accuracy, in-scope accuracy, fallback precision/recall, per-route P/R/F1 and "
+        "the most confused route pairs for labelled queries ({\"text\", \"label\"} per line; "
+        "label `oos` or the default route's name means the query should fall back).",
+    )
+    ev.add_argument("file", type=Path, help="labelled JSON Lines")
+    cal = sub.add_parser(
+        "calibrate", help="search decision parameters on a validation file",
+        description="Search decision parameters on labelled validation queries and optionally "
+        "write them into the routes files.", epilog=_OBJECTIVE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cal.add_argument("file", type=Path, help="labelled validation JSON Lines (never the test file)")
+    cal.add_argument("--write", action="store_true",
+                     help="write the chosen parameters into _router.yaml and the route files")
+    weight = cal.add_mutually_exclusive_group()
+    weight.add_argument("--oos-share", type=float, default=DEFAULT_OOS_SHARE, metavar="S",
+                        help=f"share of the objective given to out-of-scope queries "
+                        f"(default {DEFAULT_OOS_SHARE})")
+    weight.add_argument("--oos-weight", type=float, metavar="W",
+                        help="weight of each out-of-scope query (an in-scope query weighs 1)")
+    cal.add_argument("--i-know-this-is-test", action="store_true", dest="allow_test",
+                     help="allow a file named like *test* (never report figures tuned on it)")
+    hy = sub.add_parser(
+        "hygiene", help="find misplaced examples, cross-route duplicates and thin routes",
+        description="Report examples nearer to another route than to their own (nearest example "
+        "or leave-one-out centroid), near-duplicates across routes and routes with few examples.",
+    )
+    hy.add_argument("--duplicate-similarity", type=float, default=DEFAULT_DUPLICATE_SIMILARITY,
+                    help=f"cosine at or above which two examples are near-duplicates "
+                    f"(default {DEFAULT_DUPLICATE_SIMILARITY})")
+    hy.add_argument("--min-examples", type=int, default=DEFAULT_MIN_EXAMPLES,
+                    help=f"flag routes with fewer examples (default {DEFAULT_MIN_EXAMPLES})")
+    hy.add_argument("--limit", type=int, default=15, help="rows printed per table (default 15)")
+    ft = sub.add_parser(
+        "finetune", help="fine-tune the embedding model on the route examples (explicit step)",
+        description="Fine-tune the embedding model on the route examples with "
+        "MultipleNegativesRankingLoss (pairs of examples of one route; the other routes in the "
+        "batch are negatives), on CPU, and write a versioned model directory identified by "
+        "router-model.json. Index with it afterwards (ROUTER_EMBEDDING__MODEL=<dir>).",
+    )
+    defaults = FinetuneConfig()
+    ft.add_argument("--epochs", type=int, default=defaults.epochs)
+    ft.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    ft.add_argument("--lr", type=float, default=defaults.learning_rate, help="learning rate")
+    ft.add_argument("--max-steps", type=int, help="stop after this many steps")
+    ft.add_argument("--seed", type=int, default=defaults.seed)
+    ft.add_argument("--out", type=Path,
+                    help="model directory (default: <data dir>/models/<model id>)")
+    im = sub.add_parser(
+        "import", help="turn labelled JSON Lines into a routes directory",
+        description="One route per label (canned agent replying [label]) plus _router.yaml, "
+        "e.g. from CLINC150's train split.",
+    )
+    im.add_argument("file", type=Path, help="labelled JSON Lines")
+    im.add_argument("--out", type=Path, required=True, help="routes directory to write")
+    im.add_argument("--exclude", action="append", help="label to leave out (default: oos)")
+    im.add_argument("--threshold", type=float, help="global threshold for _router.yaml")
+    for p in (ev, cal, hy, ft):
+        _index_options(p, default=argparse.SUPPRESS)
+    for p in (ev, cal, hy):
+        p.add_argument("--json", type=Path, dest="json_path", metavar="PATH", help="write JSON here")
+        p.add_argument("--html", type=Path, dest="html_path", metavar="PATH", help="write an HTML report here")
+
+
+def _index_options(p: argparse.ArgumentParser, default: object = None) -> None:
+    kw: dict[str, Any] = {} if default is None else {"default": default}
+    p.add_argument("--routes", type=Path, help="routes directory (ROUTER_ROUTES_DIR)", **kw)
+    p.add_argument("--data-dir", type=Path, help="embedded index directory (ROUTER_QDRANT__DATA_DIR)", **kw)
+    p.add_argument("--model", help="embedding model name or path (ROUTER_EMBEDDING__MODEL)", **kw)
+    p.add_argument("--quiet", action="store_true", help="no progress bar", **kw)
 
 
 def settings_from(args: argparse.Namespace, base: IndexSettings | None = None) -> IndexSettings:
     """Settings from the environment, overridden by command-line options."""
     settings = base or IndexSettings()
     update: dict[str, object] = {}
-    if args.routes:
+    if getattr(args, "routes", None):
         update["routes_dir"] = args.routes
-    if args.data_dir:
+    if getattr(args, "data_dir", None):
         update["qdrant"] = settings.qdrant.model_copy(update={"data_dir": args.data_dir})
-    if args.model:
+    if getattr(args, "model", None):
         update["embedding"] = settings.embedding.model_copy(update={"model": args.model})
     return settings.model_copy(update=update)
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedder: Embedder | None = None
+) -> int:
+    """Run one command; `embedder` lets a caller reuse a loaded model for eval and calibrate."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
+    if args.command not in (None, "reindex"):
+        return _run_tool(args, settings, out, embedder)
     try:
         return reindex(settings, dry_run=args.dry_run, progress=not args.quiet, out=out)
     except RoutesInvalid as exc:
@@ -75,6 +174,46 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
     except RouterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("the live index is unchanged.", file=sys.stderr)
+        return 1
+
+
+def _run_tool(
+    args: argparse.Namespace, settings: IndexSettings, out: TextIO, embedder: Embedder | None
+) -> int:
+    progress = not getattr(args, "quiet", False)
+    try:
+        if args.command == "eval":
+            return commands.run_eval(
+                settings, args.file, json_path=args.json_path, html_path=args.html_path,
+                progress=progress, out=out, embedder=embedder,
+            )
+        if args.command == "calibrate":
+            return commands.run_calibrate(
+                settings, args.file, write=args.write, oos_weight=args.oos_weight,
+                oos_share=args.oos_share, allow_test=args.allow_test, json_path=args.json_path,
+                html_path=args.html_path, progress=progress, out=out, embedder=embedder,
+            )
+        if args.command == "hygiene":
+            return commands.run_hygiene(
+                settings, duplicate_similarity=args.duplicate_similarity,
+                min_examples=args.min_examples, json_path=args.json_path,
+                html_path=args.html_path, out=out, limit=args.limit,
+            )
+        if args.command == "finetune":
+            config = FinetuneConfig(
+                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                max_steps=args.max_steps, seed=args.seed,
+            )
+            return commands.run_finetune(settings, config=config, out_dir=args.out,
+                                         progress=progress, out=out)
+        return commands.run_import(
+            args.file, args.out, exclude=args.exclude or ["oos"], threshold=args.threshold, out=out
+        )
+    except (RoutesInvalid, LabelledDataInvalid, commands.CommandRefused, ValueError) as exc:
+        commands.print_error(str(exc))
+        return 2
+    except RouterError as exc:
+        commands.print_error(str(exc))
         return 1
 
 

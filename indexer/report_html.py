@@ -1,0 +1,449 @@
+"""Self-contained HTML reports with inline SVG plots (no plotting library, no scripts)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from indexer.calibration import CalibrationResult, Scores, params_dict
+from indexer.evaluation import CurvePoint, EvalReport
+from indexer.hygiene import HygieneReport
+
+_STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:3px 8px;border-bottom:1px solid #eee;
+text-align:left;vertical-align:top}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+.kpi{display:inline-block;margin:0 1.5em 1em 0}.kpi b{display:block;font-size:1.6em}
+.muted{color:#777}svg text{font:11px system-ui,sans-serif}
+"""
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+
+
+def page(title: str, body: str) -> str:
+    """A complete HTML document."""
+    return (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{escape(title)}</title>"
+        f"<style>{_STYLE}</style><body><h1>{escape(title)}</h1>{body}</body></html>\n"
+    )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """An HTML table; numbers right-aligned, floats with three decimals."""
+
+    def cell(tag: str, v: object) -> str:
+        if isinstance(v, float):
+            return f"<{tag} class=n>{v:.3f}</{tag}>"
+        if isinstance(v, int):
+            return f"<{tag} class=n>{v}</{tag}>"
+        return f"<{tag}>{escape(str(v))}</{tag}>"
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(cell("td", v) for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def kpis(items: Mapping[str, str]) -> str:
+    """Headline figures."""
+    return "".join(
+        f"<span class=kpi><b>{escape(v)}</b>{escape(k)}</span>" for k, v in items.items()
+    )
+
+
+def line_chart(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    x_label: str,
+    y_label: str,
+    marker: float | None = None,
+    width: int = 720,
+    height: int = 320,
+) -> str:
+    """Lines over a shared x axis; y from 0 to 1. `marker` draws a vertical line."""
+    left, right, top, bottom = 50, 150, 15, 40
+    xs = [x for _, sx, _ in series for x in sx]
+    if not xs:
+        return ""
+    x0, x1 = min(xs), max(xs)
+    span = (x1 - x0) or 1.0
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + (x - x0) / span * pw
+
+    def py(y: float) -> float:
+        return top + (1 - y) * ph
+
+    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(y_label)}">']
+    for i in range(6):
+        y = i / 5
+        parts.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eee"/>'
+        )
+        parts.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.1f}</text>')
+    for x in _ticks(x0, x1):
+        parts.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{x:g}</text>')
+    parts.append(
+        f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>'
+    )
+    parts.append(
+        f'<text x="12" y="{top + ph / 2}" transform="rotate(-90 12 {top + ph / 2})" '
+        f'text-anchor="middle">{escape(y_label)}</text>'
+    )
+    parts.append(
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>'
+    )
+    if marker is not None:
+        parts.append(
+            f'<line x1="{px(marker):.1f}" x2="{px(marker):.1f}" y1="{top}" y2="{top + ph}" '
+            'stroke="#444" stroke-dasharray="4 3"/>'
+        )
+    for i, (name, sx, sy) in enumerate(series):
+        colour = _COLOURS[i % len(_COLOURS)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(sx, sy, strict=True))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        ly = top + 14 + 18 * i
+        parts.append(
+            f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>'
+        )
+        parts.append(f'<text x="{left + pw + 35}" y="{ly}">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _ticks(lo: float, hi: float, most: int = 9) -> list[float]:
+    """Round tick positions between lo and hi (steps of 1, 2 or 5 times a power of ten)."""
+    span = hi - lo
+    if span <= 0:
+        return [lo]
+    step = 10.0 ** math.floor(math.log10(span))
+    for factor in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
+        if span / (step * factor) <= most:
+            step *= factor
+            break
+    first = math.ceil(lo / step - 1e-9)
+    return [round(i * step, 10) for i in range(first, math.floor(hi / step + 1e-9) + 1)]
+
+
+def heatmap(rows: Sequence[str], cols: Sequence[str], counts: Sequence[Sequence[int]]) -> str:
+    """A confusion matrix: rows are gold routes, columns predictions, shaded by row share."""
+    cell = 26
+    left = 10 + 7 * max((len(r) for r in rows), default=4)
+    top = 10 + 6 * max((len(c) for c in cols), default=4)
+    width, height = left + cell * len(cols) + 10, top + cell * len(rows) + 10
+    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="confusion matrix">']
+    for j, c in enumerate(cols):
+        x = left + j * cell + cell / 2
+        parts.append(
+            f'<text x="{x}" y="{top - 6}" transform="rotate(-60 {x} {top - 6})">{escape(c)}</text>'
+        )
+    for i, r in enumerate(rows):
+        y = top + i * cell
+        parts.append(
+            f'<text x="{left - 6}" y="{y + cell / 2 + 4}" text-anchor="end">{escape(r)}</text>'
+        )
+        total = sum(counts[i]) or 1
+        for j, value in enumerate(counts[i]):
+            share = value / total
+            shade = "#2166ac" if i == j else "#b2182b"
+            parts.append(
+                f'<rect x="{left + j * cell}" y="{y}" width="{cell - 1}" height="{cell - 1}" '
+                f'fill="{shade}" fill-opacity="{0.08 + 0.92 * share:.2f}"><title>{escape(r)} → '
+                f"{escape(cols[j])}: {value}</title></rect>"
+            )
+            if value:
+                colour = "#fff" if share > 0.5 else "#000"
+                parts.append(
+                    f'<text x="{left + j * cell + cell / 2}" y="{y + cell / 2 + 4}" '
+                    f'text-anchor="middle" fill="{colour}">{value}</text>'
+                )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def confusion_of_worst(
+    report: EvalReport, gold: Sequence[str], predicted: Sequence[str], worst: int = 12
+) -> tuple[list[str], list[str], list[list[int]]]:
+    """The confusion matrix restricted to the lowest-F1 routes, plus "other" and fallback."""
+    fallback = report.default_route
+    chosen = [s.route for s in report.per_route if s.route != fallback and s.support][:worst]
+    chosen.sort()
+    rows = [*chosen, fallback]
+    cols = [*chosen, fallback, "(other)"]
+    pairs = Counter(zip(gold, predicted, strict=True))
+    index = {c: i for i, c in enumerate(cols)}
+    matrix = [[0] * len(cols) for _ in rows]
+    for (g, p), n in pairs.items():
+        if g not in rows:
+            continue
+        matrix[rows.index(g)][index.get(p, len(cols) - 1)] += n
+    return rows, cols, matrix
+
+
+def eval_page(
+    report: EvalReport,
+    curve: Sequence[CurvePoint],
+    gold: Sequence[str],
+    predicted: Sequence[str],
+    meta: Mapping[str, Any],
+) -> str:
+    """The `eval` report."""
+    body = [f"<p class=muted>{escape(_meta_line(meta))}</p>"]
+    body.append(
+        kpis(
+            {
+                "accuracy (fallback as a class)": _pct(report.accuracy),
+                "in-scope accuracy": _pct(report.in_scope_accuracy),
+                "fallback recall": _pct(report.fallback_recall),
+                "fallback precision": _pct(report.fallback_precision),
+                "queries": f"{report.queries} ({report.out_of_scope} out of scope)",
+            }
+        )
+    )
+    threshold = meta.get("params", {}).get("threshold")
+    body.append("<h2>Accuracy and fallback recall against the threshold</h2>")
+    body.append(_curve_chart(curve, threshold))
+    rows, cols, matrix = confusion_of_worst(report, gold, predicted)
+    body.append("<h2>Confusion matrix of the worst routes</h2>")
+    body.append(
+        "<p class=muted>Rows: labelled route; columns: decision. The routes with the lowest F1.</p>"
+    )
+    body.append(heatmap(rows, cols, matrix))
+    body.append("<h2>Most confused pairs</h2>")
+    body.append(
+        table(
+            ["labelled", "decided", "queries", "examples"],
+            [
+                (c.gold, c.predicted, c.count, " | ".join(c.examples))
+                for c in report.confusions[:25]
+            ],
+        )
+    )
+    body.append("<h2>Per route (worst F1 first)</h2>")
+    body.append(
+        table(
+            ["route", "precision", "recall", "F1", "labelled", "decided"],
+            [
+                (s.route, s.precision, s.recall, s.f1, s.support, s.predicted)
+                for s in report.per_route
+            ],
+        )
+    )
+    if report.unknown_labels:
+        body.append(f"<p>Labels naming no route: {escape(', '.join(report.unknown_labels))}</p>")
+    return page("Routing evaluation", "".join(body))
+
+
+def calibration_page(
+    result: CalibrationResult, curve: Sequence[CurvePoint], meta: Mapping[str, Any]
+) -> str:
+    """The `calibrate` report."""
+    p = result.params
+    body = [f"<p class=muted>{escape(_meta_line(meta))}</p>"]
+    body.append(
+        "<p><b>Objective</b>: weighted accuracy with fallback as a class; each in-scope query "
+        f"weighs 1, each out-of-scope query {result.oos_weight:.2f}, so out-of-scope queries make "
+        f"up {_pct(result.oos_share)} of the objective (the file holds "
+        f"{result.out_of_scope} of {result.queries}). Equivalently "
+        f"{1 - result.oos_share:.2f} × in-scope accuracy + {result.oos_share:.2f} × fallback recall.</p>"
+    )
+    body.append(
+        kpis(
+            {
+                "objective": f"{_pct(result.baseline.objective)} → {_pct(result.objective)}",
+                "in-scope accuracy": f"{_pct(result.baseline.in_scope_accuracy)} → {_pct(result.scores.in_scope_accuracy)}",
+                "fallback recall": f"{_pct(result.baseline.fallback_recall)} → {_pct(result.scores.fallback_recall)}",
+            }
+        )
+    )
+    body.append("<h2>Chosen parameters</h2>")
+    body.append(
+        table(
+            ["parameter", "value"],
+            [
+                ("k", p.k),
+                ("threshold", p.threshold),
+                ("margin", p.margin),
+                ("vote", p.vote),
+                ("tie_break", p.tie_break),
+                ("per-route thresholds", len(p.route_thresholds)),
+            ],
+        )
+    )
+    body.append("<h2>Decision-rule variants (best of each family on this file)</h2>")
+    body.append(_variants_table(result))
+    body.append(
+        "<h2>Accuracy and fallback recall against the threshold (other parameters as chosen)</h2>"
+    )
+    body.append(_curve_chart(curve, p.threshold))
+    body.append("<h2>Per-route thresholds</h2>")
+    verdict = "kept" if result.route_thresholds_kept else "not kept"
+    body.append(
+        f"<p>Held-out check (two-fold on this file): {result.heldout_gain * 100:+.2f} ± "
+        f"{result.heldout_standard_error * 100:.2f} objective points; per-route thresholds {verdict}.</p>"
+    )
+    body.append(
+        table(
+            ["route", "labelled", "best offset", "kept offset", "gain (weighted queries)"],
+            [
+                (r.route, r.support, r.best_offset, r.offset, r.gain)
+                for r in result.route_thresholds
+            ],
+        )
+    )
+    body.append("<h2>Best settings tried</h2>")
+    top = sorted(result.table, key=lambda t: -t.scores.objective)[:30]
+    body.append(
+        table(
+            [
+                "k",
+                "threshold",
+                "margin",
+                "vote",
+                "tie-break",
+                "objective",
+                "accuracy",
+                "in-scope",
+                "fallback recall",
+            ],
+            [
+                (
+                    t.k,
+                    t.threshold,
+                    t.margin,
+                    t.vote,
+                    t.tie_break,
+                    t.scores.objective,
+                    t.scores.accuracy,
+                    t.scores.in_scope_accuracy,
+                    t.scores.fallback_recall,
+                )
+                for t in top
+            ],
+        )
+    )
+    return page("Routing calibration", "".join(body))
+
+
+def hygiene_page(report: HygieneReport, meta: Mapping[str, Any]) -> str:
+    """The `hygiene` report."""
+    body = [f"<p class=muted>{escape(_meta_line(meta))}</p>"]
+    body.append(
+        kpis(
+            {
+                "routes": str(report.routes),
+                "examples": str(report.examples),
+                "misplaced examples": str(len(report.misplaced)),
+                "near-duplicates across routes": str(len(report.near_duplicates)),
+                f"routes under {report.min_examples} examples": str(len(report.small_routes)),
+            }
+        )
+    )
+    body.append("<h2>Examples nearer to another route</h2>")
+    body.append(
+        table(
+            [
+                "route",
+                "example",
+                "flagged by",
+                "nearest example's route",
+                "nearest example",
+                "similarity",
+                "own centroid",
+                "other centroid",
+                "its similarity",
+            ],
+            [
+                (
+                    m.route,
+                    m.text,
+                    m.by,
+                    m.nearest_route,
+                    m.nearest_text,
+                    m.nearest_similarity,
+                    "" if m.own_centroid_similarity is None else m.own_centroid_similarity,
+                    m.other_centroid,
+                    m.other_centroid_similarity,
+                )
+                for m in report.misplaced[:300]
+            ],
+        )
+    )
+    body.append(f"<h2>Near-duplicates across routes (cosine ≥ {report.duplicate_similarity})</h2>")
+    body.append(
+        table(
+            ["similarity", "route", "example", "other route", "other example"],
+            [
+                (d.similarity, d.route_a, d.text_a, d.route_b, d.text_b)
+                for d in report.near_duplicates[:300]
+            ],
+        )
+    )
+    body.append(f"<h2>Routes with fewer than {report.min_examples} examples</h2>")
+    body.append(table(["route", "examples"], list(report.small_routes)))
+    return page("Route hygiene", "".join(body))
+
+
+def _variants_table(result: CalibrationResult) -> str:
+    rows = []
+    for v in result.variants:
+        q = params_dict(v.params)
+        setting = (
+            f"{v.threshold_mode} k={q['k']} threshold={q['threshold']} margin={q['margin']} vote={q['vote']} "
+            f"tie={q['tie_break']}"
+            + (f" +{len(q['route_thresholds'])} route thresholds" if q["route_thresholds"] else "")
+        )
+        adopted = "yes" if v.adopted else ("" if v.servable else "needs router_core")
+        rows.append(
+            (
+                v.name,
+                adopted,
+                setting,
+                f"{v.gain * 100:+.2f} ± {v.standard_error * 100:.2f}",
+                *_score_cells(v.scores),
+            )
+        )
+    return table(
+        [
+            "variant",
+            "adopted",
+            "setting",
+            "gain (points)",
+            "objective",
+            "accuracy",
+            "in-scope",
+            "fallback recall",
+            "fallback precision",
+        ],
+        rows,
+    )
+
+
+def _score_cells(s: Scores) -> tuple[float, ...]:
+    return (s.objective, s.accuracy, s.in_scope_accuracy, s.fallback_recall, s.fallback_precision)
+
+
+def _curve_chart(curve: Sequence[CurvePoint], marker: float | None) -> str:
+    xs = [c.threshold for c in curve]
+    return line_chart(
+        [
+            ("accuracy", xs, [c.accuracy for c in curve]),
+            ("in-scope accuracy", xs, [c.in_scope_accuracy for c in curve]),
+            ("fallback recall", xs, [c.fallback_recall for c in curve]),
+            ("fallback precision", xs, [c.fallback_precision for c in curve]),
+        ],
+        x_label="global threshold",
+        y_label="share",
+        marker=marker,
+    )
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _meta_line(meta: Mapping[str, Any]) -> str:
+    return " · ".join(f"{k}: {v}" for k, v in meta.items() if k != "params")

@@ -1,0 +1,159 @@
+"""Write calibrated decision parameters back into a routes directory, keeping the rest.
+
+Only the lines of the keys being set are touched (top-level `k`, `threshold`, `margin`,
+`tie_break`, `vote` and, once router_core has it, `threshold_mode` in `_router.yaml`;
+`threshold` in each route file), so comments, order and formatting survive. Every edited file is re-parsed and compared with what was meant; a file
+whose layout defeats line editing (flow style, say) is rewritten whole instead and reported.
+If the directory does not load afterwards, every file is restored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from indexer.decision_rules import supports_threshold_mode, threshold_mode_of
+from router_core.routes import ROUTER_FILE, DecisionParams, load_routes
+
+ROUTER_KEYS = ("k", "threshold", "margin", "tie_break", "vote", "threshold_mode")
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """Which files changed, and which had to be rewritten whole (comments lost)."""
+
+    changed: tuple[str, ...]
+    rewritten: tuple[str, ...]
+
+
+def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> WriteReport:
+    """Set the router defaults and every route's own threshold (removed where it has none)."""
+    root = Path(routes_dir)
+    table = load_routes(root)  # refuse to edit a directory that does not load now
+    edits: dict[Path, dict[str, Any]] = {
+        root / ROUTER_FILE: {
+            "k": params.k,
+            "threshold": _number(params.threshold),
+            "margin": _number(params.margin),
+            "tie_break": params.tie_break,
+            "vote": params.vote,
+        }
+    }
+    if supports_threshold_mode():
+        edits[root / ROUTER_FILE]["threshold_mode"] = threshold_mode_of(params)
+    for route in table.routes:
+        value = params.route_thresholds.get(route.name)
+        edits[_route_file(root, route.name)] = {
+            "threshold": None if value is None else _number(value)
+        }
+    originals: dict[Path, str | None] = {}
+    changed: list[str] = []
+    rewritten: list[str] = []
+    try:
+        for path, values in edits.items():
+            before = path.read_text(encoding="utf-8") if path.exists() else None
+            after, whole = _edit(before, values)
+            if after == before:
+                continue
+            originals[path] = before
+            _replace(path, after)
+            changed.append(path.name)
+            if whole:
+                rewritten.append(path.name)
+        load_routes(root)
+    except BaseException:
+        for path, text in originals.items():
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                _replace(path, text)
+        raise
+    return WriteReport(tuple(changed), tuple(rewritten))
+
+
+def _route_file(root: Path, name: str) -> Path:
+    for suffix in (".yaml", ".yml"):
+        if (root / f"{name}{suffix}").exists():
+            return root / f"{name}{suffix}"
+    return root / f"{name}.yaml"
+
+
+def _number(value: float) -> float:
+    return round(float(value), 4)
+
+
+def _edit(text: str | None, values: Mapping[str, Any]) -> tuple[str, bool]:
+    """The new file text, and whether it had to be rewritten whole."""
+    current = yaml.safe_load(text) if text else None
+    data: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
+    wanted = dict(data)
+    for key, value in values.items():
+        if value is None:
+            wanted.pop(key, None)
+        else:
+            wanted[key] = value
+    if wanted == data and text is not None:
+        return text, False
+    edited = text or ""
+    for key, value in values.items():
+        edited = _set_line(edited, key, value)
+    try:
+        ok = yaml.safe_load(edited) == wanted
+    except yaml.YAMLError:
+        ok = False
+    if ok:
+        return edited, False
+    return yaml.safe_dump(wanted, sort_keys=False, allow_unicode=True, width=1000), True
+
+
+def _set_line(text: str, key: str, value: Any) -> str:
+    lines = text.splitlines(keepends=True)
+    pattern = re.compile(
+        rf"^{re.escape(key)}[ \t]*:(?P<value>[^#\n]*?)(?P<comment>[ \t]+#.*)?(?P<eol>\r?\n)?$"
+    )
+    for i, line in enumerate(lines):
+        found = pattern.match(line)
+        if found:
+            if value is None:
+                del lines[i]
+            else:
+                comment = found.group("comment") or ""
+                lines[i] = f"{key}: {_scalar(value)}{comment}{found.group('eol') or os.linesep}"
+            return "".join(lines)
+    if value is None:
+        return text
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    anchor = _insert_after(lines, key)
+    lines.insert(anchor, f"{key}: {_scalar(value)}\n")
+    return "".join(lines)
+
+
+def _insert_after(lines: list[str], key: str) -> int:
+    """Where a new top-level key goes: after the last router key present, else after `name`."""
+    for keys in ((ROUTER_KEYS if key in ROUTER_KEYS else ()), ("name",)):
+        found = [
+            i
+            for i, line in enumerate(lines)
+            if any(re.match(rf"^{re.escape(k)}[ \t]*:", line) for k in keys)
+        ]
+        if found:
+            return max(found) + 1
+    return len(lines)
+
+
+def _scalar(value: Any) -> str:
+    text = str(yaml.safe_dump(value, default_flow_style=True))
+    return text.strip().removesuffix("...").strip()
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,277 @@
+"""Calibration: the numpy engine matches decide(), the objective and search, writing back."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from indexer.batch_decision import FALLBACK, NeighbourArrays, vote
+from indexer.calibration import CalibrationGrid, calibrate, oos_weight_for
+from indexer.cli import main as indexer_main
+from indexer.decision_rules import ThresholdMode, decide_winner, decide_with
+from indexer.routes_writer import write_decision_params
+from router_core import (
+    DecisionParams,
+    EdgeStore,
+    Embedder,
+    Neighbour,
+    decide,
+    load_routes,
+    run_reindex,
+)
+from tests.test_evaluation import LABELLED, write_jsonl, write_tiny_routes
+
+SMALL_GRID = CalibrationGrid(
+    ks=(1, 3, 5),
+    thresholds=tuple(round(0.3 + 0.05 * i, 2) for i in range(11)),
+    margins=(0.0, 0.2),
+    route_offsets=(-0.1, -0.05, 0.0, 0.05, 0.1),
+)
+
+
+def random_neighbours(rng: random.Random, queries: int, routes: list[str]) -> list[list[Neighbour]]:
+    """Neighbour lists with many exact ties (similarities rounded to one or two decimals)."""
+    return [
+        [
+            Neighbour(
+                f"t{q}-{j}", rng.choice(routes), round(rng.uniform(0.2, 0.9), rng.choice([1, 2, 6]))
+            )
+            for j in range(rng.randint(0, 8))
+        ]
+        for q in range(queries)
+    ]
+
+
+@pytest.mark.parametrize("mode", ["neighbour", "winner"])
+def test_numpy_engine_matches_decide_on_every_setting(mode: ThresholdMode) -> None:
+    """vote() gives the per-query rule's route or fallback for random neighbours, ties and per-route thresholds."""
+    rng = random.Random(7)
+    routes = ["a", "b", "c", "d"]
+    neighbours = random_neighbours(rng, 400, routes)
+    arrays = NeighbourArrays.build(neighbours)
+    for _ in range(40):
+        params = DecisionParams(
+            k=rng.randint(1, 8),
+            threshold=rng.uniform(0.2, 0.8),
+            route_thresholds={r: rng.uniform(0.2, 0.8) for r in routes if rng.random() < 0.3},
+            margin=rng.choice([0.0, 0.1, 0.3]),
+            tie_break=rng.choice(["sum", "max"]),
+            vote=rng.choice(["count", "similarity"]),
+        )
+        thresholds = arrays.thresholds(params.threshold, params.route_thresholds)
+        fast = vote(arrays, params.k, thresholds, params.vote, params.tie_break, mode)
+        exact = [decide_with(n, params, mode) for n in neighbours]
+        expected = [FALLBACK if d.fallback else arrays.route_id(d.route) for d in exact]
+        assert fast.predictions(params.margin).tolist() == expected, params
+        if mode == "neighbour":
+            assert [decide(n, params).route for n in neighbours] == [d.route for d in exact]
+
+
+def test_winner_mode_thresholds_the_winner_not_each_neighbour() -> None:
+    """Neighbour mode drops weak neighbours before voting; winner mode lets them vote, then rejects a weak winner."""
+    hits = [Neighbour("x", "a", 0.6), Neighbour("y", "b", 0.45), Neighbour("z", "b", 0.44)]
+    params = DecisionParams(k=3, threshold=0.5)
+    assert decide(hits, params).route == "a"
+    weak = decide_winner(hits, params)
+    assert weak.fallback and weak.reason == "below_threshold"
+    assert weak.votes[0].route == "b" and weak.votes[0].count == 2
+    assert (
+        decide_winner(hits, DecisionParams(k=3, threshold=0.5, route_thresholds={"b": 0.4})).route
+        == "b"
+    )
+
+
+def synthetic(
+    rng: random.Random, per_route: int, oos: int
+) -> tuple[list[list[Neighbour]], list[str]]:
+    """In-scope queries sit near their route (0.55-0.9); out-of-scope ones lower (0.3-0.6)."""
+    neighbours, labels = [], []
+    routes = ["alpha", "beta", "gamma"]
+    for route in routes:
+        for _ in range(per_route):
+            others = [r for r in routes if r != route]
+            row = [Neighbour(f"{route}{j}", route, rng.uniform(0.55, 0.9)) for j in range(3)]
+            row += [Neighbour(f"x{j}", rng.choice(others), rng.uniform(0.3, 0.6)) for j in range(3)]
+            neighbours.append(row)
+            labels.append(route)
+    for _ in range(oos):
+        neighbours.append(
+            [Neighbour(f"o{j}", rng.choice(routes), rng.uniform(0.3, 0.6)) for j in range(6)]
+        )
+        labels.append("oos")
+    return neighbours, labels
+
+
+def test_calibration_finds_a_separating_threshold_and_beats_the_baseline() -> None:
+    """On separable data the chosen setting rejects out-of-scope queries and keeps in-scope ones."""
+    neighbours, labels = synthetic(random.Random(1), per_route=30, oos=30)
+    base = DecisionParams(k=5, threshold=0.2, default_route="default")
+    result = calibrate(neighbours, labels, base, grid=SMALL_GRID)
+    assert len(result.table) == SMALL_GRID.size
+    assert result.objective >= result.baseline.objective
+    assert result.baseline.fallback_recall < 0.5
+    assert result.scores.in_scope_accuracy > 0.95
+    assert result.scores.fallback_recall > 0.9
+    assert 0.5 <= result.params.threshold <= 0.6
+    assert result.engine_mismatches == 0
+    # The objective is (1 - share) * in-scope accuracy + share * fallback recall.
+    s = result.scores
+    assert result.objective == pytest.approx(0.8 * s.in_scope_accuracy + 0.2 * s.fallback_recall)
+    assert [v.name for v in result.variants][:2] == [
+        "given parameters",
+        "majority vote + threshold",
+    ]
+    assert json.loads(json.dumps(result.to_dict(table_rows=5)))["table_size"] == SMALL_GRID.size
+
+
+def test_out_of_scope_weight_moves_the_threshold() -> None:
+    """Weighing out-of-scope errors more never lowers the chosen threshold, and raises fallback recall."""
+    neighbours, labels = synthetic(random.Random(2), per_route=30, oos=10)
+    for row, label in zip(neighbours, labels, strict=True):  # make the classes overlap
+        if label != "oos":
+            row[0] = replace(row[0], similarity=row[0].similarity - 0.2)
+    base = DecisionParams(k=3, threshold=0.45)
+    grid = replace(SMALL_GRID, route_thresholds=False)
+    light = calibrate(neighbours, labels, base, oos_share=0.05, grid=grid)
+    heavy = calibrate(neighbours, labels, base, oos_share=0.6, grid=grid)
+    assert heavy.scores.fallback_recall >= light.scores.fallback_recall
+    assert heavy.oos_share == pytest.approx(0.6)
+    assert light.oos_share == pytest.approx(0.05)
+    explicit = calibrate(neighbours, labels, base, oos_weight=1.0, grid=grid)
+    assert explicit.oos_weight == 1.0
+    assert explicit.oos_share == pytest.approx(10 / 100)
+    assert oos_weight_for(3000, 100, 0.2) == pytest.approx(7.5)
+
+
+def test_per_route_threshold_needs_support_and_held_out_gain() -> None:
+    """A route whose out-of-scope look-alikes score high gets a higher threshold only with enough support."""
+    rng = random.Random(3)
+    neighbours, labels = synthetic(rng, per_route=40, oos=0)
+    for _ in range(40):  # out-of-scope queries that look like gamma (0.6-0.65), others stay low
+        row = [Neighbour(f"g{j}", "gamma", rng.uniform(0.6, 0.65)) for j in range(3)]
+        neighbours.append([*row, Neighbour("o", "alpha", 0.3)])
+        labels.append("oos")
+    for row, label in zip(neighbours, labels, strict=True):
+        if label == "gamma":
+            for j in range(3):
+                row[j] = replace(row[j], similarity=rng.uniform(0.7, 0.9))
+    base = DecisionParams(k=3, threshold=0.5)
+    grid = replace(
+        SMALL_GRID,
+        thresholds=(0.5,),
+        margins=(0.0,),
+        ks=(3,),
+        min_route_support=10,
+        route_offsets=(0.0, 0.1, 0.2),
+    )
+    result = calibrate(neighbours, labels, base, grid=grid)
+    assert result.route_thresholds_kept
+    assert result.heldout_gain > 0
+    assert result.params.route_thresholds["gamma"] == pytest.approx(0.5 + round(0.2 * 40 / 50, 2))
+    assert result.scores.fallback_recall == 1.0
+    assert result.scores.in_scope_accuracy == 1.0
+    assert set(result.params.route_thresholds) == {"gamma"}
+    strict = calibrate(neighbours, labels, base, grid=replace(grid, min_route_support=100))
+    assert strict.params.route_thresholds == {}
+
+
+def test_write_back_keeps_comments_and_reloads(tmp_path: Path) -> None:
+    """Writing parameters changes only their lines: comments and other keys survive, thresholds come and go."""
+    routes = write_tiny_routes(tmp_path / "routes")
+    (routes / "music.yaml").write_text(
+        (routes / "music.yaml")
+        .read_text()
+        .replace("name: music\n", "name: music\nthreshold: 0.3  # old\n")
+    )
+    (routes / "banking.yaml").write_text(
+        yaml.safe_dump(
+            {**yaml.safe_load((routes / "banking.yaml").read_text())}, default_flow_style=True
+        )
+    )
+    params = DecisionParams(
+        k=7,
+        threshold=0.52,
+        margin=0.1,
+        vote="similarity",
+        tie_break="max",
+        route_thresholds={"weather": 0.6, "banking": 0.55},
+    )
+    report = write_decision_params(routes, params)
+    table = load_routes(routes)
+    assert table.params == replace(params, default_route="default")
+    router_text = (routes / "_router.yaml").read_text()
+    assert router_text.startswith("# router defaults (hand-written comment)\n")
+    assert "k: 7\n" in router_text
+    assert "vote: similarity\n" in router_text
+    assert (
+        (routes / "weather.yaml")
+        .read_text()
+        .startswith("# the weather route\nname: weather\nthreshold: 0.6\n")
+    )
+    assert "threshold" not in (routes / "music.yaml").read_text()
+    assert "# the music route" in (routes / "music.yaml").read_text()
+    assert report.rewritten == ("banking.yaml",)
+    assert write_decision_params(routes, params).changed == ()
+
+
+def test_calibrate_refuses_the_test_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file named like *test* is refused (exit 2) before anything is loaded, unless explicitly allowed."""
+    path = write_jsonl(tmp_path / "clinc_test.jsonl", LABELLED)
+    code = indexer_main(
+        ["calibrate", str(path), "--routes", str(tmp_path), "--data-dir", str(tmp_path)]
+    )
+    assert code == 2
+    assert "never tune on the test set" in capsys.readouterr().err
+
+
+def test_calibrate_command_writes_parameters_for_the_next_index(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """`calibrate --write` stores the chosen parameters in the routes files and says to re-index."""
+    routes = write_tiny_routes(tmp_path / "routes")
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes), EdgeStore(data), embedder)
+    val = write_jsonl(tmp_path / "val.jsonl", LABELLED)
+    out = io.StringIO()
+    json_path = tmp_path / "cal.json"
+    code = indexer_main(
+        [
+            "calibrate",
+            str(val),
+            "--routes",
+            str(routes),
+            "--data-dir",
+            str(data),
+            "--quiet",
+            "--write",
+            "--oos-share",
+            "0.3",
+            "--json",
+            str(json_path),
+            "--html",
+            str(tmp_path / "cal.html"),
+        ],
+        out=out,
+        embedder=embedder,
+    )
+    assert code == 0
+    text = out.getvalue()
+    assert "0.70 x in-scope accuracy + 0.30 x fallback recall" in text
+    assert "next: re-index" in text
+    chosen = json.loads(json_path.read_text())["result"]["params"]
+    table = load_routes(routes)
+    assert table.params.k == chosen["k"]
+    assert table.params.threshold == pytest.approx(chosen["threshold"])
+    assert table.params.vote == chosen["vote"]
+    assert table.params.margin == pytest.approx(chosen["margin"])
+    assert "<svg" in (tmp_path / "cal.html").read_text()
+    assert np.isclose(json.loads(json_path.read_text())["result"]["oos_share"], 0.3)
