@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from indexer.labelled import is_fallback_label
 from router_core.decision import Neighbour
-from router_core.routes import TieBreak, VoteWeight
-
-ThresholdMode = Literal["neighbour", "winner"]  # the same alias as indexer.decision_rules
+from router_core.routes import ThresholdMode, TieBreak, VoteWeight
 
 FALLBACK = -1
 UNKNOWN = -2
@@ -127,7 +124,7 @@ def vote(
     """Tally the first k neighbours of every query the way `decide` does.
 
     mode "neighbour" is `router_core.decision.decide`: a neighbour votes only when it clears
-    its route's threshold. mode "winner" is `indexer.decision_rules.decide_winner`: all k
+    its route's threshold. mode "winner" is `router_core.decide` with threshold_mode="winner": all k
     neighbours vote and the query falls back when the winner's best similarity is under the
     winner's threshold.
     """

@@ -32,7 +32,7 @@ Search
    errors on the validation queries (so noise in a small out-of-scope sample does not add
    parameters): majority vote with a threshold (tuned k and threshold), then the threshold
    applied to the winner's best similarity instead of to each neighbour (threshold mode
-   "winner", scored but adopted only once router_core can serve it), then similarity-weighted
+   "winner"), then similarity-weighted
    votes, then tie-break by best similarity, then a margin (ambiguity band).
 3. Per-route thresholds, regularised: a route gets its own threshold only when validation holds
    at least `min_route_support` queries labelled with it; its best offset from the global
@@ -61,16 +61,9 @@ from indexer.batch_decision import (
     gold_ids,
     vote,
 )
-from indexer.decision_rules import (
-    ThresholdMode,
-    decide_with,
-    supports_threshold_mode,
-    threshold_mode_of,
-    with_threshold_mode,
-)
 from indexer.labelled import is_fallback_label
-from router_core.decision import Neighbour
-from router_core.routes import DecisionParams, TieBreak, VoteWeight
+from router_core.decision import Neighbour, decide
+from router_core.routes import DecisionParams, ThresholdMode, TieBreak, VoteWeight
 
 DEFAULT_OOS_SHARE = 0.2
 
@@ -143,26 +136,16 @@ class Trial:
     scores: Scores
 
     def params(self, default_route: str) -> DecisionParams:
-        """This setting as decision parameters (no per-route thresholds; the threshold mode
-        only where router_core supports it)."""
-        params = DecisionParams(
+        """This setting as decision parameters (no per-route thresholds)."""
+        return DecisionParams(
             k=self.k,
             threshold=self.threshold,
             margin=self.margin,
             tie_break=self.tie_break,
             vote=self.vote,
+            threshold_mode=self.threshold_mode,
             default_route=default_route,
         )
-        return (
-            with_threshold_mode(params, self.threshold_mode)
-            if supports_threshold_mode()
-            else params
-        )
-
-    @property
-    def servable(self) -> bool:
-        """Whether router_core can serve this setting."""
-        return self.threshold_mode == "neighbour" or supports_threshold_mode()
 
 
 @dataclass(frozen=True)
@@ -174,7 +157,6 @@ class Variant:
     threshold_mode: ThresholdMode
     scores: Scores
     adopted: bool
-    servable: bool = True  # False: router_core cannot serve it yet
     gain: float = 0.0  # objective gained over the setting adopted before it
     standard_error: float = 0.0  # of that gain (paired, over the validation queries)
 
@@ -233,7 +215,7 @@ def params_dict(p: DecisionParams, mode: ThresholdMode | None = None) -> dict[st
         "margin": p.margin,
         "tie_break": p.tie_break,
         "vote": p.vote,
-        "threshold_mode": mode or threshold_mode_of(p),
+        "threshold_mode": mode or p.threshold_mode,
         "default_route": p.default_route,
     }
 
@@ -256,15 +238,11 @@ def calibrate(
     oos_share: float = DEFAULT_OOS_SHARE,
     grid: CalibrationGrid = DEFAULT_GRID,
     routes: Sequence[str] = (),
-    allow_unservable: bool = False,
 ) -> CalibrationResult:
     """Search decision parameters on precomputed neighbours (fetched with k >= grid.k_max).
 
     `oos_weight` weighs each out-of-scope query directly; when None it follows `oos_share`
     (see the module docstring). `base` supplies the default route and the baseline row.
-    Settings router_core cannot serve yet (threshold mode "winner") are scored and reported
-    but adopted only with `allow_unservable` (for measurement); the result's `threshold_mode`
-    then says how to decide (`indexer.decision_rules.decide_with`).
     """
     if len(neighbours) != len(labels):
         raise ValueError(f"{len(neighbours)} neighbour lists for {len(labels)} labels")
@@ -285,7 +263,7 @@ def calibrate(
     scorer = _Scorer(gold, weights)
 
     table = _search(arrays, scorer, grid)
-    variants, chosen = _ladder(table, base, grid, arrays, scorer, allow_unservable)
+    variants, chosen = _ladder(table, base, grid, arrays, scorer)
     params = chosen.params(base.default_route)
     mode = chosen.threshold_mode
     details: tuple[RouteThreshold, ...] = ()
@@ -301,13 +279,13 @@ def calibrate(
             params = replace(params, route_thresholds=per_route)
 
     final, mismatches = _decide_scores(neighbours, params, mode, arrays, scorer)
-    base_mode = threshold_mode_of(base)
+    base_mode = base.threshold_mode
     baseline, _ = _decide_scores(neighbours, base, base_mode, arrays, scorer)
     variants.insert(0, Variant("given parameters", base, base_mode, baseline, False))
     if kept:
         gain = final.objective - chosen.scores.objective
         variants.append(
-            Variant("+ per-route thresholds", params, mode, final, True, chosen.servable, gain)
+            Variant("+ per-route thresholds", params, mode, final, True, gain)
         )
     return CalibrationResult(
         params=params,
@@ -434,18 +412,16 @@ def _ladder(
     grid: CalibrationGrid,
     arrays: NeighbourArrays,
     scorer: _Scorer,
-    allow_unservable: bool,
 ) -> tuple[list[Variant], Trial]:
     """Walk the families from simple to rich; adopt a family's best setting only when it beats
     the adopted one by min_variant_gain and by `significance` paired standard errors."""
     key = _preference(base)
-    usable = [t for t in table if t.servable or allow_unservable]
     variants: list[Variant] = []
     chosen: Trial | None = None
     chosen_pred: IntArray | None = None
     previous = 0
     for name, member in _FAMILIES:
-        family = [t for t in usable if member(t)]
+        family = [t for t in table if member(t)]
         if not family or len(family) == previous:
             continue
         previous = len(family)
@@ -464,29 +440,12 @@ def _ladder(
                 best.threshold_mode,
                 best.scores,
                 adopt,
-                best.servable,
                 gain,
                 se,
             )
         )
     if chosen is None or chosen_pred is None:
         raise ValueError("the calibration grid is empty")
-    unservable = [t for t in table if not t.servable]
-    if unservable and not allow_unservable:
-        best = min(unservable, key=key)
-        gain, se = _paired_gain(_predict(arrays, best), chosen_pred, scorer)
-        variants.append(
-            Variant(
-                f"threshold mode {best.threshold_mode!r} (needs router_core support)",
-                best.params(base.default_route),
-                best.threshold_mode,
-                best.scores,
-                False,
-                False,
-                gain,
-                se,
-            )
-        )
     return variants, chosen
 
 
@@ -626,7 +585,7 @@ def _decide_scores(
             FALLBACK
             if d.fallback
             else (arrays.route_id(d.route) if arrays.route_id(d.route) is not None else unknown)
-            for d in (decide_with(n, params, mode) for n in neighbours)
+            for d in (decide(n, replace(params, threshold_mode=mode)) for n in neighbours)
         ],
         dtype=np.int64,
     )

@@ -340,13 +340,6 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
         ),
         file=out,
     )
-    waiting = [v for v in result.variants if not v.servable]
-    for v in waiting:
-        print(
-            f"  note: {v.name} would gain {v.gain * 100:+.2f} points (± {v.standard_error * 100:.2f}); "
-            "router_core cannot serve it yet (DecisionParams.threshold_mode)",
-            file=out,
-        )
     kept = [r for r in result.route_thresholds if r.offset]
     verdict = "kept" if result.route_thresholds_kept else "not kept"
     print(

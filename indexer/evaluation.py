@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from indexer.batch_decision import FALLBACK, NeighbourArrays, gold_ids, vote
-from indexer.decision_rules import ThresholdMode, threshold_mode_of
 from indexer.labelled import is_fallback_label
 from router_core.decision import Decision, Neighbour
 from router_core.embedding import Embedder
-from router_core.routes import DecisionParams
+from router_core.routes import DecisionParams, ThresholdMode
 from router_core.store.protocol import OpenIndex
 
 EXAMPLES_PER_CONFUSION = 3
@@ -185,7 +184,7 @@ def threshold_curve(
     mode: ThresholdMode | None = None,
 ) -> list[CurvePoint]:
     """Accuracy and fallback recall as the global threshold moves, everything else fixed."""
-    rule = mode or threshold_mode_of(params)
+    rule = mode or params.threshold_mode
     arrays = NeighbourArrays.build(neighbours, route_names)
     gold = gold_ids(arrays, labels, params.default_route)
     oos = gold == FALLBACK

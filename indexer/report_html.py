@@ -396,7 +396,7 @@ def _variants_table(result: CalibrationResult) -> str:
             f"tie={q['tie_break']}"
             + (f" +{len(q['route_thresholds'])} route thresholds" if q["route_thresholds"] else "")
         )
-        adopted = "yes" if v.adopted else ("" if v.servable else "needs router_core")
+        adopted = "yes" if v.adopted else ""
         rows.append(
             (
                 v.name,

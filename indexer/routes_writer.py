@@ -1,7 +1,7 @@
 """Write calibrated decision parameters back into a routes directory, keeping the rest.
 
 Only the lines of the keys being set are touched (top-level `k`, `threshold`, `margin`,
-`tie_break`, `vote` and, once router_core has it, `threshold_mode` in `_router.yaml`;
+`tie_break`, `vote` and `threshold_mode` in `_router.yaml`;
 `threshold` in each route file), so comments, order and formatting survive. Every edited file is re-parsed and compared with what was meant; a file
 whose layout defeats line editing (flow style, say) is rewritten whole instead and reported.
 If the directory does not load afterwards, every file is restored.
@@ -18,7 +18,6 @@ from typing import Any
 
 import yaml
 
-from indexer.decision_rules import supports_threshold_mode, threshold_mode_of
 from router_core.routes import ROUTER_FILE, DecisionParams, load_routes
 
 ROUTER_KEYS = ("k", "threshold", "margin", "tie_break", "vote", "threshold_mode")
@@ -43,10 +42,9 @@ def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> Wri
             "margin": _number(params.margin),
             "tie_break": params.tie_break,
             "vote": params.vote,
+            "threshold_mode": params.threshold_mode,
         }
     }
-    if supports_threshold_mode():
-        edits[root / ROUTER_FILE]["threshold_mode"] = threshold_mode_of(params)
     for route in table.routes:
         value = params.route_thresholds.get(route.name)
         edits[_route_file(root, route.name)] = {

@@ -22,7 +22,7 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class RouteVote:
-    """What one route collected among the neighbours that cleared the threshold."""
+    """What one route collected among the neighbours that voted."""
 
     route: str
     count: int
@@ -48,27 +48,38 @@ class Decision:
 
 
 def decide(neighbours: Sequence[Neighbour], params: DecisionParams) -> Decision:
-    """Vote among the k nearest neighbours that clear their route's threshold.
+    """Vote among the k nearest neighbours and apply the threshold.
+
+    threshold_mode "neighbour" (the default): only neighbours that clear their route's
+    threshold vote; no survivor means the default route. threshold_mode "winner": all k
+    neighbours vote, and the default route is chosen when the winner's best similarity is under
+    the winner's threshold (a route cannot win on one weak neighbour outvoted by nothing, nor
+    lose part of its vote to neighbours straddling the threshold).
 
     Ties in the vote are broken by summed (or, with tie_break="max", best) similarity, then by
-    route name so the result never depends on input order. No survivor, or a winner whose
-    share of the vote beats the runner-up's by less than `margin`, means the default route.
+    route name so the result never depends on input order. A winner whose share of the vote
+    beats the runner-up's by less than `margin` means the default route too.
     """
     nearest = tuple(sorted(neighbours, key=lambda n: (-n.similarity, n.route, n.text))[: params.k])
-    score = nearest[0].similarity if nearest else 0.0
-    survivors = [n for n in nearest if n.similarity >= params.threshold_for(n.route)]
-    if not survivors:
-        reason: Reason = "below_threshold" if nearest else "no_neighbours"
-        return Decision(params.default_route, True, score, reason, (), nearest)
-    votes = _tally(survivors)
-    ranked = sorted(votes, key=lambda v: _rank_key(v, params), reverse=True)
-    ranked_votes = tuple(ranked)
+    if not nearest:
+        return Decision(params.default_route, True, 0.0, "no_neighbours", (), nearest)
+    score = nearest[0].similarity
+    if params.threshold_mode == "winner":
+        voters: Sequence[Neighbour] = nearest
+    else:
+        voters = [n for n in nearest if n.similarity >= params.threshold_for(n.route)]
+        if not voters:
+            return Decision(params.default_route, True, score, "below_threshold", (), nearest)
+    ranked = tuple(sorted(_tally(voters), key=lambda v: _rank_key(v, params), reverse=True))
+    winner = ranked[0]
+    if winner.similarity_max < params.threshold_for(winner.route):
+        return Decision(params.default_route, True, score, "below_threshold", ranked, nearest)
     if params.margin > 0 and len(ranked) > 1:
         total = sum(_weight(v, params) for v in ranked)
         lead = (_weight(ranked[0], params) - _weight(ranked[1], params)) / total
         if lead < params.margin:
-            return Decision(params.default_route, True, score, "ambiguous", ranked_votes, nearest)
-    return Decision(ranked[0].route, False, score, "vote", ranked_votes, nearest)
+            return Decision(params.default_route, True, score, "ambiguous", ranked, nearest)
+    return Decision(winner.route, False, score, "vote", ranked, nearest)
 
 
 def _tally(survivors: Sequence[Neighbour]) -> list[RouteVote]:

@@ -7,7 +7,6 @@ nothing is half-loaded.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_EXAMPLE_CHARS = 1000
 TieBreak = Literal["sum", "max"]
 VoteWeight = Literal["count", "similarity"]
+ThresholdMode = Literal["neighbour", "winner"]
 
 _AGENT = TypeAdapter(AgentSpec)
 
@@ -51,6 +51,7 @@ class RouterFile(_Strict):
     margin: float = Field(default=0.0, ge=0.0, le=2.0)
     tie_break: TieBreak = "sum"
     vote: VoteWeight = "count"
+    threshold_mode: ThresholdMode = "neighbour"
     default_route: str = Field(default="default", pattern=NAME_PATTERN)
     default_agent: AgentSpec = CannedAgent(
         name="default-agent", reply="Sorry, I can't help with that request."
@@ -78,6 +79,7 @@ class DecisionParams:
     margin: float = 0.0
     tie_break: TieBreak = "sum"
     vote: VoteWeight = "count"
+    threshold_mode: ThresholdMode = "neighbour"
     default_route: str = "default"
 
     def threshold_for(self, route: str) -> float:
@@ -113,6 +115,7 @@ class RouteTable:
             "margin": p.margin,
             "tie_break": p.tie_break,
             "vote": p.vote,
+            "threshold_mode": p.threshold_mode,
             "default_route": p.default_route,
             "default_agent": self.default_agent.model_dump(),
             "routes": [
@@ -198,6 +201,7 @@ def _params(router: RouterFile, routes: Iterable[Route]) -> DecisionParams:
         margin=router.margin,
         tie_break=router.tie_break,
         vote=router.vote,
+        threshold_mode=router.threshold_mode,
         default_route=router.default_route,
     )
 

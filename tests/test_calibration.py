@@ -15,7 +15,6 @@ import yaml
 from indexer.batch_decision import FALLBACK, NeighbourArrays, vote
 from indexer.calibration import CalibrationGrid, calibrate, oos_weight_for
 from indexer.cli import main as indexer_main
-from indexer.decision_rules import ThresholdMode, decide_winner, decide_with
 from indexer.routes_writer import write_decision_params
 from router_core import (
     DecisionParams,
@@ -26,6 +25,7 @@ from router_core import (
     load_routes,
     run_reindex,
 )
+from router_core.routes import ThresholdMode
 from tests.test_evaluation import LABELLED, write_jsonl, write_tiny_routes
 
 SMALL_GRID = CalibrationGrid(
@@ -67,11 +67,9 @@ def test_numpy_engine_matches_decide_on_every_setting(mode: ThresholdMode) -> No
         )
         thresholds = arrays.thresholds(params.threshold, params.route_thresholds)
         fast = vote(arrays, params.k, thresholds, params.vote, params.tie_break, mode)
-        exact = [decide_with(n, params, mode) for n in neighbours]
+        exact = [decide(n, replace(params, threshold_mode=mode)) for n in neighbours]
         expected = [FALLBACK if d.fallback else arrays.route_id(d.route) for d in exact]
         assert fast.predictions(params.margin).tolist() == expected, params
-        if mode == "neighbour":
-            assert [decide(n, params).route for n in neighbours] == [d.route for d in exact]
 
 
 def test_winner_mode_thresholds_the_winner_not_each_neighbour() -> None:
@@ -79,11 +77,11 @@ def test_winner_mode_thresholds_the_winner_not_each_neighbour() -> None:
     hits = [Neighbour("x", "a", 0.6), Neighbour("y", "b", 0.45), Neighbour("z", "b", 0.44)]
     params = DecisionParams(k=3, threshold=0.5)
     assert decide(hits, params).route == "a"
-    weak = decide_winner(hits, params)
+    weak = decide(hits, replace(params, threshold_mode="winner"))
     assert weak.fallback and weak.reason == "below_threshold"
     assert weak.votes[0].route == "b" and weak.votes[0].count == 2
     assert (
-        decide_winner(hits, DecisionParams(k=3, threshold=0.5, route_thresholds={"b": 0.4})).route
+        decide(hits, DecisionParams(k=3, threshold=0.5, route_thresholds={"b": 0.4}, threshold_mode="winner")).route
         == "b"
     )
 

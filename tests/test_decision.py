@@ -57,6 +57,30 @@ CASES = [
         DecisionParams(k=5, threshold=0.5, margin=0.4),
         "a", False, "vote", {"a": 3, "b": 1},
     ),
+    (
+        "winner mode: every neighbour votes, below-threshold ones too",
+        [n("a", 0.9), n("b", 0.45), n("b", 0.44)],
+        DecisionParams(k=5, threshold=0.5, threshold_mode="winner"),
+        "default", True, "below_threshold", {"b": 2, "a": 1},
+    ),
+    (
+        "winner mode: a winner whose best neighbour clears its threshold routes",
+        [n("a", 0.6), n("a", 0.45), n("b", 0.58)],
+        DecisionParams(k=5, threshold=0.5, threshold_mode="winner"),
+        "a", False, "vote", {"a": 2, "b": 1},
+    ),
+    (
+        "winner mode: the winner's own per-route threshold decides",
+        [n("a", 0.65), n("a", 0.6), n("b", 0.9)],
+        DecisionParams(k=5, threshold=0.5, route_thresholds={"a": 0.7}, threshold_mode="winner"),
+        "default", True, "below_threshold", {"a": 2, "b": 1},
+    ),
+    (
+        "winner mode: no neighbours still falls back",
+        [],
+        DecisionParams(k=5, threshold=0.5, threshold_mode="winner"),
+        "default", True, "no_neighbours", {},
+    ),
 ]
 
 
