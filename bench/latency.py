@@ -1,0 +1,62 @@
+"""Single-query latency: bare encode, in-process classify and classify over HTTP, interleaved.
+
+Each query is measured once on each path, in an order that rotates per query, so a burst of
+load from elsewhere on the machine hits the three paths alike and their ratio stays fair.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from bench.stats import latency_summary, ratio
+from router_core import classify_texts
+from service.runtime import Runtime
+
+WARMUP = 10
+
+
+def classify_over_http(client: httpx.Client, query: str) -> dict[str, Any]:
+    """POST /v1/classify; raise on anything but 200."""
+    response = client.post("/v1/classify", json={"query": query})
+    if response.status_code != 200:
+        raise RuntimeError(f"classify answered {response.status_code}: {response.text[:300]}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def classify_in_process(runtime: Runtime, query: str) -> None:
+    """Embed, search and decide one query on the served index version, without HTTP."""
+    with runtime.follower.lease() as served:
+        classify_texts(served.embedder, served.index, [query])
+
+
+def interleaved_latency(
+    runtime: Runtime, client: httpx.Client, queries: Sequence[str]
+) -> dict[str, Any]:
+    """p50/p99 per path over `queries`, and each path's p50 as a multiple of the bare encode."""
+    probes: dict[str, Callable[[str], object]] = {
+        "bare_encode": lambda q: runtime.embedder.encode([q]),
+        "in_process": lambda q: classify_in_process(runtime, q),
+        "http": lambda q: classify_over_http(client, q),
+    }
+    names = list(probes)
+    for q in queries[:WARMUP]:
+        for name in names:
+            probes[name](q)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for i, q in enumerate(queries):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            probes[name](q)
+            seconds[name].append(time.perf_counter() - t0)
+    result: dict[str, Any] = {name: latency_summary(s) for name, s in seconds.items()}
+    bare = result["bare_encode"]
+    for name in ("in_process", "http"):
+        result[name]["p50_vs_bare_encode"] = ratio(result[name]["p50_ms"], bare["p50_ms"])
+        result[name]["p99_vs_bare_encode"] = ratio(result[name]["p99_ms"], bare["p99_ms"])
+    return result

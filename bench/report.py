@@ -1,0 +1,294 @@
+"""Render a result document as Markdown, and write it into BENCHMARKS.md between markers.
+
+`python -m bench.report RESULT.json [--markdown BENCHMARKS.md]` re-renders a saved run; every
+figure comes from the JSON, none is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+START = "<!-- bench:start -->"
+END = "<!-- bench:end -->"
+HEADER = """# Benchmarks
+
+Routing quality on CLINC150 against semantic-router 1.1, and speed, measured in one run on one
+machine with one embedding model (all-MiniLM-L6-v2). Reproduce with:
+
+    python -m bench
+
+(`--quick` for a small smoke run, `--skip-peer` to leave semantic-router out, `--help` for the
+rest). It prints the tables below, writes every figure to `bench/results/<timestamp>.json` and
+rewrites the section between the bench markers; text outside them is kept.
+
+"""
+
+Result = Mapping[str, Any]
+Row = list[str]
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _ms(summary: Mapping[str, Any] | None) -> str:
+    if not summary or "p50_ms" not in summary:
+        return "n/a"
+    return f"{summary['p50_ms']:.1f} / {summary['p99_ms']:.1f} ms"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _params(p: Mapping[str, Any] | None) -> str:
+    if not p:
+        return ""
+    text = f"k={p['k']}, threshold={p['threshold']:.3g}"
+    if p.get("margin"):
+        text += f", margin={p['margin']:.3g}"
+    if p.get("vote", "count") != "count":
+        text += f", vote={p['vote']}"
+    if p.get("tie_break", "sum") != "sum":
+        text += f", tie_break={p['tie_break']}"
+    if p.get("threshold_mode", "neighbour") != "neighbour":
+        text += f", threshold_mode={p['threshold_mode']}"
+    if p.get("route_thresholds"):
+        text += f", {len(p['route_thresholds'])} per-route thresholds"
+    return text
+
+
+def _settings(key: str, q: Mapping[str, Any], setup: Mapping[str, Any]) -> str:
+    if key == "ours_default":
+        return f"routes' defaults ({_params(q.get('params'))})"
+    if key == "ours_calibrated":
+        return f"calibrated on val ({_params(q.get('params'))})"
+    if key == "peer_default":
+        return (
+            f"its defaults (top_k={setup.get('top_k', 5)}, {setup.get('aggregation', 'mean')} "
+            "aggregation, no threshold)"
+        )
+    if key == "peer_fit":
+        return f"its fit on val, confidence_threshold={setup.get('fit_threshold', 0.5)}"
+    return (
+        f"its fit on val, confidence threshold {q.get('threshold', 0):.3f} "
+        "(tuned on val by the bench, our calibration objective)"
+    )
+
+
+def quality_rows(result: Result) -> list[Row]:
+    """One row per router and setting."""
+    quality = result.get("quality", {})
+    peer = result.get("peer", {})
+    names = {
+        "ours_default": "this router",
+        "ours_calibrated": "this router",
+        "peer_default": f"semantic-router {peer.get('library', {}).get('version', '1.1')}",
+    }
+    names["peer_fit"] = names["peer_fit_tuned"] = names["peer_default"]
+    rows = []
+    for key, router in names.items():
+        q = quality.get(key)
+        if q:
+            rows.append([
+                router, _settings(key, q, peer.get("setup", {})), _pct(q["in_scope_accuracy"]),
+                _pct(q["fallback_recall"]), _pct(q["fallback_precision"]), _pct(q["accuracy"]),
+            ])
+    return rows
+
+
+def _build_rows(result: Result) -> list[Row]:
+    rows: list[Row] = []
+    model = result.get("model")
+    if model:
+        rows.append(["model load (Embedder.load)", f"{model['load_s']:.2f} s"])
+    build = result.get("speed", {}).get("index_build")
+    if build:
+        n = build["examples"]
+        runs = " / ".join(f"{r:.1f}" for r in build.get("bare_encode_runs_s", []))
+        rows.append([
+            f"bare `model.encode` of the {n} examples (runs before / after the build)",
+            f"{build['bare_encode_s']:.1f} s ({build['bare_encode_per_s']:.0f} examples/s; "
+            f"runs {runs} s)",
+        ])
+        rows.append([
+            f"index build, {n} examples (run_reindex into embedded Qdrant)",
+            f"{build['build_s']:.1f} s ({build['examples_per_s']:.0f} examples/s, "
+            f"{_x(build['vs_bare_encode'])} the bare encode throughput)",
+        ])
+    return rows
+
+
+def _latency_rows(result: Result) -> list[Row]:
+    speed = result.get("speed", {})
+    rows: list[Row] = []
+    lat = speed.get("latency")
+    if lat:
+        rows.append(["bare `model.encode` of one query, p50 / p99", _ms(lat["bare_encode"])])
+        for key, label in (("in_process", "in process (classify_texts)"), ("http", "over HTTP")):
+            ratio = _x(lat[key].get("p50_vs_bare_encode"))
+            rows.append([
+                f"classify {label}, 1 client, p50 / p99",
+                f"{_ms(lat[key])} ({ratio} the bare encode at p50)",
+            ])
+    for level in speed.get("encode_batching", {}).get("levels", []):
+        rows.append([
+            f"bare `model.encode`, batches of {level['batch']} (ceiling for batching)",
+            f"{level['queries_per_s']:.1f} queries/s ({_x(level.get('vs_batch_1'))} batch 1)",
+        ])
+    for level in speed.get("throughput", {}).get("levels", []):
+        rows.append([
+            f"throughput over HTTP, {level['clients']} concurrent client(s)",
+            f"{level['requests_per_s']:.1f} req/s ({_x(level.get('vs_single_client'))} "
+            f"1 client; latency p50 / p99 {_ms(level['latency'])})",
+        ])
+    return rows
+
+
+def _reindex_rows(result: Result) -> list[Row]:
+    reindex = result.get("speed", {}).get("reindex", {})
+    rows: list[Row] = []
+    inproc = reindex.get("in_process")
+    if inproc:
+        rows.append([
+            "re-index after one route change, in process (model loaded)",
+            f"{inproc['total_s']:.2f} s (load routes {inproc['load_routes_s']:.2f} s, "
+            f"run_reindex {inproc['run_reindex_s']:.2f} s; embedded {inproc['embedded']}, "
+            f"reused {inproc['reused']})",
+        ])
+    cli = reindex.get("cli")
+    if cli:
+        rows.append([
+            "re-index after one route change, `python -m indexer` (fresh process)",
+            f"{cli['wall_s']:.2f} s wall (routes + model load {cli['routes_and_model_load_s']} s, "
+            f"index {cli['index_s']} s)",
+        ])
+    return rows
+
+
+def _peer_rows(result: Result) -> list[Row]:
+    peer = result.get("peer", {})
+    rows: list[Row] = []
+    timings = peer.get("timings")
+    if timings:
+        rows.append([
+            f"semantic-router: index build, {timings['utterances']} utterances (LocalIndex)",
+            f"{timings['index_build_s']:.1f} s",
+        ])
+    lat = peer.get("latency")
+    if lat:
+        rows.append([
+            "semantic-router: `router(q)` in process, p50 / p99",
+            f"{_ms(lat.get('classify'))} (its bare encode {_ms(lat.get('bare_encode'))})",
+        ])
+    return rows
+
+
+def speed_rows(result: Result) -> list[Row]:
+    """One row per speed figure."""
+    return _build_rows(result) + _latency_rows(result) + _reindex_rows(result) + _peer_rows(result)
+
+
+def _intro(result: Result) -> list[str]:
+    machine = result.get("machine", {})
+    pkgs = machine.get("packages", {})
+    load = result.get("load_average", {})
+    peer = result.get("peer", {})
+    lines = [
+        f"`{result.get('command', 'python -m bench')}`, started {result.get('started_at', '?')}, "
+        f"took {result.get('duration_s', 0):.0f} s; commit {machine.get('commit')}.",
+        "",
+        f"Machine: {machine.get('usable_cores')} cores ({machine.get('cpu')}), "
+        f"{machine.get('memory_gib')} GiB; Python {machine.get('python')}, "
+        f"torch {pkgs.get('torch')} ({machine.get('torch_threads')} threads), "
+        f"sentence-transformers {pkgs.get('sentence-transformers')}, "
+        f"qdrant-edge-py {pkgs.get('qdrant-edge-py')}. "
+        f"Load average (1/5/15 min) at start {load.get('start')}, at end {load.get('end')}.",
+    ]
+    versions = peer.get("versions")
+    if versions:
+        lines.append(
+            f"Peer: semantic-router {versions.get('semantic-router')} in its own venv "
+            f"(torch {versions.get('torch')}, sentence-transformers "
+            f"{versions.get('sentence-transformers')}), the same model files loaded by path."
+        )
+    elif peer.get("skipped") or peer.get("error"):
+        lines.append(f"Peer: not measured ({peer.get('skipped') or peer.get('error')}).")
+    sizes = result.get("data", {}).get("sizes")
+    if sizes:
+        tr, va, te = sizes["train"], sizes["val"], sizes["test"]
+        lines += [
+            "",
+            f"Data: CLINC150; train {tr['queries'] - tr['oos']} examples in {tr['labels']} routes "
+            f"(oos excluded); val {va['queries']} queries ({va['oos']} oos) for calibration; "
+            f"test {te['queries']} queries ({te['oos']} oos) for every figure below.",
+        ]
+    return lines
+
+
+def render(result: Result) -> str:
+    """The generated Markdown section (without markers)."""
+    quick = " (QUICK: subset, not comparable)" if result.get("quick") else ""
+    lines = [f"## Latest run{quick}", "", *_intro(result), "", "### Quality (test split)", ""]
+    lines += _table(
+        ["router", "settings", "in-scope accuracy", "fallback recall", "fallback precision",
+         "overall accuracy"],
+        quality_rows(result),
+    )
+    lines += ["", "### Speed", ""]
+    lines += _table(["measure", "result"], speed_rows(result))
+    lines += ["", "### Targets (issue 5)", ""]
+    met = {True: "yes", False: "NO", None: "n/a"}
+    lines += _table(
+        ["target", "goal", "measured", "met"],
+        [[t["name"], t["target"], t["shown"], met[t["met"]]] for t in result.get("targets", [])],
+    )
+    notes = result.get("notes", [])
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(markdown_path: Path, section: str) -> None:
+    """Replace the text between the markers, creating the file with a header when absent."""
+    block = f"{START}\n{section}{END}\n"
+    if not markdown_path.exists():
+        markdown_path.write_text(HEADER + block, encoding="utf-8")
+        return
+    text = markdown_path.read_text(encoding="utf-8")
+    start, end = text.find(START), text.find(END)
+    if start == -1 or end == -1 or end < start:
+        text = text.rstrip("\n") + "\n\n" + block
+    else:
+        after = text[end + len(END) :].lstrip("\n")
+        text = text[:start] + block + (("\n" + after) if after else "")
+    markdown_path.write_text(text, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("result", type=Path, help="a JSON document written by python -m bench")
+    parser.add_argument("--markdown", type=Path, help="also rewrite this file's generated section")
+    args = parser.parse_args(argv)
+    result = json.loads(args.result.read_text(encoding="utf-8"))
+    section = render(result)
+    print(section)
+    if args.markdown:
+        write_section(args.markdown, section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Smoke test of the benchmark's own pieces (bench/) on a 3-route dataset: they run and report
+every figure. Not a benchmark: no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.cli import index_build, serve_and_measure
+from bench.data import load_splits, subset
+from bench.peer import tune_threshold
+from bench.quality import our_quality
+from bench.reindex_speed import reindex_in_process
+from bench.report import END, START, render, write_section
+from bench.targets import check_targets
+from indexer.importer import write_routes_from_jsonl
+from router_core import EdgeStore, Embedder, load_routes
+
+TRAIN = {
+    "weather": [
+        "will it rain tomorrow", "what is the forecast for the weekend", "is it sunny outside",
+        "how cold is it today", "will there be snow tonight", "what's the temperature right now",
+    ],
+    "recipe": [
+        "how do i bake bread", "give me a recipe for pancakes", "how long do i boil an egg",
+        "what can i cook with chicken and rice", "how do i make tomato soup",
+        "a good pasta sauce recipe",
+    ],
+    "maths": [
+        "what is 12 times 7", "solve 3x plus 4 equals 10", "what is the square root of 81",
+        "how do i compute a derivative", "what is 15 percent of 200", "add 345 and 678",
+    ],
+}
+VAL = [
+    ("is it going to rain later", "weather"), ("how warm will it be tomorrow", "weather"),
+    ("how do i make pizza dough", "recipe"), ("recipe for chocolate cake", "recipe"),
+    ("what is 9 times 8", "maths"), ("integrate x squared", "maths"),
+    ("book me a flight to rome", "oos"), ("who won the football game", "oos"),
+]
+TEST = [
+    ("will it be windy this afternoon", "weather"), ("what's the forecast for monday", "weather"),
+    ("how do i cook rice", "recipe"), ("a recipe for banana bread", "recipe"),
+    ("what is 100 divided by 4", "maths"), ("solve 2x equals 14", "maths"),
+    ("reset my bank password", "oos"), ("play some jazz music", "oos"),
+]
+
+
+def _write(path: Path, rows: list[tuple[str, str]]) -> None:
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> dict[str, Any]:
+    """A 3-route CLINC-shaped dataset, its routes directory and a built index."""
+    root = tmp_path_factory.mktemp("bench-smoke")
+    folder = root / "datasets" / "clinc150"
+    folder.mkdir(parents=True)
+    train = [(t, label) for label, texts in TRAIN.items() for t in texts]
+    train.append(("tell me a joke", "oos"))
+    _write(folder / "train.jsonl", train)
+    _write(folder / "val.jsonl", VAL)
+    _write(folder / "test.jsonl", TEST)
+    splits = load_splits(root / "datasets")
+    routes_dir, data_dir = root / "routes", root / "index"
+    write_routes_from_jsonl(folder / "train.jsonl", routes_dir)
+    table = load_routes(routes_dir)
+    store = EdgeStore(data_dir)
+    build = index_build(embedder, table, store, lambda _m: None)
+    return {
+        "root": root, "splits": splits, "routes_dir": routes_dir, "data_dir": data_dir,
+        "table": table, "store": store, "build": build,
+    }
+
+
+def test_index_build_is_compared_with_bare_encode(tiny: dict[str, Any]) -> None:
+    """The index build embeds every train example once and reports both throughputs."""
+    build = tiny["build"]
+    assert build["examples"] == 18
+    assert build["embedded"] == 18
+    assert build["bare_encode_per_s"] > 0
+    assert build["examples_per_s"] > 0
+    assert build["vs_bare_encode"] > 0
+
+
+def test_quality_scores_defaults_and_calibrated_parameters(
+    tiny: dict[str, Any], embedder: Embedder
+) -> None:
+    """Both settings of our router get every headline figure, from the evaluation code."""
+    splits = tiny["splits"]
+    quality = our_quality(embedder, tiny["store"], splits.val, splits.test, log=lambda _m: None)
+    for key in ("ours_default", "ours_calibrated"):
+        q = quality[key]
+        assert q["queries"] == 8
+        assert q["out_of_scope"] == 2
+        for figure in ("accuracy", "in_scope_accuracy", "fallback_recall", "fallback_precision"):
+            assert 0.0 <= q[figure] <= 1.0
+        assert q["params"]["default_route"] == "default"
+        right = q["in_scope"] * q["in_scope_accuracy"] + q["out_of_scope"] * q["fallback_recall"]
+        assert q["accuracy"] == pytest.approx(right / q["queries"])
+    assert quality["ours_default"]["in_scope_accuracy"] >= 0.5
+    assert quality["ours_calibrated"]["calibration"]["engine_mismatches"] == 0
+
+
+def test_subset_keeps_whole_intents_and_a_share_of_oos(tiny: dict[str, Any]) -> None:
+    """A quick run keeps the first intents by name with all their queries, plus some oos."""
+    small = subset(tiny["splits"], 2, min_oos=1)
+    assert {q.label for q in small.train} == {"maths", "oos", "recipe"}
+    assert sum(q.label == "oos" for q in small.test) == 1
+    assert sum(q.label == "maths" for q in small.test) == 2
+
+
+def test_service_figures_come_from_the_real_service(
+    tiny: dict[str, Any], embedder: Embedder, tmp_path: Path
+) -> None:
+    """Latency (bare, in process, HTTP) and throughput at 1/8/32 clients run against the app."""
+    queries = [t for t, _ in TEST]
+    speed = serve_and_measure(
+        embedder, tiny["routes_dir"], tiny["data_dir"], latency_queries=queries[:3],
+        load_queries=queries, duration=0.5, work=tmp_path, log=lambda _m: None,
+    )
+    for path in ("bare_encode", "in_process", "http"):
+        assert speed["latency"][path]["n"] == 3
+        assert speed["latency"][path]["p50_ms"] > 0
+    assert speed["latency"]["http"]["p50_vs_bare_encode"] > 0
+    levels = speed["throughput"]["levels"]
+    assert [lv["clients"] for lv in levels] == [1, 8, 32]
+    for level in levels:
+        assert level["errors"] == 0
+        assert level["requests"] > 0
+    assert levels[0]["vs_single_client"] == 1.0
+
+
+def test_reindex_after_one_route_change_embeds_only_the_change(
+    tiny: dict[str, Any], embedder: Embedder
+) -> None:
+    """Editing one route re-embeds its two changed examples and reuses every other vector."""
+    before = tiny["store"].live_version()
+    figures = reindex_in_process(tiny["routes_dir"], tiny["store"], embedder, "smoke edit")
+    assert figures["changed"] is True
+    assert figures["embedded"] == 2
+    assert figures["reused"] == 17
+    assert tiny["store"].live_version() != before
+
+
+def test_peer_threshold_is_tuned_for_the_calibration_objective() -> None:
+    """The threshold tuned for semantic-router maximises 0.8 in-scope accuracy + 0.2 recall."""
+    top = ["a", "b", "a", "b"]
+    confidence = [0.9, 0.8, 0.3, 0.2]
+    gold = ["a", "b", "oos", "oos"]
+    threshold, objective = tune_threshold(top, confidence, gold, "default")
+    assert 0.3 < threshold <= 0.8
+    assert objective == pytest.approx(1.0)
+
+
+def test_markdown_section_is_rewritten_between_markers(tmp_path: Path) -> None:
+    """Only the generated section changes; text around the markers stays."""
+    result: dict[str, Any] = {
+        "command": "python -m bench",
+        "quality": {"ours_calibrated": {
+            "accuracy": 0.9, "in_scope_accuracy": 0.96, "fallback_recall": 0.81,
+            "fallback_precision": 0.9, "params": {"k": 5, "threshold": 0.5},
+        }},
+    }
+    result["targets"] = check_targets(result)
+    met = {t["name"]: t["met"] for t in result["targets"]}
+    assert met["calibrated in-scope accuracy (test)"] is True
+    assert met["classify p50 over HTTP vs bare encode of the query"] is None
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(f"# Mine\n\nintro\n\n{START}\nold figures\n{END}\n\nafterword\n")
+    write_section(path, render(result))
+    write_section(path, render(result))
+    text = path.read_text()
+    assert text.startswith("# Mine\n\nintro\n\n")
+    assert text.rstrip().endswith("afterword")
+    assert text.count(START) == 1
+    assert "old figures" not in text
+    row = "| this router | calibrated on val (k=5, threshold=0.5) | 96.0% | 81.0% | 90.0% | 90.0% |"
+    assert row in text
+    fresh = tmp_path / "new.md"
+    write_section(fresh, render(result))
+    assert fresh.read_text().startswith("# Benchmarks")
