@@ -26,6 +26,9 @@ VoteWeight = Literal["count", "similarity"]
 ThresholdMode = Literal["neighbour", "winner"]
 
 _AGENT = TypeAdapter(AgentSpec)
+# libyaml's loader when PyYAML was built with it: parsing 150 route files of 100 examples
+# takes ~0.1 s instead of ~1.2 s, which is most of an incremental re-index.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Strict(BaseModel):
@@ -208,7 +211,7 @@ def _params(router: RouterFile, routes: Iterable[Route]) -> DecisionParams:
 
 def _parse(path: Path, schema: type[BaseModel], problems: list[Problem]) -> BaseModel | None:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
