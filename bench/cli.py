@@ -27,6 +27,7 @@ import httpx
 
 from bench.data import Splits, load_splits, subset, write_jsonl
 from bench.encode_batching import encode_by_batch_size
+from bench.finetuned import finetuned_quality
 from bench.latency import interleaved_latency
 from bench.machine import load_average, machine_facts
 from bench.peer import peer_quality, run_peer
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a fast smoke run: {QUICK_LABELS} intents, short load windows, fewer latency samples",
     )
     parser.add_argument("--skip-peer", action="store_true", help="leave semantic-router out")
+    parser.add_argument(
+        "--skip-finetune", action="store_true",
+        help="leave out the fine-tuned model (one epoch on train; ~10 min on 2 cores)",
+    )
     parser.add_argument(
         "--out", type=Path, help="result JSON (default: bench/results/<timestamp>.json)"
     )
@@ -195,6 +200,15 @@ def run(
     phases.start("quality: this router")
     result["quality"] = our_quality(embedder, store, ws.splits.val, ws.splits.test, log=log)
 
+    if not args.skip_finetune:
+        phases.start("quality: fine-tuned model")
+        tuned = finetuned_quality(
+            table, work, ws.splits.val, ws.splits.test, quick=args.quick, log=log
+        )
+        result["quality"]["ours_finetuned_default"] = tuned.pop("default")
+        result["quality"]["ours_finetuned_calibrated"] = tuned.pop("calibrated")
+        result["finetune"] = tuned
+
     phases.start("bare encode by batch size")
     speed["encode_batching"] = encode_by_batch_size(
         embedder, [q.text for q in ws.splits.test], budget_s=duration
@@ -241,12 +255,14 @@ def finish(result: dict[str, Any], *, quick: bool, started: float) -> dict[str, 
         result["notes"].append(
             "Quick run: a subset of intents and short windows; targets are indicative only."
         )
-    busiest = max(result["load_average"]["start"][0], result["load_average"]["end"][0])
+    # The end figure includes the bench's own load, so only the start tells of other work.
+    before = result["load_average"]["start"][0]
     cores = result["machine"]["usable_cores"]
-    if busiest > 0.5 * cores:
+    if before > 0.5 * cores:
         result["notes"].append(
-            f"The machine was busy with other work (1-minute load average up to {busiest} on "
-            f"{cores} cores): timing figures are noisy; ratios measured interleaved hold best."
+            f"The machine was busy with other work when the run started (1-minute load average "
+            f"{before} on {cores} cores): timing figures are noisy; ratios measured interleaved "
+            "hold best."
         )
     return result
 

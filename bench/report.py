@@ -21,8 +21,8 @@ machine with one embedding model (all-MiniLM-L6-v2). Reproduce with:
 
     python -m bench
 
-(`--quick` for a small smoke run, `--skip-peer` to leave semantic-router out, `--help` for the
-rest). It prints the tables below, writes every figure to `bench/results/<timestamp>.json` and
+(`--quick` for a small smoke run, `--skip-peer` to leave semantic-router out,
+`--skip-finetune` to leave out the fine-tuned model, `--help` for the rest). It prints the tables below, writes every figure to `bench/results/<timestamp>.json` and
 rewrites the section between the bench markers; text outside them is kept.
 
 """
@@ -73,6 +73,10 @@ def _settings(key: str, q: Mapping[str, Any], setup: Mapping[str, Any]) -> str:
         return f"routes' defaults ({_params(q.get('params'))})"
     if key == "ours_calibrated":
         return f"calibrated on val ({_params(q.get('params'))})"
+    if key == "ours_finetuned_default":
+        return f"fine-tuned model, routes' defaults ({_params(q.get('params'))})"
+    if key == "ours_finetuned_calibrated":
+        return f"fine-tuned model, calibrated on val ({_params(q.get('params'))})"
     if key == "peer_default":
         return (
             f"its defaults (top_k={setup.get('top_k', 5)}, {setup.get('aggregation', 'mean')} "
@@ -93,6 +97,8 @@ def quality_rows(result: Result) -> list[Row]:
     names = {
         "ours_default": "this router",
         "ours_calibrated": "this router",
+        "ours_finetuned_default": "this router",
+        "ours_finetuned_calibrated": "this router",
         "peer_default": f"semantic-router {peer.get('library', {}).get('version', '1.1')}",
     }
     names["peer_fit"] = names["peer_fit_tuned"] = names["peer_default"]
@@ -125,6 +131,13 @@ def _build_rows(result: Result) -> list[Row]:
             f"index build, {n} examples (run_reindex into embedded Qdrant)",
             f"{build['build_s']:.1f} s ({build['examples_per_s']:.0f} examples/s, "
             f"{_x(build['vs_bare_encode'])} the bare encode throughput)",
+        ])
+    tuned = result.get("finetune")
+    if tuned:
+        rows.append([
+            f"fine-tuning ({tuned['steps']} steps of MultipleNegativesRankingLoss, batch "
+            f"{tuned['config']['batch_size']}, CPU), then indexing with the tuned model",
+            f"{tuned['train_s']:.0f} s training, {tuned['index_build_s']:.1f} s index build",
         ])
     return rows
 
