@@ -166,7 +166,8 @@ def test_markdown_section_is_rewritten_between_markers(tmp_path: Path) -> None:
     }
     result["targets"] = check_targets(result)
     met = {t["name"]: t["met"] for t in result["targets"]}
-    assert met["calibrated in-scope accuracy (test)"] is True
+    assert met["calibrated in-scope accuracy (test, base model)"] is True
+    assert "calibrated fallback recall (test, fine-tuned)" not in met
     assert met["classify p50 over HTTP vs bare encode of the query"] is None
     path = tmp_path / "BENCHMARKS.md"
     path.write_text(f"# Mine\n\nintro\n\n{START}\nold figures\n{END}\n\nafterword\n")
