@@ -13,10 +13,8 @@ from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from service.app import create_app
 from service.runtime import Runtime
 from service.settings import ServiceSettings
-from tests.serving import serve
-
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_ROUTES = ROOT / "routes"
+from tests.llm_fixtures import fake_llm, fake_llm_server, llm_env  # noqa: F401  (fixtures)
+from tests.serving import SHIPPED_ROUTES, serve, settings_for
 
 
 @pytest.fixture(scope="session")
@@ -31,19 +29,6 @@ def routes_dir(tmp_path: Path) -> Path:
     target = tmp_path / "routes"
     shutil.copytree(SHIPPED_ROUTES, target)
     return target
-
-
-def settings_for(routes: Path, data: Path, **overrides: object) -> ServiceSettings:
-    """Service settings for an embedded index under `data` (no environment involved)."""
-    base = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
-    return base.model_copy(
-        update={
-            "routes_dir": routes,
-            "qdrant": base.qdrant.model_copy(update={"data_dir": data}),
-            "reload_interval_s": 0.2,
-            **overrides,
-        }
-    )
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,8 @@ from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from service.app import create_app
 from service.runtime import Runtime
 from service.settings import LLMSettings
-from tests.conftest import SHIPPED_ROUTES, settings_for
 from tests.fake_llm import FakeLLM
-from tests.serving import serve
+from tests.serving import SHIPPED_ROUTES, serve, settings_for
 
 USAGE_FAKE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 FAKE_KEY_ENV = "ROUTER_TEST_FAKE_LLM_KEY"

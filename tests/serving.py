@@ -1,4 +1,5 @@
-"""Run the real Litestar app under uvicorn on a loopback port, in a background thread."""
+"""Run the real Litestar app under uvicorn on a loopback port, in a background thread; the
+settings the tests serve it with."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from litestar import Litestar
+
+from service.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_ROUTES = ROOT / "routes"
 
 
 def free_port() -> int:
@@ -42,3 +49,16 @@ def serve(app: Litestar, *, startup_timeout: float = 60.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def settings_for(routes: Path, data: Path, **overrides: object) -> ServiceSettings:
+    """Service settings for an embedded index under `data` (no environment involved)."""
+    base = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    return base.model_copy(
+        update={
+            "routes_dir": routes,
+            "qdrant": base.qdrant.model_copy(update={"data_dir": data}),
+            "reload_interval_s": 0.2,
+            **overrides,
+        }
+    )

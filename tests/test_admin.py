@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
-from tests.conftest import ServiceFactory, settings_for
+from tests.conftest import ServiceFactory
+from tests.serving import settings_for
 
 
 def test_index_status_and_reindex(tmp_path: Path, routes_dir: Path, embedder: Embedder,

@@ -21,14 +21,11 @@ from service.agents.backoff import Backoff
 from service.agents.endpoints import OPENAI_BASE_URL
 from service.settings import LLMSettings
 from tests.fake_llm import Drop, Fail, FakeLLM, Hang, Reply
-from tests.llm_fixtures import (  # noqa: F401  (fixtures)
+from tests.llm_fixtures import (
     FAKE_KEY,
     FAKE_KEY_ENV,
     UNSET_KEY_ENV,
-    fake_llm,
-    fake_llm_server,
     fast_llm,
-    llm_env,
     router_service,
     sse_events,
     write_routes,

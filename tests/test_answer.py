@@ -9,19 +9,16 @@ import httpx
 import pytest
 
 from router_core import Embedder, LLMAgent, RouteTable, load_routes
-from tests.conftest import SHIPPED_ROUTES
 from tests.fake_llm import DropMidStream, FakeLLM, Reply
-from tests.llm_fixtures import (  # noqa: F401  (fixtures)
+from tests.llm_fixtures import (
     USAGE_FAKE,
     copy_shipped,
-    fake_llm,
-    fake_llm_server,
     fast_llm,
-    llm_env,
     point_agents_at,
     router_service,
     sse_events,
 )
+from tests.serving import SHIPPED_ROUTES
 
 OFF_TOPIC = "What's a good recipe for banana bread?"
 

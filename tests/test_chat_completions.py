@@ -10,18 +10,15 @@ import openai
 import pytest
 
 from router_core import Embedder, load_routes
-from tests.conftest import SHIPPED_ROUTES
 from tests.fake_llm import DropMidStream, Fail, FakeLLM, Reply
-from tests.llm_fixtures import (  # noqa: F401  (fixtures)
+from tests.llm_fixtures import (
     copy_shipped,
-    fake_llm,
-    fake_llm_server,
     fast_llm,
-    llm_env,
     point_agents_at,
     router_service,
     sse_events,
 )
+from tests.serving import SHIPPED_ROUTES
 
 SHIPPED = load_routes(SHIPPED_ROUTES)
 DEFAULT_REPLY: str = SHIPPED.default_agent.reply  # type: ignore[union-attr]

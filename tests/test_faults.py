@@ -14,10 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router_core import EdgeStore, Embedder, ModelUnavailable, StoreUnavailable, load_routes, run_reindex
+from router_core import (
+    EdgeStore,
+    Embedder,
+    ModelUnavailable,
+    StoreUnavailable,
+    load_routes,
+    run_reindex,
+)
 from service.runtime import Runtime
-from tests.conftest import ROOT, ServiceFactory, settings_for
-from tests.serving import free_port
+from tests.conftest import ServiceFactory
+from tests.serving import ROOT, free_port, settings_for
 
 
 def test_index_directory_deleted_while_serving(tmp_path: Path, routes_dir: Path, embedder: Embedder,

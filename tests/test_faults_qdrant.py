@@ -11,8 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from router_core import Embedder, QdrantStore, load_routes, run_reindex
-from tests.conftest import ServiceFactory, settings_for
+from tests.conftest import ServiceFactory
 from tests.qdrant_http import QdrantHttpStandIn
+from tests.serving import settings_for
 from tests.test_qdrant_http import KEY, rest_client
 
 QUERY = "What is 15% of 200?"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
@@ -18,7 +17,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from service.security import AuthSettings
-from tests.conftest import ServiceFactory, settings_for
+from tests.conftest import ServiceFactory
+from tests.serving import settings_for
 
 MAX_EXAMPLES = 25
 # Chat bodies have rules a schema cannot state (the latest user message is what gets routed

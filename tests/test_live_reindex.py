@@ -11,7 +11,8 @@ import httpx
 
 from bench.loadtest import EXTRA_ROUTES, QUERIES, _add_route
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
-from tests.conftest import ServiceFactory, settings_for
+from tests.conftest import ServiceFactory
+from tests.serving import settings_for
 
 CLIENTS, SECONDS = 8, 8.0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from router_core import LLMAgent, RoutesInvalid, load_routes
-from tests.conftest import SHIPPED_ROUTES
+from tests.serving import SHIPPED_ROUTES
 
 ROUTE = """\
 name: {name}

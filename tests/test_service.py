@@ -11,10 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router_core import EdgeStore, Embedder, IndexIncompatible, IndexMissing, load_routes, run_reindex
+from router_core import (
+    EdgeStore,
+    Embedder,
+    IndexIncompatible,
+    IndexMissing,
+    load_routes,
+    run_reindex,
+)
 from service.runtime import Runtime
-from tests.conftest import ROOT, ServiceFactory, settings_for
-from tests.serving import free_port
+from tests.conftest import ServiceFactory
+from tests.serving import ROOT, free_port, settings_for
 
 SEEDS = [
     ("How do I use async with Rust?", "coding"),

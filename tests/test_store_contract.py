@@ -3,9 +3,9 @@ mode, and qdrant-client over real HTTP (REST) against a Qdrant API server on loo
 
 from __future__ import annotations
 
-import warnings
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +24,8 @@ from router_core import (
     run_reindex,
 )
 from router_core.manifest import ExamplePoint, IndexManifest
-from tests.conftest import SHIPPED_ROUTES
 from tests.qdrant_http import QdrantHttpStandIn
+from tests.serving import SHIPPED_ROUTES
 
 HTTP_KEY = "contract-key-not-a-secret"
 
