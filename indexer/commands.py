@@ -181,24 +181,19 @@ def print_eval(report: EvalReport, out: TextIO) -> None:
     )
     rejected = [c for c in report.confusions if c.predicted == report.default_route][:5]
     accepted = [c for c in report.confusions if c.gold == report.default_route][:5]
-    if rejected:
-        print("\nin-scope queries that fell back, by route:", file=out)
-        print(
-            text_table(
-                ["labelled", "queries", "example"],
-                [(c.gold, c.count, c.examples[0] if c.examples else "") for c in rejected],
-            ),
-            file=out,
-        )
-    if accepted:
-        print("\nout-of-scope queries that were routed, by route:", file=out)
-        print(
-            text_table(
-                ["decided", "queries", "example"],
-                [(c.predicted, c.count, c.examples[0] if c.examples else "") for c in accepted],
-            ),
-            file=out,
-        )
+    for title, column, rows in (
+        ("in-scope queries that fell back", "labelled", [(c.gold, c) for c in rejected]),
+        ("out-of-scope queries that were routed", "decided", [(c.predicted, c) for c in accepted]),
+    ):
+        if rows:
+            print(f"\n{title}, by route:", file=out)
+            print(
+                text_table(
+                    [column, "queries", "example"],
+                    [(route, c.count, c.examples[0] if c.examples else "") for route, c in rows],
+                ),
+                file=out,
+            )
     if report.unknown_labels:
         print(
             f"\nwarning: labels naming no route: {', '.join(report.unknown_labels[:10])}", file=out
