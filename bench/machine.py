@@ -26,7 +26,7 @@ PACKAGES = (
 
 def machine_facts(repo: Path) -> dict[str, Any]:
     """Cores, CPU, memory, interpreter, key package versions, torch threads and the commit."""
-    import torch  # noqa: PLC0415 - heavy, and only needed here once the model is loaded anyway
+    import torch  # deferred: heavy, and only needed once the model is loaded anyway
 
     return {
         "cores": os.cpu_count(),

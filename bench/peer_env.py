@@ -61,7 +61,7 @@ def peer_versions(python: Path) -> dict[str, str]:
         "'python': sys.version.split()[0]}))"
     )
     out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True)
-    import json  # noqa: PLC0415
+    import json
 
     result: dict[str, str] = json.loads(out.stdout)
     return result

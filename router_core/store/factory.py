@@ -11,7 +11,7 @@ from router_core.store.server import QdrantStore
 def open_store(settings: IndexSettings) -> IndexStore:
     """The store the settings describe."""
     if settings.qdrant.url:
-        from qdrant_client import QdrantClient  # noqa: PLC0415 - only the server path needs it
+        from qdrant_client import QdrantClient  # deferred: only the server path needs it
 
         key = settings.qdrant.api_key.get_secret_value() if settings.qdrant.api_key else None
         client = QdrantClient(url=settings.qdrant.url, api_key=key, timeout=settings.qdrant.timeout_s)

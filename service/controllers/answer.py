@@ -32,8 +32,7 @@ from service.answer_schemas import (
 from service.controllers.classify import to_response
 from service.errors import InvalidQuery, ServiceError, problem_body
 from service.runtime import Classified, Runtime
-from service.schemas import problem_responses
-from service.schemas import ClassifyResponse
+from service.schemas import ClassifyResponse, problem_responses
 from service.settings import LimitSettings
 
 log = logging.getLogger("router.answer")

@@ -41,8 +41,8 @@ from service.answer_schemas import (
     usage_out,
 )
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
-from service.schemas import problem_responses
 from service.runtime import Classified, Runtime
+from service.schemas import problem_responses
 
 log = logging.getLogger("router.chat")
 OWNER = "semantic-router"

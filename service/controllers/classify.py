@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
-from litestar import Controller, post
 
 from service.errors import BatchTooLarge
 from service.observability import annotate

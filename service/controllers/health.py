@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from litestar.di import NamedDependency
 import asyncio
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
 from router_core import RouterError

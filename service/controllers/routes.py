@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from litestar.di import NamedDependency
 from litestar import get
+from litestar.di import NamedDependency
 
 from router_core import public_view
 from service.runtime import Runtime
