@@ -72,7 +72,10 @@ class Embedder:
             raise ModelUnavailable(
                 f"cannot load embedding model {name_or_path!r} (from {location}): {exc}"
             ) from exc
-        return cls(model, model_id, _portable_source(name_or_path))
+        embedder = cls(model, model_id, _portable_source(name_or_path))
+        # One forward pass now, so the first query served does not pay torch's lazy set-up.
+        embedder.encode(["warm-up"])
+        return embedder
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
