@@ -46,7 +46,8 @@ def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | No
     shared_metrics = runtime.metrics if runtime is not None else Metrics()
 
     async def start(app: Litestar) -> None:
-        rt = runtime or await asyncio.get_running_loop().run_in_executor(None, Runtime.build, config)
+        loop = asyncio.get_running_loop()
+        rt = runtime if runtime is not None else await loop.run_in_executor(None, Runtime.build, config)
         rt.metrics = shared_metrics
         await rt.start()
         app.state.runtime = rt
@@ -57,7 +58,7 @@ def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | No
             await rt.stop()
 
     # The schema declares bearer auth only where the configuration requires it.
-    bearer = [{"bearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     keyed, admin_keyed = bool(config.auth.api_keys), config.auth.admin_token is not None
     public = Router(
         path="/",

@@ -9,6 +9,7 @@ versions. Every qdrant-client exception is turned into StoreUnavailable here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -78,14 +79,15 @@ class QdrantStore:
         while True:
             page, offset = self._call(
                 "scroll",
-                lambda o=offset: self._client.scroll(
-                    name, limit=_SCROLL_PAGE, offset=o, with_payload=True, with_vectors=True
+                partial(
+                    self._client.scroll,
+                    name, limit=_SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=True,
                 ),
             )
             for rec in page:
                 payload = rec.payload or {}
                 points.append(ExamplePoint(str(rec.id), str(payload["route"]), str(payload["text"])))
-                rows.append(list(rec.vector))  # type: ignore[arg-type] - unnamed dense vector
+                rows.append(list(rec.vector))  # type: ignore[arg-type]  # unnamed dense vector
             if offset is None:
                 break
         dim = self.manifest(version).dimension
@@ -119,7 +121,7 @@ class QdrantStore:
                     )
                     for i, p in enumerate(points[start : start + _UPSERT_BATCH])
                 ]
-                self._call("upsert", lambda b=batch: self._client.upsert(name, b, wait=True))
+                self._call("upsert", partial(self._client.upsert, name, batch, wait=True))
             count = self._call("count", lambda: self._client.count(name, exact=True).count)
             if count != len(points):
                 raise StoreUnavailable(f"version {manifest.version!r} holds {count} points, not {len(points)}")
