@@ -36,7 +36,7 @@ class FinetuneConfig:
 
     epochs: int = 1
     batch_size: int = 64
-    learning_rate: float = 2e-5
+    learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     max_steps: int | None = None
     scale: float = 20.0
