@@ -159,7 +159,8 @@ def vote(
     ranked = -np.sort(-np.where(first_of_route, weight, 0.0), axis=1)
     total = np.cumsum(ranked, axis=1)[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        lead = np.where(np.isfinite(runner_up), (top_weight - runner_up) / total, np.inf)
+        share = np.where(total > 0, (top_weight - runner_up) / total, 0.0)
+        lead = np.where(np.isfinite(runner_up), share, np.inf)
     if mode == "winner":
         best = np.where(routes == winner[:, None], sims, -np.inf).max(axis=1)
         anyone &= best >= thresholds[np.minimum(winner, pad)]

@@ -70,13 +70,15 @@ def decide(neighbours: Sequence[Neighbour], params: DecisionParams) -> Decision:
         voters = [n for n in nearest if n.similarity >= params.threshold_for(n.route)]
         if not voters:
             return Decision(params.default_route, True, score, "below_threshold", (), nearest)
-    ranked = tuple(sorted(_tally(voters), key=lambda v: _rank_key(v, params), reverse=True))
+    ranked = tuple(sorted(_tally(voters), key=lambda v: _rank_key(v, params)))
     winner = ranked[0]
     if winner.similarity_max < params.threshold_for(winner.route):
         return Decision(params.default_route, True, score, "below_threshold", ranked, nearest)
     if params.margin > 0 and len(ranked) > 1:
         total = sum(_weight(v, params) for v in ranked)
-        lead = (_weight(ranked[0], params) - _weight(ranked[1], params)) / total
+        # Similarity-weighted votes can sum to nothing or less (negative cosines in winner
+        # mode): no route then leads by any share.
+        lead = (_weight(ranked[0], params) - _weight(ranked[1], params)) / total if total > 0 else 0.0
         if lead < params.margin:
             return Decision(params.default_route, True, score, "ambiguous", ranked, nearest)
     return Decision(winner.route, False, score, "vote", ranked, nearest)
@@ -94,10 +96,6 @@ def _weight(vote: RouteVote, params: DecisionParams) -> float:
 
 
 def _rank_key(vote: RouteVote, params: DecisionParams) -> tuple[float, float, str]:
+    """Ascending order puts the winner first: most weight, then tie-break, then first name."""
     tie = vote.similarity_sum if params.tie_break == "sum" else vote.similarity_max
-    # Reverse-sorted, so invert the name's order to prefer the alphabetically first route.
-    return (_weight(vote, params), tie, _inverted(vote.route))
-
-
-def _inverted(name: str) -> str:
-    return "".join(chr(0x10FFFF - ord(c)) for c in name)
+    return (-_weight(vote, params), -tie, vote.route)

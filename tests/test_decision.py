@@ -27,6 +27,7 @@ CASES = [
         "a", False, "vote", {"a": 2, "b": 2},
     ),
     ("exact tie falls to the alphabetically first route", [n("b", 0.7), n("a", 0.7)], BASE, "a", False, "vote", {"a": 1, "b": 1}),
+    ("exact tie between a name and its prefix goes to the prefix", [n("billing-eu", 0.7), n("billing", 0.7)], BASE, "billing", False, "vote", {"billing": 1, "billing-eu": 1}),
     (
         "only the k nearest are considered",
         [n("a", 0.9), n("b", 0.8), n("b", 0.79), n("b", 0.78)],
