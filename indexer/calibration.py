@@ -154,7 +154,6 @@ class Variant:
 
     name: str
     params: DecisionParams
-    threshold_mode: ThresholdMode
     scores: Scores
     adopted: bool
     gain: float = 0.0  # objective gained over the setting adopted before it
@@ -177,7 +176,6 @@ class CalibrationResult:
     """The chosen parameters, their objective and everything that was tried."""
 
     params: DecisionParams
-    threshold_mode: ThresholdMode
     objective: float
     scores: Scores
     baseline: Scores
@@ -196,18 +194,16 @@ class CalibrationResult:
     def to_dict(self, *, table_rows: int | None = None) -> dict[str, Any]:
         """JSON-ready form; `table_rows` keeps only the best rows of the table."""
         data = asdict(self)
-        data["params"] = params_dict(self.params, self.threshold_mode)
-        data["variants"] = [
-            {**asdict(v), "params": params_dict(v.params, v.threshold_mode)} for v in self.variants
-        ]
+        data["params"] = params_dict(self.params)
+        data["variants"] = [{**asdict(v), "params": params_dict(v.params)} for v in self.variants]
         rows = sorted(self.table, key=lambda t: -t.scores.objective)
         data["table"] = [asdict(t) for t in (rows if table_rows is None else rows[:table_rows])]
         data["table_size"] = len(self.table)
         return data
 
 
-def params_dict(p: DecisionParams, mode: ThresholdMode | None = None) -> dict[str, Any]:
-    """Decision parameters as JSON (with the threshold mode)."""
+def params_dict(p: DecisionParams) -> dict[str, Any]:
+    """Decision parameters as JSON."""
     return {
         "k": p.k,
         "threshold": p.threshold,
@@ -215,7 +211,7 @@ def params_dict(p: DecisionParams, mode: ThresholdMode | None = None) -> dict[st
         "margin": p.margin,
         "tie_break": p.tie_break,
         "vote": p.vote,
-        "threshold_mode": mode or p.threshold_mode,
+        "threshold_mode": p.threshold_mode,
         "default_route": p.default_route,
     }
 
@@ -265,31 +261,28 @@ def calibrate(
     table = _search(arrays, scorer, grid)
     variants, chosen = _ladder(table, base, grid, arrays, scorer)
     params = chosen.params(base.default_route)
-    mode = chosen.threshold_mode
     details: tuple[RouteThreshold, ...] = ()
     kept = False
     heldout = heldout_se = 0.0
     if grid.route_thresholds:
-        heldout, heldout_se = _heldout_gain(arrays, gold, weights, params, mode, grid)
+        heldout, heldout_se = _heldout_gain(arrays, gold, weights, params, grid)
         if heldout >= grid.min_variant_gain and heldout >= grid.significance * heldout_se:
             per_route, details = _fit_route_thresholds(
-                arrays, gold, weights, params, mode, np.arange(len(gold)), grid, 1.0
+                arrays, gold, weights, params, np.arange(len(gold)), grid, 1.0
             )
             kept = bool(per_route)
             params = replace(params, route_thresholds=per_route)
 
-    final, mismatches = _decide_scores(neighbours, params, mode, arrays, scorer)
-    base_mode = base.threshold_mode
-    baseline, _ = _decide_scores(neighbours, base, base_mode, arrays, scorer)
-    variants.insert(0, Variant("given parameters", base, base_mode, baseline, False))
+    final, mismatches = _decide_scores(neighbours, params, arrays, scorer)
+    baseline, _ = _decide_scores(neighbours, base, arrays, scorer)
+    variants.insert(0, Variant("given parameters", base, baseline, False))
     if kept:
         gain = final.objective - chosen.scores.objective
         variants.append(
-            Variant("+ per-route thresholds", params, mode, final, True, gain)
+            Variant("+ per-route thresholds", params, final, True, gain)
         )
     return CalibrationResult(
         params=params,
-        threshold_mode=mode,
         objective=final.objective,
         scores=final,
         baseline=baseline,
@@ -434,15 +427,7 @@ def _ladder(
         if adopt:
             chosen, chosen_pred = best, pred
         variants.append(
-            Variant(
-                name,
-                best.params(base.default_route),
-                best.threshold_mode,
-                best.scores,
-                adopt,
-                gain,
-                se,
-            )
+            Variant(name, best.params(base.default_route), best.scores, adopt, gain, se)
         )
     if chosen is None or chosen_pred is None:
         raise ValueError("the calibration grid is empty")
@@ -450,8 +435,7 @@ def _ladder(
 
 
 def _predict(arrays: NeighbourArrays, t: Trial) -> IntArray:
-    votes = vote(arrays, t.k, arrays.thresholds(t.threshold), t.vote, t.tie_break, t.threshold_mode)
-    return votes.predictions(t.margin)
+    return _predictions(arrays, t.params(""), arrays.thresholds(t.threshold))
 
 
 def _paired_gain(new: IntArray, old: IntArray, scorer: _Scorer) -> tuple[float, float]:
@@ -468,7 +452,6 @@ def _fit_route_thresholds(
     gold: IntArray,
     weights: FloatArray,
     params: DecisionParams,
-    mode: ThresholdMode,
     rows: IntArray,
     grid: CalibrationGrid,
     support_scale: float,
@@ -478,9 +461,7 @@ def _fit_route_thresholds(
     g, w = gold[rows], weights[rows]
     k = min(params.k, sub.width)
     thresholds = sub.thresholds(params.threshold)
-    current = vote(sub, k, thresholds, params.vote, params.tie_break, mode).predictions(
-        params.margin
-    )
+    current = _predictions(sub, replace(params, k=k), thresholds)
     support = np.bincount(g[g >= 0], minlength=len(sub.route_names))
     nearby = sub.routes[:, :k]
     chosen: dict[str, float] = {}
@@ -506,9 +487,7 @@ def _fit_route_thresholds(
         ) -> tuple[float, IntArray]:
             trial = thresholds.copy()
             trial[rid] = params.threshold + offset
-            pred = vote(local, k, trial, params.vote, params.tie_break, mode).predictions(
-                params.margin
-            )
+            pred = _predictions(local, replace(params, k=k), trial)
             return float(wa[pred == ga].sum()) - before, pred
 
         gains = [(gain_at(o)[0], o) for o in grid.route_offsets]
@@ -533,7 +512,6 @@ def _heldout_gain(
     gold: IntArray,
     weights: FloatArray,
     params: DecisionParams,
-    mode: ThresholdMode,
     grid: CalibrationGrid,
 ) -> tuple[float, float]:
     """Objective gain of per-route thresholds on held-out halves (two-fold, stratified by
@@ -547,24 +525,12 @@ def _heldout_gain(
     for held in (0, 1):
         fit_rows = np.flatnonzero(fold != held)
         test_rows = np.flatnonzero(fold == held)
-        per_route, _ = _fit_route_thresholds(
-            arrays, gold, weights, params, mode, fit_rows, grid, 0.5
-        )
+        per_route, _ = _fit_route_thresholds(arrays, gold, weights, params, fit_rows, grid, 0.5)
         sub = arrays.subset(test_rows)
         g, w = gold[test_rows], weights[test_rows]
-        plain = vote(
-            sub, params.k, sub.thresholds(params.threshold), params.vote, params.tie_break, mode
-        )
-        tuned = vote(
-            sub,
-            params.k,
-            sub.thresholds(params.threshold, per_route),
-            params.vote,
-            params.tie_break,
-            mode,
-        )
-        right_tuned = (tuned.predictions(params.margin) == g).astype(np.float64)
-        diff[test_rows] = w * (right_tuned - (plain.predictions(params.margin) == g))
+        plain = _predictions(sub, params, sub.thresholds(params.threshold))
+        tuned = _predictions(sub, params, sub.thresholds(params.threshold, per_route))
+        diff[test_rows] = w * ((tuned == g).astype(np.float64) - (plain == g))
     total = float(weights.sum())
     se = float(np.sqrt(len(diff)) * diff.std(ddof=1) / total) if len(diff) > 1 else 0.0
     return float(diff.sum() / total), se
@@ -573,7 +539,6 @@ def _heldout_gain(
 def _decide_scores(
     neighbours: Sequence[Sequence[Neighbour]],
     params: DecisionParams,
-    mode: ThresholdMode,
     arrays: NeighbourArrays,
     scorer: _Scorer,
 ) -> tuple[Scores, int]:
@@ -585,16 +550,15 @@ def _decide_scores(
             FALLBACK
             if d.fallback
             else (arrays.route_id(d.route) if arrays.route_id(d.route) is not None else unknown)
-            for d in (decide(n, replace(params, threshold_mode=mode)) for n in neighbours)
+            for d in (decide(n, params) for n in neighbours)
         ],
         dtype=np.int64,
     )
-    fast = vote(
-        arrays,
-        params.k,
-        arrays.thresholds(params.threshold, params.route_thresholds),
-        params.vote,
-        params.tie_break,
-        mode,
-    ).predictions(params.margin)
+    fast = _predictions(arrays, params, arrays.thresholds(params.threshold, params.route_thresholds))
     return scorer(exact), int((exact != fast).sum())
+
+
+def _predictions(arrays: NeighbourArrays, params: DecisionParams, thresholds: FloatArray) -> IntArray:
+    """Route id (or FALLBACK) per query under `params`, with these per-route thresholds."""
+    votes = vote(arrays, params.k, thresholds, params.vote, params.tie_break, params.threshold_mode)
+    return votes.predictions(params.margin)

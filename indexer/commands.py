@@ -257,9 +257,7 @@ def run_calibrate(
         if json_path:
             _write_json(json_path, {"meta": meta, "result": result.to_dict()}, out)
         if html_path:
-            curve = threshold_curve(
-                neighbours, labels, result.params, CURVE_THRESHOLDS, names, result.threshold_mode
-            )
+            curve = threshold_curve(neighbours, labels, result.params, CURVE_THRESHOLDS, names)
             _write_text(html_path, report_html.calibration_page(result, curve, meta), out)
     if write:
         written = write_decision_params(settings.routes_dir, result.params)
@@ -297,7 +295,7 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
     rows = []
     for v in result.variants:
         p = v.params
-        setting = f"{v.threshold_mode} k={p.k} t={p.threshold:.2f} m={p.margin:.2f} {p.vote}/{p.tie_break}"
+        setting = f"{p.threshold_mode} k={p.k} t={p.threshold:.2f} m={p.margin:.2f} {p.vote}/{p.tie_break}"
         if p.route_thresholds:
             setting += f" +{len(p.route_thresholds)} route t"
         rows.append(
@@ -353,7 +351,7 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
         )
     p = result.params
     print(
-        f"\nchosen: threshold_mode={result.threshold_mode} k={p.k} threshold={p.threshold} "
+        f"\nchosen: threshold_mode={p.threshold_mode} k={p.k} threshold={p.threshold} "
         f"margin={p.margin} vote={p.vote} "
         f"tie_break={p.tie_break} route thresholds={len(p.route_thresholds)}\n"
         f"  objective {pct(result.baseline.objective)} -> {pct(result.objective)}, "

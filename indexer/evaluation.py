@@ -17,7 +17,7 @@ from indexer.batch_decision import FALLBACK, NeighbourArrays, gold_ids, vote
 from indexer.labelled import is_fallback_label
 from router_core.decision import Decision, Neighbour
 from router_core.embedding import Embedder
-from router_core.routes import DecisionParams, ThresholdMode
+from router_core.routes import DecisionParams
 from router_core.store.protocol import OpenIndex
 
 EXAMPLES_PER_CONFUSION = 3
@@ -181,10 +181,8 @@ def threshold_curve(
     params: DecisionParams,
     thresholds: Sequence[float],
     route_names: Sequence[str] = (),
-    mode: ThresholdMode | None = None,
 ) -> list[CurvePoint]:
     """Accuracy and fallback recall as the global threshold moves, everything else fixed."""
-    rule = mode or params.threshold_mode
     arrays = NeighbourArrays.build(neighbours, route_names)
     gold = gold_ids(arrays, labels, params.default_route)
     oos = gold == FALLBACK
@@ -193,7 +191,12 @@ def threshold_curve(
         shift = t - params.threshold
         per_route = {r: v + shift for r, v in params.route_thresholds.items()}
         votes = vote(
-            arrays, params.k, arrays.thresholds(t, per_route), params.vote, params.tie_break, rule
+            arrays,
+            params.k,
+            arrays.thresholds(t, per_route),
+            params.vote,
+            params.tie_break,
+            params.threshold_mode,
         )
         pred = votes.predictions(params.margin)
         correct = pred == gold

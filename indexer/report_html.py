@@ -264,6 +264,7 @@ def calibration_page(
         table(
             ["parameter", "value"],
             [
+                ("threshold_mode", p.threshold_mode),
                 ("k", p.k),
                 ("threshold", p.threshold),
                 ("margin", p.margin),
@@ -299,6 +300,7 @@ def calibration_page(
     body.append(
         table(
             [
+                "threshold mode",
                 "k",
                 "threshold",
                 "margin",
@@ -311,6 +313,7 @@ def calibration_page(
             ],
             [
                 (
+                    t.threshold_mode,
                     t.k,
                     t.threshold,
                     t.margin,
@@ -392,7 +395,7 @@ def _variants_table(result: CalibrationResult) -> str:
     for v in result.variants:
         q = params_dict(v.params)
         setting = (
-            f"{v.threshold_mode} k={q['k']} threshold={q['threshold']} margin={q['margin']} vote={q['vote']} "
+            f"{q['threshold_mode']} k={q['k']} threshold={q['threshold']} margin={q['margin']} vote={q['vote']} "
             f"tie={q['tie_break']}"
             + (f" +{len(q['route_thresholds'])} route thresholds" if q["route_thresholds"] else "")
         )

@@ -275,5 +275,9 @@ def test_calibrate_command_writes_parameters_for_the_next_index(
     assert table.params.threshold == pytest.approx(chosen["threshold"])
     assert table.params.vote == chosen["vote"]
     assert table.params.margin == pytest.approx(chosen["margin"])
-    assert "<svg" in (tmp_path / "cal.html").read_text()
+    assert table.params.tie_break == chosen["tie_break"]
+    assert table.params.threshold_mode == chosen["threshold_mode"]
+    html = (tmp_path / "cal.html").read_text()
+    assert "<svg" in html
+    assert f"<td>threshold_mode</td><td>{chosen['threshold_mode']}</td>" in html
     assert np.isclose(json.loads(json_path.read_text())["result"]["oos_share"], 0.3)
