@@ -212,7 +212,10 @@ def _run_tool(
     except (RoutesInvalid, LabelledDataInvalid, commands.CommandRefused, ValueError) as exc:
         commands.print_error(str(exc))
         return 2
-    except RouterError as exc:
+    except FileExistsError as exc:  # an --out that holds something else
+        commands.print_error(str(exc))
+        return 2
+    except (RouterError, OSError) as exc:  # OSError: an output path that cannot be written
         commands.print_error(str(exc))
         return 1
 

@@ -42,6 +42,22 @@ class FinetuneConfig:
     scale: float = 20.0
     seed: int = 13
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be 1 or more, not {self.epochs}")
+        if self.batch_size < 2:
+            # One pair per batch has no in-batch negative: the loss would be zero.
+            problems.append(f"batch size must be 2 or more, not {self.batch_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max steps must be 1 or more, not {self.max_steps}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning rate must be positive, not {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup ratio must be in [0, 1), not {self.warmup_ratio}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
 
 @dataclass(frozen=True)
 class FinetuneResult:
@@ -146,7 +162,6 @@ def finetune(
     epochs = [
         batches_of(training_pairs(table, rng), config.batch_size, rng) for _ in range(config.epochs)
     ]
-    pairs = sum(len(b) for e in epochs for b in e)
     total = sum(len(e) for e in epochs)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
@@ -160,7 +175,7 @@ def finetune(
     schedule = get_linear_schedule_with_warmup(optimizer, warmup, total)  # type: ignore[no-untyped-call]
     stage(f"training: {total} step(s) of up to {config.batch_size} pairs, {config.epochs} epoch(s)")
     model.train()
-    step = 0
+    step = pairs = 0
     with tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress) as bar:
         for batches in epochs:
             for batch in batches:
@@ -177,6 +192,7 @@ def finetune(
                 schedule.step()
                 optimizer.zero_grad()
                 step += 1
+                pairs += len(batch)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()

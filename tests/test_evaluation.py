@@ -229,6 +229,22 @@ def test_eval_without_index_or_with_bad_file_fails_clearly(
     assert "bad.jsonl line 1: 'label'" in capsys.readouterr().err
 
 
+def test_eval_report_path_that_cannot_be_written_fails_clearly(
+    tmp_path: Path, tiny_index: tuple[Path, Path], embedder: Embedder,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--json naming a directory is exit 1 with the path in the message, not a traceback."""
+    routes, data = tiny_index
+    labelled = write_jsonl(tmp_path / "val.jsonl", LABELLED)
+    taken = tmp_path / "a-directory"
+    taken.mkdir()
+    args = ["eval", str(labelled), "--routes", str(routes), "--data-dir", str(data), "--quiet",
+            "--json", str(taken)]
+    assert indexer_main(args, out=io.StringIO(), embedder=embedder) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(taken) in err
+
+
 def test_decision_params_default_route_is_fallback_label() -> None:
     """The default route's own name as a label means the query should fall back."""
     params = DecisionParams(default_route="default")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from indexer.cli import main as indexer_main
 from indexer.finetune import FinetuneConfig, batches_of, model_id_for, training_pairs
@@ -70,6 +71,7 @@ def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
     assert marker["examples"] == 18
     assert marker["epochs"] == 1
     assert marker["steps"] == 2
+    assert marker["pairs"] == 6  # the pairs trained on: 2 steps of 3, not the whole epoch
     assert marker["created_at"]
     assert f"ROUTER_EMBEDDING__MODEL={out_dir} python -m indexer" in out.getvalue()
 
@@ -85,3 +87,40 @@ def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
     again = io.StringIO()
     assert indexer_main(args, out=again) == 0
     assert "already exists" in again.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--batch-size", "1"], "batch size must be 2 or more, not 1"),
+        (["--batch-size", "0"], "batch size must be 2 or more, not 0"),
+        (["--epochs", "0"], "epochs must be 1 or more, not 0"),
+        (["--max-steps", "0"], "max steps must be 1 or more, not 0"),
+        (["--lr", "-1"], "learning rate must be positive, not -1.0"),
+    ],
+)
+def test_finetune_refuses_settings_that_cannot_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], problem: str
+) -> None:
+    """Settings that would train nothing (or loop for ever) exit 2 naming the setting, before any model loads."""
+    routes = write_tiny_routes(tmp_path / "routes")
+    args = ["finetune", "--routes", str(routes), "--data-dir", str(tmp_path / "data"), "--quiet"]
+    assert indexer_main([*args, *flags], out=io.StringIO()) == 2
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "data" / "models").exists()
+
+
+def test_finetune_refuses_an_out_directory_holding_something_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out pointing at a non-empty directory exits 2 with the path named, and leaves the directory alone."""
+    routes = write_tiny_routes(tmp_path / "routes")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    args = ["finetune", "--routes", str(routes), "--data-dir", str(tmp_path / "data"), "--quiet",
+            "--out", str(busy)]
+    assert indexer_main(args, out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert str(busy) in err and "holds something else" in err
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
