@@ -3,8 +3,9 @@
 Calibration tries thousands of decision settings on the same stored neighbours; calling
 `decide` per query and setting would take minutes, this takes milliseconds per setting. It
 follows `decide` rule for rule (order neighbours by similarity then route then text, keep the
-first k, drop those under their route's threshold, rank routes by vote weight, then summed or
-best similarity, then name; fall back when nothing survives or the winner's lead is under the
+first k, drop those under their route's threshold, or in threshold mode "winner" keep them all
+and test the winner's best similarity instead, rank routes by vote weight, then summed or best
+similarity, then name; fall back when nothing survives or the winner's lead is under the
 margin). The tests compare it with `decide` on random data, and calibration re-checks the
 chosen setting with `decide` itself.
 """

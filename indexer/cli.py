@@ -47,8 +47,8 @@ a router learns that rejecting hardly matters and under-rejects on real traffic.
 --oos-share to the off-topic share of your traffic, or --oos-weight to weigh each
 out-of-scope query directly.
 
-searched: k, global threshold, margin (ambiguity band), vote weighting (count or similarity),
-tie-break (sum or max), then per-route thresholds, kept only when they gain on held-out halves
+searched: threshold mode (neighbour or winner), k, global threshold, margin (ambiguity band),
+vote weighting (count or similarity), tie-break (sum or max), then per-route thresholds, kept only when they gain on held-out halves
 of the file (two-fold) and shrunk toward the global threshold. Never tune on the test file:
 a file named like *test* is refused unless --i-know-this-is-test is given.
 """
@@ -129,17 +129,21 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     im.add_argument("--exclude", action="append", help="label to leave out (default: oos)")
     im.add_argument("--threshold", type=float, help="global threshold for _router.yaml")
     for p in (ev, cal, hy, ft):
-        _index_options(p, default=argparse.SUPPRESS)
+        # hygiene reads the stored vectors and loads no model: no --model to ignore.
+        _index_options(p, default=argparse.SUPPRESS, model=p is not hy)
     for p in (ev, cal, hy):
         p.add_argument("--json", type=Path, dest="json_path", metavar="PATH", help="write JSON here")
         p.add_argument("--html", type=Path, dest="html_path", metavar="PATH", help="write an HTML report here")
 
 
-def _index_options(p: argparse.ArgumentParser, default: object = None) -> None:
+def _index_options(
+    p: argparse.ArgumentParser, default: object = None, *, model: bool = True
+) -> None:
     kw: dict[str, Any] = {} if default is None else {"default": default}
     p.add_argument("--routes", type=Path, help="routes directory (ROUTER_ROUTES_DIR)", **kw)
     p.add_argument("--data-dir", type=Path, help="embedded index directory (ROUTER_QDRANT__DATA_DIR)", **kw)
-    p.add_argument("--model", help="embedding model name or path (ROUTER_EMBEDDING__MODEL)", **kw)
+    if model:
+        p.add_argument("--model", help="embedding model name or path (ROUTER_EMBEDDING__MODEL)", **kw)
     p.add_argument("--quiet", action="store_true", help="no progress bar", **kw)
 
 
