@@ -17,7 +17,7 @@ from bench.peer_env import ensure_peer_env, peer_versions
 from bench.quality import gold_labels, summary
 from indexer.calibration import DEFAULT_OOS_SHARE
 from indexer.evaluation import evaluate
-from indexer.labelled import OOS_LABEL, LabelledQuery
+from indexer.labelled import LabelledQuery, is_fallback_label
 
 RUNNER = Path(__file__).resolve().parent / "peer_runner.py"
 
@@ -65,7 +65,7 @@ def tune_threshold(
     (1 - oos_share) * in-scope accuracy + oos_share * fallback recall; (threshold, objective).
     """
     conf = np.asarray(confidence, dtype=np.float64)
-    in_scope = np.array([g not in (OOS_LABEL, default_route) for g in gold])
+    in_scope = np.array([not is_fallback_label(g, default_route) for g in gold])
     top_right = np.array([t == g for t, g in zip(top, gold, strict=True)])
     best = (float("-inf"), 0.0)
     for t in np.unique(np.concatenate([conf, [0.0, np.inf]])):

@@ -102,6 +102,10 @@ async def _run_level(
                     status, payload = await connection.post("/v1/classify", body)
                 except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
+                    # The stream may be out of step with the responses: start a new connection,
+                    # after a pause so a dead service is not hammered in a tight loop.
+                    await connection.close()
+                    await asyncio.sleep(0.05)
                     continue
                 t1 = time.perf_counter()
                 if status != 200 or b'"route"' not in payload:

@@ -8,6 +8,7 @@ They run against the live index built from the routes directory (build it with
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,12 @@ from indexer.evaluation import EvalReport, evaluate, neighbours_for, threshold_c
 from indexer.finetune import FinetuneConfig, finetune
 from indexer.hygiene import check_hygiene
 from indexer.importer import write_routes_from_jsonl
-from indexer.labelled import LabelledDataInvalid, canonical_labels, load_labelled
+from indexer.labelled import (
+    LabelledDataInvalid,
+    canonical_labels,
+    is_fallback_label,
+    load_labelled,
+)
 from indexer.routes_writer import write_decision_params
 from indexer.tables import pct, text_table
 from router_core import Embedder, IndexMissing, IndexSettings, OpenIndex, load_routes, open_store
@@ -29,6 +35,8 @@ from router_core.decision import decide
 from router_core.manifest import fingerprint
 
 CURVE_THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(81))
+# A file named like a test split (test.jsonl, shipped-test.jsonl, testset...), not latest.jsonl.
+_TEST_FILE = re.compile(r"(?<![a-z])test")
 
 
 class CommandRefused(Exception):
@@ -132,9 +140,8 @@ def run_eval(
         if html_path:
             curve = threshold_curve(neighbours, labels, params, CURVE_THRESHOLDS, names)
             predicted = [d.route for d in decisions]
-            gold = [
-                params.default_route if g in ("oos", params.default_route) else g for g in labels
-            ]
+            fallback = params.default_route
+            gold = [fallback if is_fallback_label(g, fallback) else g for g in labels]
             _write_text(html_path, report_html.eval_page(report, curve, gold, predicted, meta), out)
     return 0
 
@@ -216,7 +223,7 @@ def run_calibrate(
     embedder: Embedder | None = None,
 ) -> int:
     """`calibrate VAL.jsonl`."""
-    if "test" in file.name.lower() and not allow_test:
+    if _TEST_FILE.search(file.name.lower()) and not allow_test:
         raise CommandRefused(
             f"{file.name} looks like a test file; never tune on the test set (it would make the "
             "test figures meaningless). Calibrate on a validation file, or pass "

@@ -73,8 +73,11 @@ class Embedder:
                 f"cannot load embedding model {name_or_path!r} (from {location}): {exc}"
             ) from exc
         embedder = cls(model, model_id, _portable_source(name_or_path))
-        # One forward pass now, so the first query served does not pay torch's lazy set-up.
-        embedder.encode(["warm-up"])
+        try:
+            # One forward pass now, so the first query served does not pay torch's lazy set-up.
+            embedder.encode(["warm-up"])
+        except Exception as exc:  # loads but cannot encode (a broken checkpoint, say)
+            raise ModelUnavailable(f"embedding model {name_or_path!r} cannot encode: {exc}") from exc
         return embedder
 
     def encode(

@@ -242,7 +242,8 @@ def test_calibrate_command_writes_parameters_for_the_next_index(
     routes = write_tiny_routes(tmp_path / "routes")
     data = tmp_path / "data"
     run_reindex(load_routes(routes), EdgeStore(data), embedder)
-    val = write_jsonl(tmp_path / "val.jsonl", LABELLED)
+    # "latest" holds "test" but is not named like a test split: accepted.
+    val = write_jsonl(tmp_path / "latest.jsonl", LABELLED)
     out = io.StringIO()
     json_path = tmp_path / "cal.json"
     code = indexer_main(
@@ -281,3 +282,17 @@ def test_calibrate_command_writes_parameters_for_the_next_index(
     assert "<svg" in html
     assert f"<td>threshold_mode</td><td>{chosen['threshold_mode']}</td>" in html
     assert np.isclose(json.loads(json_path.read_text())["result"]["oos_share"], 0.3)
+
+
+@pytest.mark.parametrize("name", ["test.jsonl", "shipped-test.jsonl", "clinc_testset.jsonl"])
+def test_calibrate_refuses_a_file_named_like_a_test_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """Tuning on the test split is refused (exit 2, naming the file) unless explicitly allowed."""
+    routes = write_tiny_routes(tmp_path / "routes")
+    labelled = write_jsonl(tmp_path / name, LABELLED)
+    args = ["calibrate", str(labelled), "--routes", str(routes), "--data-dir", str(tmp_path / "d")]
+    assert indexer_main(args, out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert f"{name} looks like a test file" in err
+    assert "--i-know-this-is-test" in err
