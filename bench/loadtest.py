@@ -140,21 +140,13 @@ async def run(clients: int, duration: float, reindexes: int, workdir: Path) -> L
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30,
                                      limits=httpx.Limits(max_connections=clients + 4)) as http:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if service.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"service did not start: {service.stderr.read().decode() if service.stderr else ''}")
-                await asyncio.sleep(0.25)
+            await _wait_ready(http, service)
             stop_at = time.monotonic() + duration
             started = time.perf_counter()
             tasks = [asyncio.create_task(_client(http, stop_at, i, res, latencies, answers)) for i in range(clients)]
             for k in range(reindexes):
-                await asyncio.sleep(duration / (reindexes + 1) - (time.perf_counter() - started) % (duration / (reindexes + 1)))
+                gap = duration / (reindexes + 1)
+                await asyncio.sleep(gap - (time.perf_counter() - started) % gap)
                 name, examples = EXTRA_ROUTES[k % len(EXTRA_ROUTES)]
                 _add_route(routes, f"{name}{k // len(EXTRA_ROUTES) or ''}", examples)
                 version, seconds = await asyncio.to_thread(_reindex, env)
@@ -192,10 +184,12 @@ def render(res: LoadResult, command: str) -> str:
         "",
         f"Command: `{command}` (service and re-index job as separate processes, embedded index, loopback).",
         "",
-        "| clients | duration | requests | errors | mixed answers | unknown versions | throughput | p50 | p99 | max | peak RSS (service) |",
+        "| clients | duration | requests | errors | mixed answers | unknown versions | throughput "
+        "| p50 | p99 | max | peak RSS (service) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {res.clients} | {res.duration_s:.0f} s | {res.requests} | {res.errors} | {res.mixed} | {res.unknown_versions} "
-        f"| {res.throughput_rps} req/s | {res.p50_ms} ms | {res.p99_ms} ms | {res.max_ms} ms | {res.peak_rss_mb} MB |",
+        f"| {res.clients} | {res.duration_s:.0f} s | {res.requests} | {res.errors} | {res.mixed} "
+        f"| {res.unknown_versions} | {res.throughput_rps} req/s | {res.p50_ms} ms | {res.p99_ms} ms "
+        f"| {res.max_ms} ms | {res.peak_rss_mb} MB |",
         "",
         f"Re-indexes during the run: {len(res.reindex_seconds)} (process wall time incl. model load: "
         f"{', '.join(f'{s} s' for s in res.reindex_seconds)}); the service answered from each new version "
@@ -204,6 +198,21 @@ def render(res: LoadResult, command: str) -> str:
         "<!-- loadtest:end -->",
     ])
 
+
+
+async def _wait_ready(http: httpx.AsyncClient, service: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Until /readyz answers 200; the service's stderr in the error when it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if (await http.get("/readyz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if service.poll() is not None or time.monotonic() > deadline:
+            err = service.stderr.read().decode() if service.stderr else ""
+            raise RuntimeError(f"service did not start: {err}")
+        await asyncio.sleep(0.25)
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) the load-test section of BENCHMARKS.md."""
@@ -227,13 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="router-load-") as tmp:
         res = asyncio.run(run(args.clients, args.duration, args.reindexes, Path(tmp)))
     print(json.dumps(asdict(res), indent=2))
-    ok = res.errors == 0 and res.mixed == 0 and res.unknown_versions == 0 and len(res.versions_seen) == args.reindexes + 1
+    every_version = len(res.versions_seen) == args.reindexes + 1
+    ok = res.errors == 0 and res.mixed == 0 and res.unknown_versions == 0 and every_version
     print("PASS" if ok else "FAIL", f": {res.requests} requests, {res.errors} errors, {res.mixed} mixed, "
           f"p50 {res.p50_ms} ms, p99 {res.p99_ms} ms, peak RSS {res.peak_rss_mb} MB")
     if args.json:
         args.json.write_text(json.dumps(asdict(res), indent=2))
     if args.write:
-        cmd = f".venv/bin/python -m bench.loadtest --clients {args.clients} --duration {args.duration:.0f} --reindexes {args.reindexes} --write"
+        cmd = (
+            f".venv/bin/python -m bench.loadtest --clients {args.clients} "
+            f"--duration {args.duration:.0f} --reindexes {args.reindexes} --write"
+        )
         write_section(ROOT / "BENCHMARKS.md", render(res, cmd))
     return 0 if ok else 1
 

@@ -22,8 +22,9 @@ machine with one embedding model (all-MiniLM-L6-v2). Reproduce with:
     python -m bench
 
 (`--quick` for a small smoke run, `--skip-peer` to leave semantic-router out,
-`--skip-finetune` to leave out the fine-tuned model, `--help` for the rest). It prints the tables below, writes every figure to `bench/results/<timestamp>.json` and
-rewrites the section between the bench markers; text outside them is kept.
+`--skip-finetune` to leave out the fine-tuned model, `--help` for the rest). It prints the
+tables below, writes every figure to `bench/results/<timestamp>.json` and rewrites the
+section between the bench markers; text outside them is kept.
 
 """
 

@@ -48,8 +48,9 @@ a router learns that rejecting hardly matters and under-rejects on real traffic.
 out-of-scope query directly.
 
 searched: threshold mode (neighbour or winner), k, global threshold, margin (ambiguity band),
-vote weighting (count or similarity), tie-break (sum or max), then per-route thresholds, kept only when they gain on held-out halves
-of the file (two-fold) and shrunk toward the global threshold. Never tune on the test file:
+vote weighting (count or similarity), tie-break (sum or max), then per-route thresholds,
+kept only when they gain on held-out halves of the file (two-fold) and shrunk toward the
+global threshold. Never tune on the test file:
 a file named like *test* is refused unless --i-know-this-is-test is given.
 """
 

@@ -146,11 +146,6 @@ def finetune(
 
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import (
-        MultipleNegativesRankingLoss,
-    )
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -169,33 +164,8 @@ def finetune(
         raise ValueError(
             "nothing to train on: fine-tuning needs two routes with two or more examples"
         )
-    loss_fn = MultipleNegativesRankingLoss(model, scale=config.scale)
-    optimizer = torch.optim.AdamW(loss_fn.parameters(), lr=config.learning_rate)
-    warmup = int(total * config.warmup_ratio)
-    schedule = get_linear_schedule_with_warmup(optimizer, warmup, total)  # type: ignore[no-untyped-call]
     stage(f"training: {total} step(s) of up to {config.batch_size} pairs, {config.epochs} epoch(s)")
-    model.train()
-    step = pairs = 0
-    with tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress) as bar:
-        for batches in epochs:
-            for batch in batches:
-                if step >= total:
-                    break
-                features = [
-                    _to(model.preprocess([p[0] for p in batch]), device),
-                    _to(model.preprocess([p[1] for p in batch]), device),
-                ]
-                loss = loss_fn(features, torch.empty(0))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(loss_fn.parameters(), 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad()
-                step += 1
-                pairs += len(batch)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
+    step, pairs = _train(model, epochs, total, config, device=device, progress=progress)
     stage(f"saving {model_id} to {target}")
     _save(
         model,
@@ -216,6 +186,43 @@ def finetune(
     return FinetuneResult(
         model_id, base_id, target, examples, pairs, step, time.perf_counter() - started, True
     )
+
+
+def _train(
+    model: Any, epochs: list[list[list[Pair]]], total: int, config: FinetuneConfig, *, device: str, progress: bool
+) -> tuple[int, int]:
+    """Up to `total` optimiser steps over the batches, linear warm-up and decay; (steps, pairs)."""
+    import torch
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    loss_fn = MultipleNegativesRankingLoss(model, scale=config.scale)
+    optimizer = torch.optim.AdamW(loss_fn.parameters(), lr=config.learning_rate)
+    warmup = int(total * config.warmup_ratio)
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup, total)  # type: ignore[no-untyped-call]
+    model.train()
+    step = pairs = 0
+    with tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress) as bar:
+        for batch in (b for batches in epochs for b in batches):
+            if step >= total:
+                break
+            features = [
+                _to(model.preprocess([p[0] for p in batch]), device),
+                _to(model.preprocess([p[1] for p in batch]), device),
+            ]
+            loss = loss_fn(features, torch.empty(0))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(loss_fn.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            pairs += len(batch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return step, pairs
 
 
 def _to(features: dict[str, Any], device: str) -> dict[str, Any]:

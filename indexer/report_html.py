@@ -107,7 +107,8 @@ def line_chart(
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         ly = top + 14 + 18 * i
         parts.append(
-            f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>'
+            f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{ly - 4}" y2="{ly - 4}" '
+            f'stroke="{colour}" stroke-width="2"/>'
         )
         parts.append(f'<text x="{left + pw + 35}" y="{ly}">{escape(name)}</text>')
     parts.append("</svg>")
@@ -254,7 +255,9 @@ def calibration_page(
         kpis(
             {
                 "objective": f"{_pct(result.baseline.objective)} → {_pct(result.objective)}",
-                "in-scope accuracy": f"{_pct(result.baseline.in_scope_accuracy)} → {_pct(result.scores.in_scope_accuracy)}",
+                "in-scope accuracy": (
+                    f"{_pct(result.baseline.in_scope_accuracy)} → {_pct(result.scores.in_scope_accuracy)}"
+                ),
                 "fallback recall": f"{_pct(result.baseline.fallback_recall)} → {_pct(result.scores.fallback_recall)}",
             }
         )

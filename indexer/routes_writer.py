@@ -1,9 +1,10 @@
 """Write calibrated decision parameters back into a routes directory, keeping the rest.
 
 Only the lines of the keys being set are touched (top-level `k`, `threshold`, `margin`,
-`tie_break`, `vote` and `threshold_mode` in `_router.yaml`;
-`threshold` in each route file), so comments, order and formatting survive. Every edited file is re-parsed and compared with what was meant; a file
-whose layout defeats line editing (flow style, say) is rewritten whole instead and reported.
+`tie_break`, `vote` and `threshold_mode` in `_router.yaml`; `threshold` in each route file),
+so comments, order and formatting survive. Every edited file is re-parsed and compared with
+what was meant; a file whose layout defeats line editing (flow style, say) is rewritten whole
+instead and reported.
 If the directory does not load afterwards, every file is restored.
 """
 

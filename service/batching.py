@@ -8,6 +8,7 @@ concurrent throughput rises with the batch instead of queueing one forward pass 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,10 +42,8 @@ class MicroBatcher(Generic[R]):
         """Stop the consumer and the worker thread."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._executor.shutdown(wait=True)
 
     async def submit(self, texts: Sequence[str]) -> list[R]:

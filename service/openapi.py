@@ -1,4 +1,5 @@
-"""What the generated OpenAPI schema cannot infer: query rules, configured limits, closed\nrequest bodies and event streams."""
+"""What the generated OpenAPI schema cannot infer: query rules, configured limits, closed
+request bodies and event streams."""
 
 from __future__ import annotations
 

@@ -228,10 +228,9 @@ def test_mid_stream_failure_raises_in_the_sdk(sdk: openai.OpenAI, fake_llm: Fake
         messages=[{"role": "user", "content": SHIPPED.routes[0].examples[0]}],
         stream=True,
     )
-    received = []
+    received: list[str] = []
     with pytest.raises(openai.APIError) as caught:
-        for chunk in stream:
-            received.append(chunk.choices[0].delta.content or "")
+        received.extend(chunk.choices[0].delta.content or "" for chunk in stream)
     assert "".join(received)
     assert "mid-stream" in caught.value.message
 

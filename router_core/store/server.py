@@ -184,7 +184,11 @@ class _ServerSearcher:
         )
         return [
             [
-                Neighbour(str((p.payload or {}).get("text", "")), str((p.payload or {}).get("route", "")), float(p.score))
+                Neighbour(
+                    str((p.payload or {}).get("text", "")),
+                    str((p.payload or {}).get("route", "")),
+                    float(p.score),
+                )
                 for p in resp.points
             ]
             for resp in responses

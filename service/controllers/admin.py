@@ -53,7 +53,7 @@ class AdminController(Controller):
     """Operator endpoints (admin token required when configured)."""
 
     path = "/admin"
-    tags = ["admin"]
+    tags = ("admin",)
 
     @get("/index", summary="Live index version, route table and build time")
     async def index_status(self, runtime: NamedDependency[Runtime]) -> IndexStatus:

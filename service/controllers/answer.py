@@ -84,7 +84,7 @@ class AnswerController(Controller):
     """Route and answer."""
 
     path = "/v1/answer"
-    tags = ["answer"]
+    tags = ("answer",)
 
     @post(
         "/",

@@ -94,7 +94,7 @@ class ChatController(Controller):
     """OpenAI-compatible endpoints."""
 
     path = "/v1"
-    tags = ["openai"]
+    tags = ("openai",)
 
     @get(
         "/models",

@@ -30,7 +30,7 @@ class ClassifyController(Controller):
     """Route queries to agents."""
 
     path = "/v1/classify"
-    tags = ["classify"]
+    tags = ("classify",)
 
     @post("/", status_code=200, summary="Route one query", responses=problem_responses(400, 401, 413, 429, 503))
     async def classify(self, data: JSONBody[ClassifyRequest], runtime: NamedDependency[Runtime]) -> ClassifyResponse:
