@@ -11,6 +11,7 @@ from typing import Any
 from indexer.calibration import CalibrationResult, Scores, params_dict
 from indexer.evaluation import CurvePoint, EvalReport
 from indexer.hygiene import HygieneReport
+from indexer.tables import pct
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -196,10 +197,10 @@ def eval_page(
     body.append(
         kpis(
             {
-                "accuracy (fallback as a class)": _pct(report.accuracy),
-                "in-scope accuracy": _pct(report.in_scope_accuracy),
-                "fallback recall": _pct(report.fallback_recall),
-                "fallback precision": _pct(report.fallback_precision),
+                "accuracy (fallback as a class)": pct(report.accuracy),
+                "in-scope accuracy": pct(report.in_scope_accuracy),
+                "fallback recall": pct(report.fallback_recall),
+                "fallback precision": pct(report.fallback_precision),
                 "queries": f"{report.queries} ({report.out_of_scope} out of scope)",
             }
         )
@@ -247,18 +248,18 @@ def calibration_page(
     body.append(
         "<p><b>Objective</b>: weighted accuracy with fallback as a class; each in-scope query "
         f"weighs 1, each out-of-scope query {result.oos_weight:.2f}, so out-of-scope queries make "
-        f"up {_pct(result.oos_share)} of the objective (the file holds "
+        f"up {pct(result.oos_share)} of the objective (the file holds "
         f"{result.out_of_scope} of {result.queries}). Equivalently "
         f"{1 - result.oos_share:.2f} × in-scope accuracy + {result.oos_share:.2f} × fallback recall.</p>"
     )
     body.append(
         kpis(
             {
-                "objective": f"{_pct(result.baseline.objective)} → {_pct(result.objective)}",
+                "objective": f"{pct(result.baseline.objective)} → {pct(result.objective)}",
                 "in-scope accuracy": (
-                    f"{_pct(result.baseline.in_scope_accuracy)} → {_pct(result.scores.in_scope_accuracy)}"
+                    f"{pct(result.baseline.in_scope_accuracy)} → {pct(result.scores.in_scope_accuracy)}"
                 ),
-                "fallback recall": f"{_pct(result.baseline.fallback_recall)} → {_pct(result.scores.fallback_recall)}",
+                "fallback recall": f"{pct(result.baseline.fallback_recall)} → {pct(result.scores.fallback_recall)}",
             }
         )
     )
@@ -445,10 +446,6 @@ def _curve_chart(curve: Sequence[CurvePoint], marker: float | None) -> str:
         y_label="share",
         marker=marker,
     )
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def _meta_line(meta: Mapping[str, Any]) -> str:
