@@ -39,7 +39,10 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
     if path.is_dir():
         marker = path / MODEL_ID_FILE
         if marker.is_file():
-            return str(path), str(json.loads(marker.read_text())["model_id"])
+            try:
+                return str(path), str(json.loads(marker.read_text(encoding="utf-8"))["model_id"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ModelUnavailable(f"{marker} is unreadable or has no model_id: {exc!r}") from exc
         return str(path.resolve()), str(path.resolve())
     return name_or_path, name_or_path
 

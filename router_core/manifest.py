@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from router_core.errors import StoreUnavailable
 from router_core.routes import RouteTable
 
 POINT_NAMESPACE = uuid.UUID("6f1c1f64-3a55-4d0e-9a57-7d8f1b0c2e11")
@@ -84,6 +85,9 @@ class IndexManifest:
         examples: dict[str, list[str]] = {}
         for p in points:
             examples.setdefault(p.route, []).append(p.text)
-        return RouteTable.from_dict(
-            self.route_table, {k: tuple(v) for k, v in examples.items()}
-        )
+        try:
+            return RouteTable.from_dict(self.route_table, {k: tuple(v) for k, v in examples.items()})
+        except (KeyError, TypeError, ValueError) as exc:  # a damaged or foreign manifest
+            raise StoreUnavailable(
+                f"index version {self.version!r} has an unreadable route table: {exc!r}"
+            ) from exc

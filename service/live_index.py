@@ -70,6 +70,10 @@ class IndexFollower:
         self._loader = loader
         self._slot: _Slot | None = None
         self._swap = threading.Lock()
+        # One refresh at a time (the reload task and an admin re-index may both call it):
+        # otherwise both could open the new version and load its model.
+        self._refreshing = threading.Lock()
+        self._closed = False
         self.last_error: str | None = None
 
     def load_live(self) -> OpenIndex:
@@ -103,26 +107,30 @@ class IndexFollower:
         return slot.served
 
     def refresh(self) -> bool:
-        """Switch to the live version if it changed; True when it did. Never raises."""
-        try:
-            version = self._store.live_version()
-            if version is None or (self._slot and self._slot.served.index.version == version):
-                self.last_error = None
+        """Switch to the live version if it changed; True when it did. Never raises: the
+        reload task must outlive any one bad version, whatever the error."""
+        with self._refreshing:
+            if self._closed:
                 return False
-            self._install(version)
-        except RouterError as exc:
-            self.last_error = str(exc)
-            log.warning("staying on the current index version: %s", exc)
-            return False
-        self.last_error = None
-        return True
+            try:
+                version = self._store.live_version()
+                if version is None or (self._slot and self._slot.served.index.version == version):
+                    self.last_error = None
+                    return False
+                self._install(version)
+            except Exception as exc:
+                self.last_error = str(exc) if isinstance(exc, RouterError) else repr(exc)
+                log.warning("staying on the current index version: %s", self.last_error)
+                return False
+            self.last_error = None
+            return True
 
     def _install(self, version: str) -> None:
         index = self._store.open_version(version)
         try:
             embedder = self._model_for(index.manifest)
             check_compatible(index, embedder)
-        except RouterError:
+        except BaseException:
             index.close()
             raise
         with self._swap:
@@ -164,8 +172,9 @@ class IndexFollower:
             slot.served.index.close()
 
     def close(self) -> None:
-        """Close the served version."""
-        with self._swap:
+        """Close the served version; a refresh in flight finishes first, none runs after."""
+        with self._refreshing, self._swap:
+            self._closed = True
             slot, self._slot = self._slot, None
         if slot is not None:
             self._retire(slot)

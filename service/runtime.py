@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -137,6 +138,8 @@ class Runtime:
         """Stop background work and release the index and store."""
         if self._reloader is not None:
             self._reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloader
         await self.batcher.stop()
         await self.clients.close()
         self.follower.close()

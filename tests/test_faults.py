@@ -3,6 +3,7 @@ and a killed re-index. The service keeps answering or fails clearly; nothing ser
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -79,6 +80,42 @@ def test_corrupt_new_version_is_not_served(tmp_path: Path, routes_dir: Path, emb
         assert body["index_version"] == good and body["route"] == "maths"
         ready = c.get("/readyz").json()
         assert bad_dir.name in ready["checks"].get("reload_error", "")
+
+
+
+def test_version_with_a_damaged_route_table_is_not_served_and_following_goes_on(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
+    """A manifest that parses but whose route table is broken (no default agent) leaves the
+    service on the good version, names the problem in /readyz, releases the bad version, and
+    the service still follows the next good re-index (the reload task survived)."""
+    data = tmp_path / "data"
+    good = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+    url = start_service(settings_for(routes_dir, data))
+    bad = "v29990101t000000000000-deadbeef"
+    bad_dir = data / "router" / "versions" / bad
+    shutil.copytree(data / "router" / "versions" / good, bad_dir)
+    manifest = json.loads((bad_dir / "manifest.json").read_text())
+    manifest["version"] = bad
+    del manifest["route_table"]["default_agent"]
+    (bad_dir / "manifest.json").write_text(json.dumps(manifest))
+    (data / "router" / "LIVE").write_text(bad + "\n")
+    time.sleep(1.0)
+    with httpx.Client(base_url=url, timeout=30) as c:
+        body = c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()
+        assert body["index_version"] == good and body["route"] == "maths"
+        reason = c.get("/readyz").json()["checks"].get("reload_error", "")
+        assert bad in reason and "route table" in reason
+        (data / "router" / "LIVE").write_text(good + "\n")
+        assert EdgeStore(data).drop_version(bad)  # no lock left behind on the refused version
+        (routes_dir / "maths.yaml").write_text(
+            (routes_dir / "maths.yaml").read_text().replace("examples:\n", "examples:\n  - integrate x squared\n", 1)
+        )
+        newer = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
+        deadline = time.monotonic() + 15
+        while c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()["index_version"] != newer:
+            assert time.monotonic() < deadline, "the service stopped following the live index"
+            time.sleep(0.2)
 
 
 def test_wrong_model_path_fails_clearly(tmp_path: Path) -> None:

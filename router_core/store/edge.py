@@ -165,7 +165,7 @@ class EdgeStore:
     def open_version(self, version: str) -> OpenIndex:
         """Open the version's shard for searching, holding its lock until closed."""
         manifest = self.manifest(version)
-        stored = self.stored_points(version)
+        table = manifest.table(self.stored_points(version).points)  # before the lock: may raise
         folder = self._versions / version
         lock = _try_lock(folder / ".lock", exclusive=False)
         if lock is None:
@@ -182,7 +182,7 @@ class EdgeStore:
             )
             raise StoreUnavailable(f"cannot open index version {version!r}: {exc}{hint}") from exc
         searcher = _EdgeSearcher(shard, lock, exact=self._exact)
-        return OpenIndex(manifest, manifest.table(stored.points), searcher)
+        return OpenIndex(manifest, table, searcher)
 
     def ping(self) -> None:
         """The data directory must be readable."""
