@@ -120,14 +120,14 @@ class RouteTable:
             "vote": p.vote,
             "threshold_mode": p.threshold_mode,
             "default_route": p.default_route,
-            "default_agent": self.default_agent.model_dump(),
+            "default_agent": self.default_agent.model_dump(mode="json"),
             "routes": [
                 {
                     "name": r.name,
                     "description": r.description,
                     "threshold": r.threshold,
                     "examples": len(r.examples),
-                    "agent": r.agent.model_dump(),
+                    "agent": r.agent.model_dump(mode="json"),
                 }
                 for r in self.routes
             ],

@@ -126,6 +126,8 @@ def test_cli_summary_and_dry_run(tmp_path: Path, routes_dir: Path) -> None:
     assert "changed  maths: +1 example(s)" in plan
     assert "+ what is the cube root of 27" in plan
     assert "removed  coding" in plan
+    untouched = [r.name for r in load_routes(routes_dir).routes if r.name != "maths"]
+    assert untouched and not [name for name in untouched if f"changed  {name}" in plan], plan
     assert "nothing was written" in plan
     assert store.live_version() == live and store.versions() == [live]
 
