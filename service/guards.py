@@ -63,15 +63,17 @@ def _limit(connection: ASGIConnection[Any, Any, Any, Any], identity: str) -> Non
 def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Public endpoints: a configured API key (or the admin token) unless none is configured."""
     keys: KeyRing = connection.app.state.runtime.keyring
-    token = _bearer(connection)
     if keys.public_open:
-        identity = key_id(token) if token else f"ip-{connection.client.host if connection.client else '-'}"
-    elif token is None:
-        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'", headers=_CHALLENGE)
-    elif keys.is_api_key(token) or keys.is_admin(token):
-        identity = key_id(token)
+        # No key to check: the Authorization header is not ours to read (a proxy in front may
+        # send its own), and a made-up token must not buy a fresh rate-limit bucket.
+        identity = f"ip-{connection.client.host if connection.client else '-'}"
     else:
-        raise Unauthorized("the API key is not valid", headers=_CHALLENGE)
+        token = _bearer(connection)
+        if token is None:
+            raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'", headers=_CHALLENGE)
+        if not (keys.is_api_key(token) or keys.is_admin(token)):
+            raise Unauthorized("the API key is not valid", headers=_CHALLENGE)
+        identity = key_id(token)
     annotate(caller=identity)
     _limit(connection, identity)
 

@@ -115,6 +115,7 @@ class RateLimiter:
         self.capacity = float(burst or per_minute)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+        self._next_prune = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -127,6 +128,8 @@ class RateLimiter:
             return 0.0
         t = time.monotonic() if now is None else now
         with self._lock:
+            if t >= self._next_prune:
+                self._prune(t)
             tokens, last = self._buckets.get(identity, (self.capacity, t))
             tokens = min(self.capacity, tokens + (t - last) * self.rate)
             if tokens >= 1.0:
@@ -134,6 +137,20 @@ class RateLimiter:
                 return 0.0
             self._buckets[identity] = (tokens, t)
             return (1.0 - tokens) / self.rate
+
+    def _prune(self, t: float) -> None:
+        """Forget buckets that have refilled: a full bucket is the same as none. Runs at most
+        once per refill period, so memory follows the callers active in that period."""
+        self._buckets = {
+            k: (tokens, last)
+            for k, (tokens, last) in self._buckets.items()
+            if tokens + (t - last) * self.rate < self.capacity
+        }
+        self._next_prune = t + self.capacity / self.rate
+
+    def __len__(self) -> int:
+        """Callers currently tracked."""
+        return len(self._buckets)
 
 
 def retry_after_header(wait_s: float) -> str:

@@ -84,6 +84,35 @@ def test_rate_limit_returns_429_with_retry_after(keyed) -> None:
         assert c.post("/v1/classify", json=QUERY, headers=bearer(KEY2)).status_code == 200
 
 
+
+def test_open_service_limits_by_address_whatever_the_authorization_header(keyed) -> None:
+    """With no keys configured, a made-up bearer token does not buy a fresh bucket, and a
+    header from an authenticating proxy (Basic) is not refused."""
+    url = keyed(rate_per_minute=3)
+    with httpx.Client(base_url=url) as c:
+        codes = [c.post("/v1/classify", json=QUERY, headers=bearer(f"made-up-{i}")).status_code for i in range(3)]
+        assert codes == [200, 200, 200]
+        assert c.post("/v1/classify", json=QUERY, headers=bearer("yet-another")).status_code == 429
+        assert c.post("/v1/classify", json=QUERY, headers={"Authorization": "Basic dXNlcjpwdw=="}).status_code == 429
+    fresh = keyed(rate_per_minute=60)
+    with httpx.Client(base_url=fresh) as c:
+        proxied = c.post("/v1/classify", json=QUERY, headers={"Authorization": "Basic dXNlcjpwdw=="})
+        assert proxied.status_code == 200, proxied.text
+
+
+def test_rate_limiter_forgets_refilled_callers() -> None:
+    """Buckets of callers gone quiet for a refill period are dropped: memory does not grow
+    with every identity ever seen."""
+    limiter = RateLimiter(per_minute=60, burst=2)
+    for i in range(1000):
+        limiter.acquire(f"caller-{i}", now=0.0)
+    assert len(limiter) == 1000
+    limiter.acquire("late", now=1.0)  # one second: no bucket has refilled yet (two needed)
+    assert len(limiter) == 1001
+    limiter.acquire("later", now=2.5)
+    assert len(limiter) == 1  # only "later", just charged
+    assert limiter.acquire("later", now=2.5) == 0  # its second token
+
 def test_rate_limiter_refills() -> None:
     """A bucket refills at the configured rate."""
     limiter = RateLimiter(per_minute=60, burst=1)
