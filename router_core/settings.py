@@ -46,7 +46,11 @@ class QdrantSettings(_Section):
     collection: str = Field(default="router", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     data_dir: Path = Field(default=Path(".router-data"), description="Embedded index directory.")
     keep_versions: int = Field(
-        default=2, ge=1, le=20, description="Index versions kept, the live one included."
+        default=2,
+        ge=2,
+        le=20,
+        description="Index versions kept, the live one included. At least 2: service replicas "
+        "on a Qdrant server may serve the previous version until they next read the pointer.",
     )
 
 

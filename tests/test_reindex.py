@@ -6,9 +6,11 @@ import io
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from indexer.cli import main as indexer_main
 from router_core import EdgeStore, Embedder, RoutesInvalid, load_routes, run_reindex
+from router_core.settings import QdrantSettings
 
 
 def ids(store: EdgeStore) -> set[str]:
@@ -140,3 +142,10 @@ def test_routes_invalid_lists_every_problem(routes_dir: Path) -> None:
         load_routes(routes_dir)
     files = {p.file for p in info.value.problems}
     assert {"coding.yaml", "maths.yaml"} <= files
+
+
+def test_keeping_fewer_than_two_versions_is_refused() -> None:
+    """The previous version must survive a re-index: replicas may still serve it."""
+    with pytest.raises(ValidationError, match="keep_versions"):
+        QdrantSettings(keep_versions=1)
+    assert QdrantSettings().keep_versions == 2

@@ -144,7 +144,8 @@ class QdrantStore:
         self._call("switch alias", lambda: self._client.update_collection_aliases(change_aliases_operations=ops))
 
     def drop_version(self, version: str) -> bool:
-        """Delete a version that is not live (servers keep the previous one for readers)."""
+        """Delete a version that is not live. The server cannot see readers: the re-index keeps
+        the previous version for replicas still on it (`keep_versions` >= 2)."""
         if version == self.live_version():
             return False
         self._drop(self._name(version))
