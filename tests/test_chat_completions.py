@@ -195,6 +195,7 @@ def test_unknown_model_is_404_naming_the_router(sdk: openai.OpenAI) -> None:
         ({"model": "router", "messages": HI, "n": 2}, "n must be 1"),
         ({"model": "router", "messages": HI, "tools": [{}]}, "tools are not supported"),
         ({"model": "router", "messages": HI, "max_tokens": 0}, "max_tokens"),
+        ({"model": "router", "messages": HI, "max_completion_tokens": 0}, "max_completion_tokens must be at least 1"),
     ],
 )
 def test_bad_bodies_are_400_problems(router_url: str, body: dict[str, object], names: str) -> None:
@@ -233,6 +234,7 @@ def test_mid_stream_failure_raises_in_the_sdk(sdk: openai.OpenAI, fake_llm: Fake
         received.extend(chunk.choices[0].delta.content or "" for chunk in stream)
     assert "".join(received)
     assert "mid-stream" in caught.value.message
+    assert caught.value.type == "router_error"  # OpenAI's error type, not the problem's URI
 
 
 def test_offline_router_answers_with_canned_default(offline_sdk: openai.OpenAI) -> None:

@@ -58,7 +58,8 @@ def _created(timestamp: str) -> int:
 def _stream_error(exc: ServiceError | None) -> dict[str, object]:
     body = problem_body(exc) if exc is not None else {"status": 500, "detail": "see logs"}
     message = str(body.get("detail", "the answer stream failed"))
-    return {"error": {"message": message, "type": "router_error", "code": body["status"], **body}}
+    # The problem-details fields ride along; OpenAI's own keys win (body has a `type` URI too).
+    return {"error": {**body, "message": message, "type": "router_error", "code": body["status"]}}
 
 
 async def completion_chunks(
@@ -129,9 +130,10 @@ class ChatController(Controller):
             raise UnsupportedParameter(
                 "tools are not supported: the router's agents answer with text", field="tools"
             )
-        cap = data.max_completion_tokens or data.max_tokens
+        given = "max_completion_tokens" if data.max_completion_tokens is not None else "max_tokens"
+        cap = data.max_completion_tokens if data.max_completion_tokens is not None else data.max_tokens
         if cap is not None and cap < 1:
-            raise UnsupportedParameter("max_tokens must be at least 1", field="max_tokens")
+            raise UnsupportedParameter(f"{given} must be at least 1", field=given)
         limits = runtime.settings.limits
         conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
         [item] = await runtime.classify([conversation.query])
