@@ -176,3 +176,28 @@ def test_killed_reindex_leaves_live_version(tmp_path: Path, routes_dir: Path, em
     assert store.live_version() == live and store.versions() == [live]
     report = run_reindex(load_routes(routes_dir), store, embedder)
     assert report.changed and store.live_version() == report.version
+
+
+def test_leftovers_of_a_killed_build_are_cleared_by_a_later_build(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder
+) -> None:
+    """A staging directory untouched for the grace period (a build killed mid-write, an
+    interrupted deletion) is removed by the next build; a recent one, possibly a build in
+    progress in another process, is left alone."""
+    data = tmp_path / "data"
+    store = EdgeStore(data)
+    run_reindex(load_routes(routes_dir), store, embedder)
+    staging = data / "router" / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    dead, busy = staging / "v-killed.0000abcd", staging / "v-in-progress.1111abcd"
+    for folder in (dead, busy):
+        (folder / "shard").mkdir(parents=True)
+        (folder / "vectors.npy").write_bytes(b"\0" * 1024)
+    hour_ago = time.time() - 3600
+    os.utime(dead, (hour_ago, hour_ago))
+    (routes_dir / "maths.yaml").write_text(
+        (routes_dir / "maths.yaml").read_text() + '  - "what is the cube root of 27"\n'
+    )
+    run_reindex(load_routes(routes_dir), store, embedder)
+    assert not dead.exists()
+    assert busy.exists()

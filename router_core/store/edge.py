@@ -7,18 +7,22 @@ Layout under `<data_dir>/<collection>/`:
     versions/<version>/.lock       readers hold a shared flock while the version is open
     staging/                       versions being built; moved into versions/ when complete
 
-A shard directory is opened by one process at a time, so the indexer never opens a published
-shard: it reuses embeddings from the plain `vectors.npy` beside it, builds the next version in
-staging/, renames it into place and then rewrites LIVE. A version is deleted only when it is
-not live and no reader holds its lock.
+Shards are built without a write-ahead log, so several service processes can open one version
+read-only. The indexer never opens a published shard: it reuses embeddings from the plain
+`vectors.npy` beside it, builds the next version in staging/, renames it into place and then
+rewrites LIVE. A version is deleted only when it is not live and no reader holds its lock.
+Leftovers of a killed build stay in staging/ until a later build finds them untouched for
+`STAGING_GRACE_S`.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +46,10 @@ from router_core.embedding import Vectors
 from router_core.errors import IndexMissing, StoreUnavailable
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.store.protocol import OpenIndex, StoredPoints
+
+log = logging.getLogger("router.store")
+# A staging entry unchanged this long belongs to no live build (writing a version takes seconds).
+STAGING_GRACE_S = 600.0
 
 _UPSERT_BATCH = 1000
 
@@ -108,6 +116,8 @@ class EdgeStore:
             raise StoreUnavailable(f"index version {manifest.version!r} already exists")
         self._staging.mkdir(parents=True, exist_ok=True)
         self._versions.mkdir(parents=True, exist_ok=True)
+        for name in self.clean_staging():
+            log.info("removed %s, left in staging/ by a build or deletion that died", name)
         work = self._staging / f"{manifest.version}.{uuid.uuid4().hex[:8]}"
         try:
             _build_shard(work / "shard", manifest.dimension, points, vectors)
@@ -155,11 +165,21 @@ class EdgeStore:
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
-    def clean_staging(self) -> None:
-        """Remove leftovers of builds that died half-way."""
-        if self._staging.is_dir():
-            for leftover in self._staging.iterdir():
-                shutil.rmtree(leftover, ignore_errors=True)
+    def clean_staging(self, older_than_s: float = STAGING_GRACE_S) -> list[str]:
+        """Remove leftovers of builds killed half-way (and of interrupted deletions) that have
+        not changed for `older_than_s` seconds; a build in progress is younger. Their names."""
+        removed: list[str] = []
+        if not self._staging.is_dir():
+            return removed
+        cutoff = time.time() - older_than_s
+        for leftover in self._staging.iterdir():
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    removed.append(leftover.name)
+            except OSError:  # gone meanwhile
+                continue
+        return removed
 
     # -- serving --------------------------------------------------------------------------
     def open_version(self, version: str) -> OpenIndex:
