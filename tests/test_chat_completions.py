@@ -166,6 +166,21 @@ def test_history_and_system_prompt_reach_the_llm(sdk: openai.OpenAI, fake_llm: F
     ]
 
 
+def test_a_long_user_message_is_routed_on_its_start_and_answered_whole(
+    sdk: openai.OpenAI, fake_llm: FakeLLM
+) -> None:
+    """A message longer than the query limit (a pasted file) is routed on its first
+    characters and reaches the agent whole, instead of being refused."""
+    code = "fn main() {\n    let v: Vec<u32> = (0..10).collect();\n    println!(\"{:?}\", v);\n}\n"
+    content = "How do I use async with Rust? Here is my program:\n" + code * 60
+    assert len(content) > 2000
+    messages: Any = [{"role": "user", "content": content}]
+    completion = sdk.chat.completions.create(model="router", messages=messages)
+    assert completion.model == "router/coding/gpt-4o-mini"
+    [call] = fake_llm.calls()
+    assert call.messages[-1] == {"role": "user", "content": content}
+
+
 def test_max_tokens_only_lowers_the_agent_limit(sdk: openai.OpenAI, fake_llm: FakeLLM) -> None:
     """A caller's max_tokens caps the agent's own limit but never raises it."""
     messages: Any = [{"role": "user", "content": SHIPPED.routes[0].examples[0]}]
@@ -191,7 +206,7 @@ def test_unknown_model_is_404_naming_the_router(sdk: openai.OpenAI) -> None:
         ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
         ({"model": "router", "messages": [{"role": "wizard", "content": "hi"}]}, "role"),
         ({"model": "router", "messages": [{"role": "user", "content": ""}]}, "empty"),
-        ({"model": "router", "messages": [{"role": "user", "content": "x" * 2001}]}, "2000"),
+        ({"model": "router", "messages": [{"role": "user", "content": "x" * 100_001}]}, "100000"),
         ({"model": "router", "messages": HI, "n": 2}, "n must be 1"),
         ({"model": "router", "messages": HI, "tools": [{}]}, "tools are not supported"),
         ({"model": "router", "messages": HI, "max_tokens": 0}, "max_tokens"),

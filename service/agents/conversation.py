@@ -102,6 +102,8 @@ def build_conversation(
         )
     if last_user is None:
         raise InvalidMessages("no user message to answer", field="messages")
+    # Routed on its first max_query_chars characters (the embedding model reads fewer tokens
+    # than that anyway); the agent answers the whole message. A pasted log must not be a 400.
     field = f"messages[{last_user}].content"
-    query = checked_query(history[last_user].content, limits.max_query_chars, field=field)
+    query = checked_query(history[last_user].content[: limits.max_query_chars], limits.max_query_chars, field=field)
     return Conversation(tuple(history), query)
