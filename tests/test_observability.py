@@ -54,3 +54,24 @@ def test_access_log_has_route_and_timings_but_no_query(
     assert line["index_version"].startswith("v")
     assert {"ms", "embed_ms", "search_ms"} <= set(line)
     assert "12345678" not in json.dumps(lines)
+
+
+def test_answer_and_chat_access_lines_carry_the_decision(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/v1/answer (plain and streamed) and /v1/chat/completions log the route, fallback and
+    index version like /v1/classify, and a streamed answer names its index version up front."""
+    query = "What's a good recipe for banana bread?"
+    chat = {"model": "router", "messages": [{"role": "user", "content": query}]}
+    with caplog.at_level(logging.INFO, logger="router.access"):
+        assert client.post("/v1/answer", json={"query": query}, headers={"X-Request-ID": "ans-1"}).status_code == 200
+        streamed = client.post("/v1/answer", json={"query": query, "stream": True}, headers={"X-Request-ID": "ans-2"})
+        assert client.post("/v1/chat/completions", json=chat, headers={"X-Request-ID": "chat-1"}).status_code == 200
+    assert streamed.headers["x-router-index-version"].startswith("v")
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "router.access"]
+    by_id = {entry["request_id"]: entry for entry in lines}
+    for rid in ("ans-1", "ans-2", "chat-1"):
+        line = by_id[rid]
+        assert line["route"] == "default" and line["fallback"] is True, line
+        assert line["index_version"] == streamed.headers["x-router-index-version"]
+        assert "banana" not in json.dumps(line)

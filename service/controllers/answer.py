@@ -29,7 +29,7 @@ from service.answer_schemas import (
     sse,
     usage_out,
 )
-from service.controllers.classify import to_response
+from service.controllers.classify import annotate_decision, to_response
 from service.errors import InvalidQuery, ServiceError, problem_body
 from service.runtime import Classified, Runtime
 from service.schemas import ClassifyResponse, problem_responses
@@ -98,12 +98,19 @@ class AnswerController(Controller):
         """Classify the (latest user) message, then answer with the chosen route's agent."""
         conversation = conversation_of(data, runtime.settings.limits)
         [item] = await runtime.classify([conversation.query])
+        annotate_decision(item, conversation.query, log_query=runtime.settings.log.queries)
         decided = to_response(item, explain=data.explain)
         if data.stream:
+            # The agent (and any fallback) is known only once the stream runs: the first event
+            # carries the decision, the headers what is already fixed.
             return Stream(
                 stream_events(runtime, item, decided, conversation),
                 media_type=EVENT_STREAM,
-                headers={**SSE_HEADERS, "x-router-route": item.decision.route},
+                headers={
+                    **SSE_HEADERS,
+                    "x-router-route": item.decision.route,
+                    "x-router-index-version": item.index.version,
+                },
             )
         answer = await runtime.answerer.answer(
             item.index.table, item.decision.route, conversation.messages

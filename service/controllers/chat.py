@@ -40,6 +40,7 @@ from service.answer_schemas import (
     sse_data,
     usage_out,
 )
+from service.controllers.classify import annotate_decision
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
 from service.runtime import Classified, Runtime
 from service.schemas import problem_responses
@@ -137,6 +138,7 @@ class ChatController(Controller):
         limits = runtime.settings.limits
         conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
         [item] = await runtime.classify([conversation.query])
+        annotate_decision(item, conversation.query, log_query=runtime.settings.log.queries)
         table, route = item.index.table, item.decision.route
         if data.stream:
             stream = await runtime.answerer.stream(

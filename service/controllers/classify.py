@@ -20,6 +20,14 @@ from service.schemas import (
 )
 
 
+def annotate_decision(item: Classified, query: str, *, log_query: bool) -> None:
+    """Put the decision on the request's access-log line (the query only when enabled)."""
+    d = item.decision
+    annotate(route=d.route, fallback=d.fallback, score=round(d.score, 4),
+             index_version=item.index.version, embed_ms=round(item.embed_ms, 2),
+             search_ms=round(item.search_ms, 2), **({"query": query} if log_query else {}))
+
+
 def to_response(item: Classified, *, explain: bool) -> ClassifyResponse:
     """Wire form, naming the agent from the same version that decided."""
     agent = item.index.table.agent_for(item.decision.route)
@@ -37,11 +45,7 @@ class ClassifyController(Controller):
         """Pick the route for one query; `explain` adds the neighbours behind the vote."""
         query = checked_query(data.query, runtime.settings.limits.max_query_chars)
         [item] = await runtime.classify([query])
-        d = item.decision
-        annotate(route=d.route, fallback=d.fallback, score=round(d.score, 4),
-                 index_version=item.index.version, embed_ms=round(item.embed_ms, 2),
-                 search_ms=round(item.search_ms, 2),
-                 **({"query": query} if runtime.settings.log.queries else {}))
+        annotate_decision(item, query, log_query=runtime.settings.log.queries)
         return to_response(item, explain=data.explain)
 
     @post(
