@@ -52,6 +52,8 @@ class ReindexPlan:
     points: tuple[ExamplePoint, ...]
     reusable: frozenset[str]
     changes: tuple[RouteChange, ...]
+    # The live version's points and vectors, read once for the diff and the reuse.
+    stored: StoredPoints | None = field(default=None, compare=False, repr=False)
 
     @property
     def to_embed(self) -> tuple[ExamplePoint, ...]:
@@ -90,7 +92,7 @@ def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> Re
     reusable = frozenset(p.id for p in stored.points) if same_model else frozenset()
     changes = _diff(manifest, stored, table)
     return ReindexPlan(
-        live, fp, manifest.fingerprint == fp, not same_model, points, reusable, changes
+        live, fp, manifest.fingerprint == fp, not same_model, points, reusable, changes, stored
     )
 
 
@@ -150,7 +152,7 @@ def _vectors_for(
     vectors = np.zeros((len(plan.points), embedder.dimension), dtype=np.float32)
     missing = [i for i, p in enumerate(plan.points) if p.id not in plan.reusable]
     if plan.reusable and plan.live_version is not None:
-        stored = store.stored_points(plan.live_version)
+        stored = plan.stored or store.stored_points(plan.live_version)
         rows = stored.by_id()
         for i, p in enumerate(plan.points):
             if p.id in plan.reusable:

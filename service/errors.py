@@ -106,7 +106,7 @@ def problem(
 
 
 def problem_body(exc: ServiceError) -> dict[str, Any]:
-    """The problem-details body of `exc`, for errors reported inside an event stream."""
+    """The problem-details body of `exc` (the error response's, and inside event streams)."""
     return {
         "type": "about:blank",
         "title": exc.title,
@@ -117,7 +117,7 @@ def problem_body(exc: ServiceError) -> dict[str, Any]:
 
 
 def handle_service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[dict[str, Any]]:
-    return problem(exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
+    return Response(problem_body(exc), status_code=exc.status, media_type=PROBLEM_JSON, headers=exc.headers)
 
 
 def handle_router_error(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:

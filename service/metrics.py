@@ -34,7 +34,7 @@ class Metrics:
         )
         self.stage_seconds = Histogram(
             "router_classify_stage_seconds",
-            "Latency of the classification stages (embed and search per forward pass, total per request)",
+            "Latency of the classification stages, embed and search, per micro-batch",
             ["stage"], buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.score = Histogram(

@@ -45,7 +45,7 @@ from router_core.decision import Neighbour
 from router_core.embedding import Vectors
 from router_core.errors import IndexMissing, StoreUnavailable
 from router_core.manifest import ExamplePoint, IndexManifest
-from router_core.store.protocol import OpenIndex, StoredPoints
+from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
 
 log = logging.getLogger("router.store")
 # A staging entry unchanged this long belongs to no live build (writing a version takes seconds).
@@ -233,7 +233,7 @@ class _EdgeSearcher:
                 )
             except Exception as exc:  # engine errors surface as generic exceptions
                 raise StoreUnavailable(f"embedded search failed: {exc}") from exc
-            results.append([_neighbour(h.payload, h.score) for h in hits])
+            results.append([neighbour_from_payload(h.payload, h.score) for h in hits])
         return results
 
     def close(self) -> None:
@@ -241,11 +241,6 @@ class _EdgeSearcher:
             self._shard.close()
         finally:
             self._lock.close()
-
-
-def _neighbour(payload: dict[str, object] | None, score: float) -> Neighbour:
-    payload = payload or {}
-    return Neighbour(str(payload.get("text", "")), str(payload.get("route", "")), float(score))
 
 
 def _build_shard(

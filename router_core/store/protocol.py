@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-import numpy as np
 
 from router_core.decision import Neighbour
 from router_core.embedding import Vectors
@@ -25,10 +23,11 @@ class StoredPoints:
         """Row index of each point id."""
         return {p.id: i for i, p in enumerate(self.points)}
 
-    @classmethod
-    def empty(cls, dimension: int) -> StoredPoints:
-        """No points."""
-        return cls((), np.zeros((0, dimension), dtype=np.float32))
+
+def neighbour_from_payload(payload: Mapping[str, object] | None, score: float) -> Neighbour:
+    """A search hit as a Neighbour; both backends store `text` and `route` in the payload."""
+    payload = payload or {}
+    return Neighbour(str(payload.get("text", "")), str(payload.get("route", "")), float(score))
 
 
 class Searcher(Protocol):

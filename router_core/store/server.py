@@ -19,7 +19,7 @@ from router_core.decision import Neighbour
 from router_core.embedding import Vectors
 from router_core.errors import IndexMissing, RouterError, StoreUnavailable
 from router_core.manifest import ExamplePoint, IndexManifest
-from router_core.store.protocol import OpenIndex, StoredPoints
+from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
 
 _UPSERT_BATCH = 512
 _SCROLL_PAGE = 2048
@@ -183,17 +183,7 @@ class _ServerSearcher:
             "search",
             lambda: self._store._client.query_batch_points(self._collection, requests=requests),
         )
-        return [
-            [
-                Neighbour(
-                    str((p.payload or {}).get("text", "")),
-                    str((p.payload or {}).get("route", "")),
-                    float(p.score),
-                )
-                for p in resp.points
-            ]
-            for resp in responses
-        ]
+        return [[neighbour_from_payload(p.payload, p.score) for p in resp.points] for resp in responses]
 
     def close(self) -> None:
         """The client is shared and closed by the store."""
