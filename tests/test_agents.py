@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from router_core.store import EdgeStore
 from service.agents import ClientRegistry, Unavailable, endpoint_ref, resolve
 from service.agents.backoff import Backoff
 from service.agents.endpoints import OPENAI_BASE_URL
+from service.agents.failures import retry_after_seconds
 from service.settings import LLMSettings
 from tests.fake_llm import Drop, Fail, FakeLLM, Hang, Reply
 from tests.llm_fixtures import (
@@ -161,6 +163,30 @@ def test_transient_failures_are_retried_on_the_same_model(
     assert body["fallback_reason"] is None
     assert len(body["attempts"]) == 2
     assert [c.model for c in fake_llm.calls()] == ["weather-main"] * 3
+
+
+def test_a_retry_after_beyond_the_backoff_cap_moves_to_the_next_model(
+    canned_default: httpx.Client, fake_llm: FakeLLM
+) -> None:
+    """A 429 asking for 30 s is not waited out (nor retried): the next fallback model answers."""
+    fake_llm.script("weather-main", Fail(429, "slow down", retry_after=30))
+    body = answer(canned_default, WEATHER).json()
+    assert body["model"] == "weather-backup-1", body
+    assert [c.model for c in fake_llm.calls()] == ["weather-main", "weather-backup-1"]
+    assert body["attempts"][0]["status"] == 429
+
+
+def test_retry_after_is_read_in_every_form_servers_send() -> None:
+    """retry-after-ms (OpenAI), Retry-After in seconds or as an HTTP date; junk is ignored."""
+    now = 1_700_000_000.0
+    assert retry_after_seconds({"retry-after-ms": "1500"}, now) == pytest.approx(1.5)
+    assert retry_after_seconds({"retry-after-ms": "20", "retry-after": "9"}, now) == pytest.approx(0.02)
+    assert retry_after_seconds({"retry-after": "7"}, now) == pytest.approx(7.0)
+    date = formatdate(now + 120, usegmt=True)
+    assert retry_after_seconds({"retry-after": date}, now) == pytest.approx(120.0)
+    assert retry_after_seconds({"retry-after": formatdate(now - 60, usegmt=True)}, now) == 0.0
+    assert retry_after_seconds({"retry-after": "soon"}, now) is None
+    assert retry_after_seconds({}, now) is None
 
 
 def test_fallback_models_are_tried_in_order(

@@ -323,6 +323,13 @@ class Answerer:
                     )
                     if not failure.retryable:
                         break
+                    if failure.retry_after is not None and failure.retry_after > self._backoff.max_s:
+                        # Waiting that long would hold the caller; the next model may answer now.
+                        log.info(
+                            "route %s: %s asks for %.0fs before a retry; trying the next model",
+                            route, model, failure.retry_after,
+                        )
+                        break
         return None
 
     @staticmethod
