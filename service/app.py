@@ -22,7 +22,7 @@ from service.controllers.routes import list_routes
 from service.errors import EXCEPTION_HANDLERS
 from service.guards import require_admin, require_api_key
 from service.metrics import Metrics
-from service.observability import RequestContextMiddleware
+from service.observability import RequestContext
 from service.openapi import complete_schema
 from service.runtime import Runtime
 from service.settings import ServiceSettings
@@ -35,8 +35,9 @@ def _runtime(state: State) -> Runtime:
     return runtime
 
 
-def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | None = None) -> Litestar:
-    """Build the app. Without `runtime`, start-up loads the model and the live index itself.
+def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | None = None) -> RequestContext:
+    """Build the app (the Litestar app is `.app` of the returned ASGI wrapper). Without
+    `runtime`, start-up loads the model and the live index itself.
 
     The app owns the runtime: it is stopped (index and store closed) at shutdown.
     """
@@ -77,7 +78,6 @@ def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | No
         route_handlers=[public, admin, healthz, readyz, metrics],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[RequestContextMiddleware(shared_metrics)],
         logging_config=None,  # the process configures logging (JSON lines) in __main__
         cors_config=CORSConfig(allow_origins=cors) if cors else None,
         on_startup=[start],
@@ -102,4 +102,4 @@ def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | No
         ),
     )
     complete_schema(app, config.limits)
-    return app
+    return RequestContext(app, shared_metrics)

@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
@@ -73,15 +72,27 @@ def configure_logging(level: str = "INFO", *, json_logs: bool = True) -> None:
         logging.getLogger(name).propagate = name != "uvicorn.access"  # we log access ourselves
 
 
-class RequestContextMiddleware(ASGIMiddleware):
-    """Assigns the request id, times the request, logs it once and counts it."""
+# The endpoint label of requests no route matched (404, 405): never the raw path, whose
+# values are unbounded.
+UNMATCHED = "<unmatched>"
 
-    scopes = (ScopeType.HTTP,)
 
-    def __init__(self, metrics: Metrics) -> None:
+class RequestContext:
+    """Wraps the whole ASGI app: assigns the request id, times the request, logs it once and
+    counts it. Outside Litestar's routing, so requests no route matches (404, 405) are logged,
+    counted and given a request id too."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
         self._metrics = metrics
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        await self._http(scope, receive, send, self.app)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         incoming = _header(scope, REQUEST_ID_HEADER)
         rid = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
         token_id = request_id_var.set(rid)
@@ -103,7 +114,7 @@ class RequestContextMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            endpoint = str(scope.get("path_template") or scope.get("path", ""))
+            endpoint = str(scope.get("path_template") or UNMATCHED)  # set by Litestar's router
             method = str(scope.get("method", ""))
             self._metrics.requests.labels(endpoint, method, str(status)).inc()
             self._metrics.request_seconds.labels(endpoint).observe(elapsed)

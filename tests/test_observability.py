@@ -75,3 +75,21 @@ def test_answer_and_chat_access_lines_carry_the_decision(
         assert line["route"] == "default" and line["fallback"] is True, line
         assert line["index_version"] == streamed.headers["x-router-index-version"]
         assert "banana" not in json.dumps(line)
+
+
+def test_requests_no_route_matches_are_logged_counted_and_given_an_id(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """404 and 405 get a request id, an access line and a count under one bounded label."""
+    with caplog.at_level(logging.INFO, logger="router.access"):
+        missing = client.get("/no/such/page-12345", headers={"X-Request-ID": "lost-1"})
+        wrong = client.get("/v1/classify", headers={"X-Request-ID": "lost-2"})
+    assert (missing.status_code, wrong.status_code) == (404, 405)
+    assert missing.headers["x-request-id"] == "lost-1" and wrong.headers["x-request-id"] == "lost-2"
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "router.access"]
+    statuses = {entry["request_id"]: entry["status"] for entry in lines}
+    assert statuses["lost-1"] == 404 and statuses["lost-2"] == 405
+    text = client.get("/metrics").text
+    assert 'router_http_requests_total{endpoint="<unmatched>",method="GET",status="404"}' in text
+    assert 'endpoint="<unmatched>",method="GET",status="405"' in text
+    assert "page-12345" not in text  # the raw path never becomes a label
