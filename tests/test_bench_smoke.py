@@ -183,3 +183,16 @@ def test_markdown_section_is_rewritten_between_markers(tmp_path: Path) -> None:
     fresh = tmp_path / "new.md"
     write_section(fresh, render(result))
     assert fresh.read_text().startswith("# Benchmarks")
+
+
+def test_search_bench_times_both_engines_on_the_same_points(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench.search` builds one synthetic version in each engine and reports both."""
+    from bench.search import main as search_main
+
+    assert search_main(["--points", "600", "--queries", "25", "--k", "5"]) == 0
+    out = capsys.readouterr().out
+    figures = json.loads(out[: out.rindex("}") + 1])
+    for engine in ("qdrant_edge_exact", "qdrant_client_local"):
+        assert figures[engine]["n"] == 25 and figures[engine]["p50_ms"] > 0
+    assert figures["edge_vs_local_p50"] > 0
+    assert "search over 600 points" in out
