@@ -7,11 +7,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Route-file models: unknown keys are errors, values never change after loading."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LLMAgent(_Strict):
+class LLMAgent(StrictModel):
     """An agent that answers through an OpenAI-compatible chat completions endpoint."""
 
     kind: Literal["llm"] = "llm"
@@ -33,7 +35,7 @@ class LLMAgent(_Strict):
     fallback_models: tuple[str, ...] = ()
 
 
-class CannedAgent(_Strict):
+class CannedAgent(StrictModel):
     """An agent that answers with a fixed reply and needs no LLM."""
 
     kind: Literal["canned"] = "canned"

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from router_core.agents import AgentSpec, CannedAgent, LLMAgent
+from router_core.agents import AgentSpec, CannedAgent, LLMAgent, StrictModel
 from router_core.errors import Problem, RoutesInvalid
 
 ROUTER_FILE = "_router.yaml"
@@ -31,11 +31,7 @@ _AGENT = TypeAdapter(AgentSpec)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RouteFile(_Strict):
+class RouteFile(StrictModel):
     """The schema of one route file."""
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -45,7 +41,7 @@ class RouteFile(_Strict):
     agent: AgentSpec
 
 
-class RouterFile(_Strict):
+class RouterFile(StrictModel):
     """The schema of `_router.yaml`: defaults for the whole router."""
 
     name: str = Field(default="router", pattern=NAME_PATTERN)

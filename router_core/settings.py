@@ -23,11 +23,13 @@ from pydantic_settings import (
 from router_core.embedding import DEFAULT_MODEL
 
 
-class _Section(BaseModel):
+class SettingsSection(BaseModel):
+    """A nested settings group: unknown keys are errors (a typo must not pass silently)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class EmbeddingSettings(_Section):
+class EmbeddingSettings(SettingsSection):
     """Which sentence-transformers model embeds examples and queries."""
 
     model: str = Field(
@@ -37,7 +39,7 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(default=64, ge=1, le=4096)
 
 
-class QdrantSettings(_Section):
+class QdrantSettings(SettingsSection):
     """Where the index lives: a Qdrant server when `url` is set, else embedded on local disk."""
 
     url: str | None = Field(default=None, description="Qdrant server URL; unset = embedded.")

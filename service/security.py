@@ -15,15 +15,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from router_core import RouterError
+from router_core.settings import SettingsSection
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(SettingsSection):
     """Who may call the service."""
-
-    model_config = ConfigDict(extra="forbid")
 
     api_keys: list[SecretStr] = Field(
         default_factory=list,

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from router_core.settings import IndexSettings
+from router_core.settings import IndexSettings, SettingsSection
 from service.security import AuthSettings
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HttpSettings(_Section):
+class HttpSettings(SettingsSection):
     """Where the service listens."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
 
-class LimitSettings(_Section):
+class LimitSettings(SettingsSection):
     """Request limits; exceeding one is a 4xx naming the limit."""
 
     max_query_chars: int = Field(default=2000, ge=1, description="Longest query accepted.")
@@ -36,7 +32,7 @@ class LimitSettings(_Section):
     )
 
 
-class LogSettings(_Section):
+class LogSettings(SettingsSection):
     """What the service logs."""
 
     level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error)$")
@@ -46,7 +42,7 @@ class LogSettings(_Section):
     )
 
 
-class LLMSettings(_Section):
+class LLMSettings(SettingsSection):
     """Where LLM agents send chat completions, and how failed calls are retried.
 
     An agent's own `base_url` / `api_key_env` win over these defaults. Keys are read from the
