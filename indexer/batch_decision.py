@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from indexer.labelled import is_fallback_label
 from router_core.decision import Neighbour
-from router_core.routes import ThresholdMode, TieBreak, VoteWeight
+from router_core.routes import DecisionParams, ThresholdMode, TieBreak, VoteWeight
 
 FALLBACK = -1
 UNKNOWN = -2
@@ -167,6 +167,12 @@ def vote(
         anyone &= best >= thresholds[np.minimum(winner, pad)]
     return Votes(np.where(anyone, winner, FALLBACK).astype(np.int64), lead)
 
+
+
+def predict(arrays: NeighbourArrays, params: DecisionParams, thresholds: FloatArray) -> IntArray:
+    """Route id (or FALLBACK) per query under `params`, with these per-route thresholds."""
+    votes = vote(arrays, params.k, thresholds, params.vote, params.tie_break, params.threshold_mode)
+    return votes.predictions(params.margin)
 
 def gold_ids(arrays: NeighbourArrays, labels: Sequence[str], default_route: str) -> IntArray:
     """Route id per gold label: FALLBACK for `oos` or the default route, UNKNOWN for others."""

@@ -59,6 +59,7 @@ from indexer.batch_decision import (
     IntArray,
     NeighbourArrays,
     gold_ids,
+    predict,
     vote,
 )
 from indexer.labelled import is_fallback_label
@@ -435,7 +436,7 @@ def _ladder(
 
 
 def _predict(arrays: NeighbourArrays, t: Trial) -> IntArray:
-    return _predictions(arrays, t.params(""), arrays.thresholds(t.threshold))
+    return predict(arrays, t.params(""), arrays.thresholds(t.threshold))
 
 
 def _paired_gain(new: IntArray, old: IntArray, scorer: _Scorer) -> tuple[float, float]:
@@ -461,7 +462,7 @@ def _fit_route_thresholds(
     g, w = gold[rows], weights[rows]
     k = min(params.k, sub.width)
     thresholds = sub.thresholds(params.threshold)
-    current = _predictions(sub, replace(params, k=k), thresholds)
+    current = predict(sub, replace(params, k=k), thresholds)
     support = np.bincount(g[g >= 0], minlength=len(sub.route_names))
     nearby = sub.routes[:, :k]
     chosen: dict[str, float] = {}
@@ -487,7 +488,7 @@ def _fit_route_thresholds(
         ) -> tuple[float, IntArray]:
             trial = thresholds.copy()
             trial[rid] = params.threshold + offset
-            pred = _predictions(local, replace(params, k=k), trial)
+            pred = predict(local, replace(params, k=k), trial)
             return float(wa[pred == ga].sum()) - before, pred
 
         gains = [(gain_at(o)[0], o) for o in grid.route_offsets]
@@ -528,8 +529,8 @@ def _heldout_gain(
         per_route, _ = _fit_route_thresholds(arrays, gold, weights, params, fit_rows, grid, 0.5)
         sub = arrays.subset(test_rows)
         g, w = gold[test_rows], weights[test_rows]
-        plain = _predictions(sub, params, sub.thresholds(params.threshold))
-        tuned = _predictions(sub, params, sub.thresholds(params.threshold, per_route))
+        plain = predict(sub, params, sub.thresholds(params.threshold))
+        tuned = predict(sub, params, sub.thresholds(params.threshold, per_route))
         diff[test_rows] = w * ((tuned == g).astype(np.float64) - (plain == g))
     total = float(weights.sum())
     se = float(np.sqrt(len(diff)) * diff.std(ddof=1) / total) if len(diff) > 1 else 0.0
@@ -554,11 +555,5 @@ def _decide_scores(
         ],
         dtype=np.int64,
     )
-    fast = _predictions(arrays, params, arrays.thresholds(params.threshold, params.route_thresholds))
+    fast = predict(arrays, params, arrays.thresholds(params.threshold, params.route_thresholds))
     return scorer(exact), int((exact != fast).sum())
-
-
-def _predictions(arrays: NeighbourArrays, params: DecisionParams, thresholds: FloatArray) -> IntArray:
-    """Route id (or FALLBACK) per query under `params`, with these per-route thresholds."""
-    votes = vote(arrays, params.k, thresholds, params.vote, params.tie_break, params.threshold_mode)
-    return votes.predictions(params.margin)

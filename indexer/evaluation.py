@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.batch_decision import FALLBACK, NeighbourArrays, gold_ids, vote
+from indexer.batch_decision import FALLBACK, NeighbourArrays, gold_ids, predict
 from indexer.labelled import is_fallback_label
 from router_core.decision import Decision, Neighbour
 from router_core.embedding import Embedder
@@ -190,15 +190,7 @@ def threshold_curve(
     for t in thresholds:
         shift = t - params.threshold
         per_route = {r: v + shift for r, v in params.route_thresholds.items()}
-        votes = vote(
-            arrays,
-            params.k,
-            arrays.thresholds(t, per_route),
-            params.vote,
-            params.tie_break,
-            params.threshold_mode,
-        )
-        pred = votes.predictions(params.margin)
+        pred = predict(arrays, params, arrays.thresholds(t, per_route))
         correct = pred == gold
         said = pred == FALLBACK
         points.append(
