@@ -57,37 +57,41 @@ Log = Callable[[str], None]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--datasets", type=Path, default=DEFAULT_DATASETS,
+        "--datasets",
+        type=Path,
+        default=DEFAULT_DATASETS,
         help="folder holding clinc150/{train,val,test}.jsonl (default: ../shared/datasets)",
     )
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help=f"a fast smoke run: {QUICK_LABELS} intents, short load windows, fewer latency samples",
     )
     parser.add_argument("--skip-peer", action="store_true", help="leave semantic-router out")
     parser.add_argument(
-        "--skip-finetune", action="store_true",
+        "--skip-finetune",
+        action="store_true",
         help="leave out the fine-tuned model (one epoch on train; ~10 min on 2 cores)",
     )
+    parser.add_argument("--out", type=Path, help="result JSON (default: bench/results/<timestamp>.json)")
     parser.add_argument(
-        "--out", type=Path, help="result JSON (default: bench/results/<timestamp>.json)"
-    )
-    parser.add_argument(
-        "--markdown", type=Path, default=REPO / "BENCHMARKS.md",
+        "--markdown",
+        type=Path,
+        default=REPO / "BENCHMARKS.md",
         help="file whose generated section is rewritten (default: BENCHMARKS.md)",
     )
     parser.add_argument(
-        "--write-markdown", choices=("auto", "yes", "no"), default="auto",
+        "--write-markdown",
+        choices=("auto", "yes", "no"),
+        default="auto",
         help="rewrite the Markdown section: auto = only for full runs (default)",
     )
+    parser.add_argument("--duration", type=float, help="seconds per throughput level (10; quick 3)")
+    parser.add_argument("--latency-queries", type=int, help="single-query samples (200; quick 50)")
     parser.add_argument(
-        "--duration", type=float, help="seconds per throughput level (10; quick 3)"
-    )
-    parser.add_argument(
-        "--latency-queries", type=int, help="single-query samples (200; quick 50)"
-    )
-    parser.add_argument(
-        "--peer-timeout", type=float, default=1200.0,
+        "--peer-timeout",
+        type=float,
+        default=1200.0,
         help="seconds before the semantic-router run is abandoned (1200)",
     )
     return parser
@@ -156,9 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run(
-    args: argparse.Namespace, work: Path, given: list[str], started: float, log: Log
-) -> dict[str, Any]:
+def run(args: argparse.Namespace, work: Path, given: list[str], started: float, log: Log) -> dict[str, Any]:
     """Every measurement, in an order that keeps them from disturbing each other."""
     phases = Phases(log)
     result: dict[str, Any] = {
@@ -202,17 +204,13 @@ def run(
 
     if not args.skip_finetune:
         phases.start("quality: fine-tuned model")
-        tuned = finetuned_quality(
-            table, work, ws.splits.val, ws.splits.test, quick=args.quick, log=log
-        )
+        tuned = finetuned_quality(table, work, ws.splits.val, ws.splits.test, quick=args.quick, log=log)
         result["quality"]["ours_finetuned_default"] = tuned.pop("default")
         result["quality"]["ours_finetuned_calibrated"] = tuned.pop("calibrated")
         result["finetune"] = tuned
 
     phases.start("bare encode by batch size")
-    speed["encode_batching"] = encode_by_batch_size(
-        embedder, [q.text for q in ws.splits.test], budget_s=duration
-    )
+    speed["encode_batching"] = encode_by_batch_size(embedder, [q.text for q in ws.splits.test], budget_s=duration)
     log(f"bare encode by batch size: {speed['encode_batching']['levels']}")
 
     phases.start("service: latency and throughput")
@@ -222,8 +220,14 @@ def run(
     load_queries = rng.sample(test_texts, len(test_texts))
     speed.update(
         serve_and_measure(
-            embedder, ws.routes_dir, ws.data_dir, latency_queries=latency_queries,
-            load_queries=load_queries, duration=duration, work=work, log=log,
+            embedder,
+            ws.routes_dir,
+            ws.data_dir,
+            latency_queries=latency_queries,
+            load_queries=load_queries,
+            duration=duration,
+            work=work,
+            log=log,
         )
     )
 
@@ -252,9 +256,7 @@ def finish(result: dict[str, Any], *, quick: bool, started: float) -> dict[str, 
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["duration_s"] = round(time.perf_counter() - started, 1)
     if quick:
-        result["notes"].append(
-            "Quick run: a subset of intents and short windows; targets are indicative only."
-        )
+        result["notes"].append("Quick run: a subset of intents and short windows; targets are indicative only.")
     # The end figure includes the bench's own load, so only the start tells of other work.
     before = result["load_average"]["start"][0]
     cores = result["machine"]["usable_cores"]
@@ -291,9 +293,7 @@ def prepare(datasets: Path, quick: bool, work: Path, log: Log) -> Workspace:
     return Workspace(work, splits, paths, routes_dir, work / "index")
 
 
-def index_build(
-    embedder: Embedder, table: RouteTable, store: IndexStore, log: Log
-) -> dict[str, Any]:
+def index_build(embedder: Embedder, table: RouteTable, store: IndexStore, log: Log) -> dict[str, Any]:
     """A full index build of every example, against bare encode throughput of the same texts.
 
     The bare encode runs before and after the build and the faster run is the reference, so
@@ -361,8 +361,13 @@ def serve_and_measure(
 
 
 def measure_peer(
-    ws: Workspace, table: RouteTable, quality: dict[str, Any], *, n_latency: int,
-    timeout: float, log: Log,
+    ws: Workspace,
+    table: RouteTable,
+    quality: dict[str, Any],
+    *,
+    n_latency: int,
+    timeout: float,
+    log: Log,
 ) -> dict[str, Any]:
     """Run semantic-router in its venv; add its scores to `quality`, return its other figures."""
     folder = ws.root / "peer"
@@ -370,15 +375,23 @@ def measure_peer(
     log("running semantic-router in its own environment")
     try:
         raw = run_peer(
-            ws.paths["train"], ws.paths["val"], ws.paths["test"], folder,
-            latency_queries=n_latency, timeout=timeout, log=log,
+            ws.paths["train"],
+            ws.paths["val"],
+            ws.paths["test"],
+            folder,
+            latency_queries=n_latency,
+            timeout=timeout,
+            log=log,
         )
     except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
         log(f"semantic-router failed: {exc}")
         return {"error": str(exc)[-2000:]}
     quality.update(
         peer_quality(
-            raw, ws.splits.val, ws.splits.test, table.params.default_route,
+            raw,
+            ws.splits.val,
+            ws.splits.test,
+            table.params.default_route,
             [r.name for r in table.routes],
         )
     )

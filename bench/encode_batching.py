@@ -18,7 +18,10 @@ from router_core import Embedder
 
 
 def encode_by_batch_size(
-    embedder: Embedder, texts: Sequence[str], sizes: Sequence[int] = (1, 8, 32), *,
+    embedder: Embedder,
+    texts: Sequence[str],
+    sizes: Sequence[int] = (1, 8, 32),
+    *,
     budget_s: float = 10.0,
 ) -> dict[str, Any]:
     """Queries per second of `embedder.encode` at each batch size, and each size's gain over 1."""

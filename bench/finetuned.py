@@ -32,8 +32,13 @@ def finetuned_quality(
     """Fine-tune, index with the tuned model, and score it on test (defaults and calibrated)."""
     config = FinetuneConfig(max_steps=QUICK_STEPS if quick else None)
     trained = finetune(
-        table, DEFAULT_MODEL, work / "model-ft", work / "models", config,
-        progress=False, on_stage=lambda msg: log(f"fine-tuning: {msg}"),
+        table,
+        DEFAULT_MODEL,
+        work / "model-ft",
+        work / "models",
+        config,
+        progress=False,
+        on_stage=lambda msg: log(f"fine-tuning: {msg}"),
     )
     log(f"fine-tuned {trained.model_id}: {trained.steps} steps in {trained.seconds:.0f} s")
     tuned = Embedder.load(str(trained.path))
@@ -45,8 +50,12 @@ def finetuned_quality(
     quality = our_quality(tuned, store, val, test, log=log)
     return {
         "model_id": trained.model_id,
-        "config": {"epochs": config.epochs, "batch_size": config.batch_size,
-                   "learning_rate": config.learning_rate, "max_steps": config.max_steps},
+        "config": {
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "max_steps": config.max_steps,
+        },
         "steps": trained.steps,
         "pairs": trained.pairs,
         "train_s": round(trained.seconds, 1),

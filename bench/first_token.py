@@ -81,9 +81,7 @@ def main() -> None:
             }
         )
         runtime = Runtime.build(settings, embedder=embedder)
-        queries = [
-            (r.examples[i % len(r.examples)], r.agent) for i in range(10) for r in table.routes
-        ]
+        queries = [(r.examples[i % len(r.examples)], r.agent) for i in range(10) for r in table.routes]
         with serve(create_app(runtime=runtime)) as url:
             direct = openai.OpenAI(base_url=fake.url, api_key=FAKE_KEY, max_retries=0)
             router = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
@@ -96,7 +94,9 @@ def main() -> None:
                 ]
                 first_content(
                     direct.chat.completions.create(
-                        model=agent.model, messages=messages, stream=True  # type: ignore[arg-type]
+                        model=agent.model,
+                        messages=messages,
+                        stream=True,  # type: ignore[arg-type]
                     )
                 )
 
@@ -117,9 +117,7 @@ def main() -> None:
                             return
                 raise RuntimeError("no delta event")
 
-            samples: dict[str, list[float]] = {
-                "direct": [], "router": [], "answer": [], "classify": []
-            }
+            samples: dict[str, list[float]] = {"direct": [], "router": [], "answer": [], "classify": []}
             for i in range(args.warmup + args.n):
                 query, agent = queries[i % len(queries)]
                 assert isinstance(agent, LLMAgent)
@@ -152,8 +150,7 @@ def main() -> None:
     d50, r50 = percentile(samples["direct"], 0.5), percentile(samples["router"], 0.5)
     d95, r95 = percentile(samples["direct"], 0.95), percentile(samples["router"], 0.95)
     print(
-        f"added by the router: p50 +{r50 - d50:.1f} ms (x{r50 / d50:.1f}), "
-        f"p95 +{r95 - d95:.1f} ms (x{r95 / d95:.1f})"
+        f"added by the router: p50 +{r50 - d50:.1f} ms (x{r50 / d50:.1f}), p95 +{r95 - d95:.1f} ms (x{r95 / d95:.1f})"
     )
 
 

@@ -34,9 +34,7 @@ def classify_in_process(runtime: Runtime, query: str) -> None:
         classify_texts(served.embedder, served.index, [query])
 
 
-def interleaved_latency(
-    runtime: Runtime, client: httpx.Client, queries: Sequence[str]
-) -> dict[str, Any]:
+def interleaved_latency(runtime: Runtime, client: httpx.Client, queries: Sequence[str]) -> dict[str, Any]:
     """p50/p99 per path over `queries`, and each path's p50 as a multiple of the bare encode."""
     probes: dict[str, Callable[[str], object]] = {
         "bare_encode": lambda q: runtime.embedder.encode([q]),

@@ -39,10 +39,24 @@ QUERIES = [
     "plan a weekend hiking trip in the alps",  # only routable after re-index 2
 ]
 EXTRA_ROUTES = [
-    ("dining", ["book a table at an italian restaurant", "reserve dinner for two tonight",
-                "find me a restaurant for a team dinner", "make a lunch reservation for friday"]),
-    ("travel", ["plan a hiking trip in the mountains", "find a weekend getaway in the alps",
-                "what should I pack for a hiking weekend", "book a cabin for a trip in the mountains"]),
+    (
+        "dining",
+        [
+            "book a table at an italian restaurant",
+            "reserve dinner for two tonight",
+            "find me a restaurant for a team dinner",
+            "make a lunch reservation for friday",
+        ],
+    ),
+    (
+        "travel",
+        [
+            "plan a hiking trip in the mountains",
+            "find a weekend getaway in the alps",
+            "what should I pack for a hiking weekend",
+            "book a cabin for a trip in the mountains",
+        ],
+    ),
 ]
 
 
@@ -88,16 +102,23 @@ def _add_route(routes: Path, name: str, examples: list[str]) -> None:
 
 def _reindex(env: dict[str, str]) -> tuple[str, float]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "indexer", "--quiet"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "indexer", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"re-index failed: {proc.stderr}")
     version = next(line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith("version "))
     return version, time.perf_counter() - started
 
 
-async def _client(http: httpx.AsyncClient, stop_at: float, i: int, res: LoadResult,
-                  latencies: list[float], answers: dict[tuple[str, str], str]) -> None:
+async def _client(
+    http: httpx.AsyncClient,
+    stop_at: float,
+    i: int,
+    res: LoadResult,
+    latencies: list[float],
+    answers: dict[tuple[str, str], str],
+) -> None:
     n = i
     while time.monotonic() < stop_at:
         query = QUERIES[n % len(QUERIES)]
@@ -127,19 +148,27 @@ async def run(clients: int, duration: float, reindexes: int, workdir: Path) -> L
     routes = workdir / "routes"
     shutil.copytree(ROOT / "routes", routes)
     port = 18000 + os.getpid() % 1000
-    env = {**os.environ, "ROUTER_ROUTES_DIR": str(routes), "ROUTER_QDRANT__DATA_DIR": str(workdir / "data"),
-           "ROUTER_HTTP__PORT": str(port), "ROUTER_RELOAD_INTERVAL_S": "0.5", "ROUTER_LOG__LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "ROUTER_ROUTES_DIR": str(routes),
+        "ROUTER_QDRANT__DATA_DIR": str(workdir / "data"),
+        "ROUTER_HTTP__PORT": str(port),
+        "ROUTER_RELOAD_INTERVAL_S": "0.5",
+        "ROUTER_LOG__LEVEL": "WARNING",
+    }
     res = LoadResult(clients, duration)
     first, _ = await asyncio.to_thread(_reindex, env)
     res.versions_published.append(first)
-    service = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    service = subprocess.Popen(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     base = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
     answers: dict[tuple[str, str], str] = {}
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=30,
-                                     limits=httpx.Limits(max_connections=clients + 4)) as http:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=30, limits=httpx.Limits(max_connections=clients + 4)
+        ) as http:
             await _wait_ready(http, service)
             stop_at = time.monotonic() + duration
             started = time.perf_counter()
@@ -178,26 +207,27 @@ async def run(clients: int, duration: float, reindexes: int, workdir: Path) -> L
 
 def render(res: LoadResult, command: str) -> str:
     """Markdown section for BENCHMARKS.md."""
-    return "\n".join([
-        "<!-- loadtest:start -->",
-        "## Load test: classify under live re-index",
-        "",
-        f"Command: `{command}` (service and re-index job as separate processes, embedded index, loopback).",
-        "",
-        "| clients | duration | requests | errors | mixed answers | unknown versions | throughput "
-        "| p50 | p99 | max | peak RSS (service) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {res.clients} | {res.duration_s:.0f} s | {res.requests} | {res.errors} | {res.mixed} "
-        f"| {res.unknown_versions} | {res.throughput_rps} req/s | {res.p50_ms} ms | {res.p99_ms} ms "
-        f"| {res.max_ms} ms | {res.peak_rss_mb} MB |",
-        "",
-        f"Re-indexes during the run: {len(res.reindex_seconds)} (process wall time incl. model load: "
-        f"{', '.join(f'{s} s' for s in res.reindex_seconds)}); the service answered from each new version "
-        f"{', '.join(f'{s} s' for s in res.switch_seconds)} after the job exited.",
-        "Responses per version: " + ", ".join(f"`{v}` {c}" for v, c in res.versions_seen.items()) + ".",
-        "<!-- loadtest:end -->",
-    ])
-
+    return "\n".join(
+        [
+            "<!-- loadtest:start -->",
+            "## Load test: classify under live re-index",
+            "",
+            f"Command: `{command}` (service and re-index job as separate processes, embedded index, loopback).",
+            "",
+            "| clients | duration | requests | errors | mixed answers | unknown versions | throughput "
+            "| p50 | p99 | max | peak RSS (service) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {res.clients} | {res.duration_s:.0f} s | {res.requests} | {res.errors} | {res.mixed} "
+            f"| {res.unknown_versions} | {res.throughput_rps} req/s | {res.p50_ms} ms | {res.p99_ms} ms "
+            f"| {res.max_ms} ms | {res.peak_rss_mb} MB |",
+            "",
+            f"Re-indexes during the run: {len(res.reindex_seconds)} (process wall time incl. model load: "
+            f"{', '.join(f'{s} s' for s in res.reindex_seconds)}); the service answered from each new version "
+            f"{', '.join(f'{s} s' for s in res.switch_seconds)} after the job exited.",
+            "Responses per version: " + ", ".join(f"`{v}` {c}" for v, c in res.versions_seen.items()) + ".",
+            "<!-- loadtest:end -->",
+        ]
+    )
 
 
 async def _wait_ready(http: httpx.AsyncClient, service: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -214,12 +244,13 @@ async def _wait_ready(http: httpx.AsyncClient, service: subprocess.Popen[bytes],
             raise RuntimeError(f"service did not start: {err}")
         await asyncio.sleep(0.25)
 
+
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) the load-test section of BENCHMARKS.md."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     start, end = "<!-- loadtest:start -->", "<!-- loadtest:end -->"
     if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
@@ -238,8 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(asdict(res), indent=2))
     every_version = len(res.versions_seen) == args.reindexes + 1
     ok = res.errors == 0 and res.mixed == 0 and res.unknown_versions == 0 and every_version
-    print("PASS" if ok else "FAIL", f": {res.requests} requests, {res.errors} errors, {res.mixed} mixed, "
-          f"p50 {res.p50_ms} ms, p99 {res.p99_ms} ms, peak RSS {res.peak_rss_mb} MB")
+    print(
+        "PASS" if ok else "FAIL",
+        f": {res.requests} requests, {res.errors} errors, {res.mixed} mixed, "
+        f"p50 {res.p50_ms} ms, p99 {res.p99_ms} ms, peak RSS {res.peak_rss_mb} MB",
+    )
     if args.json:
         args.json.write_text(json.dumps(asdict(res), indent=2))
     if args.write:

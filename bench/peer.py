@@ -23,21 +23,35 @@ RUNNER = Path(__file__).resolve().parent / "peer_runner.py"
 
 
 def run_peer(
-    train: Path, val: Path, test: Path, work: Path, *, latency_queries: int, timeout: float,
+    train: Path,
+    val: Path,
+    test: Path,
+    work: Path,
+    *,
+    latency_queries: int,
+    timeout: float,
     log: Any = print,
 ) -> dict[str, Any]:
     """Run the peer runner with the peer venv's python; return its JSON document."""
     python = ensure_peer_env(log=log)
     out = work / "peer-output.json"
     command = [
-        str(python), str(RUNNER), "--train", str(train), "--val", str(val), "--test", str(test),
-        "--out", str(out), "--latency-queries", str(latency_queries),
+        str(python),
+        str(RUNNER),
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--test",
+        str(test),
+        "--out",
+        str(out),
+        "--latency-queries",
+        str(latency_queries),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     t0 = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"peer runner failed ({done.returncode}): {done.stderr[-3000:]}")
@@ -51,14 +65,15 @@ def _routes(predicted: Sequence[str | None], default_route: str) -> list[str]:
     return [default_route if p is None else p for p in predicted]
 
 
-def _thresholded(
-    top: Sequence[str], confidence: np.ndarray, threshold: float, default_route: str
-) -> list[str]:
+def _thresholded(top: Sequence[str], confidence: np.ndarray, threshold: float, default_route: str) -> list[str]:
     return [t if c >= threshold else default_route for t, c in zip(top, confidence, strict=True)]
 
 
 def tune_threshold(
-    top: Sequence[str], confidence: Sequence[float], gold: Sequence[str], default_route: str,
+    top: Sequence[str],
+    confidence: Sequence[float],
+    gold: Sequence[str],
+    default_route: str,
     oos_share: float = DEFAULT_OOS_SHARE,
 ) -> tuple[float, float]:
     """The confidence threshold maximising our calibration objective on val,
@@ -79,8 +94,11 @@ def tune_threshold(
 
 
 def peer_quality(
-    raw: dict[str, Any], val: Sequence[LabelledQuery], test: Sequence[LabelledQuery],
-    default_route: str, routes: Sequence[str],
+    raw: dict[str, Any],
+    val: Sequence[LabelledQuery],
+    test: Sequence[LabelledQuery],
+    default_route: str,
+    routes: Sequence[str],
 ) -> dict[str, Any]:
     """Score the peer's default and fitted answers on test like ours."""
     test_gold, val_gold = gold_labels(test), gold_labels(val)
@@ -89,12 +107,8 @@ def peer_quality(
     def scored(predicted: Sequence[str]) -> dict[str, Any]:
         return summary(evaluate(predicted, test_gold, default_route, texts=texts, routes=routes))
 
-    threshold, objective = tune_threshold(
-        raw["val"]["top"], raw["val"]["confidence"], val_gold, default_route
-    )
-    tuned = _thresholded(
-        raw["test"]["top"], np.asarray(raw["test"]["confidence"]), threshold, default_route
-    )
+    threshold, objective = tune_threshold(raw["val"]["top"], raw["val"]["confidence"], val_gold, default_route)
+    tuned = _thresholded(raw["test"]["top"], np.asarray(raw["test"]["confidence"]), threshold, default_route)
     return {
         "peer_default": scored(_routes(raw["test"]["default"], default_route)),
         "peer_fit": scored(_routes(raw["test"]["fit"], default_route)),

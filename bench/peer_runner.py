@@ -175,8 +175,11 @@ def evaluate_peer(
         "latency": latency,
         "val": {"top": val_top, "raw": val_raw, "confidence": peer.confidence(val_scores)},
         "test": {
-            "top": test_top, "raw": test_raw, "confidence": peer.confidence(test_scores),
-            "default": test_default, "fit": test_fit,
+            "top": test_top,
+            "raw": test_raw,
+            "confidence": peer.confidence(test_scores),
+            "default": test_default,
+            "fit": test_fit,
         },
     }
 

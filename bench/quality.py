@@ -62,9 +62,7 @@ def our_quality(
 
     def scored(params: DecisionParams) -> dict[str, Any]:
         decisions = [decide(n, params) for n in test_neighbours]
-        report = evaluate(
-            decisions, test_gold, params.default_route, texts=test_texts, routes=routes
-        )
+        report = evaluate(decisions, test_gold, params.default_route, texts=test_texts, routes=routes)
         return {**summary(report), "params": params_dict(params)}
 
     t0 = time.perf_counter()
@@ -79,8 +77,7 @@ def our_quality(
         "oos_weight": result.oos_weight,
         "val_scores": asdict(result.scores),
         "variants": [
-            {"name": v.name, "adopted": v.adopted, "params": params_dict(v.params),
-             "val_scores": asdict(v.scores)}
+            {"name": v.name, "adopted": v.adopted, "params": params_dict(v.params), "val_scores": asdict(v.scores)}
             for v in result.variants
         ],
         "route_thresholds_kept": result.route_thresholds_kept,

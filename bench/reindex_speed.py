@@ -38,9 +38,7 @@ def edit_route(routes_dir: Path, position: int, tag: str) -> str:
     return str(data["name"])
 
 
-def reindex_in_process(
-    routes_dir: Path, store: IndexStore, embedder: Embedder, tag: str
-) -> dict[str, Any]:
+def reindex_in_process(routes_dir: Path, store: IndexStore, embedder: Embedder, tag: str) -> dict[str, Any]:
     """Edit one route, then time load_routes and run_reindex with the loaded model."""
     route = edit_route(routes_dir, 0, tag)
     t0 = time.perf_counter()
@@ -65,7 +63,13 @@ def reindex_cli(routes_dir: Path, data_dir: Path, tag: str) -> dict[str, Any]:
     route = edit_route(routes_dir, 1, tag)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [
-        sys.executable, "-m", "indexer", "--routes", str(routes_dir), "--data-dir", str(data_dir),
+        sys.executable,
+        "-m",
+        "indexer",
+        "--routes",
+        str(routes_dir),
+        "--data-dir",
+        str(data_dir),
         "--quiet",
     ]
     t0 = time.perf_counter()

@@ -107,10 +107,16 @@ def quality_rows(result: Result) -> list[Row]:
     for key, router in names.items():
         q = quality.get(key)
         if q:
-            rows.append([
-                router, _settings(key, q, peer.get("setup", {})), _pct(q["in_scope_accuracy"]),
-                _pct(q["fallback_recall"]), _pct(q["fallback_precision"]), _pct(q["accuracy"]),
-            ])
+            rows.append(
+                [
+                    router,
+                    _settings(key, q, peer.get("setup", {})),
+                    _pct(q["in_scope_accuracy"]),
+                    _pct(q["fallback_recall"]),
+                    _pct(q["fallback_precision"]),
+                    _pct(q["accuracy"]),
+                ]
+            )
     return rows
 
 
@@ -123,23 +129,28 @@ def _build_rows(result: Result) -> list[Row]:
     if build:
         n = build["examples"]
         runs = " / ".join(f"{r:.1f}" for r in build.get("bare_encode_runs_s", []))
-        rows.append([
-            f"bare `model.encode` of the {n} examples (runs before / after the build)",
-            f"{build['bare_encode_s']:.1f} s ({build['bare_encode_per_s']:.0f} examples/s; "
-            f"runs {runs} s)",
-        ])
-        rows.append([
-            f"index build, {n} examples (run_reindex into embedded Qdrant)",
-            f"{build['build_s']:.1f} s ({build['examples_per_s']:.0f} examples/s, "
-            f"{_x(build['vs_bare_encode'])} the bare encode throughput)",
-        ])
+        rows.append(
+            [
+                f"bare `model.encode` of the {n} examples (runs before / after the build)",
+                f"{build['bare_encode_s']:.1f} s ({build['bare_encode_per_s']:.0f} examples/s; runs {runs} s)",
+            ]
+        )
+        rows.append(
+            [
+                f"index build, {n} examples (run_reindex into embedded Qdrant)",
+                f"{build['build_s']:.1f} s ({build['examples_per_s']:.0f} examples/s, "
+                f"{_x(build['vs_bare_encode'])} the bare encode throughput)",
+            ]
+        )
     tuned = result.get("finetune")
     if tuned:
-        rows.append([
-            f"fine-tuning ({tuned['steps']} steps of MultipleNegativesRankingLoss, batch "
-            f"{tuned['config']['batch_size']}, CPU), then indexing with the tuned model",
-            f"{tuned['train_s']:.0f} s training, {tuned['index_build_s']:.1f} s index build",
-        ])
+        rows.append(
+            [
+                f"fine-tuning ({tuned['steps']} steps of MultipleNegativesRankingLoss, batch "
+                f"{tuned['config']['batch_size']}, CPU), then indexing with the tuned model",
+                f"{tuned['train_s']:.0f} s training, {tuned['index_build_s']:.1f} s index build",
+            ]
+        )
     return rows
 
 
@@ -151,21 +162,27 @@ def _latency_rows(result: Result) -> list[Row]:
         rows.append(["bare `model.encode` of one query, p50 / p99", _ms(lat["bare_encode"])])
         for key, label in (("in_process", "in process (classify_texts)"), ("http", "over HTTP")):
             ratio = _x(lat[key].get("p50_vs_bare_encode"))
-            rows.append([
-                f"classify {label}, 1 client, p50 / p99",
-                f"{_ms(lat[key])} ({ratio} the bare encode at p50)",
-            ])
+            rows.append(
+                [
+                    f"classify {label}, 1 client, p50 / p99",
+                    f"{_ms(lat[key])} ({ratio} the bare encode at p50)",
+                ]
+            )
     for level in speed.get("encode_batching", {}).get("levels", []):
-        rows.append([
-            f"bare `model.encode`, batches of {level['batch']} (ceiling for batching)",
-            f"{level['queries_per_s']:.1f} queries/s ({_x(level.get('vs_batch_1'))} batch 1)",
-        ])
+        rows.append(
+            [
+                f"bare `model.encode`, batches of {level['batch']} (ceiling for batching)",
+                f"{level['queries_per_s']:.1f} queries/s ({_x(level.get('vs_batch_1'))} batch 1)",
+            ]
+        )
     for level in speed.get("throughput", {}).get("levels", []):
-        rows.append([
-            f"throughput over HTTP, {level['clients']} concurrent client(s)",
-            f"{level['requests_per_s']:.1f} req/s ({_x(level.get('vs_single_client'))} "
-            f"1 client; latency p50 / p99 {_ms(level['latency'])})",
-        ])
+        rows.append(
+            [
+                f"throughput over HTTP, {level['clients']} concurrent client(s)",
+                f"{level['requests_per_s']:.1f} req/s ({_x(level.get('vs_single_client'))} "
+                f"1 client; latency p50 / p99 {_ms(level['latency'])})",
+            ]
+        )
     return rows
 
 
@@ -174,19 +191,23 @@ def _reindex_rows(result: Result) -> list[Row]:
     rows: list[Row] = []
     inproc = reindex.get("in_process")
     if inproc:
-        rows.append([
-            "re-index after one route change, in process (model loaded)",
-            f"{inproc['total_s']:.2f} s (load routes {inproc['load_routes_s']:.2f} s, "
-            f"run_reindex {inproc['run_reindex_s']:.2f} s; embedded {inproc['embedded']}, "
-            f"reused {inproc['reused']})",
-        ])
+        rows.append(
+            [
+                "re-index after one route change, in process (model loaded)",
+                f"{inproc['total_s']:.2f} s (load routes {inproc['load_routes_s']:.2f} s, "
+                f"run_reindex {inproc['run_reindex_s']:.2f} s; embedded {inproc['embedded']}, "
+                f"reused {inproc['reused']})",
+            ]
+        )
     cli = reindex.get("cli")
     if cli:
-        rows.append([
-            "re-index after one route change, `python -m indexer` (fresh process)",
-            f"{cli['wall_s']:.2f} s wall (routes + model load {cli['routes_and_model_load_s']} s, "
-            f"index {cli['index_s']} s)",
-        ])
+        rows.append(
+            [
+                "re-index after one route change, `python -m indexer` (fresh process)",
+                f"{cli['wall_s']:.2f} s wall (routes + model load {cli['routes_and_model_load_s']} s, "
+                f"index {cli['index_s']} s)",
+            ]
+        )
     return rows
 
 
@@ -195,16 +216,20 @@ def _peer_rows(result: Result) -> list[Row]:
     rows: list[Row] = []
     timings = peer.get("timings")
     if timings:
-        rows.append([
-            f"semantic-router: index build, {timings['utterances']} utterances (LocalIndex)",
-            f"{timings['index_build_s']:.1f} s",
-        ])
+        rows.append(
+            [
+                f"semantic-router: index build, {timings['utterances']} utterances (LocalIndex)",
+                f"{timings['index_build_s']:.1f} s",
+            ]
+        )
     lat = peer.get("latency")
     if lat:
-        rows.append([
-            "semantic-router: `router(q)` in process, p50 / p99",
-            f"{_ms(lat.get('classify'))} (its bare encode {_ms(lat.get('bare_encode'))})",
-        ])
+        rows.append(
+            [
+                "semantic-router: `router(q)` in process, p50 / p99",
+                f"{_ms(lat.get('classify'))} (its bare encode {_ms(lat.get('bare_encode'))})",
+            ]
+        )
     return rows
 
 
@@ -255,8 +280,7 @@ def render(result: Result) -> str:
     quick = " (QUICK: subset, not comparable)" if result.get("quick") else ""
     lines = [f"## Latest run{quick}", "", *_intro(result), "", "### Quality (test split)", ""]
     lines += _table(
-        ["router", "settings", "in-scope accuracy", "fallback recall", "fallback precision",
-         "overall accuracy"],
+        ["router", "settings", "in-scope accuracy", "fallback recall", "fallback precision", "overall accuracy"],
         quality_rows(result),
     )
     lines += ["", "### Speed", ""]
@@ -290,9 +314,7 @@ def write_section(markdown_path: Path, section: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.report", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     parser.add_argument("result", type=Path, help="a JSON document written by python -m bench")
     parser.add_argument("--markdown", type=Path, help="also rewrite this file's generated section")
     args = parser.parse_args(argv)

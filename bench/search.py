@@ -37,21 +37,26 @@ def synthetic(points: int, seed: int = 7) -> tuple[IndexManifest, list[ExamplePo
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     routes = [f"r{i:03d}" for i in range(ROUTES)]
     examples = [
-        ExamplePoint(f"00000000-0000-0000-0000-{i:012d}", routes[i % ROUTES], f"example {i}")
-        for i in range(points)
+        ExamplePoint(f"00000000-0000-0000-0000-{i:012d}", routes[i % ROUTES], f"example {i}") for i in range(points)
     ]
     table = {
-        "name": "search-bench", "k": 5, "threshold": 0.4, "default_route": "default",
+        "name": "search-bench",
+        "k": 5,
+        "threshold": 0.4,
+        "default_route": "default",
         "default_agent": {"kind": "canned", "name": "default", "reply": "-"},
         "routes": [
-            {"name": r, "description": r, "threshold": None, "examples": points // ROUTES,
-             "agent": {"kind": "canned", "name": r, "reply": r}}
+            {
+                "name": r,
+                "description": r,
+                "threshold": None,
+                "examples": points // ROUTES,
+                "agent": {"kind": "canned", "name": r, "reply": r},
+            }
             for r in routes
         ],
     }
-    manifest = IndexManifest(
-        "v-search-bench", "2026-01-01T00:00:00+00:00", "synthetic", DIMENSION, "fp", points, table
-    )
+    manifest = IndexManifest("v-search-bench", "2026-01-01T00:00:00+00:00", "synthetic", DIMENSION, "fp", points, table)
     return manifest, examples, vectors
 
 

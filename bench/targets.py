@@ -25,9 +25,7 @@ def _level(result: Result, clients: int) -> Mapping[str, Any] | None:
     return next((lv for lv in levels if lv.get("clients") == clients), None)
 
 
-def _check(
-    name: str, target: str, value: Any, ok: Callable[[Any], bool], shown: str
-) -> dict[str, Any]:
+def _check(name: str, target: str, value: Any, ok: Callable[[Any], bool], shown: str) -> dict[str, Any]:
     return {
         "name": name,
         "target": target,
@@ -52,26 +50,41 @@ def check_targets(result: Result) -> list[dict[str, Any]]:
         recall = _get(cal, "fallback_recall")
         quality += [
             _check(
-                f"calibrated in-scope accuracy (test, {model})", ">= 95%", in_scope,
-                lambda v: v >= 0.95, f"{in_scope:.1%}" if in_scope is not None else "",
+                f"calibrated in-scope accuracy (test, {model})",
+                ">= 95%",
+                in_scope,
+                lambda v: v >= 0.95,
+                f"{in_scope:.1%}" if in_scope is not None else "",
             ),
             _check(
-                f"calibrated fallback recall (test, {model})", ">= 80%", recall,
-                lambda v: v >= 0.80, f"{recall:.1%}" if recall is not None else "",
+                f"calibrated fallback recall (test, {model})",
+                ">= 80%",
+                recall,
+                lambda v: v >= 0.80,
+                f"{recall:.1%}" if recall is not None else "",
             ),
         ]
     return [
         *quality,
         _check(
-            "classify p50 over HTTP vs bare encode of the query", "<= 1.5x", http,
-            lambda v: v <= 1.5, f"{http:.2f}x" if http is not None else "",
+            "classify p50 over HTTP vs bare encode of the query",
+            "<= 1.5x",
+            http,
+            lambda v: v <= 1.5,
+            f"{http:.2f}x" if http is not None else "",
         ),
         _check(
-            "throughput, 32 concurrent clients vs 1 client", ">= 3x", concurrent,
-            lambda v: v >= 3.0, f"{concurrent:.2f}x" if concurrent is not None else "",
+            "throughput, 32 concurrent clients vs 1 client",
+            ">= 3x",
+            concurrent,
+            lambda v: v >= 3.0,
+            f"{concurrent:.2f}x" if concurrent is not None else "",
         ),
         _check(
-            "re-index after one route change (model loaded)", "< 2 s", reindex,
-            lambda v: v < 2.0, f"{reindex:.2f} s" if reindex is not None else "",
+            "re-index after one route change (model loaded)",
+            "< 2 s",
+            reindex,
+            lambda v: v < 2.0,
+            f"{reindex:.2f} s" if reindex is not None else "",
         ),
     ]

@@ -156,13 +156,26 @@ def http_throughput(
     queries_file = work / "load-queries.json"
     queries_file.write_text(json.dumps(list(queries)), encoding="utf-8")
     command = [
-        sys.executable, "-m", "bench.throughput", base_url, str(queries_file),
-        "--levels", *map(str, levels), "--duration", str(duration), "--warmup", str(warmup),
+        sys.executable,
+        "-m",
+        "bench.throughput",
+        base_url,
+        str(queries_file),
+        "--levels",
+        *map(str, levels),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
     ]
     budget = len(levels) * (duration + warmup) + 120
     done = subprocess.run(
-        command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-        timeout=budget, check=False,
+        command,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=budget,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed ({done.returncode}): {done.stderr[-2000:]}")

@@ -46,9 +46,7 @@ class NeighbourArrays:
     _ids: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def build(
-        cls, neighbours: Sequence[Sequence[Neighbour]], extra_routes: Iterable[str] = ()
-    ) -> NeighbourArrays:
+    def build(cls, neighbours: Sequence[Sequence[Neighbour]], extra_routes: Iterable[str] = ()) -> NeighbourArrays:
         """Arrays for `neighbours`; `extra_routes` get ids even when no neighbour has them."""
         names = tuple(sorted({n.route for row in neighbours for n in row} | set(extra_routes)))
         ids = {name: i for i, name in enumerate(names)}
@@ -87,9 +85,7 @@ class NeighbourArrays:
             self._eq[k] = (r[:, :, None] == r[:, None, :]).astype(np.float64)
         return self._eq[k]
 
-    def thresholds(
-        self, default: float, per_route: Mapping[str, float] | None = None
-    ) -> FloatArray:
+    def thresholds(self, default: float, per_route: Mapping[str, float] | None = None) -> FloatArray:
         """The threshold of each route id (+inf for the padding id)."""
         values = np.full(len(self.route_names) + 1, default, dtype=np.float64)
         values[-1] = np.inf
@@ -168,11 +164,11 @@ def vote(
     return Votes(np.where(anyone, winner, FALLBACK).astype(np.int64), lead)
 
 
-
 def predict(arrays: NeighbourArrays, params: DecisionParams, thresholds: FloatArray) -> IntArray:
     """Route id (or FALLBACK) per query under `params`, with these per-route thresholds."""
     votes = vote(arrays, params.k, thresholds, params.vote, params.tie_break, params.threshold_mode)
     return votes.predictions(params.margin)
+
 
 def gold_ids(arrays: NeighbourArrays, labels: Sequence[str], default_route: str) -> IntArray:
     """Route id per gold label: FALLBACK for `oos` or the default route, UNKNOWN for others."""

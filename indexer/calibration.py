@@ -249,11 +249,7 @@ def calibrate(
     gold = gold_ids(arrays, labels, base.default_route)
     oos = gold == FALLBACK
     n_oos = int(oos.sum())
-    weight = (
-        oos_weight
-        if oos_weight is not None
-        else oos_weight_for(len(gold) - n_oos, n_oos, oos_share)
-    )
+    weight = oos_weight if oos_weight is not None else oos_weight_for(len(gold) - n_oos, n_oos, oos_share)
     if weight <= 0:
         raise ValueError(f"oos weight must be positive, not {weight}")
     weights = np.where(oos, weight, 1.0)
@@ -268,9 +264,7 @@ def calibrate(
     if grid.route_thresholds:
         heldout, heldout_se = _heldout_gain(arrays, gold, weights, params, grid)
         if heldout >= grid.min_variant_gain and heldout >= grid.significance * heldout_se:
-            per_route, details = _fit_route_thresholds(
-                arrays, gold, weights, params, np.arange(len(gold)), grid, 1.0
-            )
+            per_route, details = _fit_route_thresholds(arrays, gold, weights, params, np.arange(len(gold)), grid, 1.0)
             kept = bool(per_route)
             params = replace(params, route_thresholds=per_route)
 
@@ -279,9 +273,7 @@ def calibrate(
     variants.insert(0, Variant("given parameters", base, baseline, False))
     if kept:
         gain = final.objective - chosen.scores.objective
-        variants.append(
-            Variant("+ per-route thresholds", params, final, True, gain)
-        )
+        variants.append(Variant("+ per-route thresholds", params, final, True, gain))
     return CalibrationResult(
         params=params,
         objective=final.objective,
@@ -352,26 +344,17 @@ def _search(arrays: NeighbourArrays, scorer: _Scorer, grid: CalibrationGrid) -> 
             for vote_weight in grid.votes:
                 for tie in grid.tie_breaks:
                     for threshold in grid.thresholds:
-                        votes = vote(
-                            arrays, k, arrays.thresholds(threshold), vote_weight, tie, mode
-                        )
+                        votes = vote(arrays, k, arrays.thresholds(threshold), vote_weight, tie, mode)
                         preds = np.stack([votes.predictions(m) for m in grid.margins])
                         for margin, scores in zip(grid.margins, scorer.many(preds), strict=True):
-                            table.append(
-                                Trial(k, threshold, margin, vote_weight, tie, mode, scores)
-                            )
+                            table.append(Trial(k, threshold, margin, vote_weight, tie, mode, scores))
     return table
 
 
 _FAMILIES: tuple[tuple[str, Callable[[Trial], bool]], ...] = (
     (
         "majority vote + threshold",
-        lambda t: (
-            t.threshold_mode == "neighbour"
-            and t.vote == "count"
-            and t.tie_break == "sum"
-            and t.margin == 0
-        ),
+        lambda t: t.threshold_mode == "neighbour" and t.vote == "count" and t.tie_break == "sum" and t.margin == 0,
     ),
     (
         "+ threshold on the winner's best similarity",
@@ -427,9 +410,7 @@ def _ladder(
         )
         if adopt:
             chosen, chosen_pred = best, pred
-        variants.append(
-            Variant(name, best.params(base.default_route), best.scores, adopt, gain, se)
-        )
+        variants.append(Variant(name, best.params(base.default_route), best.scores, adopt, gain, se))
     if chosen is None or chosen_pred is None:
         raise ValueError("the calibration grid is empty")
     return variants, chosen
@@ -498,9 +479,7 @@ def _fit_route_thresholds(
         offset = round(best_offset * n / (n + grid.shrinkage), 2)
         gain, pred = gain_at(offset)
         kept = offset != 0 and gain >= grid.min_route_gain
-        details.append(
-            RouteThreshold(name, n, best_offset, offset if kept else 0.0, gain if kept else 0.0)
-        )
+        details.append(RouteThreshold(name, n, best_offset, offset if kept else 0.0, gain if kept else 0.0))
         if kept:
             thresholds[rid] = params.threshold + offset
             current[affected] = pred
@@ -548,9 +527,7 @@ def _decide_scores(
     unknown = -3
     exact = np.array(
         [
-            FALLBACK
-            if d.fallback
-            else (arrays.route_id(d.route) if arrays.route_id(d.route) is not None else unknown)
+            FALLBACK if d.fallback else (arrays.route_id(d.route) if arrays.route_id(d.route) is not None else unknown)
             for d in (decide(n, params) for n in neighbours)
         ],
         dtype=np.int64,

@@ -71,42 +71,64 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = sub.add_parser(
-        "eval", help="score the live index on labelled JSON Lines",
+        "eval",
+        help="score the live index on labelled JSON Lines",
         description="Accuracy, in-scope accuracy, fallback precision/recall, per-route P/R/F1 and "
-        "the most confused route pairs for labelled queries ({\"text\", \"label\"} per line; "
+        'the most confused route pairs for labelled queries ({"text", "label"} per line; '
         "label `oos` or the default route's name means the query should fall back).",
     )
     ev.add_argument("file", type=Path, help="labelled JSON Lines")
     cal = sub.add_parser(
-        "calibrate", help="search decision parameters on a validation file",
+        "calibrate",
+        help="search decision parameters on a validation file",
         description="Search decision parameters on labelled validation queries and optionally "
-        "write them into the routes files.", epilog=_OBJECTIVE_HELP,
+        "write them into the routes files.",
+        epilog=_OBJECTIVE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cal.add_argument("file", type=Path, help="labelled validation JSON Lines (never the test file)")
-    cal.add_argument("--write", action="store_true",
-                     help="write the chosen parameters into _router.yaml and the route files")
+    cal.add_argument(
+        "--write", action="store_true", help="write the chosen parameters into _router.yaml and the route files"
+    )
     weight = cal.add_mutually_exclusive_group()
-    weight.add_argument("--oos-share", type=float, default=DEFAULT_OOS_SHARE, metavar="S",
-                        help=f"share of the objective given to out-of-scope queries "
-                        f"(default {DEFAULT_OOS_SHARE})")
-    weight.add_argument("--oos-weight", type=float, metavar="W",
-                        help="weight of each out-of-scope query (an in-scope query weighs 1)")
-    cal.add_argument("--i-know-this-is-test", action="store_true", dest="allow_test",
-                     help="allow a file named like *test* (never report figures tuned on it)")
+    weight.add_argument(
+        "--oos-share",
+        type=float,
+        default=DEFAULT_OOS_SHARE,
+        metavar="S",
+        help=f"share of the objective given to out-of-scope queries (default {DEFAULT_OOS_SHARE})",
+    )
+    weight.add_argument(
+        "--oos-weight", type=float, metavar="W", help="weight of each out-of-scope query (an in-scope query weighs 1)"
+    )
+    cal.add_argument(
+        "--i-know-this-is-test",
+        action="store_true",
+        dest="allow_test",
+        help="allow a file named like *test* (never report figures tuned on it)",
+    )
     hy = sub.add_parser(
-        "hygiene", help="find misplaced examples, cross-route duplicates and thin routes",
+        "hygiene",
+        help="find misplaced examples, cross-route duplicates and thin routes",
         description="Report examples nearer to another route than to their own (nearest example "
         "or leave-one-out centroid), near-duplicates across routes and routes with few examples.",
     )
-    hy.add_argument("--duplicate-similarity", type=float, default=DEFAULT_DUPLICATE_SIMILARITY,
-                    help=f"cosine at or above which two examples are near-duplicates "
-                    f"(default {DEFAULT_DUPLICATE_SIMILARITY})")
-    hy.add_argument("--min-examples", type=int, default=DEFAULT_MIN_EXAMPLES,
-                    help=f"flag routes with fewer examples (default {DEFAULT_MIN_EXAMPLES})")
+    hy.add_argument(
+        "--duplicate-similarity",
+        type=float,
+        default=DEFAULT_DUPLICATE_SIMILARITY,
+        help=f"cosine at or above which two examples are near-duplicates (default {DEFAULT_DUPLICATE_SIMILARITY})",
+    )
+    hy.add_argument(
+        "--min-examples",
+        type=int,
+        default=DEFAULT_MIN_EXAMPLES,
+        help=f"flag routes with fewer examples (default {DEFAULT_MIN_EXAMPLES})",
+    )
     hy.add_argument("--limit", type=int, default=15, help="rows printed per table (default 15)")
     ft = sub.add_parser(
-        "finetune", help="fine-tune the embedding model on the route examples (explicit step)",
+        "finetune",
+        help="fine-tune the embedding model on the route examples (explicit step)",
         description="Fine-tune the embedding model on the route examples with "
         "MultipleNegativesRankingLoss (pairs of examples of one route; the other routes in the "
         "batch are negatives), on CPU, and write a versioned model directory identified by "
@@ -118,10 +140,10 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ft.add_argument("--lr", type=float, default=defaults.learning_rate, help="learning rate")
     ft.add_argument("--max-steps", type=int, help="stop after this many steps")
     ft.add_argument("--seed", type=int, default=defaults.seed)
-    ft.add_argument("--out", type=Path,
-                    help="model directory (default: <data dir>/models/<model id>)")
+    ft.add_argument("--out", type=Path, help="model directory (default: <data dir>/models/<model id>)")
     im = sub.add_parser(
-        "import", help="turn labelled JSON Lines into a routes directory",
+        "import",
+        help="turn labelled JSON Lines into a routes directory",
         description="One route per label (canned agent replying [label]) plus _router.yaml, "
         "e.g. from CLINC150's train split.",
     )
@@ -137,9 +159,7 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         p.add_argument("--html", type=Path, dest="html_path", metavar="PATH", help="write an HTML report here")
 
 
-def _index_options(
-    p: argparse.ArgumentParser, default: object = None, *, model: bool = True
-) -> None:
+def _index_options(p: argparse.ArgumentParser, default: object = None, *, model: bool = True) -> None:
     kw: dict[str, Any] = {} if default is None else {"default": default}
     p.add_argument("--routes", type=Path, help="routes directory (ROUTER_ROUTES_DIR)", **kw)
     p.add_argument("--data-dir", type=Path, help="embedded index directory (ROUTER_QDRANT__DATA_DIR)", **kw)
@@ -161,9 +181,7 @@ def settings_from(args: argparse.Namespace, base: IndexSettings | None = None) -
     return settings.model_copy(update=update)
 
 
-def main(
-    argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedder: Embedder | None = None
-) -> int:
+def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedder: Embedder | None = None) -> int:
     """Run one command; `embedder` lets a caller reuse a loaded model for eval and calibrate."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
@@ -182,35 +200,52 @@ def main(
         return 1
 
 
-def _run_tool(
-    args: argparse.Namespace, settings: IndexSettings, out: TextIO, embedder: Embedder | None
-) -> int:
+def _run_tool(args: argparse.Namespace, settings: IndexSettings, out: TextIO, embedder: Embedder | None) -> int:
     progress = not getattr(args, "quiet", False)
     try:
         if args.command == "eval":
             return commands.run_eval(
-                settings, args.file, json_path=args.json_path, html_path=args.html_path,
-                progress=progress, out=out, embedder=embedder,
+                settings,
+                args.file,
+                json_path=args.json_path,
+                html_path=args.html_path,
+                progress=progress,
+                out=out,
+                embedder=embedder,
             )
         if args.command == "calibrate":
             return commands.run_calibrate(
-                settings, args.file, write=args.write, oos_weight=args.oos_weight,
-                oos_share=args.oos_share, allow_test=args.allow_test, json_path=args.json_path,
-                html_path=args.html_path, progress=progress, out=out, embedder=embedder,
+                settings,
+                args.file,
+                write=args.write,
+                oos_weight=args.oos_weight,
+                oos_share=args.oos_share,
+                allow_test=args.allow_test,
+                json_path=args.json_path,
+                html_path=args.html_path,
+                progress=progress,
+                out=out,
+                embedder=embedder,
             )
         if args.command == "hygiene":
             return commands.run_hygiene(
-                settings, duplicate_similarity=args.duplicate_similarity,
-                min_examples=args.min_examples, json_path=args.json_path,
-                html_path=args.html_path, out=out, limit=args.limit,
+                settings,
+                duplicate_similarity=args.duplicate_similarity,
+                min_examples=args.min_examples,
+                json_path=args.json_path,
+                html_path=args.html_path,
+                out=out,
+                limit=args.limit,
             )
         if args.command == "finetune":
             config = FinetuneConfig(
-                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                max_steps=args.max_steps, seed=args.seed,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate=args.lr,
+                max_steps=args.max_steps,
+                seed=args.seed,
             )
-            return commands.run_finetune(settings, config=config, out_dir=args.out,
-                                         progress=progress, out=out)
+            return commands.run_finetune(settings, config=config, out_dir=args.out, progress=progress, out=out)
         return commands.run_import(
             args.file, args.out, exclude=args.exclude or ["oos"], threshold=args.threshold, out=out
         )

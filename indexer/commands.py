@@ -84,9 +84,7 @@ def live_index(settings: IndexSettings, embedder: Embedder | None, out: TextIO) 
         store.close()
 
 
-def _warn_if_stale(
-    settings: IndexSettings, index: OpenIndex, embedder: Embedder, out: TextIO
-) -> None:
+def _warn_if_stale(settings: IndexSettings, index: OpenIndex, embedder: Embedder, out: TextIO) -> None:
     m = index.manifest
     if m.model_id != embedder.model_id:
         raise CommandRefused(
@@ -120,9 +118,7 @@ def run_eval(
         names = [r.name for r in live.index.table.routes]
         texts = [q.text for q in queries]
         labels = canonical_labels(queries, set(names), params.default_route)
-        print(
-            f"evaluating {len(queries)} queries from {file} on index {live.index.version}", file=out
-        )
+        print(f"evaluating {len(queries)} queries from {file} on index {live.index.version}", file=out)
         neighbours = neighbours_for(
             live.embedder,
             live.index,
@@ -165,9 +161,7 @@ def print_eval(report: EvalReport, out: TextIO) -> None:
         file=out,
     )
     worst = [s for s in report.per_route if s.support][:15]
-    print(
-        f"\nworst routes by F1 ({len(report.per_route)} in all; --json for every route):", file=out
-    )
+    print(f"\nworst routes by F1 ({len(report.per_route)} in all; --json for every route):", file=out)
     print(
         text_table(
             ["route", "precision", "recall", "F1", "labelled", "decided"],
@@ -179,10 +173,7 @@ def print_eval(report: EvalReport, out: TextIO) -> None:
     print(
         text_table(
             ["labelled", "decided", "queries", "example"],
-            [
-                (c.gold, c.predicted, c.count, c.examples[0] if c.examples else "")
-                for c in report.route_confusions[:10]
-            ],
+            [(c.gold, c.predicted, c.count, c.examples[0] if c.examples else "") for c in report.route_confusions[:10]],
         ),
         file=out,
     )
@@ -202,9 +193,7 @@ def print_eval(report: EvalReport, out: TextIO) -> None:
                 file=out,
             )
     if report.unknown_labels:
-        print(
-            f"\nwarning: labels naming no route: {', '.join(report.unknown_labels[:10])}", file=out
-        )
+        print(f"\nwarning: labels naming no route: {', '.join(report.unknown_labels[:10])}", file=out)
 
 
 # -- calibrate --------------------------------------------------------------------------------
@@ -270,14 +259,11 @@ def run_calibrate(
         written = write_decision_params(settings.routes_dir, result.params)
         if written.changed:
             print(
-                f"\nwrote the chosen parameters into {len(written.changed)} file(s) of "
-                f"{settings.routes_dir}",
+                f"\nwrote the chosen parameters into {len(written.changed)} file(s) of {settings.routes_dir}",
                 file=out,
             )
             if written.rewritten:
-                print(
-                    f"  rewritten whole (comments lost): {', '.join(written.rewritten)}", file=out
-                )
+                print(f"  rewritten whole (comments lost): {', '.join(written.rewritten)}", file=out)
             print(
                 f"next: re-index so the service uses them: python -m indexer --routes {settings.routes_dir}"
                 f" --data-dir {settings.qdrant.data_dir}",
@@ -390,9 +376,7 @@ def run_hygiene(
     try:
         live = store.live_version()
         if live is None:
-            raise IndexMissing(
-                f"no live index for {settings.routes_dir}: run `python -m indexer` first"
-            )
+            raise IndexMissing(f"no live index for {settings.routes_dir}: run `python -m indexer` first")
         manifest = store.manifest(live)
         stored = store.stored_points(live)
     finally:
@@ -444,10 +428,7 @@ def run_hygiene(
         print(
             text_table(
                 ["sim", "route", "example", "other route", "other example"],
-                [
-                    (d.similarity, d.route_a, d.text_a, d.route_b, d.text_b)
-                    for d in report.near_duplicates[:limit]
-                ],
+                [(d.similarity, d.route_a, d.text_a, d.route_b, d.text_b) for d in report.near_duplicates[:limit]],
                 max_width=45,
             ),
             file=out,
@@ -516,9 +497,7 @@ def run_finetune(
 
 
 # -- import -----------------------------------------------------------------------------------
-def run_import(
-    file: Path, out_dir: Path, *, exclude: Sequence[str], threshold: float | None, out: TextIO
-) -> int:
+def run_import(file: Path, out_dir: Path, *, exclude: Sequence[str], threshold: float | None, out: TextIO) -> int:
     """`import TRAIN.jsonl --out DIR`."""
     try:
         count = write_routes_from_jsonl(file, out_dir, exclude_labels=exclude, threshold=threshold)

@@ -113,9 +113,7 @@ def evaluate(
     return replace(report, unknown_labels=unknown)
 
 
-def _report(
-    predicted: Sequence[str], gold: Sequence[str], default_route: str, texts: list[str] | None
-) -> EvalReport:
+def _report(predicted: Sequence[str], gold: Sequence[str], default_route: str, texts: list[str] | None) -> EvalReport:
     n = len(gold)
     right = sum(p == g for p, g in zip(predicted, gold, strict=True))
     in_scope = [(p, g) for p, g in zip(predicted, gold, strict=True) if g != default_route]
@@ -130,19 +128,14 @@ def _report(
         precision = _ratio(hits[route], pred_count[route])
         recall = _ratio(hits[route], gold_count[route])
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        scores.append(
-            RouteScore(route, precision, recall, f1, gold_count[route], pred_count[route])
-        )
+        scores.append(RouteScore(route, precision, recall, f1, gold_count[route], pred_count[route]))
     scores.sort(key=lambda s: (s.f1, s.route))
     pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
     for i, (p, g) in enumerate(zip(predicted, gold, strict=True)):
         if p != g:
             pairs[(g, p)].append(texts[i] if texts is not None else "")
     confusions = sorted(
-        (
-            Confusion(g, p, len(ts), tuple(t for t in ts[:EXAMPLES_PER_CONFUSION] if t))
-            for (g, p), ts in pairs.items()
-        ),
+        (Confusion(g, p, len(ts), tuple(t for t in ts[:EXAMPLES_PER_CONFUSION] if t)) for (g, p), ts in pairs.items()),
         key=lambda c: (-c.count, c.gold, c.predicted),
     )
     return EvalReport(

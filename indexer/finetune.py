@@ -79,9 +79,7 @@ Pair = tuple[str, str, str]  # anchor, positive, route
 def model_id_for(base_model_id: str, table: RouteTable, config: FinetuneConfig) -> str:
     """`<base name>-ft-<8 hex>`: equal for the same base model, examples and settings."""
     ids = sorted(p.id for p in example_points(table))
-    blob = json.dumps(
-        {"base": base_model_id, "points": ids, "config": asdict(config)}, sort_keys=True
-    )
+    blob = json.dumps({"base": base_model_id, "points": ids, "config": asdict(config)}, sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
     return f"{base_model_id.rstrip('/').rsplit('/', 1)[-1]}-ft-{digest}"
 
@@ -154,16 +152,12 @@ def finetune(
         model = SentenceTransformer(location, device=device)
     except Exception as exc:  # the library raises many unrelated types for a bad model
         raise ModelUnavailable(f"cannot load base model {base_model!r}: {exc}") from exc
-    epochs = [
-        batches_of(training_pairs(table, rng), config.batch_size, rng) for _ in range(config.epochs)
-    ]
+    epochs = [batches_of(training_pairs(table, rng), config.batch_size, rng) for _ in range(config.epochs)]
     total = sum(len(e) for e in epochs)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     if total == 0:
-        raise ValueError(
-            "nothing to train on: fine-tuning needs two routes with two or more examples"
-        )
+        raise ValueError("nothing to train on: fine-tuning needs two routes with two or more examples")
     stage(f"training: {total} step(s) of up to {config.batch_size} pairs, {config.epochs} epoch(s)")
     step, pairs = _train(model, epochs, total, config, device=device, progress=progress)
     stage(f"saving {model_id} to {target}")
@@ -183,9 +177,7 @@ def finetune(
             "loss": "MultipleNegativesRankingLoss",
         },
     )
-    return FinetuneResult(
-        model_id, base_id, target, examples, pairs, step, time.perf_counter() - started, True
-    )
+    return FinetuneResult(model_id, base_id, target, examples, pairs, step, time.perf_counter() - started, True)
 
 
 def _train(

@@ -117,9 +117,7 @@ def check_hygiene(
             i = start + r
             if i < c and route_of[i] != route_of[c]:
                 a, b = sorted((points[i], points[c]), key=lambda q: (q.route, q.text))
-                duplicates.append(
-                    NearDuplicate(float(block[r, c]), a.route, a.text, b.route, b.text)
-                )
+                duplicates.append(NearDuplicate(float(block[r, c]), a.route, a.text, b.route, b.text))
 
     to_centroids = v.astype(np.float64) @ centroids.T
     misplaced = []

@@ -80,9 +80,7 @@ def _route_names(examples: dict[str, list[str]]) -> dict[str, str]:
         if not _NAME.match(name):  # pragma: no cover - route_name_for always matches
             raise ValueError(f"label {label!r} cannot be turned into a route name")
         if name in taken:
-            raise ValueError(
-                f"labels {taken[name]!r} and {label!r} both become route name {name!r}; rename one"
-            )
+            raise ValueError(f"labels {taken[name]!r} and {label!r} both become route name {name!r}; rename one")
         taken[name] = label
         names[label] = name
     return names
@@ -91,9 +89,7 @@ def _route_names(examples: dict[str, list[str]]) -> dict[str, str]:
 def _prepare(target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     existing = [p for p in target.iterdir() if p.suffix in (".yaml", ".yml")]
-    foreign = [
-        p.name for p in existing if not p.read_text(encoding="utf-8").startswith(GENERATED_MARK)
-    ]
+    foreign = [p.name for p in existing if not p.read_text(encoding="utf-8").startswith(GENERATED_MARK)]
     if foreign:
         raise FileExistsError(
             f"{target} already holds route files not written by the importer "

@@ -67,9 +67,7 @@ def route_name_for(label: str) -> str:
     return name or "route"
 
 
-def canonical_labels(
-    queries: Sequence[LabelledQuery], routes: Collection[str], default_route: str
-) -> list[str]:
+def canonical_labels(queries: Sequence[LabelledQuery], routes: Collection[str], default_route: str) -> list[str]:
     """Gold labels as route names: a label naming no route but whose route-name form does
     (as `python -m indexer import` writes it) is mapped to that route."""
     out = []

@@ -49,9 +49,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def kpis(items: Mapping[str, str]) -> str:
     """Headline figures."""
-    return "".join(
-        f"<span class=kpi><b>{escape(v)}</b>{escape(k)}</span>" for k, v in items.items()
-    )
+    return "".join(f"<span class=kpi><b>{escape(v)}</b>{escape(k)}</span>" for k, v in items.items())
 
 
 def line_chart(
@@ -81,22 +79,16 @@ def line_chart(
     parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(y_label)}">']
     for i in range(6):
         y = i / 5
-        parts.append(
-            f'<line x1="{left}" x2="{left + pw}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eee"/>'
-        )
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eee"/>')
         parts.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.1f}</text>')
     for x in _ticks(x0, x1):
         parts.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{x:g}</text>')
-    parts.append(
-        f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>'
-    )
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
     parts.append(
         f'<text x="12" y="{top + ph / 2}" transform="rotate(-90 12 {top + ph / 2})" '
         f'text-anchor="middle">{escape(y_label)}</text>'
     )
-    parts.append(
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>'
-    )
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
     if marker is not None:
         parts.append(
             f'<line x1="{px(marker):.1f}" x2="{px(marker):.1f}" y1="{top}" y2="{top + ph}" '
@@ -139,14 +131,10 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], counts: Sequence[Sequence[
     parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="confusion matrix">']
     for j, c in enumerate(cols):
         x = left + j * cell + cell / 2
-        parts.append(
-            f'<text x="{x}" y="{top - 6}" transform="rotate(-60 {x} {top - 6})">{escape(c)}</text>'
-        )
+        parts.append(f'<text x="{x}" y="{top - 6}" transform="rotate(-60 {x} {top - 6})">{escape(c)}</text>')
     for i, r in enumerate(rows):
         y = top + i * cell
-        parts.append(
-            f'<text x="{left - 6}" y="{y + cell / 2 + 4}" text-anchor="end">{escape(r)}</text>'
-        )
+        parts.append(f'<text x="{left - 6}" y="{y + cell / 2 + 4}" text-anchor="end">{escape(r)}</text>')
         total = sum(counts[i]) or 1
         for j, value in enumerate(counts[i]):
             share = value / total
@@ -210,28 +198,20 @@ def eval_page(
     body.append(_curve_chart(curve, threshold))
     rows, cols, matrix = confusion_of_worst(report, gold, predicted)
     body.append("<h2>Confusion matrix of the worst routes</h2>")
-    body.append(
-        "<p class=muted>Rows: labelled route; columns: decision. The routes with the lowest F1.</p>"
-    )
+    body.append("<p class=muted>Rows: labelled route; columns: decision. The routes with the lowest F1.</p>")
     body.append(heatmap(rows, cols, matrix))
     body.append("<h2>Most confused pairs</h2>")
     body.append(
         table(
             ["labelled", "decided", "queries", "examples"],
-            [
-                (c.gold, c.predicted, c.count, " | ".join(c.examples))
-                for c in report.confusions[:25]
-            ],
+            [(c.gold, c.predicted, c.count, " | ".join(c.examples)) for c in report.confusions[:25]],
         )
     )
     body.append("<h2>Per route (worst F1 first)</h2>")
     body.append(
         table(
             ["route", "precision", "recall", "F1", "labelled", "decided"],
-            [
-                (s.route, s.precision, s.recall, s.f1, s.support, s.predicted)
-                for s in report.per_route
-            ],
+            [(s.route, s.precision, s.recall, s.f1, s.support, s.predicted) for s in report.per_route],
         )
     )
     if report.unknown_labels:
@@ -239,9 +219,7 @@ def eval_page(
     return page("Routing evaluation", "".join(body))
 
 
-def calibration_page(
-    result: CalibrationResult, curve: Sequence[CurvePoint], meta: Mapping[str, Any]
-) -> str:
+def calibration_page(result: CalibrationResult, curve: Sequence[CurvePoint], meta: Mapping[str, Any]) -> str:
     """The `calibrate` report."""
     p = result.params
     body = [f"<p class=muted>{escape(_meta_line(meta))}</p>"]
@@ -280,9 +258,7 @@ def calibration_page(
     )
     body.append("<h2>Decision-rule variants (best of each family on this file)</h2>")
     body.append(_variants_table(result))
-    body.append(
-        "<h2>Accuracy and fallback recall against the threshold (other parameters as chosen)</h2>"
-    )
+    body.append("<h2>Accuracy and fallback recall against the threshold (other parameters as chosen)</h2>")
     body.append(_curve_chart(curve, p.threshold))
     body.append("<h2>Per-route thresholds</h2>")
     verdict = "kept" if result.route_thresholds_kept else "not kept"
@@ -293,10 +269,7 @@ def calibration_page(
     body.append(
         table(
             ["route", "labelled", "best offset", "kept offset", "gain (weighted queries)"],
-            [
-                (r.route, r.support, r.best_offset, r.offset, r.gain)
-                for r in result.route_thresholds
-            ],
+            [(r.route, r.support, r.best_offset, r.offset, r.gain) for r in result.route_thresholds],
         )
     )
     body.append("<h2>Best settings tried</h2>")
@@ -383,10 +356,7 @@ def hygiene_page(report: HygieneReport, meta: Mapping[str, Any]) -> str:
     body.append(
         table(
             ["similarity", "route", "example", "other route", "other example"],
-            [
-                (d.similarity, d.route_a, d.text_a, d.route_b, d.text_b)
-                for d in report.near_duplicates[:300]
-            ],
+            [(d.similarity, d.route_a, d.text_a, d.route_b, d.text_b) for d in report.near_duplicates[:300]],
         )
     )
     body.append(f"<h2>Routes with fewer than {report.min_examples} examples</h2>")

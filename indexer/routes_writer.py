@@ -48,9 +48,7 @@ def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> Wri
     }
     for route in table.routes:
         value = params.route_thresholds.get(route.name)
-        edits[_route_file(root, route.name)] = {
-            "threshold": None if value is None else _number(value)
-        }
+        edits[_route_file(root, route.name)] = {"threshold": None if value is None else _number(value)}
     originals: dict[Path, str | None] = {}
     changed: list[str] = []
     rewritten: list[str] = []
@@ -113,9 +111,7 @@ def _edit(text: str | None, values: Mapping[str, Any]) -> tuple[str, bool]:
 
 def _set_line(text: str, key: str, value: Any) -> str:
     lines = text.splitlines(keepends=True)
-    pattern = re.compile(
-        rf"^{re.escape(key)}[ \t]*:(?P<value>[^#\n]*?)(?P<comment>[ \t]+#.*)?(?P<eol>\r?\n)?$"
-    )
+    pattern = re.compile(rf"^{re.escape(key)}[ \t]*:(?P<value>[^#\n]*?)(?P<comment>[ \t]+#.*)?(?P<eol>\r?\n)?$")
     for i, line in enumerate(lines):
         found = pattern.match(line)
         if found:
@@ -137,11 +133,7 @@ def _set_line(text: str, key: str, value: Any) -> str:
 def _insert_after(lines: list[str], key: str) -> int:
     """Where a new top-level key goes: after the last router key present, else after `name`."""
     for keys in ((ROUTER_KEYS if key in ROUTER_KEYS else ()), ("name",)):
-        found = [
-            i
-            for i, line in enumerate(lines)
-            if any(re.match(rf"^{re.escape(k)}[ \t]*:", line) for k in keys)
-        ]
+        found = [i for i, line in enumerate(lines) if any(re.match(rf"^{re.escape(k)}[ \t]*:", line) for k in keys)]
         if found:
             return max(found) + 1
     return len(lines)

@@ -5,21 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def text_table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], *, max_width: int = 60
-) -> str:
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, max_width: int = 60) -> str:
     """Columns padded to their widest cell; numbers right-aligned, long cells cut."""
     cells = [[_cell(v, max_width) for v in row] for row in rows]
-    numeric = [
-        all(isinstance(row[i], int | float) for row in rows) if rows else False
-        for i in range(len(headers))
-    ]
+    numeric = [all(isinstance(row[i], int | float) for row in rows) if rows else False for i in range(len(headers))]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)
-        ]
+        parts = [v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)]
         return "  ".join(parts).rstrip()
 
     out = [line(list(headers)), line(["-" * w for w in widths])]

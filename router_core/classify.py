@@ -10,9 +10,7 @@ from router_core.routes import DecisionParams
 from router_core.store.protocol import OpenIndex
 
 
-def classify_vectors(
-    index: OpenIndex, vectors: Vectors, params: DecisionParams | None = None
-) -> list[Decision]:
+def classify_vectors(index: OpenIndex, vectors: Vectors, params: DecisionParams | None = None) -> list[Decision]:
     """Decide a route for each query vector with the version's own (or given) parameters."""
     chosen = params or index.table.params
     if len(vectors) == 0:

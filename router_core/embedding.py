@@ -72,9 +72,7 @@ class Embedder:
         try:
             model = SentenceTransformer(location, device=device)
         except Exception as exc:  # the library raises many unrelated types for a bad model
-            raise ModelUnavailable(
-                f"cannot load embedding model {name_or_path!r} (from {location}): {exc}"
-            ) from exc
+            raise ModelUnavailable(f"cannot load embedding model {name_or_path!r} (from {location}): {exc}") from exc
         embedder = cls(model, model_id, _portable_source(name_or_path))
         try:
             # One forward pass now, so the first query served does not pay torch's lazy set-up.
@@ -83,9 +81,7 @@ class Embedder:
             raise ModelUnavailable(f"embedding model {name_or_path!r} cannot encode: {exc}") from exc
         return embedder
 
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
-    ) -> Vectors:
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
         """Embed `texts` in batches; rows are unit-normalised float32 vectors."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)

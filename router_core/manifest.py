@@ -33,9 +33,7 @@ class ExamplePoint:
 
 def example_points(table: RouteTable) -> tuple[ExamplePoint, ...]:
     """Every example of every route as a point, in route-file order."""
-    return tuple(
-        ExamplePoint(point_id(r.name, text), r.name, text) for r in table.routes for text in r.examples
-    )
+    return tuple(ExamplePoint(point_id(r.name, text), r.name, text) for r in table.routes for text in r.examples)
 
 
 def fingerprint(model_id: str, dimension: int, table: RouteTable) -> str:
@@ -88,6 +86,4 @@ class IndexManifest:
         try:
             return RouteTable.from_dict(self.route_table, {k: tuple(v) for k, v in examples.items()})
         except (KeyError, TypeError, ValueError) as exc:  # a damaged or foreign manifest
-            raise StoreUnavailable(
-                f"index version {self.version!r} has an unreadable route table: {exc!r}"
-            ) from exc
+            raise StoreUnavailable(f"index version {self.version!r} has an unreadable route table: {exc!r}") from exc

@@ -82,18 +82,14 @@ def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> Re
     points = example_points(table)
     fp = fingerprint(embedder.model_id, embedder.dimension, table)
     if live is None:
-        changes = tuple(
-            RouteChange(r.name, "added", examples_added=r.examples) for r in table.routes
-        )
+        changes = tuple(RouteChange(r.name, "added", examples_added=r.examples) for r in table.routes)
         return ReindexPlan(None, fp, False, False, points, frozenset(), changes)
     manifest = store.manifest(live)
     stored = store.stored_points(live)
     same_model = manifest.model_id == embedder.model_id and manifest.dimension == embedder.dimension
     reusable = frozenset(p.id for p in stored.points) if same_model else frozenset()
     changes = _diff(manifest, stored, table)
-    return ReindexPlan(
-        live, fp, manifest.fingerprint == fp, not same_model, points, reusable, changes, stored
-    )
+    return ReindexPlan(live, fp, manifest.fingerprint == fp, not same_model, points, reusable, changes, stored)
 
 
 def run_reindex(
@@ -113,8 +109,15 @@ def run_reindex(
     if plan.up_to_date and plan.live_version is not None:
         dropped = _drop_old(store, keep_versions)
         return ReindexReport(
-            plan.live_version, plan.live_version, len(table.routes), len(plan.points),
-            0, len(plan.points), time.perf_counter() - started, False, dropped,
+            plan.live_version,
+            plan.live_version,
+            len(table.routes),
+            len(plan.points),
+            0,
+            len(plan.points),
+            time.perf_counter() - started,
+            False,
+            dropped,
         )
     vectors = _vectors_for(plan, store, embedder, batch_size=batch_size, progress=progress, stage=stage)
     version = new_version_id(plan.fingerprint)
@@ -135,8 +138,15 @@ def run_reindex(
     dropped = _drop_old(store, keep_versions)
     embedded = len(plan.to_embed)
     return ReindexReport(
-        version, plan.live_version, len(table.routes), len(plan.points), embedded,
-        len(plan.points) - embedded, time.perf_counter() - started, True, dropped,
+        version,
+        plan.live_version,
+        len(table.routes),
+        len(plan.points),
+        embedded,
+        len(plan.points) - embedded,
+        time.perf_counter() - started,
+        True,
+        dropped,
     )
 
 
@@ -193,7 +203,8 @@ def _diff(manifest: IndexManifest, stored: StoredPoints, table: RouteTable) -> t
         before = set(old_examples.get(route.name, ()))
         after = set(route.examples)
         settings = tuple(
-            key for key in ("description", "threshold", "agent")
+            key
+            for key in ("description", "threshold", "agent")
             if old_routes[route.name].get(key) != new_dict[route.name][key]
         )
         added = tuple(t for t in route.examples if t not in before)

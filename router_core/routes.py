@@ -52,9 +52,7 @@ class RouterFile(StrictModel):
     vote: VoteWeight = "count"
     threshold_mode: ThresholdMode = "neighbour"
     default_route: str = Field(default="default", pattern=NAME_PATTERN)
-    default_agent: AgentSpec = CannedAgent(
-        name="default-agent", reply="Sorry, I can't help with that request."
-    )
+    default_agent: AgentSpec = CannedAgent(name="default-agent", reply="Sorry, I can't help with that request.")
 
 
 @dataclass(frozen=True)
@@ -169,9 +167,7 @@ def load_routes(directory: Path | str) -> RouteTable:
     if router_path.exists():
         parsed = _parse(router_path, RouterFile, problems)
         router = parsed if isinstance(parsed, RouterFile) else router
-    files = sorted(
-        p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.name != ROUTER_FILE
-    )
+    files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.name != ROUTER_FILE)
     routes: list[Route] = []
     for path in files:
         parsed_route = _parse(path, RouteFile, problems)
@@ -236,9 +232,7 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
 def _check_route(path: Path, parsed: RouteFile, problems: list[Problem]) -> Route | None:
     before = len(problems)
     if parsed.name != path.stem:
-        problems.append(
-            Problem(path.name, "name", f"route name {parsed.name!r} must match the file name")
-        )
+        problems.append(Problem(path.name, "name", f"route name {parsed.name!r} must match the file name"))
     seen: dict[str, int] = {}
     cleaned: list[str] = []
     for i, example in enumerate(parsed.examples):
@@ -247,15 +241,11 @@ def _check_route(path: Path, parsed: RouteFile, problems: list[Problem]) -> Rout
             problems.append(Problem(path.name, f"examples.{i}", "empty example"))
             continue
         if len(text) > MAX_EXAMPLE_CHARS:
-            problems.append(
-                Problem(path.name, f"examples.{i}", f"longer than {MAX_EXAMPLE_CHARS} characters")
-            )
+            problems.append(Problem(path.name, f"examples.{i}", f"longer than {MAX_EXAMPLE_CHARS} characters"))
             continue
         key = normalise_utterance(text)
         if key in seen:
-            problems.append(
-                Problem(path.name, f"examples.{i}", f"duplicate of examples.{seen[key]}: {text!r}")
-            )
+            problems.append(Problem(path.name, f"examples.{i}", f"duplicate of examples.{seen[key]}: {text!r}"))
             continue
         seen[key] = i
         cleaned.append(text)
@@ -270,9 +260,7 @@ def _check_route(path: Path, parsed: RouteFile, problems: list[Problem]) -> Rout
     )
 
 
-def _check_table(
-    root: Path, router: RouterFile, routes: list[Route], problems: list[Problem]
-) -> None:
+def _check_table(root: Path, router: RouterFile, routes: list[Route], problems: list[Problem]) -> None:
     names: dict[str, int] = {}
     for route in routes:
         names[route.name] = names.get(route.name, 0) + 1

@@ -32,9 +32,7 @@ class SettingsSection(BaseModel):
 class EmbeddingSettings(SettingsSection):
     """Which sentence-transformers model embeds examples and queries."""
 
-    model: str = Field(
-        default=DEFAULT_MODEL, description="Model name or path (default: all-MiniLM-L6-v2, shipped)."
-    )
+    model: str = Field(default=DEFAULT_MODEL, description="Model name or path (default: all-MiniLM-L6-v2, shipped).")
     device: str = "cpu"
     batch_size: int = Field(default=64, ge=1, le=4096)
 

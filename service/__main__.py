@@ -32,7 +32,9 @@ def main() -> int:
         return 2
     log.info(
         "serving index version %s on %s:%d",
-        runtime.follower.current.version, settings.http.host, settings.http.port,
+        runtime.follower.current.version,
+        settings.http.host,
+        settings.http.port,
     )
     app = create_app(runtime=runtime)
     uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None, access_log=False)

@@ -146,9 +146,7 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(
-        HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", f"unexpected {type(exc).__name__}; see logs"
-    )
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", f"unexpected {type(exc).__name__}; see logs")
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

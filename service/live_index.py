@@ -81,8 +81,7 @@ class IndexFollower:
         version = self._store.live_version()
         if version is None:
             raise IndexMissing(
-                "no index found: run the re-index command (python -m indexer) before starting "
-                "the service"
+                "no index found: run the re-index command (python -m indexer) before starting the service"
             )
         self._install(version)
         return self.current

@@ -21,44 +21,66 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "router_http_requests", "HTTP requests by endpoint and status",
-            ["endpoint", "method", "status"], registry=r,
+            "router_http_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "method", "status"],
+            registry=r,
         )
         self.request_seconds = Histogram(
-            "router_http_request_duration_seconds", "HTTP request latency by endpoint",
-            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
+            "router_http_request_duration_seconds",
+            "HTTP request latency by endpoint",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.decisions = Counter(
-            "router_decisions", "Routing decisions by route and fallback",
-            ["route", "fallback", "reason"], registry=r,
+            "router_decisions",
+            "Routing decisions by route and fallback",
+            ["route", "fallback", "reason"],
+            registry=r,
         )
         self.stage_seconds = Histogram(
             "router_classify_stage_seconds",
             "Latency of the classification stages, embed and search, per micro-batch",
-            ["stage"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.score = Histogram(
-            "router_similarity_score", "Best neighbour similarity per query",
-            buckets=tuple(i / 20 for i in range(-4, 21)), registry=r,
+            "router_similarity_score",
+            "Best neighbour similarity per query",
+            buckets=tuple(i / 20 for i in range(-4, 21)),
+            registry=r,
         )
         self.index_info = Gauge(
-            "router_index_version_info", "The index version served (value 1)",
-            ["version", "model", "created_at"], registry=r,
+            "router_index_version_info",
+            "The index version served (value 1)",
+            ["version", "model", "created_at"],
+            registry=r,
         )
         self.index_points = Gauge(
-            "router_index_examples", "Example utterances in the served index", registry=r,
+            "router_index_examples",
+            "Example utterances in the served index",
+            registry=r,
         )
         self.reindex = Counter(
-            "router_reindex", "Re-indexes triggered through the admin endpoint by outcome",
-            ["outcome"], registry=r,
+            "router_reindex",
+            "Re-indexes triggered through the admin endpoint by outcome",
+            ["outcome"],
+            registry=r,
         )
         self.agent_seconds = Histogram(
-            "router_agent_call_duration_seconds", "Agent (LLM) call latency by model and outcome",
-            ["model", "outcome"], buckets=_AGENT_BUCKETS, registry=r,
+            "router_agent_call_duration_seconds",
+            "Agent (LLM) call latency by model and outcome",
+            ["model", "outcome"],
+            buckets=_AGENT_BUCKETS,
+            registry=r,
         )
         self.agent_errors = Counter(
-            "router_agent_errors", "Agent (LLM) call errors by model and kind",
-            ["model", "kind"], registry=r,
+            "router_agent_errors",
+            "Agent (LLM) call errors by model and kind",
+            ["model", "kind"],
+            registry=r,
         )
 
     def observe_decisions(self, decisions: Iterable[Decision]) -> None:

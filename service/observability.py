@@ -18,9 +18,7 @@ from service.metrics import Metrics
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-log_fields_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "log_fields", default=None
-)
+log_fields_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
 access_log = logging.getLogger("router.access")
 
 
@@ -120,8 +118,16 @@ class RequestContext:
             self._metrics.request_seconds.labels(endpoint).observe(elapsed)
             access_log.info(
                 "request",
-                extra={"request_id": rid, "fields": {"method": method, "path": scope.get("path"), "status": status,
-                                  "ms": round(elapsed * 1e3, 2), **fields}},
+                extra={
+                    "request_id": rid,
+                    "fields": {
+                        "method": method,
+                        "path": scope.get("path"),
+                        "status": status,
+                        "ms": round(elapsed * 1e3, 2),
+                        **fields,
+                    },
+                },
             )
             log_fields_var.reset(token_fields)
             request_id_var.reset(token_id)

@@ -15,8 +15,6 @@ from service.settings import LimitSettings
 CLOSED_REQUESTS = (ClassifyRequest, BatchClassifyRequest, AnswerRequest)
 
 
-
-
 def _query(schema: Schema, max_chars: int) -> None:
     schema.min_length = 1
     schema.max_length = max_chars

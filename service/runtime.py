@@ -81,6 +81,7 @@ class Runtime:
                 f"no index found ({describe_store(settings)}): run the re-index command "
                 "(python -m indexer) before starting the service"
             )
+
         def load_recorded(manifest: IndexManifest) -> Embedder:
             return Embedder.load(manifest.model_source or manifest.model_id, settings.embedding.device)
 

@@ -98,9 +98,7 @@ def neighbour_out(n: Neighbour) -> NeighbourOut:
     return NeighbourOut(n.text, n.route, round(n.similarity, 4))
 
 
-def classify_response(
-    decision: Decision, agent: str, version: str, *, explain: bool
-) -> ClassifyResponse:
+def classify_response(decision: Decision, agent: str, version: str, *, explain: bool) -> ClassifyResponse:
     """Wire form of a decision."""
     return ClassifyResponse(
         route=decision.route,

@@ -54,7 +54,7 @@ def check_bind(host: str, auth: AuthSettings, *, allow_insecure: bool) -> None:
         return
     raise InsecureBind(
         f"refusing to listen on {host} without API keys: set ROUTER_AUTH__API_KEYS "
-        '(e.g. \'["key1"]\'), bind to 127.0.0.1, or set ROUTER_ALLOW_INSECURE_BIND=true'
+        "(e.g. '[\"key1\"]'), bind to 127.0.0.1, or set ROUTER_ALLOW_INSECURE_BIND=true"
     )
 
 

@@ -24,9 +24,7 @@ class LimitSettings(SettingsSection):
     max_micro_batch: int = Field(
         default=64, ge=1, description="Most queries embedded in one forward pass across requests."
     )
-    max_messages: int = Field(
-        default=100, ge=1, description="Most chat messages in one answer or chat request."
-    )
+    max_messages: int = Field(default=100, ge=1, description="Most chat messages in one answer or chat request.")
     max_conversation_chars: int = Field(
         default=100_000, ge=1, description="Most characters across all messages of one request."
     )
@@ -62,12 +60,8 @@ class LLMSettings(SettingsSection):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Name of the environment variable holding the default endpoint's key.",
     )
-    backoff_initial_s: float = Field(
-        default=0.5, ge=0.0, description="Delay before the first retry."
-    )
-    backoff_multiplier: float = Field(
-        default=2.0, ge=1.0, description="Growth of the delay per retry."
-    )
+    backoff_initial_s: float = Field(default=0.5, ge=0.0, description="Delay before the first retry.")
+    backoff_multiplier: float = Field(default=2.0, ge=1.0, description="Growth of the delay per retry.")
     backoff_max_s: float = Field(default=8.0, ge=0.0, description="Longest delay between retries.")
     backoff_jitter: float = Field(
         default=0.2, ge=0.0, le=1.0, description="Random spread of each delay, as a fraction."
@@ -75,9 +69,7 @@ class LLMSettings(SettingsSection):
     deadline_s: float = Field(
         default=120.0, gt=0.0, description="Time budget of one answer across retries and fallbacks."
     )
-    stream_usage: bool = Field(
-        default=True, description="Ask upstream streams for token usage (stream_options)."
-    )
+    stream_usage: bool = Field(default=True, description="Ask upstream streams for token usage (stream_options).")
 
 
 class ServiceSettings(IndexSettings):
@@ -86,9 +78,7 @@ class ServiceSettings(IndexSettings):
     http: HttpSettings = HttpSettings()
     limits: LimitSettings = LimitSettings()
     llm: LLMSettings = LLMSettings()
-    reload_interval_s: float = Field(
-        default=2.0, gt=0, description="How often the live index pointer is checked."
-    )
+    reload_interval_s: float = Field(default=2.0, gt=0, description="How often the live index pointer is checked.")
     allow_insecure_bind: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys."
     )

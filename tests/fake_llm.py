@@ -159,9 +159,7 @@ class FakeLLM:
         def run() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._track, self.host, self.port)
-            )
+            self._server = loop.run_until_complete(asyncio.start_server(self._track, self.host, self.port))
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             loop.run_forever()
@@ -227,9 +225,7 @@ class FakeLLM:
             if not await self._respond(method, path, headers, body, writer):
                 return
 
-    async def _respond(
-        self, method: str, path: str, headers: dict[str, str], body: dict[str, Any], w: Any
-    ) -> bool:
+    async def _respond(self, method: str, path: str, headers: dict[str, str], body: dict[str, Any], w: Any) -> bool:
         """Answer one request; False when the connection must close."""
         if method == "GET" and path.rstrip("/").endswith("/models"):
             model = {"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}
@@ -253,9 +249,7 @@ class FakeLLM:
             await self._stream(w, model, pieces, 0.0, None, complete=False)
             return False
         messages = body.get("messages", [])
-        last_user = next(
-            (m["content"] for m in reversed(messages) if m.get("role") == "user"), ""
-        )
+        last_user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         text = behaviour.text if behaviour.text is not None else f"[{model}] {last_user}"
         usage = USAGE if behaviour.usage else None
         if body.get("stream"):
@@ -327,10 +321,7 @@ class FakeLLM:
         first_delay_s: float = 0.0,
     ) -> None:
         """SSE chunks in OpenAI's format, chunked transfer; `complete` ends them properly."""
-        w.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n"
-        )
+        w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
         base = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
@@ -339,9 +330,7 @@ class FakeLLM:
         }
 
         def event(delta: dict[str, Any] | None, finish: str | None = None, **more: Any) -> bytes:
-            choices = [] if delta is None else [
-                {"index": 0, "delta": delta, "finish_reason": finish}
-            ]
+            choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
             return b"data: " + json.dumps({**base, "choices": choices, **more}).encode() + b"\n\n"
 
         await self._chunk(w, event({"role": "assistant", "content": ""}))

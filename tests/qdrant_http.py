@@ -232,8 +232,7 @@ class QdrantHttpStandIn:
 
         @get("/", sync_to_thread=False)
         def root() -> Response[Any]:
-            return Response({"title": "qdrant - vector search engine (test stand-in)",
-                             "version": _server_version()})
+            return Response({"title": "qdrant - vector search engine (test stand-in)", "version": _server_version()})
 
         @get(["/healthz", "/livez", "/readyz"], sync_to_thread=False, media_type="text/plain")
         def health() -> str:
@@ -341,9 +340,20 @@ class QdrantHttpStandIn:
 
         return Litestar(
             route_handlers=[
-                root, health, list_collections, get_collection, collection_exists,
-                create_collection, delete_collection, list_aliases, collection_aliases,
-                update_aliases, upsert, scroll, count, query_batch,
+                root,
+                health,
+                list_collections,
+                get_collection,
+                collection_exists,
+                create_collection,
+                delete_collection,
+                list_aliases,
+                collection_aliases,
+                update_aliases,
+                upsert,
+                scroll,
+                count,
+                query_batch,
             ],
             before_request=self._gate,
             openapi_config=None,

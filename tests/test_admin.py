@@ -11,8 +11,9 @@ from tests.conftest import ServiceFactory
 from tests.serving import settings_for
 
 
-def test_index_status_and_reindex(tmp_path: Path, routes_dir: Path, embedder: Embedder,
-                                  start_service: ServiceFactory) -> None:
+def test_index_status_and_reindex(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
     """/admin/index reports the live version; /admin/reindex publishes edits and serves them at once."""
     data = tmp_path / "data"
     first = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
@@ -35,8 +36,9 @@ def test_index_status_and_reindex(tmp_path: Path, routes_dir: Path, embedder: Em
         assert 'router_reindex_total{outcome="changed"} 1.0' in c.get("/metrics").text
 
 
-def test_reindex_with_broken_routes_keeps_serving(tmp_path: Path, routes_dir: Path, embedder: Embedder,
-                                                  start_service: ServiceFactory) -> None:
+def test_reindex_with_broken_routes_keeps_serving(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
     """A re-index over invalid YAML answers 422 naming the file, and the old version keeps serving."""
     data = tmp_path / "data"
     first = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version

@@ -52,31 +52,51 @@ def route_files(fake_url: str) -> dict[str, dict[str, Any]]:
     return {
         "weather": {
             "description": "Weather forecasts.",
-            "examples": [WEATHER, "what's the weather like today", "weather forecast for london",
-                         "is it going to be sunny this weekend", "how cold will it be tonight"],
-            "agent": {"kind": "llm", "name": "weather-agent", "model": "weather-main",
-                      "system_prompt": "You are the weather agent.", "retries": 2,
-                      "timeout_s": 2.0,
-                      "fallback_models": ["weather-backup-1", "weather-backup-2"], **on_fake},
+            "examples": [
+                WEATHER,
+                "what's the weather like today",
+                "weather forecast for london",
+                "is it going to be sunny this weekend",
+                "how cold will it be tonight",
+            ],
+            "agent": {
+                "kind": "llm",
+                "name": "weather-agent",
+                "model": "weather-main",
+                "system_prompt": "You are the weather agent.",
+                "retries": 2,
+                "timeout_s": 2.0,
+                "fallback_models": ["weather-backup-1", "weather-backup-2"],
+                **on_fake,
+            },
         },
         "cooking": {
             "description": "Cooking and recipes.",
-            "examples": [COOKING, "recipe for pancakes", "how do I make pasta sauce",
-                         "what can I cook with chicken and rice", "what temperature to bake bread"],
-            "agent": {"kind": "llm", "name": "cooking-agent", "model": "cook", "retries": 0,
-                      "timeout_s": 1.0, **on_fake},
+            "examples": [
+                COOKING,
+                "recipe for pancakes",
+                "how do I make pasta sauce",
+                "what can I cook with chicken and rice",
+                "what temperature to bake bread",
+            ],
+            "agent": {
+                "kind": "llm",
+                "name": "cooking-agent",
+                "model": "cook",
+                "retries": 0,
+                "timeout_s": 1.0,
+                **on_fake,
+            },
         },
         "local": {
             "description": "Translations, answered by a keyless local model.",
             "examples": [LOCAL, "translate this sentence into french", "what does bonjour mean"],
-            "agent": {"kind": "llm", "name": "local-agent", "model": "local-model",
-                      "base_url": fake_url},
+            "agent": {"kind": "llm", "name": "local-agent", "model": "local-model", "base_url": fake_url},
         },
         "sports": {
             "description": "Sports, whose agent has no endpoint configured.",
             "examples": [SPORTS, "latest basketball scores", "tell me about football results"],
-            "agent": {"kind": "llm", "name": "sports-agent", "model": "sports-model",
-                      "api_key_env": UNSET_KEY_ENV},
+            "agent": {"kind": "llm", "name": "sports-agent", "model": "sports-model", "api_key_env": UNSET_KEY_ENV},
         },
         "greeting": {
             "description": "Greetings.",
@@ -94,8 +114,15 @@ CANNED = {"kind": "canned", "name": "default-agent", "reply": CANNED_DEFAULT}
 
 
 def llm_default(fake_url: str) -> dict[str, Any]:
-    return {"kind": "llm", "name": "fallback-agent", "model": "default-model", "retries": 0,
-            "timeout_s": 1.0, "base_url": fake_url, "api_key_env": FAKE_KEY_ENV}
+    return {
+        "kind": "llm",
+        "name": "fallback-agent",
+        "model": "default-model",
+        "retries": 0,
+        "timeout_s": 1.0,
+        "base_url": fake_url,
+        "api_key_env": FAKE_KEY_ENV,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +146,10 @@ def canned_default(
     """A service whose default agent is canned."""
     root = tmp_path_factory.mktemp("agents-canned")
     routes = write_routes(root / "routes", router_file(CANNED), route_files(fake_llm_server.url))
-    with router_service(routes, root / "data", embedder, agents_llm()) as url, httpx.Client(
-        base_url=url, timeout=30
-    ) as c:
+    with (
+        router_service(routes, root / "data", embedder, agents_llm()) as url,
+        httpx.Client(base_url=url, timeout=30) as c,
+    ):
         yield c
 
 
@@ -189,19 +217,23 @@ def test_retry_after_is_read_in_every_form_servers_send() -> None:
     assert retry_after_seconds({}, now) is None
 
 
-def test_fallback_models_are_tried_in_order(
-    canned_default: httpx.Client, fake_llm: FakeLLM
-) -> None:
+def test_fallback_models_are_tried_in_order(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """After its retries the primary gives way to each fallback model; 4xx is not retried."""
     fake_llm.always("weather-main", Fail(500))
     fake_llm.script("weather-backup-1", Fail(404, "no such model"))
     body = answer(canned_default, WEATHER).json()
     assert body["answered_by"] == "weather-agent" and body["model"] == "weather-backup-2"
     assert [c.model for c in fake_llm.calls()] == [
-        "weather-main", "weather-main", "weather-main", "weather-backup-1", "weather-backup-2"
+        "weather-main",
+        "weather-main",
+        "weather-main",
+        "weather-backup-1",
+        "weather-backup-2",
     ]
     assert [(a["model"], a["status"]) for a in body["attempts"]] == [
-        ("weather-main", 500), ("weather-main", 500), ("weather-main", 500),
+        ("weather-main", 500),
+        ("weather-main", 500),
+        ("weather-main", 500),
         ("weather-backup-1", 404),
     ]
     reason = body["fallback_reason"]
@@ -211,9 +243,7 @@ def test_fallback_models_are_tried_in_order(
         assert call.messages[0] == {"role": "system", "content": "You are the weather agent."}
 
 
-def test_timeout_falls_through_to_the_canned_default(
-    canned_default: httpx.Client, fake_llm: FakeLLM
-) -> None:
+def test_timeout_falls_through_to_the_canned_default(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """A model that hangs past the agent's timeout_s gives way to the default agent."""
     fake_llm.always("cook", Hang())
     body = answer(canned_default, COOKING).json()
@@ -229,9 +259,7 @@ def test_timeout_falls_through_to_the_canned_default(
     assert "timed out" in body["fallback_reason"]
 
 
-def test_agent_without_endpoint_is_skipped_at_once(
-    canned_default: httpx.Client, fake_llm: FakeLLM
-) -> None:
+def test_agent_without_endpoint_is_skipped_at_once(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """An LLM agent with no base_url and no key answers through the default, with no call made."""
     body = answer(canned_default, SPORTS).json()
     assert body["route"] == "sports" and body["answered_by"] == "default-agent"
@@ -240,18 +268,14 @@ def test_agent_without_endpoint_is_skipped_at_once(
     assert fake_llm.calls() == []
 
 
-def test_canned_route_agent_answers_without_llm(
-    canned_default: httpx.Client, fake_llm: FakeLLM
-) -> None:
+def test_canned_route_agent_answers_without_llm(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """A canned route agent answers with its fixed reply."""
     body = answer(canned_default, GREETING).json()
     assert (body["route"], body["answer"], body["model"]) == ("greeting", "Hello!", "canned")
     assert fake_llm.calls() == []
 
 
-def test_nothing_answering_is_a_502_naming_route_models_and_reasons(
-    llm_default_url: str, fake_llm: FakeLLM
-) -> None:
+def test_nothing_answering_is_a_502_naming_route_models_and_reasons(llm_default_url: str, fake_llm: FakeLLM) -> None:
     """When every model and the default LLM agent fail, a 502 problem says what was tried."""
     for model in ("weather-main", "weather-backup-1", "weather-backup-2", "default-model"):
         fake_llm.always(model, Fail(500))
@@ -260,9 +284,7 @@ def test_nothing_answering_is_a_502_naming_route_models_and_reasons(
     assert r.headers["content-type"].startswith("application/problem+json")
     problem = r.json()
     assert problem["route"] == "weather"
-    assert problem["models_tried"] == [
-        "weather-main", "weather-backup-1", "weather-backup-2", "default-model"
-    ]
+    assert problem["models_tried"] == ["weather-main", "weather-backup-1", "weather-backup-2", "default-model"]
     assert len(problem["attempts"]) == 10
     assert {a["status"] for a in problem["attempts"]} == {500}
     assert "weather" in problem["detail"] and "fallback-agent (default-model)" in problem["detail"]
@@ -293,9 +315,7 @@ def test_openai_client_sees_502_streaming_or_not(llm_default_url: str, fake_llm:
 
 
 # -- streaming ------------------------------------------------------------------------------
-def test_stream_fails_over_until_the_first_token(
-    canned_default: httpx.Client, fake_llm: FakeLLM
-) -> None:
+def test_stream_fails_over_until_the_first_token(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """A stream that fails before its first token is retried and falls to the next model."""
     fake_llm.always("weather-main", Fail(503))
     events = sse_events(answer(canned_default, WEATHER, stream=True))
@@ -306,9 +326,7 @@ def test_stream_fails_over_until_the_first_token(
     assert text == f"[weather-backup-1] {WEATHER}"
 
 
-def test_slow_first_token_times_out_to_the_default(
-    canned_default: httpx.Client, fake_llm: FakeLLM
-) -> None:
+def test_slow_first_token_times_out_to_the_default(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """A stream whose first token takes longer than timeout_s counts as a timeout."""
     fake_llm.always("cook", Reply(first_delay_s=5.0))
     events = sse_events(answer(canned_default, COOKING, stream=True))
@@ -317,9 +335,7 @@ def test_slow_first_token_times_out_to_the_default(
     assert events[2] == ("delta", {"content": CANNED_DEFAULT})
 
 
-def test_stall_mid_stream_ends_with_a_504_error_event(
-    canned_default: httpx.Client, fake_llm: FakeLLM
-) -> None:
+def test_stall_mid_stream_ends_with_a_504_error_event(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """A stream that stalls after its first token ends with an error event, not a hang."""
     fake_llm.always("cook", Reply(chunks=3, delay_s=5.0))
     events = sse_events(answer(canned_default, COOKING, stream=True))
@@ -362,9 +378,7 @@ def test_api_keys_never_leak_into_responses_or_logs(
         assert DEFAULT_KEY not in text
 
 
-def test_default_key_is_never_sent_to_an_agent_own_endpoint(
-    canned_default: httpx.Client, fake_llm: FakeLLM
-) -> None:
+def test_default_key_is_never_sent_to_an_agent_own_endpoint(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """An agent with its own base_url and no api_key_env calls keyless, not with the router key."""
     body = answer(canned_default, LOCAL).json()
     assert body["answered_by"] == "local-agent" and body["model"] == "local-model"
@@ -428,11 +442,14 @@ def test_clients_are_created_for_agents_added_by_a_live_reindex(
     with router_service(routes, tmp_path / "data", embedder, agents_llm()) as url:
         files["travel"] = {
             "description": "Travel.",
-            "examples": [
-                "book me a flight to rome", "cheap hotels in paris", "train times to berlin"
-            ],
-            "agent": {"kind": "llm", "name": "travel-agent", "model": "travel-model",
-                      "base_url": fake_llm.url, "api_key_env": OTHER_KEY_ENV},
+            "examples": ["book me a flight to rome", "cheap hotels in paris", "train times to berlin"],
+            "agent": {
+                "kind": "llm",
+                "name": "travel-agent",
+                "model": "travel-model",
+                "base_url": fake_llm.url,
+                "api_key_env": OTHER_KEY_ENV,
+            },
         }
         write_routes(routes, router_file(CANNED), files)
         run_reindex(load_routes(routes), EdgeStore(tmp_path / "data"), embedder)

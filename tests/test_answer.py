@@ -40,9 +40,10 @@ def answer_client(
     root = tmp_path_factory.mktemp("answer")
     routes = copy_shipped(root / "routes")
     point_agents_at(routes, fake_llm_server.url)
-    with router_service(routes, root / "data", embedder, fast_llm()) as url, httpx.Client(
-        base_url=url, timeout=30
-    ) as c:
+    with (
+        router_service(routes, root / "data", embedder, fast_llm()) as url,
+        httpx.Client(base_url=url, timeout=30) as c,
+    ):
         yield c
 
 
@@ -52,9 +53,10 @@ def offline_client(
 ) -> Iterator[httpx.Client]:
     """A service over the unmodified shipped routes with no LLM endpoint configured."""
     root = tmp_path_factory.mktemp("offline")
-    with router_service(SHIPPED_ROUTES, root / "data", embedder, fast_llm()) as url, httpx.Client(
-        base_url=url, timeout=30
-    ) as c:
+    with (
+        router_service(SHIPPED_ROUTES, root / "data", embedder, fast_llm()) as url,
+        httpx.Client(base_url=url, timeout=30) as c,
+    ):
         yield c
 
 
@@ -147,9 +149,7 @@ def test_streamed_answer_sends_route_first_then_deltas_then_done(
     assert set(names[2:-1]) == {"delta"} and len(names[2:-1]) == 5
     assert events[0][1]["route"] == "team_performance"
     assert events[1][1]["answered_by"] == "team-performance-agent"
-    assert "".join(data["content"] for name, data in events if name == "delta") == (
-        f"[gpt-4o-mini] {query}"
-    )
+    assert "".join(data["content"] for name, data in events if name == "delta") == (f"[gpt-4o-mini] {query}")
     assert events[-1][1]["usage"] == USAGE_FAKE
     [call] = fake_llm.calls()
     assert call.body["stream"] is True
@@ -174,9 +174,7 @@ def test_stream_broken_mid_answer_ends_with_an_error_event(
 ) -> None:
     """When the LLM drops the connection mid-stream, the last event is an error problem."""
     fake_llm.script("gpt-4o-mini", DropMidStream(after=2))
-    r = answer_client.post(
-        "/v1/answer", json={"query": example_of(shipped, "maths"), "stream": True}
-    )
+    r = answer_client.post("/v1/answer", json={"query": example_of(shipped, "maths"), "stream": True})
     events = sse_events(r)
     names = [name for name, _ in events]
     assert names[:2] == ["route", "agent"] and "delta" in names
@@ -188,9 +186,7 @@ def test_stream_broken_mid_answer_ends_with_an_error_event(
 
 def test_explain_adds_neighbours(answer_client: httpx.Client, shipped: RouteTable) -> None:
     """`explain: true` includes the neighbours behind the decision, as /v1/classify does."""
-    r = answer_client.post(
-        "/v1/answer", json={"query": example_of(shipped, "maths"), "explain": True}
-    )
+    r = answer_client.post("/v1/answer", json={"query": example_of(shipped, "maths"), "explain": True})
     assert r.status_code == 200
     assert r.json()["neighbours"][0]["route"] == "maths"
 
@@ -209,13 +205,9 @@ def test_offline_service_answers_llm_routes_with_the_canned_default(
     assert body["attempts"][0]["kind"] == "unavailable"
 
 
-def test_offline_stream_answers_with_the_canned_default(
-    offline_client: httpx.Client, shipped: RouteTable
-) -> None:
+def test_offline_stream_answers_with_the_canned_default(offline_client: httpx.Client, shipped: RouteTable) -> None:
     """Offline streaming also answers: route, then the canned default's reply."""
-    r = offline_client.post(
-        "/v1/answer", json={"query": example_of(shipped, "maths"), "stream": True}
-    )
+    r = offline_client.post("/v1/answer", json={"query": example_of(shipped, "maths"), "stream": True})
     events = sse_events(r)
     assert [name for name, _ in events] == ["route", "agent", "delta", "done"]
     assert events[0][1]["route"] == "maths"
@@ -246,9 +238,7 @@ LONG = "x" * 2001
         ({"qeury": "hello"}, "qeury"),
     ],
 )
-def test_bad_answer_requests_are_400_problems(
-    answer_client: httpx.Client, body: dict[str, object], names: str
-) -> None:
+def test_bad_answer_requests_are_400_problems(answer_client: httpx.Client, body: dict[str, object], names: str) -> None:
     """Malformed bodies get a 400 problem naming what is wrong, never a 500."""
     r = answer_client.post("/v1/answer", json=body)
     assert r.status_code == 400, r.text
@@ -264,9 +254,7 @@ def test_too_many_messages_is_a_400_problem(answer_client: httpx.Client) -> None
     assert r.json()["limit"] == 100
 
 
-def test_text_parts_are_joined(
-    answer_client: httpx.Client, fake_llm: FakeLLM, shipped: RouteTable
-) -> None:
+def test_text_parts_are_joined(answer_client: httpx.Client, fake_llm: FakeLLM, shipped: RouteTable) -> None:
     """List-of-parts content (OpenAI style) is accepted as its joined text."""
     query = example_of(shipped, "maths")
     content = [{"type": "text", "text": query}]

@@ -21,30 +21,49 @@ from router_core import EdgeStore, Embedder, load_routes
 
 TRAIN = {
     "weather": [
-        "will it rain tomorrow", "what is the forecast for the weekend", "is it sunny outside",
-        "how cold is it today", "will there be snow tonight", "what's the temperature right now",
+        "will it rain tomorrow",
+        "what is the forecast for the weekend",
+        "is it sunny outside",
+        "how cold is it today",
+        "will there be snow tonight",
+        "what's the temperature right now",
     ],
     "recipe": [
-        "how do i bake bread", "give me a recipe for pancakes", "how long do i boil an egg",
-        "what can i cook with chicken and rice", "how do i make tomato soup",
+        "how do i bake bread",
+        "give me a recipe for pancakes",
+        "how long do i boil an egg",
+        "what can i cook with chicken and rice",
+        "how do i make tomato soup",
         "a good pasta sauce recipe",
     ],
     "maths": [
-        "what is 12 times 7", "solve 3x plus 4 equals 10", "what is the square root of 81",
-        "how do i compute a derivative", "what is 15 percent of 200", "add 345 and 678",
+        "what is 12 times 7",
+        "solve 3x plus 4 equals 10",
+        "what is the square root of 81",
+        "how do i compute a derivative",
+        "what is 15 percent of 200",
+        "add 345 and 678",
     ],
 }
 VAL = [
-    ("is it going to rain later", "weather"), ("how warm will it be tomorrow", "weather"),
-    ("how do i make pizza dough", "recipe"), ("recipe for chocolate cake", "recipe"),
-    ("what is 9 times 8", "maths"), ("integrate x squared", "maths"),
-    ("book me a flight to rome", "oos"), ("who won the football game", "oos"),
+    ("is it going to rain later", "weather"),
+    ("how warm will it be tomorrow", "weather"),
+    ("how do i make pizza dough", "recipe"),
+    ("recipe for chocolate cake", "recipe"),
+    ("what is 9 times 8", "maths"),
+    ("integrate x squared", "maths"),
+    ("book me a flight to rome", "oos"),
+    ("who won the football game", "oos"),
 ]
 TEST = [
-    ("will it be windy this afternoon", "weather"), ("what's the forecast for monday", "weather"),
-    ("how do i cook rice", "recipe"), ("a recipe for banana bread", "recipe"),
-    ("what is 100 divided by 4", "maths"), ("solve 2x equals 14", "maths"),
-    ("reset my bank password", "oos"), ("play some jazz music", "oos"),
+    ("will it be windy this afternoon", "weather"),
+    ("what's the forecast for monday", "weather"),
+    ("how do i cook rice", "recipe"),
+    ("a recipe for banana bread", "recipe"),
+    ("what is 100 divided by 4", "maths"),
+    ("solve 2x equals 14", "maths"),
+    ("reset my bank password", "oos"),
+    ("play some jazz music", "oos"),
 ]
 
 
@@ -70,8 +89,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> dict[s
     store = EdgeStore(data_dir)
     build = index_build(embedder, table, store, lambda _m: None)
     return {
-        "root": root, "splits": splits, "routes_dir": routes_dir, "data_dir": data_dir,
-        "table": table, "store": store, "build": build,
+        "root": root,
+        "splits": splits,
+        "routes_dir": routes_dir,
+        "data_dir": data_dir,
+        "table": table,
+        "store": store,
+        "build": build,
     }
 
 
@@ -85,9 +109,7 @@ def test_index_build_is_compared_with_bare_encode(tiny: dict[str, Any]) -> None:
     assert build["vs_bare_encode"] > 0
 
 
-def test_quality_scores_defaults_and_calibrated_parameters(
-    tiny: dict[str, Any], embedder: Embedder
-) -> None:
+def test_quality_scores_defaults_and_calibrated_parameters(tiny: dict[str, Any], embedder: Embedder) -> None:
     """Both settings of our router get every headline figure, from the evaluation code."""
     splits = tiny["splits"]
     quality = our_quality(embedder, tiny["store"], splits.val, splits.test, log=lambda _m: None)
@@ -112,14 +134,18 @@ def test_subset_keeps_whole_intents_and_a_share_of_oos(tiny: dict[str, Any]) -> 
     assert sum(q.label == "maths" for q in small.test) == 2
 
 
-def test_service_figures_come_from_the_real_service(
-    tiny: dict[str, Any], embedder: Embedder, tmp_path: Path
-) -> None:
+def test_service_figures_come_from_the_real_service(tiny: dict[str, Any], embedder: Embedder, tmp_path: Path) -> None:
     """Latency (bare, in process, HTTP) and throughput at 1/8/32 clients run against the app."""
     queries = [t for t, _ in TEST]
     speed = serve_and_measure(
-        embedder, tiny["routes_dir"], tiny["data_dir"], latency_queries=queries[:3],
-        load_queries=queries, duration=0.5, work=tmp_path, log=lambda _m: None,
+        embedder,
+        tiny["routes_dir"],
+        tiny["data_dir"],
+        latency_queries=queries[:3],
+        load_queries=queries,
+        duration=0.5,
+        work=tmp_path,
+        log=lambda _m: None,
     )
     for path in ("bare_encode", "in_process", "http"):
         assert speed["latency"][path]["n"] == 3
@@ -133,9 +159,7 @@ def test_service_figures_come_from_the_real_service(
     assert levels[0]["vs_single_client"] == 1.0
 
 
-def test_reindex_after_one_route_change_embeds_only_the_change(
-    tiny: dict[str, Any], embedder: Embedder
-) -> None:
+def test_reindex_after_one_route_change_embeds_only_the_change(tiny: dict[str, Any], embedder: Embedder) -> None:
     """Editing one route re-embeds its two changed examples and reuses every other vector."""
     before = tiny["store"].live_version()
     figures = reindex_in_process(tiny["routes_dir"], tiny["store"], embedder, "smoke edit")
@@ -159,10 +183,15 @@ def test_markdown_section_is_rewritten_between_markers(tmp_path: Path) -> None:
     """Only the generated section changes; text around the markers stays."""
     result: dict[str, Any] = {
         "command": "python -m bench",
-        "quality": {"ours_calibrated": {
-            "accuracy": 0.9, "in_scope_accuracy": 0.96, "fallback_recall": 0.81,
-            "fallback_precision": 0.9, "params": {"k": 5, "threshold": 0.5},
-        }},
+        "quality": {
+            "ours_calibrated": {
+                "accuracy": 0.9,
+                "in_scope_accuracy": 0.96,
+                "fallback_recall": 0.81,
+                "fallback_precision": 0.9,
+                "params": {"k": 5, "threshold": 0.5},
+            }
+        },
     }
     result["targets"] = check_targets(result)
     met = {t["name"]: t["met"] for t in result["targets"]}

@@ -36,15 +36,11 @@ SMALL_GRID = CalibrationGrid(
 )
 
 
-def random_neighbours(
-    rng: random.Random, queries: int, routes: list[str], low: float = 0.2
-) -> list[list[Neighbour]]:
+def random_neighbours(rng: random.Random, queries: int, routes: list[str], low: float = 0.2) -> list[list[Neighbour]]:
     """Neighbour lists with many exact ties (similarities rounded to one or two decimals)."""
     return [
         [
-            Neighbour(
-                f"t{q}-{j}", rng.choice(routes), round(rng.uniform(low, 0.9), rng.choice([1, 2, 6]))
-            )
+            Neighbour(f"t{q}-{j}", rng.choice(routes), round(rng.uniform(low, 0.9), rng.choice([1, 2, 6])))
             for j in range(rng.randint(0, 8))
         ]
         for q in range(queries)
@@ -90,9 +86,7 @@ def test_winner_mode_thresholds_the_winner_not_each_neighbour() -> None:
     )
 
 
-def synthetic(
-    rng: random.Random, per_route: int, oos: int
-) -> tuple[list[list[Neighbour]], list[str]]:
+def synthetic(rng: random.Random, per_route: int, oos: int) -> tuple[list[list[Neighbour]], list[str]]:
     """In-scope queries sit near their route (0.55-0.9); out-of-scope ones lower (0.3-0.6)."""
     neighbours, labels = [], []
     routes = ["alpha", "beta", "gamma"]
@@ -104,9 +98,7 @@ def synthetic(
             neighbours.append(row)
             labels.append(route)
     for _ in range(oos):
-        neighbours.append(
-            [Neighbour(f"o{j}", rng.choice(routes), rng.uniform(0.3, 0.6)) for j in range(6)]
-        )
+        neighbours.append([Neighbour(f"o{j}", rng.choice(routes), rng.uniform(0.3, 0.6)) for j in range(6)])
         labels.append("oos")
     return neighbours, labels
 
@@ -188,14 +180,10 @@ def test_write_back_keeps_comments_and_reloads(tmp_path: Path) -> None:
     """Writing parameters changes only their lines: comments and other keys survive, thresholds come and go."""
     routes = write_tiny_routes(tmp_path / "routes")
     (routes / "music.yaml").write_text(
-        (routes / "music.yaml")
-        .read_text()
-        .replace("name: music\n", "name: music\nthreshold: 0.3  # old\n")
+        (routes / "music.yaml").read_text().replace("name: music\n", "name: music\nthreshold: 0.3  # old\n")
     )
     (routes / "banking.yaml").write_text(
-        yaml.safe_dump(
-            {**yaml.safe_load((routes / "banking.yaml").read_text())}, default_flow_style=True
-        )
+        yaml.safe_dump({**yaml.safe_load((routes / "banking.yaml").read_text())}, default_flow_style=True)
     )
     params = DecisionParams(
         k=7,
@@ -212,32 +200,22 @@ def test_write_back_keeps_comments_and_reloads(tmp_path: Path) -> None:
     assert router_text.startswith("# router defaults (hand-written comment)\n")
     assert "k: 7\n" in router_text
     assert "vote: similarity\n" in router_text
-    assert (
-        (routes / "weather.yaml")
-        .read_text()
-        .startswith("# the weather route\nname: weather\nthreshold: 0.6\n")
-    )
+    assert (routes / "weather.yaml").read_text().startswith("# the weather route\nname: weather\nthreshold: 0.6\n")
     assert "threshold" not in (routes / "music.yaml").read_text()
     assert "# the music route" in (routes / "music.yaml").read_text()
     assert report.rewritten == ("banking.yaml",)
     assert write_decision_params(routes, params).changed == ()
 
 
-def test_calibrate_refuses_the_test_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_calibrate_refuses_the_test_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A file named like *test* is refused (exit 2) before anything is loaded, unless explicitly allowed."""
     path = write_jsonl(tmp_path / "clinc_test.jsonl", LABELLED)
-    code = indexer_main(
-        ["calibrate", str(path), "--routes", str(tmp_path), "--data-dir", str(tmp_path)]
-    )
+    code = indexer_main(["calibrate", str(path), "--routes", str(tmp_path), "--data-dir", str(tmp_path)])
     assert code == 2
     assert "never tune on the test set" in capsys.readouterr().err
 
 
-def test_calibrate_command_writes_parameters_for_the_next_index(
-    tmp_path: Path, embedder: Embedder
-) -> None:
+def test_calibrate_command_writes_parameters_for_the_next_index(tmp_path: Path, embedder: Embedder) -> None:
     """`calibrate --write` stores the chosen parameters in the routes files and says to re-index."""
     routes = write_tiny_routes(tmp_path / "routes")
     data = tmp_path / "data"

@@ -56,9 +56,10 @@ def offline_sdk(
 ) -> Iterator[openai.OpenAI]:
     """The official client against a service with no LLM endpoint configured."""
     root = tmp_path_factory.mktemp("chat-offline")
-    with router_service(SHIPPED_ROUTES, root / "data", embedder, fast_llm()) as url, openai.OpenAI(
-        base_url=f"{url}/v1", api_key="not-checked", max_retries=0
-    ) as c:
+    with (
+        router_service(SHIPPED_ROUTES, root / "data", embedder, fast_llm()) as url,
+        openai.OpenAI(base_url=f"{url}/v1", api_key="not-checked", max_retries=0) as c,
+    ):
         yield c
 
 
@@ -78,13 +79,9 @@ def test_models_lists_the_router(sdk: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize(("route", "query"), CASES, ids=[c[0] for c in CASES])
-def test_completion_for_each_route(
-    sdk: openai.OpenAI, fake_llm: FakeLLM, route: str, query: str
-) -> None:
+def test_completion_for_each_route(sdk: openai.OpenAI, fake_llm: FakeLLM, route: str, query: str) -> None:
     """A completion is answered by the route's agent and says so in its model and headers."""
-    raw = sdk.chat.completions.with_raw_response.create(
-        model="router", messages=[{"role": "user", "content": query}]
-    )
+    raw = sdk.chat.completions.with_raw_response.create(model="router", messages=[{"role": "user", "content": query}])
     completion = raw.parse()
     assert completion.choices[0].message.content == expected_answer(route, query)
     assert completion.choices[0].finish_reason == "stop"
@@ -104,9 +101,7 @@ def test_completion_for_each_route(
 
 
 @pytest.mark.parametrize(("route", "query"), CASES, ids=[c[0] for c in CASES])
-def test_streamed_completion_for_each_route(
-    sdk: openai.OpenAI, fake_llm: FakeLLM, route: str, query: str
-) -> None:
+def test_streamed_completion_for_each_route(sdk: openai.OpenAI, fake_llm: FakeLLM, route: str, query: str) -> None:
     """A streamed completion yields OpenAI chunks that join to the agent's answer, then usage."""
     fake_llm.always("gpt-4o-mini", Reply(chunks=4))
     with sdk.chat.completions.with_streaming_response.create(
@@ -166,12 +161,10 @@ def test_history_and_system_prompt_reach_the_llm(sdk: openai.OpenAI, fake_llm: F
     ]
 
 
-def test_a_long_user_message_is_routed_on_its_start_and_answered_whole(
-    sdk: openai.OpenAI, fake_llm: FakeLLM
-) -> None:
+def test_a_long_user_message_is_routed_on_its_start_and_answered_whole(sdk: openai.OpenAI, fake_llm: FakeLLM) -> None:
     """A message longer than the query limit (a pasted file) is routed on its first
     characters and reaches the agent whole, instead of being refused."""
-    code = "fn main() {\n    let v: Vec<u32> = (0..10).collect();\n    println!(\"{:?}\", v);\n}\n"
+    code = 'fn main() {\n    let v: Vec<u32> = (0..10).collect();\n    println!("{:?}", v);\n}\n'
     content = "How do I use async with Rust? Here is my program:\n" + code * 60
     assert len(content) > 2000
     messages: Any = [{"role": "user", "content": content}]
@@ -221,9 +214,7 @@ def test_bad_bodies_are_400_problems(router_url: str, body: dict[str, object], n
     assert names in r.text
 
 
-def test_failing_llm_falls_back_to_the_canned_default(
-    sdk: openai.OpenAI, fake_llm: FakeLLM
-) -> None:
+def test_failing_llm_falls_back_to_the_canned_default(sdk: openai.OpenAI, fake_llm: FakeLLM) -> None:
     """When the route's LLM keeps failing, the default agent answers and the headers say why."""
     fake_llm.always("gpt-4o-mini", Fail(503))
     raw = sdk.chat.completions.with_raw_response.create(
@@ -255,9 +246,7 @@ def test_mid_stream_failure_raises_in_the_sdk(sdk: openai.OpenAI, fake_llm: Fake
 def test_offline_router_answers_with_canned_default(offline_sdk: openai.OpenAI) -> None:
     """With no endpoint configured, the SDK still gets answers, streamed or not."""
     query = SHIPPED.routes[0].examples[0]
-    completion = offline_sdk.chat.completions.create(
-        model="router", messages=[{"role": "user", "content": query}]
-    )
+    completion = offline_sdk.chat.completions.create(model="router", messages=[{"role": "user", "content": query}])
     assert completion.choices[0].message.content == DEFAULT_REPLY
     assert completion.model == f"router/{SHIPPED.routes[0].name}/canned"
     stream = offline_sdk.chat.completions.create(

@@ -49,9 +49,7 @@ def test_validator_accepts_compose_file_and_lists_services():
 def test_validator_rejects_dependency_on_unknown_service(tmp_path):
     """bin/validate-compose exits non-zero when a service depends on an undefined service."""
     broken = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-    broken["services"]["service"]["depends_on"]["no-such-service"] = {
-        "condition": "service_healthy"
-    }
+    broken["services"]["service"]["depends_on"]["no-such-service"] = {"condition": "service_healthy"}
     broken_file = tmp_path / "compose.yaml"
     broken_file.write_text(yaml.safe_dump(broken, sort_keys=False), encoding="utf-8")
 

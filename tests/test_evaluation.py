@@ -42,9 +42,7 @@ TINY_ROUTES = {
 }
 
 
-def write_tiny_routes(
-    root: Path, routes: dict[str, list[str]] | None = None, **router: object
-) -> Path:
+def write_tiny_routes(root: Path, routes: dict[str, list[str]] | None = None, **router: object) -> Path:
     """A small routes directory with canned agents (and a comment to check it survives edits)."""
     root.mkdir(parents=True, exist_ok=True)
     settings = {"name": "tiny", "k": 3, "threshold": 0.45, **router}
@@ -196,9 +194,7 @@ def test_eval_command_reports_tables_json_and_html(
         params = index.table.params
         texts = [t for t, _ in LABELLED]
         hits = neighbours_for(embedder, index, texts, params.k)
-        expected = evaluate(
-            [decide(h, params) for h in hits], [label for _, label in LABELLED], "default"
-        )
+        expected = evaluate([decide(h, params) for h in hits], [label for _, label in LABELLED], "default")
         curve = threshold_curve(hits, [label for _, label in LABELLED], params, [0.0, 0.45, 1.01])
     finally:
         index.close()
@@ -230,7 +226,9 @@ def test_eval_without_index_or_with_bad_file_fails_clearly(
 
 
 def test_eval_report_path_that_cannot_be_written_fails_clearly(
-    tmp_path: Path, tiny_index: tuple[Path, Path], embedder: Embedder,
+    tmp_path: Path,
+    tiny_index: tuple[Path, Path],
+    embedder: Embedder,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """--json naming a directory is exit 1 with the path in the message, not a traceback."""
@@ -238,8 +236,7 @@ def test_eval_report_path_that_cannot_be_written_fails_clearly(
     labelled = write_jsonl(tmp_path / "val.jsonl", LABELLED)
     taken = tmp_path / "a-directory"
     taken.mkdir()
-    args = ["eval", str(labelled), "--routes", str(routes), "--data-dir", str(data), "--quiet",
-            "--json", str(taken)]
+    args = ["eval", str(labelled), "--routes", str(routes), "--data-dir", str(data), "--quiet", "--json", str(taken)]
     assert indexer_main(args, out=io.StringIO(), embedder=embedder) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(taken) in err
@@ -266,8 +263,15 @@ def test_shipped_routes_hold_their_quality_on_held_out_queries(
     json_path = tmp_path / "eval.json"
     code = indexer_main(
         [
-            "eval", str(EVALS / "shipped-test.jsonl"), "--routes", str(shipped_settings.routes_dir),
-            "--data-dir", str(shipped_settings.qdrant.data_dir), "--quiet", "--json", str(json_path),
+            "eval",
+            str(EVALS / "shipped-test.jsonl"),
+            "--routes",
+            str(shipped_settings.routes_dir),
+            "--data-dir",
+            str(shipped_settings.qdrant.data_dir),
+            "--quiet",
+            "--json",
+            str(json_path),
         ],
         out=io.StringIO(),
         embedder=embedder,

@@ -28,8 +28,9 @@ from tests.conftest import ServiceFactory
 from tests.serving import ROOT, free_port, settings_for
 
 
-def test_index_directory_deleted_while_serving(tmp_path: Path, routes_dir: Path, embedder: Embedder,
-                                               start_service: ServiceFactory) -> None:
+def test_index_directory_deleted_while_serving(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
     """Deleting the data directory under a running service: open versions keep answering,
     readiness reports the problem, and a re-index restores it."""
     data = tmp_path / "data"
@@ -63,8 +64,9 @@ def test_corrupt_version_is_refused_at_start(tmp_path: Path, routes_dir: Path, e
         Runtime.build(settings_for(routes_dir, data), embedder=embedder)
 
 
-def test_corrupt_new_version_is_not_served(tmp_path: Path, routes_dir: Path, embedder: Embedder,
-                                           start_service: ServiceFactory) -> None:
+def test_corrupt_new_version_is_not_served(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
     """A live pointer moved to a corrupt version leaves the service on the good one, saying why."""
     data = tmp_path / "data"
     good = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
@@ -80,7 +82,6 @@ def test_corrupt_new_version_is_not_served(tmp_path: Path, routes_dir: Path, emb
         assert body["index_version"] == good and body["route"] == "maths"
         ready = c.get("/readyz").json()
         assert bad_dir.name in ready["checks"].get("reload_error", "")
-
 
 
 def test_version_with_a_damaged_route_table_is_not_served_and_following_goes_on(
@@ -128,10 +129,16 @@ def test_service_command_with_wrong_model_exits_2(tmp_path: Path, routes_dir: Pa
     """`python -m service` with a wrong model path (strict model mode) exits 2 with a message."""
     data = tmp_path / "data"
     run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
-    env = {**os.environ, "ROUTER_QDRANT__DATA_DIR": str(data), "ROUTER_EMBEDDING__MODEL": str(tmp_path / "nope"),
-           "ROUTER_FOLLOW_INDEX_MODEL": "false", "ROUTER_HTTP__PORT": str(free_port())}
-    proc = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "ROUTER_QDRANT__DATA_DIR": str(data),
+        "ROUTER_EMBEDDING__MODEL": str(tmp_path / "nope"),
+        "ROUTER_FOLLOW_INDEX_MODEL": "false",
+        "ROUTER_HTTP__PORT": str(free_port()),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 2
     assert "cannot load embedding model" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -148,8 +155,14 @@ def test_disk_full_during_reindex_keeps_live_version(tmp_path: Path, routes_dir:
         "resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024)); "
         "from indexer.cli import main; sys.exit(main(['--routes', sys.argv[1], '--data-dir', sys.argv[2], '--quiet']))"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(routes_dir), str(data)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(routes_dir), str(data)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "live index is unchanged" in proc.stderr and "Traceback" not in proc.stderr
     store = EdgeStore(data)
@@ -163,8 +176,13 @@ def test_killed_reindex_leaves_live_version(tmp_path: Path, routes_dir: Path, em
     live = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
     many = "\n".join(f'  - "arithmetic drill number {i} for the killed reindex"' for i in range(3000))
     (routes_dir / "maths.yaml").write_text((routes_dir / "maths.yaml").read_text() + many + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "indexer", "--routes", str(routes_dir), "--data-dir", str(data)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "--routes", str(routes_dir), "--data-dir", str(data)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:  # kill it once it is embedding
         if "embedding" in line:

@@ -39,7 +39,10 @@ def qdrant() -> Iterator[QdrantHttpStandIn]:
 
 @pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 def test_qdrant_outage_is_503_and_recovers_without_restart(
-    tmp_path: Path, routes_dir: Path, embedder: Embedder, qdrant: QdrantHttpStandIn,
+    tmp_path: Path,
+    routes_dir: Path,
+    embedder: Embedder,
+    qdrant: QdrantHttpStandIn,
     start_service: ServiceFactory,
 ) -> None:
     """Qdrant down: classify and readyz are 503 naming Qdrant; Qdrant back: both 200 again."""
@@ -48,11 +51,7 @@ def test_qdrant_outage_is_503_and_recovers_without_restart(
     writer.close()
     base = settings_for(routes_dir, tmp_path / "unused-embedded-dir")
     settings = base.model_copy(
-        update={
-            "qdrant": base.qdrant.model_copy(
-                update={"url": qdrant.url, "api_key": SecretStr(KEY), "timeout_s": 2}
-            )
-        }
+        update={"qdrant": base.qdrant.model_copy(update={"url": qdrant.url, "api_key": SecretStr(KEY), "timeout_s": 2})}
     )
     with httpx.Client(base_url=start_service(settings), timeout=30) as http:
         before = http.post("/v1/classify", json={"query": QUERY})

@@ -36,13 +36,9 @@ def test_model_id_follows_base_examples_and_settings(tmp_path: Path) -> None:
     assert first.startswith("all-MiniLM-L6-v2-ft-")
     assert len(first) == len("all-MiniLM-L6-v2-ft-") + 8
     assert first == model_id_for("sentence-transformers/all-MiniLM-L6-v2", table, FinetuneConfig())
-    assert first != model_id_for(
-        "sentence-transformers/all-MiniLM-L6-v2", table, FinetuneConfig(epochs=2)
-    )
+    assert first != model_id_for("sentence-transformers/all-MiniLM-L6-v2", table, FinetuneConfig(epochs=2))
     other = write_tiny_routes(tmp_path / "other", {"a": ["one", "two"], "b": ["three", "four"]})
-    assert first != model_id_for(
-        "sentence-transformers/all-MiniLM-L6-v2", load_routes(other), FinetuneConfig()
-    )
+    assert first != model_id_for("sentence-transformers/all-MiniLM-L6-v2", load_routes(other), FinetuneConfig())
 
 
 def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
@@ -118,8 +114,7 @@ def test_finetune_refuses_an_out_directory_holding_something_else(
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
-    args = ["finetune", "--routes", str(routes), "--data-dir", str(tmp_path / "data"), "--quiet",
-            "--out", str(busy)]
+    args = ["finetune", "--routes", str(routes), "--data-dir", str(tmp_path / "data"), "--quiet", "--out", str(busy)]
     assert indexer_main(args, out=io.StringIO()) == 2
     err = capsys.readouterr().err
     assert str(busy) in err and "holds something else" in err

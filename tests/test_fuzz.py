@@ -39,8 +39,13 @@ def fuzz(base_url: str, headers: dict[str, str] | None = None, skip: tuple[str, 
             continue
 
         @given(case=op.as_strategy())
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case: schemathesis.Case) -> None:
             # check() runs inside this iteration, so `op` is the current operation.
             excluded = [positive_data_acceptance] if op.label in CHAT_OPERATIONS else None  # noqa: B023
@@ -76,5 +81,15 @@ def test_keyed_service_conforms(
 def test_schema_lists_every_endpoint(shipped_url: str) -> None:
     """The schema the fuzzer reads covers every endpoint but /metrics."""
     paths = set(httpx.get(f"{shipped_url}/schema/openapi.json").json()["paths"])
-    assert {"/v1/classify", "/v1/classify/batch", "/v1/routes", "/v1/answer", "/v1/chat/completions",
-            "/v1/models", "/healthz", "/readyz", "/admin/index", "/admin/reindex"} <= paths
+    assert {
+        "/v1/classify",
+        "/v1/classify/batch",
+        "/v1/routes",
+        "/v1/answer",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/healthz",
+        "/readyz",
+        "/admin/index",
+        "/admin/reindex",
+    } <= paths

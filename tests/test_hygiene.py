@@ -55,9 +55,7 @@ def test_hygiene_finds_planted_problems(tmp_path: Path, embedder: Embedder) -> N
     assert planted["nearest_route"] == "weather"
     assert planted["other_centroid"] == "weather"
     assert planted["other_centroid_similarity"] > planted["own_centroid_similarity"]
-    assert {(d["route_a"], d["route_b"]) for d in report["near_duplicates"]} == {
-        ("banking", "music")
-    }
+    assert {(d["route_a"], d["route_b"]) for d in report["near_duplicates"]} == {("banking", "music")}
     assert report["near_duplicates"][0]["similarity"] >= 0.93
     assert report["small_routes"] == [{"route": "greeting", "examples": 2}]
     text = out.getvalue()

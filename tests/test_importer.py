@@ -51,22 +51,16 @@ def test_import_replaces_its_own_output_but_not_hand_written_routes(tmp_path: Pa
     source = write_jsonl(tmp_path / "train.jsonl", ROWS)
     target = tmp_path / "routes"
     write_routes_from_jsonl(source, target)
-    write_routes_from_jsonl(
-        write_jsonl(tmp_path / "small.jsonl", [("hi", "greet"), ("hello", "greet")]), target
-    )
+    write_routes_from_jsonl(write_jsonl(tmp_path / "small.jsonl", [("hi", "greet"), ("hello", "greet")]), target)
     assert [r.name for r in load_routes(target).routes] == ["greet"]
     (target / "mine.yaml").write_text("name: mine\n")
     with pytest.raises(FileExistsError, match="not written by the importer"):
         write_routes_from_jsonl(source, target)
 
 
-def test_import_command_and_default_route_name_clash(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_import_command_and_default_route_name_clash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`import` prints the next step; a label called `default` pushes the default route to another name."""
-    source = write_jsonl(
-        tmp_path / "train.jsonl", [("a", "default"), ("b", "default"), ("c", "other")]
-    )
+    source = write_jsonl(tmp_path / "train.jsonl", [("a", "default"), ("b", "default"), ("c", "other")])
     out = io.StringIO()
     assert indexer_main(["import", str(source), "--out", str(tmp_path / "routes")], out=out) == 0
     assert "wrote 2 routes" in out.getvalue()

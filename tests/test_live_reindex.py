@@ -17,8 +17,9 @@ from tests.serving import settings_for
 CLIENTS, SECONDS = 8, 8.0
 
 
-def test_two_reindexes_under_load(tmp_path: Path, routes_dir: Path, embedder: Embedder,
-                                  start_service: ServiceFactory) -> None:
+def test_two_reindexes_under_load(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
     """8 clients for 8 s while two re-indexes publish: every response is 200, names a published
     version, agrees with every other response of that version, and both new versions get served."""
     data = tmp_path / "data"

@@ -40,9 +40,7 @@ def test_request_id_is_returned_and_generated(client: httpx.Client) -> None:
     assert len(bogus.headers["x-request-id"]) == 32
 
 
-def test_access_log_has_route_and_timings_but_no_query(
-    client: httpx.Client, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_access_log_has_route_and_timings_but_no_query(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
     """Each request logs one JSON line with id, status, route and timings, without the query text."""
     secret_query = "How do I use async with Rust? my account is 12345678"
     with caplog.at_level(logging.INFO, logger="router.access"):

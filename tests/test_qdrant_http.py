@@ -82,9 +82,7 @@ def test_api_key_is_required_and_accepted(standin: QdrantHttpStandIn) -> None:
     keyed = QdrantStore(rest_client(standin.url))
     assert keyed.versions() == []
     keyed.close()
-    assert httpx.get(f"{standin.url}/collections", headers={"api-key": KEY}).json()["result"] == {
-        "collections": []
-    }
+    assert httpx.get(f"{standin.url}/collections", headers={"api-key": KEY}).json()["result"] == {"collections": []}
 
 
 def test_errors_use_qdrant_envelopes(standin: QdrantHttpStandIn) -> None:
@@ -105,9 +103,7 @@ def test_root_reports_a_compatible_version(standin: QdrantHttpStandIn) -> None:
     assert is_compatible(importlib.metadata.version("qdrant-client"), server_version)
 
 
-def test_stopped_server_is_store_unavailable_then_recovers(
-    standin: QdrantHttpStandIn, store: QdrantStore
-) -> None:
+def test_stopped_server_is_store_unavailable_then_recovers(standin: QdrantHttpStandIn, store: QdrantStore) -> None:
     """Stopped Qdrant raises StoreUnavailable; start() on the same port serves the same data."""
     store.write_version(manifest("v1"), POINTS, VECTORS)
     store.activate("v1")

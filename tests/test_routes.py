@@ -70,8 +70,7 @@ def test_unknown_field_is_an_error(tmp_path: Path) -> None:
 def test_inline_api_key_is_rejected(tmp_path: Path) -> None:
     """A secret written into the agent block is refused (only api_key_env is allowed)."""
     (tmp_path / "a.yaml").write_text(
-        "name: a\ndescription: d\nexamples: [x]\nagent:\n  kind: llm\n  name: a\n  model: m\n"
-        "  api_key: sk-secret\n"
+        "name: a\ndescription: d\nexamples: [x]\nagent:\n  kind: llm\n  name: a\n  model: m\n  api_key: sk-secret\n"
     )
     [msg] = problems(tmp_path)
     assert msg == "a.yaml: agent.api_key: unknown field"
@@ -80,9 +79,7 @@ def test_inline_api_key_is_rejected(tmp_path: Path) -> None:
 
 def test_missing_field_and_bad_types(tmp_path: Path) -> None:
     """Missing description and a threshold out of range are both reported."""
-    (tmp_path / "a.yaml").write_text(
-        "name: a\nthreshold: 3\nexamples: [x]\nagent: {kind: canned, name: a, reply: r}\n"
-    )
+    (tmp_path / "a.yaml").write_text("name: a\nthreshold: 3\nexamples: [x]\nagent: {kind: canned, name: a, reply: r}\n")
     msgs = problems(tmp_path)
     assert any(m.startswith("a.yaml: description:") and "required" in m.lower() for m in msgs)
     assert any(m.startswith("a.yaml: threshold:") for m in msgs)

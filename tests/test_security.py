@@ -84,7 +84,6 @@ def test_rate_limit_returns_429_with_retry_after(keyed) -> None:
         assert c.post("/v1/classify", json=QUERY, headers=bearer(KEY2)).status_code == 200
 
 
-
 def test_open_service_limits_by_address_whatever_the_authorization_header(keyed) -> None:
     """With no keys configured, a made-up bearer token does not buy a fresh bucket, and a
     header from an authenticating proxy (Basic) is not refused."""
@@ -112,6 +111,7 @@ def test_rate_limiter_forgets_refilled_callers() -> None:
     limiter.acquire("later", now=2.5)
     assert len(limiter) == 1  # only "later", just charged
     assert limiter.acquire("later", now=2.5) == 0  # its second token
+
 
 def test_rate_limiter_refills() -> None:
     """A bucket refills at the configured rate."""

@@ -130,8 +130,9 @@ def test_malformed_json_and_huge_body(client: httpx.Client) -> None:
     resp = client.post("/v1/classify", content=b'{"query": "unterminated', headers={"content-type": "application/json"})
     assert resp.status_code == 400
     assert resp.json()["status"] == 400
-    huge = client.post("/v1/classify", content=b'{"query": "' + b"a" * 1_100_000 + b'"}',
-                       headers={"content-type": "application/json"})
+    huge = client.post(
+        "/v1/classify", content=b'{"query": "' + b"a" * 1_100_000 + b'"}', headers={"content-type": "application/json"}
+    )
     assert huge.status_code == 413
 
 
@@ -181,8 +182,9 @@ def test_follows_the_model_the_index_records(
 def test_service_command_exits_with_message_without_index(tmp_path: Path) -> None:
     """`python -m service` on an empty data directory exits 2 and says what to run."""
     env = {**os.environ, "ROUTER_QDRANT__DATA_DIR": str(tmp_path / "none"), "ROUTER_HTTP__PORT": str(free_port())}
-    proc = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 2
     assert "no index found" in proc.stderr and "python -m indexer" in proc.stderr
 

@@ -11,9 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_packages_pass_mypy_strict() -> None:
     """router_core, service and indexer have no type errors; mypy's own report is the message."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Success" in done.stdout
 
@@ -29,3 +27,15 @@ def test_repository_passes_ruff() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All checks passed" in done.stdout
+
+
+def test_repository_is_ruff_formatted() -> None:
+    """Every Python file is laid out by `ruff format`; the files it would change are the message."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -35,9 +35,7 @@ def http_store(server: QdrantHttpStandIn) -> QdrantStore:
     with warnings.catch_warnings():  # a key over plain HTTP is fine on loopback
         warnings.filterwarnings("ignore", "Api key is used with an insecure connection")
         # no background version check: it could outlive a short test's server and warn
-        return QdrantStore(
-            QdrantClient(url=server.url, api_key=HTTP_KEY, timeout=10, check_compatibility=False)
-        )
+        return QdrantStore(QdrantClient(url=server.url, api_key=HTTP_KEY, timeout=10, check_compatibility=False))
 
 
 @pytest.fixture(params=["edge", "qdrant-client", "qdrant-http"])
@@ -58,12 +56,29 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore
 
 
 def manifest(version: str, dim: int = 4) -> IndexManifest:
-    table = {"name": "r", "k": 2, "threshold": 0.1, "default_route": "default",
-             "default_agent": {"kind": "canned", "name": "d", "reply": "no"},
-             "routes": [{"name": "a", "description": "a", "threshold": None, "examples": 2,
-                         "agent": {"kind": "canned", "name": "a", "reply": "A"}},
-                        {"name": "b", "description": "b", "threshold": None, "examples": 1,
-                         "agent": {"kind": "canned", "name": "b", "reply": "B"}}]}
+    table = {
+        "name": "r",
+        "k": 2,
+        "threshold": 0.1,
+        "default_route": "default",
+        "default_agent": {"kind": "canned", "name": "d", "reply": "no"},
+        "routes": [
+            {
+                "name": "a",
+                "description": "a",
+                "threshold": None,
+                "examples": 2,
+                "agent": {"kind": "canned", "name": "a", "reply": "A"},
+            },
+            {
+                "name": "b",
+                "description": "b",
+                "threshold": None,
+                "examples": 1,
+                "agent": {"kind": "canned", "name": "b", "reply": "B"},
+            },
+        ],
+    }
     return IndexManifest(version, "2026-01-01T00:00:00+00:00", "m", dim, "fp", 3, table)
 
 
@@ -141,20 +156,25 @@ def test_activating_a_missing_version_fails(store: IndexStore) -> None:
 def test_backends_agree_on_real_routes(tmp_path: Path, embedder: Embedder) -> None:
     """Every backend built from the shipped routes returns the same neighbours and decisions."""
     table = load_routes(SHIPPED_ROUTES)
-    queries = ["How do I use async with Rust?", "What is 15% of 200?", "recipe for banana bread",
-               "what discount can I give on a 3 year deal", "show me the leaderboard for Q3"]
+    queries = [
+        "How do I use async with Rust?",
+        "What is 15% of 200?",
+        "recipe for banana bread",
+        "what discount can I give on a 3 year deal",
+        "show me the leaderboard for Q3",
+    ]
     results = []
     with QdrantHttpStandIn(api_key=HTTP_KEY) as server:
-        stores: list[IndexStore] = [
-            EdgeStore(tmp_path), QdrantStore(QdrantClient(":memory:")), http_store(server)
-        ]
+        stores: list[IndexStore] = [EdgeStore(tmp_path), QdrantStore(QdrantClient(":memory:")), http_store(server)]
         for s in stores:
             report = run_reindex(table, s, embedder)
             index = s.open_version(report.version)
             try:
                 results.append(
-                    [(d.route, d.fallback, [(x.text, round(x.similarity, 4)) for x in d.neighbours])
-                     for d in classify_texts(embedder, index, queries)]
+                    [
+                        (d.route, d.fallback, [(x.text, round(x.similarity, 4)) for x in d.neighbours])
+                        for d in classify_texts(embedder, index, queries)
+                    ]
                 )
             finally:
                 index.close()
@@ -174,8 +194,13 @@ def test_embedded_version_opens_in_two_processes(tmp_path: Path) -> None:
         "print(i.searcher.search(np.array([[0, 1, 0, 0]], dtype=np.float32), 1)[0][0].text)"
     )
     try:
-        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")],
-                              capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "beta"
     finally:

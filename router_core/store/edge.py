@@ -79,9 +79,7 @@ class EdgeStore:
         """Complete versions, oldest first (names sort by build time)."""
         if not self._versions.is_dir():
             return []
-        return sorted(
-            p.name for p in self._versions.iterdir() if (p / "manifest.json").is_file()
-        )
+        return sorted(p.name for p in self._versions.iterdir() if (p / "manifest.json").is_file())
 
     def manifest(self, version: str) -> IndexManifest:
         """Read a version's manifest."""
@@ -107,9 +105,7 @@ class EdgeStore:
         return StoredPoints(points, vectors.astype(np.float32, copy=False))
 
     # -- writing --------------------------------------------------------------------------
-    def write_version(
-        self, manifest: IndexManifest, points: Sequence[ExamplePoint], vectors: Vectors
-    ) -> None:
+    def write_version(self, manifest: IndexManifest, points: Sequence[ExamplePoint], vectors: Vectors) -> None:
         """Build the version in staging/, then rename it into versions/ in one step."""
         final = self._versions / manifest.version
         if final.exists():
@@ -243,16 +239,12 @@ class _EdgeSearcher:
             self._lock.close()
 
 
-def _build_shard(
-    path: Path, dimension: int, points: Sequence[ExamplePoint], vectors: Vectors
-) -> None:
+def _build_shard(path: Path, dimension: int, points: Sequence[ExamplePoint], vectors: Vectors) -> None:
     # No WAL: a version is written once, flushed, and never updated after it is published;
     # without a WAL lock several processes (service replicas) can open the same version.
     shard = EdgeShard.create(
         str(path),
-        EdgeConfig(
-            vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine), wal_enabled=False
-        ),
+        EdgeConfig(vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine), wal_enabled=False),
     )
     try:
         for start in range(0, len(points), _UPSERT_BATCH):

@@ -73,9 +73,7 @@ class IndexStore(Protocol):
     def stored_points(self, version: str) -> StoredPoints:
         """The points and vectors of a complete version (to reuse unchanged embeddings)."""
 
-    def write_version(
-        self, manifest: IndexManifest, points: Sequence[ExamplePoint], vectors: Vectors
-    ) -> None:
+    def write_version(self, manifest: IndexManifest, points: Sequence[ExamplePoint], vectors: Vectors) -> None:
         """Build a complete new version that is not live yet; all or nothing."""
 
     def activate(self, version: str) -> None:

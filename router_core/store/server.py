@@ -56,9 +56,7 @@ class QdrantStore:
     def versions(self) -> list[str]:
         """Every version collection, oldest first."""
         names = self._call("list collections", self._client.get_collections).collections
-        return sorted(
-            c.name[len(self._prefix) :] for c in names if c.name.startswith(self._prefix)
-        )
+        return sorted(c.name[len(self._prefix) :] for c in names if c.name.startswith(self._prefix))
 
     def manifest(self, version: str) -> IndexManifest:
         """The manifest stored as the collection's metadata."""
@@ -81,7 +79,11 @@ class QdrantStore:
                 "scroll",
                 partial(
                     self._client.scroll,
-                    name, limit=_SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=True,
+                    name,
+                    limit=_SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
                 ),
             )
             for rec in page:
@@ -94,9 +96,7 @@ class QdrantStore:
         vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)
         return StoredPoints(tuple(points), vectors)
 
-    def write_version(
-        self, manifest: IndexManifest, points: Sequence[ExamplePoint], vectors: Vectors
-    ) -> None:
+    def write_version(self, manifest: IndexManifest, points: Sequence[ExamplePoint], vectors: Vectors) -> None:
         """Create the version's collection and fill it; delete it again on any failure."""
         name = self._name(manifest.version)
         if manifest.version in self.versions():
@@ -105,9 +105,7 @@ class QdrantStore:
             "create collection",
             lambda: self._client.create_collection(
                 name,
-                vectors_config=models.VectorParams(
-                    size=manifest.dimension, distance=models.Distance.COSINE
-                ),
+                vectors_config=models.VectorParams(size=manifest.dimension, distance=models.Distance.COSINE),
                 metadata={"manifest": manifest.to_dict()},
             ),
         )
@@ -176,9 +174,7 @@ class _ServerSearcher:
         self._collection = collection
 
     def search(self, vectors: Vectors, k: int) -> list[list[Neighbour]]:
-        requests = [
-            models.QueryRequest(query=row.tolist(), limit=k, with_payload=True) for row in vectors
-        ]
+        requests = [models.QueryRequest(query=row.tolist(), limit=k, with_payload=True) for row in vectors]
         responses = self._store._call(
             "search",
             lambda: self._store._client.query_batch_points(self._collection, requests=requests),

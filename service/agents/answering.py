@@ -128,9 +128,7 @@ def summarise(attempts: Sequence[Attempt]) -> str:
 class Answerer:
     """Runs the route's agent, its fallback models, then the default agent."""
 
-    def __init__(
-        self, clients: ClientRegistry, llm: LLMSettings, observe: CallObserver | None = None
-    ) -> None:
+    def __init__(self, clients: ClientRegistry, llm: LLMSettings, observe: CallObserver | None = None) -> None:
         self._clients = clients
         self._llm = llm
         self._backoff = Backoff.from_settings(llm)
@@ -153,9 +151,7 @@ class Answerer:
             if not response.choices:
                 raise EmptyReply("the response holds no choices")
             choice = response.choices[0]
-            return _Reply(
-                choice.message.content or "", _usage(response.usage), choice.finish_reason or "stop"
-            )
+            return _Reply(choice.message.content or "", _usage(response.usage), choice.finish_reason or "stop")
 
         found = await self._chain(table, route, call, lambda a: _Reply(a.reply, NO_USAGE, "stop"))
         reply: _Reply = found.value
@@ -211,9 +207,7 @@ class Answerer:
             "max_tokens": cap,
         }
 
-    async def _rest(
-        self, primed: _Primed, responder: Responder, timeout: float
-    ) -> AsyncGenerator[str, None]:
+    async def _rest(self, primed: _Primed, responder: Responder, timeout: float) -> AsyncGenerator[str, None]:
         """The primed stream's text; a failure mid-stream raises UpstreamFailed/-Timeout."""
         if primed.head:
             yield primed.head
@@ -234,12 +228,8 @@ class Answerer:
                     responder.model,
                     failure.reason,
                 )
-                attempt = Attempt(
-                    responder.agent, responder.model, failure.kind, failure.reason, failure.status
-                )
-                raise self._no_answer(
-                    responder.route, [*responder.attempts, attempt], mid_stream=True
-                ) from None
+                attempt = Attempt(responder.agent, responder.model, failure.kind, failure.reason, failure.status)
+                raise self._no_answer(responder.route, [*responder.attempts, attempt], mid_stream=True) from None
             text = _absorb(chunk, primed.tail)
             if text:
                 yield text
@@ -260,17 +250,13 @@ class Answerer:
         for agent in agents:
             fell_back = agent is not agents[0]
             if isinstance(agent, CannedAgent):
-                responder = self._responder(
-                    route, agent.name, "canned", "canned", attempts, fell_back=fell_back
-                )
+                responder = self._responder(route, agent.name, "canned", "canned", attempts, fell_back=fell_back)
                 return _Found(canned(agent), agent, responder)
             found = await self._try_agent(route, agent, call, attempts, deadline)
             if found is not None:
                 model, value = found
                 fell_back = fell_back or model != agent.model
-                responder = self._responder(
-                    route, agent.name, "llm", model, attempts, fell_back=fell_back
-                )
+                responder = self._responder(route, agent.name, "llm", model, attempts, fell_back=fell_back)
                 return _Found(value, agent, responder)
         raise self._no_answer(route, attempts)
 
@@ -309,9 +295,7 @@ class Answerer:
                 except Exception as exc:
                     failure = classify_failure(exc, timeout, self._clients.redact)
                     self._observe(model, failure.kind, loop.time() - started)
-                    attempts.append(
-                        Attempt(agent.name, model, failure.kind, failure.reason, failure.status)
-                    )
+                    attempts.append(Attempt(agent.name, model, failure.kind, failure.reason, failure.status))
                     log.warning(
                         "route %s: %s (%s) try %d of %d failed: %s",
                         route,
@@ -327,7 +311,9 @@ class Answerer:
                         # Waiting that long would hold the caller; the next model may answer now.
                         log.info(
                             "route %s: %s asks for %.0fs before a retry; trying the next model",
-                            route, model, failure.retry_after,
+                            route,
+                            model,
+                            failure.retry_after,
                         )
                         break
         return None
@@ -346,9 +332,7 @@ class Answerer:
         return Responder(route, agent, kind, model, reason, tuple(attempts))
 
     @staticmethod
-    def _no_answer(
-        route: str, attempts: Sequence[Attempt], *, mid_stream: bool = False
-    ) -> UpstreamFailed:
+    def _no_answer(route: str, attempts: Sequence[Attempt], *, mid_stream: bool = False) -> UpstreamFailed:
         reached = [a for a in attempts if a.kind != "unavailable"]
         timed_out = bool(reached) and all(a.kind == "timeout" for a in reached)
         if mid_stream:

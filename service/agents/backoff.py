@@ -21,9 +21,7 @@ class Backoff:
     @classmethod
     def from_settings(cls, llm: LLMSettings) -> Backoff:
         """The backoff configured in `settings.llm`."""
-        return cls(
-            llm.backoff_initial_s, llm.backoff_multiplier, llm.backoff_max_s, llm.backoff_jitter
-        )
+        return cls(llm.backoff_initial_s, llm.backoff_multiplier, llm.backoff_max_s, llm.backoff_jitter)
 
     def delay(
         self,

@@ -121,6 +121,4 @@ def classify_failure(exc: BaseException, timeout_s: float, redact: Callable[[str
         return Failure("error", redact(_short(f"invalid response: {exc}")), retryable=False)
     if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream
         return Failure("error", redact(_short(f"upstream error: {exc.message}")), retryable=True)
-    return Failure(
-        "error", redact(_short(f"unexpected {type(exc).__name__}: {exc}")), retryable=False
-    )
+    return Failure("error", redact(_short(f"unexpected {type(exc).__name__}: {exc}")), retryable=False)

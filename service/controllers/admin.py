@@ -68,9 +68,15 @@ class AdminController(Controller):
         ]
         versions = await asyncio.get_running_loop().run_in_executor(None, runtime.store.versions)
         return IndexStatus(
-            version=m.version, created_at=m.created_at, model=m.model_id, dimension=m.dimension,
-            examples=m.points, versions=versions, routes_dir=str(runtime.settings.routes_dir),
-            route_table=table, reload_error=runtime.follower.last_error,
+            version=m.version,
+            created_at=m.created_at,
+            model=m.model_id,
+            dimension=m.dimension,
+            examples=m.points,
+            versions=versions,
+            routes_dir=str(runtime.settings.routes_dir),
+            route_table=table,
+            reload_error=runtime.follower.last_error,
         )
 
     @post("/reindex", status_code=200, summary="Re-index from the service's routes directory")
@@ -88,9 +94,14 @@ class AdminController(Controller):
             runtime.metrics.reindex.labels("changed" if report.changed else "unchanged").inc()
             await loop.run_in_executor(None, runtime.follower.refresh)
         return ReindexResult(
-            version=report.version, previous_version=report.previous_version, changed=report.changed,
-            routes=report.routes, examples=report.examples, embedded=report.embedded,
-            reused=report.reused, seconds=round(report.seconds, 3),
+            version=report.version,
+            previous_version=report.previous_version,
+            changed=report.changed,
+            routes=report.routes,
+            examples=report.examples,
+            embedded=report.embedded,
+            reused=report.reused,
+            seconds=round(report.seconds, 3),
             serving=runtime.follower.current.version,
         )
 
@@ -98,6 +109,9 @@ class AdminController(Controller):
 def _reindex(runtime: Runtime):  # type: ignore[no-untyped-def]
     s = runtime.settings
     return run_reindex(
-        load_routes(s.routes_dir), runtime.store, runtime.embedder,
-        batch_size=s.embedding.batch_size, keep_versions=s.qdrant.keep_versions,
+        load_routes(s.routes_dir),
+        runtime.store,
+        runtime.embedder,
+        batch_size=s.embedding.batch_size,
+        keep_versions=s.qdrant.keep_versions,
     )

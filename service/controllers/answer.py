@@ -62,9 +62,7 @@ async def stream_events(
     yield sse("route", decided)
     stream: AnswerStream | None = None
     try:
-        stream = await runtime.answerer.stream(
-            item.index.table, item.decision.route, conversation.messages
-        )
+        stream = await runtime.answerer.stream(item.index.table, item.decision.route, conversation.messages)
         yield sse("agent", agent_event(stream.responder))
         async for piece in stream.pieces:
             yield sse("delta", DeltaEvent(piece))
@@ -112,8 +110,6 @@ class AnswerController(Controller):
                     "x-router-index-version": item.index.version,
                 },
             )
-        answer = await runtime.answerer.answer(
-            item.index.table, item.decision.route, conversation.messages
-        )
+        answer = await runtime.answerer.answer(item.index.table, item.decision.route, conversation.messages)
         body = AnswerResponse(**msgspec.structs.asdict(decided), **answer_fields(answer))
         return Response(body, headers=router_headers(answer.responder, item.index.version))

@@ -63,16 +63,12 @@ def _stream_error(exc: ServiceError | None) -> dict[str, object]:
     return {"error": {**body, "message": message, "type": "router_error", "code": body["status"]}}
 
 
-async def completion_chunks(
-    stream: AnswerStream, model: str, include_usage: bool
-) -> AsyncIterator[bytes]:
+async def completion_chunks(stream: AnswerStream, model: str, include_usage: bool) -> AsyncIterator[bytes]:
     """OpenAI chunks of a primed answer stream, ending with `data: [DONE]`."""
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: DeltaOut, finish: str | None = None) -> bytes:
-        return sse_data(
-            ChatCompletionChunk(ident, created, model, [ChunkChoiceOut(0, delta, finish)])
-        )
+        return sse_data(ChatCompletionChunk(ident, created, model, [ChunkChoiceOut(0, delta, finish)]))
 
     try:
         yield chunk(DeltaOut(role="assistant", content=""))
@@ -128,9 +124,7 @@ class ChatController(Controller):
         if data.n not in (None, 1):
             raise UnsupportedParameter("n must be 1: the router returns one choice", field="n")
         if data.tools or data.functions:
-            raise UnsupportedParameter(
-                "tools are not supported: the router's agents answer with text", field="tools"
-            )
+            raise UnsupportedParameter("tools are not supported: the router's agents answer with text", field="tools")
         given = "max_completion_tokens" if data.max_completion_tokens is not None else "max_tokens"
         cap = data.max_completion_tokens if data.max_completion_tokens is not None else data.max_tokens
         if cap is not None and cap < 1:
@@ -141,9 +135,7 @@ class ChatController(Controller):
         annotate_decision(item, conversation.query, log_query=runtime.settings.log.queries)
         table, route = item.index.table, item.decision.route
         if data.stream:
-            stream = await runtime.answerer.stream(
-                table, route, conversation.messages, max_tokens=cap
-            )
+            stream = await runtime.answerer.stream(table, route, conversation.messages, max_tokens=cap)
             include_usage = bool(data.stream_options and data.stream_options.include_usage)
             return Stream(
                 completion_chunks(stream, _model_name(item, stream.responder.model), include_usage),

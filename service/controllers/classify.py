@@ -23,9 +23,15 @@ from service.schemas import (
 def annotate_decision(item: Classified, query: str, *, log_query: bool) -> None:
     """Put the decision on the request's access-log line (the query only when enabled)."""
     d = item.decision
-    annotate(route=d.route, fallback=d.fallback, score=round(d.score, 4),
-             index_version=item.index.version, embed_ms=round(item.embed_ms, 2),
-             search_ms=round(item.search_ms, 2), **({"query": query} if log_query else {}))
+    annotate(
+        route=d.route,
+        fallback=d.fallback,
+        score=round(d.score, 4),
+        index_version=item.index.version,
+        embed_ms=round(item.embed_ms, 2),
+        search_ms=round(item.search_ms, 2),
+        **({"query": query} if log_query else {}),
+    )
 
 
 def to_response(item: Classified, *, explain: bool) -> ClassifyResponse:
@@ -60,15 +66,15 @@ class ClassifyController(Controller):
         """Pick a route for each query, in order."""
         limit = runtime.settings.limits.max_batch
         if len(data.queries) > limit:
-            raise BatchTooLarge(
-                f"batch holds {len(data.queries)} queries; the limit is {limit}", limit=limit
-            )
+            raise BatchTooLarge(f"batch holds {len(data.queries)} queries; the limit is {limit}", limit=limit)
         max_chars = runtime.settings.limits.max_query_chars
-        queries = [
-            checked_query(q, max_chars, field=f"queries[{i}]") for i, q in enumerate(data.queries)
-        ]
+        queries = [checked_query(q, max_chars, field=f"queries[{i}]") for i, q in enumerate(data.queries)]
         items = await runtime.classify(queries)
-        annotate(queries=len(items), routes=[i.decision.route for i in items],
-                 index_version=items[0].index.version,
-                 embed_ms=round(items[0].embed_ms, 2), search_ms=round(items[0].search_ms, 2))
+        annotate(
+            queries=len(items),
+            routes=[i.decision.route for i in items],
+            index_version=items[0].index.version,
+            embed_ms=round(items[0].embed_ms, 2),
+            search_ms=round(items[0].search_ms, 2),
+        )
         return BatchClassifyResponse([to_response(i, explain=data.explain) for i in items])

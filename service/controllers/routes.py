@@ -28,7 +28,6 @@ async def list_routes(runtime: NamedDependency[Runtime]) -> RoutesResponse:
         k=table.params.k,
         threshold=table.params.threshold,
         routes=[
-            RouteOut(r.name, r.description, len(r.examples), r.threshold, public_view(r.agent))
-            for r in table.routes
+            RouteOut(r.name, r.description, len(r.examples), r.threshold, public_view(r.agent)) for r in table.routes
         ],
     )
