@@ -34,7 +34,7 @@ RUN pip install . \
 COPY routes/ /app/routes/
 
 # Unprivileged runtime user. .router-data is the embedded index directory,
-# used only when ROUTER_QDRANT__URL is unset (compose always sets it).
+# used only when ROUTER_INDEX__QDRANT__URL is unset (compose always sets it).
 RUN useradd --create-home --uid 10001 --user-group router \
  && mkdir -p /app/.router-data \
  && chown router:router /app/.router-data

@@ -38,7 +38,7 @@ from bench.report import render, write_section
 from bench.targets import check_targets
 from bench.throughput import http_throughput
 from indexer.importer import write_routes_from_jsonl
-from router_core import EdgeStore, Embedder, IndexStore, RouteTable, load_routes, run_reindex
+from router_core import EdgeStore, Embedder, IndexStore, RouteTable, load_embedder, load_routes, run_reindex
 from router_core.manifest import example_points
 from service.app import create_app
 from service.runtime import Runtime
@@ -272,7 +272,7 @@ def finish(result: dict[str, Any], *, quick: bool, started: float) -> dict[str, 
 def load_model(log: Log) -> tuple[Embedder, dict[str, Any]]:
     """The default model, and how long loading it took in this process."""
     t0 = time.perf_counter()
-    embedder = Embedder.load()
+    embedder = load_embedder()
     facts = {"id": embedder.model_id, "load_s": round(time.perf_counter() - t0, 3)}
     log(f"model {embedder.model_id} loaded in {facts['load_s']:.2f} s")
     return embedder, facts
@@ -345,7 +345,7 @@ def serve_and_measure(
     settings = base.model_copy(
         update={
             "routes_dir": routes_dir,
-            "qdrant": base.qdrant.model_copy(update={"data_dir": data_dir}),
+            "index": base.index.model_copy(update={"data_dir": data_dir}),
         }
     )
     runtime = Runtime.build(settings, embedder=embedder, store=EdgeStore(data_dir))

@@ -15,7 +15,7 @@ from typing import Any
 from bench.quality import our_quality
 from indexer.finetune import FinetuneConfig, finetune
 from indexer.labelled import LabelledQuery
-from router_core import DEFAULT_MODEL, EdgeStore, Embedder, RouteTable, run_reindex
+from router_core import DEFAULT_MODEL, EdgeStore, RouteTable, load_embedder, run_reindex
 
 QUICK_STEPS = 20
 
@@ -41,7 +41,7 @@ def finetuned_quality(
         on_stage=lambda msg: log(f"fine-tuning: {msg}"),
     )
     log(f"fine-tuned {trained.model_id}: {trained.steps} steps in {trained.seconds:.0f} s")
-    tuned = Embedder.load(str(trained.path))
+    tuned = load_embedder(str(trained.path))
     store = EdgeStore(work / "index-ft")
     t0 = time.perf_counter()
     run_reindex(table, store, tuned)

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from router_core import EdgeStore, Embedder, LLMAgent, load_routes, run_reindex
+from router_core import EdgeStore, LLMAgent, load_embedder, load_routes, run_reindex
 from service.app import create_app
 from service.runtime import Runtime
 from service.settings import LLMSettings, ServiceSettings
@@ -70,13 +70,13 @@ def main() -> None:
         routes = copy_shipped(Path(tmp) / "routes")
         point_agents_at(routes, fake.url)
         table = load_routes(routes)
-        embedder = Embedder.load()
+        embedder = load_embedder()
         run_reindex(table, EdgeStore(Path(tmp) / "data"), embedder)
         base = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
         settings = base.model_copy(
             update={
                 "routes_dir": routes,
-                "qdrant": base.qdrant.model_copy(update={"data_dir": Path(tmp) / "data"}),
+                "index": base.index.model_copy(update={"data_dir": Path(tmp) / "data"}),
                 "llm": LLMSettings(api_key_env=FAKE_KEY_ENV),
             }
         )

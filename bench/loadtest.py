@@ -151,7 +151,7 @@ async def run(clients: int, duration: float, reindexes: int, workdir: Path) -> L
     env = {
         **os.environ,
         "ROUTER_ROUTES_DIR": str(routes),
-        "ROUTER_QDRANT__DATA_DIR": str(workdir / "data"),
+        "ROUTER_INDEX__DATA_DIR": str(workdir / "data"),
         "ROUTER_HTTP__PORT": str(port),
         "ROUTER_RELOAD_INTERVAL_S": "0.5",
         "ROUTER_LOG__LEVEL": "WARNING",

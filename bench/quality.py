@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from indexer.calibration import DEFAULT_GRID, calibrate, params_dict
+from indexer.calibration import DEFAULT_GRID, calibrate
 from indexer.evaluation import EvalReport, evaluate, neighbours_for
 from indexer.importer import route_name_for
 from indexer.labelled import OOS_LABEL, LabelledQuery
 from router_core import Embedder, IndexStore, decide
-from router_core.routes import DecisionParams
+from router_core.params import DecisionParams
 
 KEEP_ROUTE_ROWS = 10
 KEEP_CONFUSIONS = 15
@@ -63,12 +63,12 @@ def our_quality(
     def scored(params: DecisionParams) -> dict[str, Any]:
         decisions = [decide(n, params) for n in test_neighbours]
         report = evaluate(decisions, test_gold, params.default_route, texts=test_texts, routes=routes)
-        return {**summary(report), "params": params_dict(params)}
+        return {**summary(report), "params": params.to_dict()}
 
     t0 = time.perf_counter()
     result = calibrate(val_neighbours, val_gold, base, routes=routes)
     calibration_s = time.perf_counter() - t0
-    log(f"calibrated on val in {calibration_s:.1f} s: {params_dict(result.params)}")
+    log(f"calibrated on val in {calibration_s:.1f} s: {result.params.to_dict()}")
     calibrated = scored(result.params)
     calibrated["calibration"] = {
         "seconds": round(calibration_s, 2),
@@ -77,7 +77,7 @@ def our_quality(
         "oos_weight": result.oos_weight,
         "val_scores": asdict(result.scores),
         "variants": [
-            {"name": v.name, "adopted": v.adopted, "params": params_dict(v.params), "val_scores": asdict(v.scores)}
+            {"name": v.name, "adopted": v.adopted, "params": v.params.to_dict(), "val_scores": asdict(v.scores)}
             for v in result.variants
         ],
         "route_thresholds_kept": result.route_thresholds_kept,

@@ -124,7 +124,7 @@ def _build_rows(result: Result) -> list[Row]:
     rows: list[Row] = []
     model = result.get("model")
     if model:
-        rows.append(["model load (Embedder.load)", f"{model['load_s']:.2f} s"])
+        rows.append(["model load (load_embedder)", f"{model['load_s']:.2f} s"])
     build = result.get("speed", {}).get("index_build")
     if build:
         n = build["examples"]

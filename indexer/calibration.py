@@ -26,7 +26,8 @@ your traffic, or `--oos-weight` to weigh each out-of-scope query directly.
 Search
 ------
 1. Every combination of threshold mode, k, global threshold, margin, vote weighting and
-   tie-break in the grid is scored on precomputed neighbours (numpy; `indexer.batch_decision`).
+   tie-break in the grid is scored on precomputed neighbours (the vectorised engine,
+   `router_core.engine`; the parameters and their grids are declared in `router_core.params`).
 2. Decision-rule variants are adopted in order, each only when its best setting beats the
    setting adopted so far by at least `min_variant_gain` and by `significance` paired standard
    errors on the validation queries (so noise in a small out-of-scope sample does not add
@@ -41,73 +42,65 @@ Search
    two-fold cross-validation on the validation file (fit on one half, score on the other) and
    dropped unless its held-out gain passes the same test as a variant (at least
    `min_variant_gain` and `significance` standard errors).
-4. The chosen setting is re-scored with the per-query rule (`router_core.decision.decide`).
+4. The chosen setting is re-scored with the decisions the service makes (`decide_many`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from indexer.batch_decision import (
-    FALLBACK,
-    BoolArray,
-    FloatArray,
-    IntArray,
-    NeighbourArrays,
-    gold_ids,
-    predict,
-    vote,
-)
-from indexer.labelled import is_fallback_label
-from router_core.decision import Neighbour, decide
-from router_core.routes import DecisionParams, ThresholdMode, TieBreak, VoteWeight
+from indexer.labelled import gold_ids, is_fallback_label
+from router_core.decision import decide_many
+from router_core.engine import FALLBACK, predict, vote
+from router_core.neighbours import BoolArray, FloatArray, IntArray, Neighbour, NeighbourArrays
+from router_core.params import SPECS, DecisionParams, ParamSpec, steps
 
 DEFAULT_OOS_SHARE = 0.2
-
-
-def _steps(start: float, stop: float, step: float) -> tuple[float, ...]:
-    count = round((stop - start) / step)
-    return tuple(round(start + i * step, 4) for i in range(count + 1))
+_SIMPLE_FIRST = "majority vote + threshold"
 
 
 @dataclass(frozen=True)
 class CalibrationGrid:
-    """What calibration tries, and how it regularises per-route thresholds."""
+    """What calibration tries, and how it regularises per-route thresholds.
 
-    ks: tuple[int, ...] = (1, 3, 5, 7, 10, 15, 20)
-    thresholds: tuple[float, ...] = _steps(0.20, 0.80, 0.01)
-    margins: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
-    votes: tuple[VoteWeight, ...] = ("count", "similarity")
-    tie_breaks: tuple[TieBreak, ...] = ("sum", "max")
-    threshold_modes: tuple[ThresholdMode, ...] = ("neighbour", "winner")
+    `values` overrides the values tried for some parameters; the others take the grid declared
+    with the parameter (`router_core.params`).
+    """
+
+    values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     min_variant_gain: float = 0.001
     significance: float = 2.0
     route_thresholds: bool = True
-    route_offsets: tuple[float, ...] = _steps(-0.10, 0.10, 0.01)
+    route_offsets: tuple[float, ...] = steps(-0.10, 0.10, 0.01)
     min_route_support: int = 10
     shrinkage: float = 10.0
     min_route_gain: float = 1.0
 
+    def values_for(self, spec: ParamSpec) -> tuple[Any, ...]:
+        """The values tried for one parameter."""
+        return tuple(self.values.get(spec.name, spec.grid))
+
     @property
     def k_max(self) -> int:
         """The most neighbours any setting uses."""
-        return max(self.ks)
+        return int(max(self.values_for(_spec("k"))))
 
     @property
     def size(self) -> int:
         """How many global settings the grid holds."""
-        return (
-            len(self.ks)
-            * len(self.thresholds)
-            * len(self.margins)
-            * len(self.votes)
-            * len(self.tie_breaks)
-            * len(self.threshold_modes)
-        )
+        size = 1
+        for spec in SPECS:
+            size *= len(self.values_for(spec))
+        return size
+
+
+def _spec(name: str) -> ParamSpec:
+    return next(s for s in SPECS if s.name == name)
 
 
 DEFAULT_GRID = CalibrationGrid()
@@ -126,27 +119,14 @@ class Scores:
 
 @dataclass(frozen=True)
 class Trial:
-    """One global setting tried, with its scores on the validation queries."""
+    """One global setting tried (no per-route thresholds), with its scores on validation."""
 
-    k: int
-    threshold: float
-    margin: float
-    vote: VoteWeight
-    tie_break: TieBreak
-    threshold_mode: ThresholdMode
+    params: DecisionParams
     scores: Scores
 
-    def params(self, default_route: str) -> DecisionParams:
-        """This setting as decision parameters (no per-route thresholds)."""
-        return DecisionParams(
-            k=self.k,
-            threshold=self.threshold,
-            margin=self.margin,
-            tie_break=self.tie_break,
-            vote=self.vote,
-            threshold_mode=self.threshold_mode,
-            default_route=default_route,
-        )
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: the tunable values and the scores."""
+        return {**self.params.tunable_values(), "scores": asdict(self.scores)}
 
 
 @dataclass(frozen=True)
@@ -190,31 +170,17 @@ class CalibrationResult:
     heldout_gain: float  # objective gained by per-route thresholds on held-out halves
     heldout_standard_error: float
     table: tuple[Trial, ...] = field(repr=False)
-    engine_mismatches: int = 0  # queries where the numpy engine and decide() disagreed
+    engine_mismatches: int = 0  # queries where the calibration search and decide_many disagreed
 
     def to_dict(self, *, table_rows: int | None = None) -> dict[str, Any]:
         """JSON-ready form; `table_rows` keeps only the best rows of the table."""
         data = asdict(self)
-        data["params"] = params_dict(self.params)
-        data["variants"] = [{**asdict(v), "params": params_dict(v.params)} for v in self.variants]
+        data["params"] = self.params.to_dict()
+        data["variants"] = [{**asdict(v), "params": v.params.to_dict()} for v in self.variants]
         rows = sorted(self.table, key=lambda t: -t.scores.objective)
-        data["table"] = [asdict(t) for t in (rows if table_rows is None else rows[:table_rows])]
+        data["table"] = [t.to_dict() for t in (rows if table_rows is None else rows[:table_rows])]
         data["table_size"] = len(self.table)
         return data
-
-
-def params_dict(p: DecisionParams) -> dict[str, Any]:
-    """Decision parameters as JSON."""
-    return {
-        "k": p.k,
-        "threshold": p.threshold,
-        "route_thresholds": dict(p.route_thresholds),
-        "margin": p.margin,
-        "tie_break": p.tie_break,
-        "vote": p.vote,
-        "threshold_mode": p.threshold_mode,
-        "default_route": p.default_route,
-    }
 
 
 def oos_weight_for(in_scope: int, out_of_scope: int, share: float) -> float:
@@ -257,7 +223,7 @@ def calibrate(
 
     table = _search(arrays, scorer, grid)
     variants, chosen = _ladder(table, base, grid, arrays, scorer)
-    params = chosen.params(base.default_route)
+    params = replace(chosen.params, default_route=base.default_route)
     details: tuple[RouteThreshold, ...] = ()
     kept = False
     heldout = heldout_se = 0.0
@@ -338,46 +304,52 @@ def _mean(values: BoolArray) -> float:
 
 
 def _search(arrays: NeighbourArrays, scorer: _Scorer, grid: CalibrationGrid) -> list[Trial]:
-    table = []
-    for mode in grid.threshold_modes:
-        for k in grid.ks:
-            for vote_weight in grid.votes:
-                for tie in grid.tie_breaks:
-                    for threshold in grid.thresholds:
-                        votes = vote(arrays, k, arrays.thresholds(threshold), vote_weight, tie, mode)
-                        preds = np.stack([votes.predictions(m) for m in grid.margins])
-                        for margin, scores in zip(grid.margins, scorer.many(preds), strict=True):
-                            table.append(Trial(k, threshold, margin, vote_weight, tie, mode, scores))
+    """Score every setting of the grid: one tally per setting of the parameters that shape the
+    vote, then every value of those applied after it (the margin), vectorised."""
+    voting = [s for s in SPECS if not s.after_vote]
+    after = [s for s in SPECS if s.after_vote]
+    table: list[Trial] = []
+    for combo in itertools.product(*(grid.values_for(s) for s in voting)):
+        params = DecisionParams(**{s.name: v for s, v in zip(voting, combo, strict=True)})
+        tally = vote(arrays, params, arrays.thresholds(params.threshold))
+        finishes = [
+            replace(params, **{s.name: v for s, v in zip(after, rest, strict=True)})
+            for rest in itertools.product(*(grid.values_for(s) for s in after))
+        ]
+        preds = np.stack([tally.predictions(p.margin) for p in finishes])
+        table.extend(Trial(p, scores) for p, scores in zip(finishes, scorer.many(preds), strict=True))
     return table
 
 
-_FAMILIES: tuple[tuple[str, Callable[[Trial], bool]], ...] = (
-    (
-        "majority vote + threshold",
-        lambda t: t.threshold_mode == "neighbour" and t.vote == "count" and t.tie_break == "sum" and t.margin == 0,
-    ),
-    (
-        "+ threshold on the winner's best similarity",
-        lambda t: t.vote == "count" and t.tie_break == "sum" and t.margin == 0,
-    ),
-    ("+ similarity-weighted vote", lambda t: t.tie_break == "sum" and t.margin == 0),
-    ("+ tie-break by best similarity", lambda t: t.margin == 0),
-    ("+ margin (ambiguity band)", lambda _t: True),
-)
+def _families() -> list[tuple[str, Callable[[Trial], bool]]]:
+    """Decision-rule families from simple to rich: the plain majority vote (every parameter that
+    has a simple value at it), then each such parameter freed in declaration order."""
+    richer = [s for s in SPECS if s.simple is not None]
+
+    def member(freed: int) -> Callable[[Trial], bool]:
+        fixed = richer[freed:]
+        return lambda t: all(getattr(t.params, s.name) == s.simple for s in fixed)
+
+    return [(_SIMPLE_FIRST, member(0))] + [(s.variant, member(i + 1)) for i, s in enumerate(richer)]
+
+
+def _distance(value: Any, reference: Any) -> float:
+    if isinstance(value, int | float) and isinstance(reference, int | float):
+        return abs(float(value) - float(reference))
+    return float(value != reference)
 
 
 def _preference(base: DecisionParams) -> Callable[[Trial], tuple[float, ...]]:
-    """Higher objective first; among equals the simpler, then the closer to `base`."""
+    """Higher objective first; among equals the simpler (each richer parameter nearest its
+    simple value, in declaration order), then the closer to `base`."""
+    richer = [s for s in SPECS if s.simple is not None]
+    plain = [s for s in SPECS if s.simple is None]
 
     def key(t: Trial) -> tuple[float, ...]:
         return (
             -round(t.scores.objective, 9),
-            t.threshold_mode != "neighbour",
-            t.margin,
-            t.vote != "count",
-            t.tie_break != "sum",
-            abs(t.k - base.k),
-            abs(t.threshold - base.threshold),
+            *(_distance(getattr(t.params, s.name), s.simple) for s in richer),
+            *(_distance(getattr(t.params, s.name), getattr(base, s.name)) for s in plain),
         )
 
     return key
@@ -397,7 +369,7 @@ def _ladder(
     chosen: Trial | None = None
     chosen_pred: IntArray | None = None
     previous = 0
-    for name, member in _FAMILIES:
+    for name, member in _families():
         family = [t for t in table if member(t)]
         if not family or len(family) == previous:
             continue
@@ -410,14 +382,16 @@ def _ladder(
         )
         if adopt:
             chosen, chosen_pred = best, pred
-        variants.append(Variant(name, best.params(base.default_route), best.scores, adopt, gain, se))
+        variants.append(
+            Variant(name, replace(best.params, default_route=base.default_route), best.scores, adopt, gain, se)
+        )
     if chosen is None or chosen_pred is None:
         raise ValueError("the calibration grid is empty")
     return variants, chosen
 
 
 def _predict(arrays: NeighbourArrays, t: Trial) -> IntArray:
-    return predict(arrays, t.params(""), arrays.thresholds(t.threshold))
+    return predict(arrays, t.params, arrays.thresholds(t.params.threshold))
 
 
 def _paired_gain(new: IntArray, old: IntArray, scorer: _Scorer) -> tuple[float, float]:
@@ -522,15 +496,15 @@ def _decide_scores(
     arrays: NeighbourArrays,
     scorer: _Scorer,
 ) -> tuple[Scores, int]:
-    """Scores from the per-query rule itself, and how many queries the numpy engine saw
-    differently (0 expected)."""
+    """Scores of the decisions the service would make (`decide_many`), and how many queries the
+    search's shortcut (route ids over shared arrays) saw differently: 0 expected."""
     unknown = -3
     exact = np.array(
         [
-            FALLBACK if d.fallback else (arrays.route_id(d.route) if arrays.route_id(d.route) is not None else unknown)
-            for d in (decide(n, params) for n in neighbours)
+            FALLBACK if d.fallback else (rid if (rid := arrays.route_id(d.route)) is not None else unknown)
+            for d in decide_many(neighbours, params)
         ],
         dtype=np.int64,
     )
-    fast = predict(arrays, params, arrays.thresholds(params.threshold, params.route_thresholds))
+    fast = predict(arrays, params)
     return scorer(exact), int((exact != fast).sum())

@@ -24,9 +24,10 @@ from indexer.hygiene import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_MIN_EXAMPLES
 from indexer.labelled import LabelledDataInvalid
 from router_core import (
     Embedder,
-    IndexSettings,
     RouterError,
+    RouterSettings,
     RoutesInvalid,
+    load_embedder,
     load_routes,
     open_store,
     plan_reindex,
@@ -162,20 +163,20 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _index_options(p: argparse.ArgumentParser, default: object = None, *, model: bool = True) -> None:
     kw: dict[str, Any] = {} if default is None else {"default": default}
     p.add_argument("--routes", type=Path, help="routes directory (ROUTER_ROUTES_DIR)", **kw)
-    p.add_argument("--data-dir", type=Path, help="embedded index directory (ROUTER_QDRANT__DATA_DIR)", **kw)
+    p.add_argument("--data-dir", type=Path, help="embedded index directory (ROUTER_INDEX__DATA_DIR)", **kw)
     if model:
         p.add_argument("--model", help="embedding model name or path (ROUTER_EMBEDDING__MODEL)", **kw)
     p.add_argument("--quiet", action="store_true", help="no progress bar", **kw)
 
 
-def settings_from(args: argparse.Namespace, base: IndexSettings | None = None) -> IndexSettings:
+def settings_from(args: argparse.Namespace, base: RouterSettings | None = None) -> RouterSettings:
     """Settings from the environment, overridden by command-line options."""
-    settings = base or IndexSettings()
+    settings = base or RouterSettings()
     update: dict[str, object] = {}
     if getattr(args, "routes", None):
         update["routes_dir"] = args.routes
     if getattr(args, "data_dir", None):
-        update["qdrant"] = settings.qdrant.model_copy(update={"data_dir": args.data_dir})
+        update["index"] = settings.index.model_copy(update={"data_dir": args.data_dir})
     if getattr(args, "model", None):
         update["embedding"] = settings.embedding.model_copy(update={"model": args.model})
     return settings.model_copy(update=update)
@@ -200,7 +201,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
         return 1
 
 
-def _run_tool(args: argparse.Namespace, settings: IndexSettings, out: TextIO, embedder: Embedder | None) -> int:
+def _run_tool(args: argparse.Namespace, settings: RouterSettings, out: TextIO, embedder: Embedder | None) -> int:
     progress = not getattr(args, "quiet", False)
     try:
         if args.command == "eval":
@@ -260,7 +261,7 @@ def _run_tool(args: argparse.Namespace, settings: IndexSettings, out: TextIO, em
         return 1
 
 
-def reindex(settings: IndexSettings, *, dry_run: bool, progress: bool, out: TextIO) -> int:
+def reindex(settings: RouterSettings, *, dry_run: bool, progress: bool, out: TextIO) -> int:
     """Run (or preview) one re-index and print its summary."""
     started = time.perf_counter()
     table = load_routes(settings.routes_dir)
@@ -269,7 +270,9 @@ def reindex(settings: IndexSettings, *, dry_run: bool, progress: bool, out: Text
         f"({sum(len(r.examples) for r in table.routes)} examples)",
         file=out,
     )
-    embedder = Embedder.load(settings.embedding.model, settings.embedding.device)
+    embedder = load_embedder(
+        settings.embedding.model, backend=settings.embedding.backend, device=settings.embedding.device
+    )
     loaded = time.perf_counter()
     print(f"model: {embedder.model_id} (dim {embedder.dimension}), loaded in {loaded - started:.1f} s", file=out)
     store = open_store(settings)
@@ -283,7 +286,7 @@ def reindex(settings: IndexSettings, *, dry_run: bool, progress: bool, out: Text
             embedder,
             batch_size=settings.embedding.batch_size,
             progress=progress,
-            keep_versions=settings.qdrant.keep_versions,
+            keep_versions=settings.index.keep_versions,
             on_stage=lambda msg: print(f"... {msg}", file=out),
         )
     finally:

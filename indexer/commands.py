@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from indexer import report_html
-from indexer.calibration import DEFAULT_GRID, CalibrationResult, calibrate, params_dict
+from indexer.calibration import DEFAULT_GRID, CalibrationResult, calibrate
 from indexer.evaluation import EvalReport, evaluate, neighbours_for, threshold_curve
 from indexer.finetune import FinetuneConfig, finetune
 from indexer.hygiene import check_hygiene
@@ -30,8 +30,8 @@ from indexer.labelled import (
 )
 from indexer.routes_writer import write_decision_params
 from indexer.tables import pct, text_table
-from router_core import Embedder, IndexMissing, IndexSettings, OpenIndex, load_routes, open_store
-from router_core.decision import decide
+from router_core import Embedder, IndexMissing, OpenIndex, RouterSettings, load_embedder, load_routes, open_store
+from router_core.decision import decide_many
 from router_core.manifest import fingerprint
 
 CURVE_THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(81))
@@ -63,16 +63,18 @@ class Live:
 
 
 @contextmanager
-def live_index(settings: IndexSettings, embedder: Embedder | None, out: TextIO) -> Iterator[Live]:
+def live_index(settings: RouterSettings, embedder: Embedder | None, out: TextIO) -> Iterator[Live]:
     """Open the live version; warn when it was built from other routes or another model."""
-    model = embedder or Embedder.load(settings.embedding.model, settings.embedding.device)
+    model = embedder or load_embedder(
+        settings.embedding.model, backend=settings.embedding.backend, device=settings.embedding.device
+    )
     store = open_store(settings)
     try:
         live = store.live_version()
         if live is None:
             raise IndexMissing(
                 f"no live index for {settings.routes_dir}: build it first with "
-                f"`python -m indexer --routes {settings.routes_dir} --data-dir {settings.qdrant.data_dir}`"
+                f"`python -m indexer --routes {settings.routes_dir} --data-dir {settings.index.data_dir}`"
             )
         index = store.open_version(live)
         try:
@@ -84,7 +86,7 @@ def live_index(settings: IndexSettings, embedder: Embedder | None, out: TextIO) 
         store.close()
 
 
-def _warn_if_stale(settings: IndexSettings, index: OpenIndex, embedder: Embedder, out: TextIO) -> None:
+def _warn_if_stale(settings: RouterSettings, index: OpenIndex, embedder: Embedder, out: TextIO) -> None:
     m = index.manifest
     if m.model_id != embedder.model_id:
         raise CommandRefused(
@@ -102,7 +104,7 @@ def _warn_if_stale(settings: IndexSettings, index: OpenIndex, embedder: Embedder
 
 # -- eval -------------------------------------------------------------------------------------
 def run_eval(
-    settings: IndexSettings,
+    settings: RouterSettings,
     file: Path,
     *,
     json_path: Path | None,
@@ -127,10 +129,10 @@ def run_eval(
             settings.embedding.batch_size,
             progress=progress,
         )
-        decisions = [decide(n, params) for n in neighbours]
+        decisions = decide_many(neighbours, params)
         report = evaluate(decisions, labels, params.default_route, texts=texts, routes=names)
         print_eval(report, out)
-        meta = {**live.meta, "file": str(file), "params": params_dict(params)}
+        meta = {**live.meta, "file": str(file), "params": params.to_dict()}
         if json_path:
             _write_json(json_path, {"meta": meta, "report": report.to_dict()}, out)
         if html_path:
@@ -198,7 +200,7 @@ def print_eval(report: EvalReport, out: TextIO) -> None:
 
 # -- calibrate --------------------------------------------------------------------------------
 def run_calibrate(
-    settings: IndexSettings,
+    settings: RouterSettings,
     file: Path,
     *,
     write: bool,
@@ -266,7 +268,7 @@ def run_calibrate(
                 print(f"  rewritten whole (comments lost): {', '.join(written.rewritten)}", file=out)
             print(
                 f"next: re-index so the service uses them: python -m indexer --routes {settings.routes_dir}"
-                f" --data-dir {settings.qdrant.data_dir}",
+                f" --data-dir {settings.index.data_dir}",
                 file=out,
             )
         else:
@@ -288,9 +290,7 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
     rows = []
     for v in result.variants:
         p = v.params
-        setting = f"{p.threshold_mode} k={p.k} t={p.threshold:.2f} m={p.margin:.2f} {p.vote}/{p.tie_break}"
-        if p.route_thresholds:
-            setting += f" +{len(p.route_thresholds)} route t"
+        setting = p.describe()
         rows.append(
             (
                 v.name,
@@ -344,9 +344,7 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
         )
     p = result.params
     print(
-        f"\nchosen: threshold_mode={p.threshold_mode} k={p.k} threshold={p.threshold} "
-        f"margin={p.margin} vote={p.vote} "
-        f"tie_break={p.tie_break} route thresholds={len(p.route_thresholds)}\n"
+        f"\nchosen: {p.describe()}\n"
         f"  objective {pct(result.baseline.objective)} -> {pct(result.objective)}, "
         f"in-scope accuracy {pct(result.baseline.in_scope_accuracy)} -> {pct(result.scores.in_scope_accuracy)}, "
         f"fallback recall {pct(result.baseline.fallback_recall)} -> {pct(result.scores.fallback_recall)}",
@@ -362,7 +360,7 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
 
 # -- hygiene ----------------------------------------------------------------------------------
 def run_hygiene(
-    settings: IndexSettings,
+    settings: RouterSettings,
     *,
     duplicate_similarity: float,
     min_examples: int,
@@ -450,7 +448,7 @@ def run_hygiene(
 
 # -- finetune ---------------------------------------------------------------------------------
 def run_finetune(
-    settings: IndexSettings,
+    settings: RouterSettings,
     *,
     config: FinetuneConfig,
     out_dir: Path | None,
@@ -469,7 +467,7 @@ def run_finetune(
         table,
         settings.embedding.model,
         out_dir,
-        settings.qdrant.data_dir / "models",
+        settings.index.data_dir / "models",
         config,
         device=settings.embedding.device,
         progress=progress,
@@ -490,7 +488,7 @@ def run_finetune(
     print(
         "next: index with it (the index records its id; the service must load the same model):\n"
         f"  ROUTER_EMBEDDING__MODEL={result.path} python -m indexer --routes {settings.routes_dir} "
-        f"--data-dir {settings.qdrant.data_dir}",
+        f"--data-dir {settings.index.data_dir}",
         file=out,
     )
     return 0

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from indexer.batch_decision import FALLBACK, NeighbourArrays, gold_ids, predict
-from indexer.labelled import is_fallback_label
-from router_core.decision import Decision, Neighbour
+from indexer.labelled import gold_ids, is_fallback_label
+from router_core.decision import Decision
 from router_core.embedding import Embedder
-from router_core.routes import DecisionParams
+from router_core.engine import FALLBACK, predict
+from router_core.neighbours import Neighbour, NeighbourArrays
+from router_core.params import DecisionParams
 from router_core.store.protocol import OpenIndex
 
 EXAMPLES_PER_CONFUSION = 3

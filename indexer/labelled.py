@@ -11,7 +11,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from router_core.engine import FALLBACK
+from router_core.neighbours import IntArray, NeighbourArrays
+
 OOS_LABEL = "oos"
+UNKNOWN = -2
+"""The gold id of a label that names no route of the index (never predicted)."""
 
 
 class LabelledDataInvalid(ValueError):
@@ -77,4 +84,16 @@ def canonical_labels(queries: Sequence[LabelledQuery], routes: Collection[str], 
             candidate = route_name_for(label)
             label = candidate if candidate in routes else label
         out.append(label)
+    return out
+
+
+def gold_ids(arrays: NeighbourArrays, labels: Sequence[str], default_route: str) -> IntArray:
+    """Route id per gold label: FALLBACK for `oos` or the default route, UNKNOWN for others."""
+    out = np.empty(len(labels), dtype=np.int64)
+    for i, label in enumerate(labels):
+        if is_fallback_label(label, default_route):
+            out[i] = FALLBACK
+        else:
+            rid = arrays.route_id(label)
+            out[i] = UNKNOWN if rid is None else rid
     return out

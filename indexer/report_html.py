@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from indexer.calibration import CalibrationResult, Scores, params_dict
+from indexer.calibration import CalibrationResult, Scores
 from indexer.evaluation import CurvePoint, EvalReport
 from indexer.hygiene import HygieneReport
 from indexer.tables import pct
+from router_core.params import TUNABLE_NAMES
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -245,15 +246,7 @@ def calibration_page(result: CalibrationResult, curve: Sequence[CurvePoint], met
     body.append(
         table(
             ["parameter", "value"],
-            [
-                ("threshold_mode", p.threshold_mode),
-                ("k", p.k),
-                ("threshold", p.threshold),
-                ("margin", p.margin),
-                ("vote", p.vote),
-                ("tie_break", p.tie_break),
-                ("per-route thresholds", len(p.route_thresholds)),
-            ],
+            [*p.tunable_values().items(), ("per-route thresholds", len(p.route_thresholds))],
         )
     )
     body.append("<h2>Decision-rule variants (best of each family on this file)</h2>")
@@ -276,26 +269,10 @@ def calibration_page(result: CalibrationResult, curve: Sequence[CurvePoint], met
     top = sorted(result.table, key=lambda t: -t.scores.objective)[:30]
     body.append(
         table(
-            [
-                "threshold mode",
-                "k",
-                "threshold",
-                "margin",
-                "vote",
-                "tie-break",
-                "objective",
-                "accuracy",
-                "in-scope",
-                "fallback recall",
-            ],
+            [*TUNABLE_NAMES, "objective", "accuracy", "in-scope", "fallback recall"],
             [
                 (
-                    t.threshold_mode,
-                    t.k,
-                    t.threshold,
-                    t.margin,
-                    t.vote,
-                    t.tie_break,
+                    *t.params.tunable_values().values(),
                     t.scores.objective,
                     t.scores.accuracy,
                     t.scores.in_scope_accuracy,
@@ -367,12 +344,7 @@ def hygiene_page(report: HygieneReport, meta: Mapping[str, Any]) -> str:
 def _variants_table(result: CalibrationResult) -> str:
     rows = []
     for v in result.variants:
-        q = params_dict(v.params)
-        setting = (
-            f"{q['threshold_mode']} k={q['k']} threshold={q['threshold']} margin={q['margin']} vote={q['vote']} "
-            f"tie={q['tie_break']}"
-            + (f" +{len(q['route_thresholds'])} route thresholds" if q["route_thresholds"] else "")
-        )
+        setting = v.params.describe()
         adopted = "yes" if v.adopted else ""
         rows.append(
             (

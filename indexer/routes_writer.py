@@ -1,7 +1,7 @@
 """Write calibrated decision parameters back into a routes directory, keeping the rest.
 
-Only the lines of the keys being set are touched (top-level `k`, `threshold`, `margin`,
-`tie_break`, `vote` and `threshold_mode` in `_router.yaml`; `threshold` in each route file),
+Only the lines of the keys being set are touched (the tunable decision parameters at the top
+level of `_router.yaml`, see `router_core.params`; `threshold` in each route file),
 so comments, order and formatting survive. Every edited file is re-parsed and compared with
 what was meant; a file whose layout defeats line editing (flow style, say) is rewritten whole
 instead and reported.
@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
-from router_core.routes import ROUTER_FILE, DecisionParams, load_routes
+from router_core.params import TUNABLE_NAMES, DecisionParams
+from router_core.routes import ROUTER_FILE, load_routes
 
-ROUTER_KEYS = ("k", "threshold", "margin", "tie_break", "vote", "threshold_mode")
+ROUTER_KEYS = TUNABLE_NAMES
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,8 @@ def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> Wri
     table = load_routes(root)  # refuse to edit a directory that does not load now
     edits: dict[Path, dict[str, Any]] = {
         root / ROUTER_FILE: {
-            "k": params.k,
-            "threshold": _number(params.threshold),
-            "margin": _number(params.margin),
-            "tie_break": params.tie_break,
-            "vote": params.vote,
-            "threshold_mode": params.threshold_mode,
+            name: _number(value) if isinstance(value, float) else value
+            for name, value in params.tunable_values().items()
         }
     }
     for route in table.routes:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from router_core.decision import Decision, decide
+from router_core.decision import Decision, decide_many
 from router_core.embedding import Embedder, Vectors
-from router_core.routes import DecisionParams
+from router_core.params import DecisionParams
 from router_core.store.protocol import OpenIndex
 
 
@@ -16,7 +16,7 @@ def classify_vectors(index: OpenIndex, vectors: Vectors, params: DecisionParams 
     if len(vectors) == 0:
         return []
     neighbours = index.searcher.search(vectors, chosen.k)
-    return [decide(n, chosen) for n in neighbours]
+    return decide_many(neighbours, chosen)
 
 
 def classify_texts(

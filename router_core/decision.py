@@ -1,23 +1,20 @@
-"""The routing decision: a pure function of the nearest neighbours and explicit parameters."""
+"""The routing decision: a pure function of the nearest neighbours and explicit parameters.
+
+`decide_many` runs the vectorised engine (`router_core.engine`) on many queries and turns each
+row into a `Decision` that shows its vote; `decide` is the one-query view.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from router_core.routes import DecisionParams
+from router_core.engine import FALLBACK, REASONS, Tally, vote
+from router_core.neighbours import Neighbour, NeighbourArrays
+from router_core.params import DecisionParams
 
 Reason = Literal["vote", "below_threshold", "ambiguous", "no_neighbours"]
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    """One stored example near the query."""
-
-    text: str
-    route: str
-    similarity: float
 
 
 @dataclass(frozen=True)
@@ -47,55 +44,57 @@ class Decision:
         return {v.route: v.count for v in self.votes}
 
 
-def decide(neighbours: Sequence[Neighbour], params: DecisionParams) -> Decision:
-    """Vote among the k nearest neighbours and apply the threshold.
+def decide_many(neighbours: Sequence[Iterable[Neighbour]], params: DecisionParams) -> list[Decision]:
+    """One decision per query, from its neighbours (any order, any count >= k)."""
+    arrays = NeighbourArrays.build(neighbours)
+    tally = vote(arrays, params, arrays.thresholds(params.threshold, params.route_thresholds), detail=True)
+    routes = tally.predictions(params.margin).tolist()
+    reasons = tally.reasons(params.margin).tolist()
+    decisions = []
+    for i, row in enumerate(arrays.rows):
+        nearest = row[: tally.k]
+        reason: Reason = REASONS[reasons[i]]  # type: ignore[assignment]  # REASONS spells Reason
+        route = params.default_route if routes[i] == FALLBACK else arrays.route_names[routes[i]]
+        decisions.append(
+            Decision(
+                route=route,
+                fallback=routes[i] == FALLBACK,
+                score=nearest[0].similarity if nearest else 0.0,
+                reason=reason,
+                votes=_ranked_votes(tally, arrays, i),
+                neighbours=nearest,
+            )
+        )
+    return decisions
+
+
+def decide(neighbours: Iterable[Neighbour], params: DecisionParams) -> Decision:
+    """Vote among the k nearest neighbours and apply the threshold (see `router_core.engine`).
 
     threshold_mode "neighbour" (the default): only neighbours that clear their route's
     threshold vote; no survivor means the default route. threshold_mode "winner": all k
     neighbours vote, and the default route is chosen when the winner's best similarity is under
-    the winner's threshold (a route cannot win on one weak neighbour outvoted by nothing, nor
-    lose part of its vote to neighbours straddling the threshold).
-
-    Ties in the vote are broken by summed (or, with tie_break="max", best) similarity, then by
-    route name so the result never depends on input order. A winner whose share of the vote
-    beats the runner-up's by less than `margin` means the default route too.
+    the winner's threshold. Ties in the vote are broken by summed (or, with tie_break="max",
+    best) similarity, then by route name. A winner whose share of the vote beats the
+    runner-up's by less than `margin` means the default route too.
     """
-    nearest = tuple(sorted(neighbours, key=lambda n: (-n.similarity, n.route, n.text))[: params.k])
-    if not nearest:
-        return Decision(params.default_route, True, 0.0, "no_neighbours", (), nearest)
-    score = nearest[0].similarity
-    if params.threshold_mode == "winner":
-        voters: Sequence[Neighbour] = nearest
-    else:
-        voters = [n for n in nearest if n.similarity >= params.threshold_for(n.route)]
-        if not voters:
-            return Decision(params.default_route, True, score, "below_threshold", (), nearest)
-    ranked = tuple(sorted(_tally(voters), key=lambda v: _rank_key(v, params)))
-    winner = ranked[0]
-    if winner.similarity_max < params.threshold_for(winner.route):
-        return Decision(params.default_route, True, score, "below_threshold", ranked, nearest)
-    if params.margin > 0 and len(ranked) > 1:
-        total = sum(_weight(v, params) for v in ranked)
-        # Similarity-weighted votes can sum to nothing or less (negative cosines in winner
-        # mode): no route then leads by any share.
-        lead = (_weight(ranked[0], params) - _weight(ranked[1], params)) / total if total > 0 else 0.0
-        if lead < params.margin:
-            return Decision(params.default_route, True, score, "ambiguous", ranked, nearest)
-    return Decision(winner.route, False, score, "vote", ranked, nearest)
+    return decide_many([neighbours], params)[0]
 
 
-def _tally(survivors: Sequence[Neighbour]) -> list[RouteVote]:
-    by_route: dict[str, list[float]] = {}
-    for n in survivors:
-        by_route.setdefault(n.route, []).append(n.similarity)
-    return [RouteVote(r, len(s), sum(s), max(s)) for r, s in by_route.items()]
-
-
-def _weight(vote: RouteVote, params: DecisionParams) -> float:
-    return float(vote.count) if params.vote == "count" else vote.similarity_sum
-
-
-def _rank_key(vote: RouteVote, params: DecisionParams) -> tuple[float, float, str]:
-    """Ascending order puts the winner first: most weight, then tie-break, then first name."""
-    tie = vote.similarity_sum if params.tie_break == "sum" else vote.similarity_max
-    return (-_weight(vote, params), -tie, vote.route)
+def _ranked_votes(tally: Tally, arrays: NeighbourArrays, row: int) -> tuple[RouteVote, ...]:
+    """The routes that received votes in row `row`, in the engine's ranking order."""
+    voted, counts, sums, best, weight, tie = tally.voted, tally.counts, tally.sums, tally.best, tally.weight, tally.tie
+    if voted is None or counts is None or sums is None or best is None or weight is None or tie is None:
+        return ()
+    seen: dict[int, tuple[float, float, RouteVote]] = {}
+    for j in range(tally.k):
+        rid = int(arrays.routes[row, j])
+        if not voted[row, j] or rid in seen:
+            continue
+        seen[rid] = (
+            float(weight[row, j]),
+            float(tie[row, j]),
+            RouteVote(arrays.route_names[rid], int(counts[row, j]), float(sums[row, j]), float(best[row, j])),
+        )
+    order = sorted(seen, key=lambda rid: (-seen[rid][0], -seen[rid][1], rid))
+    return tuple(seen[rid][2] for rid in order)

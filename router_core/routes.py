@@ -8,22 +8,20 @@ nothing is half-loaded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from router_core.agents import AgentSpec, CannedAgent, LLMAgent, StrictModel
 from router_core.errors import Problem, RoutesInvalid
+from router_core.params import SPECS, TUNABLE_NAMES, DecisionParams, default_values, param_types
 
 ROUTER_FILE = "_router.yaml"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_EXAMPLE_CHARS = 1000
-TieBreak = Literal["sum", "max"]
-VoteWeight = Literal["count", "similarity"]
-ThresholdMode = Literal["neighbour", "winner"]
 
 _AGENT = TypeAdapter(AgentSpec)
 # libyaml's loader when PyYAML was built with it: parsing 150 route files of 100 examples
@@ -41,18 +39,26 @@ class RouteFile(StrictModel):
     agent: AgentSpec
 
 
-class RouterFile(StrictModel):
-    """The schema of `_router.yaml`: defaults for the whole router."""
+class _RouterFileBase(StrictModel):
+    """`_router.yaml` without the decision parameters, which `RouterFile` adds."""
 
     name: str = Field(default="router", pattern=NAME_PATTERN)
-    k: int = Field(default=5, ge=1, le=100)
-    threshold: float = Field(default=0.45, ge=-1.0, le=1.0)
-    margin: float = Field(default=0.0, ge=0.0, le=2.0)
-    tie_break: TieBreak = "sum"
-    vote: VoteWeight = "count"
-    threshold_mode: ThresholdMode = "neighbour"
     default_route: str = Field(default="default", pattern=NAME_PATTERN)
     default_agent: AgentSpec = CannedAgent(name="default-agent", reply="Sorry, I can't help with that request.")
+
+
+def _decision_fields() -> dict[str, Any]:
+    """The tunable decision parameters as pydantic fields (declared in router_core.params)."""
+    types, defaults = param_types(), default_values()
+    return {
+        spec.name: (types[spec.name], Field(default=defaults[spec.name], ge=spec.ge, le=spec.le, description=spec.doc))
+        for spec in SPECS
+    }
+
+
+RouterFile: type[_RouterFileBase] = create_model(  # the schema of `_router.yaml`
+    "RouterFile", __base__=_RouterFileBase, __doc__="The schema of `_router.yaml`.", **_decision_fields()
+)
 
 
 @dataclass(frozen=True)
@@ -64,24 +70,6 @@ class Route:
     examples: tuple[str, ...]
     agent: LLMAgent | CannedAgent
     threshold: float | None = None
-
-
-@dataclass(frozen=True)
-class DecisionParams:
-    """Explicit parameters of the routing decision."""
-
-    k: int = 5
-    threshold: float = 0.45
-    route_thresholds: Mapping[str, float] = field(default_factory=dict)
-    margin: float = 0.0
-    tie_break: TieBreak = "sum"
-    vote: VoteWeight = "count"
-    threshold_mode: ThresholdMode = "neighbour"
-    default_route: str = "default"
-
-    def threshold_for(self, route: str) -> float:
-        """The similarity a neighbour of `route` must reach to vote."""
-        return self.route_thresholds.get(route, self.threshold)
 
 
 @dataclass(frozen=True)
@@ -104,16 +92,10 @@ class RouteTable:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, stored in every index version (examples are in the points)."""
-        p = self.params
         return {
             "name": self.name,
-            "k": p.k,
-            "threshold": p.threshold,
-            "margin": p.margin,
-            "tie_break": p.tie_break,
-            "vote": p.vote,
-            "threshold_mode": p.threshold_mode,
-            "default_route": p.default_route,
+            **self.params.tunable_values(),
+            "default_route": self.params.default_route,
             "default_agent": self.default_agent.model_dump(mode="json"),
             "routes": [
                 {
@@ -163,7 +145,7 @@ def load_routes(directory: Path | str) -> RouteTable:
         raise RoutesInvalid([Problem(str(root), "", "routes directory does not exist")])
     problems: list[Problem] = []
     router_path = root / ROUTER_FILE
-    router = RouterFile()
+    router: _RouterFileBase = RouterFile()
     if router_path.exists():
         parsed = _parse(router_path, RouterFile, problems)
         router = parsed if isinstance(parsed, RouterFile) else router
@@ -188,15 +170,10 @@ def load_routes(directory: Path | str) -> RouteTable:
     )
 
 
-def _params(router: RouterFile, routes: Iterable[Route]) -> DecisionParams:
+def _params(router: _RouterFileBase, routes: Iterable[Route]) -> DecisionParams:
     return DecisionParams(
-        k=router.k,
-        threshold=router.threshold,
+        **{name: getattr(router, name) for name in TUNABLE_NAMES},
         route_thresholds={r.name: r.threshold for r in routes if r.threshold is not None},
-        margin=router.margin,
-        tie_break=router.tie_break,
-        vote=router.vote,
-        threshold_mode=router.threshold_mode,
         default_route=router.default_route,
     )
 
@@ -260,7 +237,7 @@ def _check_route(path: Path, parsed: RouteFile, problems: list[Problem]) -> Rout
     )
 
 
-def _check_table(root: Path, router: RouterFile, routes: list[Route], problems: list[Problem]) -> None:
+def _check_table(root: Path, router: _RouterFileBase, routes: list[Route], problems: list[Problem]) -> None:
     names: dict[str, int] = {}
     for route in routes:
         names[route.name] = names.get(route.name, 0) + 1

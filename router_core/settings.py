@@ -1,18 +1,21 @@
 """Settings shared by every process: where routes, the model and the index are.
 
 Environment variables carry the prefix `ROUTER_` with `__` between nested names
-(`ROUTER_QDRANT__URL`); a `.env` file is read too. The conventional `QDRANT_URL` and
-`QDRANT_API_KEY` are honoured when the prefixed names are not set. Tests build settings
-directly instead of touching the environment.
+(`ROUTER_INDEX__DATA_DIR`); a `.env` file is read too. The conventional `QDRANT_URL` and
+`QDRANT_API_KEY` are honoured when the prefixed names are not set. The `ROUTER_QDRANT__*` names
+of earlier releases still work for one release, with a deprecation warning. Tests build
+settings directly instead of touching the environment.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +25,8 @@ from pydantic_settings import (
 
 from router_core.embedding import DEFAULT_MODEL
 
+log = logging.getLogger("router.settings")
+
 
 class SettingsSection(BaseModel):
     """A nested settings group: unknown keys are errors (a typo must not pass silently)."""
@@ -30,21 +35,36 @@ class SettingsSection(BaseModel):
 
 
 class EmbeddingSettings(SettingsSection):
-    """Which sentence-transformers model embeds examples and queries."""
+    """Which sentence-transformers model embeds examples and queries, and what runs it."""
 
     model: str = Field(default=DEFAULT_MODEL, description="Model name or path (default: all-MiniLM-L6-v2, shipped).")
+    backend: Literal["torch"] = Field(default="torch", description="What runs the model.")
     device: str = "cpu"
     batch_size: int = Field(default=64, ge=1, le=4096)
 
 
-class QdrantSettings(SettingsSection):
-    """Where the index lives: a Qdrant server when `url` is set, else embedded on local disk."""
+class QdrantServerSettings(SettingsSection):
+    """How to reach a Qdrant server (or cluster)."""
 
-    url: str | None = Field(default=None, description="Qdrant server URL; unset = embedded.")
+    url: str | None = Field(default=None, description="Qdrant server URL; unset = the embedded index.")
     api_key: SecretStr | None = None
     timeout_s: int = Field(default=10, ge=1)
+
+
+IndexBackend = Literal["auto", "embedded", "qdrant"]
+
+
+class IndexSettings(SettingsSection):
+    """Where the index lives and how many versions are kept.
+
+    The backend is Qdrant Edge, embedded in the process on local disk under `data_dir`, or a
+    Qdrant server; `auto` picks the server when `qdrant.url` is set. `data_dir` also holds
+    fine-tuned models and other files the router derives from its models.
+    """
+
+    backend: IndexBackend = Field(default="auto", description="embedded, qdrant, or auto (qdrant when a URL is set).")
+    data_dir: Path = Field(default=Path(".router-data"), description="Embedded index and derived models.")
     collection: str = Field(default="router", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    data_dir: Path = Field(default=Path(".router-data"), description="Embedded index directory.")
     keep_versions: int = Field(
         default=2,
         ge=2,
@@ -52,6 +72,29 @@ class QdrantSettings(SettingsSection):
         description="Index versions kept, the live one included. At least 2: service replicas "
         "on a Qdrant server may serve the previous version until they next read the pointer.",
     )
+    qdrant: QdrantServerSettings = QdrantServerSettings()
+
+    @property
+    def uses_server(self) -> bool:
+        """True when the index is on a Qdrant server."""
+        return self.backend == "qdrant" or (self.backend == "auto" and bool(self.qdrant.url))
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> IndexSettings:
+        if self.backend == "qdrant" and not self.qdrant.url:
+            raise ValueError("index backend 'qdrant' needs ROUTER_INDEX__QDRANT__URL (or QDRANT_URL)")
+        return self
+
+
+# ROUTER_QDRANT__<key> of earlier releases: where each key lives now.
+_DEPRECATED_QDRANT = {
+    "url": ("qdrant", "url"),
+    "api_key": ("qdrant", "api_key"),
+    "timeout_s": ("qdrant", "timeout_s"),
+    "data_dir": (None, "data_dir"),
+    "collection": (None, "collection"),
+    "keep_versions": (None, "keep_versions"),
+}
 
 
 class _ConventionalQdrantEnv(PydanticBaseSettingsSource):
@@ -66,10 +109,35 @@ class _ConventionalQdrantEnv(PydanticBaseSettingsSource):
             for key, env in (("url", "QDRANT_URL"), ("api_key", "QDRANT_API_KEY"))
             if os.environ.get(env)
         }
-        return {"qdrant": section} if section else {}
+        return {"index": {"qdrant": section}} if section else {}
 
 
-class IndexSettings(BaseSettings):
+class _DeprecatedQdrantEnv(PydanticBaseSettingsSource):
+    """Reads the `ROUTER_QDRANT__*` names of earlier releases into the index section, below
+    the new names in priority, with a deprecation warning naming the replacement."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        index: dict[str, Any] = {}
+        prefix = "ROUTER_QDRANT__"
+        for name, value in os.environ.items():
+            if not name.upper().startswith(prefix):
+                continue
+            key = name[len(prefix) :].lower()
+            if key not in _DEPRECATED_QDRANT:
+                raise ValueError(f"{name} is not a setting (ROUTER_QDRANT__* is deprecated: use ROUTER_INDEX__*)")
+            section, new_key = _DEPRECATED_QDRANT[key]
+            new_name = f"ROUTER_INDEX__{'QDRANT__' if section else ''}{new_key.upper()}"
+            message = f"{name} is deprecated and will be removed in the next release; use {new_name}"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            log.warning(message)
+            (index.setdefault("qdrant", {}) if section else index)[new_key] = value
+        return {"index": index} if index else {}
+
+
+class RouterSettings(BaseSettings):
     """Settings of the indexer; the service extends them."""
 
     model_config = SettingsConfigDict(
@@ -82,7 +150,7 @@ class IndexSettings(BaseSettings):
 
     routes_dir: Path = Field(default=Path("routes"), description="Directory of route YAML files.")
     embedding: EmbeddingSettings = EmbeddingSettings()
-    qdrant: QdrantSettings = QdrantSettings()
+    index: IndexSettings = IndexSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -97,6 +165,7 @@ class IndexSettings(BaseSettings):
             init_settings,
             env_settings,
             dotenv_settings,
+            _DeprecatedQdrantEnv(settings_cls),
             _ConventionalQdrantEnv(settings_cls),
             file_secret_settings,
         )

@@ -16,6 +16,7 @@ from router_core import (
     IndexStore,
     OpenIndex,
     classify_vectors,
+    load_embedder,
     open_store,
 )
 from router_core.store.factory import describe_store
@@ -83,7 +84,11 @@ class Runtime:
             )
 
         def load_recorded(manifest: IndexManifest) -> Embedder:
-            return Embedder.load(manifest.model_source or manifest.model_id, settings.embedding.device)
+            return load_embedder(
+                manifest.model_source or manifest.model_id,
+                backend=settings.embedding.backend,
+                device=settings.embedding.device,
+            )
 
         follow = settings.follow_index_model
         if embedder is not None:
@@ -91,7 +96,9 @@ class Runtime:
         elif follow:
             model = load_recorded(index_store.manifest(live))
         else:
-            model = Embedder.load(settings.embedding.model, settings.embedding.device)
+            model = load_embedder(
+                settings.embedding.model, backend=settings.embedding.backend, device=settings.embedding.device
+            )
         follower = IndexFollower(index_store, model, load_recorded if follow else None)
         follower.load_live()
         return cls(settings, index_store, follower)

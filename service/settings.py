@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from router_core.settings import IndexSettings, SettingsSection
+from router_core.settings import RouterSettings, SettingsSection
 from service.security import AuthSettings
 
 
@@ -72,7 +72,7 @@ class LLMSettings(SettingsSection):
     stream_usage: bool = Field(default=True, description="Ask upstream streams for token usage (stream_options).")
 
 
-class ServiceSettings(IndexSettings):
+class ServiceSettings(RouterSettings):
     """Everything the service reads from its environment."""
 
     http: HttpSettings = HttpSettings()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import EdgeStore, Embedder, load_embedder, load_routes, run_reindex
 from service.app import create_app
 from service.runtime import Runtime
 from service.settings import ServiceSettings
@@ -20,7 +20,7 @@ from tests.serving import SHIPPED_ROUTES, serve, settings_for
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The default model, loaded once for the whole run."""
-    return Embedder.load()
+    return load_embedder()
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def settings_for(routes: Path, data: Path, **overrides: object) -> ServiceSettin
     return base.model_copy(
         update={
             "routes_dir": routes,
-            "qdrant": base.qdrant.model_copy(update={"data_dir": data}),
+            "index": base.index.model_copy(update={"data_dir": data}),
             "reload_interval_s": 0.2,
             **overrides,
         }

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import yaml
 
-from indexer.batch_decision import FALLBACK, NeighbourArrays, vote
 from indexer.calibration import CalibrationGrid, calibrate, oos_weight_for
 from indexer.cli import main as indexer_main
 from indexer.routes_writer import write_decision_params
@@ -22,16 +21,17 @@ from router_core import (
     Embedder,
     Neighbour,
     decide,
+    decide_many,
     load_routes,
     run_reindex,
 )
-from router_core.routes import ThresholdMode
+from router_core.engine import FALLBACK, predict
+from router_core.neighbours import NeighbourArrays
+from router_core.params import ThresholdMode
 from tests.test_evaluation import LABELLED, write_jsonl, write_tiny_routes
 
 SMALL_GRID = CalibrationGrid(
-    ks=(1, 3, 5),
-    thresholds=tuple(round(0.3 + 0.05 * i, 2) for i in range(11)),
-    margins=(0.0, 0.2),
+    values={"k": (1, 3, 5), "threshold": tuple(round(0.3 + 0.05 * i, 2) for i in range(11)), "margin": (0.0, 0.2)},
     route_offsets=(-0.1, -0.05, 0.0, 0.05, 0.1),
 )
 
@@ -48,15 +48,15 @@ def random_neighbours(rng: random.Random, queries: int, routes: list[str], low: 
 
 
 @pytest.mark.parametrize("mode", ["neighbour", "winner"])
-def test_numpy_engine_matches_decide_on_every_setting(mode: ThresholdMode) -> None:
-    """vote() gives the per-query rule's route or fallback for random neighbours, ties and per-route thresholds."""
+def test_a_decision_does_not_depend_on_the_batch_it_is_decided_in(mode: ThresholdMode) -> None:
+    """decide_many on a batch (as the service and calibration run it) gives each query the decision it gets alone."""
     rng = random.Random(7)
     # Names that are prefixes of one another, and similarities down to -0.5 (votes weighted by
     # similarity can then sum to zero or less), are where a name order or a division can differ.
     routes = ["a", "ab", "abc", "b"]
-    neighbours = random_neighbours(rng, 400, routes, low=-0.5)
+    neighbours = random_neighbours(rng, 300, routes, low=-0.5)
     arrays = NeighbourArrays.build(neighbours)
-    for _ in range(60):
+    for _ in range(40):
         params = DecisionParams(
             k=rng.randint(1, 8),
             threshold=rng.uniform(-0.3, 0.8),
@@ -64,12 +64,13 @@ def test_numpy_engine_matches_decide_on_every_setting(mode: ThresholdMode) -> No
             margin=rng.choice([0.0, 0.1, 0.3]),
             tie_break=rng.choice(["sum", "max"]),
             vote=rng.choice(["count", "similarity"]),
+            threshold_mode=mode,
         )
-        thresholds = arrays.thresholds(params.threshold, params.route_thresholds)
-        fast = vote(arrays, params.k, thresholds, params.vote, params.tie_break, mode)
-        exact = [decide(n, replace(params, threshold_mode=mode)) for n in neighbours]
-        expected = [FALLBACK if d.fallback else arrays.route_id(d.route) for d in exact]
-        assert fast.predictions(params.margin).tolist() == expected, params
+        batch = decide_many(neighbours, params)
+        alone = [decide(n, params) for n in neighbours]
+        assert batch == alone, params
+        ids = [FALLBACK if d.fallback else arrays.route_id(d.route) for d in batch]
+        assert predict(arrays, params).tolist() == ids, params
 
 
 def test_winner_mode_thresholds_the_winner_not_each_neighbour() -> None:
@@ -159,9 +160,7 @@ def test_per_route_threshold_needs_support_and_held_out_gain() -> None:
     base = DecisionParams(k=3, threshold=0.5)
     grid = replace(
         SMALL_GRID,
-        thresholds=(0.5,),
-        margins=(0.0,),
-        ks=(3,),
+        values={"threshold": (0.5,), "margin": (0.0,), "k": (3,)},
         min_route_support=10,
         route_offsets=(0.0, 0.1, 0.2),
     )

@@ -112,4 +112,4 @@ def test_router_services_share_image_and_mount_routes_read_only(compose):
     for svc in (indexer, service):
         assert "./routes:/app/routes:ro" in svc["volumes"]
         assert svc["environment"]["ROUTER_ROUTES_DIR"] == "/app/routes"
-        assert svc["environment"]["ROUTER_QDRANT__URL"] == "http://qdrant:6333"
+        assert svc["environment"]["ROUTER_INDEX__QDRANT__URL"] == "http://qdrant:6333"

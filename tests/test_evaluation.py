@@ -268,7 +268,7 @@ def test_shipped_routes_hold_their_quality_on_held_out_queries(
             "--routes",
             str(shipped_settings.routes_dir),
             "--data-dir",
-            str(shipped_settings.qdrant.data_dir),
+            str(shipped_settings.index.data_dir),
             "--quiet",
             "--json",
             str(json_path),

@@ -20,6 +20,7 @@ from router_core import (
     Embedder,
     ModelUnavailable,
     StoreUnavailable,
+    load_embedder,
     load_routes,
     run_reindex,
 )
@@ -122,7 +123,7 @@ def test_version_with_a_damaged_route_table_is_not_served_and_following_goes_on(
 def test_wrong_model_path_fails_clearly(tmp_path: Path) -> None:
     """A model path that does not exist raises ModelUnavailable naming it."""
     with pytest.raises(ModelUnavailable, match="no-such-model"):
-        Embedder.load(str(tmp_path / "no-such-model"))
+        load_embedder(str(tmp_path / "no-such-model"))
 
 
 def test_service_command_with_wrong_model_exits_2(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
@@ -131,7 +132,7 @@ def test_service_command_with_wrong_model_exits_2(tmp_path: Path, routes_dir: Pa
     run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
     env = {
         **os.environ,
-        "ROUTER_QDRANT__DATA_DIR": str(data),
+        "ROUTER_INDEX__DATA_DIR": str(data),
         "ROUTER_EMBEDDING__MODEL": str(tmp_path / "nope"),
         "ROUTER_FOLLOW_INDEX_MODEL": "false",
         "ROUTER_HTTP__PORT": str(free_port()),

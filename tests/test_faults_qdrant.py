@@ -11,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from router_core import Embedder, QdrantStore, load_routes, run_reindex
+from router_core.settings import QdrantServerSettings
 from tests.conftest import ServiceFactory
 from tests.qdrant_http import QdrantHttpStandIn
 from tests.serving import settings_for
@@ -51,7 +52,11 @@ def test_qdrant_outage_is_503_and_recovers_without_restart(
     writer.close()
     base = settings_for(routes_dir, tmp_path / "unused-embedded-dir")
     settings = base.model_copy(
-        update={"qdrant": base.qdrant.model_copy(update={"url": qdrant.url, "api_key": SecretStr(KEY), "timeout_s": 2})}
+        update={
+            "index": base.index.model_copy(
+                update={"qdrant": QdrantServerSettings(url=qdrant.url, api_key=SecretStr(KEY), timeout_s=2)}
+            )
+        }
     )
     with httpx.Client(base_url=start_service(settings), timeout=30) as http:
         before = http.post("/v1/classify", json={"query": QUERY})

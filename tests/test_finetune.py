@@ -11,7 +11,7 @@ import pytest
 
 from indexer.cli import main as indexer_main
 from indexer.finetune import FinetuneConfig, batches_of, model_id_for, training_pairs
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import EdgeStore, load_embedder, load_routes, run_reindex
 from tests.test_evaluation import write_tiny_routes
 
 
@@ -71,7 +71,7 @@ def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
     assert marker["created_at"]
     assert f"ROUTER_EMBEDDING__MODEL={out_dir} python -m indexer" in out.getvalue()
 
-    tuned = Embedder.load(str(out_dir))
+    tuned = load_embedder(str(out_dir))
     assert tuned.model_id == marker["model_id"]
     assert tuned.dimension == 384
     vectors = tuned.encode(["will it rain tomorrow"])

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from indexer.cli import main as indexer_main
 from router_core import EdgeStore, Embedder, RoutesInvalid, load_routes, run_reindex
-from router_core.settings import QdrantSettings
+from router_core.settings import IndexSettings
 
 
 def ids(store: EdgeStore) -> set[str]:
@@ -147,5 +147,5 @@ def test_routes_invalid_lists_every_problem(routes_dir: Path) -> None:
 def test_keeping_fewer_than_two_versions_is_refused() -> None:
     """The previous version must survive a re-index: replicas may still serve it."""
     with pytest.raises(ValidationError, match="keep_versions"):
-        QdrantSettings(keep_versions=1)
-    assert QdrantSettings().keep_versions == 2
+        IndexSettings(keep_versions=1)
+    assert IndexSettings().keep_versions == 2

@@ -16,9 +16,11 @@ from router_core import (
     Embedder,
     IndexIncompatible,
     IndexMissing,
+    load_embedder,
     load_routes,
     run_reindex,
 )
+from router_core.embedding.torch_backend import TorchEmbedder
 from service.runtime import Runtime
 from tests.conftest import ServiceFactory
 from tests.serving import ROOT, free_port, settings_for
@@ -150,7 +152,7 @@ def test_refuses_to_start_without_index(tmp_path: Path, routes_dir: Path, embedd
 
 def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """With follow_index_model off, start-up fails when the live index records another model."""
-    other = Embedder(embedder._model, "some-other-model")
+    other = TorchEmbedder(embedder._model, "some-other-model")  # the same weights under another id
     run_reindex(load_routes(routes_dir), EdgeStore(tmp_path / "data"), other)
     with pytest.raises(IndexIncompatible, match="some-other-model"):
         Runtime.build(settings_for(routes_dir, tmp_path / "data", follow_index_model=False), embedder=embedder)
@@ -166,7 +168,7 @@ def test_follows_the_model_the_index_records(
     model_dir = tmp_path / "tuned-model"
     embedder._model.save(str(model_dir))
     (model_dir / "router-model.json").write_text('{"model_id": "minilm-tuned-test"}')
-    tuned = Embedder.load(str(model_dir))
+    tuned = load_embedder(str(model_dir))
     new = run_reindex(load_routes(routes_dir), EdgeStore(data), tuned).version
     assert EdgeStore(data).manifest(new).model_source == str(model_dir.resolve())
     with httpx.Client(base_url=url, timeout=60) as c:
@@ -181,7 +183,7 @@ def test_follows_the_model_the_index_records(
 
 def test_service_command_exits_with_message_without_index(tmp_path: Path) -> None:
     """`python -m service` on an empty data directory exits 2 and says what to run."""
-    env = {**os.environ, "ROUTER_QDRANT__DATA_DIR": str(tmp_path / "none"), "ROUTER_HTTP__PORT": str(free_port())}
+    env = {**os.environ, "ROUTER_INDEX__DATA_DIR": str(tmp_path / "none"), "ROUTER_HTTP__PORT": str(free_port())}
     proc = subprocess.run(
         [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )

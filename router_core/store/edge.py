@@ -41,10 +41,10 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from router_core.decision import Neighbour
 from router_core.embedding import Vectors
 from router_core.errors import IndexMissing, StoreUnavailable
 from router_core.manifest import ExamplePoint, IndexManifest
+from router_core.neighbours import Neighbour
 from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
 
 log = logging.getLogger("router.store")

@@ -1,27 +1,29 @@
-"""Choose the index store from settings: a Qdrant server when a URL is set, else embedded."""
+"""Choose the index store from settings: a Qdrant server, or Qdrant Edge embedded on local disk."""
 
 from __future__ import annotations
 
-from router_core.settings import IndexSettings
+from qdrant_client import QdrantClient
+
+from router_core.settings import RouterSettings
 from router_core.store.edge import EdgeStore
 from router_core.store.protocol import IndexStore
 from router_core.store.server import QdrantStore
 
 
-def open_store(settings: IndexSettings) -> IndexStore:
+def open_store(settings: RouterSettings) -> IndexStore:
     """The store the settings describe."""
-    if settings.qdrant.url:
-        from qdrant_client import QdrantClient  # deferred: only the server path needs it
+    index = settings.index
+    if index.uses_server:
+        server = index.qdrant
+        key = server.api_key.get_secret_value() if server.api_key else None
+        client = QdrantClient(url=server.url, api_key=key, timeout=server.timeout_s)
+        return QdrantStore(client, index.collection)
+    return EdgeStore(index.data_dir, index.collection)
 
-        key = settings.qdrant.api_key.get_secret_value() if settings.qdrant.api_key else None
-        client = QdrantClient(url=settings.qdrant.url, api_key=key, timeout=settings.qdrant.timeout_s)
-        return QdrantStore(client, settings.qdrant.collection)
-    return EdgeStore(settings.qdrant.data_dir, settings.qdrant.collection)
 
-
-def describe_store(settings: IndexSettings) -> str:
+def describe_store(settings: RouterSettings) -> str:
     """Where the index lives, for messages (never includes the API key)."""
-    q = settings.qdrant
-    if q.url:
-        return f"Qdrant at {q.url}, collection {q.collection!r}"
-    return f"embedded index in {q.data_dir / q.collection}"
+    index = settings.index
+    if index.uses_server:
+        return f"Qdrant at {index.qdrant.url}, collection {index.collection!r}"
+    return f"embedded index in {index.data_dir / index.collection}"

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from router_core.decision import Neighbour
 from router_core.embedding import Vectors
 from router_core.manifest import ExamplePoint, IndexManifest
+from router_core.neighbours import Neighbour
 from router_core.routes import RouteTable
 
 

@@ -15,10 +15,10 @@ from typing import TypeVar
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from router_core.decision import Neighbour
 from router_core.embedding import Vectors
 from router_core.errors import IndexMissing, RouterError, StoreUnavailable
 from router_core.manifest import ExamplePoint, IndexManifest
+from router_core.neighbours import Neighbour
 from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
 
 _UPSERT_BATCH = 512

@@ -113,5 +113,5 @@ def _reindex(runtime: Runtime):  # type: ignore[no-untyped-def]
         runtime.store,
         runtime.embedder,
         batch_size=s.embedding.batch_size,
-        keep_versions=s.qdrant.keep_versions,
+        keep_versions=s.index.keep_versions,
     )

@@ -1,0 +1,156 @@
+"""The decision parameters, declared once.
+
+Each tunable parameter is one dataclass field of `DecisionParams` with its metadata: default,
+bounds, the values calibration tries and, for the richer rules, the simple value that the plain
+majority vote uses and the name of the variant that frees it. The route-file schema
+(`_router.yaml`), the calibration grid and ladder, the YAML writer and the reports all derive
+from these fields, so a new parameter is one field here plus the engine code that reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_type_hints
+
+TieBreak = Literal["sum", "max"]
+VoteWeight = Literal["count", "similarity"]
+ThresholdMode = Literal["neighbour", "winner"]
+
+
+def steps(start: float, stop: float, step: float) -> tuple[float, ...]:
+    """start, start + step, ... stop, rounded so that grid values print and compare cleanly."""
+    count = round((stop - start) / step)
+    return tuple(round(start + i * step, 4) for i in range(count + 1))
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """What the schema, calibration and reports know about one tunable parameter."""
+
+    name: str
+    doc: str
+    grid: tuple[Any, ...]
+    ge: float | None = None
+    le: float | None = None
+    simple: Any = None  # the plain vote's value; None: tuned from the first variant on
+    variant: str = ""  # the calibration variant that frees it from `simple`
+    after_vote: bool = False  # applied to a finished tally (calibration scores it vectorised)
+
+
+def tunable(
+    default: Any,
+    doc: str,
+    *,
+    grid: tuple[Any, ...],
+    ge: float | None = None,
+    le: float | None = None,
+    simple: Any = None,
+    variant: str = "",
+    after_vote: bool = False,
+) -> Any:
+    """A dataclass field declaring one tunable parameter (see `ParamSpec`)."""
+    spec = {"doc": doc, "grid": grid, "ge": ge, "le": le, "simple": simple, "variant": variant}
+    return field(default=default, metadata={"tunable": {**spec, "after_vote": after_vote}})
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """Explicit parameters of the routing decision (`_router.yaml`, recorded in each version)."""
+
+    k: int = tunable(5, "how many nearest examples vote", grid=(1, 3, 5, 7, 10, 15, 20), ge=1, le=100)
+    threshold: float = tunable(
+        0.45,
+        "the cosine similarity an example must reach to count (per route: the route file's threshold)",
+        grid=steps(0.20, 0.80, 0.01),
+        ge=-1.0,
+        le=1.0,
+    )
+    threshold_mode: ThresholdMode = tunable(
+        "neighbour",
+        "neighbour: only examples over the threshold vote; winner: all k vote and the winner's "
+        "best similarity must clear its threshold",
+        grid=("neighbour", "winner"),
+        simple="neighbour",
+        variant="+ threshold on the winner's best similarity",
+    )
+    vote: VoteWeight = tunable(
+        "count",
+        "count: one vote per example; similarity: votes weighted by similarity",
+        grid=("count", "similarity"),
+        simple="count",
+        variant="+ similarity-weighted vote",
+    )
+    tie_break: TieBreak = tunable(
+        "sum",
+        "a tied vote goes to the route with the larger summed (sum) or best (max) similarity",
+        grid=("sum", "max"),
+        simple="sum",
+        variant="+ tie-break by best similarity",
+    )
+    margin: float = tunable(
+        0.0,
+        "the winner's share of the vote must lead the runner-up's by this much, else ambiguous",
+        grid=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
+        ge=0.0,
+        le=2.0,
+        simple=0.0,
+        variant="+ margin (ambiguity band)",
+        after_vote=True,
+    )
+    route_thresholds: Mapping[str, float] = field(default_factory=dict)
+    default_route: str = "default"
+
+    def threshold_for(self, route: str) -> float:
+        """The similarity a neighbour of `route` must reach to vote."""
+        return self.route_thresholds.get(route, self.threshold)
+
+    def tunable_values(self) -> dict[str, Any]:
+        """The tunable parameters by name, in declaration order (what `_router.yaml` holds)."""
+        return {spec.name: getattr(self, spec.name) for spec in SPECS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form of every parameter, per-route thresholds and default route included."""
+        return {
+            **self.tunable_values(),
+            "route_thresholds": dict(self.route_thresholds),
+            "default_route": self.default_route,
+        }
+
+    def describe(self) -> str:
+        """One line naming every tunable value, for tables and logs."""
+        text = " ".join(f"{name}={_short(value)}" for name, value in self.tunable_values().items())
+        if self.route_thresholds:
+            text += f" +{len(self.route_thresholds)} route thresholds"
+        return text
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _specs() -> tuple[ParamSpec, ...]:
+    return tuple(
+        ParamSpec(name=f.name, **f.metadata["tunable"])
+        for f in dataclasses.fields(DecisionParams)
+        if "tunable" in f.metadata
+    )
+
+
+SPECS: tuple[ParamSpec, ...] = _specs()
+"""Every tunable parameter, in declaration order."""
+
+TUNABLE_NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
+
+
+def param_types() -> dict[str, Any]:
+    """The annotated type of each tunable parameter (for schemas)."""
+    hints = get_type_hints(DecisionParams)
+    return {name: hints[name] for name in TUNABLE_NAMES}
+
+
+def default_values() -> dict[str, Any]:
+    """Each tunable parameter's default."""
+    defaults = DecisionParams()
+    return defaults.tunable_values()

@@ -1,0 +1,70 @@
+"""Settings: the index section, its backend choice and the deprecated ROUTER_QDRANT__ names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from router_core.settings import RouterSettings
+from router_core.store.factory import describe_store
+
+
+def settings_from_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> RouterSettings:
+    for name in list(os.environ):
+        if name.startswith(("ROUTER_", "QDRANT_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return RouterSettings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_index_section_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ROUTER_INDEX__* set the data directory, versions kept and the Qdrant server."""
+    s = settings_from_env(
+        monkeypatch,
+        {
+            "ROUTER_INDEX__DATA_DIR": "/tmp/idx",
+            "ROUTER_INDEX__KEEP_VERSIONS": "3",
+            "ROUTER_INDEX__QDRANT__URL": "http://q:6333",
+        },
+    )
+    assert s.index.data_dir == Path("/tmp/idx")
+    assert s.index.keep_versions == 3
+    assert s.index.uses_server
+    assert describe_store(s) == "Qdrant at http://q:6333, collection 'router'"
+
+
+def test_embedded_by_default_and_conventional_qdrant_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No URL: the embedded index; QDRANT_URL alone selects the server."""
+    assert not settings_from_env(monkeypatch, {}).index.uses_server
+    s = settings_from_env(monkeypatch, {"QDRANT_URL": "http://conv:6333"})
+    assert s.index.qdrant.url == "http://conv:6333"
+    assert s.index.uses_server
+
+
+def test_deprecated_qdrant_names_still_work_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ROUTER_QDRANT__DATA_DIR and __URL map onto the index section and warn, naming the new variable."""
+    with pytest.warns(DeprecationWarning, match="use ROUTER_INDEX__DATA_DIR"):
+        s = settings_from_env(
+            monkeypatch, {"ROUTER_QDRANT__DATA_DIR": "/tmp/old", "ROUTER_QDRANT__URL": "http://old:6333"}
+        )
+    assert s.index.data_dir == Path("/tmp/old")
+    assert s.index.qdrant.url == "http://old:6333"
+
+
+def test_new_name_wins_over_deprecated_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When both names are set, ROUTER_INDEX__* is used."""
+    with pytest.warns(DeprecationWarning, match="ROUTER_QDRANT__DATA_DIR is deprecated"):
+        s = settings_from_env(
+            monkeypatch, {"ROUTER_QDRANT__DATA_DIR": "/tmp/old", "ROUTER_INDEX__DATA_DIR": "/tmp/new"}
+        )
+    assert s.index.data_dir == Path("/tmp/new")
+
+
+def test_qdrant_backend_without_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Choosing the server backend without a URL names the missing variable."""
+    with pytest.raises(ValidationError, match="ROUTER_INDEX__QDRANT__URL"):
+        settings_from_env(monkeypatch, {"ROUTER_INDEX__BACKEND": "qdrant"})
