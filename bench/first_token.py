@@ -30,9 +30,10 @@ import httpx
 import openai
 
 from router_core import EdgeStore, LLMAgent, load_embedder, load_routes, run_reindex
+from router_llm.settings import LLMSettings
 from service.app import create_app
 from service.runtime import Runtime
-from service.settings import LLMSettings, ServiceSettings
+from service.settings import ServiceSettings
 from tests.fake_llm import FakeLLM, Reply
 from tests.llm_fixtures import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agents_at
 from tests.serving import serve

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_llm.settings import LLMSettings
 from service.app import create_app
 from service.runtime import Runtime
-from service.settings import LLMSettings
 from tests.fake_llm import FakeLLM
 from tests.serving import SHIPPED_ROUTES, serve, settings_for
 

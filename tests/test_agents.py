@@ -17,11 +17,11 @@ import yaml
 
 from router_core import Embedder, LLMAgent, load_routes, run_reindex
 from router_core.store import EdgeStore
+from router_llm.backoff import Backoff
+from router_llm.endpoints import OPENAI_BASE_URL
+from router_llm.failures import retry_after_seconds
+from router_llm.settings import LLMSettings
 from service.agents import ClientRegistry, Unavailable, endpoint_ref, resolve
-from service.agents.backoff import Backoff
-from service.agents.endpoints import OPENAI_BASE_URL
-from service.agents.failures import retry_after_seconds
-from service.settings import LLMSettings
 from tests.fake_llm import Drop, Fail, FakeLLM, Hang, Reply
 from tests.llm_fixtures import (
     FAKE_KEY,

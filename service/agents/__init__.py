@@ -1,14 +1,14 @@
-"""Agents behind the router: OpenAI-compatible clients, answering with retries and fallbacks.
+"""Agents behind the router: answering a routed request with retries and fallbacks.
 
-Built on the route table's agent specs (router_core.agents); the only package that talks to
-LLM endpoints.
+Built on the route table's agent specs (router_core.agents) and the endpoint, client and
+retry layer shared with the indexer (router_llm).
 """
 
+from router_llm.clients import ClientRegistry, Connection
+from router_llm.endpoints import Endpoint, EndpointRef, Unavailable, endpoint_ref, resolve
+from router_llm.failures import Attempt
 from service.agents.answering import Answerer
-from service.agents.clients import ClientRegistry, Connection
 from service.agents.conversation import ChatMessage, Conversation, build_conversation
-from service.agents.endpoints import Endpoint, EndpointRef, Unavailable, endpoint_ref, resolve
-from service.agents.failures import Attempt
 from service.agents.outcomes import Answer, AnswerStream, Responder, Usage
 
 __all__ = [

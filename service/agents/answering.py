@@ -22,11 +22,12 @@ from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionChunk
 
 from router_core import CannedAgent, LLMAgent, RouteTable
-from service.agents.backoff import Backoff
-from service.agents.clients import ClientRegistry, Connection
+from router_llm.backoff import Backoff
+from router_llm.clients import ClientRegistry, Connection
+from router_llm.endpoints import Unavailable
+from router_llm.failures import Attempt, EmptyReply, Failure, classify_failure
+from router_llm.settings import LLMSettings
 from service.agents.conversation import ChatMessage
-from service.agents.endpoints import Unavailable
-from service.agents.failures import Attempt, EmptyReply, Failure, classify_failure
 from service.agents.outcomes import (
     NO_USAGE,
     Answer,
@@ -36,7 +37,6 @@ from service.agents.outcomes import (
     Usage,
 )
 from service.errors import UpstreamFailed, UpstreamTimeout
-from service.settings import LLMSettings
 
 log = logging.getLogger("router.agents")
 T = TypeVar("T")

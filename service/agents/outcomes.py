@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from service.agents.failures import Attempt
+from router_llm.failures import Attempt
 
 
 @dataclass(frozen=True)

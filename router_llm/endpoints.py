@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from router_core import LLMAgent
-from service.settings import LLMSettings
+from router_llm.settings import LLMSettings
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _USERINFO = re.compile(r"//[^/@?#]*@")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from openai import AsyncOpenAI
 
 from router_core import LLMAgent, RouteTable
-from service.agents.endpoints import (
+from router_llm.endpoints import (
     Endpoint,
     EndpointRef,
     Unavailable,
@@ -24,8 +24,8 @@ from service.agents.endpoints import (
     endpoint_ref,
     resolve,
 )
-from service.agents.redaction import Redactor
-from service.settings import LLMSettings
+from router_llm.redaction import Redactor
+from router_llm.settings import LLMSettings
 
 log = logging.getLogger("router.agents")
 

@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.settings import LLMSettings
+from router_llm.settings import LLMSettings
 
 
 @dataclass(frozen=True)
