@@ -41,7 +41,7 @@ from indexer.importer import write_routes_from_jsonl
 from router_core import EdgeStore, Embedder, IndexStore, RouteTable, load_embedder, load_routes, run_reindex
 from router_core.manifest import example_points
 from service.app import create_app
-from service.runtime import Runtime
+from service.services import Services
 from service.settings import ServiceSettings
 from tests.serving import serve
 
@@ -348,9 +348,9 @@ def serve_and_measure(
             "index": base.index.model_copy(update={"data_dir": data_dir}),
         }
     )
-    runtime = Runtime.build(settings, embedder=embedder, store=EdgeStore(data_dir))
+    runtime = Services.build(settings, embedder=embedder, store=EdgeStore(data_dir))
     out: dict[str, Any] = {}
-    app = create_app(runtime=runtime)
+    app = create_app(services=runtime)
     with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         log(f"service up at {url}; measuring {len(latency_queries)} single queries")
         out["latency"] = interleaved_latency(runtime, client, latency_queries)

@@ -32,7 +32,7 @@ import openai
 from router_core import EdgeStore, LLMAgent, load_embedder, load_routes, run_reindex
 from router_llm.settings import LLMSettings
 from service.app import create_app
-from service.runtime import Runtime
+from service.services import Services
 from service.settings import ServiceSettings
 from tests.fake_llm import FakeLLM, Reply
 from tests.llm_fixtures import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agents_at
@@ -81,9 +81,9 @@ def main() -> None:
                 "llm": LLMSettings(api_key_env=FAKE_KEY_ENV),
             }
         )
-        runtime = Runtime.build(settings, embedder=embedder)
+        runtime = Services.build(settings, embedder=embedder)
         queries = [(r.examples[i % len(r.examples)], r.agent) for i in range(10) for r in table.routes]
-        with serve(create_app(runtime=runtime)) as url:
+        with serve(create_app(services=runtime)) as url:
             direct = openai.OpenAI(base_url=fake.url, api_key=FAKE_KEY, max_retries=0)
             router = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
             http = httpx.Client(base_url=url, timeout=30)

@@ -14,7 +14,7 @@ import httpx
 
 from bench.stats import latency_summary, ratio
 from router_core import classify_texts
-from service.runtime import Runtime
+from service.services import Services
 
 WARMUP = 10
 
@@ -28,13 +28,13 @@ def classify_over_http(client: httpx.Client, query: str) -> dict[str, Any]:
     return body
 
 
-def classify_in_process(runtime: Runtime, query: str) -> None:
+def classify_in_process(runtime: Services, query: str) -> None:
     """Embed, search and decide one query on the served index version, without HTTP."""
-    with runtime.follower.lease() as served:
+    with runtime.routes.follower.lease() as served:
         classify_texts(served.embedder, served.index, [query])
 
 
-def interleaved_latency(runtime: Runtime, client: httpx.Client, queries: Sequence[str]) -> dict[str, Any]:
+def interleaved_latency(runtime: Services, client: httpx.Client, queries: Sequence[str]) -> dict[str, Any]:
     """p50/p99 per path over `queries`, and each path's p50 as a multiple of the bare encode."""
     probes: dict[str, Callable[[str], object]] = {
         "bare_encode": lambda q: runtime.embedder.encode([q]),

@@ -275,7 +275,7 @@ def reindex(settings: RouterSettings, *, dry_run: bool, progress: bool, out: Tex
     )
     loaded = time.perf_counter()
     print(f"model: {embedder.model_id} (dim {embedder.dimension}), loaded in {loaded - started:.1f} s", file=out)
-    store = open_store(settings)
+    store = open_store(settings.index)
     try:
         if dry_run:
             print_plan(plan_reindex(table, store, embedder), out)

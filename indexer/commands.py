@@ -68,7 +68,7 @@ def live_index(settings: RouterSettings, embedder: Embedder | None, out: TextIO)
     model = embedder or load_embedder(
         settings.embedding.model, backend=settings.embedding.backend, device=settings.embedding.device
     )
-    store = open_store(settings)
+    store = open_store(settings.index)
     try:
         live = store.live_version()
         if live is None:
@@ -370,7 +370,7 @@ def run_hygiene(
     limit: int = 15,
 ) -> int:
     """`hygiene`: works on the live version's stored vectors, so no model is loaded."""
-    store = open_store(settings)
+    store = open_store(settings.index)
     try:
         live = store.live_version()
         if live is None:

@@ -6,6 +6,7 @@ row into a `Decision` that shows its vote; `decide` is the one-query view.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -14,7 +15,29 @@ from router_core.engine import FALLBACK, REASONS, Tally, vote
 from router_core.neighbours import Neighbour, NeighbourArrays
 from router_core.params import DecisionParams
 
-Reason = Literal["vote", "below_threshold", "ambiguous", "no_neighbours"]
+Reason = Literal[
+    "vote",  # the vote over the routed message's neighbours decided
+    "below_threshold",  # nothing cleared the bar: the default route
+    "ambiguous",  # the winner's lead was under the margin: the default route
+    "no_neighbours",  # the index returned nothing: the default route
+    "continued",  # a conversation's route carried from earlier turns (the last message has no evidence for it)
+    "context",  # the conversation's turns together decided, the last message among them
+    "standalone",  # a new, unrelated request in a conversation, routed on its own
+    "off_topic",  # a new, unrelated request in a conversation that no route takes: the default route
+    "llm",  # the decision model chose the route
+    "llm_none",  # the decision model said no route fits: the default route
+    "llm_unrecognised",  # the decision model answered outside the allowed routes: the default route
+    "llm_failed",  # mode llm, and the decision model failed or timed out: the default route
+]
+DecidedBy = Literal["vote", "llm"]
+
+
+@dataclass(frozen=True)
+class TurnShare:
+    """A message of a conversation and its share of the evidence for the chosen route."""
+
+    index: int  # position in the request's messages
+    share: float
 
 
 @dataclass(frozen=True)
@@ -37,6 +60,10 @@ class Decision:
     reason: Reason
     votes: tuple[RouteVote, ...]
     neighbours: tuple[Neighbour, ...]
+    lead: float = math.inf  # the leader's share of the vote (or evidence) over the runner-up's
+    ranking: tuple[str, ...] = ()  # routes best first: voted ones, then the other neighbours' routes
+    turns: tuple[TurnShare, ...] = ()  # conversations: the messages that decided
+    decided_by: DecidedBy = "vote"
 
     @property
     def vote_counts(self) -> Mapping[str, int]:
@@ -50,19 +77,24 @@ def decide_many(neighbours: Sequence[Iterable[Neighbour]], params: DecisionParam
     tally = vote(arrays, params, arrays.thresholds(params.threshold, params.route_thresholds), detail=True)
     routes = tally.predictions(params.margin).tolist()
     reasons = tally.reasons(params.margin).tolist()
+    leads = tally.lead.tolist()
     decisions = []
     for i, row in enumerate(arrays.rows):
         nearest = row[: tally.k]
         reason: Reason = REASONS[reasons[i]]  # type: ignore[assignment]  # REASONS spells Reason
         route = params.default_route if routes[i] == FALLBACK else arrays.route_names[routes[i]]
+        votes = _ranked_votes(tally, arrays, i)
+        voted = [v.route for v in votes]
         decisions.append(
             Decision(
                 route=route,
                 fallback=routes[i] == FALLBACK,
                 score=nearest[0].similarity if nearest else 0.0,
                 reason=reason,
-                votes=_ranked_votes(tally, arrays, i),
+                votes=votes,
                 neighbours=nearest,
+                lead=leads[i],
+                ranking=tuple(dict.fromkeys([*voted, *(n.route for n in row)])),
             )
         )
     return decisions

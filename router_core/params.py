@@ -130,27 +130,31 @@ def _short(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _specs() -> tuple[ParamSpec, ...]:
+def specs_of(cls: type[Any]) -> tuple[ParamSpec, ...]:
+    """The tunable parameters a dataclass declares with `tunable`, in declaration order."""
     return tuple(
-        ParamSpec(name=f.name, **f.metadata["tunable"])
-        for f in dataclasses.fields(DecisionParams)
-        if "tunable" in f.metadata
+        ParamSpec(name=f.name, **f.metadata["tunable"]) for f in dataclasses.fields(cls) if "tunable" in f.metadata
     )
 
 
-SPECS: tuple[ParamSpec, ...] = _specs()
+def pydantic_fields(cls: type[Any], *, tunable_only: bool = True) -> dict[str, Any]:
+    """A dataclass's parameters as pydantic field definitions (for file schemas): the tunable
+    ones with their bounds, and with `tunable_only=False` every field that has a plain default."""
+    from pydantic import Field  # imported here: only the schema layer needs pydantic
+
+    hints = get_type_hints(cls)
+    specs = {spec.name: spec for spec in specs_of(cls)}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        spec = specs.get(f.name)
+        if spec is not None:
+            out[f.name] = (hints[f.name], Field(default=f.default, ge=spec.ge, le=spec.le, description=spec.doc))
+        elif not tunable_only and f.default is not dataclasses.MISSING:
+            out[f.name] = (hints[f.name], Field(default=f.default))
+    return out
+
+
+SPECS: tuple[ParamSpec, ...] = specs_of(DecisionParams)
 """Every tunable parameter, in declaration order."""
 
 TUNABLE_NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
-
-
-def param_types() -> dict[str, Any]:
-    """The annotated type of each tunable parameter (for schemas)."""
-    hints = get_type_hints(DecisionParams)
-    return {name: hints[name] for name in TUNABLE_NAMES}
-
-
-def default_values() -> dict[str, Any]:
-    """Each tunable parameter's default."""
-    defaults = DecisionParams()
-    return defaults.tunable_values()

@@ -8,7 +8,7 @@ nothing is half-loaded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,10 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from router_core.agents import AgentSpec, CannedAgent, LLMAgent, StrictModel
+from router_core.conversation import ConversationParams
 from router_core.errors import Problem, RoutesInvalid
-from router_core.params import SPECS, TUNABLE_NAMES, DecisionParams, default_values, param_types
+from router_core.llm_params import LLMRoutingParams, Mode
+from router_core.params import TUNABLE_NAMES, DecisionParams, pydantic_fields
 
 ROUTER_FILE = "_router.yaml"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -34,7 +36,7 @@ class RouteFile(StrictModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = Field(min_length=1, max_length=2000)
-    examples: list[str] = Field(min_length=1)
+    examples: list[str] = Field(default_factory=list, description="Needed unless the router's mode is llm.")
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     agent: AgentSpec
 
@@ -47,17 +49,23 @@ class _RouterFileBase(StrictModel):
     default_agent: AgentSpec = CannedAgent(name="default-agent", reply="Sorry, I can't help with that request.")
 
 
-def _decision_fields() -> dict[str, Any]:
-    """The tunable decision parameters as pydantic fields (declared in router_core.params)."""
-    types, defaults = param_types(), default_values()
-    return {
-        spec.name: (types[spec.name], Field(default=defaults[spec.name], ge=spec.ge, le=spec.le, description=spec.doc))
-        for spec in SPECS
-    }
-
-
+ConversationSection: type[StrictModel] = create_model(
+    "ConversationSection",
+    __base__=StrictModel,
+    __doc__="`_router.yaml: conversation:`",
+    **pydantic_fields(ConversationParams, tunable_only=False),
+)
+LLMSection: type[StrictModel] = create_model(
+    "LLMSection", __base__=StrictModel, __doc__="`_router.yaml: llm:`", **pydantic_fields(LLMRoutingParams)
+)
 RouterFile: type[_RouterFileBase] = create_model(  # the schema of `_router.yaml`
-    "RouterFile", __base__=_RouterFileBase, __doc__="The schema of `_router.yaml`.", **_decision_fields()
+    "RouterFile",
+    __base__=_RouterFileBase,
+    __doc__="The schema of `_router.yaml`.",
+    mode=(Mode, Field(default="embedding", description="embedding, llm or hybrid (router_core.llm_routing)")),
+    conversation=(ConversationSection, Field(default_factory=ConversationSection)),
+    llm=(LLMSection, Field(default_factory=LLMSection)),
+    **pydantic_fields(DecisionParams),
 )
 
 
@@ -80,6 +88,9 @@ class RouteTable:
     routes: tuple[Route, ...]
     default_agent: LLMAgent | CannedAgent
     params: DecisionParams
+    mode: Mode = "embedding"
+    conversation: ConversationParams = field(default_factory=ConversationParams)
+    llm: LLMRoutingParams = field(default_factory=LLMRoutingParams)
 
     def get(self, name: str) -> Route | None:
         """The route called `name`, or None (also for the default route)."""
@@ -96,6 +107,9 @@ class RouteTable:
             "name": self.name,
             **self.params.tunable_values(),
             "default_route": self.params.default_route,
+            "mode": self.mode,
+            "conversation": self.conversation.to_dict(),
+            "llm": self.llm.to_dict(),
             "default_agent": self.default_agent.model_dump(mode="json"),
             "routes": [
                 {
@@ -122,15 +136,11 @@ class RouteTable:
             )
             for r in data["routes"]
         )
-        return cls(
-            name=data["name"],
-            routes=routes,
-            default_agent=_AGENT.validate_python(data["default_agent"]),
-            params=_params(
-                RouterFile.model_validate({k: data[k] for k in RouterFile.model_fields if k in data}),
-                routes,
-            ),
-        )
+        missing = [k for k in ("name", "default_agent", "routes") if k not in data]
+        if missing:  # written by every version: a table without them is damaged, not old
+            raise KeyError(f"route table lacks {', '.join(missing)}")
+        router = RouterFile.model_validate({k: data[k] for k in RouterFile.model_fields if k in data})
+        return _table(router, routes)
 
 
 def normalise_utterance(text: str) -> str:
@@ -162,11 +172,19 @@ def load_routes(directory: Path | str) -> RouteTable:
     _check_table(root, router, routes, problems)
     if problems:
         raise RoutesInvalid(problems)
+    return _table(router, tuple(routes))
+
+
+def _table(router: _RouterFileBase, routes: tuple[Route, ...]) -> RouteTable:
+    sections: Any = router  # the sections RouterFile adds to the base
     return RouteTable(
         name=router.name,
-        routes=tuple(routes),
+        routes=routes,
         default_agent=router.default_agent,
         params=_params(router, routes),
+        mode=sections.mode,
+        conversation=ConversationParams(**sections.conversation.model_dump()),
+        llm=LLMRoutingParams(**sections.llm.model_dump()),
     )
 
 
@@ -244,6 +262,17 @@ def _check_table(root: Path, router: _RouterFileBase, routes: list[Route], probl
     for name, count in names.items():
         if count > 1:
             problems.append(Problem(str(root), "name", f"duplicate route name {name!r}"))
+    mode = getattr(router, "mode", "embedding")
+    if mode != "llm":
+        problems.extend(
+            Problem(
+                f"{route.name}.yaml",
+                "examples",
+                f"no examples: mode {mode} routes by example (add examples, or set mode: llm in {ROUTER_FILE})",
+            )
+            for route in routes
+            if not route.examples
+        )
     if router.default_route in names:
         problems.append(
             Problem(

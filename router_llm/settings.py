@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from router_core.settings import SettingsSection
@@ -37,3 +39,31 @@ class LLMSettings(SettingsSection):
         default=120.0, gt=0.0, description="Time budget of one answer across retries and fallbacks."
     )
     stream_usage: bool = Field(default=True, description="Ask upstream streams for token usage (stream_options).")
+
+
+class DeciderSettings(SettingsSection):
+    """The decision model of modes llm and hybrid (`ROUTER_DECIDER__*`).
+
+    Its endpoint and key resolve like an agent's: unset `base_url` means the default endpoint
+    (`ROUTER_LLM__BASE_URL`, else OpenAI when the key is set). Without `model`, LLM decisions
+    are unavailable: mode llm routes to the default route (reason llm_failed) and hybrid keeps
+    the vote's decisions.
+    """
+
+    model: str | None = Field(default=None, description="Decision model name, e.g. gpt-4o-mini.")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint of the decision model.")
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the variable holding its key (unset: the default endpoint's).",
+    )
+    timeout_s: float = Field(default=0.8, gt=0.0, le=60.0, description="Deadline of one decision, retries included.")
+    retries: int = Field(default=1, ge=0, le=5, description="Retries within the deadline.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=20, ge=1, le=1000, description="The answer is one short JSON object.")
+    structured_output: Literal["auto", "json_schema", "off"] = Field(
+        default="auto",
+        description="json_schema: ask for a JSON schema with the route names as an enum; auto: the same, "
+        "falling back to the plain prompt (strictly parsed) when the endpoint refuses it; off: plain prompt.",
+    )
+    cache_size: int = Field(default=10_000, ge=0, description="LLM decisions remembered (0: no cache).")

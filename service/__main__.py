@@ -14,8 +14,8 @@ import uvicorn
 from router_core import RouterError
 from service.app import create_app
 from service.observability import configure_logging
-from service.runtime import Runtime
 from service.security import check_bind
+from service.services import Services
 from service.settings import ServiceSettings
 
 log = logging.getLogger("router.service")
@@ -26,17 +26,17 @@ def main() -> int:
     configure_logging(settings.log.level, json_logs=settings.log.json_format)
     try:
         check_bind(settings.http.host, settings.auth, allow_insecure=settings.allow_insecure_bind)
-        runtime = Runtime.build(settings)
+        services = Services.build(settings)
     except RouterError as exc:
         print(f"error: the service cannot start: {exc}", file=sys.stderr)
         return 2
     log.info(
         "serving index version %s on %s:%d",
-        runtime.follower.current.version,
+        services.routes.admin.current.version,
         settings.http.host,
         settings.http.port,
     )
-    app = create_app(runtime=runtime)
+    app = create_app(services=services)
     uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None, access_log=False)
     return 0
 

@@ -8,14 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from service.agents import Answer, Attempt, Responder, Usage
-from service.schemas import NeighbourOut
-
-
-class MessageIn(msgspec.Struct):
-    """One chat message; content is a string or a list of text parts. Extra fields are ignored."""
-
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+from service.schemas import LLMOut, MessageIn, NeighbourOut, TurnOut
 
 
 # -- /v1/answer -------------------------------------------------------------------------------
@@ -62,6 +55,9 @@ class AnswerResponse(msgspec.Struct, omit_defaults=True):
     usage: UsageOut | None
     fallback_reason: str | None
     finish_reason: str
+    decided_by: str = "vote"
+    turns: list[TurnOut] | None = None
+    llm: LLMOut | None = None
     attempts: list[AttemptOut] = msgspec.field(default_factory=list)
     neighbours: list[NeighbourOut] | None = None
 
@@ -132,7 +128,7 @@ class ChoiceOut(msgspec.Struct):
     logprobs: None = None
 
 
-class RouterInfo(msgspec.Struct):
+class RouterInfo(msgspec.Struct, omit_defaults=True):
     """Router extension of a completion: the decision and who answered."""
 
     route: str
@@ -143,6 +139,9 @@ class RouterInfo(msgspec.Struct):
     reason: str
     index_version: str
     fallback_reason: str | None
+    decided_by: str = "vote"
+    turns: list[TurnOut] | None = None
+    llm: LLMOut | None = None
 
 
 class ChatCompletion(msgspec.Struct):

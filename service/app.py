@@ -1,8 +1,9 @@
-"""The Litestar app factory."""
+"""The Litestar app factory: the object graph is built once and handed to handlers by injection."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
@@ -12,6 +13,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from router_llm.settings import LLMSettings
+from service.agents import Answerer
 from service.controllers.admin import AdminController
 from service.controllers.answer import AnswerController
 from service.controllers.chat import ChatController
@@ -21,42 +24,79 @@ from service.controllers.metrics import metrics
 from service.controllers.routes import list_routes
 from service.errors import EXCEPTION_HANDLERS
 from service.guards import require_admin, require_api_key
+from service.index_admin import IndexAdmin
 from service.metrics import Metrics
 from service.observability import RequestContext
 from service.openapi import complete_schema
-from service.runtime import Runtime
-from service.settings import ServiceSettings
+from service.routing.stage import RoutingStage
+from service.services import Services
+from service.settings import LimitSettings, ServiceSettings
 
 __all__ = ["create_app"]
 
 
-def _runtime(state: State) -> Runtime:
-    runtime: Runtime = state.runtime
-    return runtime
+def _services(state: State) -> Services:
+    services: Services = state.services
+    return services
 
 
-def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | None = None) -> RequestContext:
+def _dependencies() -> dict[str, Provide]:
+    """The typed services handlers may ask for, by parameter name."""
+
+    def routing(state: State) -> RoutingStage:
+        return _services(state).routes.routing
+
+    def index_admin(state: State) -> IndexAdmin:
+        return _services(state).routes.admin
+
+    def answerer(state: State) -> Answerer:
+        return _services(state).answerer
+
+    def limits(state: State) -> LimitSettings:
+        return _services(state).settings.limits
+
+    def log_queries(state: State) -> bool:
+        return _services(state).settings.log.queries
+
+    def llm_settings(state: State) -> LLMSettings:
+        return _services(state).settings.llm
+
+    def service_metrics(state: State) -> Metrics:
+        return _services(state).metrics
+
+    providers: dict[str, Any] = {
+        "routing": routing,
+        "index_admin": index_admin,
+        "answerer": answerer,
+        "limits": limits,
+        "log_queries": log_queries,
+        "llm_settings": llm_settings,
+        "service_metrics": service_metrics,
+    }
+    return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
+
+
+def create_app(settings: ServiceSettings | None = None, *, services: Services | None = None) -> RequestContext:
     """Build the app (the Litestar app is `.app` of the returned ASGI wrapper). Without
-    `runtime`, start-up loads the model and the live index itself.
+    `services`, start-up builds them (loads the model and the live index) itself.
 
-    The app owns the runtime: it is stopped (index and store closed) at shutdown.
+    The app owns the services: they are stopped (index and store closed) at shutdown.
     """
-    config = runtime.settings if runtime is not None else (settings or ServiceSettings())
-    # Request metrics are recorded by middleware built before the runtime exists, so the
-    # runtime adopts this app's registry.
-    shared_metrics = runtime.metrics if runtime is not None else Metrics()
+    config = services.settings if services is not None else (settings or ServiceSettings())
+    shared_metrics = services.metrics if services is not None else Metrics()
 
     async def start(app: Litestar) -> None:
-        loop = asyncio.get_running_loop()
-        rt = runtime if runtime is not None else await loop.run_in_executor(None, Runtime.build, config)
-        rt.metrics = shared_metrics
-        await rt.start()
-        app.state.runtime = rt
+        built = services
+        if built is None:
+            loop = asyncio.get_running_loop()
+            built = await loop.run_in_executor(None, lambda: Services.build(config, metrics=shared_metrics))
+        await built.start()
+        app.state.services = built
 
     async def stop(app: Litestar) -> None:
-        rt: Runtime | None = app.state.get("runtime")
-        if rt is not None:
-            await rt.stop()
+        built: Services | None = app.state.get("services")
+        if built is not None:
+            await built.stop()
 
     # The schema declares bearer auth only where the configuration requires it.
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -76,7 +116,7 @@ def create_app(settings: ServiceSettings | None = None, *, runtime: Runtime | No
     cors = config.auth.cors_origins
     app = Litestar(
         route_handlers=[public, admin, healthz, readyz, metrics],
-        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        dependencies=_dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,  # the process configures logging (JSON lines) in __main__
         cors_config=CORSConfig(allow_origins=cors) if cors else None,

@@ -51,7 +51,7 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 
 
 def _limit(connection: ASGIConnection[Any, Any, Any, Any], identity: str) -> None:
-    limiter: RateLimiter = connection.app.state.runtime.limiter
+    limiter: RateLimiter = connection.app.state.services.limiter
     wait = limiter.acquire(identity)
     if wait > 0:
         raise RateLimited(
@@ -62,7 +62,7 @@ def _limit(connection: ASGIConnection[Any, Any, Any, Any], identity: str) -> Non
 
 def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Public endpoints: a configured API key (or the admin token) unless none is configured."""
-    keys: KeyRing = connection.app.state.runtime.keyring
+    keys: KeyRing = connection.app.state.services.keyring
     if keys.public_open:
         # No key to check: the Authorization header is not ours to read (a proxy in front may
         # send its own), and a made-up token must not buy a fresh rate-limit bucket.
@@ -80,7 +80,7 @@ def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRoute
 
 def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Admin endpoints: the admin token; open only when no key of any kind is configured."""
-    keys: KeyRing = connection.app.state.runtime.keyring
+    keys: KeyRing = connection.app.state.services.keyring
     token = _bearer(connection)
     if keys.open:
         annotate(caller="admin-open")

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from router_core import Decision, IndexManifest
+from router_llm.decider import Asked
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -82,6 +83,47 @@ class Metrics:
             ["model", "kind"],
             registry=r,
         )
+
+        self.embedded = Counter(
+            "router_routed_texts",
+            "Texts the routing stage needed, by whether they were embedded or found in the cache",
+            ["source"],
+            registry=r,
+        )
+        self.llm_decisions = Counter(
+            "router_llm_decisions",
+            "Questions to the decision model (mode llm: every request; hybrid: escalations) by outcome",
+            ["mode", "outcome", "cached"],
+            registry=r,
+        )
+        self.llm_seconds = Histogram(
+            "router_llm_decision_seconds",
+            "Latency of the decision model (calls, not cache hits)",
+            ["mode"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.llm_agreement = Counter(
+            "router_llm_agreement",
+            "Hybrid escalations the model answered: whether it agreed with the vote's route",
+            ["agree"],
+            registry=r,
+        )
+
+    def observe_embedded(self, texts: int, embedded: int) -> None:
+        """Count the texts a micro-batch needed and how many it had to embed."""
+        self.embedded.labels("embedded").inc(embedded)
+        self.embedded.labels("cache").inc(texts - embedded)
+
+    def observe_llm(self, mode: str, asked: Asked, *, cached: bool, vote: Decision) -> None:
+        """Record one question to the decision model (or its cached answer)."""
+        self.llm_decisions.labels(mode, asked.outcome, str(cached).lower()).inc()
+        if not cached and asked.outcome != "unavailable":
+            self.llm_seconds.labels(mode).observe(asked.seconds)
+        if mode == "hybrid" and asked.choice is not None and asked.choice.recognised:
+            chosen = asked.choice.route or "<none>"
+            said = "<none>" if vote.fallback else vote.route
+            self.llm_agreement.labels(str(chosen == said).lower()).inc()
 
     def observe_decisions(self, decisions: Iterable[Decision]) -> None:
         """Count decisions and record their best similarity."""

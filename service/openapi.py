@@ -8,17 +8,22 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Schema
 
 from service.answer_schemas import AnswerRequest
 from service.query_text import SCHEMA_PATTERN
-from service.schemas import BatchClassifyRequest, ClassifyRequest
+from service.schemas import BatchClassifyRequest, ClassifyRequest, ConversationIn
 from service.settings import LimitSettings
 
 # Request bodies that refuse unknown fields, which the generated schema does not say.
-CLOSED_REQUESTS = (ClassifyRequest, BatchClassifyRequest, AnswerRequest)
+CLOSED_REQUESTS = (ClassifyRequest, BatchClassifyRequest, ConversationIn, AnswerRequest)
 
 
 def _query(schema: Schema, max_chars: int) -> None:
     schema.min_length = 1
     schema.max_length = max_chars
     schema.pattern = SCHEMA_PATTERN
+
+
+def _messages(schema: Schema, limits: LimitSettings) -> None:
+    schema.min_items = 1
+    schema.max_items = limits.max_messages
 
 
 def complete_schema(app: Litestar, limits: LimitSettings) -> None:
@@ -34,15 +39,19 @@ def complete_schema(app: Litestar, limits: LimitSettings) -> None:
             components[struct.__name__].additional_properties = False
     for name, schema in components.items():
         props = schema.properties or {}
-        if name == "ClassifyRequest":
-            _query(props["query"], limits.max_query_chars)  # type: ignore[arg-type]
-        if name == "AnswerRequest":
+        if name in ("ClassifyRequest", "AnswerRequest"):
             _query(props["query"].one_of[0], limits.max_query_chars)  # type: ignore[union-attr, index, arg-type]
+            _messages(props["messages"].one_of[0], limits)  # type: ignore[union-attr, index, arg-type]
             schema.one_of = [Schema(required=["query"]), Schema(required=["messages"])]
+        if name == "ConversationIn":
+            _messages(props["messages"], limits)  # type: ignore[arg-type]
         if name == "BatchClassifyRequest":
-            queries = props["queries"]
-            queries.max_items = limits.max_batch  # type: ignore[union-attr]
-            _query(queries.items, limits.max_query_chars)  # type: ignore[union-attr, arg-type]
+            for field in ("queries", "conversations"):
+                array = props[field].one_of[0]  # type: ignore[union-attr, index]
+                array.min_items = 1  # type: ignore[union-attr]
+                array.max_items = limits.max_batch  # type: ignore[union-attr]
+            _query(props["queries"].one_of[0].items, limits.max_query_chars)  # type: ignore[union-attr, index, arg-type]
+            schema.one_of = [Schema(required=["queries"]), Schema(required=["conversations"])]
 
 
 STREAMING_OPERATIONS = ("/v1/answer", "/v1/chat/completions")

@@ -31,3 +31,14 @@ def checked_query(text: str, max_chars: int, *, field: str = "query") -> str:
             limit=max_chars,
         )
     return stripped
+
+
+def is_meaningful(text: str) -> bool:
+    """True when `text` holds a character that is neither blank nor a control character."""
+    return bool(_MEANINGFUL.search(text))
+
+
+def routed_text(text: str, max_chars: int) -> str:
+    """What the router reads of a message: stripped, then cut to `max_chars` (in that order, so
+    leading blanks never push the words out)."""
+    return _EDGES.sub("", text)[:max_chars]

@@ -23,17 +23,32 @@ Query = Annotated[
 ]
 
 
-class ClassifyRequest(_Request):
-    """One query to route."""
+class MessageIn(msgspec.Struct):
+    """One chat message; content is a string or a list of text parts. Extra fields are ignored."""
 
-    query: Query
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ClassifyRequest(_Request):
+    """One query, or one conversation (its last user message is routed, with the history)."""
+
+    query: Query | None = None
+    messages: list[MessageIn] | None = None
     explain: bool = False
 
 
-class BatchClassifyRequest(_Request):
-    """Several queries, embedded in one forward pass."""
+class ConversationIn(_Request):
+    """One conversation of a batch."""
 
-    queries: Annotated[list[Query], msgspec.Meta(min_length=1)]
+    messages: list[MessageIn]
+
+
+class BatchClassifyRequest(_Request):
+    """Several queries, or several conversations, routed in one forward pass."""
+
+    queries: Annotated[list[Query], msgspec.Meta(min_length=1)] | None = None
+    conversations: Annotated[list[ConversationIn], msgspec.Meta(min_length=1)] | None = None
     explain: bool = False
 
 
@@ -43,6 +58,23 @@ class NeighbourOut(msgspec.Struct):
     text: str
     route: str
     similarity: float
+
+
+class TurnOut(msgspec.Struct):
+    """A message of the conversation that decided, and its share of the evidence."""
+
+    index: int
+    share: float
+
+
+class LLMOut(msgspec.Struct, omit_defaults=True):
+    """What the decision model did (modes llm and hybrid, when it was asked)."""
+
+    model: str
+    outcome: str  # chosen | none | unrecognised | timeout | error | unavailable
+    latency_ms: float
+    cached: bool = False
+    detail: str | None = None
 
 
 class ClassifyResponse(msgspec.Struct, omit_defaults=True):
@@ -55,6 +87,9 @@ class ClassifyResponse(msgspec.Struct, omit_defaults=True):
     agent: str
     reason: str
     index_version: str
+    decided_by: str = "vote"
+    turns: list[TurnOut] | None = None
+    llm: LLMOut | None = None
     neighbours: list[NeighbourOut] | None = None
 
 
@@ -98,7 +133,9 @@ def neighbour_out(n: Neighbour) -> NeighbourOut:
     return NeighbourOut(n.text, n.route, round(n.similarity, 4))
 
 
-def classify_response(decision: Decision, agent: str, version: str, *, explain: bool) -> ClassifyResponse:
+def classify_response(
+    decision: Decision, agent: str, version: str, *, explain: bool, llm: LLMOut | None = None
+) -> ClassifyResponse:
     """Wire form of a decision."""
     return ClassifyResponse(
         route=decision.route,
@@ -108,6 +145,9 @@ def classify_response(decision: Decision, agent: str, version: str, *, explain: 
         agent=agent,
         reason=decision.reason,
         index_version=version,
+        decided_by=decision.decided_by,
+        turns=[TurnOut(t.index, t.share) for t in decision.turns] or None,
+        llm=llm,
         neighbours=[neighbour_out(n) for n in decision.neighbours] if explain else None,
     )
 

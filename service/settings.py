@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from router_core.settings import RouterSettings, SettingsSection
-from router_llm.settings import LLMSettings
+from router_llm.settings import DeciderSettings, LLMSettings
 from service.security import AuthSettings
 
 
@@ -47,6 +47,7 @@ class ServiceSettings(RouterSettings):
     http: HttpSettings = HttpSettings()
     limits: LimitSettings = LimitSettings()
     llm: LLMSettings = LLMSettings()
+    decider: DeciderSettings = DeciderSettings()
     reload_interval_s: float = Field(default=2.0, gt=0, description="How often the live index pointer is checked.")
     allow_insecure_bind: bool = Field(
         default=False, description="Allow binding a non-loopback address without API keys."

@@ -11,7 +11,7 @@ import pytest
 
 from router_core import EdgeStore, Embedder, load_embedder, load_routes, run_reindex
 from service.app import create_app
-from service.runtime import Runtime
+from service.services import Services
 from service.settings import ServiceSettings
 from tests.llm_fixtures import fake_llm, fake_llm_server, llm_env  # noqa: F401  (fixtures)
 from tests.serving import SHIPPED_ROUTES, serve, settings_for
@@ -43,8 +43,8 @@ def shipped_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedde
 @pytest.fixture(scope="session")
 def shipped_url(shipped_settings: ServiceSettings, embedder: Embedder) -> Iterator[str]:
     """Base URL of a service serving the shipped routes (shared; tests must not change it)."""
-    runtime = Runtime.build(shipped_settings, embedder=embedder)
-    with serve(create_app(runtime=runtime)) as url:
+    runtime = Services.build(shipped_settings, embedder=embedder)
+    with serve(create_app(services=runtime)) as url:
         yield url
 
 
@@ -64,8 +64,8 @@ def start_service(embedder: Embedder) -> Iterator[ServiceFactory]:
     stack: list[object] = []
 
     def start(settings: ServiceSettings) -> str:
-        runtime = Runtime.build(settings, embedder=embedder)
-        cm = serve(create_app(runtime=runtime))
+        runtime = Services.build(settings, embedder=embedder)
+        cm = serve(create_app(services=runtime))
         url = cm.__enter__()
         stack.append(cm)
         return url

@@ -19,7 +19,7 @@ import yaml
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from router_llm.settings import LLMSettings
 from service.app import create_app
-from service.runtime import Runtime
+from service.services import Services
 from tests.fake_llm import FakeLLM
 from tests.serving import SHIPPED_ROUTES, serve, settings_for
 
@@ -70,8 +70,8 @@ def write_routes(target: Path, router: dict[str, Any], routes: dict[str, dict[st
 def router_service(routes: Path, data: Path, embedder: Embedder, llm: LLMSettings) -> Iterator[str]:
     """Index `routes` into `data` and serve them over HTTP on loopback; yields the base URL."""
     run_reindex(load_routes(routes), EdgeStore(data), embedder)
-    runtime = Runtime.build(settings_for(routes, data, llm=llm), embedder=embedder)
-    with serve(create_app(runtime=runtime)) as url:
+    runtime = Services.build(settings_for(routes, data, llm=llm), embedder=embedder)
+    with serve(create_app(services=runtime)) as url:
         yield url
 
 

@@ -24,7 +24,7 @@ from router_core import (
     load_routes,
     run_reindex,
 )
-from service.runtime import Runtime
+from service.services import Services
 from tests.conftest import ServiceFactory
 from tests.serving import ROOT, free_port, settings_for
 
@@ -62,7 +62,7 @@ def test_corrupt_version_is_refused_at_start(tmp_path: Path, routes_dir: Path, e
     version = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
     (data / "router" / "versions" / version / "manifest.json").write_text("{not json")
     with pytest.raises(StoreUnavailable, match=version):
-        Runtime.build(settings_for(routes_dir, data), embedder=embedder)
+        Services.build(settings_for(routes_dir, data), embedder=embedder)
 
 
 def test_corrupt_new_version_is_not_served(

@@ -21,10 +21,11 @@ from tests.conftest import ServiceFactory
 from tests.serving import settings_for
 
 MAX_EXAMPLES = 25
-# Chat bodies have rules a schema cannot state (the latest user message is what gets routed
-# and must hold text), so schema-valid chats may be refused with a 400: for these operations
-# the fuzzer still checks no 5xx and schema-conform responses, not that every request passes.
-CHAT_OPERATIONS = ("POST /v1/answer", "POST /v1/chat/completions")
+# Chat bodies (and classify's `messages` / `conversations`) have rules a schema cannot state
+# (the latest user message is what gets routed and must hold text), so schema-valid chats may be
+# refused with a 400: for these operations the fuzzer still checks no 5xx and schema-conform
+# responses, not that every request passes.
+CHAT_OPERATIONS = ("POST /v1/answer", "POST /v1/chat/completions", "POST /v1/classify", "POST /v1/classify/batch")
 API_KEY, ADMIN = "fuzz-key-1", "fuzz-admin-1"
 
 

@@ -21,7 +21,7 @@ from router_core import (
     run_reindex,
 )
 from router_core.embedding.torch_backend import TorchEmbedder
-from service.runtime import Runtime
+from service.services import Services
 from tests.conftest import ServiceFactory
 from tests.serving import ROOT, free_port, settings_for
 
@@ -107,8 +107,30 @@ BAD = [
     ("whitespace query", "/v1/classify", {"query": " \n\t "}, 400, "empty"),
     ("query over the limit", "/v1/classify", {"query": "a" * 2001}, 400, "limit is 2000"),
     ("unknown field", "/v1/classify", {"query": "hi", "colour": "red"}, 400, "unknown field `colour`"),
-    ("missing field", "/v1/classify", {"explain": True}, 400, "missing required field `query`"),
-    ("wrong type", "/v1/classify", {"query": 42}, 400, "Expected `str`"),
+    ("missing field", "/v1/classify", {"explain": True}, 400, "send exactly one of query or messages"),
+    (
+        "query and messages",
+        "/v1/classify",
+        {"query": "hi", "messages": [{"role": "user", "content": "hi"}]},
+        400,
+        "exactly one",
+    ),
+    (
+        "messages without a user message",
+        "/v1/classify",
+        {"messages": [{"role": "assistant", "content": "hi"}]},
+        400,
+        "no user message",
+    ),
+    ("empty conversations", "/v1/classify/batch", {"conversations": []}, 400, "length >= 1"),
+    (
+        "queries and conversations",
+        "/v1/classify/batch",
+        {"queries": ["a"], "conversations": [{"messages": []}]},
+        400,
+        "exactly one",
+    ),
+    ("wrong type", "/v1/classify", {"query": 42}, 400, "Expected `str"),
     ("not an object", "/v1/classify", ["hi"], 400, "Expected `object`"),
     ("empty batch", "/v1/classify/batch", {"queries": []}, 400, "length >= 1"),
     ("batch over the limit", "/v1/classify/batch", {"queries": ["x"] * 129}, 400, "limit is 128"),
@@ -147,7 +169,7 @@ def test_unknown_path_and_method(client: httpx.Client) -> None:
 def test_refuses_to_start_without_index(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """Start-up fails with a message naming the re-index command when no index exists."""
     with pytest.raises(IndexMissing, match="python -m indexer"):
-        Runtime.build(settings_for(routes_dir, tmp_path / "empty"), embedder=embedder)
+        Services.build(settings_for(routes_dir, tmp_path / "empty"), embedder=embedder)
 
 
 def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
@@ -155,7 +177,7 @@ def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path
     other = TorchEmbedder(embedder._model, "some-other-model")  # the same weights under another id
     run_reindex(load_routes(routes_dir), EdgeStore(tmp_path / "data"), other)
     with pytest.raises(IndexIncompatible, match="some-other-model"):
-        Runtime.build(settings_for(routes_dir, tmp_path / "data", follow_index_model=False), embedder=embedder)
+        Services.build(settings_for(routes_dir, tmp_path / "data", follow_index_model=False), embedder=embedder)
 
 
 def test_follows_the_model_the_index_records(

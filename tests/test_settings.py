@@ -34,7 +34,7 @@ def test_index_section_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert s.index.data_dir == Path("/tmp/idx")
     assert s.index.keep_versions == 3
     assert s.index.uses_server
-    assert describe_store(s) == "Qdrant at http://q:6333, collection 'router'"
+    assert describe_store(s.index) == "Qdrant at http://q:6333, collection 'router'"
 
 
 def test_embedded_by_default_and_conventional_qdrant_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from qdrant_client import QdrantClient
 
-from router_core.settings import RouterSettings
+from router_core.settings import IndexSettings
 from router_core.store.edge import EdgeStore
 from router_core.store.protocol import IndexStore
 from router_core.store.server import QdrantStore
 
 
-def open_store(settings: RouterSettings) -> IndexStore:
-    """The store the settings describe."""
-    index = settings.index
+def open_store(index: IndexSettings) -> IndexStore:
+    """The store the index settings describe."""
     if index.uses_server:
         server = index.qdrant
         key = server.api_key.get_secret_value() if server.api_key else None
@@ -21,9 +20,8 @@ def open_store(settings: RouterSettings) -> IndexStore:
     return EdgeStore(index.data_dir, index.collection)
 
 
-def describe_store(settings: RouterSettings) -> str:
+def describe_store(index: IndexSettings) -> str:
     """Where the index lives, for messages (never includes the API key)."""
-    index = settings.index
     if index.uses_server:
         return f"Qdrant at {index.qdrant.url}, collection {index.collection!r}"
     return f"embedded index in {index.data_dir / index.collection}"

@@ -1,7 +1,8 @@
-"""Chat history as the agents see it, validated from what callers sent.
+"""Chat history as the router and the agents see it, validated from what callers sent.
 
-The router classifies the latest user message and hands the whole history to the agent that
-answers, behind that agent's own system prompt.
+The router routes the conversation (its user and assistant messages, each stripped and cut to
+the query limit) and hands the whole history to the agent that answers, behind that agent's
+own system prompt.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from router_core.conversation import Turn
 from service.errors import InvalidMessages, UnsupportedParameter
-from service.query_text import checked_query
+from service.query_text import checked_query, is_meaningful, routed_text
 from service.settings import LimitSettings
 
 Role = Literal["system", "user", "assistant"]
@@ -33,16 +35,17 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class Conversation:
-    """The history and the latest user message, which is what gets routed."""
+    """The history, the latest user message, and the messages the router reads."""
 
     messages: tuple[ChatMessage, ...]
-    query: str
+    query: str  # the latest user message as routed
+    turns: tuple[Turn, ...]  # user and assistant messages as routed, indexed as in the request
 
     @classmethod
     def single(cls, query: str, limits: LimitSettings) -> Conversation:
         """A conversation of one user message."""
         text = checked_query(query, limits.max_query_chars, field="query")
-        return cls((ChatMessage("user", text),), text)
+        return cls((ChatMessage("user", text),), text, (Turn(0, "user", text),))
 
 
 def content_text(content: str | Sequence[Mapping[str, Any]] | None, *, field: str) -> str | None:
@@ -102,8 +105,16 @@ def build_conversation(
         )
     if last_user is None:
         raise InvalidMessages("no user message to answer", field="messages")
-    # Routed on its first max_query_chars characters (the embedding model reads fewer tokens
-    # than that anyway); the agent answers the whole message. A pasted log must not be a 400.
+    # Routed on its first max_query_chars characters once stripped (the embedding model reads
+    # fewer tokens than that anyway); the agent answers the whole message. A pasted log must not
+    # be a 400.
     field = f"messages[{last_user}].content"
-    query = checked_query(history[last_user].content[: limits.max_query_chars], limits.max_query_chars, field=field)
-    return Conversation(tuple(history), query)
+    query = checked_query(
+        routed_text(history[last_user].content, limits.max_query_chars), limits.max_query_chars, field=field
+    )
+    turns = tuple(
+        Turn(i, m.role, query if i == last_user else routed_text(m.content, limits.max_query_chars))
+        for i, m in enumerate(history)
+        if m.role in ("user", "assistant") and (i == last_user or is_meaningful(m.content))
+    )
+    return Conversation(tuple(history), query, turns)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 
-from router_core import load_routes, public_view, run_reindex
-from service.errors import ServiceError
-from service.runtime import Runtime
+from router_core import public_view
+from service.index_admin import IndexAdmin
 
 
 class IndexStatus(msgspec.Struct):
@@ -42,13 +40,6 @@ class ReindexResult(msgspec.Struct):
     serving: str
 
 
-class ReindexBusy(ServiceError):
-    """A re-index is already running."""
-
-    status = 409
-    title = "Re-index already running"
-
-
 class AdminController(Controller):
     """Operator endpoints (admin token required when configured)."""
 
@@ -56,9 +47,9 @@ class AdminController(Controller):
     tags = ("admin",)
 
     @get("/index", summary="Live index version, route table and build time")
-    async def index_status(self, runtime: NamedDependency[Runtime]) -> IndexStatus:
+    async def index_status(self, index_admin: NamedDependency[IndexAdmin]) -> IndexStatus:
         """What the service is serving right now."""
-        index = runtime.follower.current
+        index = index_admin.current
         m = index.manifest
         table = dict(m.route_table)
         table["default_agent"] = public_view(index.table.default_agent)
@@ -66,33 +57,22 @@ class AdminController(Controller):
             {**{k: v for k, v in r.items() if k != "agent"}, "agent": public_view(index.table.agent_for(r["name"]))}
             for r in m.route_table.get("routes", [])
         ]
-        versions = await asyncio.get_running_loop().run_in_executor(None, runtime.store.versions)
         return IndexStatus(
             version=m.version,
             created_at=m.created_at,
             model=m.model_id,
             dimension=m.dimension,
             examples=m.points,
-            versions=versions,
-            routes_dir=str(runtime.settings.routes_dir),
+            versions=await index_admin.versions(),
+            routes_dir=str(index_admin.route_set.routes_dir),
             route_table=table,
-            reload_error=runtime.follower.last_error,
+            reload_error=index_admin.reload_error,
         )
 
     @post("/reindex", status_code=200, summary="Re-index from the service's routes directory")
-    async def reindex(self, runtime: NamedDependency[Runtime]) -> ReindexResult:
+    async def reindex(self, index_admin: NamedDependency[IndexAdmin]) -> ReindexResult:
         """Validate the routes directory, publish a new version if anything changed, switch to it."""
-        if runtime.reindex_lock.locked():
-            raise ReindexBusy("a re-index is already running; try again when it finishes")
-        async with runtime.reindex_lock:
-            loop = asyncio.get_running_loop()
-            try:
-                report = await loop.run_in_executor(None, _reindex, runtime)
-            except Exception:
-                runtime.metrics.reindex.labels("failed").inc()
-                raise
-            runtime.metrics.reindex.labels("changed" if report.changed else "unchanged").inc()
-            await loop.run_in_executor(None, runtime.follower.refresh)
+        report = await index_admin.reindex()
         return ReindexResult(
             version=report.version,
             previous_version=report.previous_version,
@@ -102,16 +82,5 @@ class AdminController(Controller):
             embedded=report.embedded,
             reused=report.reused,
             seconds=round(report.seconds, 3),
-            serving=runtime.follower.current.version,
+            serving=index_admin.current.version,
         )
-
-
-def _reindex(runtime: Runtime):  # type: ignore[no-untyped-def]
-    s = runtime.settings
-    return run_reindex(
-        load_routes(s.routes_dir),
-        runtime.store,
-        runtime.embedder,
-        batch_size=s.embedding.batch_size,
-        keep_versions=s.index.keep_versions,
-    )

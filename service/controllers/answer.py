@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from service.agents import AnswerStream, Conversation, build_conversation
+from service.agents import Answerer, AnswerStream, Conversation
 from service.answer_schemas import (
     SSE_HEADERS,
     AnswerRequest,
@@ -29,9 +29,9 @@ from service.answer_schemas import (
     sse,
     usage_out,
 )
-from service.controllers.classify import annotate_decision, to_response
-from service.errors import InvalidQuery, ServiceError, problem_body
-from service.runtime import Classified, Runtime
+from service.controllers.routed import annotate_decision, conversation_of, route_request, to_response
+from service.errors import ServiceError, problem_body
+from service.routing.stage import Routed, RoutingStage
 from service.schemas import ClassifyResponse, problem_responses
 from service.settings import LimitSettings
 
@@ -45,24 +45,14 @@ INTERNAL_ERROR = {
 }
 
 
-def conversation_of(data: AnswerRequest, limits: LimitSettings) -> Conversation:
-    """The conversation a request holds: exactly one of `query` or `messages`."""
-    if (data.query is None) == (data.messages is None):
-        raise InvalidQuery("send exactly one of query or messages", field="query")
-    if data.query is not None:
-        return Conversation.single(data.query, limits)
-    assert data.messages is not None
-    return build_conversation([(m.role, m.content) for m in data.messages], limits)
-
-
 async def stream_events(
-    runtime: Runtime, item: Classified, decided: ClassifyResponse, conversation: Conversation
+    answerer: NamedDependency[Answerer], item: Routed, decided: ClassifyResponse, conversation: Conversation
 ) -> AsyncIterator[bytes]:
     """Events of a streamed answer; every failure ends the stream with an `error` event."""
     yield sse("route", decided)
     stream: AnswerStream | None = None
     try:
-        stream = await runtime.answerer.stream(item.index.table, item.decision.route, conversation.messages)
+        stream = await answerer.stream(item.index.table, item.decision.route, conversation.messages)
         yield sse("agent", agent_event(stream.responder))
         async for piece in stream.pieces:
             yield sse("delta", DeltaEvent(piece))
@@ -91,18 +81,24 @@ class AnswerController(Controller):
         responses=problem_responses(400, 401, 413, 429, 502, 503, 504),
     )
     async def answer(
-        self, data: JSONBody[AnswerRequest], runtime: NamedDependency[Runtime]
+        self,
+        data: JSONBody[AnswerRequest],
+        routing: NamedDependency[RoutingStage],
+        answerer: NamedDependency[Answerer],
+        limits: NamedDependency[LimitSettings],
+        log_queries: NamedDependency[bool],
     ) -> Response[AnswerResponse] | Stream:
-        """Classify the (latest user) message, then answer with the chosen route's agent."""
-        conversation = conversation_of(data, runtime.settings.limits)
-        [item] = await runtime.classify([conversation.query])
-        annotate_decision(item, conversation.query, log_query=runtime.settings.log.queries)
+        """Route the query (or the conversation's latest user message, with its history), then
+        answer with the chosen route's agent."""
+        conversation = conversation_of(data.query, data.messages, limits)
+        [item] = await routing.route([route_request(conversation)])
+        annotate_decision(item, conversation.query, log_query=log_queries)
         decided = to_response(item, explain=data.explain)
         if data.stream:
             # The agent (and any fallback) is known only once the stream runs: the first event
             # carries the decision, the headers what is already fixed.
             return Stream(
-                stream_events(runtime, item, decided, conversation),
+                stream_events(answerer, item, decided, conversation),
                 media_type=EVENT_STREAM,
                 headers={
                     **SSE_HEADERS,
@@ -110,6 +106,6 @@ class AnswerController(Controller):
                     "x-router-index-version": item.index.version,
                 },
             )
-        answer = await runtime.answerer.answer(item.index.table, item.decision.route, conversation.messages)
+        answer = await answerer.answer(item.index.table, item.decision.route, conversation.messages)
         body = AnswerResponse(**msgspec.structs.asdict(decided), **answer_fields(answer))
         return Response(body, headers=router_headers(answer.responder, item.index.version))

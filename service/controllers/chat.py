@@ -22,7 +22,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from service.agents import AnswerStream, build_conversation
+from service.agents import Answerer, AnswerStream, build_conversation
 from service.answer_schemas import (
     SSE_DONE,
     SSE_HEADERS,
@@ -40,10 +40,11 @@ from service.answer_schemas import (
     sse_data,
     usage_out,
 )
-from service.controllers.classify import annotate_decision
+from service.controllers.routed import annotate_decision, llm_out, route_request
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
-from service.runtime import Classified, Runtime
-from service.schemas import problem_responses
+from service.routing.stage import Routed, RoutingStage
+from service.schemas import TurnOut, problem_responses
+from service.settings import LimitSettings
 
 log = logging.getLogger("router.chat")
 OWNER = "semantic-router"
@@ -99,9 +100,9 @@ class ChatController(Controller):
         summary="Models served (the router itself)",
         responses=problem_responses(401, 429),
     )
-    async def models(self, runtime: NamedDependency[Runtime]) -> ModelList:
+    async def models(self, routing: NamedDependency[RoutingStage]) -> ModelList:
         """The router's model, named as in `_router.yaml`."""
-        index = runtime.follower.current
+        index = routing.current
         return ModelList([ModelOut(index.table.name, _created(index.manifest.created_at), OWNER)])
 
     @post(
@@ -111,10 +112,16 @@ class ChatController(Controller):
         responses=problem_responses(400, 401, 404, 413, 429, 502, 503, 504),
     )
     async def chat_completions(
-        self, data: JSONBody[ChatCompletionRequest], runtime: NamedDependency[Runtime]
+        self,
+        data: JSONBody[ChatCompletionRequest],
+        routing: NamedDependency[RoutingStage],
+        answerer: NamedDependency[Answerer],
+        limits: NamedDependency[LimitSettings],
+        log_queries: NamedDependency[bool],
     ) -> Response[ChatCompletion] | Stream:
-        """Route the latest user message and answer with the chosen route's agent."""
-        router_name = runtime.follower.current.table.name
+        """Route the conversation (its latest user message, with the history) and answer with
+        the chosen route's agent."""
+        router_name = routing.current.table.name
         if data.model != router_name:
             raise ModelNotFound(
                 f"model {data.model!r} does not exist; this router serves {router_name!r}",
@@ -129,20 +136,19 @@ class ChatController(Controller):
         cap = data.max_completion_tokens if data.max_completion_tokens is not None else data.max_tokens
         if cap is not None and cap < 1:
             raise UnsupportedParameter(f"{given} must be at least 1", field=given)
-        limits = runtime.settings.limits
         conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
-        [item] = await runtime.classify([conversation.query])
-        annotate_decision(item, conversation.query, log_query=runtime.settings.log.queries)
+        [item] = await routing.route([route_request(conversation)])
+        annotate_decision(item, conversation.query, log_query=log_queries)
         table, route = item.index.table, item.decision.route
         if data.stream:
-            stream = await runtime.answerer.stream(table, route, conversation.messages, max_tokens=cap)
+            stream = await answerer.stream(table, route, conversation.messages, max_tokens=cap)
             include_usage = bool(data.stream_options and data.stream_options.include_usage)
             return Stream(
                 completion_chunks(stream, _model_name(item, stream.responder.model), include_usage),
                 media_type="text/event-stream",
                 headers={**SSE_HEADERS, **router_headers(stream.responder, item.index.version)},
             )
-        answer = await runtime.answerer.answer(table, route, conversation.messages, max_tokens=cap)
+        answer = await answerer.answer(table, route, conversation.messages, max_tokens=cap)
         r = answer.responder
         body = ChatCompletion(
             id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -159,10 +165,13 @@ class ChatController(Controller):
                 reason=item.decision.reason,
                 index_version=item.index.version,
                 fallback_reason=r.fallback_reason,
+                decided_by=item.decision.decided_by,
+                turns=[TurnOut(t.index, t.share) for t in item.decision.turns] or None,
+                llm=llm_out(item.llm),
             ),
         )
         return Response(body, headers=router_headers(r, item.index.version))
 
 
-def _model_name(item: Classified, model: str) -> str:
+def _model_name(item: Routed, model: str) -> str:
     return f"{item.index.table.name}/{item.decision.route}/{model}"

@@ -6,70 +6,79 @@ from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from service.errors import BatchTooLarge
+from service.agents import build_conversation
+from service.controllers.routed import annotate_decision, conversation_of, route_request, to_response
+from service.errors import BatchTooLarge, InvalidQuery
 from service.observability import annotate
 from service.query_text import checked_query
-from service.runtime import Classified, Runtime
+from service.routing.stage import RouteRequest, RoutingStage
 from service.schemas import (
     BatchClassifyRequest,
     BatchClassifyResponse,
     ClassifyRequest,
     ClassifyResponse,
-    classify_response,
     problem_responses,
 )
-
-
-def annotate_decision(item: Classified, query: str, *, log_query: bool) -> None:
-    """Put the decision on the request's access-log line (the query only when enabled)."""
-    d = item.decision
-    annotate(
-        route=d.route,
-        fallback=d.fallback,
-        score=round(d.score, 4),
-        index_version=item.index.version,
-        embed_ms=round(item.embed_ms, 2),
-        search_ms=round(item.search_ms, 2),
-        **({"query": query} if log_query else {}),
-    )
-
-
-def to_response(item: Classified, *, explain: bool) -> ClassifyResponse:
-    """Wire form, naming the agent from the same version that decided."""
-    agent = item.index.table.agent_for(item.decision.route)
-    return classify_response(item.decision, agent.name, item.index.version, explain=explain)
+from service.settings import LimitSettings
 
 
 class ClassifyController(Controller):
-    """Route queries to agents."""
+    """Route queries and conversations to agents."""
 
     path = "/v1/classify"
     tags = ("classify",)
 
-    @post("/", status_code=200, summary="Route one query", responses=problem_responses(400, 401, 413, 429, 503))
-    async def classify(self, data: JSONBody[ClassifyRequest], runtime: NamedDependency[Runtime]) -> ClassifyResponse:
-        """Pick the route for one query; `explain` adds the neighbours behind the vote."""
-        query = checked_query(data.query, runtime.settings.limits.max_query_chars)
-        [item] = await runtime.classify([query])
-        annotate_decision(item, query, log_query=runtime.settings.log.queries)
+    @post(
+        "/",
+        status_code=200,
+        summary="Route one query or conversation",
+        responses=problem_responses(400, 401, 413, 429, 503),
+    )
+    async def classify(
+        self,
+        data: JSONBody[ClassifyRequest],
+        routing: NamedDependency[RoutingStage],
+        limits: NamedDependency[LimitSettings],
+        log_queries: NamedDependency[bool],
+    ) -> ClassifyResponse:
+        """Pick the route for one query, or for the last user message of a conversation
+        (`messages`, using its history); `explain` adds the neighbours behind the vote."""
+        conversation = conversation_of(data.query, data.messages, limits)
+        [item] = await routing.route([route_request(conversation)])
+        annotate_decision(item, conversation.query, log_query=log_queries)
         return to_response(item, explain=data.explain)
 
     @post(
         "/batch",
         status_code=200,
-        summary="Route several queries in one forward pass",
+        summary="Route several queries or conversations in one forward pass",
         responses=problem_responses(400, 401, 413, 429, 503),
     )
     async def classify_batch(
-        self, data: JSONBody[BatchClassifyRequest], runtime: NamedDependency[Runtime]
+        self,
+        data: JSONBody[BatchClassifyRequest],
+        routing: NamedDependency[RoutingStage],
+        limits: NamedDependency[LimitSettings],
     ) -> BatchClassifyResponse:
-        """Pick a route for each query, in order."""
-        limit = runtime.settings.limits.max_batch
-        if len(data.queries) > limit:
-            raise BatchTooLarge(f"batch holds {len(data.queries)} queries; the limit is {limit}", limit=limit)
-        max_chars = runtime.settings.limits.max_query_chars
-        queries = [checked_query(q, max_chars, field=f"queries[{i}]") for i, q in enumerate(data.queries)]
-        items = await runtime.classify(queries)
+        """Pick a route for each query (or conversation), in order."""
+        if (data.queries is None) == (data.conversations is None):
+            raise InvalidQuery("send exactly one of queries or conversations", field="queries")
+        field = "queries" if data.queries is not None else "conversations"
+        count = len(data.queries or data.conversations or [])
+        if count > limits.max_batch:
+            raise BatchTooLarge(f"batch holds {count} {field}; the limit is {limits.max_batch}", limit=limits.max_batch)
+        requests: list[RouteRequest]
+        if data.queries is not None:
+            requests = [
+                RouteRequest.query(checked_query(q, limits.max_query_chars, field=f"queries[{i}]"))
+                for i, q in enumerate(data.queries)
+            ]
+        else:
+            requests = [
+                route_request(build_conversation([(m.role, m.content) for m in c.messages], limits))
+                for c in data.conversations or []
+            ]
+        items = await routing.route(requests)
         annotate(
             queries=len(items),
             routes=[i.decision.route for i in items],

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
-from router_core import RouterError
-from service.live_index import check_compatible
-from service.runtime import Runtime
+from service.index_admin import IndexAdmin
 from service.schemas import HealthResponse
 
 
@@ -26,22 +22,8 @@ async def healthz() -> HealthResponse:
     summary="Readiness",
     responses={503: ResponseSpec(HealthResponse, description="Not ready: the checks say why")},
 )
-async def readyz(runtime: NamedDependency[Runtime]) -> Response[HealthResponse]:
+async def readyz(index_admin: NamedDependency[IndexAdmin]) -> Response[HealthResponse]:
     """Ready when the model is loaded, the index is reachable and built with that model."""
-    checks: dict[str, object] = {"model": runtime.embedder.model_id}
-    ok = True
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, runtime.store.ping)
-        served = runtime.follower.served
-        index = served.index
-        checks["model"] = served.embedder.model_id
-        check_compatible(index, served.embedder)
-        checks["index_version"] = index.version
-        checks["index_model"] = index.manifest.model_id
-    except RouterError as exc:
-        ok = False
-        checks["error"] = str(exc)
-    if runtime.follower.last_error:
-        checks["reload_error"] = runtime.follower.last_error
-    status = "ready" if ok else "not ready"
-    return Response(HealthResponse(status, checks), status_code=200 if ok else 503)
+    found = await index_admin.readiness()
+    status = "ready" if found.ready else "not ready"
+    return Response(HealthResponse(status, found.checks), status_code=200 if found.ready else 503)

@@ -6,7 +6,7 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from router_core import public_view
-from service.runtime import Runtime
+from service.routing.stage import RoutingStage
 from service.schemas import RouteOut, RoutesResponse, problem_responses
 
 
@@ -16,9 +16,9 @@ from service.schemas import RouteOut, RoutesResponse, problem_responses
     summary="List routes of the live index version",
     responses=problem_responses(401, 429),
 )
-async def list_routes(runtime: NamedDependency[Runtime]) -> RoutesResponse:
+async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
     """Routes with example counts, thresholds and agent names."""
-    index = runtime.follower.current
+    index = routing.current
     table = index.table
     return RoutesResponse(
         index_version=index.version,

@@ -1,7 +1,7 @@
-"""Micro-batching: queries that arrive while a forward pass runs share the next one.
+"""Micro-batching: requests that arrive while a forward pass runs share the next one.
 
-One worker thread runs the CPU-heavy work (embed, search, decide), never the event loop. A lone
-query waits for nothing; under load, every query queued meanwhile joins one batch, so
+One worker thread runs the CPU-heavy work (embed, search, vote), never the event loop. A lone
+request waits for nothing; under load, every request queued meanwhile joins one batch, so
 concurrent throughput rises with the batch instead of queueing one forward pass per request.
 """
 
@@ -14,22 +14,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+T = TypeVar("T")
 R = TypeVar("R")
 
 
 @dataclass
-class _Job(Generic[R]):
-    texts: Sequence[str]
+class _Job(Generic[T, R]):
+    items: Sequence[T]
     future: asyncio.Future[list[R]]
 
 
-class MicroBatcher(Generic[R]):
-    """Runs `work(texts) -> one result per text` on a worker thread, batching callers."""
+class MicroBatcher(Generic[T, R]):
+    """Runs `work(items) -> one result per item` on a worker thread, batching callers."""
 
-    def __init__(self, work: Callable[[list[str]], list[R]], max_batch: int = 64) -> None:
+    def __init__(self, work: Callable[[list[T]], list[R]], max_batch: int = 64) -> None:
         self._work = work
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Job[R]] | None = None
+        self._queue: asyncio.Queue[_Job[T, R]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 
@@ -46,12 +47,12 @@ class MicroBatcher(Generic[R]):
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def submit(self, texts: Sequence[str]) -> list[R]:
-        """Results for `texts`, computed in some batch together with other callers' texts."""
+    async def submit(self, items: Sequence[T]) -> list[R]:
+        """Results for `items`, computed in some batch together with other callers' items."""
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(texts, future))
+        await self._queue.put(_Job(items, future))
         return await future
 
     async def _consume(self) -> None:
@@ -59,14 +60,14 @@ class MicroBatcher(Generic[R]):
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self._queue.get()]
-            size = len(jobs[0].texts)
+            size = len(jobs[0].items)
             while size < self._max_batch and not self._queue.empty():
                 job = self._queue.get_nowait()
                 jobs.append(job)
-                size += len(job.texts)
-            texts = [t for job in jobs for t in job.texts]
+                size += len(job.items)
+            items = [t for job in jobs for t in job.items]
             try:
-                results = await loop.run_in_executor(self._executor, self._work, texts)
+                results = await loop.run_in_executor(self._executor, self._work, items)
             except Exception as exc:  # delivered to every caller of this batch
                 for job in jobs:
                     if not job.future.done():
@@ -74,7 +75,7 @@ class MicroBatcher(Generic[R]):
                 continue
             start = 0
             for job in jobs:
-                end = start + len(job.texts)
+                end = start + len(job.items)
                 if not job.future.done():
                     job.future.set_result(results[start:end])
                 start = end

@@ -1,0 +1,167 @@
+"""The LLM decision layer, the pure part: when to ask, what to ask, how to read the answer.
+
+Modes (`_router.yaml: mode`):
+- `embedding` (default): the k-NN vote decides; no LLM is ever asked.
+- `llm`: a decision model picks one route from the route names and descriptions (and a few
+  examples per route), or "none"; routes need no examples.
+- `hybrid`: the vote decides, and only decisions in the uncertain band (`escalates`) are put to
+  the decision model, which picks among the vote's best candidates or "none". When the model
+  fails, times out or answers outside the list, the vote's decision stands.
+
+The model is asked for JSON `{"route": <one of the allowed names or "none">}` (a JSON schema
+whose route field is an enum, where the endpoint supports structured output); `read_choice`
+parses strictly: anything else is unrecognised, never an exception. The call itself lives in
+`router_llm.decider`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from router_core.decision import Decision
+from router_core.llm_params import LLMRoutingParams
+from router_core.params import DecisionParams
+from router_core.routes import RouteTable
+
+NONE = "none"
+MAX_DESCRIPTION_CHARS = 300
+MAX_EXAMPLE_CHARS = 200
+MAX_MESSAGE_CHARS = 1000
+
+
+def escalates(decision: Decision, params: DecisionParams, llm: LLMRoutingParams) -> bool:
+    """Whether a hybrid router puts this vote's decision to the decision model."""
+    if decision.reason == "no_neighbours" or not decision.ranking:
+        return False
+    if decision.reason == "ambiguous":
+        return True
+    threshold = params.threshold_for(decision.route if not decision.fallback else decision.ranking[0])
+    if threshold - llm.band_below <= decision.score < threshold + llm.band_above:
+        return True
+    return not decision.fallback and decision.lead < llm.min_lead
+
+
+def candidates(decision: Decision, llm: LLMRoutingParams) -> tuple[str, ...]:
+    """The routes a hybrid escalation offers, best first."""
+    return decision.ranking[: llm.candidates]
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    """What the decision model answered, read strictly."""
+
+    route: str | None  # a route name, or None for "none"
+    recognised: bool
+
+
+def read_choice(text: str, allowed: Sequence[str]) -> RouteChoice:
+    """Parse the model's answer: JSON `{"route": name}` (or a bare name); anything not in
+    `allowed` or "none" is unrecognised."""
+    raw = text.strip()
+    value: Any = raw
+    if raw.startswith("{"):
+        try:
+            value = json.loads(raw).get("route")
+        except (ValueError, AttributeError):
+            return RouteChoice(None, recognised=False)
+    if not isinstance(value, str):
+        return RouteChoice(None, recognised=False)
+    name = value.strip().strip("\"'`.").strip()
+    if name == NONE:
+        return RouteChoice(None, recognised=True)
+    if name in allowed:
+        return RouteChoice(name, recognised=True)
+    return RouteChoice(None, recognised=False)
+
+
+def answer_schema(allowed: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema of the answer (OpenAI `response_format` json_schema)."""
+    return {
+        "name": "route_choice",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"route": {"type": "string", "enum": [*allowed, NONE]}},
+            "required": ["route"],
+            "additionalProperties": False,
+        },
+    }
+
+
+SYSTEM_PROMPT = (
+    "You route a user's message to the one specialist that should answer it. Reply with JSON "
+    '{"route": "<name>"} where <name> is exactly one of the route names listed, or "none" when '
+    "no route fits (small talk, other topics). Reply with nothing else."
+)
+
+
+def prompt_messages(
+    table: RouteTable,
+    allowed: Sequence[str],
+    conversation: Sequence[tuple[str, str]],
+    llm: LLMRoutingParams,
+) -> list[dict[str, str]]:
+    """The chat messages asking the model to choose among `allowed` for the last user message of
+    `conversation` ((role, text) pairs, the routed message last)."""
+    lines = ["Routes:"]
+    for name in allowed:
+        route = table.get(name)
+        if route is None:
+            continue
+        lines.append(f"- {name}: {_cut(route.description, MAX_DESCRIPTION_CHARS)}")
+        for example in route.examples[: llm.examples_per_route]:
+            lines.append(f'    e.g. "{_cut(example, MAX_EXAMPLE_CHARS)}"')
+    lines.append(f"- {NONE}: none of the above")
+    *earlier, (_, routed) = conversation
+    shown = earlier[-llm.context_messages :] if llm.context_messages else []
+    if shown:
+        lines.append("\nConversation so far:")
+        lines.extend(f"{role}: {_cut(text, MAX_MESSAGE_CHARS)}" for role, text in shown)
+    lines.append(f"\nMessage to route:\n{_cut(routed, MAX_MESSAGE_CHARS)}")
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def apply_choice(vote: Decision, choice: RouteChoice, default_route: str) -> Decision:
+    """The decision after the model's answer: its route, the default route for "none", or the
+    vote's own decision when the answer was unrecognised (hybrid)."""
+    if not choice.recognised:
+        return vote
+    if choice.route is None:
+        return replace(vote, route=default_route, fallback=True, reason="llm_none", decided_by="llm")
+    return replace(vote, route=choice.route, fallback=False, reason="llm", decided_by="llm")
+
+
+def llm_only(choice: RouteChoice | None, default_route: str) -> Decision:
+    """Mode llm: the decision from the model's answer alone (None: the call failed)."""
+    if choice is None:
+        route, fallback, reason = default_route, True, "llm_failed"
+    elif not choice.recognised:
+        route, fallback, reason = default_route, True, "llm_unrecognised"
+    elif choice.route is None:
+        route, fallback, reason = default_route, True, "llm_none"
+    else:
+        route, fallback, reason = choice.route, False, "llm"
+    return Decision(
+        route=route,
+        fallback=fallback,
+        score=0.0,
+        reason=reason,  # type: ignore[arg-type]  # one of Reason's llm values
+        votes=(),
+        neighbours=(),
+        lead=math.inf,
+        decided_by="llm",
+    )
+
+
+def allowed_routes(table: RouteTable) -> tuple[str, ...]:
+    """Every route of the table, by name."""
+    return tuple(r.name for r in table.routes)

@@ -1,0 +1,64 @@
+"""What every routing endpoint does with a routed request: the access-log fields and the wire form."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from service.agents import Conversation, build_conversation
+from service.errors import InvalidQuery
+from service.observability import annotate
+from service.routing.stage import LLMVerdict, Routed, RouteRequest
+from service.schemas import ClassifyResponse, LLMOut, MessageIn, classify_response
+from service.settings import LimitSettings
+
+
+def conversation_of(query: str | None, messages: Sequence[MessageIn] | None, limits: LimitSettings) -> Conversation:
+    """The conversation a request holds: exactly one of `query` or `messages`."""
+    if (query is None) == (messages is None):
+        raise InvalidQuery("send exactly one of query or messages", field="query")
+    if query is not None:
+        return Conversation.single(query, limits)
+    assert messages is not None
+    return build_conversation([(m.role, m.content) for m in messages], limits)
+
+
+def route_request(conversation: Conversation) -> RouteRequest:
+    """What the routing stage reads of a conversation."""
+    return RouteRequest(conversation.turns)
+
+
+def llm_out(verdict: LLMVerdict | None) -> LLMOut | None:
+    """Wire form of what the decision model did."""
+    if verdict is None:
+        return None
+    return LLMOut(verdict.model, verdict.outcome, verdict.latency_ms, verdict.cached, verdict.detail or None)
+
+
+def annotate_decision(item: Routed, query: str, *, log_query: bool) -> None:
+    """Put the decision on the request's access-log line (the query only when enabled)."""
+    d = item.decision
+    fields: dict[str, object] = {
+        "route": d.route,
+        "fallback": d.fallback,
+        "reason": d.reason,
+        "decided_by": d.decided_by,
+        "score": round(d.score, 4),
+        "index_version": item.index.version,
+        "embed_ms": round(item.embed_ms, 2),
+        "search_ms": round(item.search_ms, 2),
+    }
+    if d.turns:
+        fields["turns"] = [t.index for t in d.turns]
+    if item.llm is not None:
+        fields["llm_outcome"] = item.llm.outcome
+        fields["llm_ms"] = item.llm.latency_ms
+        fields["llm_cached"] = item.llm.cached
+    if log_query:
+        fields["query"] = query
+    annotate(**fields)
+
+
+def to_response(item: Routed, *, explain: bool) -> ClassifyResponse:
+    """Wire form, naming the agent from the same version that decided."""
+    agent = item.index.table.agent_for(item.decision.route)
+    return classify_response(item.decision, agent.name, item.index.version, explain=explain, llm=llm_out(item.llm))

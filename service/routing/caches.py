@@ -1,0 +1,82 @@
+"""Bounded caches of the routing stage: message vectors, and the decision model's answers."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from router_core import Embedder
+from router_core.embedding import Vectors
+
+V = TypeVar("V")
+
+
+class LRU(Generic[V]):
+    """A thread-safe least-recently-used map with hit and miss counts."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: OrderedDict[Hashable, V] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> V | None:
+        """The value, freshened, or None."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Store `value`, dropping the least recently used entry beyond capacity."""
+        if self._capacity <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class VectorCache:
+    """Vectors of message texts per model, so a chat's history is embedded once, not on every
+    turn: each request embeds only the texts this process has not seen with this model."""
+
+    def __init__(self, capacity: int) -> None:
+        self._lru: LRU[np.ndarray] = LRU(capacity)
+
+    def vectors(
+        self, embedder: Embedder, texts: Sequence[str], encode: Callable[[list[str]], Vectors]
+    ) -> tuple[Vectors, int]:
+        """Vectors of `texts` in order (rows), and how many had to be embedded."""
+        out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+        missing: list[int] = []
+        for i, text in enumerate(texts):
+            found = self._lru.get((embedder.model_id, text))
+            if found is None:
+                missing.append(i)
+            else:
+                out[i] = found
+        if missing:
+            fresh = encode([texts[i] for i in missing])
+            for row, i in enumerate(missing):
+                out[i] = fresh[row]
+                self._lru.put((embedder.model_id, texts[i]), fresh[row].copy())
+        return out, len(missing)
+
+    @property
+    def stats(self) -> tuple[int, int, int]:
+        """(hits, misses, entries)."""
+        return self._lru.hits, self._lru.misses, len(self._lru)

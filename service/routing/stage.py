@@ -1,0 +1,189 @@
+"""The routing stage: the one path every classify, answer and chat request is routed through.
+
+1. The vote, on the micro-batch worker thread (never the event loop): embed the texts the
+   request needs that this process has not embedded yet (a chat's history is cached by text),
+   search their nearest examples in the served index version, then decide: the single-message
+   vote (`router_core.decision`), or the conversation rule over the history
+   (`router_core.conversation`).
+2. The LLM step, awaited on the event loop, by the route set's mode (`router_core.llm_routing`):
+   mode llm asks the decision model for every request; hybrid only for decisions in the
+   uncertain band; embedding never. Answers are cached per index version and question.
+
+Every result names the index version it was computed from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from router_core import Decision, OpenIndex
+from router_core.conversation import Turn, last_user_text, route_conversation, texts_needed
+from router_core.decision import decide_many
+from router_core.llm_routing import (
+    allowed_routes,
+    apply_choice,
+    candidates,
+    escalates,
+    llm_only,
+    prompt_messages,
+)
+from router_core.routes import normalise_utterance
+from router_llm.decider import Asked, Decider
+from service.live_index import IndexFollower
+from service.metrics import Metrics
+from service.routing.batching import MicroBatcher
+from service.routing.caches import LRU, VectorCache
+
+log = logging.getLogger("router.routing")
+LLMOutcome = Literal["chosen", "none", "unrecognised", "timeout", "error", "unavailable"]
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """What to route: a conversation's messages (a single query is one user message)."""
+
+    turns: tuple[Turn, ...]
+
+    @classmethod
+    def query(cls, text: str) -> RouteRequest:
+        """One user message."""
+        return cls((Turn(0, "user", text),))
+
+    @property
+    def text(self) -> str:
+        """The message being routed (the last user message)."""
+        return last_user_text(self.turns)
+
+
+@dataclass(frozen=True)
+class LLMVerdict:
+    """What the decision model did for one request."""
+
+    model: str
+    outcome: LLMOutcome
+    latency_ms: float
+    cached: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Routed:
+    """One request's decision, the version it came from and how it was made."""
+
+    decision: Decision
+    index: OpenIndex
+    embed_ms: float
+    search_ms: float
+    embedded: int = 0  # texts this request's batch had to embed
+    llm: LLMVerdict | None = None
+
+
+class RoutingStage:
+    """Routes requests against the followed index version."""
+
+    def __init__(
+        self,
+        follower: IndexFollower,
+        metrics: Metrics,
+        decider: Decider,
+        *,
+        batch_size: int,
+        max_micro_batch: int,
+        vector_cache: int = 20_000,
+        llm_cache: int = 10_000,
+    ) -> None:
+        self._follower = follower
+        self._metrics = metrics
+        self._decider = decider
+        self._batch_size = batch_size
+        self._vectors = VectorCache(vector_cache)
+        self._answers: LRU[Asked] = LRU(llm_cache)
+        self._batcher: MicroBatcher[RouteRequest, Routed] = MicroBatcher(self._vote, max_micro_batch)
+
+    @property
+    def current(self) -> OpenIndex:
+        """The version new requests are routed with."""
+        return self._follower.current
+
+    async def start(self) -> None:
+        """Start the micro-batch worker."""
+        self._batcher.start()
+
+    async def stop(self) -> None:
+        """Stop the worker."""
+        await self._batcher.stop()
+
+    async def route(self, requests: Sequence[RouteRequest]) -> list[Routed]:
+        """Route every request, in order; the vote's requests share forward passes with
+        concurrent callers, then the LLM step runs for those the mode sends to it."""
+        voted = await self._batcher.submit(requests)
+        mode = voted[0].index.table.mode if voted else "embedding"
+        if mode != "embedding":
+            voted = list(
+                await asyncio.gather(*(self._llm_step(r, req) for r, req in zip(voted, requests, strict=True)))
+            )
+        self._metrics.observe_decisions([r.decision for r in voted])
+        return voted
+
+    # -- the vote, on the worker thread ---------------------------------------------------------
+    def _vote(self, requests: list[RouteRequest]) -> list[Routed]:
+        with self._follower.lease() as served:
+            index, embedder = served.index, served.embedder
+            table = index.table
+            if table.mode == "llm":  # the model decides; nothing to embed
+                return [Routed(llm_only(None, table.params.default_route), index, 0.0, 0.0) for _ in requests]
+            plans = [texts_needed(r.turns, table.conversation) for r in requests]
+            texts = list(dict.fromkeys(t for plan in plans for t in plan))
+            t0 = time.perf_counter()
+            vectors, embedded = self._vectors.vectors(
+                embedder, texts, lambda batch: embedder.encode(batch, batch_size=self._batch_size)
+            )
+            t1 = time.perf_counter()
+            hits = index.searcher.search(vectors, table.params.k) if texts else []
+            t2 = time.perf_counter()
+        by_text = dict(zip(texts, hits, strict=True))
+        vector_of = dict(zip(texts, vectors, strict=True))
+        own = decide_many([by_text[plan[0]] for plan in plans], table.params)
+        decisions = [
+            d
+            if len(r.turns) == 1
+            else route_conversation(r.turns, by_text, vector_of, table.params, table.conversation, own=d)
+            for r, d in zip(requests, own, strict=True)
+        ]
+        self._metrics.observe_stages(t1 - t0, t2 - t1)
+        self._metrics.observe_embedded(len(texts), embedded)
+        embed_ms, search_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        return [Routed(d, index, embed_ms, search_ms, embedded) for d in decisions]
+
+    # -- the LLM step, on the event loop --------------------------------------------------------
+    async def _llm_step(self, voted: Routed, request: RouteRequest) -> Routed:
+        table = voted.index.table
+        vote = voted.decision
+        if table.mode == "hybrid":
+            if not escalates(vote, table.params, table.llm):
+                return voted
+            allowed = candidates(vote, table.llm)
+        else:
+            allowed = allowed_routes(table)
+        conversation = [(t.role, t.text) for t in request.turns if t.role in ("user", "assistant")]
+        shown = conversation[-(table.llm.context_messages + 1) :]
+        key = (voted.index.version, tuple(allowed), tuple((role, normalise_utterance(text)) for role, text in shown))
+        asked = self._answers.get(key)
+        cached = asked is not None
+        if asked is None:
+            messages = prompt_messages(table, allowed, conversation, table.llm)
+            asked = await self._decider.ask(messages, allowed)
+            if asked.choice is not None:  # failures are not remembered: the next call may succeed
+                self._answers.put(key, asked)
+        self._metrics.observe_llm(table.mode, asked, cached=cached, vote=vote)
+        verdict = LLMVerdict(asked.model, asked.outcome, round(asked.seconds * 1e3, 2), cached, asked.detail)
+        if table.mode == "llm":
+            decided = llm_only(asked.choice, table.params.default_route)
+        else:
+            decided = vote if asked.choice is None else apply_choice(vote, asked.choice, table.params.default_route)
+        return replace(voted, decision=decided, llm=verdict)

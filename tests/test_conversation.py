@@ -1,0 +1,126 @@
+"""Conversation routing: the history decides follow-ups, confident switches and off-topic
+requests are routed on their own (real model, shipped routes, over HTTP)."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from router_core import DecisionParams, Neighbour
+from router_core.conversation import ConversationParams, Turn, content_words, route_conversation, texts_needed
+
+MATHS = [{"role": "user", "content": "What is 15% of 200?"}, {"role": "assistant", "content": "15% of 200 is 30."}]
+
+
+def chat(*turns: str) -> list[dict[str, str]]:
+    """Alternating user/assistant messages, starting with the user."""
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+
+
+def classify(client: httpx.Client, messages: list[dict[str, str]]) -> dict[str, object]:
+    resp = client.post("/v1/classify", json={"messages": messages})
+    assert resp.status_code == 200, resp.text
+    body: dict[str, object] = resp.json()
+    return body
+
+
+def test_follow_up_without_domain_words_continues_the_route(client: httpx.Client) -> None:
+    """'and of 350?' after a percentage question goes to maths, and the response names the turns that decided."""
+    body = classify(client, [*MATHS, {"role": "user", "content": "and of 350?"}])
+    assert body["route"] == "maths"
+    assert body["reason"] in ("continued", "context")
+    turns = body["turns"]
+    assert isinstance(turns, list) and turns
+    assert {t["index"] for t in turns} <= {0, 1, 2}
+    assert 0 in {t["index"] for t in turns}  # the earlier maths question carries the route
+
+
+def test_a_clear_switch_goes_to_the_new_route(client: httpx.Client) -> None:
+    """A coding question in the middle of a maths chat goes to coding."""
+    body = classify(client, [*MATHS, {"role": "user", "content": "How do I reverse a string in Rust?"}])
+    assert body["route"] == "coding"
+    assert body["reason"] in ("vote", "standalone")
+
+
+def test_off_topic_request_mid_chat_falls_back(client: httpx.Client) -> None:
+    """A banana-bread question in the middle of a maths chat goes to the default agent, not to maths."""
+    body = classify(client, [*MATHS, {"role": "user", "content": "What is a good banana bread recipe?"}])
+    assert body["route"] == "default" and body["fallback"] is True
+    assert body["reason"] == "off_topic"
+
+
+def test_one_message_conversation_is_the_single_query_decision(client: httpx.Client) -> None:
+    """messages with one user message (and a system prompt) decide exactly as query does."""
+    for query in ("How do I use async with Rust?", "What is 15% of 200?", "tell me a joke"):
+        single = client.post("/v1/classify", json={"query": query}).json()
+        as_chat = classify(client, [{"role": "system", "content": "be brief"}, {"role": "user", "content": query}])
+        assert {k: v for k, v in as_chat.items() if k != "turns"} == single
+
+
+def test_batch_of_conversations_matches_one_by_one(client: httpx.Client) -> None:
+    """/v1/classify/batch with conversations gives each the decision it gets alone."""
+    chats = [
+        [*MATHS, {"role": "user", "content": "and of 350?"}],
+        [*MATHS, {"role": "user", "content": "How do I reverse a string in Rust?"}],
+        chat("How do I use async with Rust?"),
+    ]
+    batch = client.post("/v1/classify/batch", json={"conversations": [{"messages": c} for c in chats]}).json()
+    alone = [classify(client, c) for c in chats]
+    assert [r["route"] for r in batch["results"]] == [r["route"] for r in alone] == ["maths", "coding", "coding"]
+
+
+def test_chat_completion_routes_the_follow_up_to_the_conversation_route(client: httpx.Client) -> None:
+    """/v1/chat/completions routes on the conversation: a 'yes please' after a maths exchange stays on maths."""
+    messages = [*MATHS, {"role": "user", "content": "yes please, show the working"}]
+    resp = client.post("/v1/chat/completions", json={"model": "router", "messages": messages})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-router-route"] == "maths"
+    assert resp.json()["router"]["turns"]
+
+
+# -- the rule itself, on hand-made neighbours ----------------------------------------------------
+P = DecisionParams(k=3, threshold=0.5, default_route="default")
+
+
+def hits(route: str, sim: float) -> list[Neighbour]:
+    return [Neighbour(f"{route}-{i}", route, sim - i * 0.01) for i in range(3)]
+
+
+def test_history_is_read_only_inside_the_window() -> None:
+    """Only the last `window` user messages (and messages between them) are needed."""
+    turns = [Turn(i, "user" if i % 2 == 0 else "assistant", f"m{i}") for i in range(21)]
+    needed = texts_needed(turns, ConversationParams(window=2))
+    assert "m0" not in needed and "m20" in needed and "m18" in needed
+    assert len([t for t in needed if t.startswith("m") and " " not in t]) <= 4
+
+
+def test_confident_last_message_decides_alone() -> None:
+    """A last message over threshold + gate_above is a topic switch, whatever the history says."""
+    turns = [Turn(0, "user", "a q"), Turn(1, "assistant", "a answer"), Turn(2, "user", "b q")]
+    conv = ConversationParams(context_weight=0.0)
+    neighbours = {"a q": hits("a", 0.9), "a answer": hits("a", 0.9), "b q": hits("b", 0.85)}
+    vectors = {}  # not read: the gate decides first
+    d = route_conversation(turns, neighbours, vectors, P, conv)
+    assert (d.route, d.reason, [t.index for t in d.turns]) == ("b", "vote", [2])
+
+
+def test_content_free_follow_up_is_carried() -> None:
+    """'yes' with no evidence of its own takes the route of the earlier turns (reason continued)."""
+    turns = [Turn(0, "user", "a q"), Turn(1, "assistant", "a answer"), Turn(2, "user", "yes")]
+    conv = ConversationParams(context_weight=0.0)
+    neighbours = {"a q": hits("a", 0.9), "a answer": hits("a", 0.7), "yes": hits("b", 0.2)}
+    v = np.ones(4, dtype=np.float32) / 2
+    vectors = {"a q": v, "a answer": v, "yes": v}
+    d = route_conversation(turns, neighbours, vectors, P, conv)
+    assert (d.route, d.fallback, d.reason) == ("a", False, "continued")
+    assert d.turns[0].index == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("yes please", 0), ("for 4 people tomorrow", 0), ("What is a good banana bread recipe?", 3)],
+)
+def test_content_words_ignore_dialogue_words(text: str, words: int) -> None:
+    """Politeness, dates, counts and function words do not make a message a request of its own."""
+    assert content_words(text) == words
