@@ -37,13 +37,13 @@ from bench.reindex_speed import reindex_cli, reindex_in_process
 from bench.report import render, write_section
 from bench.targets import check_targets
 from bench.throughput import http_throughput
+from devkit.serving import serve
 from indexer.importer import write_routes_from_jsonl
 from router_core import EdgeStore, Embedder, IndexStore, RouteTable, load_embedder, load_routes, run_reindex
 from router_core.manifest import example_points
 from service.app import create_app
 from service.services import Services
 from service.settings import ServiceSettings
-from tests.serving import serve
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = REPO.parent / "shared" / "datasets"

@@ -29,14 +29,14 @@ from pathlib import Path
 import httpx
 import openai
 
+from devkit.fake_llm import FakeLLM, Reply
+from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agents_at
+from devkit.serving import serve
 from router_core import EdgeStore, LLMAgent, load_embedder, load_routes, run_reindex
 from router_llm.settings import LLMSettings
 from service.app import create_app
 from service.services import Services
 from service.settings import ServiceSettings
-from tests.fake_llm import FakeLLM, Reply
-from tests.llm_fixtures import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agents_at
-from tests.serving import serve
 
 
 def first_content(chunks: Iterable[openai.types.chat.ChatCompletionChunk]) -> None:

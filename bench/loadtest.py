@@ -26,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from devkit.routes_dirs import add_route
+
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = [
     "How do I use async with Rust?",
@@ -90,14 +92,6 @@ def _peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def _add_route(routes: Path, name: str, examples: list[str]) -> None:
-    body = "\n".join(f"  - {e!r}" for e in examples)
-    (routes / f"{name}.yaml").write_text(
-        f"name: {name}\ndescription: {name} requests\n"
-        f"agent: {{kind: canned, name: {name}-agent, reply: ok}}\nexamples:\n{body}\n"
-    )
 
 
 def _reindex(env: dict[str, str]) -> tuple[str, float]:
@@ -177,7 +171,7 @@ async def run(clients: int, duration: float, reindexes: int, workdir: Path) -> L
                 gap = duration / (reindexes + 1)
                 await asyncio.sleep(gap - (time.perf_counter() - started) % gap)
                 name, examples = EXTRA_ROUTES[k % len(EXTRA_ROUTES)]
-                _add_route(routes, f"{name}{k // len(EXTRA_ROUTES) or ''}", examples)
+                add_route(routes, f"{name}{k // len(EXTRA_ROUTES) or ''}", examples)
                 version, seconds = await asyncio.to_thread(_reindex, env)
                 res.versions_published.append(version)
                 res.reindex_seconds.append(round(seconds, 2))

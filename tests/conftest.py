@@ -9,18 +9,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.serving import SHIPPED_ROUTES, serve, settings_for
 from router_core import EdgeStore, Embedder, load_embedder, load_routes, run_reindex
 from service.app import create_app
 from service.services import Services
 from service.settings import ServiceSettings
 from tests.llm_fixtures import fake_llm, fake_llm_server, llm_env  # noqa: F401  (fixtures)
-from tests.serving import SHIPPED_ROUTES, serve, settings_for
+from tests.memo_embedder import MemoEmbedder
 
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The default model, loaded once for the whole run."""
-    return load_embedder()
+    """The default model, loaded once for the whole run; each text embedded once per session."""
+    return MemoEmbedder(load_embedder())
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Import the fixtures you use into the test module (pytest finds them there).
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,18 +13,18 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
+from devkit.fake_llm import FakeLLM
+from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agents_at, write_routes
+from devkit.serving import serve, settings_for
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from router_llm.settings import LLMSettings
 from service.app import create_app
 from service.services import Services
-from tests.fake_llm import FakeLLM
-from tests.serving import SHIPPED_ROUTES, serve, settings_for
+
+__all__ = ["FAKE_KEY", "FAKE_KEY_ENV", "copy_shipped", "point_agents_at", "write_routes"]
 
 USAGE_FAKE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-FAKE_KEY_ENV = "ROUTER_TEST_FAKE_LLM_KEY"
-FAKE_KEY = "sk-test-Zq8vT4nWc2LrY7pKx9Hs"
 UNSET_KEY_ENV = "ROUTER_TEST_UNSET_KEY"
 
 
@@ -38,32 +37,6 @@ def fast_llm(**overrides: Any) -> LLMSettings:
         "backoff_jitter": 0.0,
     }
     return LLMSettings(**{**base, **overrides})
-
-
-def point_agents_at(routes: Path, base_url: str, key_env: str = FAKE_KEY_ENV) -> None:
-    """Make every LLM agent in a routes directory call `base_url` with the key in `key_env`."""
-    for path in sorted(routes.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        agent = data.get("default_agent" if path.name == "_router.yaml" else "agent")
-        if agent and agent.get("kind") == "llm":
-            agent.update(base_url=base_url, api_key_env=key_env)
-            path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-
-
-def copy_shipped(target: Path) -> Path:
-    """A private copy of the shipped routes."""
-    shutil.copytree(SHIPPED_ROUTES, target)
-    return target
-
-
-def write_routes(target: Path, router: dict[str, Any], routes: dict[str, dict[str, Any]]) -> Path:
-    """Write `_router.yaml` and one file per route."""
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "_router.yaml").write_text(yaml.safe_dump(router, sort_keys=False), encoding="utf-8")
-    for name, body in routes.items():
-        text = yaml.safe_dump({"name": name, **body}, sort_keys=False)
-        (target / f"{name}.yaml").write_text(text, encoding="utf-8")
-    return target
 
 
 @contextmanager

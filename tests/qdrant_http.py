@@ -33,7 +33,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from tests.serving import free_port
+from devkit.serving import free_port
 
 _OPEN_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz"})
 _INSERT = TypeAdapter(models.PointInsertOperations)

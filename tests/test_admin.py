@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 
+from devkit.serving import settings_for
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from tests.conftest import ServiceFactory
-from tests.serving import settings_for
 
 
 def test_index_status_and_reindex(

@@ -15,6 +15,7 @@ import openai
 import pytest
 import yaml
 
+from devkit.fake_llm import Drop, Fail, FakeLLM, Hang, Reply
 from router_core import Embedder, LLMAgent, load_routes, run_reindex
 from router_core.store import EdgeStore
 from router_llm.backoff import Backoff
@@ -22,7 +23,6 @@ from router_llm.endpoints import OPENAI_BASE_URL
 from router_llm.failures import retry_after_seconds
 from router_llm.settings import LLMSettings
 from service.agents import ClientRegistry, Unavailable, endpoint_ref, resolve
-from tests.fake_llm import Drop, Fail, FakeLLM, Hang, Reply
 from tests.llm_fixtures import (
     FAKE_KEY,
     FAKE_KEY_ENV,

@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.fake_llm import DropMidStream, FakeLLM, Reply
+from devkit.serving import SHIPPED_ROUTES
 from router_core import Embedder, LLMAgent, RouteTable, load_routes
-from tests.fake_llm import DropMidStream, FakeLLM, Reply
 from tests.llm_fixtures import (
     USAGE_FAKE,
     copy_shipped,
@@ -18,7 +19,6 @@ from tests.llm_fixtures import (
     router_service,
     sse_events,
 )
-from tests.serving import SHIPPED_ROUTES
 
 OFF_TOPIC = "What's a good recipe for banana bread?"
 

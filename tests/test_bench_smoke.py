@@ -134,6 +134,7 @@ def test_subset_keeps_whole_intents_and_a_share_of_oos(tiny: dict[str, Any]) -> 
     assert sum(q.label == "maths" for q in small.test) == 2
 
 
+@pytest.mark.slow
 def test_service_figures_come_from_the_real_service(tiny: dict[str, Any], embedder: Embedder, tmp_path: Path) -> None:
     """Latency (bare, in process, HTTP) and throughput at 1/8/32 clients run against the app."""
     queries = [t for t, _ in TEST]

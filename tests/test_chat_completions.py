@@ -9,8 +9,9 @@ import httpx
 import openai
 import pytest
 
+from devkit.fake_llm import DropMidStream, Fail, FakeLLM, Reply
+from devkit.serving import SHIPPED_ROUTES
 from router_core import Embedder, load_routes
-from tests.fake_llm import DropMidStream, Fail, FakeLLM, Reply
 from tests.llm_fixtures import (
     copy_shipped,
     fast_llm,
@@ -18,7 +19,6 @@ from tests.llm_fixtures import (
     router_service,
     sse_events,
 )
-from tests.serving import SHIPPED_ROUTES
 
 SHIPPED = load_routes(SHIPPED_ROUTES)
 DEFAULT_REPLY: str = SHIPPED.default_agent.reply  # type: ignore[union-attr]

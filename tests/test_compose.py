@@ -38,6 +38,7 @@ def compose() -> dict:
         return yaml.safe_load(fh)
 
 
+@pytest.mark.slow  # the first run installs docker-compose into .venv-compose
 def test_validator_accepts_compose_file_and_lists_services():
     """bin/validate-compose exits 0 on compose.yaml and prints exactly qdrant, indexer, service."""
     result = run_validator()
@@ -46,6 +47,7 @@ def test_validator_accepts_compose_file_and_lists_services():
     assert services == {"qdrant", "indexer", "service"}
 
 
+@pytest.mark.slow  # the first run installs docker-compose into .venv-compose
 def test_validator_rejects_dependency_on_unknown_service(tmp_path):
     """bin/validate-compose exits non-zero when a service depends on an undefined service."""
     broken = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
@@ -59,6 +61,7 @@ def test_validator_rejects_dependency_on_unknown_service(tmp_path):
     assert "no-such-service" in result.stderr
 
 
+@pytest.mark.slow  # the first run installs docker-compose into .venv-compose
 def test_validator_rejects_unknown_depends_on_condition(tmp_path):
     """bin/validate-compose exits non-zero on a depends_on condition the Compose spec does not define."""
     broken = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.serving import ROOT, free_port, settings_for
 from router_core import (
     EdgeStore,
     Embedder,
@@ -26,7 +27,6 @@ from router_core import (
 )
 from service.services import Services
 from tests.conftest import ServiceFactory
-from tests.serving import ROOT, free_port, settings_for
 
 
 def test_index_directory_deleted_while_serving(
@@ -126,6 +126,7 @@ def test_wrong_model_path_fails_clearly(tmp_path: Path) -> None:
         load_embedder(str(tmp_path / "no-such-model"))
 
 
+@pytest.mark.slow
 def test_service_command_with_wrong_model_exits_2(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """`python -m service` with a wrong model path (strict model mode) exits 2 with a message."""
     data = tmp_path / "data"
@@ -144,6 +145,7 @@ def test_service_command_with_wrong_model_exits_2(tmp_path: Path, routes_dir: Pa
     assert "cannot load embedding model" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_disk_full_during_reindex_keeps_live_version(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """Writes failing as on a full disk (a 64 KiB file-size limit) leave the live version, no traceback."""
     data = tmp_path / "data"
@@ -171,6 +173,7 @@ def test_disk_full_during_reindex_keeps_live_version(tmp_path: Path, routes_dir:
     assert not any((data / "router" / "staging").iterdir())
 
 
+@pytest.mark.slow
 def test_killed_reindex_leaves_live_version(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """SIGKILL in the middle of a re-index leaves the live version; the next run cleans up."""
     data = tmp_path / "data"

@@ -10,11 +10,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devkit.serving import settings_for
 from router_core import Embedder, QdrantStore, load_routes, run_reindex
 from router_core.settings import QdrantServerSettings
 from tests.conftest import ServiceFactory
 from tests.qdrant_http import QdrantHttpStandIn
-from tests.serving import settings_for
 from tests.test_qdrant_http import KEY, rest_client
 
 QUERY = "What is 15% of 200?"

@@ -10,15 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from devkit.serving import settings_for
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from service.security import AuthSettings
 from tests.conftest import ServiceFactory
-from tests.serving import settings_for
 
 MAX_EXAMPLES = 25
 # Chat bodies (and classify's `messages` / `conversations`) have rules a schema cannot state
@@ -61,12 +62,14 @@ def fuzz(base_url: str, headers: dict[str, str] | None = None, skip: tuple[str, 
 
 
 # Re-indexing mutates the shared service's data; it is fuzzed on the private keyed one.
+@pytest.mark.slow
 def test_open_service_conforms(shipped_url: str) -> None:
     """Open loopback mode: generated requests never get a 5xx and responses match the schema."""
     failures = fuzz(shipped_url, skip=("POST /admin/reindex",))
     assert not failures, "\n\n".join(failures)
 
 
+@pytest.mark.slow
 def test_keyed_service_conforms(
     tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
 ) -> None:

@@ -8,15 +8,18 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from bench.loadtest import EXTRA_ROUTES, QUERIES, _add_route
+from bench.loadtest import EXTRA_ROUTES, QUERIES
+from devkit.routes_dirs import add_route
+from devkit.serving import settings_for
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from tests.conftest import ServiceFactory
-from tests.serving import settings_for
 
 CLIENTS, SECONDS = 8, 8.0
 
 
+@pytest.mark.slow
 def test_two_reindexes_under_load(
     tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
 ) -> None:
@@ -29,7 +32,7 @@ def test_two_reindexes_under_load(
     def reindexes() -> None:
         for k, (name, examples) in enumerate(EXTRA_ROUTES[:2]):
             time.sleep(SECONDS / 3)
-            _add_route(routes_dir, name, examples)
+            add_route(routes_dir, name, examples)
             published.append(run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version)
             assert k < 2
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.serving import SHIPPED_ROUTES
 from router_core import LLMAgent, RoutesInvalid, load_routes
-from tests.serving import SHIPPED_ROUTES
 
 ROUTE = """\
 name: {name}

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devkit.serving import settings_for
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from service.security import AuthSettings, InsecureBind, RateLimiter, check_bind, is_loopback
 from tests.conftest import ServiceFactory
-from tests.serving import settings_for
 
 KEY1, KEY2, ADMIN = "public-key-one", "public-key-two", "admin-token-xyz"
 QUERY = {"query": "How do I use async with Rust?"}

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.serving import ROOT, free_port, settings_for
 from router_core import (
     EdgeStore,
     Embedder,
@@ -23,7 +24,6 @@ from router_core import (
 from router_core.embedding.torch_backend import TorchEmbedder
 from service.services import Services
 from tests.conftest import ServiceFactory
-from tests.serving import ROOT, free_port, settings_for
 
 SEEDS = [
     ("How do I use async with Rust?", "coding"),
@@ -174,7 +174,7 @@ def test_refuses_to_start_without_index(tmp_path: Path, routes_dir: Path, embedd
 
 def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """With follow_index_model off, start-up fails when the live index records another model."""
-    other = TorchEmbedder(embedder._model, "some-other-model")  # the same weights under another id
+    other = TorchEmbedder(embedder.model._model, "some-other-model")  # the same weights under another id
     run_reindex(load_routes(routes_dir), EdgeStore(tmp_path / "data"), other)
     with pytest.raises(IndexIncompatible, match="some-other-model"):
         Services.build(settings_for(routes_dir, tmp_path / "data", follow_index_model=False), embedder=embedder)
@@ -188,7 +188,7 @@ def test_follows_the_model_the_index_records(
     run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
     url = start_service(settings_for(routes_dir, data))
     model_dir = tmp_path / "tuned-model"
-    embedder._model.save(str(model_dir))
+    embedder.model._model.save(str(model_dir))
     (model_dir / "router-model.json").write_text('{"model_id": "minilm-tuned-test"}')
     tuned = load_embedder(str(model_dir))
     new = run_reindex(load_routes(routes_dir), EdgeStore(data), tuned).version

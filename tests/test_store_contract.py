@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from devkit.serving import SHIPPED_ROUTES
 from router_core import (
     EdgeStore,
     Embedder,
@@ -25,7 +26,6 @@ from router_core import (
 )
 from router_core.manifest import ExamplePoint, IndexManifest
 from tests.qdrant_http import QdrantHttpStandIn
-from tests.serving import SHIPPED_ROUTES
 
 HTTP_KEY = "contract-key-not-a-secret"
 
