@@ -27,7 +27,7 @@ from router_core import (
     RouterError,
     RouterSettings,
     RoutesInvalid,
-    load_embedder,
+    embedder_from_settings,
     load_routes,
     open_store,
     plan_reindex,
@@ -270,11 +270,13 @@ def reindex(settings: RouterSettings, *, dry_run: bool, progress: bool, out: Tex
         f"({sum(len(r.examples) for r in table.routes)} examples)",
         file=out,
     )
-    embedder = load_embedder(
-        settings.embedding.model, backend=settings.embedding.backend, device=settings.embedding.device
-    )
+    embedder = embedder_from_settings(settings.embedding, settings.index)
     loaded = time.perf_counter()
-    print(f"model: {embedder.model_id} (dim {embedder.dimension}), loaded in {loaded - started:.1f} s", file=out)
+    print(
+        f"model: {embedder.model_id} (dim {embedder.dimension}) on {embedder.backend}, "
+        f"loaded in {loaded - started:.1f} s",
+        file=out,
+    )
     store = open_store(settings.index)
     try:
         if dry_run:
@@ -311,7 +313,7 @@ def print_plan(plan: ReindexPlan, out: TextIO) -> None:
         return
     print(f"dry run: live version {live}; a re-index would:", file=out)
     if plan.model_changed:
-        print("  re-embed everything: the embedding model or dimension changed", file=out)
+        print(f"  re-embed everything: {plan.reembed_reason}", file=out)
     for c in plan.changes:
         detail = []
         if c.examples_added:

@@ -30,7 +30,15 @@ from indexer.labelled import (
 )
 from indexer.routes_writer import write_decision_params
 from indexer.tables import pct, text_table
-from router_core import Embedder, IndexMissing, OpenIndex, RouterSettings, load_embedder, load_routes, open_store
+from router_core import (
+    Embedder,
+    IndexMissing,
+    OpenIndex,
+    RouterSettings,
+    embedder_from_settings,
+    load_routes,
+    open_store,
+)
 from router_core.decision import decide_many
 from router_core.manifest import fingerprint
 
@@ -65,9 +73,7 @@ class Live:
 @contextmanager
 def live_index(settings: RouterSettings, embedder: Embedder | None, out: TextIO) -> Iterator[Live]:
     """Open the live version; warn when it was built from other routes or another model."""
-    model = embedder or load_embedder(
-        settings.embedding.model, backend=settings.embedding.backend, device=settings.embedding.device
-    )
+    model = embedder or embedder_from_settings(settings.embedding, settings.index)
     store = open_store(settings.index)
     try:
         live = store.live_version()

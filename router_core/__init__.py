@@ -5,6 +5,7 @@ Imports no web framework and no LLM client; the service and the indexer both bui
 
 from router_core.agents import CannedAgent, LLMAgent, public_view
 from router_core.classify import classify_texts, classify_vectors
+from router_core.configured import embedder_from_settings
 from router_core.decision import Decision, RouteVote, decide, decide_many
 from router_core.embedding import DEFAULT_MODEL, Embedder, load_embedder
 from router_core.errors import (
@@ -58,6 +59,7 @@ __all__ = [
     "classify_vectors",
     "decide",
     "decide_many",
+    "embedder_from_settings",
     "example_points",
     "load_embedder",
     "load_routes",

@@ -54,7 +54,9 @@ def new_version_id(fp: str, now: datetime | None = None) -> str:
 
 @dataclass(frozen=True)
 class IndexManifest:
-    """Describes one index version: model, dimension, route table, when it was built."""
+    """Describes one index version: model, dimension, route table, when it was built, the
+    embedding backend that built it and the reference vectors a serving backend must reproduce
+    (`router_core.embedding.parity`; None in versions built before they were recorded)."""
 
     version: str
     created_at: str
@@ -65,11 +67,14 @@ class IndexManifest:
     route_table: Mapping[str, Any]
     format: int = MANIFEST_FORMAT
     model_source: str = ""  # name or path to load the model from; "" in older versions
+    backend: str = ""  # what embedded this version's new examples; "" in older versions (torch)
+    reference: Mapping[str, Any] | None = None  # Reference.to_dict() of the version's vectors
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         data = asdict(self)
         data["route_table"] = dict(self.route_table)
+        data["reference"] = dict(self.reference) if self.reference is not None else None
         return data
 
     @classmethod

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from router_core.embedding import Embedder
+from router_core.embedding.parity import APPROXIMATE_BACKENDS, ParityResult, Reference, check_parity, record_reference
 from router_core.errors import RouterError
 from router_core.manifest import (
     ExamplePoint,
@@ -54,6 +55,19 @@ class ReindexPlan:
     changes: tuple[RouteChange, ...]
     # The live version's points and vectors, read once for the diff and the reuse.
     stored: StoredPoints | None = field(default=None, compare=False, repr=False)
+    # How the loaded backend compares with the live version's reference vectors (None: same
+    # model but no reference recorded, or another model).
+    parity: ParityResult | None = field(default=None, compare=False)
+    live_reference: Reference | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def reembed_reason(self) -> str:
+        """Why every example is embedded again ("" when stored vectors are reused)."""
+        if not self.model_changed:
+            return ""
+        if self.parity is not None and not self.parity.ok:
+            return f"the loaded backend does not reproduce the live version's vectors ({self.parity.reason})"
+        return "the embedding model or dimension changed"
 
     @property
     def to_embed(self) -> tuple[ExamplePoint, ...]:
@@ -87,9 +101,26 @@ def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> Re
     manifest = store.manifest(live)
     stored = store.stored_points(live)
     same_model = manifest.model_id == embedder.model_id and manifest.dimension == embedder.dimension
+    reference = Reference.from_dict(manifest.reference) if manifest.reference else None
+    parity = check_parity(reference, embedder) if same_model and reference is not None else None
+    if parity is not None and not parity.ok:  # same model, other vectors (int8, bf16): not reusable
+        same_model = False
     reusable = frozenset(p.id for p in stored.points) if same_model else frozenset()
     changes = _diff(manifest, stored, table)
-    return ReindexPlan(live, fp, manifest.fingerprint == fp, not same_model, points, reusable, changes, stored)
+    # A version without reference vectors is published again (reusing its vectors) to record them.
+    up_to_date = manifest.fingerprint == fp and same_model and reference is not None
+    return ReindexPlan(
+        live,
+        fp,
+        up_to_date,
+        not same_model,
+        points,
+        reusable,
+        changes,
+        stored,
+        parity,
+        reference if same_model else None,
+    )
 
 
 def run_reindex(
@@ -119,8 +150,16 @@ def run_reindex(
             False,
             dropped,
         )
+    if embedder.backend in APPROXIMATE_BACKENDS:
+        stage(
+            f"note: backend {embedder.backend} computes approximate vectors (they change routing "
+            "decisions): re-run calibrate on this index"
+        )
     vectors = _vectors_for(plan, store, embedder, batch_size=batch_size, progress=progress, stage=stage)
     version = new_version_id(plan.fingerprint)
+    # Reused vectors keep the live version's reference (it describes them); a full embed records
+    # the loaded backend's.
+    reference = plan.live_reference if plan.reusable and plan.live_reference else record_reference(embedder)
     manifest = IndexManifest(
         version=version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -130,6 +169,8 @@ def run_reindex(
         fingerprint=plan.fingerprint,
         points=len(plan.points),
         route_table=table.to_dict(),
+        backend=embedder.backend,
+        reference=reference.to_dict(),
     )
     stage(f"writing version {version}")
     store.write_version(manifest, plan.points, vectors)

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from router_core.embedding import DEFAULT_MODEL
+from router_core.embedding.loader import DEFAULT_BACKEND, Backend
 
 log = logging.getLogger("router.settings")
 
@@ -37,9 +38,24 @@ class SettingsSection(BaseModel):
 class EmbeddingSettings(SettingsSection):
     """Which sentence-transformers model embeds examples and queries, and what runs it."""
 
-    model: str = Field(default=DEFAULT_MODEL, description="Model name or path (default: all-MiniLM-L6-v2, shipped).")
-    backend: Literal["torch"] = Field(default="torch", description="What runs the model.")
-    device: str = "cpu"
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Model name or path: all-MiniLM-L6-v2 (shipped), all-mpnet-base-v2 (bin/setup --mpnet), "
+        "or a sentence-transformers directory (a fine-tuned model).",
+    )
+    backend: Backend = Field(
+        default=DEFAULT_BACKEND,
+        description="What runs the model: onnx (ONNX Runtime, default), openvino (fp32), torch; "
+        "approximate, opt-in: openvino-bf16, onnx-int8.",
+    )
+    device: str = Field(default="cpu", description="torch device (the other backends run on the CPU).")
+    threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Intra-op threads per forward pass; 0 = automatic (1 for MiniLM-sized models, 2 for "
+        "base-sized ones such as mpnet). Bulk encodes run one pass per core side by side.",
+    )
     batch_size: int = Field(default=64, ge=1, le=4096)
 
 
@@ -73,6 +89,11 @@ class IndexSettings(SettingsSection):
         "on a Qdrant server may serve the previous version until they next read the pointer.",
     )
     qdrant: QdrantServerSettings = QdrantServerSettings()
+
+    @property
+    def derived_models_dir(self) -> Path:
+        """Where converted models (ONNX exports, OpenVINO IR) are cached, with their checksums."""
+        return self.data_dir / "models" / "derived"
 
     @property
     def uses_server(self) -> bool:

@@ -30,9 +30,13 @@ def main() -> int:
     except RouterError as exc:
         print(f"error: the service cannot start: {exc}", file=sys.stderr)
         return 2
+    served = services.routes.admin.served
     log.info(
-        "serving index version %s on %s:%d",
-        services.routes.admin.current.version,
+        "serving index version %s with model %s on the %s backend (%d intra-op thread(s)) on %s:%d",
+        served.index.version,
+        served.embedder.model_id,
+        served.embedder.backend,
+        getattr(served.embedder, "threads", 0),
         settings.http.host,
         settings.http.port,
     )

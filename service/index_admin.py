@@ -9,7 +9,7 @@ from typing import Any
 from router_core import IndexStore, OpenIndex, RouterError, load_routes, run_reindex
 from router_core.reindex import ReindexReport
 from service.errors import ServiceError
-from service.live_index import IndexFollower, check_compatible
+from service.live_index import IndexFollower, Served, check_compatible
 from service.metrics import Metrics
 from service.route_set import RouteSet
 
@@ -45,6 +45,11 @@ class IndexAdmin:
         return self._follower.current
 
     @property
+    def served(self) -> Served:
+        """The version being served with its model and parity result."""
+        return self._follower.served
+
+    @property
     def reload_error(self) -> str | None:
         """Why the last attempt to follow the live pointer failed, if it did."""
         return self._follower.last_error
@@ -55,16 +60,20 @@ class IndexAdmin:
 
     async def readiness(self) -> Readiness:
         """Ready when the model is loaded, the store reachable and the served version built with
-        that model."""
-        checks: dict[str, Any] = {"model": self._follower.embedder.model_id}
+        that model; the checks name the model and backend serving and the ones the index records."""
+        loaded = self._follower.embedder
+        checks: dict[str, Any] = {"model": loaded.model_id, "backend": loaded.backend}
         ok = True
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._store.ping)
             served = self._follower.served
             checks["model"] = served.embedder.model_id
+            checks["backend"] = served.embedder.backend
             check_compatible(served.index, served.embedder)
             checks["index_version"] = served.index.version
             checks["index_model"] = served.index.manifest.model_id
+            checks["index_backend"] = served.index.manifest.backend or "unrecorded"
+            checks["parity"] = served.parity.to_dict() if served.parity else "not recorded"
         except RouterError as exc:
             ok = False
             checks["error"] = str(exc)

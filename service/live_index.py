@@ -25,6 +25,7 @@ from router_core import (
     OpenIndex,
     RouterError,
 )
+from router_core.embedding.parity import ParityResult, Reference, require_parity
 
 log = logging.getLogger("router.index")
 ModelLoader = Callable[[IndexManifest], Embedder]
@@ -32,10 +33,12 @@ ModelLoader = Callable[[IndexManifest], Embedder]
 
 @dataclass(frozen=True)
 class Served:
-    """An index version and the model its queries are embedded with."""
+    """An index version, the model its queries are embedded with, and how that model's vectors
+    compared with the version's reference vectors (None: the version records none)."""
 
     index: OpenIndex
     embedder: Embedder
+    parity: ParityResult | None = None
 
 
 @dataclass
@@ -57,6 +60,21 @@ def check_compatible(index: OpenIndex, embedder: Embedder) -> None:
         )
 
 
+def check_parity(index: OpenIndex, embedder: Embedder) -> ParityResult | None:
+    """Refuse a backend that does not reproduce the version's reference vectors (ParityFailed);
+    None when the version was built before reference vectors were recorded."""
+    recorded = index.manifest.reference
+    if not recorded:
+        log.warning(
+            "index version %s records no reference vectors: the %s backend's exactness is not checked "
+            "(re-index to record them)",
+            index.version,
+            embedder.backend,
+        )
+        return None
+    return require_parity(Reference.from_dict(recorded), embedder, index.version)
+
+
 class IndexFollower:
     """Holds the pair being served and follows the store's live pointer.
 
@@ -75,6 +93,9 @@ class IndexFollower:
         self._refreshing = threading.Lock()
         self._closed = False
         self.last_error: str | None = None
+        # Parity results by (model object, reference): versions that carry the same reference
+        # vectors over (incremental re-indexes) are not checked again with the same model.
+        self._parity: dict[tuple[int, str, str, str], ParityResult] = {}
 
     def load_live(self) -> OpenIndex:
         """Open the live version; raise IndexMissing or IndexIncompatible when it cannot serve."""
@@ -129,14 +150,32 @@ class IndexFollower:
         try:
             embedder = self._model_for(index.manifest)
             check_compatible(index, embedder)
+            parity = self._parity_of(index, embedder)
         except BaseException:
             index.close()
             raise
         with self._swap:
-            old, self._slot = self._slot, _Slot(Served(index, embedder))
-        log.info("serving index version %s with model %s", version, embedder.model_id)
+            old, self._slot = self._slot, _Slot(Served(index, embedder, parity))
+        log.info(
+            "serving index version %s with model %s on backend %s (parity: %s)",
+            version,
+            embedder.model_id,
+            embedder.backend,
+            "not recorded" if parity is None else f"min cosine {parity.min_cosine}",
+        )
         if old is not None:
             self._retire(old)
+
+    def _parity_of(self, index: OpenIndex, embedder: Embedder) -> ParityResult | None:
+        recorded = index.manifest.reference
+        vectors = str(recorded.get("vectors_f32le_b64", "")) if recorded else ""
+        key = (id(embedder), embedder.model_id, embedder.backend, vectors)
+        if recorded and key in self._parity:
+            return self._parity[key]
+        result = check_parity(index, embedder)
+        if result is not None:
+            self._parity[key] = result
+        return result
 
     def _model_for(self, manifest: IndexManifest) -> Embedder:
         current = self.embedder

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from router_core import Embedder, IndexManifest, IndexMissing, IndexStore, load_embedder, open_store
+from router_core import Embedder, IndexManifest, IndexMissing, IndexStore, embedder_from_settings, open_store
 from router_core.store.factory import describe_store
 from router_llm.clients import ClientRegistry
 from router_llm.decider import Decider
@@ -69,7 +69,7 @@ class RouteSetServices:
         emb = route_set.embedding
 
         def load_recorded(manifest: IndexManifest) -> Embedder:
-            return load_embedder(manifest.model_source or manifest.model_id, backend=emb.backend, device=emb.device)
+            return embedder_from_settings(emb, route_set.index, model=manifest.model_source or manifest.model_id)
 
         loader: ModelLoader | None = load_recorded if route_set.follow_index_model else None
         if embedder is not None:
@@ -77,7 +77,7 @@ class RouteSetServices:
         elif loader is not None:
             model = loader(index_store.manifest(live))
         else:
-            model = load_embedder(emb.model, backend=emb.backend, device=emb.device)
+            model = embedder_from_settings(emb, route_set.index)
         follower = IndexFollower(index_store, model, loader)
         follower.load_live()
         routing = RoutingStage(

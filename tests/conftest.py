@@ -19,9 +19,22 @@ from tests.memo_embedder import MemoEmbedder
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    """The default model, loaded once for the whole run; each text embedded once per session."""
-    return MemoEmbedder(load_embedder())
+def derived_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this session caches converted models (the ONNX export of the default model)."""
+    return tmp_path_factory.mktemp("derived-models")
+
+
+@pytest.fixture(scope="session")
+def embedder(derived_dir: Path) -> Embedder:
+    """The default model on the default backend (ONNX Runtime), loaded once for the whole run;
+    each text embedded once per session."""
+    return MemoEmbedder(load_embedder(cache_dir=derived_dir))
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> Embedder:
+    """The default model on torch, the reference implementation (loaded only by tests that compare)."""
+    return load_embedder(backend="torch")
 
 
 @pytest.fixture

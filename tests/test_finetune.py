@@ -71,7 +71,7 @@ def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
     assert marker["created_at"]
     assert f"ROUTER_EMBEDDING__MODEL={out_dir} python -m indexer" in out.getvalue()
 
-    tuned = load_embedder(str(out_dir))
+    tuned = load_embedder(str(out_dir), cache_dir=tmp_path / "data" / "models" / "derived")
     assert tuned.model_id == marker["model_id"]
     assert tuned.dimension == 384
     vectors = tuned.encode(["will it rain tomorrow"])

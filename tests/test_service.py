@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import pytest
 
 from devkit.serving import ROOT, free_port, settings_for
 from router_core import (
+    DEFAULT_MODEL,
     EdgeStore,
     Embedder,
     IndexIncompatible,
@@ -21,7 +24,7 @@ from router_core import (
     load_routes,
     run_reindex,
 )
-from router_core.embedding.torch_backend import TorchEmbedder
+from router_core.embedding import resolve_model
 from service.services import Services
 from tests.conftest import ServiceFactory
 
@@ -87,12 +90,16 @@ def test_routes_lists_counts_and_agents_without_secrets(client: httpx.Client) ->
 
 
 def test_health_and_readiness(client: httpx.Client) -> None:
-    """/healthz answers alive; /readyz reports the model and a matching index version."""
+    """/healthz answers alive; /readyz names the model and backend serving, the ones the index
+    records, and the parity check's result."""
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
     assert checks["model"] == checks["index_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert checks["backend"] == checks["index_backend"] == "onnx"
+    assert checks["parity"]["ok"] is True
+    assert checks["parity"]["min_cosine"] >= checks["parity"]["required"] == 0.9999
 
 
 def test_openapi_schema_and_docs(client: httpx.Client) -> None:
@@ -172,9 +179,16 @@ def test_refuses_to_start_without_index(tmp_path: Path, routes_dir: Path, embedd
         Services.build(settings_for(routes_dir, tmp_path / "empty"), embedder=embedder)
 
 
+def renamed_model(target: Path, model_id: str) -> Path:
+    """A copy of the default model's files identified as `model_id` (as fine-tuning writes)."""
+    shutil.copytree(resolve_model(DEFAULT_MODEL)[0], target)
+    (target / "router-model.json").write_text(json.dumps({"model_id": model_id}))
+    return target
+
+
 def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """With follow_index_model off, start-up fails when the live index records another model."""
-    other = TorchEmbedder(embedder.model._model, "some-other-model")  # the same weights under another id
+    other = load_embedder(str(renamed_model(tmp_path / "other-model", "some-other-model")), backend="torch")
     run_reindex(load_routes(routes_dir), EdgeStore(tmp_path / "data"), other)
     with pytest.raises(IndexIncompatible, match="some-other-model"):
         Services.build(settings_for(routes_dir, tmp_path / "data", follow_index_model=False), embedder=embedder)
@@ -187,10 +201,8 @@ def test_follows_the_model_the_index_records(
     data = tmp_path / "data"
     run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
     url = start_service(settings_for(routes_dir, data))
-    model_dir = tmp_path / "tuned-model"
-    embedder.model._model.save(str(model_dir))
-    (model_dir / "router-model.json").write_text('{"model_id": "minilm-tuned-test"}')
-    tuned = load_embedder(str(model_dir))
+    model_dir = renamed_model(tmp_path / "tuned-model", "minilm-tuned-test")
+    tuned = load_embedder(str(model_dir), cache_dir=data / "models" / "derived")  # where the service looks
     new = run_reindex(load_routes(routes_dir), EdgeStore(data), tuned).version
     assert EdgeStore(data).manifest(new).model_source == str(model_dir.resolve())
     with httpx.Client(base_url=url, timeout=60) as c:

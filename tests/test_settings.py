@@ -68,3 +68,42 @@ def test_qdrant_backend_without_url_is_refused(monkeypatch: pytest.MonkeyPatch) 
     """Choosing the server backend without a URL names the missing variable."""
     with pytest.raises(ValidationError, match="ROUTER_INDEX__QDRANT__URL"):
         settings_from_env(monkeypatch, {"ROUTER_INDEX__BACKEND": "qdrant"})
+
+
+def test_embedding_defaults_to_onnx_runtime_with_automatic_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without settings the shipped MiniLM runs on ONNX Runtime, threads chosen per model;
+    derived models are cached under the data directory."""
+    s = settings_from_env(monkeypatch, {"ROUTER_INDEX__DATA_DIR": "/tmp/idx"})
+    assert (s.embedding.model, s.embedding.backend, s.embedding.threads) == ("all-MiniLM-L6-v2", "onnx", 0)
+    assert s.index.derived_models_dir == Path("/tmp/idx/models/derived")
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino", "openvino-bf16", "onnx-int8", "onnx"])
+def test_embedding_backend_and_model_from_environment(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    """ROUTER_EMBEDDING__BACKEND, __MODEL and __THREADS choose what embeds and how."""
+    s = settings_from_env(
+        monkeypatch,
+        {
+            "ROUTER_EMBEDDING__BACKEND": backend,
+            "ROUTER_EMBEDDING__MODEL": "all-mpnet-base-v2",
+            "ROUTER_EMBEDDING__THREADS": "2",
+        },
+    )
+    assert (s.embedding.backend, s.embedding.model, s.embedding.threads) == (backend, "all-mpnet-base-v2", 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("ROUTER_EMBEDDING__BACKEND", "tensorflow", "'onnx', 'openvino', 'torch', 'openvino-bf16' or 'onnx-int8'"),
+        ("ROUTER_EMBEDDING__BACKEND", "int8", "onnx-int8"),
+        ("ROUTER_EMBEDDING__THREADS", "-1", "greater than or equal to 0"),
+        ("ROUTER_EMBEDDING__THREAD", "2", "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_embedding_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, problem: str
+) -> None:
+    """An unknown backend, a negative thread count or a misspelt key is an error naming it."""
+    with pytest.raises(ValidationError, match=problem):
+        settings_from_env(monkeypatch, {name: value})

@@ -1,38 +1,171 @@
-"""Load an embedding model with the backend the settings name."""
+"""Load an embedding model with the backend the settings name.
+
+| backend         | runs on                          | vectors                               |
+|-----------------|----------------------------------|---------------------------------------|
+| `onnx` (default)| ONNX Runtime, exported graph     | exact (same as torch)                 |
+| `openvino`      | OpenVINO CPU plugin, fp32        | exact                                 |
+| `torch`         | sentence-transformers on PyTorch | the reference implementation          |
+| `openvino-bf16` | OpenVINO, bf16 arithmetic        | approximate: opt-in, re-calibrate     |
+| `onnx-int8`     | ONNX Runtime, int8 weights       | approximate: opt-in, re-calibrate     |
+
+The exported graphs are built once per model under the cache directory (the data directory's
+`models/derived`), in a child process, and verified by checksum on every load. A backend
+module, and its runtime, is imported only when chosen.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from router_core.embedding.models import DEFAULT_MODEL
+from router_core.embedding.derived import DerivedCache, DerivedFiles
+from router_core.embedding.layout import ModelLayout, read_layout
+from router_core.embedding.models import DEFAULT_MODEL, portable_source, resolve_model
 from router_core.embedding.protocol import Embedder
+from router_core.embedding.threads import auto_threads, bulk_workers
 from router_core.errors import ModelUnavailable
 
-Backend = Literal["torch"]
-BACKENDS: dict[str, Callable[[str, str], Embedder]] = {}
+Backend = Literal["onnx", "openvino", "torch", "openvino-bf16", "onnx-int8"]
+DEFAULT_BACKEND: Backend = "onnx"
+DEFAULT_CACHE_DIR = Path(".router-data") / "models" / "derived"
+OPENVINO_HINT = "install it with pip install -e '.[openvino]' (bin/setup installs it with the test tools)"
 
 
-def _torch(name_or_path: str, device: str) -> Embedder:
+@dataclass(frozen=True)
+class LoadRequest:
+    """One model to load: where from, its id, and how to run it."""
+
+    name_or_path: str
+    location: Path
+    model_id: str
+    device: str
+    threads: int  # 0 = automatic
+    cache: DerivedCache
+
+    @property
+    def source(self) -> str:
+        """How to load the model again (recorded in index versions)."""
+        return portable_source(self.name_or_path)
+
+    def layout(self) -> ModelLayout:
+        """The model directory's layout (the exported runtimes need a sentence-transformers dir)."""
+        if not self.location.is_dir():
+            raise ModelUnavailable(f"embedding model {self.name_or_path!r} is not a local model directory")
+        return read_layout(self.location)
+
+    def threads_for(self, layout: ModelLayout) -> int:
+        """The configured intra-op threads, or the automatic choice for this model's width."""
+        return self.threads or auto_threads(layout.hidden_size)
+
+    def onnx(self) -> DerivedFiles:
+        """The exported graph (built on first use)."""
+        from router_core.embedding.export import convert
+
+        return self.cache.get("onnx", self.model_id, self.location, lambda out: convert("onnx", self.location, out))
+
+    def converted(self, kind: str) -> DerivedFiles:
+        """A file derived from the exported graph: `int8` or `openvino`."""
+        from router_core.embedding.export import ONNX_FILE, convert
+
+        graph = self.onnx()
+        return self.cache.get(
+            kind,
+            self.model_id,
+            self.location,
+            lambda out: convert(kind, graph.path(ONNX_FILE), out),
+            inputs={"onnx": graph.checksums[ONNX_FILE]},
+        )
+
+
+def _torch(request: LoadRequest) -> Embedder:
     from router_core.embedding.torch_backend import TorchEmbedder  # each backend's runtime loads only when chosen
 
-    return TorchEmbedder.load(name_or_path, device)
+    threads = request.threads
+    if not threads and request.location.is_dir():
+        threads = request.threads_for(read_layout(request.location))
+    return TorchEmbedder.load(request.name_or_path, request.device, threads=threads)
 
 
-BACKENDS["torch"] = _torch
+def _onnx(request: LoadRequest, *, int8: bool = False) -> Embedder:
+    from router_core.embedding.export import ONNX_FILE
+    from router_core.embedding.onnx_backend import OnnxEmbedder
+
+    layout = request.layout()
+    files = request.converted("int8") if int8 else request.onnx()
+    threads = request.threads_for(layout)
+    return OnnxEmbedder(
+        layout,
+        request.model_id,
+        request.source,
+        files.path(ONNX_FILE),
+        threads=threads,
+        workers=bulk_workers(threads),
+        backend="onnx-int8" if int8 else "onnx",
+    )
 
 
-def load_embedder(name_or_path: str = DEFAULT_MODEL, *, backend: str = "torch", device: str = "cpu") -> Embedder:
+def _openvino(request: LoadRequest, *, bf16: bool = False) -> Embedder:
+    try:
+        from router_core.embedding.openvino_backend import OpenVinoEmbedder
+    except ImportError as exc:
+        raise ModelUnavailable(f"backend 'openvino' needs the openvino package: {OPENVINO_HINT}") from exc
+    from router_core.embedding.export import IR_FILE
+
+    layout = request.layout()
+    files = request.converted("openvino")
+    threads = request.threads_for(layout)
+    return OpenVinoEmbedder(
+        layout,
+        request.model_id,
+        request.source,
+        files.path(IR_FILE),
+        threads=threads,
+        workers=bulk_workers(threads),
+        precision="bf16" if bf16 else "f32",
+    )
+
+
+BACKENDS: dict[str, Callable[[LoadRequest], Embedder]] = {
+    "onnx": _onnx,
+    "openvino": _openvino,
+    "torch": _torch,
+    "openvino-bf16": lambda r: _openvino(r, bf16=True),
+    "onnx-int8": lambda r: _onnx(r, int8=True),
+}
+
+
+def load_embedder(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    backend: str = DEFAULT_BACKEND,
+    device: str = "cpu",
+    threads: int = 0,
+    cache_dir: Path | None = None,
+) -> Embedder:
     """Load a model offline with `backend` and run one warm-up pass, so the first query served
-    is not the slow one; raise ModelUnavailable naming the model when either fails."""
+    is not the slow one; raise ModelUnavailable naming the model when either fails.
+
+    `threads` is the intra-op threads per forward pass (0: automatic, see `threads`);
+    `cache_dir` is where converted graphs are kept (default `.router-data/models/derived`).
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # The tokenizer's own thread pool would compete with the runtime's threads for tiny batches.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         make = BACKENDS[backend]
     except KeyError:
         raise ModelUnavailable(f"unknown embedding backend {backend!r}; known: {', '.join(sorted(BACKENDS))}") from None
-    embedder = make(name_or_path, device)
+    if backend != "torch" and device != "cpu":
+        raise ModelUnavailable(f"backend {backend!r} runs on the CPU only, not {device!r}; use backend 'torch'")
+    location, model_id = resolve_model(name_or_path)
+    request = LoadRequest(
+        name_or_path, Path(location), model_id, device, threads, DerivedCache(cache_dir or DEFAULT_CACHE_DIR)
+    )
+    embedder = make(request)
     try:
         embedder.encode(["warm-up"])
     except Exception as exc:  # loads but cannot encode (a broken checkpoint, say)

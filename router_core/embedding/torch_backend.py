@@ -20,6 +20,7 @@ class TorchEmbedder:
     """A sentence-transformers model on PyTorch (the `Embedder` protocol)."""
 
     backend = "torch"
+    threads = 0  # torch's intra-op threads once loaded (0: not known)
 
     def __init__(self, model: SentenceTransformer, model_id: str, source: str = "") -> None:
         self._model = model
@@ -33,16 +34,25 @@ class TorchEmbedder:
         self.dimension = int(dim)
 
     @classmethod
-    def load(cls, name_or_path: str, device: str = "cpu") -> TorchEmbedder:
-        """Load the model offline; raise ModelUnavailable naming the model when that fails."""
+    def load(cls, name_or_path: str, device: str = "cpu", *, threads: int = 0) -> TorchEmbedder:
+        """Load the model offline; raise ModelUnavailable naming the model when that fails.
+
+        `threads` > 0 sets torch's intra-op threads, for the whole process (torch has one pool).
+        """
         location, model_id = resolve_model(name_or_path)
+        import torch
         from sentence_transformers import SentenceTransformer  # heavy: imported only when a model loads
+
+        if threads > 0:
+            torch.set_num_threads(threads)
 
         try:
             model = SentenceTransformer(location, device=device)
         except Exception as exc:  # the library raises many unrelated types for a bad model
             raise ModelUnavailable(f"cannot load embedding model {name_or_path!r} (from {location}): {exc}") from exc
-        return cls(model, model_id, portable_source(name_or_path))
+        embedder = cls(model, model_id, portable_source(name_or_path))
+        embedder.threads = torch.get_num_threads()
+        return embedder
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
         """Embed `texts` in batches; rows are unit-normalised float32 vectors."""

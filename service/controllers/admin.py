@@ -13,16 +13,21 @@ from service.index_admin import IndexAdmin
 
 
 class IndexStatus(msgspec.Struct):
-    """The live index version and what it was built from."""
+    """The live index version and what it was built from: `model` and `backend` are what embeds
+    queries now, `index_backend` what embedded the version, `parity` how the two compare on the
+    version's reference sentences (None: the version records no reference vectors)."""
 
     version: str
     created_at: str
     model: str
+    backend: str
+    index_backend: str
     dimension: int
     examples: int
     versions: list[str]
     routes_dir: str
     route_table: dict[str, Any]
+    parity: dict[str, Any] | None = None
     reload_error: str | None = None
 
 
@@ -49,7 +54,8 @@ class AdminController(Controller):
     @get("/index", summary="Live index version, route table and build time")
     async def index_status(self, index_admin: NamedDependency[IndexAdmin]) -> IndexStatus:
         """What the service is serving right now."""
-        index = index_admin.current
+        served = index_admin.served
+        index = served.index
         m = index.manifest
         table = dict(m.route_table)
         table["default_agent"] = public_view(index.table.default_agent)
@@ -61,11 +67,14 @@ class AdminController(Controller):
             version=m.version,
             created_at=m.created_at,
             model=m.model_id,
+            backend=served.embedder.backend,
+            index_backend=m.backend or "unrecorded",
             dimension=m.dimension,
             examples=m.points,
             versions=await index_admin.versions(),
             routes_dir=str(index_admin.route_set.routes_dir),
             route_table=table,
+            parity=served.parity.to_dict() if served.parity else None,
             reload_error=index_admin.reload_error,
         )
 

@@ -1,0 +1,90 @@
+"""The shared loop of the exported-graph backends: tokenise, run the transformer graph, pool.
+
+A query (one batch) runs on the caller's thread with the runtime's intra-op threads. A bulk
+encode (an index build: many batches) is spread over `workers` threads, each running whole
+batches: on a small model, two single-threaded passes side by side use two cores far better
+than one pass split over two threads (the matrices of a short text are too small to split).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from router_core.embedding.layout import ModelLayout, load_tokenizer, pool
+from router_core.embedding.protocol import Vectors
+
+Feeds = dict[str, npt.NDArray[np.int64]]
+
+
+class GraphEmbedder:
+    """Base of the ONNX Runtime and OpenVINO embedders (the `Embedder` protocol).
+
+    Subclasses set `backend` and `input_names` and implement `_run(feeds)`, which must be safe to
+    call from `workers` threads at once, returning last_hidden_state [batch, seq, hidden].
+    """
+
+    backend = ""
+    input_names: tuple[str, ...] = ()
+
+    def __init__(self, layout: ModelLayout, model_id: str, source: str, *, threads: int, workers: int) -> None:
+        self.layout = layout
+        self.model_id = model_id
+        self.source = source
+        self.dimension = layout.dimension
+        self.threads = threads
+        self.workers = max(1, workers)
+        self._tokenizer = load_tokenizer(layout)
+
+    def _run(self, feeds: Feeds) -> npt.NDArray[Any]:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def _encode_batch(self, texts: Sequence[str]) -> Vectors:
+        encoded = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        feeds: Feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in encoded], dtype=np.int64)
+        return pool(self._run(feeds), mask, self.layout.pooling)
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """Embed `texts`; rows are unit-normalised float32 vectors, in order. Like
+        sentence-transformers, batches are cut after sorting by length (less padding)."""
+        texts = list(texts)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        batches = [order[i : i + batch_size] for i in range(0, len(texts), max(1, batch_size))]
+
+        def run(rows: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], Vectors]:
+            return rows, self._encode_batch([texts[i] for i in rows])
+
+        bar = _progress(len(texts)) if progress else None
+        if len(batches) == 1 or self.workers == 1:
+            done = map(run, batches)
+            self._collect(done, out, bar)
+        else:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.backend}-bulk") as pool_:
+                self._collect(pool_.map(run, batches), out, bar)
+        if bar is not None:
+            bar.close()
+        return out
+
+    @staticmethod
+    def _collect(done: Any, out: Vectors, bar: Any) -> None:
+        for rows, vectors in done:
+            out[rows] = vectors
+            if bar is not None:
+                bar.update(len(rows))
+
+
+def _progress(total: int) -> Any:
+    from tqdm.auto import tqdm  # installed with transformers; only for interactive runs
+
+    return tqdm(total=total, desc="embedding", unit="text")
