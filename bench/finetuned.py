@@ -1,8 +1,9 @@
 """Routing quality with a fine-tuned model: the issue's route to its quality targets.
 
-The default model is fine-tuned on the train split's route examples (one epoch of
+A model (the default, or the quality model) is fine-tuned on the train split's route examples (one epoch of
 MultipleNegativesRankingLoss, `indexer.finetune`, the same code as `python -m indexer
-finetune`), the routes are indexed again with the tuned model, and that index is scored like
+finetune`), the routes are indexed again with the tuned model (converted for the serving
+backend), and that index is scored like
 the base one: routes' defaults, and calibrated on val. Test is never seen before scoring.
 """
 
@@ -27,22 +28,30 @@ def finetuned_quality(
     test: list[LabelledQuery],
     *,
     quick: bool,
+    base_model: str = DEFAULT_MODEL,
+    backend: str = "onnx",
+    cache_dir: Path | None = None,
+    tag: str = "",
     log: Any = print,
 ) -> dict[str, Any]:
-    """Fine-tune, index with the tuned model, and score it on test (defaults and calibrated)."""
+    """Fine-tune `base_model`, index with the tuned model on `backend`, and score it on test
+    (defaults and calibrated)."""
     config = FinetuneConfig(max_steps=QUICK_STEPS if quick else None)
+    suffix = f"-{tag}" if tag else ""
     trained = finetune(
         table,
-        DEFAULT_MODEL,
-        work / "model-ft",
+        base_model,
+        work / f"model-ft{suffix}",
         work / "models",
         config,
         progress=False,
-        on_stage=lambda msg: log(f"fine-tuning: {msg}"),
+        on_stage=lambda msg: log(f"fine-tuning {base_model}: {msg}"),
     )
     log(f"fine-tuned {trained.model_id}: {trained.steps} steps in {trained.seconds:.0f} s")
-    tuned = load_embedder(str(trained.path))
-    store = EdgeStore(work / "index-ft")
+    t0 = time.perf_counter()
+    tuned = load_embedder(str(trained.path), backend=backend, cache_dir=cache_dir or work / "derived")
+    load_s = time.perf_counter() - t0
+    store = EdgeStore(work / f"index-ft{suffix}")
     t0 = time.perf_counter()
     run_reindex(table, store, tuned)
     build_s = time.perf_counter() - t0
@@ -56,6 +65,9 @@ def finetuned_quality(
             "learning_rate": config.learning_rate,
             "max_steps": config.max_steps,
         },
+        "base_model": trained.base_model,
+        "backend": tuned.backend,
+        "load_s": round(load_s, 1),
         "steps": trained.steps,
         "pairs": trained.pairs,
         "train_s": round(trained.seconds, 1),

@@ -42,9 +42,9 @@ def interleaved_latency(runtime: Services, client: httpx.Client, queries: Sequen
         "http": lambda q: classify_over_http(client, q),
     }
     names = list(probes)
-    for q in queries[:WARMUP]:
+    for q in queries[:WARMUP]:  # texts of their own: the service caches the vectors of texts it saw
         for name in names:
-            probes[name](q)
+            probes[name](f"{q} (warm-up)")
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for i, q in enumerate(queries):
         shift = i % len(names)

@@ -58,10 +58,11 @@ def reindex_in_process(routes_dir: Path, store: IndexStore, embedder: Embedder, 
     }
 
 
-def reindex_cli(routes_dir: Path, data_dir: Path, tag: str) -> dict[str, Any]:
-    """Edit another route, then time `python -m indexer` end to end in a fresh process."""
+def reindex_cli(routes_dir: Path, data_dir: Path, tag: str, *, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Edit another route, then time `python -m indexer` end to end in a fresh process (`env`
+    chooses the model and backend; the default settings otherwise)."""
     route = edit_route(routes_dir, 1, tag)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
     command = [
         sys.executable,
         "-m",
@@ -80,8 +81,10 @@ def reindex_cli(routes_dir: Path, data_dir: Path, tag: str) -> dict[str, Any]:
     loaded = re.search(r"loaded in ([\d.]+) s", done.stdout)
     index = re.search(r"index time ([\d.]+) s", done.stdout)
     embedded = re.search(r"embedded (\d+), reused (\d+)", done.stdout)
+    backend = re.search(r"\) on ([\w-]+), loaded", done.stdout)
     return {
         "route": route,
+        "backend": backend.group(1) if backend else None,
         "command": "python -m indexer --routes <routes> --data-dir <data> --quiet",
         "wall_s": round(wall, 3),
         "routes_and_model_load_s": float(loaded.group(1)) if loaded else None,

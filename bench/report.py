@@ -17,12 +17,15 @@ END = "<!-- bench:end -->"
 HEADER = """# Benchmarks
 
 Routing quality on CLINC150 against semantic-router 1.1, and speed, measured in one run on one
-machine with one embedding model (all-MiniLM-L6-v2). Reproduce with:
+machine, with three embedding setups side by side: all-MiniLM-L6-v2 on torch with 2 threads
+(the path before issue 15), all-MiniLM-L6-v2 on ONNX Runtime (the default) and
+all-mpnet-base-v2 on ONNX Runtime (the quality model, when installed). Reproduce with:
 
     python -m bench
 
 (`--quick` for a small smoke run, `--skip-peer` to leave semantic-router out,
-`--skip-finetune` to leave out the fine-tuned model, `--help` for the rest). It prints the
+`--skip-finetune` to leave out the fine-tuned models, `--skip-mpnet` to leave out the quality
+model, `--help` for the rest). It prints the
 tables below, writes every figure to `bench/results/<timestamp>.json` and rewrites the
 section between the bench markers; text outside them is kept.
 
@@ -70,6 +73,8 @@ def _params(p: Mapping[str, Any] | None) -> str:
 
 
 def _settings(key: str, q: Mapping[str, Any], setup: Mapping[str, Any]) -> str:
+    if key.startswith("mpnet_"):
+        key = key.replace("mpnet_", "ours_", 1)
     if key == "ours_default":
         return f"routes' defaults ({_params(q.get('params'))})"
     if key == "ours_calibrated":
@@ -95,12 +100,17 @@ def quality_rows(result: Result) -> list[Row]:
     """One row per router and setting."""
     quality = result.get("quality", {})
     peer = result.get("peer", {})
+    minilm, mpnet = "this router, all-MiniLM-L6-v2", "this router, all-mpnet-base-v2"
     names = {
-        "ours_default": "this router",
-        "ours_calibrated": "this router",
-        "ours_finetuned_default": "this router",
-        "ours_finetuned_calibrated": "this router",
-        "peer_default": f"semantic-router {peer.get('library', {}).get('version', '1.1')}",
+        "ours_default": minilm,
+        "ours_calibrated": minilm,
+        "ours_finetuned_default": minilm,
+        "ours_finetuned_calibrated": minilm,
+        "mpnet_default": mpnet,
+        "mpnet_calibrated": mpnet,
+        "mpnet_finetuned_default": mpnet,
+        "mpnet_finetuned_calibrated": mpnet,
+        "peer_default": f"semantic-router {peer.get('library', {}).get('version', '1.1')} (all-MiniLM-L6-v2)",
     }
     names["peer_fit"] = names["peer_fit_tuned"] = names["peer_default"]
     rows = []
@@ -124,9 +134,11 @@ def _build_rows(result: Result) -> list[Row]:
     rows: list[Row] = []
     model = result.get("model")
     if model:
-        rows.append(["model load (load_embedder)", f"{model['load_s']:.2f} s"])
+        rows.append(
+            [f"model load in process (load_embedder, {model.get('backend', 'torch')})", f"{model['load_s']:.2f} s"]
+        )
     build = result.get("speed", {}).get("index_build")
-    if build:
+    if build and "bare_encode_s" in build:
         n = build["examples"]
         runs = " / ".join(f"{r:.1f}" for r in build.get("bare_encode_runs_s", []))
         rows.append(
@@ -199,15 +211,17 @@ def _reindex_rows(result: Result) -> list[Row]:
                 f"reused {inproc['reused']})",
             ]
         )
-    cli = reindex.get("cli")
-    if cli:
-        rows.append(
-            [
-                "re-index after one route change, `python -m indexer` (fresh process)",
-                f"{cli['wall_s']:.2f} s wall (routes + model load {cli['routes_and_model_load_s']} s, "
-                f"index {cli['index_s']} s)",
-            ]
-        )
+    for key, label in (("cli", ""), ("cli_today", ", today's path (torch)")):
+        cli = reindex.get(key)
+        if cli:
+            rows.append(
+                [
+                    f"re-index after one route change, `python -m indexer` (fresh process{label}; "
+                    f"backend {cli.get('backend') or 'torch'})",
+                    f"{cli['wall_s']:.2f} s wall (routes + model load {cli['routes_and_model_load_s']} s, "
+                    f"index {cli['index_s']} s)",
+                ]
+            )
     return rows
 
 
@@ -236,6 +250,132 @@ def _peer_rows(result: Result) -> list[Row]:
 def speed_rows(result: Result) -> list[Row]:
     """One row per speed figure."""
     return _build_rows(result) + _latency_rows(result) + _reindex_rows(result) + _peer_rows(result)
+
+
+def _get(node: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _pair(summary: Mapping[str, Any] | None) -> str:
+    if not summary or "p50_ms" not in summary:
+        return "n/a"
+    return f"{summary['p50_ms']:.1f} / {summary['p99_ms']:.1f}"
+
+
+def _times(value: Any, base: Any) -> str:
+    if not isinstance(value, int | float) or not isinstance(base, int | float) or not base:
+        return ""
+    return f" ({value / base:.2f}x)"
+
+
+def _build(builds: Mapping[str, Any], key: str) -> str:
+    seconds, today = builds.get(key), builds.get("today")
+    if not isinstance(seconds, int | float):
+        return "n/a"
+    if key == "today" or not isinstance(today, int | float):
+        return f"{seconds:.1f}"
+    return f"{seconds:.1f} ({today / seconds:.2f}x)"
+
+
+def _setup_rows(result: Result, keys: Sequence[str]) -> list[Row]:
+    models, speed = result.get("models", {}), result.get("speed", {})
+    bare, service = speed.get("bare_encode", {}), speed.get("service", {})
+    builds = speed.get("index_build_by_setup", {})
+    n = _get(speed, "index_build", "examples")
+
+    def row(label: str, cell: Any) -> Row:
+        return [label, *[cell(k) for k in keys]]
+
+    def top(key: str) -> Any:
+        levels = _get(service, key, "throughput", "levels") or []
+        return next((lv["requests_per_s"] for lv in levels if lv.get("clients") == 32), None)
+
+    def conversions(key: str) -> str:
+        done = _get(models, key, "conversions") or {}
+        return ", ".join(f"{k} {v:.1f} s" for k, v in done.items()) or "none"
+
+    def quality(key: str, cal: str) -> str:
+        q = _get(result, "quality", cal)
+        return f"{_pct(q['in_scope_accuracy'])} / {_pct(q['fallback_recall'])}" if q else "n/a"
+
+    today_bare = _get(bare, "today", "idle", "p50_ms")
+    return [
+        row("backend, intra-op threads", lambda k: f"{_get(models, k, 'backend')}, {_get(models, k, 'threads_used')}"),
+        row(
+            "model load, fresh process to first query (loader part), s",
+            lambda k: f"{_get(models, k, 'fresh_process', 'wall_s')} ({_get(models, k, 'fresh_process', 'load_s')})",
+        ),
+        row("conversion on first use (cached under the data directory)", conversions),
+        row(f"index build, {n} examples, s (speed vs today)", lambda k: _build(builds, k)),
+        row(
+            "bare encode of one query, p50 / p99 ms, idle (p50 vs today)",
+            lambda k: _pair(_get(bare, k, "idle")) + _times(_get(bare, k, "idle", "p50_ms"), today_bare),
+        ),
+        row(
+            "bare encode beside a CPU-heavy neighbour, p50 / p99 ms (p99 vs idle)",
+            lambda k: f"{_pair(_get(bare, k, 'neighbour'))} ({_x(_get(bare, k, 'p99_ratio'))})",
+        ),
+        row(
+            "classify over HTTP, 1 client, p50 / p99 ms (p50 vs bare encode)",
+            lambda k: (
+                f"{_pair(_get(service, k, 'latency', 'http'))} "
+                f"({_x(_get(service, k, 'latency', 'http', 'p50_vs_bare_encode'))})"
+            ),
+        ),
+        row(
+            "classify over HTTP beside the neighbour, p50 / p99 ms (p99 vs idle)",
+            lambda k: (
+                f"{_pair(_get(service, k, 'contention', 'http', 'neighbour'))} "
+                f"({_x(_get(service, k, 'contention', 'http', 'p99_ratio'))})"
+                if _get(service, k, "contention")
+                else "not measured"
+            ),
+        ),
+        row(
+            "throughput over HTTP, 32 clients, req/s (vs today)",
+            lambda k: f"{top(k)}{_times(top(k), top('today'))}" if top(k) else "n/a",
+        ),
+        row(
+            "CLINC150 test, calibrated: in-scope accuracy / fallback recall",
+            lambda k: {"default": quality(k, "ours_calibrated"), "quality": quality(k, "mpnet_calibrated")}.get(
+                k, "decision by decision: see below"
+            ),
+        ),
+    ]
+
+
+def backend_section(result: Result) -> list[str]:
+    """Issue 15: the embedding setups side by side, and today's path decision by decision."""
+    models = result.get("models")
+    if not models:
+        return []
+    keys = list(models)
+    lines = ["### Embedding setups side by side (issue 15)", ""]
+    lines += _table(["measure", *[models[k].get("label", k) for k in keys]], _setup_rows(result, keys))
+    decisions = result.get("decisions_vs_today")
+    if decisions:
+        lines += [
+            "",
+            "CLINC150 test routed by today's path (torch, its own index) and by the default (ONNX Runtime, "
+            "its own index) under the same decision parameters:",
+            "",
+        ]
+        rows = [
+            [name, f"{d['changed']} of {d['queries']}", f"{d['max_score_difference']:.2g}"]
+            for name, d in decisions.items()
+        ]
+        lines += _table(["parameters", "decisions changed", "largest score difference"], rows)
+        for name, d in decisions.items():
+            for ex in d.get("examples", []):
+                lines.append(
+                    f"- {name}: {ex['query']!r}: {ex['before']} ({ex['score_before']}) -> "
+                    f"{ex['after']} ({ex['score_after']})"
+                )
+    return lines
 
 
 def _intro(result: Result) -> list[str]:
@@ -285,12 +425,21 @@ def render(result: Result) -> str:
     )
     lines += ["", "### Speed", ""]
     lines += _table(["measure", "result"], speed_rows(result))
-    lines += ["", "### Targets (issue 5)", ""]
     met = {True: "yes", False: "NO", None: "n/a"}
+    backends = backend_section(result)
+    if backends:
+        lines += ["", *backends]
+    lines += ["", "### Targets (issue 5)", ""]
     lines += _table(
         ["target", "goal", "measured", "met"],
         [[t["name"], t["target"], t["shown"], met[t["met"]]] for t in result.get("targets", [])],
     )
+    if result.get("backend_targets"):
+        lines += ["", "### Targets (issue 15: embedding backends, measured side by side above)", ""]
+        lines += _table(
+            ["target", "goal", "measured", "met"],
+            [[t["name"], t["target"], t["shown"], met[t["met"]]] for t in result["backend_targets"]],
+        )
     notes = result.get("notes", [])
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]

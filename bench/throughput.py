@@ -3,7 +3,8 @@
 The load comes from a separate process (`python -m bench.throughput`), so the clients never
 share the service's interpreter lock, and through a minimal keep-alive HTTP/1.1 client, so the
 load generator takes as little of the machine's CPU as it can: the figures are the service's.
-Every response must be 200 with a route in its body, or it counts as an error.
+Every response must be 200 with a route in its body, or it counts as an error. Every request's
+text is unique (a counter appended), so no answer comes from the service's vector cache.
 """
 
 from __future__ import annotations
@@ -84,7 +85,6 @@ async def _run_level(
 ) -> dict[str, Any]:
     url = urlsplit(base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    bodies = [json.dumps({"query": q}).encode() for q in queries]
     window_start = time.perf_counter() + warmup
     deadline = window_start + duration
     latencies: list[float] = []
@@ -95,7 +95,9 @@ async def _run_level(
         i = index
         try:
             while time.perf_counter() < deadline:
-                body = bodies[i % len(bodies)]
+                # Every text unique (a counter appended): the service's vector cache would
+                # otherwise answer repeats without embedding, and this measures embedding.
+                body = json.dumps({"query": f"{queries[i % len(queries)]} ({clients}.{i})"}).encode()
                 i += clients
                 t0 = time.perf_counter()
                 try:

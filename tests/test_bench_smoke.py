@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 
 from bench.cli import index_build, serve_and_measure
+from bench.contention import idle_and_loaded
 from bench.data import load_splits, subset
+from bench.decisions import compare, routed
 from bench.peer import tune_threshold
 from bench.quality import our_quality
 from bench.reindex_speed import reindex_in_process
 from bench.report import END, START, render, write_section
-from bench.targets import check_targets
+from bench.setups import DEFAULT, fresh_process_load
+from bench.targets import check_backend_targets, check_targets
 from indexer.importer import write_routes_from_jsonl
-from router_core import EdgeStore, Embedder, load_routes
+from router_core import EdgeStore, Embedder, load_routes, run_reindex
 
 TRAIN = {
     "weather": [
@@ -87,7 +90,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> dict[s
     write_routes_from_jsonl(folder / "train.jsonl", routes_dir)
     table = load_routes(routes_dir)
     store = EdgeStore(data_dir)
-    build = index_build(embedder, table, store, lambda _m: None)
+    real = getattr(embedder, "model", embedder)  # unmemoised: the bare encode is really timed
+    build = index_build(real, table, store, lambda _m: None)
     return {
         "root": root,
         "splits": splits,
@@ -208,7 +212,7 @@ def test_markdown_section_is_rewritten_between_markers(tmp_path: Path) -> None:
     assert text.rstrip().endswith("afterword")
     assert text.count(START) == 1
     assert "old figures" not in text
-    row = "| this router | calibrated on val (k=5, threshold=0.5) | 96.0% | 81.0% | 90.0% | 90.0% |"
+    row = "| this router, all-MiniLM-L6-v2 | calibrated on val (k=5, threshold=0.5) | 96.0% | 81.0% | 90.0% | 90.0% |"
     assert row in text
     fresh = tmp_path / "new.md"
     write_section(fresh, render(result))
@@ -226,3 +230,96 @@ def test_search_bench_times_both_engines_on_the_same_points(capsys: pytest.Captu
         assert figures[engine]["n"] == 25 and figures[engine]["p50_ms"] > 0
     assert figures["edge_vs_local_p50"] > 0
     assert "search over 600 points" in out
+
+
+def test_decisions_of_two_setups_are_compared_query_by_query(
+    tiny: dict[str, Any], embedder: Embedder, torch_embedder: Embedder, tmp_path: Path
+) -> None:
+    """Torch and ONNX Runtime, each on its own index, route the test queries alike; a difference
+    would be listed with both routes."""
+    torch_store, onnx_store = EdgeStore(tmp_path / "torch-index"), EdgeStore(tmp_path / "onnx-index")
+    run_reindex(tiny["table"], torch_store, torch_embedder)
+    run_reindex(tiny["table"], onnx_store, embedder)
+    texts = [t for t, _ in TEST]
+    params = {"defaults": tiny["table"].params}
+    before = routed(torch_embedder, torch_store, texts, params)
+    after = routed(embedder, onnx_store, texts, params)
+    found = compare(texts, before, after)
+    assert found["defaults"]["queries"] == 8
+    assert found["defaults"]["changed"] == 0 and found["defaults"]["examples"] == []
+    assert found["defaults"]["max_score_difference"] < 1e-4
+    moved = {"defaults": [("maths", 0.9), *before["defaults"][1:]]}
+    listed = compare(texts, moved, before)["defaults"]
+    assert listed["changed"] == (before["defaults"][0][0] != "maths")
+
+
+def test_backend_targets_and_section_render_from_a_result() -> None:
+    """Issue 15's targets are computed from the side-by-side figures and rendered with them."""
+    idle = {"p50_ms": 2.0, "p99_ms": 5.0}
+    result: dict[str, Any] = {
+        "models": {
+            "today": {
+                "label": "torch",
+                "backend": "torch",
+                "threads_used": 2,
+                "fresh_process": {"wall_s": 9.0, "load_s": 5.0},
+            },
+            "default": {
+                "label": "onnx",
+                "backend": "onnx",
+                "threads_used": 1,
+                "fresh_process": {"wall_s": 2.0, "load_s": 0.4},
+            },
+        },
+        "speed": {
+            "index_build": {"examples": 100},
+            "index_build_by_setup": {"today": 30.0, "default": 20.0},
+            "bare_encode": {
+                "today": {
+                    "idle": {"p50_ms": 20.0, "p99_ms": 40.0},
+                    "neighbour": {"p50_ms": 50.0, "p99_ms": 500.0},
+                    "p99_ratio": 12.5,
+                },
+                "default": {"idle": idle, "neighbour": {"p50_ms": 3.0, "p99_ms": 12.0}, "p99_ratio": 2.4},
+            },
+            "service": {
+                "today": {"throughput": {"levels": [{"clients": 32, "requests_per_s": 50.0}]}},
+                "default": {
+                    "latency": {"http": {"p50_ms": 3.0, "p99_ms": 6.0, "p50_vs_bare_encode": 1.5}},
+                    "throughput": {"levels": [{"clients": 32, "requests_per_s": 250.0}]},
+                },
+            },
+        },
+        "decisions_vs_today": {"defaults": {"queries": 10, "changed": 0, "max_score_difference": 1e-7, "examples": []}},
+    }
+    met = {t["name"].split(",")[0]: t["met"] for t in check_backend_targets(result)}
+    assert met["bare encode of one query"] is True  # 0.1x
+    assert met["bare encode p99 beside a CPU-heavy neighbour vs idle (default backend)"] is True
+    assert met["classify p50 over HTTP vs bare encode"] is False  # 1.5x > 1.3x
+    assert met["throughput at 32 clients"] is True  # 5x
+    assert met["CLINC150 index build (all train examples)"] is False  # 1.5x < 2x
+    result["backend_targets"] = check_backend_targets(result)
+    text = render(result)
+    assert "| index build, 100 examples, s (speed vs today) | 30.0 | 20.0 (1.50x) |" in text
+    assert "| defaults | 0 of 10 | 1e-07 |" in text
+    assert "### Targets (issue 15" in text
+
+
+@pytest.mark.slow
+def test_contention_runs_each_probe_idle_and_beside_a_neighbour(tmp_path: Path, embedder: Embedder) -> None:
+    """The neighbour process starts, runs while the probes are timed a second time, and stops."""
+    figures = idle_and_loaded(
+        {"bare": lambda q: embedder.model.encode([q])},  # type: ignore[attr-defined]
+        ["how do i bake bread", "what is 12 times 7"],
+        [t for texts in TRAIN.values() for t in texts],
+        tmp_path,
+    )
+    assert figures["bare"]["idle"]["n"] == figures["bare"]["neighbour"]["n"] == 2
+    assert figures["bare"]["p99_ratio"] > 0
+
+
+@pytest.mark.slow
+def test_fresh_process_load_is_timed_from_the_cache(derived_dir: Path) -> None:
+    """A fresh process loads the default setup from the cached conversion and answers a query."""
+    figures = fresh_process_load(DEFAULT, derived_dir, rounds=1)
+    assert figures["wall_s"] > figures["load_s"] > 0 and figures["first_query_s"] > 0
