@@ -33,11 +33,15 @@ RUN pip install . \
 # this, so route edits need no rebuild).
 COPY routes/ /app/routes/
 
-# Unprivileged runtime user. .router-data is the embedded index directory,
-# used only when ROUTER_INDEX__QDRANT__URL is unset (compose always sets it).
+# The default model exported for ONNX Runtime once, at build time, into the data directory's
+# cache (verified by checksum on every load), so neither container converts it at start-up.
+RUN python -c "from router_core import RouterSettings, embedder_from_settings; s = RouterSettings(); embedder_from_settings(s.embedding, s.index)"
+
+# Unprivileged runtime user. .router-data is the embedded index directory (and the cache of
+# converted models), used for the index only when ROUTER_INDEX__QDRANT__URL is unset.
 RUN useradd --create-home --uid 10001 --user-group router \
  && mkdir -p /app/.router-data \
- && chown router:router /app/.router-data
+ && chown -R router:router /app/.router-data
 USER 10001:10001
 
 ENV ROUTER_ROUTES_DIR=/app/routes \

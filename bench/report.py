@@ -25,9 +25,9 @@ all-mpnet-base-v2 on ONNX Runtime (the quality model, when installed). Reproduce
 
 (`--quick` for a small smoke run, `--skip-peer` to leave semantic-router out,
 `--skip-finetune` to leave out the fine-tuned models, `--skip-mpnet` to leave out the quality
-model, `--help` for the rest). It prints the
-tables below, writes every figure to `bench/results/<timestamp>.json` and rewrites the
-section between the bench markers; text outside them is kept.
+model, `--help` for the rest). It prints the tables below, writes every figure to
+`bench/results/<timestamp>.json` and rewrites the section between the bench markers; text
+outside them is kept.
 
 """
 
