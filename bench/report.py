@@ -73,8 +73,9 @@ def _params(p: Mapping[str, Any] | None) -> str:
 
 
 def _settings(key: str, q: Mapping[str, Any], setup: Mapping[str, Any]) -> str:
-    if key.startswith("mpnet_"):
-        key = key.replace("mpnet_", "ours_", 1)
+    for prefix in ("mpnet_", "int8_"):
+        if key.startswith(prefix):
+            key = key.replace(prefix, "ours_", 1)
     if key == "ours_default":
         return f"routes' defaults ({_params(q.get('params'))})"
     if key == "ours_calibrated":
@@ -110,6 +111,8 @@ def quality_rows(result: Result) -> list[Row]:
         "mpnet_calibrated": mpnet,
         "mpnet_finetuned_default": mpnet,
         "mpnet_finetuned_calibrated": mpnet,
+        "int8_default": f"{minilm}, int8 weights (opt-in)",
+        "int8_calibrated": f"{minilm}, int8 weights (opt-in)",
         "peer_default": f"semantic-router {peer.get('library', {}).get('version', '1.1')} (all-MiniLM-L6-v2)",
     }
     names["peer_fit"] = names["peer_fit_tuned"] = names["peer_default"]
@@ -341,9 +344,11 @@ def _setup_rows(result: Result, keys: Sequence[str]) -> list[Row]:
         ),
         row(
             "CLINC150 test, calibrated: in-scope accuracy / fallback recall",
-            lambda k: {"default": quality(k, "ours_calibrated"), "quality": quality(k, "mpnet_calibrated")}.get(
-                k, "decision by decision: see below"
-            ),
+            lambda k: {
+                "default": quality(k, "ours_calibrated"),
+                "quality": quality(k, "mpnet_calibrated"),
+                "int8": quality(k, "int8_calibrated"),
+            }.get(k, "decision by decision: see below"),
         ),
     ]
 
@@ -356,12 +361,17 @@ def backend_section(result: Result) -> list[str]:
     keys = list(models)
     lines = ["### Embedding setups side by side (issue 15)", ""]
     lines += _table(["measure", *[models[k].get("label", k) for k in keys]], _setup_rows(result, keys))
-    decisions = result.get("decisions_vs_today")
-    if decisions:
+    for key, who in (
+        ("decisions_vs_today", "the default (ONNX Runtime, "),
+        ("int8_decisions_vs_today", "int8 weights ("),
+    ):
+        decisions = result.get(key)
+        if not decisions:
+            continue
         lines += [
             "",
-            "CLINC150 test routed by today's path (torch, its own index) and by the default (ONNX Runtime, "
-            "its own index) under the same decision parameters:",
+            f"CLINC150 test routed by today's path (torch, its own index) and by {who}its own index) under "
+            "the same decision parameters:",
             "",
         ]
         rows = [
@@ -370,7 +380,7 @@ def backend_section(result: Result) -> list[str]:
         ]
         lines += _table(["parameters", "decisions changed", "largest score difference"], rows)
         for name, d in decisions.items():
-            for ex in d.get("examples", []):
+            for ex in d.get("examples", [])[:10]:
                 lines.append(
                     f"- {name}: {ex['query']!r}: {ex['before']} ({ex['score_before']}) -> "
                     f"{ex['after']} ({ex['score_after']})"

@@ -41,6 +41,7 @@ class Setup:
 TODAY = Setup("today", "MiniLM, torch 2 threads (before)", DEFAULT_MODEL, "torch", 2)
 DEFAULT = Setup("default", "MiniLM, ONNX Runtime (default)", DEFAULT_MODEL, "onnx")
 QUALITY = Setup("quality", "all-mpnet-base-v2, ONNX Runtime", MPNET_NAME, "onnx")
+INT8 = Setup("int8", "MiniLM, ONNX Runtime int8 (approximate, opt-in)", DEFAULT_MODEL, "onnx-int8")
 
 
 def load_setup(setup: Setup, cache_dir: Path) -> tuple[Embedder, dict[str, Any]]:

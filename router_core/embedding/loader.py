@@ -53,7 +53,10 @@ class LoadRequest:
     def layout(self) -> ModelLayout:
         """The model directory's layout (the exported runtimes need a sentence-transformers dir)."""
         if not self.location.is_dir():
-            raise ModelUnavailable(f"embedding model {self.name_or_path!r} is not a local model directory")
+            raise ModelUnavailable(
+                f"cannot load embedding model {self.name_or_path!r}: it is neither a known name "
+                "(all-MiniLM-L6-v2, all-mpnet-base-v2) nor a sentence-transformers model directory"
+            )
         return read_layout(self.location)
 
     def threads_for(self, layout: ModelLayout) -> int:
