@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from indexer.labelled import gold_ids, is_fallback_label
+from indexer.progress import Steps
 from router_core.decision import Decision
 from router_core.embedding import Embedder
 from router_core.engine import FALLBACK, predict
@@ -58,7 +59,8 @@ class EvalReport:
     in_scope_accuracy: float
     fallback_precision: float
     fallback_recall: float
-    per_route: tuple[RouteScore, ...]  # sorted by F1, worst first; the fallback row included
+    per_route: tuple[RouteScore, ...]  # the routes (never the fallback), sorted by F1, worst first
+    fallback: RouteScore  # the fallback as a class: its precision, recall, labelled and decided
     confusions: tuple[Confusion, ...]  # most frequent first; fallback pairs included
     unknown_labels: tuple[str, ...]  # labels naming no route of the index
 
@@ -81,13 +83,22 @@ def neighbours_for(
     k_max: int,
     batch_size: int = 64,
     *,
-    progress: bool = False,
+    progress: Steps | None = None,
+    chunk: int = 512,
 ) -> list[list[Neighbour]]:
-    """Embed `texts` once and fetch their `k_max` nearest examples once."""
+    """Embed `texts` once and fetch their `k_max` nearest examples once, `chunk` texts at a
+    time so that `progress` hears how many are done."""
     if not texts:
         return []
-    vectors = embedder.encode(list(texts), batch_size=batch_size, progress=progress)
-    return index.searcher.search(vectors, k_max)
+    if progress is None:
+        return index.searcher.search(embedder.encode(list(texts), batch_size=batch_size), k_max)
+    progress.stage(f"embedding and searching {len(texts)} queries", len(texts))
+    out: list[list[Neighbour]] = []
+    for start in range(0, len(texts), chunk):
+        part = list(texts[start : start + chunk])
+        out.extend(index.searcher.search(embedder.encode(part, batch_size=batch_size), k_max))
+        progress.advance(len(part))
+    return out
 
 
 def evaluate(
@@ -131,6 +142,7 @@ def _report(predicted: Sequence[str], gold: Sequence[str], default_route: str, t
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         scores.append(RouteScore(route, precision, recall, f1, gold_count[route], pred_count[route]))
     scores.sort(key=lambda s: (s.f1, s.route))
+    fallback = next((s for s in scores if s.route == default_route), RouteScore(default_route, 0.0, 0.0, 0.0, 0, 0))
     pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
     for i, (p, g) in enumerate(zip(predicted, gold, strict=True)):
         if p != g:
@@ -148,7 +160,8 @@ def _report(predicted: Sequence[str], gold: Sequence[str], default_route: str, t
         in_scope_accuracy=_ratio(sum(p == g for p, g in in_scope), len(in_scope)),
         fallback_precision=_ratio(caught, said_fallback),
         fallback_recall=_ratio(caught, oos),
-        per_route=tuple(scores),
+        per_route=tuple(s for s in scores if s.route != default_route),
+        fallback=fallback,
         confusions=tuple(confusions),
         unknown_labels=(),
     )
