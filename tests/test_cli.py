@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.serving import SHIPPED_ROUTES
 from indexer.cli import main as indexer_main
+from indexer.labelled import load_labelled
 from indexer.progress import Progress
 from router_core import EdgeStore, Embedder, load_routes, run_reindex
 from router_core.embedding import DEFAULT_MODEL, MODEL_ID_FILE
@@ -398,3 +400,61 @@ def test_progress_redraws_on_a_terminal_and_logs_tenths_elsewhere() -> None:
     assert len(log.getvalue().splitlines()) == 11 and "work  100/100 (100%)" in log.getvalue()
     assert tty.getvalue().count("\n") == 1 and tty.getvalue().count("\r") == 101
     assert off.getvalue() == ""
+
+
+# -- the README's evaluation workflow, as written ---------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_workflow() -> list[str]:
+    """The commands of README's evaluation workflow block, continuation lines joined."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- workflow:")[1].split("```bash\n")[1].split("```")[0]
+    lines = block.replace("\\\n", " ").splitlines()
+    return [" ".join(line.split()) for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_readme_workflow(tmp_path: Path, embedder: Embedder) -> None:
+    """README's workflow (import with a held-out split, an index of its own, calibrate --write, re-index, eval)
+    runs as written on a labelled file without a val split: the shipped routes' examples plus labelled queries."""
+    rows = [(text, route) for route, texts in yaml_routes(SHIPPED_ROUTES).items() for text in texts]
+    rows += [(q.text, q.label) for q in load_labelled(ROOT / "evals" / "shipped-val.jsonl")]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    work = tmp_path / "clinc"
+    paths = {
+        "../shared/datasets/clinc150/train.jsonl": str(train),
+        "../shared/datasets/clinc150/test.jsonl": str(ROOT / "evals" / "shipped-test.jsonl"),
+        "/tmp/clinc": str(work),
+    }
+    commands = readme_workflow()
+    assert [c.split()[3] for c in commands] == ["import", "reindex", "calibrate", "reindex", "eval"]
+    outputs = []
+    for written_command in commands:
+        command = written_command
+        for written, here in paths.items():
+            command = command.replace(written, here)
+        out = io.StringIO()
+        assert paste(command, embedder=embedder, out=out, cwd=ROOT) == 0, command
+        outputs.append(out.getvalue())
+    imported, _, calibrated, reindexed, evaluated = outputs
+    val = load_labelled(work / "val.jsonl")
+    assert sum(q.label == "oos" for q in val) == 4  # 20% of the 20 out-of-scope queries
+    assert not {q.text for q in val} & {t for texts in yaml_routes(work / "routes").values() for t in texts}
+    assert f"held out {len(val)} queries (4 out of scope)" in imported
+    assert "held-out estimate" in calibrated and "wrote the chosen parameters" in calibrated
+    assert "embedded 0" in reindexed  # only parameters changed
+    store = EdgeStore(work / "data")
+    index = store.open_version(store.live_version() or "")
+    try:
+        assert index.table.params == load_routes(work / "routes").params  # eval ran with the calibrated parameters
+    finally:
+        index.close()
+        store.close()
+    figures = {
+        name.strip(): float(value.strip().rstrip("%"))
+        for name, _, value in (line.rpartition("  ") for line in evaluated.splitlines())
+        if name.strip() in ("in-scope accuracy", "fallback recall")
+    }
+    assert figures["in-scope accuracy"] >= 85
+    assert figures["fallback recall"] >= 50
+    assert (work / "report.html").read_text().startswith("<!doctype html>")
