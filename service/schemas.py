@@ -87,7 +87,7 @@ class ClassifyResponse(msgspec.Struct, omit_defaults=True):
     agent: str
     reason: str
     index_version: str
-    decided_by: str = "vote"
+    decided_by: str
     turns: list[TurnOut] | None = None
     llm: LLMOut | None = None
     neighbours: list[NeighbourOut] | None = None
