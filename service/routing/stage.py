@@ -19,20 +19,19 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from router_core import Decision, OpenIndex
 from router_core.conversation import Turn, last_user_text, route_conversations, texts_needed
 from router_core.decision import decide_many
 from router_core.llm_routing import decision_after, llm_only, question_for
 from router_llm.decider import Asked, Decider
+from router_llm.decider import Outcome as LLMOutcome
 from service.live_index import IndexFollower
 from service.metrics import Metrics
 from service.routing.batching import MicroBatcher
 from service.routing.caches import LRU, VectorCache
 
 log = logging.getLogger("router.routing")
-LLMOutcome = Literal["chosen", "none", "unrecognised", "timeout", "error", "unavailable"]
 
 
 @dataclass(frozen=True)
