@@ -14,8 +14,9 @@ from devkit.serving import SHIPPED_ROUTES
 from indexer.cli import main as indexer_main
 from indexer.labelled import load_labelled
 from indexer.progress import Progress
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
 from router_core.embedding import DEFAULT_MODEL, MODEL_ID_FILE
+from router_core.store import EdgeStore
 from tests.cli_paste import paste, printed_commands
 from tests.test_evaluation import LABELLED, write_jsonl, write_tiny_routes
 
