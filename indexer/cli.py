@@ -21,12 +21,15 @@ from pydantic import ValidationError
 
 from indexer import commands
 from indexer.calibration import DEFAULT_OOS_SHARE
+from indexer.conversation_commands import LLMOptions, run_calibrate_conversations, run_eval_conversations
+from indexer.conversations import is_conversation_file
 from indexer.finetune import FinetuneConfig
 from indexer.hints import REPLACE_FLAG, publish_refusal
 from indexer.hygiene import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_MIN_EXAMPLES
 from indexer.importer import ImportOptions
 from indexer.labelled import LabelledDataInvalid
 from indexer.model_loading import LazyEmbedder
+from indexer.settings import IndexerSettings
 from router_core import (
     Embedder,
     RouterError,
@@ -38,6 +41,7 @@ from router_core import (
     run_reindex,
 )
 from router_core.reindex import ReindexPlan
+from router_llm.settings import DeciderSettings, LLMSettings
 
 COMMANDS = ("reindex", "eval", "calibrate", "hygiene", "finetune", "import")
 
@@ -103,7 +107,18 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         'the most confused route pairs for labelled queries ({"text", "label"} per line; '
         "label `oos` or the default route's name means the query should fall back).",
     )
-    ev.add_argument("file", type=Path, help="labelled JSON Lines")
+    ev.add_argument(
+        "file", type=Path, help="labelled JSON Lines, or labelled conversations (a 'messages' list per line)"
+    )
+    ev.add_argument(
+        "--llm",
+        action="store_true",
+        help="run the route set's LLM step for real (modes llm and hybrid; ROUTER_DECIDER__* name the model)",
+    )
+    ev.add_argument(
+        "--mode", choices=("llm", "hybrid"), help="with --llm: evaluate as this mode, whatever the route set's"
+    )
+    ev.add_argument("--concurrency", type=int, default=4, help="with --llm: questions in flight at once (default 4)")
     cal = sub.add_parser(
         "calibrate",
         help="search decision parameters on a validation file",
@@ -112,7 +127,32 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog=_OBJECTIVE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cal.add_argument("file", type=Path, help="labelled validation JSON Lines (never the test file)")
+    cal.add_argument(
+        "file",
+        type=Path,
+        help="labelled validation JSON Lines, or labelled conversations (the conversation rule); never the test file",
+    )
+    cal.add_argument(
+        "--band",
+        action="store_true",
+        help="also choose the hybrid mode's uncertain band for --budget (a simulation: no model is called)",
+    )
+    cal.add_argument("--budget", type=float, default=0.10, help="with --band: most queries escalated (default 0.10)")
+    cal.add_argument(
+        "--p", type=float, default=0.9, help="with --band: simulated chance the model is right (default 0.9)"
+    )
+    cal.add_argument(
+        "--off-topic",
+        type=Path,
+        metavar="FILE",
+        help="conversations: labelled JSON Lines whose oos queries are inserted as off-topic turns",
+    )
+    cal.add_argument(
+        "--min-off-topic",
+        type=float,
+        default=0.8,
+        help="conversations: share of inserted off-topic turns that must fall back (default 0.8)",
+    )
     cal.add_argument(
         "--write", action="store_true", help="write the chosen parameters into _router.yaml and the route files"
     )
@@ -274,7 +314,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
     args = parse(argv)
     started = time.perf_counter()
     try:
-        configured = RouterSettings()
+        configured = IndexerSettings()
     except ValidationError as exc:
         commands.print_error(f"invalid settings in the environment or .env: {exc}")
         return 2
@@ -307,6 +347,18 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
         return 1
 
 
+def _llm_options(args: argparse.Namespace, settings: RouterSettings) -> LLMOptions | None:
+    if not getattr(args, "llm", False):
+        if getattr(args, "mode", None):
+            raise ValueError("--mode applies with --llm only")
+        return None
+    decider = settings.decider if isinstance(settings, IndexerSettings) else DeciderSettings()
+    llm = settings.llm if isinstance(settings, IndexerSettings) else LLMSettings()
+    if args.concurrency < 1:
+        raise ValueError("--concurrency must be at least 1")
+    return LLMOptions(decider, llm, mode=args.mode, concurrency=args.concurrency)
+
+
 def _run_tool(
     args: argparse.Namespace,
     settings: RouterSettings,
@@ -318,7 +370,22 @@ def _run_tool(
     context = commands.Context(settings, configured, out, progress, embedder)
     try:
         if args.command == "eval":
-            return commands.run_eval(context, args.file, json_path=args.json_path, html_path=args.html_path)
+            llm = _llm_options(args, settings)
+            if is_conversation_file(args.file):
+                return run_eval_conversations(
+                    context, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm
+                )
+            return commands.run_eval(context, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm)
+        if args.command == "calibrate" and is_conversation_file(args.file):
+            return run_calibrate_conversations(
+                context,
+                args.file,
+                write=args.write,
+                allow_test=args.allow_test,
+                off_topic_file=args.off_topic,
+                min_off_topic=args.min_off_topic,
+                json_path=args.json_path,
+            )
         if args.command == "calibrate":
             return commands.run_calibrate(
                 context,
@@ -329,6 +396,7 @@ def _run_tool(
                 allow_test=args.allow_test,
                 json_path=args.json_path,
                 html_path=args.html_path,
+                band=commands.BandOptions(args.budget, args.p) if args.band else None,
             )
         if args.command == "hygiene":
             return commands.run_hygiene(

@@ -19,21 +19,25 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from indexer import report_html
 from indexer.calibration import DEFAULT_GRID, CalibrationResult, calibrate
 from indexer.evaluation import EvalReport, evaluate, neighbours_for, threshold_curve
 from indexer.finetune import FinetuneConfig, finetune
 from indexer.hints import index_args, indexer_command, own_data_dir, reindex_hint, safe_settings
+from indexer.hybrid import HybridCalibration, calibrate_band
 from indexer.hygiene import check_hygiene
 from indexer.importer import ImportOptions, ImportReport, import_labelled
 from indexer.labelled import LabelledQuery, canonical_labels, is_fallback_label, load_labelled
 from indexer.model_loading import LazyEmbedder
 from indexer.progress import Progress
-from indexer.routes_writer import write_decision_params
-from indexer.tables import text_table
+from indexer.routes_writer import write_decision_params, write_llm_params
+from indexer.tables import pct, text_table
 from indexer.text_report import print_calibration, print_eval
+
+if TYPE_CHECKING:
+    from indexer.conversation_commands import LLMOptions
 from router_core import Embedder, IndexMissing, OpenIndex, RouterSettings, load_routes, open_store
 from router_core.decision import Decision, decide_many
 from router_core.manifest import fingerprint
@@ -186,8 +190,11 @@ def neighbours_of(ctx: Context, live: Live, texts: Sequence[str], k: int) -> lis
 
 
 # -- eval -------------------------------------------------------------------------------------
-def run_eval(ctx: Context, file: Path, *, json_path: Path | None, html_path: Path | None) -> int:
-    """`eval FILE.jsonl`: decide every query with the live index and score the decisions."""
+def run_eval(
+    ctx: Context, file: Path, *, json_path: Path | None, html_path: Path | None, llm: LLMOptions | None = None
+) -> int:
+    """`eval FILE.jsonl`: decide every query with the live index and score the decisions; with
+    `llm`, run the route set's LLM step for real after the vote."""
     queries = load_labelled(file)
     with live_index(ctx) as live:
         data = labelled_for(live, queries)
@@ -195,11 +202,25 @@ def run_eval(ctx: Context, file: Path, *, json_path: Path | None, html_path: Pat
         print(f"evaluating {len(queries)} queries from {file} on index {live.index.version}", file=ctx.out)
         neighbours = neighbours_of(ctx, live, data.texts, params.k)
         decisions = decide_queries(live, neighbours)
+        llm_json: dict[str, Any] | None = None
+        if llm is not None:
+            # conversation_commands builds on this module: imported when the LLM step runs
+            from indexer.conversation_commands import decisions_after_llm, llm_summary, with_mode
+
+            table = with_mode(live.index.table, llm)
+            vote = evaluate(decisions, data.labels, params.default_route, texts=data.texts, routes=data.routes)
+            print(
+                f"the vote alone: in-scope accuracy {pct(vote.in_scope_accuracy)}, fallback recall "
+                f"{pct(vote.fallback_recall)}; now the {table.mode} mode's LLM step:",
+                file=ctx.out,
+            )
+            decisions, run = decisions_after_llm(table, decisions, data.texts, llm, ctx.progress)
+            llm_json = llm_summary(run, len(decisions), ctx.out)
         report = evaluate(decisions, data.labels, params.default_route, texts=data.texts, routes=data.routes)
         print_eval(report, ctx.out)
         meta = {**live.meta, "file": str(file), "params": params.to_dict()}
         if json_path:
-            _write_json(json_path, {"meta": meta, "report": report.to_dict()}, ctx.out)
+            _write_json(json_path, {"meta": meta, "report": report.to_dict(), "llm": llm_json}, ctx.out)
         if html_path:
             _eval_html(html_path, live, data, neighbours, decisions, report, meta, ctx.out)
     return 0
@@ -239,8 +260,10 @@ def run_calibrate(
     allow_test: bool,
     json_path: Path | None,
     html_path: Path | None,
+    band: BandOptions | None = None,
 ) -> int:
-    """`calibrate VAL.jsonl`: search decision parameters on the live index's neighbours."""
+    """`calibrate VAL.jsonl`: search decision parameters on the live index's neighbours; with
+    `band`, then the hybrid mode's uncertain band for its budget (simulated)."""
     refuse_test_file(file, allow_test)
     queries = load_labelled(file)
     if write:
@@ -257,17 +280,87 @@ def run_calibrate(
         neighbours = neighbours_of(ctx, live, data.texts, max(grid.k_max, base.k))
         result = search_parameters(ctx, neighbours, data, base, oos_weight=oos_weight, oos_share=oos_share)
         print_calibration(result, ctx.out)
+        hybrid = None
+        if band is not None:
+            decided = decide_many(neighbours, result.params)
+            hybrid = calibrate_band(
+                decided,
+                data.labels,
+                result.params,
+                live.index.table.llm,
+                budget=band.budget,
+                p=band.p,
+                oos_share=oos_share,
+            )
+            print_band(hybrid, ctx.out)
         meta = {**live.meta, "file": str(file)}
         if json_path:
-            _write_json(json_path, {"meta": meta, "result": result.to_dict()}, ctx.out)
+            extra = {"band": hybrid.to_dict()} if hybrid is not None else {}
+            _write_json(json_path, {"meta": meta, "result": result.to_dict(), **extra}, ctx.out)
         if html_path:
             curve = threshold_curve(neighbours, data.labels, result.params, CURVE_THRESHOLDS, data.routes)
             _write_text(html_path, report_html.calibration_page(result, curve, meta), ctx.out)
     if write:
         write_parameters(ctx, result)
+        if hybrid is not None and hybrid.chosen is not None:
+            write_llm_params(ctx.settings.routes_dir, hybrid.chosen.llm)
+            print("wrote the band into the llm section of _router.yaml", file=ctx.out)
     else:
         print("\n(dry run: pass --write to store these parameters in the routes files)", file=ctx.out)
     return 0
+
+
+@dataclass(frozen=True)
+class BandOptions:
+    """`calibrate --band`: the escalation budget and the simulated chance the model is right."""
+
+    budget: float
+    p: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.budget <= 1.0 or not 0.0 <= self.p <= 1.0:
+            raise ValueError("--budget must be in (0, 1] and --p in [0, 1]")
+
+
+def print_band(result: HybridCalibration, out: TextIO) -> None:
+    """The band chosen for the budget, SIMULATED figures beside the vote alone."""
+    print(
+        f"\nhybrid band for at most {pct(result.budget)} of queries escalated (counted at {pct(result.oos_share)} "
+        f"out-of-scope traffic). SIMULATED: no model was called; 'upper' assumes it is right whenever the gold "
+        f"route is offered (or the query is out of scope), 'p={result.p}' that it is then right with that chance.",
+        file=out,
+    )
+    rows: list[tuple[object, ...]] = [
+        ("vote alone", "-", "-", pct(result.vote.in_scope_p), pct(result.vote.recall_p), "-", "-")
+    ]
+    for trial in ([result.chosen] if result.chosen else []) + list(result.top[1:6]):
+        s, b = trial.scores, trial.llm
+        setting = f"below {b.band_below} above {b.band_above} lead {b.min_lead} top {b.candidates}"
+        rows.append(
+            (
+                setting,
+                pct(s.escalated),
+                f"{pct(s.vote_on_escalated)} / {pct(s.vote_on_rest)}",
+                pct(s.in_scope_p),
+                pct(s.recall_p),
+                pct(s.in_scope_upper),
+                pct(s.recall_upper),
+            )
+        )
+    headers = [
+        "band",
+        "escalated",
+        "vote right: esc. / rest",
+        "in-scope (p)",
+        "recall (p)",
+        "in-scope (upper)",
+        "recall (upper)",
+    ]
+    print(text_table(headers, rows), file=out)
+    if result.chosen is None:
+        print("no band keeps within the budget", file=out)
+    else:
+        print("chosen: the first row after the vote (in-sample; see bench.hybrid for test-file figures)", file=out)
 
 
 def refuse_test_file(file: Path, allow_test: bool) -> None:

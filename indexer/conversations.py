@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.labelled import LabelledDataInvalid, is_fallback_label
+from indexer.progress import NoSteps, Steps
 from router_core.conversation import ConversationParams, Turn, content_words, layout
 from router_core.conversation_engine import ConversationBatch, Layout
 from router_core.decision import Decision, decide_many
@@ -154,15 +155,25 @@ def prepare(
     max_window: int,
     with_context: bool,
     batch_size: int = 64,
-    progress: bool = False,
+    progress: Steps | None = None,
+    chunk: int = 512,
 ) -> Prepared:
-    """Embed every text the rule may read (once each) and search its neighbours."""
+    """Embed every text the rule may read (once each) and search its neighbours, `chunk` texts
+    at a time so that `progress` hears how far it got."""
     pairs = [(c, label) for c in conversations for label in c.labels]
     requests = tuple(c.request(label) for c, label in pairs)
     layouts = tuple(layout(turns, max_window) for turns in requests)
     texts = list(dict.fromkeys(t for lay in layouts for t in lay.texts(with_context)))
-    vectors = embedder.encode(texts, batch_size=batch_size, progress=progress)
-    hits = index.searcher.search(vectors, params.k) if texts else []
+    steps = progress or NoSteps()
+    steps.stage(f"embedding and searching {len(texts)} texts of the conversations", len(texts))
+    vectors: list[Any] = []
+    hits: list[list[Neighbour]] = []
+    for start in range(0, len(texts), chunk):
+        part = texts[start : start + chunk]
+        encoded = embedder.encode(part, batch_size=batch_size)
+        vectors.extend(encoded)
+        hits.extend(index.searcher.search(encoded, params.k))
+        steps.advance(len(part))
     neighbours = dict(zip(texts, hits, strict=True))
     own = tuple(decide_many([neighbours[lay.last.text] for lay in layouts], params))
     return Prepared(

@@ -48,7 +48,7 @@ from router_core.conversation_engine import (
     Outcome,
     decide,
 )
-from router_core.conversation_words import DIALOGUE_WORDS, FUNCTION_WORDS
+from router_core.conversation_words import DIALOGUE_WORDS, FOLLOW_UP_WORDS, FUNCTION_WORDS
 from router_core.decision import Decision, Reason, TurnShare
 from router_core.decision import decide as decide_one
 from router_core.neighbours import Neighbour
@@ -58,7 +58,7 @@ Role = Literal["system", "user", "assistant"]
 Strategy = Literal["evidence", "last_message"]
 Vector = npt.NDArray[np.float32]
 _WORD = re.compile(r"[a-z0-9']+")
-_IGNORED = FUNCTION_WORDS | DIALOGUE_WORDS
+_IGNORED = FUNCTION_WORDS | DIALOGUE_WORDS | FOLLOW_UP_WORDS
 MIN_SHARE = 0.1  # turns listed in a decision carry at least this share of the winner's evidence
 
 
