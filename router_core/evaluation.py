@@ -22,6 +22,8 @@ from router_core.params import DecisionParams
 from router_core.store.protocol import OpenIndex
 
 EXAMPLES_PER_CONFUSION = 3
+CURVE_THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(81))
+"""The global thresholds a report's accuracy curve is drawn over (0.10 to 0.90)."""
 
 
 @dataclass(frozen=True)
