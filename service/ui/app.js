@@ -42,8 +42,17 @@
     return node;
   }
   const present = (...nodes) => nodes.filter((n) => n !== null && n !== undefined && n !== false);
-  const fixed = (x, digits = 4) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "–");
-  const pct = (x) => `${(100 * x).toFixed(1)}%`;
+  // Decimals rounded half to even, as Python formats them (the indexer's reports agree).
+  const formats = new Map();
+  const fixed = (x, digits = 4) => {
+    if (typeof x !== "number" || !Number.isFinite(x)) return "–";
+    if (!formats.has(digits)) {
+      const options = { minimumFractionDigits: digits, maximumFractionDigits: digits, roundingMode: "halfEven", useGrouping: false };
+      formats.set(digits, new Intl.NumberFormat("en-US", options));
+    }
+    return formats.get(digits).format(x);
+  };
+  const pct = (x) => `${fixed(100 * x, 1)}%`;
   const clamp01 = (x) => Math.max(0, Math.min(1, x));
 
   function bar(fraction, { cls = "", mark = null, label = "" } = {}) {
@@ -386,7 +395,7 @@
     const total = votes.reduce((sum, [, n]) => sum + n, 0);
     const runnerUp = votes.length > 1 ? votes[1][1] : null;
     const voteRows = votes.map(([route, count], i) => {
-      const winner = i === 0;
+      const winner = i === 0 && route === d.route;
       // The winner must lead the runner-up by the margin, as a share of the votes cast.
       const mark = winner && runnerUp !== null ? (runnerUp + routes.margin * total) / k : null;
       return el(
@@ -404,7 +413,7 @@
     const voteSection = el(
       "section",
       {},
-      el("h3", { text: `Votes of the ${k} nearest examples` }),
+      el("h3", { text: `Votes of the ${k} nearest examples${request.sent.length ? " of the last user message" : ""}` }),
       voteRows.length ? el("div", { class: "bars", id: "votes" }, voteRows) : el("p", { class: "muted", text: "No example voted." }),
       el(
         "p",
@@ -443,7 +452,7 @@
     const neighbourSection = el(
       "section",
       {},
-      el("h3", { text: "Nearest examples" }),
+      el("h3", { text: request.sent.length ? "Nearest examples of the last user message" : "Nearest examples" }),
       el(
         "div",
         { class: "table-wrap" },
