@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from router_core.conversation import ConversationParams
 from router_core.params import TUNABLE_NAMES, DecisionParams
 from router_core.routes import ROUTER_FILE, load_routes
 
@@ -69,6 +70,36 @@ def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> Wri
                 _replace(path, text)
         raise
     return WriteReport(tuple(changed), tuple(rewritten))
+
+
+def write_conversation_params(
+    routes_dir: Path | str, conversation: ConversationParams, *, threshold: float | None = None
+) -> WriteReport:
+    """Set `_router.yaml`'s conversation section (and, when given, the global threshold)."""
+    root = Path(routes_dir)
+    load_routes(root)  # refuse to edit a directory that does not load now
+    path = root / ROUTER_FILE
+    values: dict[str, Any] = {"conversation": {k: _plain(v) for k, v in conversation.to_dict().items()}}
+    if threshold is not None:
+        values["threshold"] = _number(threshold)
+    before = path.read_text(encoding="utf-8") if path.exists() else None
+    after, whole = _edit(before, values)
+    if after == before:
+        return WriteReport((), ())
+    _replace(path, after)
+    try:
+        load_routes(root)
+    except BaseException:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            _replace(path, before)
+        raise
+    return WriteReport((path.name,), (path.name,) if whole else ())
+
+
+def _plain(value: Any) -> Any:
+    return _number(value) if isinstance(value, float) else value
 
 
 def _route_file(root: Path, name: str) -> Path:

@@ -13,7 +13,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from router_core import Embedder, IndexManifest, IndexMissing, IndexStore, load_embedder, open_store
+from router_core import Embedder, IndexMissing, IndexStore, load_embedder, open_store
+from router_core.manifest import IndexManifest
 from router_core.store.factory import describe_store
 from router_llm.clients import ClientRegistry
 from router_llm.decider import Decider

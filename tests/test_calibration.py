@@ -15,19 +15,12 @@ import yaml
 from indexer.calibration import CalibrationGrid, calibrate, oos_weight_for
 from indexer.cli import main as indexer_main
 from indexer.routes_writer import write_decision_params
-from router_core import (
-    DecisionParams,
-    EdgeStore,
-    Embedder,
-    Neighbour,
-    decide,
-    decide_many,
-    load_routes,
-    run_reindex,
-)
+from router_core import DecisionParams, Embedder, Neighbour, decide, load_routes, run_reindex
+from router_core.decision import decide_many
 from router_core.engine import FALLBACK, predict
 from router_core.neighbours import NeighbourArrays
 from router_core.params import ThresholdMode
+from router_core.store import EdgeStore
 from tests.test_evaluation import LABELLED, write_jsonl, write_tiny_routes
 
 SMALL_GRID = CalibrationGrid(

@@ -11,7 +11,8 @@ import pytest
 
 from indexer.cli import main as indexer_main
 from indexer.finetune import FinetuneConfig, batches_of, model_id_for, training_pairs
-from router_core import EdgeStore, load_embedder, load_routes, run_reindex
+from router_core import load_embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from tests.test_evaluation import write_tiny_routes
 
 

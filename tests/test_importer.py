@@ -10,7 +10,8 @@ import pytest
 
 from indexer.cli import main as indexer_main
 from indexer.importer import write_routes_from_jsonl
-from router_core import CannedAgent, load_routes
+from router_core import load_routes
+from router_core.agents import CannedAgent
 from tests.test_evaluation import write_jsonl
 
 ROWS = [

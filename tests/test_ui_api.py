@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from devkit.serving import ROOT, SHIPPED_EVALS, settings_for
 from indexer.commands import run_eval
 from indexer.hygiene import check_hygiene
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.route_examples import check_route
 from service.security import AuthSettings
 from service.settings import ServiceSettings

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from router_core import Decision, OpenIndex
-from router_core.conversation import Turn, last_user_text, route_conversation, texts_needed
+from router_core.conversation import Turn, last_user_text, route_conversations, texts_needed
 from router_core.decision import decide_many
 from router_core.llm_routing import (
     allowed_routes,
@@ -149,12 +149,19 @@ class RoutingStage:
         by_text = dict(zip(texts, hits, strict=True))
         vector_of = dict(zip(texts, vectors, strict=True))
         own = decide_many([by_text[plan[0]] for plan in plans], table.params)
-        decisions = [
-            d
-            if len(r.turns) == 1
-            else route_conversation(r.turns, by_text, vector_of, table.params, table.conversation, own=d)
-            for r, d in zip(requests, own, strict=True)
-        ]
+        decisions = list(own)
+        chats = [i for i, r in enumerate(requests) if len(r.turns) > 1]
+        if chats:
+            routed = route_conversations(
+                [requests[i].turns for i in chats],
+                by_text,
+                vector_of,
+                [own[i] for i in chats],
+                table.params,
+                table.conversation,
+            )
+            for i, d in zip(chats, routed, strict=True):
+                decisions[i] = d
         self._metrics.observe_stages(t1 - t0, t2 - t1)
         self._metrics.observe_embedded(len(texts), embedded)
         embed_ms, search_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
