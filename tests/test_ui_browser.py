@@ -32,7 +32,16 @@ from tests.conftest import ServiceFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+def find_chromium() -> str | None:
+    """The system Chromium (ROUTER_TEST_CHROMIUM names another binary), or None."""
+    given = os.environ.get("ROUTER_TEST_CHROMIUM")
+    if given is not None:
+        return given if Path(given).is_file() else None
+    return shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
+
+
+CHROMIUM = find_chromium()
 INSTALL_HINT = (
     "Chromium is not installed, so the playground's browser tests are skipped; "
     "install it with: sudo apt-get update && sudo apt-get install -y chromium"
