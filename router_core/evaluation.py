@@ -1,7 +1,8 @@
-"""Score routing decisions against labelled queries.
+"""Score routing decisions against labelled queries (pure: no model, no files).
 
 Fallback is a class of its own: a query labelled `oos` (or with the default route's name) is
-right when it falls back, and an in-scope query that falls back is wrong.
+right when it falls back, and an in-scope query that falls back is wrong. `python -m indexer
+eval` and the service's POST /v1/evaluate both score with this module.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from typing import Any
 import numpy as np
 
 from router_core.decision import Decision
-from router_core.embedding import Embedder
 from router_core.engine import FALLBACK, predict
 from router_core.labelled import gold_ids, is_fallback_label
 from router_core.neighbours import Neighbour, NeighbourArrays
 from router_core.params import DecisionParams
-from router_core.store.protocol import OpenIndex
 
 EXAMPLES_PER_CONFUSION = 3
 CURVE_THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(81))
@@ -60,7 +59,8 @@ class EvalReport:
     in_scope_accuracy: float
     fallback_precision: float
     fallback_recall: float
-    per_route: tuple[RouteScore, ...]  # sorted by F1, worst first; the fallback row included
+    per_route: tuple[RouteScore, ...]  # the routes (never the fallback), sorted by F1, worst first
+    fallback: RouteScore  # the fallback as a class: its precision, recall, labelled and decided
     confusions: tuple[Confusion, ...]  # most frequent first; fallback pairs included
     unknown_labels: tuple[str, ...]  # labels naming no route of the index
 
@@ -74,22 +74,6 @@ class EvalReport:
         data = asdict(self)
         data["route_confusions"] = [asdict(c) for c in self.route_confusions[:20]]
         return data
-
-
-def neighbours_for(
-    embedder: Embedder,
-    index: OpenIndex,
-    texts: Sequence[str],
-    k_max: int,
-    batch_size: int = 64,
-    *,
-    progress: bool = False,
-) -> list[list[Neighbour]]:
-    """Embed `texts` once and fetch their `k_max` nearest examples once."""
-    if not texts:
-        return []
-    vectors = embedder.encode(list(texts), batch_size=batch_size, progress=progress)
-    return index.searcher.search(vectors, k_max)
 
 
 def evaluate(
@@ -133,6 +117,7 @@ def _report(predicted: Sequence[str], gold: Sequence[str], default_route: str, t
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         scores.append(RouteScore(route, precision, recall, f1, gold_count[route], pred_count[route]))
     scores.sort(key=lambda s: (s.f1, s.route))
+    fallback = next((s for s in scores if s.route == default_route), RouteScore(default_route, 0.0, 0.0, 0.0, 0, 0))
     pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
     for i, (p, g) in enumerate(zip(predicted, gold, strict=True)):
         if p != g:
@@ -150,7 +135,8 @@ def _report(predicted: Sequence[str], gold: Sequence[str], default_route: str, t
         in_scope_accuracy=_ratio(sum(p == g for p, g in in_scope), len(in_scope)),
         fallback_precision=_ratio(caught, said_fallback),
         fallback_recall=_ratio(caught, oos),
-        per_route=tuple(scores),
+        per_route=tuple(s for s in scores if s.route != default_route),
+        fallback=fallback,
         confusions=tuple(confusions),
         unknown_labels=(),
     )

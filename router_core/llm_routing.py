@@ -199,3 +199,39 @@ def llm_only(choice: RouteChoice | None, default_route: str) -> Decision:
 def allowed_routes(table: RouteTable) -> tuple[str, ...]:
     """Every route of the table, by name."""
     return tuple(r.name for r in table.routes)
+
+
+@dataclass(frozen=True)
+class Question:
+    """What to ask the decision model about one request, and the cache key of the answer."""
+
+    allowed: tuple[str, ...]
+    messages: list[dict[str, str]]
+    key: tuple[object, ...]  # the offered routes and the shown conversation, normalised
+
+
+def question_for(table: RouteTable, vote: Decision, conversation: Sequence[tuple[str, str]]) -> Question | None:
+    """The question the route set's mode asks about a request (None: the vote's decision stands
+    unasked). `conversation` is the request's (role, text) user and assistant messages, the
+    routed message last."""
+    if table.mode == "embedding":
+        return None
+    if table.mode == "hybrid":
+        if not escalates(vote, table.params, table.llm):
+            return None
+        allowed = candidates(vote, table.llm)
+    else:
+        allowed = allowed_routes(table)
+    shown = conversation[-(table.llm.context_messages + 1) :]
+    key = (tuple(allowed), tuple((role, " ".join(text.split()).casefold()) for role, text in shown))
+    return Question(tuple(allowed), prompt_messages(table, allowed, conversation, table.llm), key)
+
+
+def decision_after(table: RouteTable, vote: Decision, choice: RouteChoice | None) -> Decision:
+    """The decision once the model answered (`choice`; None: the call failed): mode llm takes
+    the answer or the default route; hybrid takes a recognised answer and keeps the vote
+    otherwise."""
+    default = table.params.default_route
+    if table.mode == "llm":
+        return llm_only(choice, default)
+    return vote if choice is None else apply_choice(vote, choice, default)

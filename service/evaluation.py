@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from router_core.decision import decide_many
-from router_core.evaluation import CURVE_THRESHOLDS, CurvePoint, EvalReport, evaluate, neighbours_for, threshold_curve
+from router_core.evaluation import CURVE_THRESHOLDS, CurvePoint, EvalReport, evaluate, threshold_curve
 from router_core.labelled import LabelledDataInvalid, LabelledQuery, canonical_labels, parse_labelled
 from service.errors import ServiceError
 from service.live_index import IndexFollower
@@ -113,7 +113,8 @@ class Evaluator:
             names = [r.name for r in index.table.routes]
             texts = [q.text for q in queries]
             labels = canonical_labels(queries, set(names), params.default_route)
-            neighbours = neighbours_for(embedder, index, texts, params.k, self._batch_size)
+            # Embed once, search once: what `indexer eval`'s neighbours_for does without progress.
+            neighbours = index.searcher.search(embedder.encode(texts, batch_size=self._batch_size), params.k)
             decisions = decide_many(neighbours, params)
             report = evaluate(decisions, labels, params.default_route, texts=texts, routes=names)
             curve = threshold_curve(neighbours, labels, params, CURVE_THRESHOLDS, names)

@@ -183,7 +183,7 @@ def test_eval_command_reports_tables_json_and_html(
     text = out.getvalue()
     assert "in-scope accuracy" in text
     assert "fallback recall" in text
-    assert "worst routes by F1" in text
+    assert "routes: 3; the 3 worst by F1" in text
     data_json = json.loads(json_path.read_text())
     report = data_json["report"]
     assert report["queries"] == len(LABELLED)

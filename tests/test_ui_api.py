@@ -8,6 +8,7 @@ import json
 import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from devkit.serving import ROOT, SHIPPED_EVALS, settings_for
-from indexer.commands import run_eval
+from indexer.commands import Context, run_eval
 from indexer.hygiene import check_hygiene
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
@@ -25,6 +26,16 @@ from service.settings import ServiceSettings
 from tests.conftest import ServiceFactory
 
 API_KEY, ADMIN = "ui-key-1", "ui-admin-1"
+
+
+def indexer_eval_json(settings: ServiceSettings, embedder: Embedder, tmp_path: Path) -> dict[str, Any]:
+    """What `python -m indexer eval evals/shipped-test.jsonl --json` writes for the index of
+    `settings` (the command's own function, with the session's model)."""
+    path = tmp_path / "indexer-eval.json"
+    ctx = Context(settings=settings, configured=settings, out=io.StringIO(), embedder=embedder)
+    assert run_eval(ctx, SHIPPED_EVALS / "shipped-test.jsonl", json_path=path, html_path=None) == 0
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 def test_page_is_served_with_its_assets_and_a_strict_policy(client: httpx.Client) -> None:
@@ -115,17 +126,7 @@ def test_evaluation_matches_indexer_eval(
     served = client.post("/v1/evaluate", json={"file": "shipped-test.jsonl"})
     assert served.status_code == 200, served.text
     body = served.json()
-    json_path = tmp_path / "eval.json"
-    run_eval(
-        shipped_settings,
-        SHIPPED_EVALS / "shipped-test.jsonl",
-        json_path=json_path,
-        html_path=None,
-        progress=False,
-        out=io.StringIO(),
-        embedder=embedder,
-    )
-    expected = json.loads(json_path.read_text())
+    expected = indexer_eval_json(shipped_settings, embedder, tmp_path)
     assert body["report"] == expected["report"]
     assert body["index_version"] == expected["meta"]["index version"]
     assert body["params"] == expected["meta"]["params"]

@@ -9,7 +9,6 @@ ROUTER_TEST_REQUIRE_BROWSER=1 (set by .ci/run) a missing browser fails them inst
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -23,12 +22,12 @@ import pytest
 from pydantic import SecretStr
 
 from devkit.serving import ROOT, SHIPPED_EVALS, settings_for
-from indexer.commands import run_eval
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
 from service.security import AuthSettings
 from service.settings import ServiceSettings
 from tests.conftest import ServiceFactory
+from tests.test_ui_api import indexer_eval_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -334,17 +333,7 @@ def test_evaluation_panel_matches_indexer_eval(
     """Evaluating the shipped test file shows the accuracy, fallback recall and precision,
     confusion pairs and per-route rows of `python -m indexer eval` on the same index, and the
     curve; an uploaded file is evaluated too."""
-    json_path = tmp_path / "eval.json"
-    run_eval(
-        shipped_settings,
-        SHIPPED_EVALS / "shipped-test.jsonl",
-        json_path=json_path,
-        html_path=None,
-        progress=False,
-        out=io.StringIO(),
-        embedder=embedder,
-    )
-    report = json.loads(json_path.read_text())["report"]
+    report = indexer_eval_json(shipped_settings, embedder, tmp_path)["report"]
     tab = open_ui(shipped_url)
     wait_ready(tab)
     tab.tab("eval")
@@ -366,7 +355,7 @@ def test_evaluation_panel_matches_indexer_eval(
         "() => [...document.querySelectorAll('#eval-confusions tbody tr')].map(tr => [...tr.cells].slice(0, 3).map(c => c.innerText))"
     )
     assert confusions == [[c["gold"], c["predicted"], str(c["count"])] for c in report["confusions"]]
-    assert page.locator("#eval-routes tbody tr").count() == len(report["per_route"])
+    assert page.locator("#eval-routes tbody tr").count() == len(report["per_route"]) + 1  # and the fallback
     assert page.evaluate("() => document.getElementById('eval-curve').naturalWidth") > 0
     tab.shot("desktop-eval")
 

@@ -738,7 +738,8 @@
     const r = result.report;
     const curve = result.curve;
     const svg = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(result.curve_svg)}`;
-    const perRoute = r.per_route.map((s) =>
+    const scored = r.fallback ? [...r.per_route, { ...r.fallback, route: `${r.fallback.route} (fallback)` }] : r.per_route;
+    const perRoute = scored.map((s) =>
       el(
         "tr",
         {},
@@ -827,7 +828,7 @@
         el(
           "section",
           {},
-          el("h3", { text: "Per route, worst F1 first" }),
+          el("h3", { text: "Per route, worst F1 first; the fallback last" }),
           el("div", { class: "table-wrap" }, el("table", { id: "eval-routes" }, head("route", "#precision", "#recall", "#F1", "#labelled", "#decided"), el("tbody", {}, perRoute))),
         ),
       ),
