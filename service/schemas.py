@@ -119,6 +119,9 @@ class RoutesResponse(msgspec.Struct):
     k: int
     threshold: float
     routes: list[RouteOut]
+    margin: float = 0.0
+    threshold_mode: str = "neighbour"
+    vote: str = "count"
 
 
 class HealthResponse(msgspec.Struct):

@@ -17,7 +17,8 @@ from service.schemas import RouteOut, RoutesResponse, problem_responses
     responses=problem_responses(401, 429),
 )
 async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
-    """Routes with example counts, thresholds and agent names."""
+    """Routes with example counts, thresholds and agent names; the decision parameters the
+    playground draws (k, threshold, margin, threshold mode, vote weighting)."""
     index = routing.current
     table = index.table
     return RoutesResponse(
@@ -30,4 +31,7 @@ async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
         routes=[
             RouteOut(r.name, r.description, len(r.examples), r.threshold, public_view(r.agent)) for r in table.routes
         ],
+        margin=table.params.margin,
+        threshold_mode=table.params.threshold_mode,
+        vote=table.params.vote,
     )
