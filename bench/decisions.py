@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from indexer.evaluation import neighbours_for
-from router_core import Embedder, IndexStore, decide_many
+from router_core import Embedder, IndexStore
+from router_core.decision import decide_many
 from router_core.params import DecisionParams
 
 KEEP_EXAMPLES = 20

@@ -12,11 +12,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 
 from router_core.embedding import Embedder
-from router_core.embedding.parity import APPROXIMATE_BACKENDS, ParityResult, Reference, check_parity, record_reference
+from router_core.embedding.parity import (
+    APPROXIMATE_BACKENDS,
+    ParityResult,
+    Reference,
+    approximate_mismatch,
+    check_parity,
+    record_reference,
+)
 from router_core.errors import RouterError
 from router_core.manifest import (
     ExamplePoint,
@@ -36,7 +44,7 @@ class RouteChange:
     """How one route differs from the live version."""
 
     route: str
-    change: str  # "added" | "removed" | "changed"
+    change: Literal["added", "removed", "changed"]
     examples_added: tuple[str, ...] = ()
     examples_removed: tuple[str, ...] = ()
     settings_changed: tuple[str, ...] = ()
@@ -97,30 +105,54 @@ def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> Re
     fp = fingerprint(embedder.model_id, embedder.dimension, table)
     if live is None:
         changes = tuple(RouteChange(r.name, "added", examples_added=r.examples) for r in table.routes)
-        return ReindexPlan(None, fp, False, False, points, frozenset(), changes)
+        return ReindexPlan(
+            live_version=None,
+            fingerprint=fp,
+            up_to_date=False,
+            model_changed=False,
+            points=points,
+            reusable=frozenset(),
+            changes=changes,
+        )
     manifest = store.manifest(live)
     stored = store.stored_points(live)
     same_model = manifest.model_id == embedder.model_id and manifest.dimension == embedder.dimension
     reference = Reference.from_dict(manifest.reference) if manifest.reference else None
-    parity = check_parity(reference, embedder) if same_model and reference is not None else None
+    parity = _parity_for_reuse(reference, embedder, points, stored) if same_model else None
     if parity is not None and not parity.ok:  # same model, other vectors (int8, bf16): not reusable
         same_model = False
     reusable = frozenset(p.id for p in stored.points) if same_model else frozenset()
     changes = _diff(manifest, stored, table)
     # A version without reference vectors is published again (reusing its vectors) to record them.
-    up_to_date = manifest.fingerprint == fp and same_model and reference is not None
     return ReindexPlan(
-        live,
-        fp,
-        up_to_date,
-        not same_model,
-        points,
-        reusable,
-        changes,
-        stored,
-        parity,
-        reference if same_model else None,
+        live_version=live,
+        fingerprint=fp,
+        up_to_date=manifest.fingerprint == fp and same_model and reference is not None,
+        model_changed=not same_model,
+        points=points,
+        reusable=reusable,
+        changes=changes,
+        stored=stored,
+        parity=parity,
+        live_reference=reference if same_model else None,
     )
+
+
+def _parity_for_reuse(
+    reference: Reference | None, embedder: Embedder, points: tuple[ExamplePoint, ...], stored: StoredPoints
+) -> ParityResult | None:
+    """Whether new vectors of `embedder` may sit beside the stored ones: refused outright when an
+    approximate backend meets another; checked on the reference sentences only when something
+    is to be embedded (an unchanged index needs no model loaded); None when nothing is known."""
+    if reference is None:
+        return None
+    mismatch = approximate_mismatch(embedder.backend, reference.backend)
+    if mismatch:
+        return ParityResult(False, embedder.backend, reference.backend, None, reason=mismatch)
+    stored_ids = {p.id for p in stored.points}
+    if all(p.id in stored_ids for p in points):
+        return None
+    return check_parity(reference, embedder)
 
 
 def run_reindex(
@@ -140,15 +172,15 @@ def run_reindex(
     if plan.up_to_date and plan.live_version is not None:
         dropped = _drop_old(store, keep_versions)
         return ReindexReport(
-            plan.live_version,
-            plan.live_version,
-            len(table.routes),
-            len(plan.points),
-            0,
-            len(plan.points),
-            time.perf_counter() - started,
-            False,
-            dropped,
+            version=plan.live_version,
+            previous_version=plan.live_version,
+            routes=len(table.routes),
+            examples=len(plan.points),
+            embedded=0,
+            reused=len(plan.points),
+            seconds=time.perf_counter() - started,
+            changed=False,
+            dropped_versions=dropped,
         )
     if embedder.backend in APPROXIMATE_BACKENDS:
         stage(
@@ -179,15 +211,15 @@ def run_reindex(
     dropped = _drop_old(store, keep_versions)
     embedded = len(plan.to_embed)
     return ReindexReport(
-        version,
-        plan.live_version,
-        len(table.routes),
-        len(plan.points),
-        embedded,
-        len(plan.points) - embedded,
-        time.perf_counter() - started,
-        True,
-        dropped,
+        version=version,
+        previous_version=plan.live_version,
+        routes=len(table.routes),
+        examples=len(plan.points),
+        embedded=embedded,
+        reused=len(plan.points) - embedded,
+        seconds=time.perf_counter() - started,
+        changed=True,
+        dropped_versions=dropped,
     )
 
 
@@ -251,7 +283,11 @@ def _diff(manifest: IndexManifest, stored: StoredPoints, table: RouteTable) -> t
         added = tuple(t for t in route.examples if t not in before)
         removed = tuple(sorted(before - after))
         if added or removed or settings:
-            changes.append(RouteChange(route.name, "changed", added, removed, settings))
+            changes.append(
+                RouteChange(
+                    route.name, "changed", examples_added=added, examples_removed=removed, settings_changed=settings
+                )
+            )
     changes.extend(
         RouteChange(name, "removed", examples_removed=tuple(old_examples.get(name, ())))
         for name in old_routes

@@ -55,7 +55,7 @@ class AnswerResponse(msgspec.Struct, omit_defaults=True):
     usage: UsageOut | None
     fallback_reason: str | None
     finish_reason: str
-    decided_by: str = "vote"
+    decided_by: str
     turns: list[TurnOut] | None = None
     llm: LLMOut | None = None
     attempts: list[AttemptOut] = msgspec.field(default_factory=list)
@@ -139,7 +139,7 @@ class RouterInfo(msgspec.Struct, omit_defaults=True):
     reason: str
     index_version: str
     fallback_reason: str | None
-    decided_by: str = "vote"
+    decided_by: str
     turns: list[TurnOut] | None = None
     llm: LLMOut | None = None
 

@@ -1,4 +1,9 @@
-"""The one place where errors become HTTP responses: RFC 9457 problem details."""
+"""Errors as HTTP responses: RFC 9457 problem details.
+
+The exception handlers here turn every error a handler raises into a response; an event stream
+that fails after its response has started ends with an error event built from the same body
+(`problem_body`).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,7 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from router_core import (
-    IndexIncompatible,
-    IndexMissing,
-    ModelUnavailable,
-    RouterError,
-    RoutesInvalid,
-    StoreUnavailable,
-)
+from router_core import IndexIncompatible, IndexMissing, ModelUnavailable, RouterError, RoutesInvalid, StoreUnavailable
 
 log = logging.getLogger("router.errors")
 PROBLEM_JSON = "application/problem+json"

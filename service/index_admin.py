@@ -38,6 +38,7 @@ class IndexAdmin:
         self._follower = follower
         self._metrics = metrics
         self._lock = asyncio.Lock()
+        self.reindex_error: str | None = None  # why the last re-index from the service failed
 
     @property
     def current(self) -> OpenIndex:
@@ -53,6 +54,11 @@ class IndexAdmin:
     def reload_error(self) -> str | None:
         """Why the last attempt to follow the live pointer failed, if it did."""
         return self._follower.last_error
+
+    @property
+    def reindex_running(self) -> bool:
+        """A re-index started here is running."""
+        return self._lock.locked()
 
     async def versions(self) -> list[str]:
         """Every complete version in the store."""
@@ -90,9 +96,11 @@ class IndexAdmin:
             loop = asyncio.get_running_loop()
             try:
                 report = await loop.run_in_executor(None, self._reindex)
-            except Exception:
+            except Exception as exc:
                 self._metrics.reindex.labels("failed").inc()
+                self.reindex_error = str(exc) if isinstance(exc, RouterError) else f"unexpected {type(exc).__name__}"
                 raise
+            self.reindex_error = None
             self._metrics.reindex.labels("changed" if report.changed else "unchanged").inc()
             await loop.run_in_executor(None, self._follower.refresh)
         return report

@@ -16,16 +16,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from router_core import (
-    Embedder,
-    IndexIncompatible,
-    IndexManifest,
-    IndexMissing,
-    IndexStore,
-    OpenIndex,
-    RouterError,
-)
+from router_core import Embedder, IndexIncompatible, IndexMissing, IndexStore, OpenIndex, RouterError
 from router_core.embedding.parity import ParityResult, Reference, require_parity
+from router_core.manifest import IndexManifest
 
 log = logging.getLogger("router.index")
 ModelLoader = Callable[[IndexManifest], Embedder]

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from devkit.serving import SHIPPED_ROUTES, serve, settings_for
-from router_core import EdgeStore, Embedder, load_embedder, load_routes, run_reindex
+from router_core import Embedder, load_embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.app import create_app
 from service.services import Services
 from service.settings import ServiceSettings
@@ -25,7 +26,7 @@ def derived_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedder(derived_dir: Path) -> Embedder:
+def embedder(derived_dir: Path) -> MemoEmbedder:
     """The default model on the default backend (ONNX Runtime), loaded once for the whole run;
     each text embedded once per session."""
     return MemoEmbedder(load_embedder(cache_dir=derived_dir))
@@ -35,6 +36,12 @@ def embedder(derived_dir: Path) -> Embedder:
 def torch_embedder() -> Embedder:
     """The default model on torch, the reference implementation (loaded only by tests that compare)."""
     return load_embedder(backend="torch")
+
+
+@pytest.fixture(scope="session")
+def bare_embedder(embedder: MemoEmbedder) -> Embedder:
+    """The same model without the session's memory of texts: for tests of timings."""
+    return embedder.model
 
 
 @pytest.fixture

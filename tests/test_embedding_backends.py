@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from devkit.serving import SHIPPED_ROUTES, settings_for
-from router_core import EdgeStore, Embedder, IndexIncompatible, load_embedder, load_routes, plan_reindex, run_reindex
+from router_core import Embedder, IndexIncompatible, load_embedder, load_routes, plan_reindex, run_reindex
 from router_core.embedding import MODEL_ID_FILE, resolve_model
 from router_core.embedding.derived import sha256_file
 from router_core.embedding.parity import (
@@ -25,6 +25,7 @@ from router_core.embedding.parity import (
 )
 from router_core.embedding.threads import auto_threads, usable_cores
 from router_core.manifest import IndexManifest
+from router_core.store import EdgeStore
 from service.services import Services
 from tests.conftest import ServiceFactory
 

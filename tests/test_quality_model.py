@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router_core import DEFAULT_MODEL, ModelUnavailable, load_embedder
-from router_core.embedding import quality_model, resolve_model
+from router_core import ModelUnavailable, load_embedder
+from router_core.embedding import DEFAULT_MODEL, quality_model, resolve_model
 from router_core.embedding.parity import MIN_COSINE, REFERENCE_TEXTS, check_parity, record_reference
 from router_core.embedding.quality_model import MARKER, Part, assemble, check_assembled
 

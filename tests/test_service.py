@@ -14,17 +14,9 @@ import httpx
 import pytest
 
 from devkit.serving import ROOT, free_port, settings_for
-from router_core import (
-    DEFAULT_MODEL,
-    EdgeStore,
-    Embedder,
-    IndexIncompatible,
-    IndexMissing,
-    load_embedder,
-    load_routes,
-    run_reindex,
-)
-from router_core.embedding import resolve_model
+from router_core import Embedder, IndexIncompatible, IndexMissing, load_embedder, load_routes, run_reindex
+from router_core.embedding import DEFAULT_MODEL, resolve_model
+from router_core.store import EdgeStore
 from service.services import Services
 from tests.conftest import ServiceFactory
 

@@ -168,7 +168,12 @@ def load_embedder(
     request = LoadRequest(
         name_or_path, Path(location), model_id, device, threads, DerivedCache(cache_dir or DEFAULT_CACHE_DIR)
     )
-    embedder = make(request)
+    try:
+        embedder = make(request)
+    except ModelUnavailable as exc:
+        if str(exc).startswith("cannot load embedding model"):
+            raise
+        raise ModelUnavailable(f"cannot load embedding model {name_or_path!r} on {backend}: {exc}") from exc
     try:
         embedder.encode(["warm-up"])
     except Exception as exc:  # loads but cannot encode (a broken checkpoint, say)

@@ -112,6 +112,18 @@ def record_reference(embedder: Embedder) -> Reference:
     return Reference(embedder.model_id, embedder.backend, REFERENCE_TEXTS, np.asarray(vectors, dtype=np.float32))
 
 
+def approximate_mismatch(backend: str, reference_backend: str) -> str:
+    """Why vectors of `backend` may not stand in for those of `reference_backend` whatever the
+    cosines ("" when they may): either is approximate and they differ."""
+    approximate = {backend, reference_backend} & APPROXIMATE_BACKENDS
+    if not approximate or backend == reference_backend:
+        return ""
+    return (
+        f"{' and '.join(sorted(approximate))} computes approximate vectors that change routing decisions: "
+        "when either side is approximate, an index is served only by the backend that built it"
+    )
+
+
 def _cosines(a: Vectors, b: Vectors) -> np.ndarray:
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     return np.asarray((a * b).sum(axis=1) / np.clip(norms, 1e-12, None), dtype=np.float64)
@@ -131,16 +143,9 @@ def check_parity(reference: Reference, embedder: Embedder) -> ParityResult:
     low = float(cosines[worst])
     ok = low >= MIN_COSINE
     reason = "" if ok else f"cosine {low:.6f} < {MIN_COSINE} on {texts[worst][:60]!r}"
-    approximate = {embedder.backend, reference.backend} & APPROXIMATE_BACKENDS
-    if ok and approximate and embedder.backend != reference.backend:
-        ok, reason = (
-            False,
-            (
-                f"cosines hold (min {low:.6f}) but {' and '.join(sorted(approximate))} computes approximate "
-                "vectors that change routing decisions: when either side is approximate, an index is served "
-                "only by the backend that built it"
-            ),
-        )
+    mismatch = approximate_mismatch(embedder.backend, reference.backend)
+    if ok and mismatch:
+        ok, reason = False, f"cosines hold (min {low:.6f}) but {mismatch}"
     return ParityResult(ok, min_cosine=low, worst_text=texts[worst], reason=reason, **base)
 
 

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 
-from router_core import public_view
+from router_core.agents import public_view
 from service.index_admin import IndexAdmin
 
 
@@ -29,6 +29,8 @@ class IndexStatus(msgspec.Struct):
     route_table: dict[str, Any]
     parity: dict[str, Any] | None = None
     reload_error: str | None = None
+    reindex_error: str | None = None
+    reindex_running: bool = False
 
 
 class ReindexResult(msgspec.Struct):
@@ -76,6 +78,8 @@ class AdminController(Controller):
             route_table=table,
             parity=served.parity.to_dict() if served.parity else None,
             reload_error=index_admin.reload_error,
+            reindex_error=index_admin.reindex_error,
+            reindex_running=index_admin.reindex_running,
         )
 
     @post("/reindex", status_code=200, summary="Re-index from the service's routes directory")
