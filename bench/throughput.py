@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -85,6 +86,7 @@ async def _run_level(
 ) -> dict[str, Any]:
     url = urlsplit(base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
+    run = os.getpid()  # one load-generator process per measurement: unique across runs too
     window_start = time.perf_counter() + warmup
     deadline = window_start + duration
     latencies: list[float] = []
@@ -97,7 +99,7 @@ async def _run_level(
             while time.perf_counter() < deadline:
                 # Every text unique (a counter appended): the service's vector cache would
                 # otherwise answer repeats without embedding, and this measures embedding.
-                body = json.dumps({"query": f"{queries[i % len(queries)]} ({clients}.{i})"}).encode()
+                body = json.dumps({"query": f"{queries[i % len(queries)]} ({run}.{clients}.{i})"}).encode()
                 i += clients
                 t0 = time.perf_counter()
                 try:

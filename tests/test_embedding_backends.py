@@ -239,3 +239,12 @@ def test_default_model_resolves_to_the_shipped_copy() -> None:
     location, model_id = resolve_model("all-MiniLM-L6-v2")
     assert (Path(location) / "model.safetensors").is_file()
     assert model_id == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_a_large_micro_batch_is_split_across_workers_in_order(bare_embedder: Embedder) -> None:
+    """A batch of 16+ texts runs as one pass per worker; every row still belongs to its text."""
+    texts = [f"{t} #{i}" for i, t in enumerate(shipped_texts()[:40])]
+    assert getattr(bare_embedder, "workers", 1) >= 1
+    together = bare_embedder.encode(texts)
+    alone = np.vstack([bare_embedder.encode([t]) for t in texts])
+    assert cosines(together, alone).min() >= MIN_COSINE

@@ -1,9 +1,11 @@
 """The shared loop of the exported-graph backends: tokenise, run the transformer graph, pool.
 
-A query (one batch) runs on the caller's thread with the runtime's intra-op threads. A bulk
-encode (an index build: many batches) is spread over `workers` threads, each running whole
-batches: on a small model, two single-threaded passes side by side use two cores far better
-than one pass split over two threads (the matrices of a short text are too small to split).
+A query (or a small micro-batch) runs on the caller's thread with the runtime's intra-op
+threads: one, for a small model, so a lone query never waits on a second thread. Larger work is
+spread over `workers` threads, each running whole batches: an index build's many batches, and a
+busy service's micro-batch of 16 or more queries, cut in two. On a small model two
+single-threaded passes side by side use two cores far better than one pass split over two
+threads (the matrices of a short text are too small to split).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class GraphEmbedder:
 
     backend = ""
     input_names: tuple[str, ...] = ()
+    # A batch of at least split_min x workers texts (a busy service's micro-batch) is cut into
+    # one batch per worker: measured at 32 clients, 1.5x the requests per second of one pass.
+    split_min = 8
 
     def __init__(self, layout: ModelLayout, model_id: str, source: str, *, threads: int, workers: int) -> None:
         self.layout = layout
@@ -60,7 +65,10 @@ class GraphEmbedder:
         if not texts:
             return out
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        batches = [order[i : i + batch_size] for i in range(0, len(texts), max(1, batch_size))]
+        size = max(1, batch_size)
+        if self.split_min and self.workers > 1 and len(texts) >= self.split_min * self.workers:
+            size = min(size, -(-len(texts) // self.workers))  # one batch per worker
+        batches = [order[i : i + size] for i in range(0, len(texts), size)]
 
         def run(rows: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], Vectors]:
             return rows, self._encode_batch([texts[i] for i in rows])

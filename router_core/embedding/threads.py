@@ -5,8 +5,8 @@ only adds synchronisation (measured: ONNX Runtime with 2 threads was 2.6x slower
 with 1 on 2 cores, and torch with 2 threads had a p99 of 440-590 ms whenever another process
 ran). So a small model gets one thread per forward pass; the micro-batch worker runs one pass
 at a time and the event loop keeps the other core. A base-size model (hidden size 768 and up,
-about 5x the compute per token) gains from two. Bulk encodes (index builds) run one pass per
-core side by side instead.
+about 5x the compute per token) gains from two. Bulk encodes (index builds) and large
+micro-batches (many concurrent requests) run one pass per core side by side instead.
 """
 
 from __future__ import annotations
