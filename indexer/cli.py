@@ -264,7 +264,7 @@ def _run_tool(args: argparse.Namespace, settings: RouterSettings, out: TextIO, e
 def reindex(settings: RouterSettings, *, dry_run: bool, progress: bool, out: TextIO) -> int:
     """Run (or preview) one re-index and print its summary."""
     started = time.perf_counter()
-    table = load_routes(settings.routes_dir)
+    table = load_routes(settings.routes_dir, settings.route_files.policy())
     print(
         f"routes: {len(table.routes)} valid in {settings.routes_dir} "
         f"({sum(len(r.examples) for r in table.routes)} examples)",

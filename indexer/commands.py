@@ -93,7 +93,7 @@ def _warn_if_stale(settings: RouterSettings, index: OpenIndex, embedder: Embedde
             f"the live index was built with model {m.model_id!r}, not {embedder.model_id!r}; "
             "pass --model to match it or re-index"
         )
-    table = load_routes(settings.routes_dir)
+    table = load_routes(settings.routes_dir, settings.route_files.policy())
     if fingerprint(m.model_id, m.dimension, table) != m.fingerprint:
         print(
             f"warning: live index {m.version} was not built from the current {settings.routes_dir}; "
@@ -258,7 +258,7 @@ def run_calibrate(
             curve = threshold_curve(neighbours, labels, result.params, CURVE_THRESHOLDS, names)
             _write_text(html_path, report_html.calibration_page(result, curve, meta), out)
     if write:
-        written = write_decision_params(settings.routes_dir, result.params)
+        written = write_decision_params(settings.routes_dir, result.params, settings.route_files.policy())
         if written.changed:
             print(
                 f"\nwrote the chosen parameters into {len(written.changed)} file(s) of {settings.routes_dir}",
@@ -379,7 +379,7 @@ def run_hygiene(
         stored = store.stored_points(live)
     finally:
         store.close()
-    table = load_routes(settings.routes_dir)
+    table = load_routes(settings.routes_dir, settings.route_files.policy())
     if fingerprint(manifest.model_id, manifest.dimension, table) != manifest.fingerprint:
         print(
             f"warning: live index {live} was not built from the current {settings.routes_dir}; "
@@ -456,7 +456,7 @@ def run_finetune(
     out: TextIO,
 ) -> int:
     """`finetune`: train on the routes' examples and write a versioned model directory."""
-    table = load_routes(settings.routes_dir)
+    table = load_routes(settings.routes_dir, settings.route_files.policy())
     examples = sum(len(r.examples) for r in table.routes)
     print(
         f"fine-tuning {settings.embedding.model} on {examples} examples of {len(table.routes)} routes "

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from router_core.params import TUNABLE_NAMES, DecisionParams
+from router_core.route_policy import RoutePolicy
 from router_core.routes import ROUTER_FILE, load_routes
 
 ROUTER_KEYS = TUNABLE_NAMES
@@ -33,10 +34,12 @@ class WriteReport:
     rewritten: tuple[str, ...]
 
 
-def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> WriteReport:
+def write_decision_params(
+    routes_dir: Path | str, params: DecisionParams, policy: RoutePolicy | None = None
+) -> WriteReport:
     """Set the router defaults and every route's own threshold (removed where it has none)."""
     root = Path(routes_dir)
-    table = load_routes(root)  # refuse to edit a directory that does not load now
+    table = load_routes(root, policy)  # refuse to edit a directory that does not load now
     edits: dict[Path, dict[str, Any]] = {
         root / ROUTER_FILE: {
             name: _number(value) if isinstance(value, float) else value
@@ -60,7 +63,7 @@ def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> Wri
             changed.append(path.name)
             if whole:
                 rewritten.append(path.name)
-        load_routes(root)
+        load_routes(root, policy)
     except BaseException:
         for path, text in originals.items():
             if text is None:

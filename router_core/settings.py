@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from router_core.embedding import DEFAULT_MODEL
+from router_core.route_policy import DEFAULT_KEY_ENVS, RoutePolicy
 
 log = logging.getLogger("router.settings")
 
@@ -49,6 +50,26 @@ class QdrantServerSettings(SettingsSection):
     url: str | None = Field(default=None, description="Qdrant server URL; unset = the embedded index.")
     api_key: SecretStr | None = None
     timeout_s: int = Field(default=10, ge=1)
+
+
+class RouteFileSettings(SettingsSection):
+    """What route files may ask for (`ROUTER_ROUTE_FILES__*`): route authors are not the operator."""
+
+    key_envs: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_KEY_ENVS),
+        description="Environment variables an agent's api_key_env may name (glob patterns); "
+        "ROUTER_* and QDRANT_* are refused whatever this says.",
+    )
+    llm_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (or host:port; glob patterns) an agent's base_url may name; empty: any host.",
+    )
+    max_file_bytes: int = Field(default=1_000_000, ge=1024, description="Largest route file read.")
+    max_examples: int = Field(default=100_000, ge=1, description="Most examples across all routes.")
+
+    def policy(self) -> RoutePolicy:
+        """The bounds as the route loader takes them."""
+        return RoutePolicy(tuple(self.key_envs), tuple(self.llm_hosts), self.max_file_bytes, self.max_examples)
 
 
 IndexBackend = Literal["auto", "embedded", "qdrant"]
@@ -149,6 +170,7 @@ class RouterSettings(BaseSettings):
     )
 
     routes_dir: Path = Field(default=Path("routes"), description="Directory of route YAML files.")
+    route_files: RouteFileSettings = RouteFileSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
 
@@ -169,3 +191,4 @@ class RouterSettings(BaseSettings):
             _ConventionalQdrantEnv(settings_cls),
             file_secret_settings,
         )
+

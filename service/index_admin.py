@@ -91,7 +91,7 @@ class IndexAdmin:
     def _reindex(self) -> ReindexReport:
         rs = self.route_set
         return run_reindex(
-            load_routes(rs.routes_dir),
+            load_routes(rs.routes_dir, rs.route_files.policy()),
             self._store,
             self._follower.embedder,
             batch_size=rs.embedding.batch_size,

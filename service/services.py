@@ -138,7 +138,7 @@ class Services:
         """The whole graph for `settings` (blocking: opens the index, loads the model)."""
         metrics = metrics or Metrics()
         auth = settings.auth
-        clients = ClientRegistry(settings.llm)
+        clients = ClientRegistry(settings.llm, policy=settings.route_files.policy())
 
         def observe_agent_call(model: str, outcome: str, seconds: float) -> None:
             metrics.agent_seconds.labels(model, outcome).observe(seconds)
