@@ -34,6 +34,7 @@ from router_core import (
     run_reindex,
 )
 from router_core.reindex import ReindexPlan
+from router_core.settings import settings_problems
 
 COMMANDS = ("reindex", "eval", "calibrate", "hygiene", "finetune", "import")
 
@@ -186,7 +187,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
     """Run one command; `embedder` lets a caller reuse a loaded model for eval and calibrate."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:  # invalid settings: named, never echoed (they may hold keys)
+        lines = "\n".join(f"  - {line}" for line in settings_problems(exc))
+        print(f"error: invalid settings:\n{lines}", file=sys.stderr)
+        return 2
     if args.command not in (None, "reindex"):
         return _run_tool(args, settings, out, embedder)
     try:

@@ -9,13 +9,15 @@ settings directly instead of touching the environment.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -192,3 +194,40 @@ class RouterSettings(BaseSettings):
             file_secret_settings,
         )
 
+
+def settings_problems(exc: Exception, model: type[BaseModel] = RouterSettings) -> list[str]:
+    """What is wrong with the settings, one line per problem, naming the variable and the
+    problem but never the value (a key set under the wrong name must not reach a log)."""
+    if not isinstance(exc, ValidationError):
+        # pydantic-settings' own errors (a JSON value that does not parse) name the field only.
+        return [_strip_values(str(exc))]
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        name = "ROUTER_" + "__".join(p.upper() for p in loc if not p.isdigit())
+        name += "".join(f"[{p}]" for p in loc if p.isdigit())
+        if err["type"] == "extra_forbidden":
+            hint = _closest(model, loc)
+            problems.append(f"{name}: not a setting" + (f" (did you mean {hint}?)" if hint else ""))
+        else:
+            problems.append(f"{name}: {_strip_values(err['msg'])}")
+    return problems
+
+
+def _strip_values(text: str) -> str:
+    message = " ".join(text.split())
+    message = message.removeprefix("Value error, ")
+    return message if len(message) <= 200 else message[:197] + "..."
+
+
+def _closest(model: type[BaseModel], loc: Sequence[str]) -> str | None:
+    """The setting nearest to a misspelt one, as its variable name."""
+    section: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        field = section.model_fields.get(part) if section is not None else None
+        annotation = field.annotation if field is not None else None
+        section = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if section is None:
+        return None
+    close = difflib.get_close_matches(loc[-1].lower(), list(section.model_fields), n=1, cutoff=0.6)
+    return "ROUTER_" + "__".join([*(p.upper() for p in loc[:-1]), close[0].upper()]) if close else None

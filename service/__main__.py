@@ -12,6 +12,7 @@ import sys
 import uvicorn
 
 from router_core import RouterError
+from router_core.settings import settings_problems
 from service.app import create_app
 from service.observability import configure_logging
 from service.security import check_bind
@@ -22,7 +23,12 @@ log = logging.getLogger("router.service")
 
 
 def main() -> int:
-    settings = ServiceSettings()
+    try:
+        settings = ServiceSettings()
+    except ValueError as exc:  # pydantic's ValidationError and pydantic-settings' SettingsError
+        lines = "\n".join(f"  - {line}" for line in settings_problems(exc, ServiceSettings))
+        print(f"error: the service cannot start: invalid settings:\n{lines}", file=sys.stderr)
+        return 2
     configure_logging(settings.log.level, json_logs=settings.log.json_format)
     try:
         check_bind(settings.http.host, settings.auth, allow_insecure=settings.allow_insecure_bind)
