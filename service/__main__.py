@@ -14,6 +14,7 @@ import uvicorn
 from router_core import RouterError
 from router_core.settings import settings_problems
 from service.app import create_app
+from service.http_server import server_config
 from service.observability import configure_logging
 from service.security import check_bind
 from service.services import Services
@@ -43,7 +44,7 @@ def main() -> int:
         settings.http.port,
     )
     app = create_app(services=services)
-    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None, access_log=False)
+    uvicorn.Server(server_config(app, settings.http, log_config=None)).run()
     return 0
 
 

@@ -19,12 +19,13 @@ from service.controllers.admin import AdminController
 from service.controllers.answer import AnswerController
 from service.controllers.chat import ChatController
 from service.controllers.classify import ClassifyController
-from service.controllers.health import healthz, readyz
+from service.controllers.health import healthz, healthz_head, readyz, readyz_head
 from service.controllers.metrics import metrics
 from service.controllers.routes import list_routes
 from service.errors import EXCEPTION_HANDLERS
-from service.guards import require_admin, require_api_key
+from service.guards import require_admin, require_api_key, require_json
 from service.index_admin import IndexAdmin
+from service.json_request import JSONRequest
 from service.metrics import Metrics
 from service.observability import RequestContext
 from service.openapi import complete_schema
@@ -104,7 +105,7 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
     public = Router(
         path="/",
         route_handlers=[ClassifyController, AnswerController, ChatController, list_routes],
-        guards=[require_api_key],
+        guards=[require_api_key, require_json],
         security=bearer if keyed else None,
     )
     admin = Router(
@@ -115,7 +116,8 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
     )
     cors = config.auth.cors_origins
     app = Litestar(
-        route_handlers=[public, admin, healthz, readyz, metrics],
+        route_handlers=[public, admin, healthz, healthz_head, readyz, readyz_head, metrics],
+        request_class=JSONRequest,
         dependencies=_dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,  # the process configures logging (JSON lines) in __main__

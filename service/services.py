@@ -121,6 +121,7 @@ class Services:
     metrics: Metrics
     keyring: KeyRing
     limiter: RateLimiter
+    auth_failures: RateLimiter
     clients: ClientRegistry
     answerer: Answerer
     decider: Decider
@@ -152,6 +153,7 @@ class Services:
             metrics=metrics,
             keyring=KeyRing(auth.api_keys, auth.admin_token),
             limiter=RateLimiter(auth.rate_per_minute, auth.rate_burst),
+            auth_failures=RateLimiter(auth.failed_per_minute),
             clients=clients,
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,

@@ -10,10 +10,21 @@ from service.security import AuthSettings
 
 
 class HttpSettings(SettingsSection):
-    """Where the service listens."""
+    """Where the service listens, and what it accepts of a request head."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Largest request head (request line and headers); larger is 431."
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request head; then 408 and the connection closes."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values /v1 and /admin accept when no API key is configured (DNS rebinding); "
+        "empty: loopback names only (localhost, 127.0.0.1, [::1]).",
+    )
 
 
 class LimitSettings(SettingsSection):
