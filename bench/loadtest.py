@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.sections import write_section
 from devkit.routes_dirs import add_route
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,17 +240,6 @@ async def _wait_ready(http: httpx.AsyncClient, service: subprocess.Popen[bytes],
         await asyncio.sleep(0.25)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the load-test section of BENCHMARKS.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- loadtest:start -->", "<!-- loadtest:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=32)
@@ -275,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             f".venv/bin/python -m bench.loadtest --clients {args.clients} "
             f"--duration {args.duration:.0f} --reindexes {args.reindexes} --write"
         )
-        write_section(ROOT / "BENCHMARKS.md", render(res, cmd))
+        write_section(ROOT / "BENCHMARKS.md", "loadtest", render(res, cmd))
     return 0 if ok else 1
 
 

@@ -86,6 +86,7 @@ class RouteSetServices:
             decider,
             batch_size=emb.batch_size,
             max_micro_batch=settings.limits.max_micro_batch,
+            max_pass_chars=settings.limits.max_micro_batch_chars,
             llm_cache=settings.decider.cache_size,
         )
         admin = IndexAdmin(route_set, index_store, follower, metrics)

@@ -36,6 +36,12 @@ class LimitSettings(SettingsSection):
     max_micro_batch: int = Field(
         default=64, ge=1, description="Most queries embedded in one forward pass across requests."
     )
+    max_micro_batch_chars: int = Field(
+        default=16_000,
+        ge=1,
+        description="Most characters of text in one forward pass; a batch request beyond it is split "
+        "across passes, so single queries ride along instead of waiting for the whole batch.",
+    )
     max_messages: int = Field(default=100, ge=1, description="Most chat messages in one answer or chat request.")
     max_conversation_chars: int = Field(
         default=100_000, ge=1, description="Most characters across all messages of one request."
