@@ -24,6 +24,7 @@ from indexer.hygiene import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_MIN_EXAMPLES
 from indexer.labelled import LabelledDataInvalid
 from router_core import (
     Embedder,
+    IndexBusy,
     RouterError,
     RouterSettings,
     RoutesInvalid,
@@ -201,6 +202,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
         print(f"error: {exc}", file=sys.stderr)
         print("nothing was indexed; the live index is unchanged.", file=sys.stderr)
         return 2
+    except IndexBusy as exc:  # the other re-index may well change the live index: say only what this one did
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except RouterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("the live index is unchanged.", file=sys.stderr)
@@ -297,7 +301,10 @@ def reindex(settings: RouterSettings, *, dry_run: bool, progress: bool, out: Tex
         )
     finally:
         store.close()
-    state = "published and live" if report.changed else "already up to date"
+    if report.superseded:  # another re-index switched the live pointer after this one
+        state = f"published, but not live: another re-index has since made {report.live_after} live"
+    else:
+        state = "published and live" if report.changed else "already up to date"
     print(
         f"version {report.version}: {state}\n"
         f"  routes {report.routes}, examples {report.examples}: "

@@ -8,6 +8,7 @@ from router_core.classify import classify_texts, classify_vectors
 from router_core.decision import Decision, RouteVote, decide, decide_many
 from router_core.embedding import DEFAULT_MODEL, Embedder, load_embedder
 from router_core.errors import (
+    IndexBusy,
     IndexIncompatible,
     IndexMissing,
     ModelUnavailable,
@@ -33,6 +34,7 @@ __all__ = [
     "Embedder",
     "EmbeddingSettings",
     "ExamplePoint",
+    "IndexBusy",
     "IndexIncompatible",
     "IndexManifest",
     "IndexMissing",

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
 
 from router_core.embedding import Embedder
-from router_core.errors import RouterError
+from router_core.errors import IndexMissing, RouterError
 from router_core.manifest import (
     ExamplePoint,
     IndexManifest,
@@ -74,11 +74,21 @@ class ReindexReport:
     seconds: float
     changed: bool
     dropped_versions: tuple[str, ...] = field(default=())
+    live_after: str | None = None  # what the live pointer named when this re-index finished
+
+    @property
+    def superseded(self) -> bool:
+        """Another re-index switched the live pointer after this one (or instead of it)."""
+        return self.live_after is not None and self.live_after != self.version
 
 
 def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> ReindexPlan:
     """Compare the routes with the live version without writing anything."""
-    live = store.live_version()
+    try:
+        live = store.live_version()
+    except IndexMissing as exc:  # a dangling live pointer: publishing a version repairs it
+        log.warning("%s", exc)
+        live = None
     points = example_points(table)
     fp = fingerprint(embedder.model_id, embedder.dimension, table)
     if live is None:
@@ -105,6 +115,21 @@ def run_reindex(
     """Publish a version for `table` unless the live one already matches it."""
     started = time.perf_counter()
     stage = on_stage or (lambda _msg: None)
+    with store.writing():  # one re-index of an index at a time, from plan to drop
+        report = _reindex_locked(table, store, embedder, batch_size, progress, keep_versions, stage)
+    live_after = _live_or_none(store)
+    return replace(report, seconds=time.perf_counter() - started, live_after=live_after)
+
+
+def _reindex_locked(
+    table: RouteTable,
+    store: IndexStore,
+    embedder: Embedder,
+    batch_size: int,
+    progress: bool,
+    keep_versions: int,
+    stage: Callable[[str], None],
+) -> ReindexReport:
     plan = plan_reindex(table, store, embedder)
     if plan.up_to_date and plan.live_version is not None:
         dropped = _drop_old(store, keep_versions)
@@ -115,7 +140,7 @@ def run_reindex(
             len(plan.points),
             0,
             len(plan.points),
-            time.perf_counter() - started,
+            0.0,
             False,
             dropped,
         )
@@ -144,10 +169,17 @@ def run_reindex(
         len(plan.points),
         embedded,
         len(plan.points) - embedded,
-        time.perf_counter() - started,
+        0.0,
         True,
         dropped,
     )
+
+
+def _live_or_none(store: IndexStore) -> str | None:
+    try:
+        return store.live_version()
+    except RouterError:
+        return None
 
 
 def _vectors_for(
@@ -176,7 +208,7 @@ def _vectors_for(
 
 
 def _drop_old(store: IndexStore, keep: int) -> tuple[str, ...]:
-    live = store.live_version()
+    live = _live_or_none(store)
     candidates = [v for v in store.versions() if v != live]
     surplus = candidates[: max(0, len(candidates) - (keep - 1))]
     dropped = []

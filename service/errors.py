@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from router_core import (
+    IndexBusy,
     IndexIncompatible,
     IndexMissing,
     ModelUnavailable,
@@ -94,6 +95,7 @@ _ROUTER_STATUS: dict[type[RouterError], tuple[int, str]] = {
     IndexIncompatible: (503, "Index incompatible with the loaded model"),
     ModelUnavailable: (503, "Embedding model unavailable"),
     RoutesInvalid: (422, "Routes invalid"),
+    IndexBusy: (409, "Re-index already running"),
 }
 
 

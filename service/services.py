@@ -89,7 +89,7 @@ class RouteSetServices:
             max_pass_chars=settings.limits.max_micro_batch_chars,
             llm_cache=settings.decider.cache_size,
         )
-        admin = IndexAdmin(route_set, index_store, follower, metrics)
+        admin = IndexAdmin(route_set, index_store, follower, metrics, timeout_s=settings.limits.reindex_timeout_s)
         return cls(route_set, index_store, follower, routing, admin, settings.reload_interval_s)
 
     async def start(self) -> None:

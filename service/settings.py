@@ -42,6 +42,11 @@ class LimitSettings(SettingsSection):
         description="Most characters of text in one forward pass; a batch request beyond it is split "
         "across passes, so single queries ride along instead of waiting for the whole batch.",
     )
+    reindex_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest wait for POST /admin/reindex; then 504 and the endpoint is free again.",
+    )
     max_messages: int = Field(default=100, ge=1, description="Most chat messages in one answer or chat request.")
     max_conversation_chars: int = Field(
         default=100_000, ge=1, description="Most characters across all messages of one request."
