@@ -277,8 +277,12 @@ class EdgeStore:
         return OpenIndex(manifest, table, searcher)
 
     def ping(self) -> None:
-        """The data directory must be readable."""
-        if self.root.exists() and not os.access(self.root, os.R_OK | os.X_OK):
+        """The index directory must exist and be readable: a service whose directory was
+        deleted still answers from the version it has open, but can neither follow a re-index
+        nor restart."""
+        if not self.root.is_dir():
+            raise StoreUnavailable(f"index directory {self.root} does not exist (deleted?); re-index to restore it")
+        if not os.access(self.root, os.R_OK | os.X_OK):
             raise StoreUnavailable(f"index directory {self.root} is not readable")
 
     def close(self) -> None:
