@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -94,6 +95,7 @@ class LoadResult:
     during_admin_p99_ms: float = 0.0
     during_admin_max_ms: float = 0.0
     peak_rss_mb: float = 0.0
+    commit: str = ""
     error_samples: list[str] = field(default_factory=list)
 
 
@@ -179,7 +181,7 @@ async def run(
         "ROUTER_RELOAD_INTERVAL_S": "0.5",
         "ROUTER_LOG__LEVEL": "WARNING",
     }
-    res = LoadResult(clients, duration, admin_examples=admin_examples if admin_reindexes else 0)
+    res = LoadResult(clients, duration, admin_examples=admin_examples if admin_reindexes else 0, commit=_commit())
     first, _ = await asyncio.to_thread(_reindex, env)
     res.versions_published.append(first)
     service = subprocess.Popen(
@@ -234,6 +236,17 @@ async def run(
     return res
 
 
+def _commit() -> str:
+    """The code measured: its commit, marked when the working tree has changes."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 async def _cli_reindex(routes: Path, env: dict[str, str], n: int, res: LoadResult) -> str:
     """Add a small route and run `python -m indexer`; the version it published."""
     name, examples = EXTRA_ROUTES[n % len(EXTRA_ROUTES)]
@@ -266,8 +279,9 @@ def _percentiles(values: list[float]) -> tuple[float, float, float]:
     return round(statistics.median(ordered) * 1e3, 2), round(p99 * 1e3, 2), round(ordered[-1] * 1e3, 2)
 
 
-def render(res: LoadResult, command: str) -> str:
-    """Markdown section for BENCHMARKS.md."""
+def render(res: LoadResult, command: str, baseline: dict[str, Any] | None = None) -> str:
+    """Markdown section for BENCHMARKS.md; `baseline`: the JSON of a run of earlier code, whose
+    admin re-index figures are shown beside these."""
     lines = [
         "<!-- loadtest:start -->",
         "## Load test: classify under live re-index",
@@ -296,6 +310,14 @@ def render(res: LoadResult, command: str) -> str:
             f"{res.during_admin_requests}, p50 {res.during_admin_p50_ms} ms, **p99 {res.during_admin_p99_ms} ms**, "
             f"max {res.during_admin_max_ms} ms.",
         ]
+        if baseline and baseline.get("admin_reindex_seconds"):
+            lines.append(
+                f"Before (`{baseline.get('commit', 'earlier code')}`, the same command; the admin re-index encoded "
+                "everything in one call under the model's lock): classify requests overlapping the admin re-indexes "
+                f"{baseline['during_admin_requests']}, p50 {baseline['during_admin_p50_ms']} ms, "
+                f"**p99 {baseline['during_admin_p99_ms']} ms**, max {baseline['during_admin_max_ms']} ms "
+                f"(re-indexes {', '.join(f'{s} s' for s in baseline['admin_reindex_seconds'])})."
+            )
     lines += [
         "The service answered from each new version "
         f"{', '.join(f'{s} s' for s in res.switch_seconds)} after its re-index finished.",
@@ -329,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin-examples", type=int, default=2000, help="new examples per admin re-index")
     parser.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--baseline", type=Path, help="JSON of a run of earlier code, shown beside this one")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="router-load-") as tmp:
         res = asyncio.run(
@@ -358,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--duration {args.duration:.0f} --reindexes {args.reindexes} "
             f"--admin-reindexes {args.admin_reindexes} --admin-examples {args.admin_examples} --write"
         )
-        write_section(ROOT / "BENCHMARKS.md", "loadtest", render(res, cmd))
+        baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+        write_section(ROOT / "BENCHMARKS.md", "loadtest", render(res, cmd, baseline))
     return 0 if ok else 1
 
 
