@@ -39,8 +39,9 @@ from bench.targets import check_targets
 from bench.throughput import http_throughput
 from devkit.serving import serve
 from indexer.importer import write_routes_from_jsonl
-from router_core import EdgeStore, Embedder, IndexStore, RouteTable, load_embedder, load_routes, run_reindex
+from router_core import Embedder, IndexStore, RouteTable, load_embedder, load_routes, run_reindex
 from router_core.manifest import example_points
+from router_core.store import EdgeStore
 from service.app import create_app
 from service.services import Services
 from service.settings import ServiceSettings

@@ -15,7 +15,9 @@ from typing import Any
 from bench.quality import our_quality
 from indexer.finetune import FinetuneConfig, finetune
 from indexer.labelled import LabelledQuery
-from router_core import DEFAULT_MODEL, EdgeStore, RouteTable, load_embedder, run_reindex
+from router_core import RouteTable, load_embedder, run_reindex
+from router_core.embedding import DEFAULT_MODEL
+from router_core.store import EdgeStore
 
 QUICK_STEPS = 20
 

@@ -313,6 +313,19 @@ def write_section(markdown_path: Path, section: str) -> None:
     markdown_path.write_text(text, encoding="utf-8")
 
 
+def write_named_section(markdown_path: Path, name: str, section: str) -> None:
+    """Replace the text between `<!-- name:start -->` and `<!-- name:end -->` (appended when absent)."""
+    start_mark, end_mark = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start_mark}\n{section}{end_mark}\n"
+    text = markdown_path.read_text(encoding="utf-8") if markdown_path.exists() else HEADER
+    start, end = text.find(start_mark), text.find(end_mark)
+    if start == -1 or end == -1 or end < start:
+        text = text.rstrip("\n") + "\n\n" + block
+    else:
+        text = text[:start] + block + text[end + len(end_mark) :].lstrip("\n")
+    markdown_path.write_text(text, encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     parser.add_argument("result", type=Path, help="a JSON document written by python -m bench")

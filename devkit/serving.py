@@ -18,6 +18,7 @@ from service.settings import HttpSettings, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_ROUTES = ROOT / "routes"
+SHIPPED_EVALS = ROOT / "evals"
 
 
 def free_port() -> int:
@@ -58,6 +59,7 @@ def settings_for(routes: Path, data: Path, **overrides: object) -> ServiceSettin
             "routes_dir": routes,
             "index": base.index.model_copy(update={"data_dir": data}),
             "reload_interval_s": 0.2,
+            "evals_dir": SHIPPED_EVALS,
             **overrides,
         }
     )

@@ -43,6 +43,13 @@ Search
    dropped unless its held-out gain passes the same test as a variant (at least
    `min_variant_gain` and `significance` standard errors).
 4. The chosen setting is re-scored with the decisions the service makes (`decide_many`).
+5. Optionally (`estimate_heldout`, what `python -m indexer calibrate` reports first), steps 1-3
+   run again on each half of the file and are scored on the other half against the given
+   parameters: the gain to expect on queries calibration has not seen. The gains of steps 2 and
+   3 above are measured on the file the settings were picked on (in-sample), which flatters them.
+
+Fallback precision is reported at the declared out-of-scope share (reweighted like the
+objective) and on the file's own mix.
 """
 
 from __future__ import annotations
@@ -55,9 +62,10 @@ from typing import Any
 import numpy as np
 
 from indexer.labelled import gold_ids, is_fallback_label
+from indexer.progress import NoSteps, Steps
 from router_core.decision import decide_many
 from router_core.engine import FALLBACK, predict, vote
-from router_core.neighbours import BoolArray, FloatArray, IntArray, Neighbour, NeighbourArrays
+from router_core.neighbours import FloatArray, IntArray, Neighbour, NeighbourArrays
 from router_core.params import SPECS, DecisionParams, ParamSpec, steps
 
 DEFAULT_OOS_SHARE = 0.2
@@ -108,13 +116,20 @@ DEFAULT_GRID = CalibrationGrid()
 
 @dataclass(frozen=True)
 class Scores:
-    """The objective and the figures behind it, for one setting."""
+    """The objective and the figures behind it, for one setting.
+
+    `fallback_precision` is the share of fallbacks that were right at the declared out-of-scope
+    share (out-of-scope queries reweighted, like the objective): a validation file with 3%
+    out-of-scope queries would otherwise read 40% where traffic with 20% reads 85%.
+    `fallback_precision_in_file` is the same on the file's own mix.
+    """
 
     objective: float
     accuracy: float
     in_scope_accuracy: float
     fallback_recall: float
     fallback_precision: float
+    fallback_precision_in_file: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -131,14 +146,24 @@ class Trial:
 
 @dataclass(frozen=True)
 class Variant:
-    """The best setting of one decision-rule family, and whether calibration adopted it."""
+    """The best setting of one decision-rule family, and whether calibration adopted it.
+
+    `gain` is in-sample: the objective on the whole file over the setting adopted before it (the
+    given parameters, for the first), with its paired standard error. `heldout_gain` is measured
+    on held-out halves of the file (per-route thresholds only; None elsewhere). `verdict` says
+    what became of the row: adopted, not adopted (and why), or nothing new found.
+    """
 
     name: str
     params: DecisionParams
     scores: Scores
     adopted: bool
-    gain: float = 0.0  # objective gained over the setting adopted before it
-    standard_error: float = 0.0  # of that gain (paired, over the validation queries)
+    gain: float = 0.0
+    standard_error: float = 0.0
+    verdict: str = ""
+    new: bool = True  # False: the family's best is a setting already listed above
+    heldout_gain: float | None = None
+    heldout_standard_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +196,15 @@ class CalibrationResult:
     heldout_standard_error: float
     table: tuple[Trial, ...] = field(repr=False)
     engine_mismatches: int = 0  # queries where the calibration search and decide_many disagreed
+    # The whole calibration's gain over the given parameters on held-out halves (calibrated on
+    # one half, scored on the other, both ways); None when not estimated.
+    heldout_total_gain: float | None = None
+    heldout_total_standard_error: float | None = None
+
+    @property
+    def gain(self) -> float:
+        """The objective gained over the given parameters on the whole file (in-sample)."""
+        return self.objective - self.baseline.objective
 
     def to_dict(self, *, table_rows: int | None = None) -> dict[str, Any]:
         """JSON-ready form; `table_rows` keeps only the best rows of the table."""
@@ -201,16 +235,22 @@ def calibrate(
     oos_share: float = DEFAULT_OOS_SHARE,
     grid: CalibrationGrid = DEFAULT_GRID,
     routes: Sequence[str] = (),
+    estimate_heldout: bool = False,
+    progress: Steps | None = None,
 ) -> CalibrationResult:
     """Search decision parameters on precomputed neighbours (fetched with k >= grid.k_max).
 
     `oos_weight` weighs each out-of-scope query directly; when None it follows `oos_share`
     (see the module docstring). `base` supplies the default route and the baseline row.
+    `estimate_heldout` also runs the whole search on each half of the file and scores it on the
+    other half: an estimate of the gain on queries calibration has not seen (about twice the
+    time).
     """
     if len(neighbours) != len(labels):
         raise ValueError(f"{len(neighbours)} neighbour lists for {len(labels)} labels")
     if not labels:
         raise ValueError("no labelled queries to calibrate on")
+    steps = progress or NoSteps()
     arrays = NeighbourArrays.build(neighbours, [*routes, *_route_labels(labels, base)])
     gold = gold_ids(arrays, labels, base.default_route)
     oos = gold == FALLBACK
@@ -221,27 +261,18 @@ def calibrate(
     weights = np.where(oos, weight, 1.0)
     scorer = _Scorer(gold, weights)
 
-    table = _search(arrays, scorer, grid)
-    variants, chosen = _ladder(table, base, grid, arrays, scorer)
-    params = replace(chosen.params, default_route=base.default_route)
-    details: tuple[RouteThreshold, ...] = ()
-    kept = False
-    heldout = heldout_se = 0.0
-    if grid.route_thresholds:
-        heldout, heldout_se = _heldout_gain(arrays, gold, weights, params, grid)
-        if heldout >= grid.min_variant_gain and heldout >= grid.significance * heldout_se:
-            per_route, details = _fit_route_thresholds(arrays, gold, weights, params, np.arange(len(gold)), grid, 1.0)
-            kept = bool(per_route)
-            params = replace(params, route_thresholds=per_route)
-
-    final, mismatches = _decide_scores(neighbours, params, arrays, scorer)
+    fit = _fit(arrays, scorer, base, grid, steps, "search")
+    total_gain = total_se = None
+    if estimate_heldout:
+        total_gain, total_se = _heldout_total_gain(arrays, scorer, base, grid, steps)
+    final, mismatches = _decide_scores(neighbours, fit.params, arrays, scorer)
     baseline, _ = _decide_scores(neighbours, base, arrays, scorer)
-    variants.insert(0, Variant("given parameters", base, baseline, False))
-    if kept:
-        gain = final.objective - chosen.scores.objective
-        variants.append(Variant("+ per-route thresholds", params, final, True, gain))
+    variants = [Variant("given parameters", base, baseline, False, verdict="the baseline", new=True)]
+    variants += fit.variants
+    if grid.route_thresholds:
+        variants.append(_route_threshold_row(fit, final, base))
     return CalibrationResult(
-        params=params,
+        params=fit.params,
         objective=final.objective,
         scores=final,
         baseline=baseline,
@@ -250,13 +281,107 @@ def calibrate(
         queries=len(gold),
         out_of_scope=n_oos,
         variants=tuple(variants),
-        route_thresholds=details,
-        route_thresholds_kept=kept,
-        heldout_gain=heldout,
-        heldout_standard_error=heldout_se,
-        table=tuple(table),
+        route_thresholds=fit.route_details,
+        route_thresholds_kept=fit.kept,
+        heldout_gain=fit.heldout,
+        heldout_standard_error=fit.heldout_se,
+        table=tuple(fit.table),
         engine_mismatches=mismatches,
+        heldout_total_gain=total_gain,
+        heldout_total_standard_error=total_se,
     )
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """What one search found: the table, the ladder, the chosen setting and per-route step."""
+
+    table: list[Trial]
+    variants: list[Variant]
+    chosen: Trial  # the adopted global setting, before per-route thresholds
+    params: DecisionParams  # the chosen setting with its per-route thresholds
+    route_details: tuple[RouteThreshold, ...]
+    kept: bool
+    heldout: float
+    heldout_se: float
+
+
+def _fit(
+    arrays: NeighbourArrays,
+    scorer: _Scorer,
+    base: DecisionParams,
+    grid: CalibrationGrid,
+    steps: Steps,
+    label: str,
+) -> _Fitted:
+    """Search the grid, walk the ladder of variants, then try per-route thresholds."""
+    table = _search(arrays, scorer, grid, steps, label)
+    variants, chosen = _ladder(table, base, grid, arrays, scorer)
+    params = replace(chosen.params, default_route=base.default_route)
+    details: tuple[RouteThreshold, ...] = ()
+    kept = False
+    heldout = heldout_se = 0.0
+    if grid.route_thresholds:
+        heldout, heldout_se = _heldout_gain(arrays, scorer.gold, scorer.weights, params, grid)
+        if heldout >= grid.min_variant_gain and heldout >= grid.significance * heldout_se:
+            per_route, details = _fit_route_thresholds(
+                arrays, scorer.gold, scorer.weights, params, np.arange(len(scorer.gold)), grid, 1.0
+            )
+            kept = bool(per_route)
+            params = replace(params, route_thresholds=per_route)
+    return _Fitted(table, variants, chosen, params, details, kept, heldout, heldout_se)
+
+
+def _route_threshold_row(fit: _Fitted, final: Scores, base: DecisionParams) -> Variant:
+    """The per-route thresholds row: its held-out gain decides; the in-sample one is shown too."""
+    if fit.kept:
+        gain = final.objective - fit.chosen.scores.objective
+        verdict = "kept"
+    else:
+        gain = 0.0
+        verdict = "not kept: within noise" if fit.heldout > 0 else "not kept: no held-out gain"
+    return Variant(
+        "+ per-route thresholds",
+        fit.params if fit.kept else replace(fit.chosen.params, default_route=base.default_route),
+        final,
+        fit.kept,
+        gain,
+        0.0,
+        verdict=verdict,
+        new=fit.kept,
+        heldout_gain=fit.heldout,
+        heldout_standard_error=fit.heldout_se,
+    )
+
+
+def _halves(gold: IntArray) -> IntArray:
+    """Two folds stratified by label: each label's queries alternate between them."""
+    fold = np.zeros(len(gold), dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i, label in enumerate(gold.tolist()):
+        fold[i] = seen.get(label, 0) % 2
+        seen[label] = seen.get(label, 0) + 1
+    return fold
+
+
+def _heldout_total_gain(
+    arrays: NeighbourArrays, scorer: _Scorer, base: DecisionParams, grid: CalibrationGrid, steps: Steps
+) -> tuple[float, float]:
+    """The whole calibration's gain over `base` on queries it did not see: calibrate on one half,
+    score the other against the given parameters, both ways; with its paired standard error."""
+    fold = _halves(scorer.gold)
+    diff = np.zeros(len(scorer.gold), dtype=np.float64)
+    for held in (0, 1):
+        fit_rows, test_rows = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
+        fit_scorer = _Scorer(scorer.gold[fit_rows], scorer.weights[fit_rows])
+        fitted = _fit(arrays.subset(fit_rows), fit_scorer, base, grid, steps, f"held-out check, half {held + 1} of 2")
+        sub = arrays.subset(test_rows)
+        g, w = scorer.gold[test_rows], scorer.weights[test_rows]
+        tuned = predict(sub, fitted.params, sub.thresholds(fitted.params.threshold, fitted.params.route_thresholds))
+        given = predict(sub, base, sub.thresholds(base.threshold, base.route_thresholds))
+        diff[test_rows] = w * ((tuned == g).astype(np.float64) - (given == g))
+    se = float(np.sqrt(len(diff)) * diff.std(ddof=1) / scorer.total) if len(diff) > 1 else 0.0
+    return float(diff.sum() / scorer.total), se
 
 
 def _route_labels(labels: Sequence[str], base: DecisionParams) -> set[str]:
@@ -271,15 +396,7 @@ class _Scorer:
         self.total = float(weights.sum())
 
     def __call__(self, pred: IntArray) -> Scores:
-        correct = pred == self.gold
-        said = pred == FALLBACK
-        return Scores(
-            objective=float(self.weights[correct].sum() / self.total),
-            accuracy=float(correct.mean()),
-            in_scope_accuracy=_mean(correct[~self.oos]),
-            fallback_recall=_mean(said[self.oos]),
-            fallback_precision=_mean(self.oos[said]),
-        )
+        return self.many(pred[None, :])[0]
 
     def many(self, preds: IntArray) -> list[Scores]:
         """Scores of each row of an (M, N) array of predictions, vectorised."""
@@ -290,26 +407,34 @@ class _Scorer:
         accuracy = correct.mean(axis=1)
         in_scope = correct[:, ~self.oos].sum(axis=1) / n_in if n_in else np.zeros(len(preds))
         recall = said[:, self.oos].sum(axis=1) / n_oos if n_oos else np.zeros(len(preds))
-        said_n = said.sum(axis=1)
-        caught = (said & self.oos[None, :]).sum(axis=1)
-        precision = np.divide(caught, said_n, out=np.zeros(len(preds)), where=said_n > 0)
+        caught = said & self.oos[None, :]
+        said_w = said.astype(np.float64) @ self.weights
+        caught_w = caught.astype(np.float64) @ self.weights
+        precision = np.divide(caught_w, said_w, out=np.zeros(len(preds)), where=said_w > 0)
+        said_n, caught_n = said.sum(axis=1), caught.sum(axis=1)
+        in_file = np.divide(caught_n, said_n, out=np.zeros(len(preds)), where=said_n > 0)
         return [
-            Scores(float(o), float(a), float(i), float(r), float(q))
-            for o, a, i, r, q in zip(objective, accuracy, in_scope, recall, precision, strict=True)
+            Scores(float(o), float(a), float(i), float(r), float(q), float(f))
+            for o, a, i, r, q, f in zip(objective, accuracy, in_scope, recall, precision, in_file, strict=True)
         ]
 
 
-def _mean(values: BoolArray) -> float:
-    return float(values.mean()) if values.size else 0.0
-
-
-def _search(arrays: NeighbourArrays, scorer: _Scorer, grid: CalibrationGrid) -> list[Trial]:
+def _search(
+    arrays: NeighbourArrays,
+    scorer: _Scorer,
+    grid: CalibrationGrid,
+    steps: Steps | None = None,
+    label: str = "searching",
+) -> list[Trial]:
     """Score every setting of the grid: one tally per setting of the parameters that shape the
     vote, then every value of those applied after it (the margin), vectorised."""
     voting = [s for s in SPECS if not s.after_vote]
     after = [s for s in SPECS if s.after_vote]
+    combos = list(itertools.product(*(grid.values_for(s) for s in voting)))
+    tick = steps or NoSteps()
+    tick.stage(f"{label}: settings scored", grid.size)
     table: list[Trial] = []
-    for combo in itertools.product(*(grid.values_for(s) for s in voting)):
+    for combo in combos:
         params = DecisionParams(**{s.name: v for s, v in zip(voting, combo, strict=True)})
         tally = vote(arrays, params, arrays.thresholds(params.threshold))
         finishes = [
@@ -318,6 +443,7 @@ def _search(arrays: NeighbourArrays, scorer: _Scorer, grid: CalibrationGrid) -> 
         ]
         preds = np.stack([tally.predictions(p.margin) for p in finishes])
         table.extend(Trial(p, scores) for p, scores in zip(finishes, scorer.many(preds), strict=True))
+        tick.advance(len(finishes))
     return table
 
 
@@ -363,11 +489,13 @@ def _ladder(
     scorer: _Scorer,
 ) -> tuple[list[Variant], Trial]:
     """Walk the families from simple to rich; adopt a family's best setting only when it beats
-    the adopted one by min_variant_gain and by `significance` paired standard errors."""
+    the adopted one by min_variant_gain and by `significance` paired standard errors. The first
+    family's best is the starting point, its gain measured over the given parameters."""
     key = _preference(base)
     variants: list[Variant] = []
     chosen: Trial | None = None
-    chosen_pred: IntArray | None = None
+    reference = predict(arrays, base, arrays.thresholds(base.threshold, base.route_thresholds))
+    listed: dict[tuple[Any, ...], str] = {}  # tunable values of each setting listed, and its row
     previous = 0
     for name, member in _families():
         family = [t for t in table if member(t)]
@@ -375,17 +503,22 @@ def _ladder(
             continue
         previous = len(family)
         best = min(family, key=key)
+        params = replace(best.params, default_route=base.default_route)
+        values = tuple(params.tunable_values().values())
+        if best is chosen or values in listed:
+            verdict = "nothing better" if best is chosen else f"same as {listed[values]!r}"
+            variants.append(Variant(name, params, best.scores, False, verdict=verdict, new=False))
+            continue
         pred = _predict(arrays, best)
-        gain, se = (0.0, 0.0) if chosen_pred is None else _paired_gain(pred, chosen_pred, scorer)
-        adopt = chosen is None or (
-            best is not chosen and gain >= grid.min_variant_gain and gain >= grid.significance * se
-        )
+        gain, se = _paired_gain(pred, reference, scorer)
+        first = chosen is None
+        adopt = first or (gain >= grid.min_variant_gain and gain >= grid.significance * se)
+        verdict = ("adopted (the plain rule)" if first else "adopted") if adopt else "not adopted: within noise"
         if adopt:
-            chosen, chosen_pred = best, pred
-        variants.append(
-            Variant(name, replace(best.params, default_route=base.default_route), best.scores, adopt, gain, se)
-        )
-    if chosen is None or chosen_pred is None:
+            chosen, reference = best, pred
+        listed[values] = name
+        variants.append(Variant(name, params, best.scores, adopt, gain, se, verdict=verdict))
+    if chosen is None:
         raise ValueError("the calibration grid is empty")
     return variants, chosen
 
@@ -470,11 +603,7 @@ def _heldout_gain(
 ) -> tuple[float, float]:
     """Objective gain of per-route thresholds on held-out halves (two-fold, stratified by
     label: fit on one half, score the other), with its paired standard error."""
-    fold = np.zeros(len(gold), dtype=np.int64)
-    seen: dict[int, int] = {}
-    for i, label in enumerate(gold.tolist()):
-        fold[i] = seen.get(label, 0) % 2
-        seen[label] = seen.get(label, 0) + 1
+    fold = _halves(gold)
     diff = np.zeros(len(gold), dtype=np.float64)
     for held in (0, 1):
         fit_rows = np.flatnonzero(fold != held)

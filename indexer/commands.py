@@ -2,37 +2,47 @@
 
 Each prints readable tables and returns an exit code; `--json` and `--html` write reports.
 They run against the live index built from the routes directory (build it with
-`python -m indexer`); a live index that no longer matches the routes is reported.
+`python -m indexer reindex`); a live index that no longer matches the routes is reported.
+Cheap checks come first (the labelled file, the index, the model it was built with); the model
+loads when the first query is embedded. Each step is a small function (`labelled_for`,
+`neighbours_of`, `decide_queries`, `search_parameters`, `write_parameters`) so that a command
+can grow another way to decide or another input without rewriting the others.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from indexer import report_html
 from indexer.calibration import DEFAULT_GRID, CalibrationResult, calibrate
 from indexer.evaluation import EvalReport, evaluate, neighbours_for, threshold_curve
 from indexer.finetune import FinetuneConfig, finetune
+from indexer.hints import index_args, indexer_command, own_data_dir, reindex_hint, safe_settings
+from indexer.hybrid import HybridCalibration, calibrate_band
 from indexer.hygiene import check_hygiene
-from indexer.importer import write_routes_from_jsonl
-from indexer.labelled import (
-    LabelledDataInvalid,
-    canonical_labels,
-    is_fallback_label,
-    load_labelled,
-)
-from indexer.routes_writer import write_decision_params
+from indexer.importer import ImportOptions, ImportReport, import_labelled
+from indexer.labelled import LabelledQuery, canonical_labels, is_fallback_label, load_labelled
+from indexer.model_loading import LazyEmbedder
+from indexer.progress import Progress
+from indexer.routes_writer import write_decision_params, write_llm_params
 from indexer.tables import pct, text_table
-from router_core import Embedder, IndexMissing, OpenIndex, RouterSettings, load_embedder, load_routes, open_store
-from router_core.decision import decide_many
+from indexer.text_report import print_calibration, print_eval
+
+if TYPE_CHECKING:
+    from indexer.conversation_commands import LLMOptions
+from router_core import Embedder, IndexMissing, OpenIndex, RouterSettings, load_routes, open_store
+from router_core.decision import Decision, decide_many
 from router_core.manifest import fingerprint
+from router_core.neighbours import Neighbour
+from router_core.params import DecisionParams
 
 CURVE_THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(81))
 # A file named like a test split (test.jsonl, shipped-test.jsonl, testset...), not latest.jsonl.
@@ -41,6 +51,34 @@ _TEST_FILE = re.compile(r"(?<![a-z])test")
 
 class CommandRefused(Exception):
     """A command that will not run as asked (exit code 2); the message says why."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every command runs with: the settings (command line over environment), the
+    configured ones (environment only: what the service serves), where to print, whether to
+    show progress, and a loaded model to reuse (else one loads when something is embedded)."""
+
+    settings: RouterSettings
+    configured: RouterSettings
+    out: TextIO
+    progress: bool = False
+    embedder: Embedder | None = None
+
+    def steps(self) -> Progress:
+        """Progress on stderr, shown unless --quiet."""
+        return Progress(enabled=self.progress)
+
+
+def model_for(settings: RouterSettings, embedder: Embedder | None, *, quiet: bool, out: TextIO) -> Embedder:
+    """`embedder` when given, else the configured model, loaded on first use (and said so)."""
+    if embedder is not None:
+        return embedder
+
+    def loaded(model: Embedder, seconds: float) -> None:
+        print(f"model: {model.model_id} (dim {model.dimension}) loaded in {seconds:.1f} s", file=out)
+
+    return LazyEmbedder(settings.embedding, quiet=quiet, on_load=loaded)
 
 
 @dataclass(frozen=True)
@@ -63,22 +101,21 @@ class Live:
 
 
 @contextmanager
-def live_index(settings: RouterSettings, embedder: Embedder | None, out: TextIO) -> Iterator[Live]:
-    """Open the live version; warn when it was built from other routes or another model."""
-    model = embedder or load_embedder(
-        settings.embedding.model, backend=settings.embedding.backend, device=settings.embedding.device
-    )
+def live_index(ctx: Context) -> Iterator[Live]:
+    """Open the live version, cheap checks first (an index exists, built with this model); the
+    model itself loads only when the first query is embedded. Warn when the index was built
+    from other routes."""
+    settings = ctx.settings
+    model = model_for(settings, ctx.embedder, quiet=not ctx.progress, out=ctx.out)
     store = open_store(settings.index)
     try:
         live = store.live_version()
         if live is None:
-            raise IndexMissing(
-                f"no live index for {settings.routes_dir}: build it first with "
-                f"`python -m indexer --routes {settings.routes_dir} --data-dir {settings.index.data_dir}`"
-            )
+            raise IndexMissing(_missing_index(ctx))
         index = store.open_version(live)
         try:
-            _warn_if_stale(settings, index, model, out)
+            _check_model(index, model)
+            _warn_if_stale(ctx, index)
             yield Live(index, model)
         finally:
             index.close()
@@ -86,121 +123,135 @@ def live_index(settings: RouterSettings, embedder: Embedder | None, out: TextIO)
         store.close()
 
 
-def _warn_if_stale(settings: RouterSettings, index: OpenIndex, embedder: Embedder, out: TextIO) -> None:
+def _missing_index(ctx: Context) -> str:
+    """No live index: how to build one (into an index of its own when it is not the service's routes)."""
+    settings = ctx.settings
+    where = "on the Qdrant server" if settings.index.uses_server else f"in {settings.index.data_dir}"
+    hint = safe_settings(settings, ctx.configured)
+    text = f"no live index {where}: build it first with `{reindex_hint(settings, ctx.configured)}`"
+    if hint is not settings:
+        text += f", then pass --data-dir {hint.index.data_dir} to this command too"
+    return text
+
+
+def _check_model(index: OpenIndex, model: Embedder) -> None:
     m = index.manifest
-    if m.model_id != embedder.model_id:
+    if m.model_id != model.model_id:
         raise CommandRefused(
-            f"the live index was built with model {m.model_id!r}, not {embedder.model_id!r}; "
-            "pass --model to match it or re-index"
+            f"the live index was built with model {m.model_id!r}, not {model.model_id!r}; "
+            f"pass --model {m.model_source or m.model_id} to match it, or re-index"
         )
-    table = load_routes(settings.routes_dir, settings.route_files.policy())
-    if fingerprint(m.model_id, m.dimension, table) != m.fingerprint:
+
+
+def _warn_if_stale(ctx: Context, index: OpenIndex) -> None:
+    m = index.manifest
+    table = load_routes(ctx.settings.routes_dir, ctx.settings.route_files.policy())
+    if fingerprint(m.model_id, m.dimension, table) == m.fingerprint:
+        return
+    if safe_settings(ctx.settings, ctx.configured) is not ctx.settings:
         print(
-            f"warning: live index {m.version} was not built from the current {settings.routes_dir}; "
-            "run `python -m indexer` to refresh it. Figures below are for the live index.",
-            file=out,
+            f"warning: the live index {m.version} is the configured one, the service's, not built from "
+            f"{ctx.settings.routes_dir}: pass the --data-dir you built {ctx.settings.routes_dir} into. "
+            "Figures below are for the service's index.",
+            file=ctx.out,
         )
+    else:
+        print(
+            f"warning: live index {m.version} was not built from the current {ctx.settings.routes_dir}; "
+            f"refresh it with `{reindex_hint(ctx.settings, ctx.configured)}`. Figures below are for the live index.",
+            file=ctx.out,
+        )
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Labelled queries against one index: texts, gold labels as route names, and the routes."""
+
+    texts: list[str]
+    labels: list[str]
+    routes: list[str]
+
+
+def labelled_for(live: Live, queries: Sequence[LabelledQuery]) -> Labelled:
+    """The queries' gold labels as the index's route names (or a fallback label)."""
+    table = live.index.table
+    names = [r.name for r in table.routes]
+    labels = canonical_labels(queries, set(names), table.params.default_route)
+    return Labelled([q.text for q in queries], labels, names)
+
+
+def neighbours_of(ctx: Context, live: Live, texts: Sequence[str], k: int) -> list[list[Neighbour]]:
+    """Embed the queries and fetch their k nearest examples, with progress."""
+    steps = ctx.steps()
+    try:
+        return neighbours_for(live.embedder, live.index, texts, k, ctx.settings.embedding.batch_size, progress=steps)
+    finally:
+        steps.finish()
 
 
 # -- eval -------------------------------------------------------------------------------------
 def run_eval(
-    settings: RouterSettings,
-    file: Path,
-    *,
-    json_path: Path | None,
-    html_path: Path | None,
-    progress: bool,
-    out: TextIO,
-    embedder: Embedder | None = None,
+    ctx: Context, file: Path, *, json_path: Path | None, html_path: Path | None, llm: LLMOptions | None = None
 ) -> int:
-    """`eval FILE.jsonl`."""
+    """`eval FILE.jsonl`: decide every query with the live index and score the decisions; with
+    `llm`, run the route set's LLM step for real after the vote."""
     queries = load_labelled(file)
-    with live_index(settings, embedder, out) as live:
+    with live_index(ctx) as live:
+        data = labelled_for(live, queries)
         params = live.index.table.params
-        names = [r.name for r in live.index.table.routes]
-        texts = [q.text for q in queries]
-        labels = canonical_labels(queries, set(names), params.default_route)
-        print(f"evaluating {len(queries)} queries from {file} on index {live.index.version}", file=out)
-        neighbours = neighbours_for(
-            live.embedder,
-            live.index,
-            texts,
-            params.k,
-            settings.embedding.batch_size,
-            progress=progress,
-        )
-        decisions = decide_many(neighbours, params)
-        report = evaluate(decisions, labels, params.default_route, texts=texts, routes=names)
-        print_eval(report, out)
+        print(f"evaluating {len(queries)} queries from {file} on index {live.index.version}", file=ctx.out)
+        neighbours = neighbours_of(ctx, live, data.texts, params.k)
+        decisions = decide_queries(live, neighbours)
+        llm_json: dict[str, Any] | None = None
+        if llm is not None:
+            # conversation_commands builds on this module: imported when the LLM step runs
+            from indexer.conversation_commands import decisions_after_llm, llm_summary, with_mode
+
+            table = with_mode(live.index.table, llm)
+            vote = evaluate(decisions, data.labels, params.default_route, texts=data.texts, routes=data.routes)
+            print(
+                f"the vote alone: in-scope accuracy {pct(vote.in_scope_accuracy)}, fallback recall "
+                f"{pct(vote.fallback_recall)}; now the {table.mode} mode's LLM step:",
+                file=ctx.out,
+            )
+            decisions, run = decisions_after_llm(table, decisions, data.texts, llm, ctx.progress)
+            llm_json = llm_summary(run, len(decisions), ctx.out)
+        report = evaluate(decisions, data.labels, params.default_route, texts=data.texts, routes=data.routes)
+        print_eval(report, ctx.out)
         meta = {**live.meta, "file": str(file), "params": params.to_dict()}
         if json_path:
-            _write_json(json_path, {"meta": meta, "report": report.to_dict()}, out)
+            _write_json(json_path, {"meta": meta, "report": report.to_dict(), "llm": llm_json}, ctx.out)
         if html_path:
-            curve = threshold_curve(neighbours, labels, params, CURVE_THRESHOLDS, names)
-            predicted = [d.route for d in decisions]
-            fallback = params.default_route
-            gold = [fallback if is_fallback_label(g, fallback) else g for g in labels]
-            _write_text(html_path, report_html.eval_page(report, curve, gold, predicted, meta), out)
+            _eval_html(html_path, live, data, neighbours, decisions, report, meta, ctx.out)
     return 0
 
 
-def print_eval(report: EvalReport, out: TextIO) -> None:
-    """The eval summary as text tables."""
-    print(
-        text_table(
-            ["measure", "value"],
-            [
-                (
-                    "queries",
-                    f"{report.queries} ({report.in_scope} in scope, {report.out_of_scope} out of scope)",
-                ),
-                ("accuracy (fallback as a class)", pct(report.accuracy)),
-                ("in-scope accuracy", pct(report.in_scope_accuracy)),
-                ("fallback precision", pct(report.fallback_precision)),
-                ("fallback recall", pct(report.fallback_recall)),
-            ],
-        ),
-        file=out,
-    )
-    worst = [s for s in report.per_route if s.support][:15]
-    print(f"\nworst routes by F1 ({len(report.per_route)} in all; --json for every route):", file=out)
-    print(
-        text_table(
-            ["route", "precision", "recall", "F1", "labelled", "decided"],
-            [(s.route, s.precision, s.recall, s.f1, s.support, s.predicted) for s in worst],
-        ),
-        file=out,
-    )
-    print("\nmost confused route pairs (labelled -> decided):", file=out)
-    print(
-        text_table(
-            ["labelled", "decided", "queries", "example"],
-            [(c.gold, c.predicted, c.count, c.examples[0] if c.examples else "") for c in report.route_confusions[:10]],
-        ),
-        file=out,
-    )
-    rejected = [c for c in report.confusions if c.predicted == report.default_route][:5]
-    accepted = [c for c in report.confusions if c.gold == report.default_route][:5]
-    for title, column, rows in (
-        ("in-scope queries that fell back", "labelled", [(c.gold, c) for c in rejected]),
-        ("out-of-scope queries that were routed", "decided", [(c.predicted, c) for c in accepted]),
-    ):
-        if rows:
-            print(f"\n{title}, by route:", file=out)
-            print(
-                text_table(
-                    [column, "queries", "example"],
-                    [(route, c.count, c.examples[0] if c.examples else "") for route, c in rows],
-                ),
-                file=out,
-            )
-    if report.unknown_labels:
-        print(f"\nwarning: labels naming no route: {', '.join(report.unknown_labels[:10])}", file=out)
+def decide_queries(live: Live, neighbours: Sequence[Sequence[Neighbour]]) -> list[Decision]:
+    """The decisions the service makes for these neighbours, with the index's parameters."""
+    return decide_many(neighbours, live.index.table.params)
+
+
+def _eval_html(
+    path: Path,
+    live: Live,
+    data: Labelled,
+    neighbours: Sequence[Sequence[Neighbour]],
+    decisions: Sequence[Decision],
+    report: EvalReport,
+    meta: dict[str, Any],
+    out: TextIO,
+) -> None:
+    params = live.index.table.params
+    curve = threshold_curve(neighbours, data.labels, params, CURVE_THRESHOLDS, data.routes)
+    fallback = params.default_route
+    gold = [fallback if is_fallback_label(g, fallback) else g for g in data.labels]
+    predicted = [d.route for d in decisions]
+    _write_text(path, report_html.eval_page(report, curve, gold, predicted, meta), out)
 
 
 # -- calibrate --------------------------------------------------------------------------------
 def run_calibrate(
-    settings: RouterSettings,
+    ctx: Context,
     file: Path,
     *,
     write: bool,
@@ -209,172 +260,181 @@ def run_calibrate(
     allow_test: bool,
     json_path: Path | None,
     html_path: Path | None,
-    progress: bool,
-    out: TextIO,
-    embedder: Embedder | None = None,
+    band: BandOptions | None = None,
 ) -> int:
-    """`calibrate VAL.jsonl`."""
+    """`calibrate VAL.jsonl`: search decision parameters on the live index's neighbours; with
+    `band`, then the hybrid mode's uncertain band for its budget (simulated)."""
+    refuse_test_file(file, allow_test)
+    queries = load_labelled(file)
+    if write:
+        load_routes(
+            ctx.settings.routes_dir, ctx.settings.route_files.policy()
+        )  # --write into routes that do not load: say so now
+    with live_index(ctx) as live:
+        data = labelled_for(live, queries)
+        base = live.index.table.params
+        grid = DEFAULT_GRID
+        print(
+            f"calibrating on {len(queries)} queries from {file} (index {live.index.version}); "
+            f"{grid.size} global settings, then a held-out check on each half of the file",
+            file=ctx.out,
+        )
+        neighbours = neighbours_of(ctx, live, data.texts, max(grid.k_max, base.k))
+        result = search_parameters(ctx, neighbours, data, base, oos_weight=oos_weight, oos_share=oos_share)
+        print_calibration(result, ctx.out)
+        hybrid = None
+        if band is not None:
+            decided = decide_many(neighbours, result.params)
+            hybrid = calibrate_band(
+                decided,
+                data.labels,
+                result.params,
+                live.index.table.llm,
+                budget=band.budget,
+                p=band.p,
+                oos_share=oos_share,
+            )
+            print_band(hybrid, ctx.out)
+        meta = {**live.meta, "file": str(file)}
+        if json_path:
+            extra = {"band": hybrid.to_dict()} if hybrid is not None else {}
+            _write_json(json_path, {"meta": meta, "result": result.to_dict(), **extra}, ctx.out)
+        if html_path:
+            curve = threshold_curve(neighbours, data.labels, result.params, CURVE_THRESHOLDS, data.routes)
+            _write_text(html_path, report_html.calibration_page(result, curve, meta), ctx.out)
+    if write:
+        write_parameters(ctx, result)
+        if hybrid is not None and hybrid.chosen is not None:
+            write_llm_params(ctx.settings.routes_dir, hybrid.chosen.llm, ctx.settings.route_files.policy())
+            print("wrote the band into the llm section of _router.yaml", file=ctx.out)
+    else:
+        print("\n(dry run: pass --write to store these parameters in the routes files)", file=ctx.out)
+    return 0
+
+
+@dataclass(frozen=True)
+class BandOptions:
+    """`calibrate --band`: the escalation budget and the simulated chance the model is right."""
+
+    budget: float
+    p: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.budget <= 1.0 or not 0.0 <= self.p <= 1.0:
+            raise ValueError("--budget must be in (0, 1] and --p in [0, 1]")
+
+
+def print_band(result: HybridCalibration, out: TextIO) -> None:
+    """The band chosen for the budget, SIMULATED figures beside the vote alone."""
+    print(
+        f"\nhybrid band for at most {pct(result.budget)} of queries escalated (counted at {pct(result.oos_share)} "
+        f"out-of-scope traffic). SIMULATED: no model was called; 'upper' assumes it is right whenever the gold "
+        f"route is offered (or the query is out of scope), 'p={result.p}' that it is then right with that chance.",
+        file=out,
+    )
+    rows: list[tuple[object, ...]] = [
+        ("vote alone", "-", "-", pct(result.vote.in_scope_p), pct(result.vote.recall_p), "-", "-")
+    ]
+    for trial in ([result.chosen] if result.chosen else []) + list(result.top[1:6]):
+        s, b = trial.scores, trial.llm
+        setting = f"below {b.band_below} above {b.band_above} lead {b.min_lead} top {b.candidates}"
+        rows.append(
+            (
+                setting,
+                pct(s.escalated),
+                f"{pct(s.vote_on_escalated)} / {pct(s.vote_on_rest)}",
+                pct(s.in_scope_p),
+                pct(s.recall_p),
+                pct(s.in_scope_upper),
+                pct(s.recall_upper),
+            )
+        )
+    headers = [
+        "band",
+        "escalated",
+        "vote right: esc. / rest",
+        "in-scope (p)",
+        "recall (p)",
+        "in-scope (upper)",
+        "recall (upper)",
+    ]
+    print(text_table(headers, rows), file=out)
+    if result.chosen is None:
+        print("no band keeps within the budget", file=out)
+    else:
+        print("chosen: the first row after the vote (in-sample; see bench.hybrid for test-file figures)", file=out)
+
+
+def refuse_test_file(file: Path, allow_test: bool) -> None:
+    """Never tune on the file the figures are reported on."""
     if _TEST_FILE.search(file.name.lower()) and not allow_test:
         raise CommandRefused(
             f"{file.name} looks like a test file; never tune on the test set (it would make the "
             "test figures meaningless). Calibrate on a validation file, or pass "
             "--i-know-this-is-test if this really is not the file you report on."
         )
-    queries = load_labelled(file)
-    with live_index(settings, embedder, out) as live:
-        base = live.index.table.params
-        names = [r.name for r in live.index.table.routes]
-        texts = [q.text for q in queries]
-        labels = canonical_labels(queries, set(names), base.default_route)
-        grid = DEFAULT_GRID
-        k_max = max(grid.k_max, base.k)
-        print(
-            f"calibrating on {len(queries)} queries from {file} (index {live.index.version}); "
-            f"{grid.size} global settings",
-            file=out,
-        )
-        neighbours = neighbours_for(
-            live.embedder,
-            live.index,
-            texts,
-            k_max,
-            settings.embedding.batch_size,
-            progress=progress,
-        )
-        result = calibrate(
+
+
+def search_parameters(
+    ctx: Context,
+    neighbours: Sequence[Sequence[Neighbour]],
+    data: Labelled,
+    base: DecisionParams,
+    *,
+    oos_weight: float | None,
+    oos_share: float,
+) -> CalibrationResult:
+    """The calibration search, with progress, and its held-out estimate."""
+    steps = ctx.steps()
+    try:
+        return calibrate(
             neighbours,
-            labels,
+            data.labels,
             base,
             oos_weight=oos_weight,
             oos_share=oos_share,
-            grid=grid,
-            routes=names,
+            grid=DEFAULT_GRID,
+            routes=data.routes,
+            estimate_heldout=True,
+            progress=steps,
         )
-        print_calibration(result, out)
-        meta = {**live.meta, "file": str(file)}
-        if json_path:
-            _write_json(json_path, {"meta": meta, "result": result.to_dict()}, out)
-        if html_path:
-            curve = threshold_curve(neighbours, labels, result.params, CURVE_THRESHOLDS, names)
-            _write_text(html_path, report_html.calibration_page(result, curve, meta), out)
-    if write:
-        written = write_decision_params(settings.routes_dir, result.params, settings.route_files.policy())
-        if written.changed:
-            print(
-                f"\nwrote the chosen parameters into {len(written.changed)} file(s) of {settings.routes_dir}",
-                file=out,
-            )
-            if written.rewritten:
-                print(f"  rewritten whole (comments lost): {', '.join(written.rewritten)}", file=out)
-            print(
-                f"next: re-index so the service uses them: python -m indexer --routes {settings.routes_dir}"
-                f" --data-dir {settings.index.data_dir}",
-                file=out,
-            )
-        else:
-            print(f"\n{settings.routes_dir} already holds these parameters.", file=out)
-    else:
-        print("\n(dry run: pass --write to store these parameters in the routes files)", file=out)
-    return 0
+    finally:
+        steps.finish()
 
 
-def print_calibration(result: CalibrationResult, out: TextIO) -> None:
-    """The calibration summary as text tables."""
-    s = result.oos_share
+def write_parameters(ctx: Context, result: CalibrationResult) -> None:
+    """Store the chosen parameters in the routes files and say how to use them."""
+    settings = ctx.settings
+    written = write_decision_params(settings.routes_dir, result.params, settings.route_files.policy())
+    if not written.changed:
+        print(f"\n{settings.routes_dir} already holds these parameters.", file=ctx.out)
+        return
     print(
-        f"objective: weighted accuracy, fallback as a class; out-of-scope queries weigh "
-        f"{result.oos_weight:.2f} each ({result.out_of_scope} of {result.queries} in the file), i.e. "
-        f"{1 - s:.2f} x in-scope accuracy + {s:.2f} x fallback recall",
-        file=out,
+        f"\nwrote the chosen parameters into {len(written.changed)} file(s) of {settings.routes_dir}",
+        file=ctx.out,
     )
-    rows = []
-    for v in result.variants:
-        p = v.params
-        setting = p.describe()
-        rows.append(
-            (
-                v.name,
-                "yes" if v.adopted else "",
-                f"{v.gain * 100:+.2f}±{v.standard_error * 100:.2f}",
-                setting,
-                pct(v.scores.objective),
-                pct(v.scores.in_scope_accuracy),
-                pct(v.scores.fallback_recall),
-                pct(v.scores.fallback_precision),
-            )
-        )
-    print(
-        "\ndecision-rule variants (best of each on this file; adopted when its gain over the "
-        f"adopted one is >= {DEFAULT_GRID.min_variant_gain * 100:.1f} points and >= "
-        f"{DEFAULT_GRID.significance:g} standard errors):",
-        file=out,
-    )
-    print(
-        text_table(
-            [
-                "variant",
-                "adopted",
-                "gain (points)",
-                "setting",
-                "objective",
-                "in-scope acc",
-                "fallback recall",
-                "fallback prec",
-            ],
-            rows,
-            max_width=70,
-        ),
-        file=out,
-    )
-    kept = [r for r in result.route_thresholds if r.offset]
-    verdict = "kept" if result.route_thresholds_kept else "not kept"
-    print(
-        f"\nper-route thresholds: held-out gain {result.heldout_gain * 100:+.2f} "
-        f"± {result.heldout_standard_error * 100:.2f} points (two-fold); "
-        f"{verdict}; {len(kept)} route(s) moved from the global threshold",
-        file=out,
-    )
-    if kept:
-        print(
-            text_table(
-                ["route", "labelled", "threshold offset", "gain"],
-                [(r.route, r.support, f"{r.offset:+.2f}", r.gain) for r in kept[:15]],
-            ),
-            file=out,
-        )
-    p = result.params
-    print(
-        f"\nchosen: {p.describe()}\n"
-        f"  objective {pct(result.baseline.objective)} -> {pct(result.objective)}, "
-        f"in-scope accuracy {pct(result.baseline.in_scope_accuracy)} -> {pct(result.scores.in_scope_accuracy)}, "
-        f"fallback recall {pct(result.baseline.fallback_recall)} -> {pct(result.scores.fallback_recall)}",
-        file=out,
-    )
-    if result.engine_mismatches:
-        print(
-            f"warning: the fast engine disagreed with decide() on {result.engine_mismatches} "
-            "queries; figures above are decide()'s",
-            file=out,
-        )
+    if written.rewritten:
+        print(f"  rewritten whole (comments lost): {', '.join(written.rewritten)}", file=ctx.out)
+    print(f"next: re-index so that they are used: {reindex_hint(settings, ctx.configured)}", file=ctx.out)
 
 
 # -- hygiene ----------------------------------------------------------------------------------
 def run_hygiene(
-    settings: RouterSettings,
+    ctx: Context,
     *,
     duplicate_similarity: float,
     min_examples: int,
     json_path: Path | None,
     html_path: Path | None,
-    out: TextIO,
     limit: int = 15,
 ) -> int:
     """`hygiene`: works on the live version's stored vectors, so no model is loaded."""
+    settings, out = ctx.settings, ctx.out
     store = open_store(settings.index)
     try:
         live = store.live_version()
         if live is None:
-            raise IndexMissing(f"no live index for {settings.routes_dir}: run `python -m indexer` first")
+            raise IndexMissing(_missing_index(ctx))
         manifest = store.manifest(live)
         stored = store.stored_points(live)
     finally:
@@ -383,7 +443,7 @@ def run_hygiene(
     if fingerprint(manifest.model_id, manifest.dimension, table) != manifest.fingerprint:
         print(
             f"warning: live index {live} was not built from the current {settings.routes_dir}; "
-            "run `python -m indexer` first for current figures.",
+            f"refresh it with `{reindex_hint(settings, ctx.configured)}` for current figures.",
             file=out,
         )
     report = check_hygiene(
@@ -447,15 +507,9 @@ def run_hygiene(
 
 
 # -- finetune ---------------------------------------------------------------------------------
-def run_finetune(
-    settings: RouterSettings,
-    *,
-    config: FinetuneConfig,
-    out_dir: Path | None,
-    progress: bool,
-    out: TextIO,
-) -> int:
+def run_finetune(ctx: Context, *, config: FinetuneConfig, out_dir: Path | None) -> int:
     """`finetune`: train on the routes' examples and write a versioned model directory."""
+    settings, out, progress = ctx.settings, ctx.out, ctx.progress
     table = load_routes(settings.routes_dir, settings.route_files.policy())
     examples = sum(len(r.examples) for r in table.routes)
     print(
@@ -486,30 +540,55 @@ def run_finetune(
             file=out,
         )
     print(
-        "next: index with it (the index records its id; the service must load the same model):\n"
-        f"  ROUTER_EMBEDDING__MODEL={result.path} python -m indexer --routes {settings.routes_dir} "
-        f"--data-dir {settings.index.data_dir}",
+        "next: index with it (the index records its id; the service must load the same model, "
+        f"ROUTER_EMBEDDING__MODEL={shlex.quote(str(result.path))}):\n"
+        f"  {reindex_hint(settings, ctx.configured, '--model', result.path)}",
         file=out,
     )
     return 0
 
 
 # -- import -----------------------------------------------------------------------------------
-def run_import(file: Path, out_dir: Path, *, exclude: Sequence[str], threshold: float | None, out: TextIO) -> int:
-    """`import TRAIN.jsonl --out DIR`."""
+def run_import(ctx: Context, file: Path, out_dir: Path, options: ImportOptions, *, data_dir: Path | None) -> int:
+    """`import TRAIN.jsonl --out DIR`: write the routes (and the held-out file), then print the
+    commands that evaluate them in an index of their own."""
     try:
-        count = write_routes_from_jsonl(file, out_dir, exclude_labels=exclude, threshold=threshold)
-    except (FileExistsError, ValueError) as exc:
-        if isinstance(exc, LabelledDataInvalid):
-            raise
+        report = import_labelled(file, out_dir, options)
+    except FileExistsError as exc:
         raise CommandRefused(str(exc)) from exc
-    table = load_routes(out_dir)
-    print(
-        f"wrote {count} routes ({sum(len(r.examples) for r in table.routes)} examples) to {out_dir}\n"
-        f"next: python -m indexer --routes {out_dir}",
-        file=out,
+    load_routes(out_dir)  # what was written loads
+    print_import(report, out_dir, ctx.out)
+    target = ctx.settings.model_copy(update={"routes_dir": out_dir})
+    target = target.model_copy(
+        update={"index": target.index.model_copy(update={"data_dir": data_dir or own_data_dir(out_dir)})}
     )
+    target = safe_settings(target, ctx.configured)
+    where = index_args(target)
+    steps = [indexer_command("reindex", *where)]
+    if report.val_path is not None:
+        steps.append(indexer_command("calibrate", report.val_path, *where, "--write"))
+        steps.append(indexer_command("reindex", *where))
+    print("next, in an index of their own (not the service's):", file=ctx.out)
+    for step in steps:
+        print(f"  {step}", file=ctx.out)
+    print(f"then score a labelled test file: {indexer_command('eval', 'TEST.jsonl', *where)}", file=ctx.out)
     return 0
+
+
+def print_import(report: ImportReport, out_dir: Path, out: TextIO) -> None:
+    """What an import wrote."""
+    sampled = " (sampled with --per-route)" if report.sampled else ""
+    print(f"wrote {report.routes} routes ({report.examples} examples{sampled}) to {out_dir}", file=out)
+    if report.short_routes:
+        shown = ", ".join(report.short_routes[:5]) + (" ..." if len(report.short_routes) > 5 else "")
+        print(f"  {len(report.short_routes)} route(s) had fewer examples than asked: {shown}", file=out)
+    if report.val_path is not None:
+        print(
+            f"held out {report.held_out} queries ({report.held_out_fallback} out of scope) to {report.val_path}",
+            file=out,
+        )
+    if report.replaced:
+        print(f"replaced files edited since the last import (--force): {', '.join(report.replaced)}", file=out)
 
 
 def _write_json(path: Path, data: dict[str, Any], out: TextIO) -> None:

@@ -5,7 +5,8 @@ an anchor, another example of the same route its positive, and the other pairs o
 are its negatives. A batch never holds two pairs of one route, so no negative is secretly a
 positive. The result is a versioned model directory whose `router-model.json` gives it a stable
 id (`<base>-ft-<hash of base, examples and settings>`); an index built with it records that id,
-and the service refuses an index whose model id differs from the model it loaded.
+and the service loads the model the live index records (ROUTER_FOLLOW_INDEX_MODEL, the default),
+so a re-index with the tuned model brings it into service.
 """
 
 from __future__ import annotations
@@ -138,7 +139,16 @@ def finetune(
     examples = sum(len(r.examples) for r in table.routes)
     existing = _existing_id(target)
     if existing == model_id:
-        return FinetuneResult(model_id, base_id, target, examples, 0, 0, 0.0, False)
+        return FinetuneResult(
+            model_id=model_id,
+            base_model=base_id,
+            path=target,
+            examples=examples,
+            pairs=0,
+            steps=0,
+            seconds=0.0,
+            created=False,
+        )
     if target.exists() and any(target.iterdir()):
         raise FileExistsError(f"{target} exists and holds something else; choose another --out")
 
@@ -177,7 +187,16 @@ def finetune(
             "loss": "MultipleNegativesRankingLoss",
         },
     )
-    return FinetuneResult(model_id, base_id, target, examples, pairs, step, time.perf_counter() - started, True)
+    return FinetuneResult(
+        model_id=model_id,
+        base_model=base_id,
+        path=target,
+        examples=examples,
+        pairs=pairs,
+        steps=step,
+        seconds=time.perf_counter() - started,
+        created=True,
+    )
 
 
 def _train(

@@ -9,9 +9,9 @@ from html import escape
 from typing import Any
 
 from indexer.calibration import CalibrationResult, Scores
-from indexer.evaluation import CurvePoint, EvalReport
+from indexer.evaluation import CurvePoint, EvalReport, RouteScore
 from indexer.hygiene import HygieneReport
-from indexer.tables import pct
+from indexer.tables import Ratio, pct, points
 from router_core.params import TUNABLE_NAMES
 
 _STYLE = """
@@ -34,9 +34,12 @@ def page(title: str, body: str) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """An HTML table; numbers right-aligned, floats with three decimals."""
+    """An HTML table; numbers right-aligned, shares (`Ratio`) as percentages, other floats with
+    three decimals."""
 
     def cell(tag: str, v: object) -> str:
+        if isinstance(v, Ratio):
+            return f"<{tag} class=n>{pct(v)}</{tag}>"
         if isinstance(v, float):
             return f"<{tag} class=n>{v:.3f}</{tag}>"
         if isinstance(v, int):
@@ -208,16 +211,18 @@ def eval_page(
             [(c.gold, c.predicted, c.count, " | ".join(c.examples)) for c in report.confusions[:25]],
         )
     )
-    body.append("<h2>Per route (worst F1 first)</h2>")
-    body.append(
-        table(
-            ["route", "precision", "recall", "F1", "labelled", "decided"],
-            [(s.route, s.precision, s.recall, s.f1, s.support, s.predicted) for s in report.per_route],
-        )
-    )
+    body.append(f"<h2>Per route: {len(report.per_route)} routes, worst F1 first</h2>")
+    headers = ["route", "precision", "recall", "F1", "labelled", "decided"]
+    body.append(table(headers, [_route_row(s) for s in report.per_route]))
+    body.append(f"<h2>Fallback (default route {escape(report.default_route)})</h2>")
+    body.append(table(headers, [_route_row(report.fallback)]))
     if report.unknown_labels:
         body.append(f"<p>Labels naming no route: {escape(', '.join(report.unknown_labels))}</p>")
     return page("Routing evaluation", "".join(body))
+
+
+def _route_row(s: RouteScore) -> tuple[object, ...]:
+    return (s.route, Ratio(s.precision), Ratio(s.recall), Ratio(s.f1), s.support, s.predicted)
 
 
 def calibration_page(result: CalibrationResult, curve: Sequence[CurvePoint], meta: Mapping[str, Any]) -> str:
@@ -231,17 +236,20 @@ def calibration_page(result: CalibrationResult, curve: Sequence[CurvePoint], met
         f"{result.out_of_scope} of {result.queries}). Equivalently "
         f"{1 - result.oos_share:.2f} × in-scope accuracy + {result.oos_share:.2f} × fallback recall.</p>"
     )
-    body.append(
-        kpis(
-            {
-                "objective": f"{pct(result.baseline.objective)} → {pct(result.objective)}",
-                "in-scope accuracy": (
-                    f"{pct(result.baseline.in_scope_accuracy)} → {pct(result.scores.in_scope_accuracy)}"
-                ),
-                "fallback recall": f"{pct(result.baseline.fallback_recall)} → {pct(result.scores.fallback_recall)}",
-            }
-        )
-    )
+    b, c = result.baseline, result.scores
+    headline = {}
+    if result.heldout_total_gain is not None:
+        gain = points(result.heldout_total_gain, result.heldout_total_standard_error)
+        headline["objective gain, held-out estimate (points)"] = gain
+    headline |= {
+        "objective on this file, given → calibrated (in-sample)": f"{pct(b.objective)} → {pct(c.objective)}",
+        "in-scope accuracy": f"{pct(b.in_scope_accuracy)} → {pct(c.in_scope_accuracy)}",
+        "fallback recall": f"{pct(b.fallback_recall)} → {pct(c.fallback_recall)}",
+        f"fallback precision at {pct(result.oos_share)} out of scope": (
+            f"{pct(b.fallback_precision)} → {pct(c.fallback_precision)}"
+        ),
+    }
+    body.append(kpis(headline))
     body.append("<h2>Chosen parameters</h2>")
     body.append(
         table(
@@ -256,8 +264,9 @@ def calibration_page(result: CalibrationResult, curve: Sequence[CurvePoint], met
     body.append("<h2>Per-route thresholds</h2>")
     verdict = "kept" if result.route_thresholds_kept else "not kept"
     body.append(
-        f"<p>Held-out check (two-fold on this file): {result.heldout_gain * 100:+.2f} ± "
-        f"{result.heldout_standard_error * 100:.2f} objective points; per-route thresholds {verdict}.</p>"
+        f"<p>Held-out check (two-fold on this file): "
+        f"{points(result.heldout_gain, result.heldout_standard_error)} objective points; "
+        f"per-route thresholds {verdict}.</p>"
     )
     body.append(
         table(
@@ -273,10 +282,10 @@ def calibration_page(result: CalibrationResult, curve: Sequence[CurvePoint], met
             [
                 (
                     *t.params.tunable_values().values(),
-                    t.scores.objective,
-                    t.scores.accuracy,
-                    t.scores.in_scope_accuracy,
-                    t.scores.fallback_recall,
+                    Ratio(t.scores.objective),
+                    Ratio(t.scores.accuracy),
+                    Ratio(t.scores.in_scope_accuracy),
+                    Ratio(t.scores.fallback_recall),
                 )
                 for t in top
             ],
@@ -344,35 +353,39 @@ def hygiene_page(report: HygieneReport, meta: Mapping[str, Any]) -> str:
 def _variants_table(result: CalibrationResult) -> str:
     rows = []
     for v in result.variants:
-        setting = v.params.describe()
-        adopted = "yes" if v.adopted else ""
-        rows.append(
-            (
-                v.name,
-                adopted,
-                setting,
-                f"{v.gain * 100:+.2f} ± {v.standard_error * 100:.2f}",
-                *_score_cells(v.scores),
-            )
-        )
+        held = "" if v.heldout_gain is None else points(v.heldout_gain, v.heldout_standard_error)
+        if v.name == "given parameters":
+            rows.append((v.name, v.verdict, "", "", v.params.describe(), *_score_cells(v.scores)))
+        elif not v.new:
+            rows.append((v.name, v.verdict, "", held, "(as above)", "", "", "", "", ""))
+        else:
+            gain = points(v.gain) if v.heldout_gain is not None else points(v.gain, v.standard_error)
+            rows.append((v.name, v.verdict, gain, held, v.params.describe(), *_score_cells(v.scores)))
     return table(
         [
             "variant",
-            "adopted",
+            "verdict",
+            "gain in-sample (points)",
+            "gain held-out (points)",
             "setting",
-            "gain (points)",
             "objective",
             "accuracy",
             "in-scope",
             "fallback recall",
-            "fallback precision",
+            f"fallback precision at {pct(result.oos_share)} out of scope",
         ],
         rows,
     )
 
 
-def _score_cells(s: Scores) -> tuple[float, ...]:
-    return (s.objective, s.accuracy, s.in_scope_accuracy, s.fallback_recall, s.fallback_precision)
+def _score_cells(s: Scores) -> tuple[Ratio, ...]:
+    return (
+        Ratio(s.objective),
+        Ratio(s.accuracy),
+        Ratio(s.in_scope_accuracy),
+        Ratio(s.fallback_recall),
+        Ratio(s.fallback_precision),
+    )
 
 
 def _curve_chart(curve: Sequence[CurvePoint], marker: float | None) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from router_core.conversation import ConversationParams
+from router_core.llm_params import LLMRoutingParams
 from router_core.params import TUNABLE_NAMES, DecisionParams
 from router_core.route_policy import RoutePolicy
 from router_core.routes import ROUTER_FILE, load_routes
@@ -72,6 +74,57 @@ def write_decision_params(
                 _replace(path, text)
         raise
     return WriteReport(tuple(changed), tuple(rewritten))
+
+
+def write_conversation_params(
+    routes_dir: Path | str,
+    conversation: ConversationParams,
+    *,
+    threshold: float | None = None,
+    policy: RoutePolicy | None = None,
+) -> WriteReport:
+    """Set `_router.yaml`'s conversation section (and, when given, the global threshold)."""
+    extra = {} if threshold is None else {"threshold": _number(threshold)}
+    return write_router_section(routes_dir, "conversation", conversation.to_dict(), policy=policy, **extra)
+
+
+def write_llm_params(routes_dir: Path | str, llm: LLMRoutingParams, policy: RoutePolicy | None = None) -> WriteReport:
+    """Set `_router.yaml`'s llm section (the hybrid's band among it)."""
+    return write_router_section(routes_dir, "llm", llm.to_dict(), policy=policy)
+
+
+def write_router_section(
+    routes_dir: Path | str,
+    section: str,
+    values: Mapping[str, Any],
+    *,
+    policy: RoutePolicy | None = None,
+    **top_level: Any,
+) -> WriteReport:
+    """Set one section of `_router.yaml` (a mapping, written in flow style on one line when its
+    line can be edited) and top-level keys; restored when the directory no longer loads."""
+    root = Path(routes_dir)
+    load_routes(root, policy)  # refuse to edit a directory that does not load now
+    path = root / ROUTER_FILE
+    edits: dict[str, Any] = {section: {k: _plain(v) for k, v in values.items()}, **top_level}
+    before = path.read_text(encoding="utf-8") if path.exists() else None
+    after, whole = _edit(before, edits)
+    if after == before:
+        return WriteReport((), ())
+    _replace(path, after)
+    try:
+        load_routes(root, policy)
+    except BaseException:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            _replace(path, before)
+        raise
+    return WriteReport((path.name,), (path.name,) if whole else ())
+
+
+def _plain(value: Any) -> Any:
+    return _number(value) if isinstance(value, float) else value
 
 
 def _route_file(root: Path, name: str) -> Path:

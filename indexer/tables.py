@@ -1,4 +1,8 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal, and the one way shares and gains are written.
+
+Every share (accuracy, precision, recall, F1, the objective) reads as a percentage with one
+decimal; a gain in the objective as percentage points with two, with its standard error.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +24,28 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, max_
     return "\n".join(out)
 
 
+class Ratio(float):
+    """A share: tables show it as a percentage."""
+
+
 def pct(value: float) -> str:
     """A ratio as a percentage with one decimal."""
     return f"{100 * value:.1f}%"
 
 
+def points(gain: float, standard_error: float | None = None) -> str:
+    """A gain in the objective as signed percentage points, with its standard error if given."""
+    text = f"{100 * gain:+.2f}"
+    return text if standard_error is None else f"{text} ± {100 * standard_error:.2f}"
+
+
 def _cell(value: object, max_width: int) -> str:
+    if isinstance(value, Ratio):
+        return _cut(pct(value), max_width)
     text = f"{value:.3f}" if isinstance(value, float) else str(value)
+    return _cut(text, max_width)
+
+
+def _cut(text: str, max_width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= max_width else text[: max_width - 1] + "…"

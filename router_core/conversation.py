@@ -26,28 +26,40 @@ and vectors in. Strategy "last_message" routes the last user message alone.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from router_core.conversation_words import DIALOGUE_WORDS, FUNCTION_WORDS
-from router_core.decision import Decision, TurnShare, decide
+from router_core.conversation_engine import (
+    CONTEXT,
+    CONTINUED,
+    GATE,
+    NO_EVIDENCE,
+    OFF_TOPIC,
+    OWN,
+    STANDALONE,
+    ConversationBatch,
+    Layout,
+    Message,
+    Outcome,
+    decide,
+)
+from router_core.conversation_words import DIALOGUE_WORDS, FOLLOW_UP_WORDS, FUNCTION_WORDS
+from router_core.decision import Decision, Reason, TurnShare
+from router_core.decision import decide as decide_one
 from router_core.neighbours import Neighbour
-from router_core.params import DecisionParams, tunable
+from router_core.params import DecisionParams, specs_of, tunable
 
 Role = Literal["system", "user", "assistant"]
 Strategy = Literal["evidence", "last_message"]
 Vector = npt.NDArray[np.float32]
 _WORD = re.compile(r"[a-z0-9']+")
-_IGNORED = FUNCTION_WORDS | DIALOGUE_WORDS
+_IGNORED = FUNCTION_WORDS | DIALOGUE_WORDS | FOLLOW_UP_WORDS
 MIN_SHARE = 0.1  # turns listed in a decision carry at least this share of the winner's evidence
-CONTEXT_MESSAGES = 2  # a user message's context text: this many messages before it, then itself
-CONTEXT_TAIL_CHARS = 300  # of each earlier message in a context text: its end, nearest the user's reply
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,10 @@ class ConversationParams:
         """JSON form (stored in every index version)."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
+    def tunable_values(self) -> dict[str, Any]:
+        """The parameters of the rule (everything but the strategy)."""
+        return {spec.name: getattr(self, spec.name) for spec in specs_of(ConversationParams)}
+
 
 def content_words(text: str) -> int:
     """Words that say what a message is about: not function words, not generic dialogue
@@ -108,38 +124,9 @@ def content_words(text: str) -> int:
     return sum(1 for w in _WORD.findall(text.lower()) if w not in _IGNORED and not w.isdigit())
 
 
-@dataclass(frozen=True)
-class _Window:
-    """The part of a conversation the rule reads."""
-
-    messages: tuple[Turn, ...]  # user and assistant messages, in order
-    users: tuple[int, ...]  # positions in `messages` of the window's user messages
-    last: int  # position of the last user message
-
-    @classmethod
-    def of(cls, turns: Sequence[Turn], window: int) -> _Window:
-        messages = tuple(t for t in turns if t.role in ("user", "assistant"))
-        users = [j for j, t in enumerate(messages) if t.role == "user"]
-        if not users:
-            raise ValueError("a conversation needs a user message")
-        return cls(messages, tuple(users[-window:]), users[-1])
-
-    @property
-    def single(self) -> bool:
-        return len(self.users) == 1 and not any(t.role == "user" for t in self.messages[: self.users[0]])
-
-    def context_text(self, j: int) -> str:
-        """The messages before message j and j itself; a long earlier message (an agent's answer)
-        contributes its end, so the model's token limit never cuts the user's own words off."""
-        before = [t.text[-CONTEXT_TAIL_CHARS:] for t in self.messages[max(0, j - CONTEXT_MESSAGES) : j]]
-        return " ".join([*before, self.messages[j].text])
-
-    def earlier(self) -> tuple[Turn, ...]:
-        """Every message of the window before the last user message."""
-        return self.messages[self.users[0] : self.last]
-
-    def assistants(self) -> tuple[int, ...]:
-        return tuple(j for j in range(self.users[0] + 1, self.last) if self.messages[j].role == "assistant")
+def layout(turns: Sequence[Turn], window: int) -> Layout:
+    """The user and assistant messages of a request the rule may read."""
+    return Layout.of([Message(t.index, t.role, t.text) for t in turns if t.role in ("user", "assistant")], window)
 
 
 def last_user_text(turns: Sequence[Turn]) -> str:
@@ -148,17 +135,47 @@ def last_user_text(turns: Sequence[Turn]) -> str:
 
 
 def texts_needed(turns: Sequence[Turn], conv: ConversationParams) -> tuple[str, ...]:
-    """Every text whose neighbours (and vector) `route_conversation` may read, last message first."""
+    """Every text whose neighbours (and vector) `route_conversations` may read, last message first."""
     if conv.strategy == "last_message":
         return (last_user_text(turns),)
-    win = _Window.of(turns, conv.window)
-    texts = [win.messages[win.last].text]
-    if not win.single:
-        texts += [t.text for t in win.earlier()]
-        texts += [win.messages[j].text for j in win.users]
-        if conv.context_weight:
-            texts += [win.context_text(j) for j in win.users]
-    return tuple(dict.fromkeys(texts))
+    return tuple(dict.fromkeys(layout(turns, conv.window).texts(with_context=bool(conv.context_weight))))
+
+
+_REASONS: dict[int, Reason] = {
+    GATE: "vote",
+    STANDALONE: "standalone",
+    OFF_TOPIC: "off_topic",
+    CONTEXT: "context",
+    CONTINUED: "continued",
+    NO_EVIDENCE: "below_threshold",
+}
+
+
+def route_conversations(
+    requests: Sequence[Sequence[Turn]],
+    neighbours: Mapping[str, Sequence[Neighbour]],
+    vectors: Mapping[str, Vector],
+    own: Sequence[Decision],
+    params: DecisionParams,
+    conv: ConversationParams,
+) -> list[Decision]:
+    """The route of each request's last user message, given the neighbours and vectors of every
+    text `texts_needed` named and `own`, each last message's single-message decision."""
+    if conv.strategy == "last_message":
+        return list(own)
+    layouts = [layout(turns, conv.window) for turns in requests]
+    names = sorted({n.route for hits in neighbours.values() for n in hits})
+    batch = ConversationBatch.build(
+        layouts,
+        neighbours,
+        vectors,
+        [(None if d.fallback else d.route, d.score) for d in own],
+        names,
+        params.k,
+        [content_words(lay.last.text) for lay in layouts],
+    )
+    outcome = decide(batch, threshold=params.threshold, **conv.tunable_values())
+    return [_decision(i, batch, outcome, own[i], params) for i in range(len(own))]
 
 
 def route_conversation(
@@ -167,91 +184,38 @@ def route_conversation(
     vectors: Mapping[str, Vector],
     params: DecisionParams,
     conv: ConversationParams,
-    *,
-    own: Decision | None = None,
 ) -> Decision:
-    """The route of the last user message of `turns`, given the neighbours and vectors of every
-    text `texts_needed` named (and `own`, the last message's single-message decision, when the
-    caller already has it)."""
-    last_text = last_user_text(turns)
-    if own is None:
-        own = decide(neighbours[last_text], params)
-    if conv.strategy == "last_message":
+    """One request: the route of the last user message of `turns` (see `route_conversations`)."""
+    own = decide_one(neighbours[last_user_text(turns)], params)
+    return route_conversations([turns], neighbours, vectors, [own], params, conv)[0]
+
+
+def _decision(i: int, batch: ConversationBatch, outcome: Outcome, own: Decision, params: DecisionParams) -> Decision:
+    reason = int(outcome.reason[i])
+    if reason == OWN:
         return own
-    win = _Window.of(turns, conv.window)
-    last_index = win.messages[win.last].index
-    alone = replace(own, turns=(TurnShare(last_index, 1.0),))
-    if win.single:
-        return own
-    gate = None if conv.gate_above is None else params.threshold + conv.gate_above
-    if gate is not None and not own.fallback and own.score >= gate:
-        return alone
-    if content_words(last_text) >= conv.standalone_words:
-        mine = vectors[last_text]
-        related = max((float(vectors[t.text] @ mine) for t in win.earlier()), default=-1.0)
-        if related < conv.standalone_similarity:
-            return replace(alone, reason="off_topic" if own.fallback else "standalone")
-    return _by_evidence(win, neighbours, params, conv, own)
-
-
-def _by_evidence(
-    win: _Window,
-    neighbours: Mapping[str, Sequence[Neighbour]],
-    params: DecisionParams,
-    conv: ConversationParams,
-    own: Decision,
-) -> Decision:
-    floor = params.threshold - conv.floor_below
-
-    def evidence(text: str) -> dict[str, float]:
-        found: dict[str, float] = {}
-        for n in sorted(neighbours[text], key=lambda n: (-n.similarity, n.route, n.text))[: params.k]:
-            gain = n.similarity - floor
-            if gain > 0:
-                found[n.route] = found.get(n.route, 0.0) + gain
-        return found
-
-    contributions: dict[int, dict[str, float]] = {}
-
-    def add(index: int, weight: float, found: Mapping[str, float]) -> None:
-        mine = contributions.setdefault(index, {})
-        for route, value in found.items():
-            mine[route] = mine.get(route, 0.0) + weight * value
-
-    for age, j in enumerate(reversed(win.users)):
-        index = win.messages[j].index
-        add(index, conv.decay**age, evidence(win.messages[j].text))
-        if conv.context_weight:
-            add(index, conv.context_weight * conv.decay**age, evidence(win.context_text(j)))
-    if conv.assistant_weight:
-        for j in win.assistants():
-            age = sum(1 for u in win.users if u > j) - 1
-            add(win.messages[j].index, conv.assistant_weight * conv.decay**age, evidence(win.messages[j].text))
-    totals: dict[str, float] = {}
-    for found in contributions.values():
-        for route, value in found.items():
-            totals[route] = totals.get(route, 0.0) + value
-    ranked = sorted(((v, r) for r, v in totals.items() if v > 0), key=lambda x: (-x[0], x[1]))
-    if not ranked:
+    last_index = int(batch.index[i][batch.last[i]][0])
+    if reason in (GATE, STANDALONE, OFF_TOPIC):
+        return replace(own, reason=_REASONS[reason], turns=(TurnShare(last_index, 1.0),))
+    if reason == NO_EVIDENCE:
         return replace(own, route=params.default_route, fallback=True, reason="below_threshold", ranking=())
-    best, route = ranked[0]
-    total = sum(v for v, _ in ranked)
-    lead = (best - ranked[1][0]) / total if len(ranked) > 1 else math.inf
+    route = batch.route_names[int(outcome.route[i])]
+    best = float(outcome.totals[i].max())
     shares = sorted(
         (
-            (index, found[route] / best)
-            for index, found in contributions.items()
-            if found.get(route, 0.0) / best >= MIN_SHARE
+            (int(batch.index[i, m]), float(outcome.contributions[i, m]) / best)
+            for m in range(batch.valid.shape[1])
+            if batch.valid[i, m] and outcome.contributions[i, m] / best >= MIN_SHARE
         ),
         key=lambda x: (-x[1], x[0]),
     )
-    last_supports = evidence(win.messages[win.last].text).get(route, 0.0) > 0
+    order = np.argsort(-outcome.totals[i], kind="stable")
     return replace(
         own,
         route=route,
         fallback=False,
-        reason="context" if last_supports else "continued",
-        lead=lead,
-        ranking=tuple(r for _, r in ranked),
+        reason=_REASONS[reason],
+        lead=float(outcome.lead[i]),
+        ranking=tuple(batch.route_names[j] for j in order if outcome.totals[i, j] > 0),
         turns=tuple(TurnShare(index, round(share, 3)) for index, share in shares),
     )

@@ -1,8 +1,10 @@
 """Words that do not make a message a request of its own (see `router_core.conversation`).
 
-Function words, and generic dialogue words (politeness, confirmation, dates, times, prices,
+Function words, generic dialogue words (politeness, confirmation, dates, times, prices,
 contact details, options) that a follow-up carries whatever the topic: "yes, for tomorrow at
-5 pm", "what's the price?". Written while measuring conversation routing on the SGD set.
+5 pm", "what's the price?" (written while measuring conversation routing on the SGD set), and
+the words of follow-ups asking an assistant to go on with its answer: "can you show a full
+example?", "explain the steps again, simpler".
 """
 
 FUNCTION_WORDS = frozenset(
@@ -326,5 +328,32 @@ DIALOGUE_WORDS = frozenset(
         "work",
         "worked",
         "works",
+    )
+)
+
+FOLLOW_UP_WORDS = frozenset(
+    (
+        "again",
+        "clarify",
+        "complete",
+        "continue",
+        "elaborate",
+        "example",
+        "examples",
+        "explain",
+        "explanation",
+        "full",
+        "further",
+        "longer",
+        "shorter",
+        "simpler",
+        "simply",
+        "step",
+        "steps",
+        "summarise",
+        "summarize",
+        "working",
+        "workings",
+        "why",
     )
 )

@@ -111,7 +111,16 @@ def vote(arrays: NeighbourArrays, params: DecisionParams, thresholds: FloatArray
     if not detail:
         return tally
     return Tally(
-        tally.winner, tally.lead, tally.reason, k, survives, counts, sums, best, weight, np.asarray(tie, np.float64)
+        winner=tally.winner,
+        lead=tally.lead,
+        reason=tally.reason,
+        k=k,
+        voted=survives,
+        counts=counts,
+        sums=sums,
+        best=best,
+        weight=weight,
+        tie=np.asarray(tie, np.float64),
     )
 
 

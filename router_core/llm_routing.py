@@ -22,8 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from router_core.decision import Decision
 from router_core.llm_params import LLMRoutingParams
+from router_core.neighbours import BoolArray, FloatArray
 from router_core.params import DecisionParams
 from router_core.routes import RouteTable
 
@@ -33,16 +36,47 @@ MAX_EXAMPLE_CHARS = 200
 MAX_MESSAGE_CHARS = 1000
 
 
+@dataclass(frozen=True)
+class BandInputs:
+    """What the uncertain band reads of N decisions, as arrays."""
+
+    score: FloatArray  # best similarity
+    threshold: FloatArray  # the threshold of the winner (of the best-ranked route when none won)
+    lead: FloatArray  # the winner's lead over the runner-up, as a share of the vote
+    routed: BoolArray  # a route won
+    ambiguous: BoolArray  # the vote fell back as ambiguous
+    eligible: BoolArray  # there are candidates to offer
+
+    @classmethod
+    def of(cls, decisions: Sequence[Decision], params: DecisionParams) -> BandInputs:
+        """The band's inputs for `decisions` made under `params`."""
+
+        def threshold(d: Decision) -> float:
+            return params.threshold_for(d.route if not d.fallback else (d.ranking[0] if d.ranking else ""))
+
+        return cls(
+            score=np.array([d.score for d in decisions], np.float64),
+            threshold=np.array([threshold(d) for d in decisions], np.float64),
+            lead=np.array([d.lead for d in decisions], np.float64),
+            routed=np.array([not d.fallback for d in decisions], bool),
+            ambiguous=np.array([d.reason == "ambiguous" for d in decisions], bool),
+            eligible=np.array([bool(d.ranking) and d.reason != "no_neighbours" for d in decisions], bool),
+        )
+
+
+def escalation_mask(inputs: BandInputs, llm: LLMRoutingParams) -> BoolArray:
+    """Which decisions a hybrid router puts to the decision model: an ambiguous vote, a best
+    similarity in [threshold - band_below, threshold + band_above), or a routed winner leading
+    the runner-up by less than `min_lead` of the vote."""
+    in_band = (inputs.score >= inputs.threshold - llm.band_below) & (inputs.score < inputs.threshold + llm.band_above)
+    close = inputs.routed & (inputs.lead < llm.min_lead)
+    mask: BoolArray = inputs.eligible & (inputs.ambiguous | in_band | close)
+    return mask
+
+
 def escalates(decision: Decision, params: DecisionParams, llm: LLMRoutingParams) -> bool:
     """Whether a hybrid router puts this vote's decision to the decision model."""
-    if decision.reason == "no_neighbours" or not decision.ranking:
-        return False
-    if decision.reason == "ambiguous":
-        return True
-    threshold = params.threshold_for(decision.route if not decision.fallback else decision.ranking[0])
-    if threshold - llm.band_below <= decision.score < threshold + llm.band_above:
-        return True
-    return not decision.fallback and decision.lead < llm.min_lead
+    return bool(escalation_mask(BandInputs.of([decision], params), llm)[0])
 
 
 def candidates(decision: Decision, llm: LLMRoutingParams) -> tuple[str, ...]:
@@ -165,3 +199,39 @@ def llm_only(choice: RouteChoice | None, default_route: str) -> Decision:
 def allowed_routes(table: RouteTable) -> tuple[str, ...]:
     """Every route of the table, by name."""
     return tuple(r.name for r in table.routes)
+
+
+@dataclass(frozen=True)
+class Question:
+    """What to ask the decision model about one request, and the cache key of the answer."""
+
+    allowed: tuple[str, ...]
+    messages: list[dict[str, str]]
+    key: tuple[object, ...]  # the offered routes and the shown conversation, normalised
+
+
+def question_for(table: RouteTable, vote: Decision, conversation: Sequence[tuple[str, str]]) -> Question | None:
+    """The question the route set's mode asks about a request (None: the vote's decision stands
+    unasked). `conversation` is the request's (role, text) user and assistant messages, the
+    routed message last."""
+    if table.mode == "embedding":
+        return None
+    if table.mode == "hybrid":
+        if not escalates(vote, table.params, table.llm):
+            return None
+        allowed = candidates(vote, table.llm)
+    else:
+        allowed = allowed_routes(table)
+    shown = conversation[-(table.llm.context_messages + 1) :]
+    key = (tuple(allowed), tuple((role, " ".join(text.split()).casefold()) for role, text in shown))
+    return Question(tuple(allowed), prompt_messages(table, allowed, conversation, table.llm), key)
+
+
+def decision_after(table: RouteTable, vote: Decision, choice: RouteChoice | None) -> Decision:
+    """The decision once the model answered (`choice`; None: the call failed): mode llm takes
+    the answer or the default route; hybrid takes a recognised answer and keeps the vote
+    otherwise."""
+    default = table.params.default_route
+    if table.mode == "llm":
+        return llm_only(choice, default)
+    return vote if choice is None else apply_choice(vote, choice, default)

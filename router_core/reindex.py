@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class RouteChange:
     """How one route differs from the live version."""
 
     route: str
-    change: str  # "added" | "removed" | "changed"
+    change: Literal["added", "removed", "changed"]
     examples_added: tuple[str, ...] = ()
     examples_removed: tuple[str, ...] = ()
     settings_changed: tuple[str, ...] = ()
@@ -93,13 +94,30 @@ def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> Re
     fp = fingerprint(embedder.model_id, embedder.dimension, table)
     if live is None:
         changes = tuple(RouteChange(r.name, "added", examples_added=r.examples) for r in table.routes)
-        return ReindexPlan(None, fp, False, False, points, frozenset(), changes)
+        return ReindexPlan(
+            live_version=None,
+            fingerprint=fp,
+            up_to_date=False,
+            model_changed=False,
+            points=points,
+            reusable=frozenset(),
+            changes=changes,
+        )
     manifest = store.manifest(live)
     stored = store.stored_points(live)
     same_model = manifest.model_id == embedder.model_id and manifest.dimension == embedder.dimension
     reusable = frozenset(p.id for p in stored.points) if same_model else frozenset()
     changes = _diff(manifest, stored, table)
-    return ReindexPlan(live, fp, manifest.fingerprint == fp, not same_model, points, reusable, changes, stored)
+    return ReindexPlan(
+        live_version=live,
+        fingerprint=fp,
+        up_to_date=manifest.fingerprint == fp,
+        model_changed=not same_model,
+        points=points,
+        reusable=reusable,
+        changes=changes,
+        stored=stored,
+    )
 
 
 def run_reindex(
@@ -134,15 +152,15 @@ def _reindex_locked(
     if plan.up_to_date and plan.live_version is not None:
         dropped = _drop_old(store, keep_versions)
         return ReindexReport(
-            plan.live_version,
-            plan.live_version,
-            len(table.routes),
-            len(plan.points),
-            0,
-            len(plan.points),
-            0.0,
-            False,
-            dropped,
+            version=plan.live_version,
+            previous_version=plan.live_version,
+            routes=len(table.routes),
+            examples=len(plan.points),
+            embedded=0,
+            reused=len(plan.points),
+            seconds=0.0,
+            changed=False,
+            dropped_versions=dropped,
         )
     vectors = _vectors_for(plan, store, embedder, batch_size=batch_size, progress=progress, stage=stage)
     version = new_version_id(plan.fingerprint)
@@ -163,15 +181,15 @@ def _reindex_locked(
     dropped = _drop_old(store, keep_versions)
     embedded = len(plan.to_embed)
     return ReindexReport(
-        version,
-        plan.live_version,
-        len(table.routes),
-        len(plan.points),
-        embedded,
-        len(plan.points) - embedded,
-        0.0,
-        True,
-        dropped,
+        version=version,
+        previous_version=plan.live_version,
+        routes=len(table.routes),
+        examples=len(plan.points),
+        embedded=embedded,
+        reused=len(plan.points) - embedded,
+        seconds=0.0,
+        changed=True,
+        dropped_versions=dropped,
     )
 
 
@@ -242,7 +260,11 @@ def _diff(manifest: IndexManifest, stored: StoredPoints, table: RouteTable) -> t
         added = tuple(t for t in route.examples if t not in before)
         removed = tuple(sorted(before - after))
         if added or removed or settings:
-            changes.append(RouteChange(route.name, "changed", added, removed, settings))
+            changes.append(
+                RouteChange(
+                    route.name, "changed", examples_added=added, examples_removed=removed, settings_changed=settings
+                )
+            )
     changes.extend(
         RouteChange(name, "removed", examples_removed=tuple(old_examples.get(name, ())))
         for name in old_routes

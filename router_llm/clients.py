@@ -2,7 +2,7 @@
 
 Clients are created for every LLM agent of the live route table when the service starts, and
 lazily (then cached) for agents that appear after a live re-index. Keys are read from the
-environment once per endpoint. The clients never retry by themselves: the answerer does,
+environment once per endpoint, when it is first connected. The clients never retry by themselves: the answerer does,
 with the router's backoff.
 """
 
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from openai import AsyncOpenAI
 
-from router_core import LLMAgent, RouteTable
+from router_core import RouteTable
+from router_core.agents import LLMAgent
 from router_core.route_policy import RoutePolicy
 from router_llm.endpoints import (
     Endpoint,

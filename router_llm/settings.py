@@ -33,7 +33,8 @@ class LLMSettings(SettingsSection):
     """Where LLM agents send chat completions, and how failed calls are retried.
 
     An agent's own `base_url` / `api_key_env` win over these defaults. Keys are read from the
-    named environment variables once, at start-up, and never logged or returned.
+    named environment variables when an endpoint is first used (the clients are then reused), and
+    never logged or returned.
     """
 
     base_url: str | None = Field(

@@ -19,16 +19,21 @@ from service.controllers.admin import AdminController
 from service.controllers.answer import AnswerController
 from service.controllers.chat import ChatController
 from service.controllers.classify import ClassifyController
+from service.controllers.evaluation import eval_files, evaluate_queries
 from service.controllers.health import healthz, healthz_head, readyz, readyz_head
 from service.controllers.metrics import metrics
+from service.controllers.route_examples import route_examples
 from service.controllers.routes import list_routes
+from service.controllers.ui import caller, ui_router
 from service.errors import EXCEPTION_HANDLERS
+from service.evaluation import Evaluator
 from service.guards import require_admin, require_api_key, require_json
 from service.index_admin import IndexAdmin
 from service.json_request import JSONRequest
 from service.metrics import Metrics
 from service.observability import RequestContext
 from service.openapi import complete_schema
+from service.route_examples import RouteExamples
 from service.routing.stage import RoutingStage
 from service.services import Services
 from service.settings import LimitSettings, ServiceSettings
@@ -65,6 +70,12 @@ def _dependencies() -> dict[str, Provide]:
     def service_metrics(state: State) -> Metrics:
         return _services(state).metrics
 
+    def route_examples(state: State) -> RouteExamples:
+        return _services(state).routes.examples
+
+    def evaluator(state: State) -> Evaluator:
+        return _services(state).routes.evaluator
+
     providers: dict[str, Any] = {
         "routing": routing,
         "index_admin": index_admin,
@@ -73,6 +84,8 @@ def _dependencies() -> dict[str, Provide]:
         "log_queries": log_queries,
         "llm_settings": llm_settings,
         "service_metrics": service_metrics,
+        "route_examples": route_examples,
+        "evaluator": evaluator,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
@@ -104,7 +117,16 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
     keyed, admin_keyed = bool(config.auth.api_keys), config.auth.admin_token is not None
     public = Router(
         path="/",
-        route_handlers=[ClassifyController, AnswerController, ChatController, list_routes],
+        route_handlers=[
+            ClassifyController,
+            AnswerController,
+            ChatController,
+            list_routes,
+            route_examples,
+            eval_files,
+            evaluate_queries,
+            caller,
+        ],
         guards=[require_api_key, require_json],
         security=bearer if keyed else None,
     )
@@ -116,7 +138,16 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
     )
     cors = config.auth.cors_origins
     app = Litestar(
-        route_handlers=[public, admin, healthz, healthz_head, readyz, readyz_head, metrics],
+        route_handlers=[
+            public,
+            admin,
+            healthz,
+            healthz_head,
+            readyz,
+            readyz_head,
+            metrics,
+            ui_router(keyed=keyed, admin_token=admin_keyed),
+        ],
         request_class=JSONRequest,
         dependencies=_dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,

@@ -1,4 +1,9 @@
-"""The one place where errors become HTTP responses: RFC 9457 problem details."""
+"""Errors as HTTP responses: RFC 9457 problem details.
+
+The exception handlers here turn every error a handler raises into a response; an event stream
+that fails after its response has started ends with an error event built from the same body
+(`problem_body`).
+"""
 
 from __future__ import annotations
 

@@ -59,6 +59,7 @@ class IndexAdmin:
         self._metrics = metrics
         self._lock = asyncio.Lock()
         self._timeout_s = timeout_s
+        self.reindex_error: str | None = None  # why the last re-index from the service failed
 
     @property
     def current(self) -> OpenIndex:
@@ -69,6 +70,11 @@ class IndexAdmin:
     def reload_error(self) -> str | None:
         """Why the last attempt to follow the live pointer failed, if it did."""
         return self._follower.last_error
+
+    @property
+    def reindex_running(self) -> bool:
+        """A re-index started here is running."""
+        return self._lock.locked()
 
     async def versions(self) -> list[str]:
         """Every complete version in the store."""
@@ -106,13 +112,16 @@ class IndexAdmin:
                 report = await asyncio.wait_for(_in_daemon_thread(self._reindex), self._timeout_s)
             except TimeoutError:
                 self._metrics.reindex.labels("timeout").inc()
+                self.reindex_error = f"timed out after {self._timeout_s:g} s (the job went on in the background)"
                 raise ReindexTimeout(
                     f"the re-index did not finish within {self._timeout_s:g} s; it goes on in the background "
                     "(its version goes live if it succeeds) and new re-indexes are refused until it ends"
                 ) from None
-            except Exception:
+            except Exception as exc:
                 self._metrics.reindex.labels("failed").inc()
+                self.reindex_error = str(exc) if isinstance(exc, RouterError) else f"unexpected {type(exc).__name__}"
                 raise
+            self.reindex_error = None
             self._metrics.reindex.labels("changed" if report.changed else "unchanged").inc()
             await _in_daemon_thread(self._follower.refresh)
         return report

@@ -17,15 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from router_core import (
-    Embedder,
-    IndexIncompatible,
-    IndexManifest,
-    IndexMissing,
-    IndexStore,
-    OpenIndex,
-    RouterError,
-)
+from router_core import Embedder, IndexIncompatible, IndexMissing, IndexStore, OpenIndex, RouterError
+from router_core.manifest import IndexManifest
 
 log = logging.getLogger("router.index")
 # A version that could not be opened is tried again after this long, doubling up to the max

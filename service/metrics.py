@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from router_core import Decision, IndexManifest
+from router_core import Decision
+from router_core.manifest import IndexManifest
 from router_llm.decider import Asked
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

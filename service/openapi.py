@@ -10,12 +10,13 @@ from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Schema
 
 from service.answer_schemas import AnswerRequest
+from service.controllers.evaluation import EvaluateRequest
 from service.query_text import SCHEMA_PATTERN
 from service.schemas import PROBLEM_DESCRIPTIONS, BatchClassifyRequest, ClassifyRequest, ConversationIn
 from service.settings import LimitSettings
 
 # Request bodies that refuse unknown fields, which the generated schema does not say.
-CLOSED_REQUESTS = (ClassifyRequest, BatchClassifyRequest, ConversationIn, AnswerRequest)
+CLOSED_REQUESTS = (ClassifyRequest, BatchClassifyRequest, ConversationIn, AnswerRequest, EvaluateRequest)
 
 
 def _query(schema: Schema, max_chars: int) -> None:
@@ -56,6 +57,8 @@ def complete_schema(app: Litestar, limits: LimitSettings) -> None:
                 array.max_items = limits.max_batch  # type: ignore[union-attr]
             _query(props["queries"].one_of[0].items, limits.max_query_chars)  # type: ignore[union-attr, index, arg-type]
             schema.one_of = [Schema(required=["queries"]), Schema(required=["conversations"])]
+        if name == "EvaluateRequest":
+            schema.one_of = [Schema(required=["jsonl"]), Schema(required=["file"])]
 
 
 STREAMING_OPERATIONS = ("/v1/answer", "/v1/chat/completions")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar.openapi import ResponseSpec
@@ -71,7 +71,7 @@ class LLMOut(msgspec.Struct, omit_defaults=True):
     """What the decision model did (modes llm and hybrid, when it was asked)."""
 
     model: str
-    outcome: str  # chosen | none | unrecognised | timeout | error | unavailable
+    outcome: Literal["chosen", "none", "unrecognised", "timeout", "error", "unavailable"]
     latency_ms: float
     cached: bool = False
     detail: str | None = None
@@ -119,6 +119,9 @@ class RoutesResponse(msgspec.Struct):
     k: int
     threshold: float
     routes: list[RouteOut]
+    margin: float = 0.0
+    threshold_mode: str = "neighbour"
+    vote: str = "count"
 
 
 class HealthResponse(msgspec.Struct):

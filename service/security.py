@@ -13,7 +13,6 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pydantic import Field, SecretStr
 
@@ -69,14 +68,6 @@ def check_bind(host: str, auth: AuthSettings, *, allow_insecure: bool) -> None:
 def key_id(token: str) -> str:
     """A short, non-reversible name for a key, for logs and rate limits."""
     return "key-" + hashlib.sha256(token.encode()).hexdigest()[:8]
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who made a request."""
-
-    identity: str
-    admin: bool = False
 
 
 class KeyRing:

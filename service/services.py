@@ -13,14 +13,17 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from router_core import Embedder, IndexManifest, IndexMissing, IndexStore, load_embedder, open_store
+from router_core import Embedder, IndexMissing, IndexStore, load_embedder, open_store
+from router_core.manifest import IndexManifest
 from router_core.store.factory import describe_store
 from router_llm.clients import ClientRegistry
 from router_llm.decider import Decider
 from service.agents import Answerer
+from service.evaluation import Evaluator
 from service.index_admin import IndexAdmin
 from service.live_index import IndexFollower, ModelLoader
 from service.metrics import Metrics
+from service.route_examples import RouteExamples
 from service.route_set import RouteSet
 from service.routing.stage import RoutingStage
 from service.security import KeyRing, RateLimiter
@@ -39,6 +42,8 @@ class RouteSetServices:
     follower: IndexFollower
     routing: RoutingStage
     admin: IndexAdmin
+    examples: RouteExamples
+    evaluator: Evaluator
     reload_interval_s: float
     _reloader: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -90,7 +95,19 @@ class RouteSetServices:
             llm_cache=settings.decider.cache_size,
         )
         admin = IndexAdmin(route_set, index_store, follower, metrics, timeout_s=settings.limits.reindex_timeout_s)
-        return cls(route_set, index_store, follower, routing, admin, settings.reload_interval_s)
+        evaluator = Evaluator(
+            follower, settings.evals_dir, batch_size=emb.batch_size, max_queries=settings.limits.max_eval_queries
+        )
+        return cls(
+            route_set,
+            index_store,
+            follower,
+            routing,
+            admin,
+            RouteExamples(index_store, follower),
+            evaluator,
+            settings.reload_interval_s,
+        )
 
     async def start(self) -> None:
         """Start the routing stage and the task following the live index pointer."""

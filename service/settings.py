@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from router_core.settings import RouterSettings, SettingsSection
@@ -51,6 +53,9 @@ class LimitSettings(SettingsSection):
     max_conversation_chars: int = Field(
         default=100_000, ge=1, description="Most characters across all messages of one request."
     )
+    max_eval_queries: int = Field(
+        default=5000, ge=1, description="Most labelled queries in one evaluation request (POST /v1/evaluate)."
+    )
 
 
 class LogSettings(SettingsSection):
@@ -80,4 +85,7 @@ class ServiceSettings(RouterSettings):
         "false: load ROUTER_EMBEDDING__MODEL and refuse indexes built with another model.",
     )
     auth: AuthSettings = AuthSettings()
+    evals_dir: Path = Field(
+        default=Path("evals"), description="Labelled JSON Lines files the playground and GET /v1/evals offer."
+    )
     log: LogSettings = LogSettings()

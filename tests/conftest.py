@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from devkit.serving import SHIPPED_ROUTES, serve, settings_for
-from router_core import EdgeStore, Embedder, load_embedder, load_routes, run_reindex
+from router_core import Embedder, load_embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.app import create_app
 from service.services import Services
 from service.settings import ServiceSettings
@@ -19,9 +20,15 @@ from tests.memo_embedder import MemoEmbedder
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
+def embedder() -> MemoEmbedder:
     """The default model, loaded once for the whole run; each text embedded once per session."""
     return MemoEmbedder(load_embedder())
+
+
+@pytest.fixture(scope="session")
+def bare_embedder(embedder: MemoEmbedder) -> Embedder:
+    """The same model without the session's memory of texts: for tests of timings."""
+    return embedder.model
 
 
 @pytest.fixture

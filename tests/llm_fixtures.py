@@ -17,7 +17,8 @@ import pytest
 from devkit.fake_llm import FakeLLM
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agents_at, write_routes
 from devkit.serving import serve, settings_for
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from router_llm.settings import LLMSettings
 from service.app import create_app
 from service.services import Services

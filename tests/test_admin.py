@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 
 from devkit.serving import settings_for
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from tests.conftest import ServiceFactory
 
 

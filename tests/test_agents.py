@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from devkit.fake_llm import Drop, Fail, FakeLLM, Hang, Reply
-from router_core import Embedder, LLMAgent, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.agents import LLMAgent
 from router_core.store import EdgeStore
 from router_llm.backoff import Backoff
 from router_llm.endpoints import OPENAI_BASE_URL

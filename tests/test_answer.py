@@ -10,7 +10,8 @@ import pytest
 
 from devkit.fake_llm import DropMidStream, FakeLLM, Reply
 from devkit.serving import SHIPPED_ROUTES
-from router_core import Embedder, LLMAgent, RouteTable, load_routes
+from router_core import Embedder, RouteTable, load_routes
+from router_core.agents import LLMAgent
 from tests.llm_fixtures import (
     USAGE_FAKE,
     copy_shipped,

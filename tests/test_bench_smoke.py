@@ -17,7 +17,8 @@ from bench.reindex_speed import reindex_in_process
 from bench.report import END, START, render, write_section
 from bench.targets import check_targets
 from indexer.importer import write_routes_from_jsonl
-from router_core import EdgeStore, Embedder, load_routes
+from router_core import Embedder, load_routes
+from router_core.store import EdgeStore
 
 TRAIN = {
     "weather": [
@@ -72,7 +73,7 @@ def _write(path: Path, rows: list[tuple[str, str]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> dict[str, Any]:
+def tiny(tmp_path_factory: pytest.TempPathFactory, bare_embedder: Embedder) -> dict[str, Any]:
     """A 3-route CLINC-shaped dataset, its routes directory and a built index."""
     root = tmp_path_factory.mktemp("bench-smoke")
     folder = root / "datasets" / "clinc150"
@@ -87,7 +88,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> dict[s
     write_routes_from_jsonl(folder / "train.jsonl", routes_dir)
     table = load_routes(routes_dir)
     store = EdgeStore(data_dir)
-    build = index_build(embedder, table, store, lambda _m: None)
+    build = index_build(bare_embedder, table, store, lambda _m: None)
     return {
         "root": root,
         "splits": splits,
@@ -109,10 +110,10 @@ def test_index_build_is_compared_with_bare_encode(tiny: dict[str, Any]) -> None:
     assert build["vs_bare_encode"] > 0
 
 
-def test_quality_scores_defaults_and_calibrated_parameters(tiny: dict[str, Any], embedder: Embedder) -> None:
+def test_quality_scores_defaults_and_calibrated_parameters(tiny: dict[str, Any], bare_embedder: Embedder) -> None:
     """Both settings of our router get every headline figure, from the evaluation code."""
     splits = tiny["splits"]
-    quality = our_quality(embedder, tiny["store"], splits.val, splits.test, log=lambda _m: None)
+    quality = our_quality(bare_embedder, tiny["store"], splits.val, splits.test, log=lambda _m: None)
     for key in ("ours_default", "ours_calibrated"):
         q = quality[key]
         assert q["queries"] == 8
@@ -135,11 +136,13 @@ def test_subset_keeps_whole_intents_and_a_share_of_oos(tiny: dict[str, Any]) -> 
 
 
 @pytest.mark.slow
-def test_service_figures_come_from_the_real_service(tiny: dict[str, Any], embedder: Embedder, tmp_path: Path) -> None:
+def test_service_figures_come_from_the_real_service(
+    tiny: dict[str, Any], bare_embedder: Embedder, tmp_path: Path
+) -> None:
     """Latency (bare, in process, HTTP) and throughput at 1/8/32 clients run against the app."""
     queries = [t for t, _ in TEST]
     speed = serve_and_measure(
-        embedder,
+        bare_embedder,
         tiny["routes_dir"],
         tiny["data_dir"],
         latency_queries=queries[:3],
@@ -160,10 +163,10 @@ def test_service_figures_come_from_the_real_service(tiny: dict[str, Any], embedd
     assert levels[0]["vs_single_client"] == 1.0
 
 
-def test_reindex_after_one_route_change_embeds_only_the_change(tiny: dict[str, Any], embedder: Embedder) -> None:
+def test_reindex_after_one_route_change_embeds_only_the_change(tiny: dict[str, Any], bare_embedder: Embedder) -> None:
     """Editing one route re-embeds its two changed examples and reuses every other vector."""
     before = tiny["store"].live_version()
-    figures = reindex_in_process(tiny["routes_dir"], tiny["store"], embedder, "smoke edit")
+    figures = reindex_in_process(tiny["routes_dir"], tiny["store"], bare_embedder, "smoke edit")
     assert figures["changed"] is True
     assert figures["embedded"] == 2
     assert figures["reused"] == 17

@@ -15,19 +15,13 @@ import yaml
 from indexer.calibration import CalibrationGrid, calibrate, oos_weight_for
 from indexer.cli import main as indexer_main
 from indexer.routes_writer import write_decision_params
-from router_core import (
-    DecisionParams,
-    EdgeStore,
-    Embedder,
-    Neighbour,
-    decide,
-    decide_many,
-    load_routes,
-    run_reindex,
-)
+from indexer.text_report import print_calibration
+from router_core import DecisionParams, Embedder, Neighbour, decide, load_routes, run_reindex
+from router_core.decision import decide_many
 from router_core.engine import FALLBACK, predict
 from router_core.neighbours import NeighbourArrays
 from router_core.params import ThresholdMode
+from router_core.store import EdgeStore
 from tests.test_evaluation import LABELLED, write_jsonl, write_tiny_routes
 
 SMALL_GRID = CalibrationGrid(
@@ -273,3 +267,69 @@ def test_calibrate_refuses_a_file_named_like_a_test_split(
     err = capsys.readouterr().err
     assert f"{name} looks like a test file" in err
     assert "--i-know-this-is-test" in err
+
+
+def test_variant_table_shows_gains_over_the_baseline_and_held_out_figures() -> None:
+    """The first adopted row gains over the given parameters, rows that found nothing new say so instead of
+    repeating a setting, per-route thresholds show their held-out gain apart from the in-sample one, and the
+    held-out estimate is the whole search fitted on one half and scored on the other."""
+    rng = random.Random(5)
+    neighbours, labels = synthetic(rng, per_route=30, oos=12)
+    for row in neighbours[:15]:  # in-scope queries that look out of scope: some fall back
+        for j in range(3):
+            row[j] = replace(row[j], similarity=rng.uniform(0.35, 0.5))
+    base = DecisionParams(k=5, threshold=0.2)
+    grid = replace(SMALL_GRID, min_route_support=5)
+    result = calibrate(neighbours, labels, base, grid=grid, estimate_heldout=True)
+    given, first, *rest = result.variants
+    assert given.name == "given parameters" and given.scores == result.baseline
+    assert first.adopted and first.gain == pytest.approx(first.scores.objective - result.baseline.objective)
+    assert first.gain > 0.05
+    assert result.gain == pytest.approx(result.objective - result.baseline.objective)
+    repeated = [v for v in rest if not v.new and v.name != "+ per-route thresholds"]
+    assert repeated and all(v.verdict == "nothing better" or v.verdict.startswith("same as") for v in repeated)
+    [per_route] = [v for v in rest if v.name == "+ per-route thresholds"]
+    assert per_route.heldout_gain == result.heldout_gain
+
+    out = io.StringIO()
+    print_calibration(result, out)
+    text = out.getvalue()
+    assert f"given parameters   objective {100 * result.baseline.objective:.1f}%" in text
+    assert f"calibrated         objective {100 * result.objective:.1f}% on this file" in text
+    assert result.heldout_total_gain is not None and result.heldout_total_standard_error is not None
+    estimate = f"{100 * result.heldout_total_gain:+.2f} ± {100 * result.heldout_total_standard_error:.2f}"
+    assert f"held-out estimate  {estimate} points" in text
+    rows = {line.split("  ")[0]: line for line in text.splitlines() if line.startswith(("+ ", "majority"))}
+    for v in repeated:
+        assert "(as above)" in rows[v.name] and "k=" not in rows[v.name]
+    assert f"{100 * result.heldout_gain:+.2f} ± {100 * result.heldout_standard_error:.2f}" in rows[per_route.name]
+    assert "gain in-sample" in text and "gain held-out" in text
+
+    # Fallback precision at the declared share: out-of-scope fallbacks weigh like the objective's.
+    decisions = decide_many(neighbours, result.params)
+    caught = sum(d.fallback and label == "oos" for d, label in zip(decisions, labels, strict=True))
+    wrong = sum(d.fallback and label != "oos" for d, label in zip(decisions, labels, strict=True))
+    assert wrong > 0
+    w = result.oos_weight
+    assert result.scores.fallback_precision == pytest.approx(w * caught / (w * caught + wrong))
+    assert result.scores.fallback_precision_in_file == pytest.approx(caught / (caught + wrong))
+
+    # The held-out estimate, rebuilt from the public calibrate() on each half.
+    seen: dict[str, int] = {}
+    fold = []
+    for label in labels:
+        fold.append(seen.get(label, 0) % 2)
+        seen[label] = seen.get(label, 0) + 1
+    weight = {label: (w if label == "oos" else 1.0) for label in labels}
+    total = sum(weight[label] for label in labels)
+    gained = 0.0
+    for held in (0, 1):
+        fit = [i for i, f in enumerate(fold) if f != held]
+        test = [i for i, f in enumerate(fold) if f == held]
+        half = calibrate([neighbours[i] for i in fit], [labels[i] for i in fit], base, oos_weight=w, grid=grid)
+        for i in test:
+            tuned, given_d = decide(neighbours[i], half.params), decide(neighbours[i], base)
+            right = labels[i] == ("oos" if tuned.fallback else tuned.route)
+            was = labels[i] == ("oos" if given_d.fallback else given_d.route)
+            gained += weight[labels[i]] * (right - was)
+    assert result.heldout_total_gain == pytest.approx(gained / total)

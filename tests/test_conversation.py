@@ -100,7 +100,8 @@ def test_confident_last_message_decides_alone() -> None:
     turns = [Turn(0, "user", "a q"), Turn(1, "assistant", "a answer"), Turn(2, "user", "b q")]
     conv = ConversationParams(context_weight=0.0)
     neighbours = {"a q": hits("a", 0.9), "a answer": hits("a", 0.9), "b q": hits("b", 0.85)}
-    vectors = {}  # not read: the gate decides first
+    v = np.ones(4, dtype=np.float32) / 2  # every message alike: only the gate can make this a switch
+    vectors = dict.fromkeys(neighbours, v)
     d = route_conversation(turns, neighbours, vectors, P, conv)
     assert (d.route, d.reason, [t.index for t in d.turns]) == ("b", "vote", [2])
 

@@ -11,7 +11,8 @@ import pytest
 from indexer.cli import main as indexer_main
 from indexer.evaluation import evaluate, neighbours_for, threshold_curve
 from indexer.labelled import LabelledDataInvalid, LabelledQuery, canonical_labels, load_labelled
-from router_core import DecisionParams, EdgeStore, Embedder, decide, load_routes, run_reindex
+from router_core import DecisionParams, Embedder, decide, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.settings import ServiceSettings
 
 TINY_ROUTES = {
@@ -182,7 +183,7 @@ def test_eval_command_reports_tables_json_and_html(
     text = out.getvalue()
     assert "in-scope accuracy" in text
     assert "fallback recall" in text
-    assert "worst routes by F1" in text
+    assert "routes: 3; the 3 worst by F1" in text
     data_json = json.loads(json_path.read_text())
     report = data_json["report"]
     assert report["queries"] == len(LABELLED)

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from devkit.serving import settings_for
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.routing.batching import MicroBatcher
 from service.security import AuthSettings
 from tests.conftest import ServiceFactory

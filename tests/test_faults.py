@@ -18,15 +18,8 @@ import httpx
 import pytest
 
 from devkit.serving import ROOT, free_port, settings_for
-from router_core import (
-    EdgeStore,
-    Embedder,
-    ModelUnavailable,
-    StoreUnavailable,
-    load_embedder,
-    load_routes,
-    run_reindex,
-)
+from router_core import Embedder, ModelUnavailable, StoreUnavailable, load_embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.services import Services
 from tests.conftest import ServiceFactory
 

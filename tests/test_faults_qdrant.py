@@ -11,8 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from devkit.serving import settings_for
-from router_core import Embedder, QdrantStore, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
 from router_core.settings import QdrantServerSettings
+from router_core.store import QdrantStore
 from tests.conftest import ServiceFactory
 from tests.qdrant_http import QdrantHttpStandIn
 from tests.test_qdrant_http import KEY, rest_client

@@ -11,7 +11,9 @@ import pytest
 
 from indexer.cli import main as indexer_main
 from indexer.finetune import FinetuneConfig, batches_of, model_id_for, training_pairs
-from router_core import EdgeStore, load_embedder, load_routes, run_reindex
+from router_core import load_embedder, load_routes
+from router_core.store import EdgeStore
+from tests.cli_paste import paste, printed_commands
 from tests.test_evaluation import write_tiny_routes
 
 
@@ -42,7 +44,8 @@ def test_model_id_follows_base_examples_and_settings(tmp_path: Path) -> None:
 
 
 def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
-    """`finetune` trains a few steps on CPU, writes router-model.json, loads by id, and a re-index records that id."""
+    """`finetune` trains a few steps on CPU, writes router-model.json, loads by id, and the re-index it
+    prints (pasted as is) records that id."""
     routes = write_tiny_routes(tmp_path / "routes")
     out_dir = tmp_path / "models" / "tuned"
     out = io.StringIO()
@@ -69,16 +72,17 @@ def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
     assert marker["steps"] == 2
     assert marker["pairs"] == 6  # the pairs trained on: 2 steps of 3, not the whole epoch
     assert marker["created_at"]
-    assert f"ROUTER_EMBEDDING__MODEL={out_dir} python -m indexer" in out.getvalue()
+    [hint] = printed_commands(out.getvalue())
+    assert f"--model {out_dir}" in hint and f"--data-dir {tmp_path / 'data'}" in hint
 
     tuned = load_embedder(str(out_dir))
     assert tuned.model_id == marker["model_id"]
     assert tuned.dimension == 384
     vectors = tuned.encode(["will it rain tomorrow"])
     assert np.isclose(np.linalg.norm(vectors[0]), 1.0, atol=1e-5)
+    assert paste(hint + " --quiet", embedder=tuned) == 0
     store = EdgeStore(tmp_path / "data")
-    report = run_reindex(load_routes(routes), store, tuned)
-    assert store.manifest(report.version).model_id == marker["model_id"]
+    assert store.manifest(store.live_version() or "").model_id == marker["model_id"]
 
     again = io.StringIO()
     assert indexer_main(args, out=again) == 0

@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from devkit.serving import settings_for
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.security import AuthSettings
 from tests.conftest import ServiceFactory
 
@@ -26,7 +27,13 @@ MAX_EXAMPLES = 25
 # (the latest user message is what gets routed and must hold text), so schema-valid chats may be
 # refused with a 400: for these operations the fuzzer still checks no 5xx and schema-conform
 # responses, not that every request passes.
-CHAT_OPERATIONS = ("POST /v1/answer", "POST /v1/chat/completions", "POST /v1/classify", "POST /v1/classify/batch")
+CHAT_OPERATIONS = (
+    "POST /v1/answer",
+    "POST /v1/chat/completions",
+    "POST /v1/classify",
+    "POST /v1/classify/batch",
+    "POST /v1/evaluate",  # `jsonl` must hold JSON Lines of labelled queries, which no schema states
+)
 API_KEY, ADMIN = "fuzz-key-1", "fuzz-admin-1"
 
 

@@ -14,7 +14,8 @@ import pytest
 from pydantic import SecretStr
 
 from devkit.serving import serve, settings_for
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.app import create_app
 from service.security import AuthSettings
 from service.services import Services

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from indexer.cli import main as indexer_main
 from indexer.hygiene import check_hygiene
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
 from router_core.manifest import ExamplePoint, point_id
+from router_core.store import EdgeStore
 from tests.test_evaluation import TINY_ROUTES, write_tiny_routes
 
 PLANTED = "will it be windy and rainy tomorrow afternoon"  # a weather question filed under music

@@ -10,7 +10,8 @@ import pytest
 
 from indexer.cli import main as indexer_main
 from indexer.importer import write_routes_from_jsonl
-from router_core import CannedAgent, load_routes
+from router_core import load_routes
+from router_core.agents import CannedAgent
 from tests.test_evaluation import write_jsonl
 
 ROWS = [
@@ -59,12 +60,13 @@ def test_import_replaces_its_own_output_but_not_hand_written_routes(tmp_path: Pa
 
 
 def test_import_command_and_default_route_name_clash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`import` prints the next step; a label called `default` pushes the default route to another name."""
+    """`import` prints the next steps; a label called `default` pushes the default route to another name."""
     source = write_jsonl(tmp_path / "train.jsonl", [("a", "default"), ("b", "default"), ("c", "other")])
     out = io.StringIO()
     assert indexer_main(["import", str(source), "--out", str(tmp_path / "routes")], out=out) == 0
     assert "wrote 2 routes" in out.getvalue()
-    assert "python -m indexer --routes" in out.getvalue()
+    routes, data = tmp_path / "routes", tmp_path / "routes-data"
+    assert f"-m indexer reindex --routes {routes} --data-dir {data}" in out.getvalue()
     table = load_routes(tmp_path / "routes")
     assert table.params.default_route == "default_"
     bad = tmp_path / "bad.jsonl"

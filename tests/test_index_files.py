@@ -23,7 +23,6 @@ import pytest
 from devkit.routes_dirs import add_route
 from devkit.serving import ROOT, free_port, serve, settings_for
 from router_core import (
-    EdgeStore,
     Embedder,
     IndexBusy,
     IndexMissing,
@@ -31,6 +30,7 @@ from router_core import (
     run_reindex,
 )
 from router_core.embedding import Vectors
+from router_core.store import EdgeStore
 from service.app import create_app
 from service.services import Services
 from service.settings import LimitSettings

@@ -13,7 +13,8 @@ import pytest
 from bench.loadtest import EXTRA_ROUTES, QUERIES
 from devkit.routes_dirs import add_route
 from devkit.serving import settings_for
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from tests.conftest import ServiceFactory
 
 CLIENTS, SECONDS = 8, 8.0

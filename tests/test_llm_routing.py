@@ -15,8 +15,9 @@ import yaml
 from devkit.fake_llm import Fail, FakeLLM, Hang, Reply
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, write_routes
 from devkit.serving import SHIPPED_ROUTES, settings_for
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
 from router_core.llm_routing import read_choice
+from router_core.store import EdgeStore
 from router_llm.settings import DeciderSettings
 from tests.conftest import ServiceFactory
 

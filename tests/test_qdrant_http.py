@@ -12,7 +12,8 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.common.version_check import get_server_version, is_compatible
 
-from router_core import QdrantStore, StoreUnavailable
+from router_core import StoreUnavailable
+from router_core.store import QdrantStore
 from tests.qdrant_http import QdrantHttpStandIn
 from tests.test_store_contract import POINTS, VECTORS, manifest
 

@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from indexer.cli import main as indexer_main
-from router_core import EdgeStore, Embedder, RoutesInvalid, load_routes, run_reindex
+from router_core import Embedder, RoutesInvalid, load_routes, run_reindex
 from router_core.settings import IndexSettings
+from router_core.store import EdgeStore
 
 
 def ids(store: EdgeStore) -> set[str]:

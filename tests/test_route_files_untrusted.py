@@ -18,8 +18,9 @@ from pydantic import SecretStr
 from devkit.fake_llm import FakeLLM
 from devkit.routes_dirs import add_route
 from devkit.serving import ROOT, settings_for
-from router_core import EdgeStore, Embedder, RoutesInvalid, load_routes, run_reindex
+from router_core import Embedder, RoutesInvalid, load_routes, run_reindex
 from router_core.route_policy import RoutePolicy
+from router_core.store import EdgeStore
 from service.security import AuthSettings
 from tests.conftest import ServiceFactory
 

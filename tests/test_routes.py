@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from devkit.serving import SHIPPED_ROUTES
-from router_core import LLMAgent, RoutesInvalid, load_routes
+from router_core import RoutesInvalid, load_routes
+from router_core.agents import LLMAgent
 
 ROUTE = """\
 name: {name}

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from devkit.fake_llm import Fail, FakeLLM
 from devkit.serving import ROOT
-from router_core import Embedder, LLMAgent
+from router_core import Embedder
+from router_core.agents import LLMAgent
 from router_llm.clients import ClientRegistry
 from router_llm.endpoints import Unavailable
 from router_llm.failures import classify_failure

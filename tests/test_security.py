@@ -10,7 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from devkit.serving import settings_for
-from router_core import EdgeStore, Embedder, load_routes, run_reindex
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
 from service.security import AuthSettings, InsecureBind, RateLimiter, check_bind, is_loopback
 from tests.conftest import ServiceFactory
 

@@ -12,16 +12,9 @@ import httpx
 import pytest
 
 from devkit.serving import ROOT, free_port, settings_for
-from router_core import (
-    EdgeStore,
-    Embedder,
-    IndexIncompatible,
-    IndexMissing,
-    load_embedder,
-    load_routes,
-    run_reindex,
-)
+from router_core import Embedder, IndexIncompatible, IndexMissing, load_embedder, load_routes, run_reindex
 from router_core.embedding.torch_backend import TorchEmbedder
+from router_core.store import EdgeStore
 from service.services import Services
 from tests.conftest import ServiceFactory
 

@@ -14,17 +14,9 @@ import pytest
 from qdrant_client import QdrantClient
 
 from devkit.serving import SHIPPED_ROUTES
-from router_core import (
-    EdgeStore,
-    Embedder,
-    IndexMissing,
-    IndexStore,
-    QdrantStore,
-    classify_texts,
-    load_routes,
-    run_reindex,
-)
+from router_core import Embedder, IndexMissing, IndexStore, classify_texts, load_routes, run_reindex
 from router_core.manifest import ExamplePoint, IndexManifest
+from router_core.store import EdgeStore, QdrantStore
 from tests.qdrant_http import QdrantHttpStandIn
 
 HTTP_KEY = "contract-key-not-a-secret"
@@ -189,7 +181,7 @@ def test_embedded_version_opens_in_two_processes(tmp_path: Path) -> None:
     store.activate("v1")
     held = store.open_version("v1")
     code = (
-        "import sys, numpy as np; from router_core import EdgeStore; "
+        "import sys, numpy as np; from router_core.store import EdgeStore; "
         "i = EdgeStore(sys.argv[1]).open_version('v1'); "
         "print(i.searcher.search(np.array([[0, 1, 0, 0]], dtype=np.float32), 1)[0][0].text)"
     )

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 
-from router_core import public_view
+from router_core.agents import public_view
 from service.index_admin import IndexAdmin
 
 
@@ -24,6 +24,8 @@ class IndexStatus(msgspec.Struct):
     routes_dir: str
     route_table: dict[str, Any]
     reload_error: str | None = None
+    reindex_error: str | None = None
+    reindex_running: bool = False
 
 
 class ReindexResult(msgspec.Struct):
@@ -67,6 +69,8 @@ class AdminController(Controller):
             routes_dir=str(index_admin.route_set.routes_dir),
             route_table=table,
             reload_error=index_admin.reload_error,
+            reindex_error=index_admin.reindex_error,
+            reindex_running=index_admin.reindex_running,
         )
 
     @post("/reindex", status_code=200, summary="Re-index from the service's routes directory")

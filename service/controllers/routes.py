@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import get
 from litestar.di import NamedDependency
 
-from router_core import public_view
+from router_core.agents import public_view
 from service.routing.stage import RoutingStage
 from service.schemas import RouteOut, RoutesResponse, problem_responses
 
@@ -17,7 +17,8 @@ from service.schemas import RouteOut, RoutesResponse, problem_responses
     responses=problem_responses(401, 429),
 )
 async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
-    """Routes with example counts, thresholds and agent names."""
+    """Routes with example counts, thresholds and agent names; the decision parameters the
+    playground draws (k, threshold, margin, threshold mode, vote weighting)."""
     index = routing.current
     table = index.table
     return RoutesResponse(
@@ -30,4 +31,7 @@ async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
         routes=[
             RouteOut(r.name, r.description, len(r.examples), r.threshold, public_view(r.agent)) for r in table.routes
         ],
+        margin=table.params.margin,
+        threshold_mode=table.params.threshold_mode,
+        vote=table.params.vote,
     )

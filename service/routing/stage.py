@@ -19,21 +19,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from router_core import Decision, OpenIndex
-from router_core.conversation import Turn, last_user_text, route_conversation, texts_needed
+from router_core.conversation import Turn, last_user_text, route_conversations, texts_needed
 from router_core.decision import decide_many
-from router_core.llm_routing import (
-    allowed_routes,
-    apply_choice,
-    candidates,
-    escalates,
-    llm_only,
-    prompt_messages,
-)
-from router_core.routes import normalise_utterance
+from router_core.llm_routing import decision_after, llm_only, question_for
 from router_llm.decider import Asked, Decider
+from router_llm.decider import Outcome as LLMOutcome
 from service.live_index import IndexFollower
 from service.metrics import Metrics
 from service.routing.batching import MicroBatcher
@@ -41,7 +33,6 @@ from service.routing.caches import LRU, VectorCache
 
 log = logging.getLogger("router.routing")
 _MAX_REROUTES = 5
-LLMOutcome = Literal["chosen", "none", "unrecognised", "timeout", "error", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -166,12 +157,19 @@ class RoutingStage:
         by_text = dict(zip(texts, hits, strict=True))
         vector_of = dict(zip(texts, vectors, strict=True))
         own = decide_many([by_text[plan[0]] for plan in plans], table.params)
-        decisions = [
-            d
-            if len(r.turns) == 1
-            else route_conversation(r.turns, by_text, vector_of, table.params, table.conversation, own=d)
-            for r, d in zip(requests, own, strict=True)
-        ]
+        decisions = list(own)
+        chats = [i for i, r in enumerate(requests) if len(r.turns) > 1]
+        if chats:
+            routed = route_conversations(
+                [requests[i].turns for i in chats],
+                by_text,
+                vector_of,
+                [own[i] for i in chats],
+                table.params,
+                table.conversation,
+            )
+            for i, d in zip(chats, routed, strict=True):
+                decisions[i] = d
         self._metrics.observe_stages(t1 - t0, t2 - t1)
         self._metrics.observe_embedded(len(texts), embedded)
         embed_ms, search_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
@@ -180,27 +178,17 @@ class RoutingStage:
     # -- the LLM step, on the event loop --------------------------------------------------------
     async def _llm_step(self, voted: Routed, request: RouteRequest) -> Routed:
         table = voted.index.table
-        vote = voted.decision
-        if table.mode == "hybrid":
-            if not escalates(vote, table.params, table.llm):
-                return voted
-            allowed = candidates(vote, table.llm)
-        else:
-            allowed = allowed_routes(table)
         conversation = [(t.role, t.text) for t in request.turns if t.role in ("user", "assistant")]
-        shown = conversation[-(table.llm.context_messages + 1) :]
-        key = (voted.index.version, tuple(allowed), tuple((role, normalise_utterance(text)) for role, text in shown))
+        question = question_for(table, voted.decision, conversation)
+        if question is None:
+            return voted
+        key = (voted.index.version, *question.key)
         asked = self._answers.get(key)
         cached = asked is not None
         if asked is None:
-            messages = prompt_messages(table, allowed, conversation, table.llm)
-            asked = await self._decider.ask(messages, allowed)
+            asked = await self._decider.ask(question.messages, question.allowed)
             if asked.choice is not None:  # failures are not remembered: the next call may succeed
                 self._answers.put(key, asked)
-        self._metrics.observe_llm(table.mode, asked, cached=cached, vote=vote)
+        self._metrics.observe_llm(table.mode, asked, cached=cached, vote=voted.decision)
         verdict = LLMVerdict(asked.model, asked.outcome, round(asked.seconds * 1e3, 2), cached, asked.detail)
-        if table.mode == "llm":
-            decided = llm_only(asked.choice, table.params.default_route)
-        else:
-            decided = vote if asked.choice is None else apply_choice(vote, asked.choice, table.params.default_route)
-        return replace(voted, decision=decided, llm=verdict)
+        return replace(voted, decision=decision_after(table, voted.decision, asked.choice), llm=verdict)

@@ -1,0 +1,336 @@
+"""`eval` and `calibrate` on conversation files, and the LLM step of `eval --llm`.
+
+A conversation file (`{"id", "messages": [...]}` per line, labelled user turns carry `route`)
+is routed turn by turn, each turn with the history before it, exactly as the service routes a
+chat (router_core.conversation). `eval` prints accuracy on all turns, first turns of a domain,
+follow-ups and switches, next to the last message alone, and the misrouted turns with their
+context; `calibrate` searches the conversation section of `_router.yaml`
+(indexer.conversation_calibration) and writes it with `--write`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from html import escape
+from pathlib import Path
+from typing import Any, TextIO
+
+from indexer import report_html
+from indexer.commands import Context, Live, _write_json, _write_text, live_index, refuse_test_file
+from indexer.conversation_calibration import (
+    DEFAULT_MIN_OFF_TOPIC,
+    ConversationCalibration,
+    calibrate_conversations,
+    insert_off_topic,
+)
+from indexer.conversations import (
+    LabelledConversation,
+    Misrouted,
+    Prepared,
+    TurnTypeScores,
+    load_conversations,
+    misrouted,
+    prepare,
+    score_turns,
+)
+from indexer.hints import reindex_hint
+from indexer.labelled import load_labelled
+from indexer.llm_eval import LLMRun, run_llm_step
+from indexer.routes_writer import write_conversation_params
+from indexer.tables import pct, text_table
+from router_core.conversation import ConversationParams, route_conversations
+from router_core.decision import Decision
+from router_core.llm_params import Mode
+from router_core.params import specs_of
+from router_core.routes import RouteTable
+from router_llm.settings import DeciderSettings, LLMSettings
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """`eval --llm`: the decision model's settings and how to run it."""
+
+    decider: DeciderSettings
+    llm: LLMSettings
+    mode: Mode | None = None  # overrides the route set's mode (llm or hybrid) for this evaluation
+    concurrency: int = 4
+
+
+def with_mode(table: RouteTable, options: LLMOptions) -> RouteTable:
+    """The table as evaluated: the route set's mode, or the one --mode asks for."""
+    mode = options.mode or table.mode
+    if mode == "embedding":
+        raise ValueError(
+            "--llm needs mode llm or hybrid: set mode in _router.yaml (and re-index), or pass --mode llm|hybrid"
+        )
+    if not options.decider.model:
+        raise ValueError("--llm needs a decision model: set ROUTER_DECIDER__MODEL (and its endpoint and key variable)")
+    return replace(table, mode=mode)
+
+
+def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
+    """Print what the decision model did; the same as JSON."""
+    share = run.asked / evaluated if evaluated else 0.0
+    rows = [
+        ("decision model", run.model),
+        ("queries asked about", f"{run.asked} of {evaluated} ({pct(share)})"),
+        ("calls (cache: a repeated question is asked once)", run.calls),
+        ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(run.outcomes.items())) or "-"),
+        ("tokens (prompt + completion)", f"{run.prompt_tokens} + {run.completion_tokens}"),
+        ("latency p50 / p99", f"{run.latency_p50_ms} / {run.latency_p99_ms} ms"),
+        ("time", f"{run.seconds:.1f} s"),
+    ]
+    if run.agreement is not None:
+        rows.append(("agreed with the vote", pct(run.agreement)))
+    print("\n" + text_table(["LLM step", "value"], rows), file=out)
+    for detail in run.detail:
+        print(f"  failure: {detail}", file=out)
+    return {
+        "model": run.model,
+        "asked": run.asked,
+        "share": share,
+        "calls": run.calls,
+        "outcomes": run.outcomes,
+        "prompt_tokens": run.prompt_tokens,
+        "completion_tokens": run.completion_tokens,
+        "latency_p50_ms": run.latency_p50_ms,
+        "latency_p99_ms": run.latency_p99_ms,
+        "seconds": run.seconds,
+        "agreement": run.agreement,
+    }
+
+
+# -- eval ---------------------------------------------------------------------------------------
+def _prepare(ctx: Context, live: Live, conversations: Sequence[LabelledConversation], window: int) -> Prepared:
+    steps = ctx.steps()
+    try:
+        return prepare(
+            conversations,
+            live.embedder,
+            live.index,
+            live.index.table.params,
+            max_window=window,
+            with_context=True,
+            batch_size=ctx.settings.embedding.batch_size,
+            progress=steps,
+        )
+    finally:
+        steps.finish()
+
+
+def run_eval_conversations(
+    ctx: Context, file: Path, *, json_path: Path | None, html_path: Path | None, llm: LLMOptions | None = None
+) -> int:
+    """`eval CONVERSATIONS.jsonl`: route every labelled turn with its history and score it."""
+    conversations = load_conversations(file)
+    with live_index(ctx) as live:
+        table = live.index.table
+        if llm is not None:
+            table = with_mode(table, llm)
+        conv, params = table.conversation, table.params
+        turns = sum(len(c.labels) for c in conversations)
+        print(
+            f"evaluating {turns} labelled turns of {len(conversations)} conversations from {file} "
+            f"on index {live.index.version} (strategy {conv.strategy}, window {conv.window})",
+            file=ctx.out,
+        )
+        prepared = _prepare(ctx, live, conversations, conv.window)
+        decisions = route_conversations(
+            prepared.requests, prepared.neighbours, prepared.vectors, prepared.own, params, conv
+        )
+        llm_json: dict[str, Any] | None = None
+        if llm is not None:
+            chats = [[(t.role, t.text) for t in r if t.role in ("user", "assistant")] for r in prepared.requests]
+            decisions, run = run_llm_step(
+                table, decisions, chats, llm.decider, llm.llm, concurrency=llm.concurrency, progress=ctx.progress
+            )
+            llm_json = llm_summary(run, len(decisions), ctx.out)
+        default = params.default_route
+        scores = score_turns([d.route for d in decisions], prepared.labels, default)
+        alone = score_turns([d.route for d in prepared.own], prepared.labels, default)
+        _print_turn_scores([("this router", scores), ("last message alone", alone)], ctx.out)
+        reasons = Counter(d.reason for d in decisions)
+        print("\nreasons: " + ", ".join(f"{r} {n}" for r, n in reasons.most_common()), file=ctx.out)
+        wrong = misrouted(prepared, decisions, default)
+        _print_misrouted(wrong[:10], ctx.out)
+        meta = {**live.meta, "file": str(file), "conversation": conv.to_dict(), "mode": table.mode}
+        report = {
+            "scores": {**scores.as_row(), "counts": scores.counts},
+            "last_message": alone.as_row(),
+            "reasons": dict(reasons),
+            "misrouted": [_misrouted_dict(m) for m in wrong],
+            "llm": llm_json,
+        }
+        if json_path:
+            _write_json(json_path, {"meta": meta, "report": report}, ctx.out)
+        if html_path:
+            _write_text(html_path, conversation_page(scores, alone, wrong, meta), ctx.out)
+    return 0
+
+
+def _print_turn_scores(rows: Sequence[tuple[str, TurnTypeScores]], out: TextIO) -> None:
+    counts = rows[0][1].counts
+    headers = ["", *(f"{name} ({counts[name]})" for name in rows[0][1].as_row())]
+    print(
+        text_table(headers, [(name, *(pct(v) for v in s.as_row().values())) for name, s in rows]),
+        file=out,
+    )
+
+
+def _print_misrouted(wrong: Sequence[Misrouted], out: TextIO) -> None:
+    if not wrong:
+        return
+    print("\nmisrouted turns (the last message of each context is the turn; --html for all):", file=out)
+    print(
+        text_table(
+            ["conversation", "turn", "labelled", "decided", "reason", "context"],
+            [
+                (m.conversation, m.position, m.expected, m.decided, m.reason, " | ".join(t for _, t in m.context[-3:]))
+                for m in wrong
+            ],
+            max_width=60,
+        ),
+        file=out,
+    )
+
+
+def _misrouted_dict(m: Misrouted) -> dict[str, Any]:
+    return {
+        "conversation": m.conversation,
+        "position": m.position,
+        "expected": m.expected,
+        "decided": m.decided,
+        "reason": m.reason,
+        "context": [{"role": r, "text": t} for r, t in m.context],
+    }
+
+
+def conversation_page(
+    scores: TurnTypeScores, alone: TurnTypeScores, wrong: Sequence[Misrouted], meta: dict[str, Any]
+) -> str:
+    """The HTML report: turn-type accuracies and every misrouted turn with its context."""
+    body = [f"<p class=muted>{escape(json.dumps(meta, default=str))}</p>"]
+    body.append(report_html.kpis({name: pct(v) for name, v in scores.as_row().items()}))
+    body.append("<h2>Accuracy by kind of turn</h2>")
+    body.append(
+        report_html.table(
+            ["", *scores.as_row()],
+            [
+                ("this router", *(pct(v) for v in scores.as_row().values())),
+                ("last message alone", *(pct(v) for v in alone.as_row().values())),
+                ("turns", *(str(scores.counts[k]) for k in scores.as_row())),
+            ],
+        )
+    )
+    body.append(f"<h2>Misrouted turns ({len(wrong)} shown)</h2>")
+    for m in wrong:
+        lines = "".join(f"<li><b>{escape(role)}</b>: {escape(text)}</li>" for role, text in m.context)
+        body.append(
+            f"<h3>{escape(m.conversation)} turn {m.position}: labelled "
+            f"{escape(m.expected)}, decided {escape(m.decided)} ({escape(m.reason)})"
+            f"</h3><ol>{lines}</ol>"
+        )
+    return report_html.page("Conversation routing", "".join(body))
+
+
+# -- calibrate ----------------------------------------------------------------------------------
+def run_calibrate_conversations(
+    ctx: Context,
+    file: Path,
+    *,
+    write: bool,
+    allow_test: bool,
+    off_topic_file: Path | None,
+    min_off_topic: float = DEFAULT_MIN_OFF_TOPIC,
+    json_path: Path | None,
+) -> int:
+    """`calibrate CONVERSATIONS.jsonl`: search the conversation rule; `--write` stores it."""
+    refuse_test_file(file, allow_test)
+    conversations = load_conversations(file)
+    off_texts = (
+        [q.text for q in load_labelled(off_topic_file) if q.label == "oos"] if off_topic_file is not None else None
+    )
+    if off_texts is not None and not off_texts:
+        raise ValueError(f"{off_topic_file} holds no query labelled oos to insert as an off-topic turn")
+    with live_index(ctx) as live:
+        table = live.index.table
+        window = max(specs_of(ConversationParams)[0].grid)
+        print(
+            f"calibrating the conversation rule on {sum(len(c.labels) for c in conversations)} labelled turns "
+            f"of {len(conversations)} conversations from {file} (index {live.index.version})",
+            file=ctx.out,
+        )
+        prepared = _prepare(ctx, live, conversations, window)
+        off = _prepare(ctx, live, insert_off_topic(conversations, off_texts), window) if off_texts else None
+        if off is None:
+            print(
+                "no --off-topic file: the standalone rule's parameters are not searched (what is not "
+                "measured is not tuned)",
+                file=ctx.out,
+            )
+        result = calibrate_conversations(
+            prepared,
+            table.params,
+            [r.name for r in table.routes],
+            table.conversation,
+            off_topic=off,
+            min_off_topic=min_off_topic,
+        )
+        print_conversation_calibration(result, ctx.out)
+        if json_path:
+            _write_json(json_path, {"meta": {**live.meta, "file": str(file)}, "result": result.to_dict()}, ctx.out)
+    if write:
+        written = write_conversation_params(
+            ctx.settings.routes_dir, result.chosen.conversation, policy=ctx.settings.route_files.policy()
+        )
+        if written.changed:
+            print(f"\nwrote the conversation section into {ctx.settings.routes_dir}/_router.yaml", file=ctx.out)
+            print(f"next: re-index so that it is used: {reindex_hint(ctx.settings, ctx.configured)}", file=ctx.out)
+        else:
+            print(f"\n{ctx.settings.routes_dir} already holds this setting.", file=ctx.out)
+    else:
+        print("\n(dry run: pass --write to store the conversation section in _router.yaml)", file=ctx.out)
+    return 0
+
+
+def print_conversation_calibration(result: ConversationCalibration, out: TextIO) -> None:
+    """The baseline, the current and the chosen setting, and the best settings tried."""
+
+    def row(name: str, trial: Any) -> tuple[object, ...]:
+        off = "-" if trial.off_topic is None else pct(trial.off_topic)
+        return (name, *(pct(v) for v in trial.scores.as_row().values()), pct(trial.scores.macro), off)
+
+    headers = ["", "all", "first of domain", "follow-up", "switch", "objective (mean)", "off-topic -> default"]
+    print(
+        text_table(
+            headers,
+            [
+                row("last message alone", result.last_message),
+                row("current setting", result.current),
+                row("chosen", result.chosen),
+            ],
+        ),
+        file=out,
+    )
+    bar = "" if result.min_off_topic is None else f"; {result.feasible} send >= {pct(result.min_off_topic)} off-topic"
+    print(f"\n{result.settings} settings searched over {', '.join(result.searched)}{bar}", file=out)
+    print("chosen: " + ", ".join(f"{k}={v}" for k, v in result.chosen.conversation.to_dict().items()), file=out)
+    print("(in-sample figures: report on conversations you did not calibrate on)", file=out)
+
+
+def decisions_after_llm(
+    table: RouteTable, decisions: Sequence[Decision], texts: Sequence[str], options: LLMOptions, progress: bool
+) -> tuple[list[Decision], LLMRun]:
+    """Single queries: the LLM step over the vote's decisions."""
+    return run_llm_step(
+        table,
+        decisions,
+        [[("user", t)] for t in texts],
+        options.decider,
+        options.llm,
+        concurrency=options.concurrency,
+        progress=progress,
+    )

@@ -1,0 +1,270 @@
+"""Labelled conversations: JSON Lines of `{"id", "messages": [{"role", "content", "route"?}]}`
+(the format of ../shared/datasets/sgd_multiturn), routed turn by turn and scored.
+
+A user message with `route` is labelled (`oos` or the default route's name: it should fall
+back); `domains` (a turn spanning several routes) and unlabelled messages are context only.
+Turn types follow the data set's definitions: first of a domain (its route in no earlier user
+turn, labelled or in `domains`), follow-up (any other labelled turn), switch (a route that
+differs from the previous labelled turn's).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indexer.labelled import LabelledDataInvalid, is_fallback_label
+from indexer.progress import NoSteps, Steps
+from router_core.conversation import ConversationParams, Turn, content_words, layout
+from router_core.conversation_engine import ConversationBatch, Layout
+from router_core.decision import Decision, decide_many
+from router_core.embedding import Embedder
+from router_core.neighbours import Neighbour
+from router_core.params import DecisionParams
+from router_core.store.protocol import OpenIndex
+
+_ROLES = {"user", "assistant", "system"}
+EXAMPLES_PER_TYPE = 20
+
+
+@dataclass(frozen=True)
+class LabelledTurn:
+    """A labelled user message: where it is and what kind of turn it is."""
+
+    conversation: str
+    position: int  # index in the conversation's messages
+    route: str
+    first_of_domain: bool
+    switch: bool
+
+
+@dataclass(frozen=True)
+class LabelledConversation:
+    """One conversation and its labelled user turns."""
+
+    id: str
+    messages: tuple[Turn, ...]
+    labels: tuple[LabelledTurn, ...]
+
+    def request(self, label: LabelledTurn) -> tuple[Turn, ...]:
+        """The request the router sees for a labelled turn: the messages up to it."""
+        return self.messages[: label.position + 1]
+
+
+def is_conversation_file(path: Path | str) -> bool:
+    """True when the file's first record holds `messages` (a conversations file)."""
+    try:
+        with Path(path).open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    row = json.loads(line)
+                    return isinstance(row, dict) and "messages" in row
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return False
+
+
+def load_conversations(path: Path | str) -> list[LabelledConversation]:
+    """Read a conversations file; raise LabelledDataInvalid naming the first bad line."""
+    source = Path(path)
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelledDataInvalid(f"cannot read {source}: {exc}") from exc
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{source.name} line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LabelledDataInvalid(f"{where}: invalid JSON: {exc.msg}") from exc
+        out.append(_conversation(row, where))
+    if not out:
+        raise LabelledDataInvalid(f"{source} holds no conversations")
+    if not any(c.labels for c in out):
+        raise LabelledDataInvalid(f"{source} holds no labelled user turn (a user message with a 'route')")
+    return out
+
+
+def _conversation(row: Any, where: str) -> LabelledConversation:
+    if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+        raise LabelledDataInvalid(f"{where}: expected a JSON object with a 'messages' list")
+    ident = str(row.get("id", where))
+    turns: list[Turn] = []
+    labels: list[LabelledTurn] = []
+    seen: set[str] = set()
+    previous: str | None = None
+    for i, message in enumerate(row["messages"]):
+        if not isinstance(message, dict):
+            raise LabelledDataInvalid(f"{where}: messages[{i}] is not an object")
+        role, content = message.get("role"), message.get("content")
+        if role not in _ROLES or not isinstance(content, str):
+            raise LabelledDataInvalid(f"{where}: messages[{i}] needs a role (user/assistant/system) and text content")
+        text = " ".join(content.split())
+        turns.append(Turn(i, role, text))
+        route = message.get("route")
+        domains = message.get("domains") or []
+        if route is not None:
+            if role != "user" or not isinstance(route, str) or not route.strip():
+                raise LabelledDataInvalid(f"{where}: messages[{i}].route must be a route name on a user message")
+            labels.append(LabelledTurn(ident, i, route, route not in seen, previous is not None and route != previous))
+            previous = route
+            seen.add(route)
+        if isinstance(domains, list):
+            seen.update(str(d) for d in domains)
+    return LabelledConversation(ident, tuple(turns), tuple(labels))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Every labelled turn of a file as a request, with what the rule reads already computed:
+    the neighbours and vectors of every text, and each last message's own decision."""
+
+    conversations: tuple[LabelledConversation, ...]
+    requests: tuple[tuple[Turn, ...], ...]
+    labels: tuple[LabelledTurn, ...]
+    layouts: tuple[Layout, ...]
+    neighbours: dict[str, list[Neighbour]]
+    vectors: dict[str, Any]
+    own: tuple[Decision, ...]
+
+    def batch(self, params: DecisionParams, route_names: Sequence[str]) -> ConversationBatch:
+        """The arrays of the conversation engine for these requests."""
+        return ConversationBatch.build(
+            self.layouts,
+            self.neighbours,
+            self.vectors,
+            [(None if d.fallback else d.route, d.score) for d in self.own],
+            route_names,
+            params.k,
+            [content_words(lay.last.text) for lay in self.layouts],
+        )
+
+
+def prepare(
+    conversations: Sequence[LabelledConversation],
+    embedder: Embedder,
+    index: OpenIndex,
+    params: DecisionParams,
+    *,
+    max_window: int,
+    with_context: bool,
+    batch_size: int = 64,
+    progress: Steps | None = None,
+    chunk: int = 512,
+) -> Prepared:
+    """Embed every text the rule may read (once each) and search its neighbours, `chunk` texts
+    at a time so that `progress` hears how far it got."""
+    pairs = [(c, label) for c in conversations for label in c.labels]
+    requests = tuple(c.request(label) for c, label in pairs)
+    layouts = tuple(layout(turns, max_window) for turns in requests)
+    texts = list(dict.fromkeys(t for lay in layouts for t in lay.texts(with_context)))
+    steps = progress or NoSteps()
+    steps.stage(f"embedding and searching {len(texts)} texts of the conversations", len(texts))
+    vectors: list[Any] = []
+    hits: list[list[Neighbour]] = []
+    for start in range(0, len(texts), chunk):
+        part = texts[start : start + chunk]
+        encoded = embedder.encode(part, batch_size=batch_size)
+        vectors.extend(encoded)
+        hits.extend(index.searcher.search(encoded, params.k))
+        steps.advance(len(part))
+    neighbours = dict(zip(texts, hits, strict=True))
+    own = tuple(decide_many([neighbours[lay.last.text] for lay in layouts], params))
+    return Prepared(
+        tuple(conversations),
+        requests,
+        tuple(label for _, label in pairs),
+        layouts,
+        neighbours,
+        dict(zip(texts, vectors, strict=True)),
+        own,
+    )
+
+
+@dataclass(frozen=True)
+class TurnTypeScores:
+    """Accuracy on all labelled turns and on each kind of turn."""
+
+    all: float
+    first_of_domain: float
+    follow_up: float
+    switch: float
+    counts: dict[str, int]
+
+    @property
+    def macro(self) -> float:
+        """The mean of the four accuracies (calibration's objective)."""
+        return (self.all + self.first_of_domain + self.follow_up + self.switch) / 4
+
+    def as_row(self) -> dict[str, float]:
+        """The four accuracies by name."""
+        return {
+            "all": self.all,
+            "first of domain": self.first_of_domain,
+            "follow-up": self.follow_up,
+            "switch": self.switch,
+        }
+
+
+def score_turns(predicted: Sequence[str], labels: Sequence[LabelledTurn], default_route: str) -> TurnTypeScores:
+    """Accuracy per turn type; `oos` (or the default route) labels are right when they fall back."""
+    right = [
+        p == (default_route if is_fallback_label(g.route, default_route) else g.route)
+        for p, g in zip(predicted, labels, strict=True)
+    ]
+    groups = {
+        "all": [True] * len(labels),
+        "first of domain": [g.first_of_domain for g in labels],
+        "follow-up": [not g.first_of_domain for g in labels],
+        "switch": [g.switch for g in labels],
+    }
+
+    def acc(mask: list[bool]) -> float:
+        n = sum(mask)
+        return sum(r for r, m in zip(right, mask, strict=True) if m) / n if n else 0.0
+
+    return TurnTypeScores(
+        acc(groups["all"]),
+        acc(groups["first of domain"]),
+        acc(groups["follow-up"]),
+        acc(groups["switch"]),
+        {name: sum(mask) for name, mask in groups.items()},
+    )
+
+
+@dataclass(frozen=True)
+class Misrouted:
+    """A wrongly routed turn with the messages before it."""
+
+    conversation: str
+    position: int
+    expected: str
+    decided: str
+    reason: str
+    context: tuple[tuple[str, str], ...]  # (role, text) of up to 4 earlier messages, then the turn
+
+
+def misrouted(
+    prepared: Prepared, decisions: Sequence[Decision], default_route: str, limit: int = 50
+) -> list[Misrouted]:
+    """The first `limit` wrongly routed turns, with their context."""
+    out = []
+    for request, label, d in zip(prepared.requests, prepared.labels, decisions, strict=True):
+        gold = default_route if is_fallback_label(label.route, default_route) else label.route
+        if d.route != gold:
+            shown = tuple((t.role, t.text) for t in request[-5:])
+            out.append(Misrouted(label.conversation, label.position, gold, d.route, d.reason, shown))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def with_context(conv: ConversationParams) -> bool:
+    """Whether a setting reads context texts."""
+    return bool(conv.context_weight)

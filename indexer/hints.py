@@ -1,0 +1,96 @@
+"""Commands the CLI suggests ("next: ..."), safe to paste, and the guard on the service's index.
+
+Every suggested command names the routes directory and the index it acts on, shell-quoted and
+run with the interpreter running now. The configured routes directory and index (environment
+and `.env`, without command-line options) are the ones the service serves: publishing another
+routes directory into that index would replace the service's routes, so a re-index refuses it
+unless told otherwise (`--replace-configured-index`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from router_core import RouterSettings
+from router_core.settings import IndexSettings
+
+REPLACE_FLAG = "--replace-configured-index"
+
+
+def indexer_command(*args: str | Path) -> str:
+    """`<python> -m indexer ARGS...`, every argument shell-quoted."""
+    return " ".join([_python(), "-m", "indexer", *(shlex.quote(str(a)) for a in args)])
+
+
+def _python() -> str:
+    exe = Path(sys.executable)
+    try:
+        relative = exe.relative_to(Path.cwd())
+    except ValueError:
+        return shlex.quote(str(exe))
+    return shlex.quote(str(relative) if relative.parent != Path() else f"./{relative}")
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same place (neither needs to exist)."""
+    return a.expanduser().resolve() == b.expanduser().resolve()
+
+
+def same_index(a: IndexSettings, b: IndexSettings) -> bool:
+    """Whether two index settings name the same index."""
+    if a.uses_server or b.uses_server:
+        return a.uses_server == b.uses_server and a.qdrant.url == b.qdrant.url and a.collection == b.collection
+    return same_path(a.data_dir, b.data_dir)
+
+
+def own_data_dir(routes_dir: Path) -> Path:
+    """An index directory of its own for a routes directory: `<routes>-data` beside it."""
+    name = routes_dir.name or routes_dir.expanduser().resolve().name or "routes"
+    return routes_dir.parent / f"{name}-data"
+
+
+def index_args(settings: RouterSettings) -> list[str | Path]:
+    """The options that select `settings`' routes and index on the command line."""
+    args: list[str | Path] = ["--routes", settings.routes_dir]
+    if not settings.index.uses_server:
+        args += ["--data-dir", settings.index.data_dir]
+    return args
+
+
+def publish_refusal(settings: RouterSettings, configured: RouterSettings) -> str | None:
+    """Why publishing `settings.routes_dir` into `settings.index` needs the explicit flag, or None."""
+    if same_path(settings.routes_dir, configured.routes_dir) or not same_index(settings.index, configured.index):
+        return None
+    where = (
+        f"collection {configured.index.collection!r} on {configured.index.qdrant.url}"
+        if configured.index.uses_server
+        else f"{configured.index.data_dir}"
+    )
+    if settings.index.uses_server:
+        instead = "set ROUTER_INDEX__COLLECTION to a collection of its own"
+    else:
+        own = settings.model_copy(
+            update={"index": settings.index.model_copy(update={"data_dir": own_data_dir(settings.routes_dir)})}
+        )
+        instead = f"build an index of its own: `{indexer_command('reindex', *index_args(own))}`"
+    return (
+        f"{settings.routes_dir} is not the configured routes directory ({configured.routes_dir}) but the index "
+        f"is the configured one ({where}), the one the service serves: publishing would replace the "
+        f"service's routes with these. To evaluate them, {instead}; to replace the service's routes, "
+        f"pass {REPLACE_FLAG}."
+    )
+
+
+def safe_settings(settings: RouterSettings, configured: RouterSettings) -> RouterSettings:
+    """`settings`, with an index of its own when publishing into its index would be refused."""
+    if publish_refusal(settings, configured) is None or settings.index.uses_server:
+        return settings
+    index = settings.index.model_copy(update={"data_dir": own_data_dir(settings.routes_dir)})
+    return settings.model_copy(update={"index": index})
+
+
+def reindex_hint(settings: RouterSettings, configured: RouterSettings, *extra: str | Path) -> str:
+    """A re-index command for `settings`' routes that will not be refused."""
+    return indexer_command("reindex", *index_args(safe_settings(settings, configured)), *extra)

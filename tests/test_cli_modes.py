@@ -1,0 +1,136 @@
+"""The indexer CLI on conversations and in the LLM modes: eval and calibrate on a conversations
+file, `eval --llm` against a loopback decision model, `calibrate --band`."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devkit.fake_llm import FakeLLM, Reply
+from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV
+from devkit.serving import SHIPPED_ROUTES
+from indexer.cli import main as indexer_main
+from router_core import Embedder, load_routes
+from tests.test_conversation_eval import CHATS, write_conversations
+
+EVALS = Path(__file__).resolve().parents[1] / "evals"
+
+
+@pytest.fixture
+def shipped(tmp_path: Path, embedder: Embedder) -> tuple[Path, Path]:
+    """A private copy of the shipped routes, indexed into its own data directory."""
+    routes, data = tmp_path / "routes", tmp_path / "data"
+    shutil.copytree(SHIPPED_ROUTES, routes)
+    args = ["reindex", "--routes", str(routes), "--data-dir", str(data), "--quiet", "--replace-configured-index"]
+    assert indexer_main(args, out=io.StringIO(), embedder=embedder) == 0
+    return routes, data
+
+
+def run(args: list[str], embedder: Embedder) -> tuple[int, str]:
+    out = io.StringIO()
+    code = indexer_main(args, out=out, embedder=embedder)
+    return code, out.getvalue()
+
+
+def test_eval_on_conversations_reports_turn_types(
+    tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder
+) -> None:
+    """`eval` on a conversations file scores every labelled turn with its history, by kind of turn,
+    beside the last message alone, and writes the misrouted turns with context to JSON."""
+    routes, data = shipped
+    chats = write_conversations(tmp_path / "chats.jsonl", CHATS)
+    report = tmp_path / "report.json"
+    code, text = run(
+        ["eval", str(chats), "--routes", str(routes), "--data-dir", str(data), "--quiet", "--json", str(report)],
+        embedder,
+    )
+    assert code == 0, text
+    assert "first of domain (4)" in text and "follow-up (5)" in text and "last message alone" in text
+    body = json.loads(report.read_text())["report"]
+    assert body["scores"]["all"] == 1.0
+    assert body["scores"]["follow-up"] > body["last_message"]["follow-up"]
+    assert body["reasons"]["context"] >= 1
+
+
+def test_calibrate_on_conversations_writes_the_conversation_section(
+    tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder
+) -> None:
+    """`calibrate CHATS --off-topic FILE --write` searches the rule, keeps off-topic turns out, and writes it."""
+    routes, data = shipped
+    chats = write_conversations(tmp_path / "chats.jsonl", CHATS)
+    args = ["calibrate", str(chats), "--off-topic", str(EVALS / "shipped-val.jsonl"), "--write"]
+    code, text = run([*args, "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
+    assert code == 0, text
+    assert "chosen" in text and "settings searched" in text and "off-topic" in text
+    written = yaml.safe_load((routes / "_router.yaml").read_text())["conversation"]
+    assert load_routes(routes).conversation.window == written["window"]
+    assert "next: re-index" in text
+
+
+def test_eval_llm_runs_the_decision_model_for_real(
+    tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval FILE --llm --mode llm` asks the decision model about every query (a loopback
+    OpenAI-compatible server), routes by its answers and reports calls and tokens."""
+    routes, data = shipped
+    monkeypatch.setenv(FAKE_KEY_ENV, FAKE_KEY)
+    with FakeLLM() as fake:
+        fake.always("decider", Reply('{"route": "maths"}'))
+        monkeypatch.setenv("ROUTER_DECIDER__MODEL", "decider")
+        monkeypatch.setenv("ROUTER_DECIDER__BASE_URL", fake.url)
+        monkeypatch.setenv("ROUTER_DECIDER__API_KEY_ENV", FAKE_KEY_ENV)
+        queries = tmp_path / "q.jsonl"
+        queries.write_text(
+            "\n".join(json.dumps({"text": t, "label": "maths"}) for t in ("what is 7 times 6", "solve x + 1 = 3"))
+            + "\n"
+        )
+        report = tmp_path / "llm.json"
+        args = ["eval", str(queries), "--llm", "--mode", "llm", "--json", str(report)]
+        code, text = run([*args, "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
+        assert code == 0, text
+        assert len(fake.calls("decider")) == 2
+    llm = json.loads(report.read_text())["llm"]
+    assert (llm["asked"], llm["calls"], llm["outcomes"]) == (2, 2, {"chosen": 2})
+    assert (llm["prompt_tokens"], llm["completion_tokens"]) == (22, 14)  # the stand-in reports 11 + 7 per call
+    assert "in-scope accuracy" in text and "tokens (prompt + completion)" in text
+    assert FAKE_KEY not in text
+
+
+def test_eval_llm_needs_an_llm_mode_and_a_model(shipped: tuple[Path, Path], embedder: Embedder) -> None:
+    """`--llm` on an embedding-mode route set, or without a decision model, is refused naming the fix."""
+    routes, data = shipped
+    code, _ = run(
+        ["eval", str(EVALS / "shipped-test.jsonl"), "--llm", "--routes", str(routes), "--data-dir", str(data)],
+        embedder,
+    )
+    assert code == 2
+
+
+def test_calibrate_band_chooses_a_band_within_the_budget(
+    tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder
+) -> None:
+    """`calibrate VAL --band --budget B --write` prints simulated figures and writes the band into the llm section."""
+    routes, data = shipped
+    report = tmp_path / "cal.json"
+    args = [
+        "calibrate",
+        str(EVALS / "shipped-val.jsonl"),
+        "--band",
+        "--budget",
+        "0.2",
+        "--write",
+        "--json",
+        str(report),
+    ]
+    code, text = run([*args, "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
+    assert code == 0, text
+    assert "SIMULATED" in text
+    band = json.loads(report.read_text())["band"]
+    assert band["simulated"] is True and band["chosen"]["escalated"] <= 0.2
+    llm = yaml.safe_load((routes / "_router.yaml").read_text())["llm"]
+    assert llm["band_above"] == band["chosen"]["llm"]["band_above"]
