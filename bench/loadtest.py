@@ -311,9 +311,11 @@ def render(res: LoadResult, command: str, baseline: dict[str, Any] | None = None
             f"max {res.during_admin_max_ms} ms.",
         ]
         if baseline and baseline.get("admin_reindex_seconds"):
+            before = str(baseline.get("commit", "earlier")).split("+")[0]
             lines.append(
-                f"Before (`{baseline.get('commit', 'earlier code')}`, the same command; the admin re-index encoded "
-                "everything in one call under the model's lock): classify requests overlapping the admin re-indexes "
+                f"Before (the service of commit `{before}`, measured with "
+                "this load test and the same command; its admin re-index encoded everything in one call under the "
+                "model's lock): classify requests overlapping the admin re-indexes "
                 f"{baseline['during_admin_requests']}, p50 {baseline['during_admin_p50_ms']} ms, "
                 f"**p99 {baseline['during_admin_p99_ms']} ms**, max {baseline['during_admin_max_ms']} ms "
                 f"(re-indexes {', '.join(f'{s} s' for s in baseline['admin_reindex_seconds'])})."
@@ -379,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd = (
             f".venv/bin/python -m bench.loadtest --clients {args.clients} "
             f"--duration {args.duration:.0f} --reindexes {args.reindexes} "
-            f"--admin-reindexes {args.admin_reindexes} --admin-examples {args.admin_examples} --write"
+            f"--admin-reindexes {args.admin_reindexes} --admin-examples {args.admin_examples}"
+            + (" --baseline <JSON of a run of the code before>" if args.baseline else "")
+            + " --write"
         )
         baseline = json.loads(args.baseline.read_text()) if args.baseline else None
         write_section(ROOT / "BENCHMARKS.md", "loadtest", render(res, cmd, baseline))
