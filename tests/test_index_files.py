@@ -248,21 +248,45 @@ def test_a_reindex_superseded_by_another_says_so(tmp_path: Path, routes_dir: Pat
 
 
 # -- item 2: a re-index that times out releases the endpoint -----------------------------------------
-def test_a_reindex_that_times_out_releases_the_endpoint(
-    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
-) -> None:
+class GatedEmbedder:
+    """The session model, holding every encode of texts tagged `tag` until `release` is set: the
+    test decides when a re-index ends, so timing out is not a race against the machine's speed."""
+
+    def __init__(self, inner: Embedder, tag: str) -> None:
+        self.inner, self.tag = inner, tag
+        self.model_id, self.dimension, self.source, self.backend = (
+            inner.model_id,
+            inner.dimension,
+            inner.source,
+            inner.backend,
+        )
+        self.release = threading.Event()
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        if any(t.startswith(self.tag) for t in texts):
+            assert self.release.wait(120), "the test never released the gated re-index"
+        return self.inner.encode(texts, batch_size=batch_size, progress=progress)
+
+
+def test_a_reindex_that_times_out_releases_the_endpoint(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """Past ROUTER_LIMITS__REINDEX_TIMEOUT_S the admin re-index answers 504; the endpoint is
     not stuck: while the job still runs a new one is refused (409: the index is busy), and once
     it ends the next call succeeds and its version is served."""
     data = tmp_path / "data"
     run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
-    url = start_service(settings_for(routes_dir, data, limits=LimitSettings(reindex_timeout_s=1.0)))
-    add_route(routes_dir, "payroll", fresh_examples(300, "timeout"))
-    with httpx.Client(base_url=url, timeout=120) as c:
-        first = c.post("/admin/reindex")
-        assert first.status_code == 504 and "goes on in the background" in first.json()["detail"]
-        busy = c.post("/admin/reindex")
-        assert busy.status_code == 409 and "another re-index is writing" in busy.json()["detail"]
+    gated = GatedEmbedder(embedder, "timeout")
+    settings = settings_for(routes_dir, data, limits=LimitSettings(reindex_timeout_s=0.5))
+    add_route(routes_dir, "payroll", fresh_examples(50, "timeout"))
+    app = create_app(services=Services.build(settings, embedder=gated))
+    with serve(app) as url, httpx.Client(base_url=url, timeout=120) as c:
+        try:
+            first = c.post("/admin/reindex")
+            assert first.status_code == 504 and "goes on in the background" in first.json()["detail"]
+            busy = c.post("/admin/reindex")
+            assert busy.status_code == 409 and "another re-index is writing" in busy.json()["detail"]
+            assert "payroll" not in c.get("/v1/routes").text  # still serving the old version
+        finally:
+            gated.release.set()
         wait_for(lambda: "payroll" in c.get("/v1/routes").text, 120, "the background re-index to go live")
         assert c.post("/admin/reindex").status_code != 409  # the endpoint runs again
         assert 'router_reindex_total{outcome="timeout"} 1.0' in c.get("/metrics").text
