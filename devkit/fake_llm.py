@@ -46,7 +46,8 @@ class Fail:
 
     status: int = 500
     message: str = "the fake LLM failed on purpose"
-    echo_auth: bool = False
+    echo_auth: bool = False  # append the Authorization header as received
+    echo_key: bool = False  # append the credential alone, as "Incorrect API key provided: <key>"
     retry_after: float | None = None
 
 
@@ -288,6 +289,8 @@ class FakeLLM:
         message = behaviour.message
         if behaviour.echo_auth:
             message += f" (you sent authorization: {headers.get('authorization', '')})"
+        if behaviour.echo_key:
+            message += f" Incorrect API key provided: {headers.get('authorization', '').partition(' ')[2]}."
         extra = {"retry-after": f"{behaviour.retry_after:g}"} if behaviour.retry_after else {}
         error = {"error": {"message": message, "type": "fake_error", "code": behaviour.status}}
         await self._json(w, behaviour.status, error, extra)

@@ -10,7 +10,7 @@ import yaml
 
 from devkit.serving import SHIPPED_ROUTES
 
-FAKE_KEY_ENV = "ROUTER_TEST_FAKE_LLM_KEY"
+FAKE_KEY_ENV = "FAKE_LLM_TEST_API_KEY"
 FAKE_KEY = "sk-test-Zq8vT4nWc2LrY7pKx9Hs"
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import uvicorn
 from litestar import Litestar
 
-from service.settings import ServiceSettings
+from service.http_server import server_config
+from service.settings import HttpSettings, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_ROUTES = ROOT / "routes"
@@ -28,12 +29,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Litestar, *, startup_timeout: float = 60.0) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 until the block ends; yields its base URL."""
+def serve(app: Litestar, *, startup_timeout: float = 60.0, http: HttpSettings | None = None) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 until the block ends, as `python -m service` does (the same
+    request-head limits, from `http`); yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
-    )
+    config = server_config(app, http or HttpSettings(), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
 from indexer import commands
 from indexer.calibration import DEFAULT_OOS_SHARE
 from indexer.conversation_commands import LLMOptions, run_calibrate_conversations, run_eval_conversations
@@ -32,6 +30,7 @@ from indexer.model_loading import LazyEmbedder
 from indexer.settings import IndexerSettings
 from router_core import (
     Embedder,
+    IndexBusy,
     RouterError,
     RouterSettings,
     RoutesInvalid,
@@ -41,6 +40,7 @@ from router_core import (
     run_reindex,
 )
 from router_core.reindex import ReindexPlan
+from router_core.settings import settings_problems
 from router_llm.settings import DeciderSettings, LLMSettings
 
 COMMANDS = ("reindex", "eval", "calibrate", "hygiene", "finetune", "import")
@@ -315,8 +315,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
     started = time.perf_counter()
     try:
         configured = IndexerSettings()
-    except ValidationError as exc:
-        commands.print_error(f"invalid settings in the environment or .env: {exc}")
+    except ValueError as exc:  # pydantic's ValidationError, pydantic-settings' SettingsError
+        # Named, never echoed: a value set under the wrong name may be a key.
+        lines = "\n".join(f"  - {line}" for line in settings_problems(exc, IndexerSettings))
+        commands.print_error(f"invalid settings in the environment or .env:\n{lines}")
         return 2
     settings = settings_from(args, configured)
     if args.command != "reindex":
@@ -341,6 +343,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
         commands.print_error(str(exc))
         print("nothing was indexed; the live index is unchanged.", file=sys.stderr)
         return 2
+    except IndexBusy as exc:  # the other re-index may well change the live index: say only what this one did
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except RouterError as exc:
         commands.print_error(str(exc))
         print("the live index is unchanged.", file=sys.stderr)
@@ -451,7 +456,7 @@ def reindex(
     must be embedded. With `configured`, publishing another routes directory into the configured
     index is refused (see `indexer.hints`)."""
     started = time.perf_counter()
-    table = load_routes(settings.routes_dir)
+    table = load_routes(settings.routes_dir, settings.route_files.policy())
     print(
         f"routes: {len(table.routes)} valid in {settings.routes_dir} "
         f"({sum(len(r.examples) for r in table.routes)} examples)",
@@ -488,7 +493,10 @@ def reindex(
         loading = model.load_seconds
         if not model.loaded:
             print(f"model: {model.model_id}, not loaded (nothing to embed)", file=out)
-    state = "published and live" if report.changed else "already up to date"
+    if report.superseded:  # another re-index switched the live pointer after this one
+        state = f"published, but not live: another re-index has since made {report.live_after} live"
+    else:
+        state = "published and live" if report.changed else "already up to date"
     print(
         f"version {report.version}: {state}\n"
         f"  routes {report.routes}, examples {report.examples}: "

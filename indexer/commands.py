@@ -148,7 +148,7 @@ def _check_model(index: OpenIndex, model: Embedder) -> None:
 
 def _warn_if_stale(ctx: Context, index: OpenIndex) -> None:
     m = index.manifest
-    table = load_routes(ctx.settings.routes_dir)
+    table = load_routes(ctx.settings.routes_dir, ctx.settings.route_files.policy())
     if fingerprint(m.model_id, m.dimension, table) == m.fingerprint:
         return
     if safe_settings(ctx.settings, ctx.configured) is not ctx.settings:
@@ -270,7 +270,9 @@ def run_calibrate(
     refuse_test_file(file, allow_test)
     queries = load_labelled(file)
     if write:
-        load_routes(ctx.settings.routes_dir)  # --write into routes that do not load: say so now
+        load_routes(
+            ctx.settings.routes_dir, ctx.settings.route_files.policy()
+        )  # --write into routes that do not load: say so now
     with live_index(ctx) as live:
         data = labelled_for(live, queries)
         base = live.index.table.params
@@ -306,7 +308,7 @@ def run_calibrate(
     if write:
         write_parameters(ctx, result)
         if hybrid is not None and hybrid.chosen is not None:
-            write_llm_params(ctx.settings.routes_dir, hybrid.chosen.llm)
+            write_llm_params(ctx.settings.routes_dir, hybrid.chosen.llm, ctx.settings.route_files.policy())
             print("wrote the band into the llm section of _router.yaml", file=ctx.out)
     else:
         print("\n(dry run: pass --write to store these parameters in the routes files)", file=ctx.out)
@@ -406,7 +408,7 @@ def search_parameters(
 def write_parameters(ctx: Context, result: CalibrationResult) -> None:
     """Store the chosen parameters in the routes files and say how to use them."""
     settings = ctx.settings
-    written = write_decision_params(settings.routes_dir, result.params)
+    written = write_decision_params(settings.routes_dir, result.params, settings.route_files.policy())
     if not written.changed:
         print(f"\n{settings.routes_dir} already holds these parameters.", file=ctx.out)
         return
@@ -440,7 +442,7 @@ def run_hygiene(
         stored = store.stored_points(live)
     finally:
         store.close()
-    table = load_routes(settings.routes_dir)
+    table = load_routes(settings.routes_dir, settings.route_files.policy())
     if fingerprint(manifest.model_id, manifest.dimension, table) != manifest.fingerprint:
         print(
             f"warning: live index {live} was not built from the current {settings.routes_dir}; "
@@ -511,7 +513,7 @@ def run_hygiene(
 def run_finetune(ctx: Context, *, config: FinetuneConfig, out_dir: Path | None) -> int:
     """`finetune`: train on the routes' examples and write a versioned model directory."""
     settings, out, progress = ctx.settings, ctx.out, ctx.progress
-    table = load_routes(settings.routes_dir)
+    table = load_routes(settings.routes_dir, settings.route_files.policy())
     examples = sum(len(r.examples) for r in table.routes)
     print(
         f"fine-tuning {settings.embedding.model} on {examples} examples of {len(table.routes)} routes "

@@ -283,7 +283,9 @@ def run_calibrate_conversations(
         if json_path:
             _write_json(json_path, {"meta": {**live.meta, "file": str(file)}, "result": result.to_dict()}, ctx.out)
     if write:
-        written = write_conversation_params(ctx.settings.routes_dir, result.chosen.conversation)
+        written = write_conversation_params(
+            ctx.settings.routes_dir, result.chosen.conversation, policy=ctx.settings.route_files.policy()
+        )
         if written.changed:
             print(f"\nwrote the conversation section into {ctx.settings.routes_dir}/_router.yaml", file=ctx.out)
             print(f"next: re-index so that it is used: {reindex_hint(ctx.settings, ctx.configured)}", file=ctx.out)

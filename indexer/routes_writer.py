@@ -22,6 +22,7 @@ import yaml
 from router_core.conversation import ConversationParams
 from router_core.llm_params import LLMRoutingParams
 from router_core.params import TUNABLE_NAMES, DecisionParams
+from router_core.route_policy import RoutePolicy
 from router_core.routes import ROUTER_FILE, load_routes
 
 ROUTER_KEYS = TUNABLE_NAMES
@@ -35,10 +36,12 @@ class WriteReport:
     rewritten: tuple[str, ...]
 
 
-def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> WriteReport:
+def write_decision_params(
+    routes_dir: Path | str, params: DecisionParams, policy: RoutePolicy | None = None
+) -> WriteReport:
     """Set the router defaults and every route's own threshold (removed where it has none)."""
     root = Path(routes_dir)
-    table = load_routes(root)  # refuse to edit a directory that does not load now
+    table = load_routes(root, policy)  # refuse to edit a directory that does not load now
     edits: dict[Path, dict[str, Any]] = {
         root / ROUTER_FILE: {
             name: _number(value) if isinstance(value, float) else value
@@ -62,7 +65,7 @@ def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> Wri
             changed.append(path.name)
             if whole:
                 rewritten.append(path.name)
-        load_routes(root)
+        load_routes(root, policy)
     except BaseException:
         for path, text in originals.items():
             if text is None:
@@ -74,25 +77,34 @@ def write_decision_params(routes_dir: Path | str, params: DecisionParams) -> Wri
 
 
 def write_conversation_params(
-    routes_dir: Path | str, conversation: ConversationParams, *, threshold: float | None = None
+    routes_dir: Path | str,
+    conversation: ConversationParams,
+    *,
+    threshold: float | None = None,
+    policy: RoutePolicy | None = None,
 ) -> WriteReport:
     """Set `_router.yaml`'s conversation section (and, when given, the global threshold)."""
     extra = {} if threshold is None else {"threshold": _number(threshold)}
-    return write_router_section(routes_dir, "conversation", conversation.to_dict(), **extra)
+    return write_router_section(routes_dir, "conversation", conversation.to_dict(), policy=policy, **extra)
 
 
-def write_llm_params(routes_dir: Path | str, llm: LLMRoutingParams) -> WriteReport:
+def write_llm_params(routes_dir: Path | str, llm: LLMRoutingParams, policy: RoutePolicy | None = None) -> WriteReport:
     """Set `_router.yaml`'s llm section (the hybrid's band among it)."""
-    return write_router_section(routes_dir, "llm", llm.to_dict())
+    return write_router_section(routes_dir, "llm", llm.to_dict(), policy=policy)
 
 
 def write_router_section(
-    routes_dir: Path | str, section: str, values: Mapping[str, Any], **top_level: Any
+    routes_dir: Path | str,
+    section: str,
+    values: Mapping[str, Any],
+    *,
+    policy: RoutePolicy | None = None,
+    **top_level: Any,
 ) -> WriteReport:
     """Set one section of `_router.yaml` (a mapping, written in flow style on one line when its
     line can be edited) and top-level keys; restored when the directory no longer loads."""
     root = Path(routes_dir)
-    load_routes(root)  # refuse to edit a directory that does not load now
+    load_routes(root, policy)  # refuse to edit a directory that does not load now
     path = root / ROUTER_FILE
     edits: dict[str, Any] = {section: {k: _plain(v) for k, v in values.items()}, **top_level}
     before = path.read_text(encoding="utf-8") if path.exists() else None
@@ -101,7 +113,7 @@ def write_router_section(
         return WriteReport((), ())
     _replace(path, after)
     try:
-        load_routes(root)
+        load_routes(root, policy)
     except BaseException:
         if before is None:
             path.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from router_core.classify import classify_texts
 from router_core.decision import Decision, decide
 from router_core.embedding import Embedder, load_embedder
 from router_core.errors import (
+    IndexBusy,
     IndexIncompatible,
     IndexMissing,
     ModelUnavailable,
@@ -29,6 +30,7 @@ __all__ = [
     "DecisionParams",
     "Embedder",
     "EmbeddingSettings",
+    "IndexBusy",
     "IndexIncompatible",
     "IndexMissing",
     "IndexSettings",

@@ -40,6 +40,10 @@ class IndexIncompatible(RouterError):
     """The live index was built with another embedding model or dimension."""
 
 
+class IndexBusy(RouterError):
+    """Another re-index holds the index's writer lock; this one changed nothing."""
+
+
 class StoreUnavailable(RouterError):
     """The vector store (Qdrant) cannot be reached or refused the operation."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -25,7 +25,7 @@ from router_core.embedding.parity import (
     check_parity,
     record_reference,
 )
-from router_core.errors import RouterError
+from router_core.errors import IndexMissing, RouterError
 from router_core.manifest import (
     ExamplePoint,
     IndexManifest,
@@ -96,11 +96,21 @@ class ReindexReport:
     seconds: float
     changed: bool
     dropped_versions: tuple[str, ...] = field(default=())
+    live_after: str | None = None  # what the live pointer named when this re-index finished
+
+    @property
+    def superseded(self) -> bool:
+        """Another re-index switched the live pointer after this one (or instead of it)."""
+        return self.live_after is not None and self.live_after != self.version
 
 
 def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> ReindexPlan:
     """Compare the routes with the live version without writing anything."""
-    live = store.live_version()
+    try:
+        live = store.live_version()
+    except IndexMissing as exc:  # a dangling live pointer: publishing a version repairs it
+        log.warning("%s", exc)
+        live = None
     points = example_points(table)
     fp = fingerprint(embedder.model_id, embedder.dimension, table)
     if live is None:
@@ -168,6 +178,21 @@ def run_reindex(
     """Publish a version for `table` unless the live one already matches it."""
     started = time.perf_counter()
     stage = on_stage or (lambda _msg: None)
+    with store.writing():  # one re-index of an index at a time, from plan to drop
+        report = _reindex_locked(table, store, embedder, batch_size, progress, keep_versions, stage)
+    live_after = _live_or_none(store)
+    return replace(report, seconds=time.perf_counter() - started, live_after=live_after)
+
+
+def _reindex_locked(
+    table: RouteTable,
+    store: IndexStore,
+    embedder: Embedder,
+    batch_size: int,
+    progress: bool,
+    keep_versions: int,
+    stage: Callable[[str], None],
+) -> ReindexReport:
     plan = plan_reindex(table, store, embedder)
     if plan.up_to_date and plan.live_version is not None:
         dropped = _drop_old(store, keep_versions)
@@ -178,7 +203,7 @@ def run_reindex(
             examples=len(plan.points),
             embedded=0,
             reused=len(plan.points),
-            seconds=time.perf_counter() - started,
+            seconds=0.0,
             changed=False,
             dropped_versions=dropped,
         )
@@ -217,10 +242,17 @@ def run_reindex(
         examples=len(plan.points),
         embedded=embedded,
         reused=len(plan.points) - embedded,
-        seconds=time.perf_counter() - started,
+        seconds=0.0,
         changed=True,
         dropped_versions=dropped,
     )
+
+
+def _live_or_none(store: IndexStore) -> str | None:
+    try:
+        return store.live_version()
+    except RouterError:
+        return None
 
 
 def _vectors_for(
@@ -249,7 +281,7 @@ def _vectors_for(
 
 
 def _drop_old(store: IndexStore, keep: int) -> tuple[str, ...]:
-    live = store.live_version()
+    live = _live_or_none(store)
     candidates = [v for v in store.versions() if v != live]
     surplus = candidates[: max(0, len(candidates) - (keep - 1))]
     dropped = []

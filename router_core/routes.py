@@ -20,10 +20,15 @@ from router_core.conversation import ConversationParams
 from router_core.errors import Problem, RoutesInvalid
 from router_core.llm_params import LLMRoutingParams, Mode
 from router_core.params import TUNABLE_NAMES, DecisionParams, pydantic_fields
+from router_core.route_policy import RoutePolicy
+from router_core.routes_dir import FileRefused, candidate_files, read_bounded
 
 ROUTER_FILE = "_router.yaml"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_EXAMPLE_CHARS = 1000
+# Problems quote as little of a file as they can: it may be anything but route YAML.
+_MAX_QUOTE = 60
+_MAX_REASON = 200
 
 _AGENT = TypeAdapter(AgentSpec)
 # libyaml's loader when PyYAML was built with it: parsing 150 route files of 100 examples
@@ -148,27 +153,42 @@ def normalise_utterance(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def load_routes(directory: Path | str) -> RouteTable:
-    """Load and validate a routes directory; raise RoutesInvalid listing every problem."""
+def load_routes(directory: Path | str, policy: RoutePolicy | None = None) -> RouteTable:
+    """Load and validate a routes directory; raise RoutesInvalid listing every problem.
+
+    `policy` bounds what the files may ask for (key variables, LLM hosts, sizes); by default
+    the documented defaults (`RoutePolicy()`).
+    """
+    policy = policy or RoutePolicy()
     root = Path(directory)
     if not root.is_dir():
         raise RoutesInvalid([Problem(str(root), "", "routes directory does not exist")])
     problems: list[Problem] = []
     router_path = root / ROUTER_FILE
     router: _RouterFileBase = RouterFile()
-    if router_path.exists():
-        parsed = _parse(router_path, RouterFile, problems)
+    if router_path.exists() or router_path.is_symlink():
+        parsed = _parse(root, router_path, RouterFile, policy, problems)
         router = parsed if isinstance(parsed, RouterFile) else router
-    files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.name != ROUTER_FILE)
+        _check_agent(ROUTER_FILE, "default_agent", router.default_agent, policy, problems)
+    files = [p for p in candidate_files(root) if p.name != ROUTER_FILE]
     routes: list[Route] = []
     for path in files:
-        parsed_route = _parse(path, RouteFile, problems)
+        parsed_route = _parse(root, path, RouteFile, policy, problems)
         if isinstance(parsed_route, RouteFile):
-            route = _check_route(path, parsed_route, problems)
+            route = _check_route(path, parsed_route, policy, problems)
             if route is not None:
                 routes.append(route)
     if not files:
         problems.append(Problem(str(root), "", "no route files (*.yaml) found"))
+    total = sum(len(r.examples) for r in routes)
+    if total > policy.max_examples:
+        problems.append(
+            Problem(
+                str(root),
+                "examples",
+                f"{total} examples in all; the limit is {policy.max_examples} (ROUTER_ROUTE_FILES__MAX_EXAMPLES)",
+            )
+        )
     _check_table(root, router, routes, problems)
     if problems:
         raise RoutesInvalid(problems)
@@ -196,16 +216,20 @@ def _params(router: _RouterFileBase, routes: Iterable[Route]) -> DecisionParams:
     )
 
 
-def _parse(path: Path, schema: type[BaseModel], problems: list[Problem]) -> BaseModel | None:
+def _parse(
+    root: Path, path: Path, schema: type[BaseModel], policy: RoutePolicy, problems: list[Problem]
+) -> BaseModel | None:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)  # a safe loader
+        text = read_bounded(root, path, policy.max_file_bytes)
+    except FileRefused as exc:
+        problems.append(Problem(path.name, "", str(exc)))
+        return None
+    try:
+        data = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problems.append(Problem(path.name, "", f"invalid YAML at {where}: {_yaml_reason(exc)}"))
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(path.name, "", f"cannot read file: {exc}"))
         return None
     if not isinstance(data, dict):
         problems.append(Problem(path.name, "", "expected a mapping of fields at the top level"))
@@ -213,19 +237,60 @@ def _parse(path: Path, schema: type[BaseModel], problems: list[Problem]) -> Base
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(part) for part in err["loc"] if part not in ("llm", "canned"))
-            reason = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(Problem(path.name, loc, reason))
+        problems.extend(_validation_problems(path.name, exc))
         return None
 
 
+def _validation_problems(file: str, exc: ValidationError) -> list[Problem]:
+    """One problem per error, but only the first unknown field of each mapping: a file that is
+    not route YAML at all (a key file, say) must not be echoed key by key."""
+    found: list[Problem] = []
+    unknown: dict[str, list[str]] = {}
+    for err in exc.errors():
+        parts = [_cut(str(part), 40) for part in err["loc"] if part not in ("llm", "canned")]
+        if err["type"] == "extra_forbidden":
+            parent = ".".join(parts[:-1])
+            if parent not in unknown:
+                found.append(Problem(file, ".".join(parts), "unknown field"))
+            unknown.setdefault(parent, []).append(parts[-1] if parts else "")
+            continue
+        found.append(Problem(file, ".".join(parts), _cut(err["msg"], _MAX_REASON)))
+    for parent, keys in unknown.items():
+        if len(keys) > 1:
+            where = f"under {parent}" if parent else "at the top level"
+            found.append(Problem(file, parent, f"{len(keys) - 1} more unknown field(s) {where}, not listed"))
+    return found
+
+
+def _cut(text: str, limit: int = _MAX_QUOTE) -> str:
+    """`text` on one line, at most `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def _yaml_reason(exc: yaml.YAMLError) -> str:
-    return str(getattr(exc, "problem", None) or exc).strip()
+    return _cut(str(getattr(exc, "problem", None) or exc), 100)
 
 
-def _check_route(path: Path, parsed: RouteFile, problems: list[Problem]) -> Route | None:
+def _check_agent(
+    file: str, field: str, agent: LLMAgent | CannedAgent, policy: RoutePolicy, problems: list[Problem]
+) -> None:
+    """An LLM agent may name only allowed key variables and hosts."""
+    if not isinstance(agent, LLMAgent):
+        return
+    if agent.api_key_env is not None:
+        reason = policy.key_env_problem(agent.api_key_env)
+        if reason:
+            problems.append(Problem(file, f"{field}.api_key_env", reason))
+    if agent.base_url is not None:
+        reason = policy.base_url_problem(agent.base_url)
+        if reason:
+            problems.append(Problem(file, f"{field}.base_url", reason))
+
+
+def _check_route(path: Path, parsed: RouteFile, policy: RoutePolicy, problems: list[Problem]) -> Route | None:
     before = len(problems)
+    _check_agent(path.name, "agent", parsed.agent, policy, problems)
     if parsed.name != path.stem:
         problems.append(Problem(path.name, "name", f"route name {parsed.name!r} must match the file name"))
     seen: dict[str, int] = {}
@@ -240,7 +305,7 @@ def _check_route(path: Path, parsed: RouteFile, problems: list[Problem]) -> Rout
             continue
         key = normalise_utterance(text)
         if key in seen:
-            problems.append(Problem(path.name, f"examples.{i}", f"duplicate of examples.{seen[key]}: {text!r}"))
+            problems.append(Problem(path.name, f"examples.{i}", f"duplicate of examples.{seen[key]}: {_cut(text)!r}"))
             continue
         seen[key] = i
         cleaned.append(text)
@@ -291,6 +356,6 @@ def _check_table(root: Path, router: _RouterFileBase, routes: list[Route], probl
                     Problem(
                         f"{route.name}.yaml",
                         "examples",
-                        f"conflict: {example!r} is also an example of route {other!r}",
+                        f"conflict: {_cut(example)!r} is also an example of route {other!r}",
                     )
                 )

@@ -9,13 +9,15 @@ settings directly instead of touching the environment.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -25,6 +27,7 @@ from pydantic_settings import (
 
 from router_core.embedding import DEFAULT_MODEL
 from router_core.embedding.loader import DEFAULT_BACKEND, Backend
+from router_core.route_policy import DEFAULT_KEY_ENVS, RoutePolicy
 
 log = logging.getLogger("router.settings")
 
@@ -65,6 +68,26 @@ class QdrantServerSettings(SettingsSection):
     url: str | None = Field(default=None, description="Qdrant server URL; unset = the embedded index.")
     api_key: SecretStr | None = None
     timeout_s: int = Field(default=10, ge=1)
+
+
+class RouteFileSettings(SettingsSection):
+    """What route files may ask for (`ROUTER_ROUTE_FILES__*`): route authors are not the operator."""
+
+    key_envs: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_KEY_ENVS),
+        description="Environment variables an agent's api_key_env may name (glob patterns); "
+        "ROUTER_* and QDRANT_* are refused whatever this says.",
+    )
+    llm_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (or host:port; glob patterns) an agent's base_url may name; empty: any host.",
+    )
+    max_file_bytes: int = Field(default=1_000_000, ge=1024, description="Largest route file read.")
+    max_examples: int = Field(default=100_000, ge=1, description="Most examples across all routes.")
+
+    def policy(self) -> RoutePolicy:
+        """The bounds as the route loader takes them."""
+        return RoutePolicy(tuple(self.key_envs), tuple(self.llm_hosts), self.max_file_bytes, self.max_examples)
 
 
 IndexBackend = Literal["auto", "embedded", "qdrant"]
@@ -170,6 +193,7 @@ class RouterSettings(BaseSettings):
     )
 
     routes_dir: Path = Field(default=Path("routes"), description="Directory of route YAML files.")
+    route_files: RouteFileSettings = RouteFileSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
 
@@ -190,3 +214,41 @@ class RouterSettings(BaseSettings):
             _ConventionalQdrantEnv(settings_cls),
             file_secret_settings,
         )
+
+
+def settings_problems(exc: Exception, model: type[BaseModel] = RouterSettings) -> list[str]:
+    """What is wrong with the settings, one line per problem, naming the variable and the
+    problem but never the value (a key set under the wrong name must not reach a log)."""
+    if not isinstance(exc, ValidationError):
+        # pydantic-settings' own errors (a JSON value that does not parse) name the field only.
+        return [_strip_values(str(exc))]
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        name = "ROUTER_" + "__".join(p.upper() for p in loc if not p.isdigit())
+        name += "".join(f"[{p}]" for p in loc if p.isdigit())
+        if err["type"] == "extra_forbidden":
+            hint = _closest(model, loc)
+            problems.append(f"{name}: not a setting" + (f" (did you mean {hint}?)" if hint else ""))
+        else:
+            problems.append(f"{name}: {_strip_values(err['msg'])}")
+    return problems
+
+
+def _strip_values(text: str) -> str:
+    message = " ".join(text.split())
+    message = message.removeprefix("Value error, ")
+    return message if len(message) <= 200 else message[:197] + "..."
+
+
+def _closest(model: type[BaseModel], loc: Sequence[str]) -> str | None:
+    """The setting nearest to a misspelt one, as its variable name."""
+    section: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        field = section.model_fields.get(part) if section is not None else None
+        annotation = field.annotation if field is not None else None
+        section = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if section is None:
+        return None
+    close = difflib.get_close_matches(loc[-1].lower(), list(section.model_fields), n=1, cutoff=0.6)
+    return "ROUTER_" + "__".join([*(p.upper() for p in loc[:-1]), close[0].upper()]) if close else None

@@ -17,6 +17,7 @@ from openai import AsyncOpenAI
 
 from router_core import RouteTable
 from router_core.agents import LLMAgent
+from router_core.route_policy import RoutePolicy
 from router_llm.endpoints import (
     Endpoint,
     EndpointRef,
@@ -45,9 +46,14 @@ class Connection:
 class ClientRegistry:
     """Resolves each LLM agent to a shared client, or to the reason it has none."""
 
-    def __init__(self, llm: LLMSettings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, llm: LLMSettings, environ: Mapping[str, str] | None = None, policy: RoutePolicy | None = None
+    ) -> None:
         self._llm = llm
         self._environ = environ if environ is not None else os.environ
+        # Route files were checked against the policy when indexed; checked again here, since
+        # an index version on disk may have been written by anyone who can write the data dir.
+        self._policy = policy or RoutePolicy()
         self._refs: dict[EndpointRef, Connection | Unavailable] = {}
         self._clients: dict[tuple[str, str | None], Connection] = {}
         self.redact = Redactor()
@@ -60,14 +66,30 @@ class ClientRegistry:
                 if isinstance(found, Unavailable):
                     log.info("agent %s has no LLM endpoint: %s", agent.name, found.reason)
 
-    def lookup(self, agent: LLMAgent) -> Connection | Unavailable:
-        """The connection `agent` uses, created on first use, or why it has none."""
+    def lookup(self, agent: LLMAgent, *, from_route_file: bool = True) -> Connection | Unavailable:
+        """The connection `agent` uses, created on first use, or why it has none. An agent from
+        a route file (not the operator's own settings) may only use what the policy allows."""
+        if from_route_file:
+            refused = self._refused(agent)
+            if refused is not None:
+                return refused
         ref = endpoint_ref(agent, self._llm)
         found = self._refs.get(ref)
         if found is None:
             found = self._connect(ref)
             self._refs[ref] = found
         return found
+
+    def _refused(self, agent: LLMAgent) -> Unavailable | None:
+        if agent.api_key_env is not None:
+            reason = self._policy.key_env_problem(agent.api_key_env)
+            if reason:
+                return Unavailable(f"agent {agent.name}: api_key_env refused: {reason}")
+        if agent.base_url is not None:
+            reason = self._policy.base_url_problem(agent.base_url)
+            if reason:
+                return Unavailable(f"agent {agent.name}: base_url refused: {reason}")
+        return None
 
     def _connect(self, ref: EndpointRef) -> Connection | Unavailable:
         endpoint = resolve(ref, self._environ)

@@ -88,7 +88,7 @@ class Decider:
         """None when the model can be asked, else why not."""
         if self._agent is None:
             return "no decision model configured (ROUTER_DECIDER__MODEL)"
-        found = self._clients.lookup(self._agent)
+        found = self._clients.lookup(self._agent, from_route_file=False)
         return found.reason if isinstance(found, Unavailable) else None
 
     async def ask(self, messages: Sequence[dict[str, str]], allowed: Sequence[str]) -> Asked:
@@ -96,7 +96,7 @@ class Decider:
         started = time.perf_counter()
         if self._agent is None:
             return Asked("unavailable", None, 0.0, "", "no decision model configured (ROUTER_DECIDER__MODEL)")
-        found = self._clients.lookup(self._agent)
+        found = self._clients.lookup(self._agent, from_route_file=False)
         if isinstance(found, Unavailable):
             return Asked("unavailable", None, 0.0, self.model, found.reason)
         loop = asyncio.get_running_loop()

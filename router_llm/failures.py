@@ -54,6 +54,8 @@ class Failure:
 
 
 def _short(text: str) -> str:
+    """At most `_MAX_DETAIL` characters. Always applied to text already redacted: a key cut in
+    two by the limit would no longer match its mask."""
     text = " ".join(text.split())
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
 
@@ -105,7 +107,7 @@ def classify_failure(exc: BaseException, timeout_s: float, redact: Callable[[str
         return Failure("timeout", f"timed out after {timeout_s:g}s", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        detail = redact(_short(_status_detail(exc)))
+        detail = _short(redact(_status_detail(exc)))
         return Failure(
             "error",
             f"HTTP {status}" + (f": {detail}" if detail else ""),
@@ -116,9 +118,9 @@ def classify_failure(exc: BaseException, timeout_s: float, redact: Callable[[str
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         detail = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
-        return Failure("error", redact(_short(f"connection failed ({detail})")), retryable=True)
+        return Failure("error", _short(redact(f"connection failed ({detail})")), retryable=True)
     if isinstance(exc, openai.APIResponseValidationError | EmptyReply):
-        return Failure("error", redact(_short(f"invalid response: {exc}")), retryable=False)
+        return Failure("error", _short(redact(f"invalid response: {exc}")), retryable=False)
     if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream
-        return Failure("error", redact(_short(f"upstream error: {exc.message}")), retryable=True)
-    return Failure("error", redact(_short(f"unexpected {type(exc).__name__}: {exc}")), retryable=False)
+        return Failure("error", _short(redact(f"upstream error: {exc.message}")), retryable=True)
+    return Failure("error", _short(redact(f"unexpected {type(exc).__name__}: {exc}")), retryable=False)

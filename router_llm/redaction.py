@@ -1,4 +1,8 @@
-"""Keep API keys out of responses, logs and errors."""
+"""Keep API keys out of responses, logs and errors.
+
+Mask first, cut afterwards: text shortened before masking may hold a piece of a key that no
+longer matches it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ import re
 MASK = "***"
 _MIN_SECRET = 4
 _PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[^\s\"',;}]+"),
+    # A bearer token; a Basic credential (base64 of user:password, so at least 8 characters:
+    # "a basic error" stays readable).
+    re.compile(r"(?i)\b(bearer\s+|basic\s+(?=[A-Za-z0-9+/]{6,}=*))[^\s\"',;}]+"),
     re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@"),  # user:password@ in a URL
 )
 
 
@@ -28,4 +35,5 @@ class Redactor:
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, MASK)
         text = _PATTERNS[0].sub(lambda m: m.group(1) + MASK, text)
-        return _PATTERNS[1].sub("sk-" + MASK, text)
+        text = _PATTERNS[1].sub("sk-" + MASK, text)
+        return _PATTERNS[2].sub(lambda m: m.group(1) + MASK + "@", text)

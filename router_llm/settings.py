@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from router_core.settings import SettingsSection
+
+
+def check_base_url(url: str | None) -> str | None:
+    """An http(s) URL without user:password@ (sent as Basic auth instead of the key, and
+    printed in request logs); ValueError naming the problem, never the value."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (parsing the port validates it)
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not carry credentials (user:password@): put the key in the variable its api_key_env names"
+        )
+    return url
 
 
 class LLMSettings(SettingsSection):
@@ -41,6 +61,8 @@ class LLMSettings(SettingsSection):
     )
     stream_usage: bool = Field(default=True, description="Ask upstream streams for token usage (stream_options).")
 
+    _base_url = field_validator("base_url")(check_base_url)
+
 
 class DeciderSettings(SettingsSection):
     """The decision model of modes llm and hybrid (`ROUTER_DECIDER__*`).
@@ -68,3 +90,5 @@ class DeciderSettings(SettingsSection):
         "falling back to the plain prompt (strictly parsed) when the endpoint refuses it; off: plain prompt.",
     )
     cache_size: int = Field(default=10_000, ge=0, description="LLM decisions remembered (0: no cache).")
+
+    _base_url = field_validator("base_url")(check_base_url)

@@ -12,7 +12,9 @@ import sys
 import uvicorn
 
 from router_core import RouterError
+from router_core.settings import settings_problems
 from service.app import create_app
+from service.http_server import server_config
 from service.observability import configure_logging
 from service.security import check_bind
 from service.services import Services
@@ -22,7 +24,12 @@ log = logging.getLogger("router.service")
 
 
 def main() -> int:
-    settings = ServiceSettings()
+    try:
+        settings = ServiceSettings()
+    except ValueError as exc:  # pydantic's ValidationError and pydantic-settings' SettingsError
+        lines = "\n".join(f"  - {line}" for line in settings_problems(exc, ServiceSettings))
+        print(f"error: the service cannot start: invalid settings:\n{lines}", file=sys.stderr)
+        return 2
     configure_logging(settings.log.level, json_logs=settings.log.json_format)
     try:
         check_bind(settings.http.host, settings.auth, allow_insecure=settings.allow_insecure_bind)
@@ -41,7 +48,7 @@ def main() -> int:
         settings.http.port,
     )
     app = create_app(services=services)
-    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None, access_log=False)
+    uvicorn.Server(server_config(app, settings.http, log_config=None)).run()
     return 0
 
 

@@ -20,15 +20,16 @@ from service.controllers.answer import AnswerController
 from service.controllers.chat import ChatController
 from service.controllers.classify import ClassifyController
 from service.controllers.evaluation import eval_files, evaluate_queries
-from service.controllers.health import healthz, readyz
+from service.controllers.health import healthz, healthz_head, readyz, readyz_head
 from service.controllers.metrics import metrics
 from service.controllers.route_examples import route_examples
 from service.controllers.routes import list_routes
 from service.controllers.ui import caller, ui_router
 from service.errors import EXCEPTION_HANDLERS
 from service.evaluation import Evaluator
-from service.guards import require_admin, require_api_key
+from service.guards import require_admin, require_api_key, require_json
 from service.index_admin import IndexAdmin
+from service.json_request import JSONRequest
 from service.metrics import Metrics
 from service.observability import RequestContext
 from service.openapi import complete_schema
@@ -126,7 +127,7 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
             evaluate_queries,
             caller,
         ],
-        guards=[require_api_key],
+        guards=[require_api_key, require_json],
         security=bearer if keyed else None,
     )
     admin = Router(
@@ -137,7 +138,17 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
     )
     cors = config.auth.cors_origins
     app = Litestar(
-        route_handlers=[public, admin, healthz, readyz, metrics, ui_router(keyed=keyed, admin_token=admin_keyed)],
+        route_handlers=[
+            public,
+            admin,
+            healthz,
+            healthz_head,
+            readyz,
+            readyz_head,
+            metrics,
+            ui_router(keyed=keyed, admin_token=admin_keyed),
+        ],
+        request_class=JSONRequest,
         dependencies=_dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,  # the process configures logging (JSON lines) in __main__

@@ -15,7 +15,15 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from router_core import IndexIncompatible, IndexMissing, ModelUnavailable, RouterError, RoutesInvalid, StoreUnavailable
+from router_core import (
+    IndexBusy,
+    IndexIncompatible,
+    IndexMissing,
+    ModelUnavailable,
+    RouterError,
+    RoutesInvalid,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("router.errors")
 PROBLEM_JSON = "application/problem+json"
@@ -92,6 +100,7 @@ _ROUTER_STATUS: dict[type[RouterError], tuple[int, str]] = {
     IndexIncompatible: (503, "Index incompatible with the loaded model"),
     ModelUnavailable: (503, "Embedding model unavailable"),
     RoutesInvalid: (422, "Routes invalid"),
+    IndexBusy: (409, "Re-index already running"),
 }
 
 

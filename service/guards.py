@@ -1,22 +1,38 @@
-"""Litestar guards: API keys on public endpoints, the admin token on /admin, rate limits.
+"""Litestar guards: where a request may come from, API keys on public endpoints, the admin token
+on /admin, rate limits, and the media type of JSON bodies.
 
-401 when no valid credential was presented (with `WWW-Authenticate: Bearer`), 403 when a
-valid credential lacks the right (a public key on an admin endpoint), 429 with Retry-After
-when a caller exceeds its rate.
+In order, for /v1 and /admin:
+1. Browser cross-origin writes are refused (403): a POST whose `Origin` is neither the service
+   itself nor a configured CORS origin. Without any key configured, the `Host` must be a
+   loopback name (or one of `ROUTER_HTTP__ALLOWED_HOSTS`): a page on another site cannot reach
+   the open service by DNS rebinding.
+2. Credentials: 401 when no valid credential was presented (with `WWW-Authenticate: Bearer`),
+   403 when a valid credential lacks the right (a public key on an admin endpoint), 400 for two
+   `Authorization` headers. Without keys the `Authorization` header is not read at all (a proxy
+   in front may send its own, Basic or otherwise), on public and admin endpoints alike.
+3. Failed authentication is limited per client address (`ROUTER_AUTH__FAILED_PER_MINUTE`): past
+   it, every request presenting a credential from that address is 429 until the bucket refills,
+   before the credential is even checked (guessing gains nothing).
+4. Rate limit per caller (key, or address when open): 429 with Retry-After. A request costs one;
+   a batch costs one per query (charged by the handler, `charge_queries`).
+5. JSON endpoints take `application/json` only (415): a form or `text/plain` body is what a
+   cross-site page can send without a preflight.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from service.errors import ServiceError
 from service.observability import annotate
-from service.security import KeyRing, RateLimiter, key_id, retry_after_header
+from service.security import KeyRing, RateLimiter, is_loopback, key_id, retry_after_header
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="router"'}
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Unauthorized(ServiceError):
@@ -27,66 +43,153 @@ class Unauthorized(ServiceError):
 
 
 class Forbidden(ServiceError):
-    """A valid credential without the needed right."""
+    """A valid credential without the needed right, or a request from where it may not come."""
 
     status = 403
     title = "Forbidden"
 
 
+class AmbiguousCredentials(ServiceError):
+    """More than one Authorization header."""
+
+    status = 400
+    title = "Ambiguous credentials"
+
+
 class RateLimited(ServiceError):
-    """Too many requests from one caller."""
+    """Too many requests (or failed authentications) from one caller."""
 
     status = 429
     title = "Too many requests"
 
 
-def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    header = connection.headers.get("authorization")
-    if not header:
+class UnsupportedMediaType(ServiceError):
+    """A JSON endpoint sent something other than JSON."""
+
+    status = 415
+    title = "Unsupported media type"
+
+
+Connection = ASGIConnection[Any, Any, Any, Any]
+
+
+def _services(connection: Connection) -> Any:
+    return connection.app.state.services
+
+
+def _address(connection: Connection) -> str:
+    return connection.client.host if connection.client else "-"
+
+
+# -- where the request comes from ---------------------------------------------------------------
+def _check_origin(connection: Connection, *, open_mode: bool) -> None:
+    settings = _services(connection).settings
+    host = connection.headers.get("host", "")
+    origin = connection.headers.get("origin")
+    if origin is not None and connection.scope.get("method") in _UNSAFE:
+        try:
+            netloc = urlsplit(origin).netloc
+        except ValueError:
+            netloc = ""
+        if origin not in settings.auth.cors_origins and (not netloc or netloc.lower() != host.lower()):
+            raise Forbidden(
+                "cross-origin requests from browsers may not change anything here; add the site to "
+                "ROUTER_AUTH__CORS_ORIGINS to allow it"
+            )
+    if open_mode and not _local_host(host, settings.http.allowed_hosts):
+        raise Forbidden(
+            "without API keys the service answers only requests addressed to a loopback name "
+            "(localhost, 127.0.0.1, [::1]); set ROUTER_AUTH__API_KEYS, or ROUTER_HTTP__ALLOWED_HOSTS"
+        )
+
+
+def _local_host(host: str, allowed: list[str]) -> bool:
+    """The Host header names loopback (or an allowed name), with or without a port."""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
+    return is_loopback(name) or name in {h.lower() for h in allowed} or host.lower() in {h.lower() for h in allowed}
+
+
+# -- credentials ----------------------------------------------------------------------------------
+def _bearer(connection: Connection) -> str | None:
+    headers = connection.headers.getall("authorization", [])
+    if len(headers) > 1:
+        raise AmbiguousCredentials("send one Authorization header, not several")
+    if not headers or not headers[0]:
         return None
-    scheme, _, token = header.partition(" ")
+    _refuse_while_blocked(connection)
+    scheme, _, token = headers[0].partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <token>'", headers=_CHALLENGE)
+        raise _failed(connection, Unauthorized("the Authorization header must be 'Bearer <token>'", headers=_CHALLENGE))
     return token.strip()
 
 
-def _limit(connection: ASGIConnection[Any, Any, Any, Any], identity: str) -> None:
-    limiter: RateLimiter = connection.app.state.services.limiter
-    wait = limiter.acquire(identity)
+def _refuse_while_blocked(connection: Connection) -> None:
+    failures: RateLimiter = _services(connection).auth_failures
+    wait = failures.wait(f"ip-{_address(connection)}")
     if wait > 0:
         raise RateLimited(
-            f"rate limit of {round(limiter.rate * 60)} requests per minute exceeded",
+            "too many failed authentication attempts from this address; try again later",
             headers={"Retry-After": retry_after_header(wait)},
         )
 
 
-def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def _failed(connection: Connection, exc: ServiceError) -> ServiceError:
+    """`exc`, after charging the address's failed-authentication bucket."""
+    _services(connection).auth_failures.acquire(f"ip-{_address(connection)}")
+    return exc
+
+
+def _limit(connection: Connection, identity: str) -> None:
+    limiter: RateLimiter = _services(connection).limiter
+    connection.state.caller = identity
+    wait = limiter.acquire(identity)
+    if wait > 0:
+        raise RateLimited(
+            f"rate limit of {round(limiter.rate * 60)} queries per minute exceeded",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+
+
+def charge_queries(connection: Connection, queries: int) -> None:
+    """Charge a batch's queries beyond the first (the guard charged one for the request). The
+    batch goes ahead; the caller's next requests wait until the bucket has refilled."""
+    identity = connection.state.get("caller")
+    if identity is not None and queries > 1:
+        _services(connection).limiter.charge(identity, queries - 1)
+
+
+def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
     """Public endpoints: a configured API key (or the admin token) unless none is configured."""
-    keys: KeyRing = connection.app.state.services.keyring
+    keys: KeyRing = _services(connection).keyring
+    _check_origin(connection, open_mode=keys.public_open)
     if keys.public_open:
         # No key to check: the Authorization header is not ours to read (a proxy in front may
         # send its own), and a made-up token must not buy a fresh rate-limit bucket.
-        identity = f"ip-{connection.client.host if connection.client else '-'}"
+        identity = f"ip-{_address(connection)}"
     else:
         token = _bearer(connection)
         if token is None:
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'", headers=_CHALLENGE)
         if not (keys.is_api_key(token) or keys.is_admin(token)):
-            raise Unauthorized("the API key is not valid", headers=_CHALLENGE)
+            raise _failed(connection, Unauthorized("the API key is not valid", headers=_CHALLENGE))
         identity = key_id(token)
     annotate(caller=identity)
     _limit(connection, identity)
 
 
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def require_admin(connection: Connection, _: BaseRouteHandler) -> None:
     """Admin endpoints: the admin token; open only when no key of any kind is configured."""
-    keys: KeyRing = connection.app.state.services.keyring
-    token = _bearer(connection)
+    keys: KeyRing = _services(connection).keyring
+    _check_origin(connection, open_mode=keys.open)
     if keys.open:
         annotate(caller="admin-open")
         return
     if not keys.admin_configured:
         raise Forbidden("admin endpoints are disabled: set ROUTER_AUTH__ADMIN_TOKEN to enable them")
+    token = _bearer(connection)
     if token is None:
         raise Unauthorized("the admin token is required: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     if keys.is_admin(token):
@@ -94,4 +197,16 @@ def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHa
         return
     if keys.is_api_key(token):
         raise Forbidden("this API key may not use admin endpoints")
-    raise Unauthorized("the admin token is not valid", headers=_CHALLENGE)
+    raise _failed(connection, Unauthorized("the admin token is not valid", headers=_CHALLENGE))
+
+
+def require_json(connection: Connection, _: BaseRouteHandler) -> None:
+    """A body-taking endpoint: the body must be declared `application/json` (or `+json`)."""
+    if connection.scope.get("method") not in _UNSAFE:
+        return
+    media = connection.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType(
+            "the request body must be JSON sent with 'Content-Type: application/json'",
+            headers={"Accept-Post": "application/json"},
+        )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from router_core import IndexStore, OpenIndex, RouterError, load_routes, run_reindex
 from router_core.reindex import ReindexReport
@@ -12,6 +14,9 @@ from service.errors import ServiceError
 from service.live_index import IndexFollower, Served, check_compatible
 from service.metrics import Metrics
 from service.route_set import RouteSet
+from service.yielding_embedder import YieldingEmbedder
+
+T = TypeVar("T")
 
 
 class ReindexBusy(ServiceError):
@@ -19,6 +24,13 @@ class ReindexBusy(ServiceError):
 
     status = 409
     title = "Re-index already running"
+
+
+class ReindexTimeout(ServiceError):
+    """The re-index did not finish in time; the endpoint is free again."""
+
+    status = 504
+    title = "Re-index timed out"
 
 
 @dataclass(frozen=True)
@@ -32,12 +44,21 @@ class Readiness:
 class IndexAdmin:
     """The index side of one route set: its store, the followed version, re-indexing."""
 
-    def __init__(self, route_set: RouteSet, store: IndexStore, follower: IndexFollower, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        route_set: RouteSet,
+        store: IndexStore,
+        follower: IndexFollower,
+        metrics: Metrics,
+        *,
+        timeout_s: float = 600.0,
+    ) -> None:
         self.route_set = route_set
         self._store = store
         self._follower = follower
         self._metrics = metrics
         self._lock = asyncio.Lock()
+        self._timeout_s = timeout_s
         self.reindex_error: str | None = None  # why the last re-index from the service failed
 
     @property
@@ -89,28 +110,64 @@ class IndexAdmin:
 
     async def reindex(self) -> ReindexReport:
         """Validate the routes directory, publish a new version if anything changed and follow
-        it; ReindexBusy when one is already running."""
+        it; ReindexBusy when one is already running (here, or in another process on the same
+        index). Whatever happens (failure, timeout) the next call may run: a re-index still
+        running after the timeout goes on in the background and holds the index's writer lock,
+        so a new one is refused until it ends, never run beside it."""
         if self._lock.locked():
             raise ReindexBusy("a re-index is already running; try again when it finishes")
         async with self._lock:
-            loop = asyncio.get_running_loop()
             try:
-                report = await loop.run_in_executor(None, self._reindex)
+                report = await asyncio.wait_for(_in_daemon_thread(self._reindex), self._timeout_s)
+            except TimeoutError:
+                self._metrics.reindex.labels("timeout").inc()
+                self.reindex_error = f"timed out after {self._timeout_s:g} s (the job went on in the background)"
+                raise ReindexTimeout(
+                    f"the re-index did not finish within {self._timeout_s:g} s; it goes on in the background "
+                    "(its version goes live if it succeeds) and new re-indexes are refused until it ends"
+                ) from None
             except Exception as exc:
                 self._metrics.reindex.labels("failed").inc()
                 self.reindex_error = str(exc) if isinstance(exc, RouterError) else f"unexpected {type(exc).__name__}"
                 raise
             self.reindex_error = None
             self._metrics.reindex.labels("changed" if report.changed else "unchanged").inc()
-            await loop.run_in_executor(None, self._follower.refresh)
+            await _in_daemon_thread(self._follower.refresh)
         return report
 
     def _reindex(self) -> ReindexReport:
         rs = self.route_set
         return run_reindex(
-            load_routes(rs.routes_dir),
+            load_routes(rs.routes_dir, rs.route_files.policy()),
             self._store,
-            self._follower.embedder,
+            # Same model as serving: encoded in slices that let query passes through.
+            YieldingEmbedder(self._follower.embedder),
             batch_size=rs.embedding.batch_size,
             keep_versions=rs.index.keep_versions,
         )
+
+
+def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """Run `fn` on a daemon thread: a re-index stuck in a system call must not keep the process
+    from stopping (the default executor is joined at shutdown)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            value = fn()
+        except BaseException as exc:  # delivered to the awaiting coroutine
+            loop.call_soon_threadsafe(settle, None, exc)
+            return
+        loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=run, name="reindex", daemon=True).start()
+    return future

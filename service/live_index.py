@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from router_core.embedding.parity import ParityResult, Reference, require_parity
 from router_core.manifest import IndexManifest
 
 log = logging.getLogger("router.index")
+# A version that could not be opened is tried again after this long, doubling up to the max
+# (opening may start a trial process; a bad version must not cost that every reload interval).
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 60.0
 ModelLoader = Callable[[IndexManifest], Embedder]
 
 
@@ -89,6 +94,7 @@ class IndexFollower:
         # Parity results by (model object, reference): versions that carry the same reference
         # vectors over (incremental re-indexes) are not checked again with the same model.
         self._parity: dict[tuple[int, str, str, str], ParityResult] = {}
+        self._refused: tuple[str, float, float] | None = None  # version, retry at, delay
 
     def load_live(self) -> OpenIndex:
         """Open the live version; raise IndexMissing or IndexIncompatible when it cannot serve."""
@@ -121,21 +127,32 @@ class IndexFollower:
 
     def refresh(self) -> bool:
         """Switch to the live version if it changed; True when it did. Never raises: the
-        reload task must outlive any one bad version, whatever the error."""
+        reload task must outlive any one bad version, whatever the error. A version that could
+        not be opened is tried again only after a growing delay."""
         with self._refreshing:
             if self._closed:
                 return False
+            version: str | None = None
             try:
                 version = self._store.live_version()
                 if version is None or (self._slot and self._slot.served.index.version == version):
                     self.last_error = None
+                    self._refused = None
                     return False
+                refused = self._refused
+                if refused is not None and refused[0] == version and time.monotonic() < refused[1]:
+                    return False  # last_error still says why
                 self._install(version)
             except Exception as exc:
                 self.last_error = str(exc) if isinstance(exc, RouterError) else repr(exc)
                 log.warning("staying on the current index version: %s", self.last_error)
+                if version is not None:
+                    previous = self._refused
+                    delay = min(RETRY_MAX_S, previous[2] * 2) if previous and previous[0] == version else RETRY_MIN_S
+                    self._refused = (version, time.monotonic() + delay, delay)
                 return False
             self.last_error = None
+            self._refused = None
             return True
 
     def _install(self, version: str) -> None:

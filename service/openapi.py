@@ -3,13 +3,16 @@ request bodies and event streams."""
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from litestar import Litestar
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Schema
 
 from service.answer_schemas import AnswerRequest
 from service.controllers.evaluation import EvaluateRequest
 from service.query_text import SCHEMA_PATTERN
-from service.schemas import BatchClassifyRequest, ClassifyRequest, ConversationIn
+from service.schemas import PROBLEM_DESCRIPTIONS, BatchClassifyRequest, ClassifyRequest, ConversationIn
 from service.settings import LimitSettings
 
 # Request bodies that refuse unknown fields, which the generated schema does not say.
@@ -34,6 +37,7 @@ def complete_schema(app: Litestar, limits: LimitSettings) -> None:
     clients and schema-driven tests know which requests are valid.
     """
     _document_streams(app)
+    _document_guards(app)
     components = app.openapi_schema.components.schemas or {}
     for struct in CLOSED_REQUESTS:
         if struct.__name__ in components and struct.__struct_config__.forbid_unknown_fields:
@@ -72,3 +76,45 @@ def _document_streams(app: Litestar) -> None:
             ok.content["text/event-stream"] = OpenAPIMediaType(
                 schema=Schema(description='Server-sent events ("stream": true); see the README for events')
             )
+
+
+# What the guards (service.guards) may answer on every /v1 and /admin operation, and on those
+# taking a JSON body; the re-index's own outcomes.
+GUARDED_PREFIXES = ("/v1/", "/admin/")
+GUARD_CODES = (400, 401, 403, 429)
+JSON_BODY_CODES = (413, 415)
+REINDEX_CODES = (409, 422, 503, 504)
+
+
+def _document_guards(app: Litestar) -> None:
+    paths = app.openapi_schema.paths or {}
+    template = _problem_response(paths)
+    if template is None:
+        return
+    for path, item in paths.items():
+        if not path.startswith(GUARDED_PREFIXES):
+            continue
+        for method in ("get", "post"):
+            operation: Operation | None = getattr(item, method)
+            if operation is None:
+                continue
+            codes = list(GUARD_CODES)
+            if method == "post" and path.startswith("/v1/"):
+                codes += JSON_BODY_CODES
+            if path == "/admin/reindex":
+                codes += REINDEX_CODES
+            responses = operation.responses if operation.responses is not None else {}
+            for code in codes:
+                if str(code) not in responses:
+                    response = copy.deepcopy(template)
+                    response.description = PROBLEM_DESCRIPTIONS[code]
+                    responses[str(code)] = response
+            operation.responses = responses
+
+
+def _problem_response(paths: dict[str, Any]) -> OpenAPIResponse | None:
+    """A problem-details response the schema already holds, to copy."""
+    item = paths.get("/v1/classify")
+    operation = getattr(item, "post", None) if item is not None else None
+    found = (operation.responses or {}).get("401") if operation is not None else None
+    return found if isinstance(found, OpenAPIResponse) else None

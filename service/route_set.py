@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from router_core.settings import EmbeddingSettings, IndexSettings, RouterSettings
+from router_core.settings import EmbeddingSettings, IndexSettings, RouteFileSettings, RouterSettings
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,9 @@ class RouteSet:
     index: IndexSettings
     embedding: EmbeddingSettings
     follow_index_model: bool = True
+    route_files: RouteFileSettings = field(default_factory=RouteFileSettings)
 
     @classmethod
     def from_settings(cls, settings: RouterSettings, *, follow_index_model: bool = True) -> RouteSet:
         """The route set the process settings describe."""
-        return cls(settings.routes_dir, settings.index, settings.embedding, follow_index_model)
+        return cls(settings.routes_dir, settings.index, settings.embedding, follow_index_model, settings.route_files)

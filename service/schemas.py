@@ -164,15 +164,18 @@ class ProblemDetails(msgspec.Struct):
     detail: str
 
 
-_PROBLEM_DESCRIPTIONS = {
-    400: "Bad input: malformed JSON, unknown or mistyped fields, empty or too long query, batch too large",
+PROBLEM_DESCRIPTIONS = {
+    400: "Bad input: malformed or too deeply nested JSON, unknown or mistyped fields, empty or too long "
+    "query, batch too large, more than one Authorization header",
     401: "Missing or invalid API key",
-    403: "Valid key without the needed right",
+    403: "Valid key without the needed right; a browser cross-origin write; without keys, a Host "
+    "that is not a loopback name",
     404: "Unknown path or model",
     409: "Conflict with work in progress",
     413: "Request body too large",
+    415: "The body is not sent as application/json",
     422: "Routes invalid",
-    429: "Rate limit exceeded (see Retry-After)",
+    429: "Rate limit, or the failed-authentication limit of the address, exceeded (see Retry-After)",
     502: "The agent's LLM backend failed",
     503: "Index or model unavailable",
     504: "The agent's LLM backend timed out",
@@ -185,7 +188,7 @@ def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
         code: ResponseSpec(
             data_container=ProblemDetails,
             media_type="application/problem+json",
-            description=_PROBLEM_DESCRIPTIONS[code],
+            description=PROBLEM_DESCRIPTIONS[code],
             generate_examples=False,
         )
         for code in codes

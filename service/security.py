@@ -28,8 +28,16 @@ class AuthSettings(SettingsSection):
         description="Bearer tokens accepted on the public endpoints (JSON list in the env var).",
     )
     admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin endpoints.")
-    rate_per_minute: int = Field(default=0, ge=0, description="Requests per minute per key; 0 = off.")
+    rate_per_minute: int = Field(
+        default=0, ge=0, description="Queries per minute per key (a batch counts its queries); 0 = off."
+    )
     rate_burst: int = Field(default=0, ge=0, description="Bucket size; 0 = rate_per_minute.")
+    failed_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Failed authentications per minute per client address (burst of as many); "
+        "past it, credentials from that address are refused with 429 until the bucket refills.",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = CORS off.")
 
 
@@ -98,7 +106,12 @@ class KeyRing:
 
 
 class RateLimiter:
-    """Token buckets per caller identity."""
+    """Token buckets per caller identity.
+
+    A request needs one token; `charge` takes more afterwards (the queries of a batch beyond
+    its first), possibly below zero: the batch goes ahead, the caller's next request waits
+    until the bucket has refilled past one.
+    """
 
     def __init__(self, per_minute: int, burst: int = 0) -> None:
         self.rate = per_minute / 60.0
@@ -127,6 +140,26 @@ class RateLimiter:
                 return 0.0
             self._buckets[identity] = (tokens, t)
             return (1.0 - tokens) / self.rate
+
+    def charge(self, identity: str, cost: float, now: float | None = None) -> None:
+        """Take `cost` more tokens from `identity`'s bucket, whatever it holds."""
+        if not self.enabled or cost <= 0:
+            return
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(identity, (self.capacity, t))
+            tokens = min(self.capacity, tokens + (t - last) * self.rate)
+            self._buckets[identity] = (tokens - cost, t)
+
+    def wait(self, identity: str, now: float | None = None) -> float:
+        """Seconds until `identity` has a token again (0: it has one now); takes nothing."""
+        if not self.enabled:
+            return 0.0
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(identity, (self.capacity, t))
+        tokens = min(self.capacity, tokens + (t - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def _prune(self, t: float) -> None:
         """Forget buckets that have refilled: a full bucket is the same as none. Runs at most

@@ -92,9 +92,10 @@ class RouteSetServices:
             decider,
             batch_size=emb.batch_size,
             max_micro_batch=settings.limits.max_micro_batch,
+            max_pass_chars=settings.limits.max_micro_batch_chars,
             llm_cache=settings.decider.cache_size,
         )
-        admin = IndexAdmin(route_set, index_store, follower, metrics)
+        admin = IndexAdmin(route_set, index_store, follower, metrics, timeout_s=settings.limits.reindex_timeout_s)
         evaluator = Evaluator(
             follower, settings.evals_dir, batch_size=emb.batch_size, max_queries=settings.limits.max_eval_queries
         )
@@ -139,6 +140,7 @@ class Services:
     metrics: Metrics
     keyring: KeyRing
     limiter: RateLimiter
+    auth_failures: RateLimiter
     clients: ClientRegistry
     answerer: Answerer
     decider: Decider
@@ -156,7 +158,7 @@ class Services:
         """The whole graph for `settings` (blocking: opens the index, loads the model)."""
         metrics = metrics or Metrics()
         auth = settings.auth
-        clients = ClientRegistry(settings.llm)
+        clients = ClientRegistry(settings.llm, policy=settings.route_files.policy())
 
         def observe_agent_call(model: str, outcome: str, seconds: float) -> None:
             metrics.agent_seconds.labels(model, outcome).observe(seconds)
@@ -170,6 +172,7 @@ class Services:
             metrics=metrics,
             keyring=KeyRing(auth.api_keys, auth.admin_token),
             limiter=RateLimiter(auth.rate_per_minute, auth.rate_burst),
+            auth_failures=RateLimiter(auth.failed_per_minute),
             clients=clients,
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,

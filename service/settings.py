@@ -12,10 +12,21 @@ from service.security import AuthSettings
 
 
 class HttpSettings(SettingsSection):
-    """Where the service listens."""
+    """Where the service listens, and what it accepts of a request head."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Largest request head (request line and headers); larger is 431."
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request head; then 408 and the connection closes."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values /v1 and /admin accept when no API key is configured (DNS rebinding); "
+        "empty: loopback names only (localhost, 127.0.0.1, [::1]).",
+    )
 
 
 class LimitSettings(SettingsSection):
@@ -26,6 +37,17 @@ class LimitSettings(SettingsSection):
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body.")
     max_micro_batch: int = Field(
         default=64, ge=1, description="Most queries embedded in one forward pass across requests."
+    )
+    max_micro_batch_chars: int = Field(
+        default=16_000,
+        ge=1,
+        description="Most characters of text in one forward pass; a batch request beyond it is split "
+        "across passes, so single queries ride along instead of waiting for the whole batch.",
+    )
+    reindex_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest wait for POST /admin/reindex; then 504 and the endpoint is free again.",
     )
     max_messages: int = Field(default=100, ge=1, description="Most chat messages in one answer or chat request.")
     max_conversation_chars: int = Field(

@@ -26,7 +26,7 @@ from service.services import Services
 __all__ = ["FAKE_KEY", "FAKE_KEY_ENV", "copy_shipped", "point_agents_at", "write_routes"]
 
 USAGE_FAKE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-UNSET_KEY_ENV = "ROUTER_TEST_UNSET_KEY"
+UNSET_KEY_ENV = "UNSET_TEST_API_KEY"
 
 
 def fast_llm(**overrides: Any) -> LLMSettings:

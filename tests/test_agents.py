@@ -34,9 +34,9 @@ from tests.llm_fixtures import (
     write_routes,
 )
 
-DEFAULT_KEY_ENV = "ROUTER_TEST_DEFAULT_KEY"
+DEFAULT_KEY_ENV = "DEFAULT_TEST_API_KEY"
 DEFAULT_KEY = "sk-default-Pm3XwQ8rT5vN1kJd"
-OTHER_KEY_ENV = "ROUTER_TEST_OTHER_KEY"
+OTHER_KEY_ENV = "OTHER_TEST_API_KEY"
 OTHER_KEY = "sk-other-Hy6Bn2Vc9Xz4Lq7W"
 CANNED_DEFAULT = "I can talk about the weather and cooking."
 

@@ -88,8 +88,19 @@ def test_service_waits_for_indexer_to_complete(compose):
     assert service["depends_on"]["indexer"]["condition"] == "service_completed_successfully"
     assert service["depends_on"]["qdrant"]["condition"] == "service_healthy"
     assert service["command"] == ["python", "-m", "service"]
-    assert "8000:8000" in service["ports"]
+    assert "127.0.0.1:8000:8000" in service["ports"]
     assert "/readyz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_published_ports_bind_the_host_loopback_only(compose):
+    """The stack runs without API keys (admin included): no port is published beyond the host's
+    loopback unless that service is configured with keys."""
+    for name, svc in compose["services"].items():
+        env = svc.get("environment") or {}
+        keyed = bool(env.get("ROUTER_AUTH__API_KEYS")) and bool(env.get("ROUTER_AUTH__ADMIN_TOKEN"))
+        for port in svc.get("ports", []):
+            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).rpartition(":")[0].rpartition(":")[0]
+            assert keyed or host_ip == "127.0.0.1", f"{name} publishes {port} on every interface without keys"
 
 
 def test_qdrant_has_storage_volume_and_healthcheck(compose):

@@ -9,7 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,28 +27,34 @@ from tests.conftest import ServiceFactory
 def test_index_directory_deleted_while_serving(
     tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
 ) -> None:
-    """Deleting the data directory under a running service: open versions keep answering,
-    readiness reports the problem, and a re-index restores it."""
+    """Deleting the data directory under a running service: the open version keeps answering
+    (its files stay open), readiness turns 503 naming the missing directory (the service can
+    neither follow a re-index nor restart), and a re-index restores both."""
     data = tmp_path / "data"
     run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
     url = start_service(settings_for(routes_dir, data))
     with httpx.Client(base_url=url, timeout=30) as c:
         shutil.rmtree(data)
         r = c.post("/v1/classify", json={"query": "What is 15% of 200?"})
-        assert r.status_code in (200, 503)
-        if r.status_code == 503:
-            assert r.headers["content-type"].startswith("application/problem+json")
-        else:
-            assert r.json()["route"] == "maths"
+        assert r.status_code == 200 and r.json()["route"] == "maths"
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and "does not exist" in ready.json()["checks"]["error"]
         new = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            body = c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()
-            if body.get("index_version") == new:
-                break
-            time.sleep(0.1)
-        assert body["index_version"] == new and body["route"] == "maths"
+        wait_for(lambda: c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()["index_version"] == new)
         assert c.get("/readyz").status_code == 200
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll `condition()` until it holds (no fixed sleeps: fast when it is fast)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the condition"
+        time.sleep(0.05)
+
+
+def reload_error(client: httpx.Client) -> str:
+    """Why the service is not following the live pointer, as /readyz says."""
+    return str(client.get("/readyz").json()["checks"].get("reload_error", ""))
 
 
 def test_corrupt_version_is_refused_at_start(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
@@ -70,12 +78,10 @@ def test_corrupt_new_version_is_not_served(
     shutil.rmtree(bad_dir / "shard")
     (bad_dir / "shard").write_text("garbage")
     (data / "router" / "LIVE").write_text(bad_dir.name + "\n")
-    time.sleep(1.0)
     with httpx.Client(base_url=url, timeout=30) as c:
+        wait_for(lambda: bad_dir.name in reload_error(c))
         body = c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()
         assert body["index_version"] == good and body["route"] == "maths"
-        ready = c.get("/readyz").json()
-        assert bad_dir.name in ready["checks"].get("reload_error", "")
 
 
 def test_version_with_a_damaged_route_table_is_not_served_and_following_goes_on(
@@ -95,22 +101,18 @@ def test_version_with_a_damaged_route_table_is_not_served_and_following_goes_on(
     del manifest["route_table"]["default_agent"]
     (bad_dir / "manifest.json").write_text(json.dumps(manifest))
     (data / "router" / "LIVE").write_text(bad + "\n")
-    time.sleep(1.0)
     with httpx.Client(base_url=url, timeout=30) as c:
+        wait_for(lambda: bad in reload_error(c))
         body = c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()
         assert body["index_version"] == good and body["route"] == "maths"
-        reason = c.get("/readyz").json()["checks"].get("reload_error", "")
-        assert bad in reason and "route table" in reason
+        assert "route table" in reload_error(c)
         (data / "router" / "LIVE").write_text(good + "\n")
         assert EdgeStore(data).drop_version(bad)  # no lock left behind on the refused version
         (routes_dir / "maths.yaml").write_text(
             (routes_dir / "maths.yaml").read_text().replace("examples:\n", "examples:\n  - integrate x squared\n", 1)
         )
         newer = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
-        deadline = time.monotonic() + 15
-        while c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()["index_version"] != newer:
-            assert time.monotonic() < deadline, "the service stopped following the live index"
-            time.sleep(0.2)
+        wait_for(lambda: c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()["index_version"] == newer)
 
 
 def test_wrong_model_path_fails_clearly(tmp_path: Path) -> None:
@@ -167,30 +169,74 @@ def test_disk_full_during_reindex_keeps_live_version(tmp_path: Path, routes_dir:
 
 
 @pytest.mark.slow
-def test_killed_reindex_leaves_live_version(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
-    """SIGKILL in the middle of a re-index leaves the live version; the next run cleans up."""
+@pytest.mark.parametrize("phase", ["embedding", "writing version", "switching the live pointer"])
+def test_killed_reindex_leaves_a_complete_live_version(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, phase: str
+) -> None:
+    """SIGKILL the indexer the moment it reports a phase (embedding, writing the new version,
+    switching the pointer): LIVE names a complete version that opens and answers (the old one,
+    or for the switch the old or the new one, never anything in between), no partial version is
+    listed, and the next run cleans up and publishes."""
     data = tmp_path / "data"
     live = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
     many = "\n".join(f'  - "arithmetic drill number {i} for the killed reindex"' for i in range(3000))
     (routes_dir / "maths.yaml").write_text((routes_dir / "maths.yaml").read_text() + many + "\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "indexer", "--routes", str(routes_dir), "--data-dir", str(data)],
+        [sys.executable, "-m", "indexer", "--routes", str(routes_dir), "--data-dir", str(data), "--quiet"],
         cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each phase line arrives as it is printed
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     assert proc.stdout is not None
-    for line in proc.stdout:  # kill it once it is embedding
-        if "embedding" in line:
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("... ") and phase in line:
+            proc.send_signal(signal.SIGKILL)
             break
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
     store = EdgeStore(data)
-    assert store.live_version() == live and store.versions() == [live]
+    after = store.live_version()
+    if phase == "switching the live pointer":
+        assert after in store.versions() and live in store.versions()
+    else:
+        assert after == live and store.versions() == [live]
+    opened = store.open_version(after)  # the live version is complete: it opens and answers
+    try:
+        [[nearest, *_]] = opened.searcher.search(embedder.encode(["What is 15% of 200?"]), 5)
+        assert nearest.route == "maths"
+    finally:
+        opened.close()
     report = run_reindex(load_routes(routes_dir), store, embedder)
-    assert report.changed and store.live_version() == report.version
+    assert store.live_version() == report.version
+    assert report.changed or after != live  # a killed switch may already have published it
+
+
+def test_a_second_admin_reindex_while_one_runs_is_409(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
+    """Two admin re-indexes at once: one runs, the other is told 409 (already running), and the
+    endpoint works again afterwards."""
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    url = start_service(settings_for(routes_dir, data))
+    extra = "\n".join(f'  - "ledger reconciliation drill {i} for the busy reindex"' for i in range(300))
+    (routes_dir / "maths.yaml").write_text((routes_dir / "maths.yaml").read_text() + extra + "\n")
+    with httpx.Client(base_url=url, timeout=300) as c:
+        results: list[httpx.Response] = []
+        worker = threading.Thread(target=lambda: results.append(c.post("/admin/reindex")))
+        worker.start()
+        while worker.is_alive():
+            results.append(c.post("/admin/reindex"))
+        worker.join()
+        codes = sorted(r.status_code for r in results)
+        busy = [r for r in results if r.status_code == 409]
+        assert codes.count(200) >= 1 and busy, codes
+        assert busy[0].json()["title"] == "Re-index already running"
+        assert c.post("/admin/reindex").json()["changed"] is False
 
 
 def test_leftovers_of_a_killed_build_are_cleared_by_a_later_build(

@@ -13,18 +13,35 @@ read-only. The indexer never opens a published shard: it reuses embeddings from 
 rewrites LIVE. A version is deleted only when it is not live and no reader holds its lock.
 Leftovers of a killed build stay in staging/ until a later build finds them untouched for
 `STAGING_GRACE_S`.
+
+Writers take an exclusive lock on `<data_dir>/<collection>/.writer.lock` for a whole re-index
+(plan, write, switch, drop): a second re-index of the same index is refused (IndexBusy)
+instead of racing the first.
+
+Opening a version maps its shard files, and Qdrant Edge touches every page of its vector
+storage as it loads. Where the files are sparse (tmpfs, most disks) a touch may need space the
+file system no longer has, and a process touching such a page dies of SIGBUS. So when free
+space is short of the shard's unallocated bytes, the version is first opened by a child
+process; if the child dies, the version is refused with the reason and the caller keeps what it
+serves. A read-only data directory is served from a private (sparse) copy of each shard in
+the temporary directory, since the engine opens its files for writing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -42,7 +59,7 @@ from qdrant_edge import (
 )
 
 from router_core.embedding import Vectors
-from router_core.errors import IndexMissing, StoreUnavailable
+from router_core.errors import IndexBusy, IndexMissing, StoreUnavailable
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.neighbours import Neighbour
 from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
@@ -52,6 +69,17 @@ log = logging.getLogger("router.store")
 STAGING_GRACE_S = 600.0
 
 _UPSERT_BATCH = 1000
+# Free space kept beyond a shard's unallocated bytes before opening it without a trial.
+_SPACE_MARGIN = 16 * 1024 * 1024
+_TRIAL_TIMEOUT_S = 120.0
+# Run by the trial open: load the shard and search it once, as the service will.
+_TRIAL = """
+import sys
+from qdrant_edge import EdgeShard, Query, SearchParams, SearchRequest
+shard = EdgeShard.load(sys.argv[1])
+shard.search(SearchRequest(query=Query.Nearest([0.0] * int(sys.argv[2])), limit=1, params=SearchParams(exact=True)))
+shard.close()
+"""
 
 
 class EdgeStore:
@@ -66,14 +94,52 @@ class EdgeStore:
 
     # -- reading --------------------------------------------------------------------------
     def live_version(self) -> str | None:
-        """The version named by LIVE, if that version exists."""
+        """The version named by LIVE; None before the first index. IndexMissing when LIVE names
+        a version that does not exist (deleted, or copied without it): that is a broken index,
+        not an empty one."""
         try:
             name = self._live.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StoreUnavailable(f"cannot read {self._live}: {exc}") from exc
-        return name if name and (self._versions / name / "manifest.json").is_file() else None
+        if not name:
+            return None
+        if not (self._versions / name / "manifest.json").is_file():
+            raise IndexMissing(
+                f"the live pointer {self._live} names index version {name!r}, which does not exist "
+                "(deleted, or never completed); re-index to publish a new version"
+            )
+        return name
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the index's writer lock; IndexBusy when another re-index holds it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fh = (self.root / ".writer.lock").open("ab")
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write the index under {self.root}: {exc.strerror or exc}") from exc
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IndexBusy(
+                    f"another re-index is writing the index in {self.root}; nothing was changed by this one, "
+                    "try again when it finishes"
+                ) from None
+            yield
+        finally:
+            fh.close()
+
+    def _live_name(self) -> str | None:
+        """What LIVE says, whether or not that version exists."""
+        try:
+            return self._live.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read {self._live}: {exc}") from exc
 
     def versions(self) -> list[str]:
         """Complete versions, oldest first (names sort by build time)."""
@@ -146,7 +212,7 @@ class EdgeStore:
 
     def drop_version(self, version: str) -> bool:
         """Delete a version unless it is live or a reader holds its lock."""
-        if version == self.live_version():
+        if version == self._live_name():
             return False
         folder = self._versions / version
         lock = _try_lock(folder / ".lock", exclusive=True)
@@ -186,10 +252,20 @@ class EdgeStore:
         lock = _try_lock(folder / ".lock", exclusive=False)
         if lock is None:
             raise StoreUnavailable(f"index version {version!r} is being deleted")
+        private: Path | None = None
         try:
-            shard = EdgeShard.load(str(folder / "shard"))
-        except Exception as exc:  # the engine reports corrupt or missing data many ways
+            shard_dir = folder / "shard"
+            if not _writable(shard_dir):
+                private = _private_copy(shard_dir, version)
+                shard_dir = private / "shard"
+            _check_openable(shard_dir, version, manifest.dimension)
+            shard = EdgeShard.load(str(shard_dir))
+        except BaseException as exc:
             lock.close()
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)
+            if isinstance(exc, StoreUnavailable) or not isinstance(exc, Exception):
+                raise
             hint = (
                 " (another process holds it: versions built before WAL-less shards can be "
                 "opened by one process at a time; re-index to rebuild)"
@@ -197,12 +273,16 @@ class EdgeStore:
                 else ""
             )
             raise StoreUnavailable(f"cannot open index version {version!r}: {exc}{hint}") from exc
-        searcher = _EdgeSearcher(shard, lock, exact=self._exact)
+        searcher = _EdgeSearcher(shard, lock, exact=self._exact, private=private)
         return OpenIndex(manifest, table, searcher)
 
     def ping(self) -> None:
-        """The data directory must be readable."""
-        if self.root.exists() and not os.access(self.root, os.R_OK | os.X_OK):
+        """The index directory must exist and be readable: a service whose directory was
+        deleted still answers from the version it has open, but can neither follow a re-index
+        nor restart."""
+        if not self.root.is_dir():
+            raise StoreUnavailable(f"index directory {self.root} does not exist (deleted?); re-index to restore it")
+        if not os.access(self.root, os.R_OK | os.X_OK):
             raise StoreUnavailable(f"index directory {self.root} is not readable")
 
     def close(self) -> None:
@@ -210,10 +290,11 @@ class EdgeStore:
 
 
 class _EdgeSearcher:
-    def __init__(self, shard: EdgeShard, lock: IO[bytes], *, exact: bool) -> None:
+    def __init__(self, shard: EdgeShard, lock: IO[bytes], *, exact: bool, private: Path | None = None) -> None:
         self._shard = shard
         self._lock = lock
         self._params = SearchParams(exact=exact)
+        self._private = private  # a private copy of a read-only shard, removed on close
 
     def search(self, vectors: Vectors, k: int) -> list[list[Neighbour]]:
         results = []
@@ -237,6 +318,8 @@ class _EdgeSearcher:
             self._shard.close()
         finally:
             self._lock.close()
+            if self._private is not None:
+                shutil.rmtree(self._private, ignore_errors=True)
 
 
 def _build_shard(path: Path, dimension: int, points: Sequence[ExamplePoint], vectors: Vectors) -> None:
@@ -284,3 +367,98 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# -- opening a shard safely ------------------------------------------------------------------------
+def _writable(shard_dir: Path) -> bool:
+    """The engine opens shard files for writing: can it, here (read-only mounts included)?"""
+    return all(os.access(path, os.W_OK) for path in (shard_dir, *shard_dir.rglob("*")))
+
+
+def _private_copy(shard_dir: Path, version: str) -> Path:
+    """A sparse copy of a read-only shard in the temporary directory (holes stay holes)."""
+    target = Path(tempfile.mkdtemp(prefix=f"router-{version}-"))
+    try:
+        for path in sorted(shard_dir.rglob("*")):
+            dest = target / "shard" / path.relative_to(shard_dir)
+            if path.is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                _copy_sparse(path, dest)
+    except OSError as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise StoreUnavailable(
+            f"cannot open index version {version!r} from a read-only directory: copying it to "
+            f"{tempfile.gettempdir()} failed: {exc.strerror or exc}"
+        ) from exc
+    log.info("index version %s is read-only: serving a private copy in %s", version, target)
+    return target
+
+
+def _copy_sparse(source: Path, dest: Path) -> None:
+    with source.open("rb") as src, dest.open("wb") as out:
+        size = os.fstat(src.fileno()).st_size
+        position = 0
+        while position < size:
+            try:
+                data_at = os.lseek(src.fileno(), position, os.SEEK_DATA)
+            except OSError:  # no data after `position` (ENXIO): the rest is a hole
+                break
+            hole_at = os.lseek(src.fileno(), data_at, os.SEEK_HOLE)
+            src.seek(data_at)
+            out.seek(data_at)
+            remaining = hole_at - data_at
+            while remaining > 0:
+                chunk = src.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                out.write(chunk)
+                remaining -= len(chunk)
+            position = hole_at
+        out.truncate(size)
+
+
+def _unallocated_bytes(shard_dir: Path) -> int:
+    """Bytes of the shard's files that are holes: opening may have to allocate them."""
+    total = 0
+    for path in shard_dir.rglob("*"):
+        if path.is_file():
+            info = path.stat()
+            total += max(0, info.st_size - info.st_blocks * 512)
+    return total
+
+
+def _check_openable(shard_dir: Path, version: str, dimension: int) -> None:
+    """Refuse a version whose opening could kill this process with SIGBUS: when free space is
+    short of the shard's holes, a child process opens it first."""
+    try:
+        stats = os.statvfs(shard_dir)
+        needed = _unallocated_bytes(shard_dir)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot open index version {version!r}: {exc.strerror or exc}") from exc
+    free = stats.f_bavail * stats.f_frsize
+    if free >= needed + _SPACE_MARGIN:
+        return
+    try:
+        trial = subprocess.run(
+            [sys.executable, "-I", "-c", _TRIAL, str(shard_dir), str(dimension)],
+            capture_output=True,
+            text=True,
+            timeout=_TRIAL_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StoreUnavailable(f"cannot open index version {version!r}: its trial open failed: {exc}") from exc
+    if trial.returncode == 0:
+        return
+    how = (
+        f"died of {signal.Signals(-trial.returncode).name}"
+        if trial.returncode < 0
+        else f"failed: {(trial.stderr.strip().splitlines() or ['exit ' + str(trial.returncode)])[-1][:200]}"
+    )
+    raise StoreUnavailable(
+        f"cannot open index version {version!r}: the file system holding it has {free // 1024} KiB free and "
+        f"opening may need up to {needed // 1024} KiB; a trial open in a child process {how}. Free some space "
+        "(or move the data directory), then re-index or restart"
+    )

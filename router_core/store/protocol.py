@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,7 +63,12 @@ class IndexStore(Protocol):
     """Versioned indexes with one atomically switched live pointer."""
 
     def live_version(self) -> str | None:
-        """The version being served, or None before the first index."""
+        """The version being served, or None before the first index; IndexMissing when the
+        live pointer names a version that does not exist."""
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Hold the writer lock for a whole re-index; IndexBusy when another holds it (a
+        store that cannot lock across processes holds nothing)."""
 
     def versions(self) -> list[str]:
         """Every complete version, oldest first."""

@@ -8,7 +8,8 @@ versions. Every qdrant-client exception is turned into StoreUnavailable here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import TypeVar
 
@@ -52,6 +53,12 @@ class QdrantStore:
             if a.alias_name == self.alias and a.collection_name.startswith(self._prefix):
                 return a.collection_name[len(self._prefix) :]
         return None
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Nothing to hold: a Qdrant server has no lock processes could share. Two re-indexes
+        at once are detected after the switch instead (ReindexReport.live_after)."""
+        yield
 
     def versions(self) -> list[str]:
         """Every version collection, oldest first."""

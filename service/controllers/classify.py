@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from litestar import Controller, post
+from typing import Any
+
+from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from service.agents import build_conversation
 from service.controllers.routed import annotate_decision, conversation_of, route_request, to_response
 from service.errors import BatchTooLarge, InvalidQuery
+from service.guards import charge_queries
 from service.observability import annotate
 from service.query_text import checked_query
 from service.routing.stage import RouteRequest, RoutingStage
@@ -59,14 +62,16 @@ class ClassifyController(Controller):
         data: JSONBody[BatchClassifyRequest],
         routing: NamedDependency[RoutingStage],
         limits: NamedDependency[LimitSettings],
+        request: Request[Any, Any, Any],
     ) -> BatchClassifyResponse:
-        """Pick a route for each query (or conversation), in order."""
+        """Pick a route for each query (or conversation), in order; the rate limit counts each."""
         if (data.queries is None) == (data.conversations is None):
             raise InvalidQuery("send exactly one of queries or conversations", field="queries")
         field = "queries" if data.queries is not None else "conversations"
         count = len(data.queries or data.conversations or [])
         if count > limits.max_batch:
             raise BatchTooLarge(f"batch holds {count} {field}; the limit is {limits.max_batch}", limit=limits.max_batch)
+        charge_queries(request, count)
         requests: list[RouteRequest]
         if data.queries is not None:
             requests = [

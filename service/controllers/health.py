@@ -1,8 +1,9 @@
-"""GET /healthz (alive) and GET /readyz (model loaded, index reachable and matching)."""
+"""GET /healthz (alive) and GET /readyz (model loaded, index reachable and matching); HEAD
+of both answers the same status without a body, as load balancers ask."""
 
 from __future__ import annotations
 
-from litestar import Response, get
+from litestar import Response, get, head
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
@@ -27,3 +28,20 @@ async def readyz(index_admin: NamedDependency[IndexAdmin]) -> Response[HealthRes
     found = await index_admin.readiness()
     status = "ready" if found.ready else "not ready"
     return Response(HealthResponse(status, found.checks), status_code=200 if found.ready else 503)
+
+
+@head("/healthz", tags=["operations"], summary="Liveness, status only")
+async def healthz_head() -> None:
+    """200 while the process is up."""
+
+
+@head(
+    "/readyz",
+    tags=["operations"],
+    summary="Readiness, status only",
+    responses={503: ResponseSpec(None, description="Not ready")},
+)
+async def readyz_head(index_admin: NamedDependency[IndexAdmin]) -> Response[None]:
+    """200 when ready, 503 when not; GET /readyz says why."""
+    found = await index_admin.readiness()
+    return Response(None, status_code=200 if found.ready else 503)

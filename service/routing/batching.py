@@ -1,8 +1,15 @@
-"""Micro-batching: requests that arrive while a forward pass runs share the next one.
+"""Micro-batching: requests that arrive while a forward pass runs share the next one, and no
+caller's big batch holds everyone else up.
 
 One worker thread runs the CPU-heavy work (embed, search, vote), never the event loop. A lone
-request waits for nothing; under load, every request queued meanwhile joins one batch, so
-concurrent throughput rises with the batch instead of queueing one forward pass per request.
+request waits for nothing; under load, requests queued meanwhile share a pass, so concurrent
+throughput rises with the batch instead of queueing one forward pass per request.
+
+A pass holds at most `max_batch` items and `max_cost` of work (the stage counts characters).
+A big batch request is split across passes: each pass first gives the oldest waiting request
+one item (so every request progresses), then fills up with the requests that have the least
+work left. A single query arriving behind two batches of 128 long queries rides in the next
+pass instead of waiting for both batches to finish.
 """
 
 from __future__ import annotations
@@ -11,25 +18,42 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job(Generic[T, R]):
     items: Sequence[T]
+    costs: list[int]
     future: asyncio.Future[list[R]]
+    taken: int = 0  # items handed to a pass so far
+    results: list[R] = field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        """Cost of the items not yet handed to a pass."""
+        return sum(self.costs[self.taken :])
 
 
 class MicroBatcher(Generic[T, R]):
-    """Runs `work(items) -> one result per item` on a worker thread, batching callers."""
+    """Runs `work(items) -> one result per item` on a worker thread, batching callers fairly."""
 
-    def __init__(self, work: Callable[[list[T]], list[R]], max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        work: Callable[[list[T]], list[R]],
+        max_batch: int = 64,
+        *,
+        cost: Callable[[T], int] | None = None,
+        max_cost: int | None = None,
+    ) -> None:
         self._work = work
         self._max_batch = max_batch
+        self._cost = cost or (lambda _item: 1)
+        self._max_cost = max_cost
         self._queue: asyncio.Queue[_Job[T, R]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
@@ -48,34 +72,69 @@ class MicroBatcher(Generic[T, R]):
         self._executor.shutdown(wait=True)
 
     async def submit(self, items: Sequence[T]) -> list[R]:
-        """Results for `items`, computed in some batch together with other callers' items."""
+        """Results for `items`, computed in one or more passes shared with other callers' items."""
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")
+        if not items:
+            return []
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(items, future))
+        await self._queue.put(_Job(items, [max(1, self._cost(t)) for t in items], future))
         return await future
 
     async def _consume(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
+        waiting: list[_Job[T, R]] = []  # oldest first
         while True:
-            jobs = [await self._queue.get()]
-            size = len(jobs[0].items)
-            while size < self._max_batch and not self._queue.empty():
-                job = self._queue.get_nowait()
-                jobs.append(job)
-                size += len(job.items)
-            items = [t for job in jobs for t in job.items]
+            if not waiting:
+                waiting.append(await self._queue.get())
+            while not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
+            waiting = [job for job in waiting if not job.future.done()]  # callers gone
+            if not waiting:
+                continue
+            plan = self._plan(waiting)
+            items = [t for job, n in plan for t in job.items[job.taken : job.taken + n]]
             try:
                 results = await loop.run_in_executor(self._executor, self._work, items)
-            except Exception as exc:  # delivered to every caller of this batch
-                for job in jobs:
+            except Exception as exc:  # delivered to every caller with an item in this pass
+                for job, _ in plan:
                     if not job.future.done():
                         job.future.set_exception(exc)
+                waiting = [job for job in waiting if not job.future.done()]
                 continue
             start = 0
-            for job in jobs:
-                end = start + len(job.items)
-                if not job.future.done():
-                    job.future.set_result(results[start:end])
-                start = end
+            for job, n in plan:
+                job.results.extend(results[start : start + n])
+                job.taken += n
+                start += n
+                if job.taken == len(job.items) and not job.future.done():
+                    job.future.set_result(job.results)
+            waiting = [job for job in waiting if job.taken < len(job.items) and not job.future.done()]
+
+    def _plan(self, waiting: list[_Job[T, R]]) -> list[tuple[_Job[T, R], int]]:
+        """How many items each waiting job puts into the next pass: one from the oldest, then
+        the jobs with the least work left, within the pass's item and cost budget."""
+        taking: dict[int, int] = {}
+        count = 0
+        cost = 0
+
+        def take(job: _Job[T, R], limit: int) -> None:
+            nonlocal count, cost
+            index = id(job)
+            while count < self._max_batch and taking.get(index, 0) < limit:
+                position = job.taken + taking.get(index, 0)
+                if position >= len(job.items):
+                    return
+                item_cost = job.costs[position]
+                if count and self._max_cost is not None and cost + item_cost > self._max_cost:
+                    return
+                taking[index] = taking.get(index, 0) + 1
+                count += 1
+                cost += item_cost
+
+        take(waiting[0], 1)
+        for job in sorted(waiting, key=lambda j: j.left):
+            take(job, len(job.items))
+        by_id = {id(job): job for job in waiting}
+        return [(by_id[index], n) for index, n in taking.items() if n]

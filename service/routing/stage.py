@@ -32,6 +32,7 @@ from service.routing.batching import MicroBatcher
 from service.routing.caches import LRU, VectorCache
 
 log = logging.getLogger("router.routing")
+_MAX_REROUTES = 5
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,11 @@ class Routed:
     llm: LLMVerdict | None = None
 
 
+def request_chars(request: RouteRequest) -> int:
+    """The work a request brings to a forward pass, in characters of text."""
+    return sum(len(turn.text) for turn in request.turns)
+
+
 class RoutingStage:
     """Routes requests against the followed index version."""
 
@@ -87,6 +93,7 @@ class RoutingStage:
         max_micro_batch: int,
         vector_cache: int = 20_000,
         llm_cache: int = 10_000,
+        max_pass_chars: int | None = None,
     ) -> None:
         self._follower = follower
         self._metrics = metrics
@@ -94,7 +101,11 @@ class RoutingStage:
         self._batch_size = batch_size
         self._vectors = VectorCache(vector_cache)
         self._answers: LRU[Asked] = LRU(llm_cache)
-        self._batcher: MicroBatcher[RouteRequest, Routed] = MicroBatcher(self._vote, max_micro_batch)
+        # Fairness: a forward pass holds at most max_pass_chars of text, and big batches are
+        # split across passes so that single requests are not held up (service.routing.batching).
+        self._batcher: MicroBatcher[RouteRequest, Routed] = MicroBatcher(
+            self._vote, max_micro_batch, cost=request_chars, max_cost=max_pass_chars
+        )
 
     @property
     def current(self) -> OpenIndex:
@@ -113,6 +124,12 @@ class RoutingStage:
         """Route every request, in order; the vote's requests share forward passes with
         concurrent callers, then the LLM step runs for those the mode sends to it."""
         voted = await self._batcher.submit(requests)
+        for _ in range(_MAX_REROUTES):
+            # A batch split across passes may straddle a switch of the live version: route it
+            # again (its texts' vectors are cached) so the response comes from one version.
+            if len({r.index.version for r in voted}) <= 1:
+                break
+            voted = await self._batcher.submit(requests)
         mode = voted[0].index.table.mode if voted else "embedding"
         if mode != "embedding":
             voted = list(
