@@ -103,6 +103,10 @@ class IndexSettings(SettingsSection):
 
     backend: IndexBackend = Field(default="auto", description="embedded, qdrant, or auto (qdrant when a URL is set).")
     data_dir: Path = Field(default=Path(".router-data"), description="Embedded index and derived models.")
+    models_dir: Path | None = Field(
+        default=None,
+        description="Where converted models (ONNX exports, OpenVINO IR) are cached; unset: <data_dir>/models/derived.",
+    )
     collection: str = Field(default="router", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     keep_versions: int = Field(
         default=2,
@@ -116,7 +120,7 @@ class IndexSettings(SettingsSection):
     @property
     def derived_models_dir(self) -> Path:
         """Where converted models (ONNX exports, OpenVINO IR) are cached, with their checksums."""
-        return self.data_dir / "models" / "derived"
+        return self.models_dir or self.data_dir / "models" / "derived"
 
     @property
     def uses_server(self) -> bool:

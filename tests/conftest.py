@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +20,19 @@ from tests.llm_fixtures import fake_llm, fake_llm_server, llm_env  # noqa: F401 
 from tests.memo_embedder import MemoEmbedder
 
 
-@pytest.fixture(scope="session")
-def derived_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where this session caches converted models (the ONNX export of the default model)."""
-    return tmp_path_factory.mktemp("derived-models")
+@pytest.fixture(scope="session", autouse=True)
+def derived_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where this session caches converted models (the ONNX export of the default model); the
+    services and commands the tests start as processes share it through the environment, so the
+    model is converted once per run, not once per data directory."""
+    path = tmp_path_factory.mktemp("derived-models")
+    before = os.environ.get("ROUTER_INDEX__MODELS_DIR")
+    os.environ["ROUTER_INDEX__MODELS_DIR"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["ROUTER_INDEX__MODELS_DIR"]
+    else:
+        os.environ["ROUTER_INDEX__MODELS_DIR"] = before
 
 
 @pytest.fixture(scope="session")

@@ -100,6 +100,7 @@ def test_a_version_that_would_die_of_sigbus_is_refused_and_the_last_good_one_ser
         **{k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")},
         "ROUTER_ROUTES_DIR": str(routes_dir),
         "ROUTER_INDEX__DATA_DIR": str(data),
+        "ROUTER_INDEX__MODELS_DIR": os.environ["ROUTER_INDEX__MODELS_DIR"],  # the export is not on the full disk
         "ROUTER_HTTP__PORT": str(port),
         "ROUTER_RELOAD_INTERVAL_S": "0.2",
         "ROUTER_LOG__JSON_FORMAT": "false",

@@ -78,6 +78,12 @@ def test_embedding_defaults_to_onnx_runtime_with_automatic_threads(monkeypatch: 
     assert s.index.derived_models_dir == Path("/tmp/idx/models/derived")
 
 
+def test_models_dir_moves_the_converted_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ROUTER_INDEX__MODELS_DIR puts converted models apart from the index (a shared cache)."""
+    s = settings_from_env(monkeypatch, {"ROUTER_INDEX__DATA_DIR": "/tmp/idx", "ROUTER_INDEX__MODELS_DIR": "/tmp/cache"})
+    assert s.index.derived_models_dir == Path("/tmp/cache") and s.index.data_dir == Path("/tmp/idx")
+
+
 @pytest.mark.parametrize("backend", ["torch", "openvino", "openvino-bf16", "onnx-int8", "onnx"])
 def test_embedding_backend_and_model_from_environment(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     """ROUTER_EMBEDDING__BACKEND, __MODEL and __THREADS choose what embeds and how."""
