@@ -91,6 +91,13 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.searched = Counter(
+            "router_searched_texts",
+            "Texts whose nearest examples the routing stage needed, by whether they were searched "
+            "or found in the cache (a chat's history, per index version)",
+            ["source"],
+            registry=r,
+        )
         self.llm_decisions = Counter(
             "router_llm_decisions",
             "Questions to the decision model (mode llm: every request; hybrid: escalations) by outcome",
@@ -110,6 +117,11 @@ class Metrics:
             ["agree"],
             registry=r,
         )
+
+    def observe_searched(self, texts: int, searched: int) -> None:
+        """Count the texts a micro-batch needed neighbours for and how many it searched."""
+        self.searched.labels("searched").inc(searched)
+        self.searched.labels("cache").inc(texts - searched)
 
     def observe_embedded(self, texts: int, embedded: int) -> None:
         """Count the texts a micro-batch needed and how many it had to embed."""

@@ -234,6 +234,7 @@ def test_search_bench_times_both_engines_on_the_same_points(capsys: pytest.Captu
     assert "search over 600 points" in out
 
 
+@pytest.mark.slow
 def test_decisions_of_two_setups_are_compared_query_by_query(
     tiny: dict[str, Any], embedder: Embedder, torch_embedder: Embedder, tmp_path: Path
 ) -> None:

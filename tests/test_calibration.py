@@ -208,6 +208,7 @@ def test_calibrate_refuses_the_test_file(tmp_path: Path, capsys: pytest.CaptureF
     assert "never tune on the test set" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_calibrate_command_writes_parameters_for_the_next_index(tmp_path: Path, embedder: Embedder) -> None:
     """`calibrate --write` stores the chosen parameters in the routes files and says to re-index."""
     routes = write_tiny_routes(tmp_path / "routes")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,7 @@ def test_an_option_a_command_does_not_take_is_refused(
 
 
 # -- 2. hints safe to paste; the service's index guarded ------------------------------------
+@pytest.mark.slow
 def test_import_hints_build_their_own_index_when_pasted(
     tmp_path: Path, service_env: tuple[Path, Path], embedder: Embedder
 ) -> None:
@@ -369,6 +371,7 @@ def test_eval_prints_percentages_and_lists_the_fallback_apart(tmp_path: Path, em
 
 
 # -- 9. progress and time ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_eval_and_calibrate_show_progress_unless_quiet_and_the_time(
     tmp_path: Path, embedder: Embedder, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -390,6 +393,21 @@ def test_eval_and_calibrate_show_progress_unless_quiet_and_the_time(
     assert out.getvalue().splitlines()[-1].startswith("done in ")
     assert indexer_main(["calibrate", str(labelled), *where, "--quiet"], out=io.StringIO(), embedder=embedder) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_reindex_shows_what_it_embeds_and_its_time(tmp_path: Path, embedder: Embedder) -> None:
+    """A re-index says what it does as it goes, what it embedded, its index time and total time;
+    run again it embeds nothing and says the index is up to date."""
+    routes = write_tiny_routes(tmp_path / "routes")
+    where = ["--routes", str(routes), "--data-dir", str(tmp_path / "data")]
+    out = io.StringIO()
+    assert indexer_main(["reindex", *where], out=out, embedder=embedder) == 0
+    text = out.getvalue()
+    assert "... writing version" in text and "published and live" in text and "reused 0" in text, text
+    assert re.search(r"index time \d+\.\d\d s, total \d+\.\d s", text), text
+    out = io.StringIO()
+    assert indexer_main(["reindex", *where], out=out, embedder=embedder) == 0
+    assert "already up to date" in out.getvalue() and "embedded 0" in out.getvalue(), out.getvalue()
 
 
 def test_progress_redraws_on_a_terminal_and_logs_tenths_elsewhere() -> None:
@@ -423,6 +441,7 @@ def readme_workflow() -> list[str]:
     return [" ".join(line.split()) for line in lines if line.strip() and not line.startswith("#")]
 
 
+@pytest.mark.slow
 def test_readme_workflow(tmp_path: Path, embedder: Embedder) -> None:
     """README's workflow (import with a held-out split, an index of its own, calibrate --write, re-index, eval)
     runs as written on a labelled file without a val split: the shipped routes' examples plus labelled queries."""

@@ -57,6 +57,7 @@ def test_eval_on_conversations_reports_turn_types(
     assert body["reasons"]["context"] >= 1
 
 
+@pytest.mark.slow
 def test_calibrate_on_conversations_writes_the_conversation_section(
     tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder
 ) -> None:
@@ -111,6 +112,7 @@ def test_eval_llm_needs_an_llm_mode_and_a_model(shipped: tuple[Path, Path], embe
     assert code == 2
 
 
+@pytest.mark.slow
 def test_calibrate_band_chooses_a_band_within_the_budget(
     tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder
 ) -> None:

@@ -3,6 +3,8 @@ requests are routed on their own (real model, shipped routes, over HTTP)."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import numpy as np
 import pytest
@@ -85,6 +87,32 @@ P = DecisionParams(k=3, threshold=0.5, default_route="default")
 
 def hits(route: str, sim: float) -> list[Neighbour]:
     return [Neighbour(f"{route}-{i}", route, sim - i * 0.01) for i in range(3)]
+
+
+def searched(client: httpx.Client) -> dict[str, float]:
+    """router_searched_texts_total by source, from /metrics."""
+    found = re.findall(r'router_searched_texts_total\{source="(\w+)"\} ([0-9.]+)', client.get("/metrics").text)
+    return {source: float(value) for source, value in found}
+
+
+def test_a_chat_searches_only_its_new_texts(client: httpx.Client) -> None:
+    """A live chat sends its history on every turn: the next turn finds the history's nearest
+    examples in the cache and searches only the texts it has not seen, with the same decision."""
+    history = [
+        {"role": "user", "content": "What is 17% of 230? (neighbour cache)"},
+        {"role": "assistant", "content": "17% of 230 is 39.1."},
+    ]
+    first = client.post("/v1/classify", json={"messages": [*history, {"role": "user", "content": "and of 512?"}]})
+    assert first.status_code == 200 and first.json()["route"] == "maths"
+    before = searched(client)
+    turn = [*history, {"role": "user", "content": "and of 512?"}, {"role": "assistant", "content": "87.04."}]
+    second = client.post("/v1/classify", json={"messages": [*turn, {"role": "user", "content": "and of 9,000?"}]})
+    assert second.status_code == 200 and second.json()["route"] == "maths"
+    after = searched(client)
+    assert after["cache"] - before.get("cache", 0) >= 3  # the earlier messages
+    assert after["searched"] - before["searched"] <= 3  # only what the new turn added
+    again = client.post("/v1/classify", json={"messages": [*turn, {"role": "user", "content": "and of 9,000?"}]})
+    assert again.json()["route"] == second.json()["route"] and again.json()["score"] == second.json()["score"]
 
 
 def test_history_is_read_only_inside_the_window() -> None:

@@ -15,6 +15,7 @@ from devkit.serving import SHIPPED_ROUTES, settings_for
 from router_core import Embedder, IndexIncompatible, load_embedder, load_routes, plan_reindex, run_reindex
 from router_core.embedding import MODEL_ID_FILE, resolve_model
 from router_core.embedding.derived import sha256_file
+from router_core.embedding.graph import cut_batches
 from router_core.embedding.parity import (
     MIN_COSINE,
     REFERENCE_TEXTS,
@@ -53,6 +54,7 @@ def shipped_texts() -> list[str]:
     return [t for r in load_routes(SHIPPED_ROUTES).routes for t in r.examples]
 
 
+@pytest.mark.slow
 def test_onnx_runtime_reproduces_torch(embedder: Embedder, torch_embedder: Embedder) -> None:
     """Parity: ONNX Runtime gives torch's vectors for every shipped example, the reference
     sentences (long, non-Latin, markup) and odd queries, batched and one by one."""
@@ -248,3 +250,24 @@ def test_a_large_micro_batch_is_split_across_workers_in_order(bare_embedder: Emb
     together = bare_embedder.encode(texts)
     alone = np.vstack([bare_embedder.encode([t]) for t in texts])
     assert cosines(together, alone).min() >= MIN_COSINE
+
+
+def test_a_long_text_is_not_batched_with_short_ones() -> None:
+    """Sorted longest first, a batch is cut where a text is under half its batch's longest (when
+    that is long enough for padding to cost more than a pass) and at the batch size."""
+    lengths = [20, 300, 40, 290, 10]
+    order = np.argsort([-n for n in lengths], kind="stable")
+    cut = [[lengths[i] for i in batch] for batch in cut_batches(order, lengths, 64)]
+    assert cut == [[300, 290], [40, 20, 10]]
+    short = [30, 12, 50, 20]  # all under the length where padding matters: one batch
+    assert [len(b) for b in cut_batches(np.argsort([-n for n in short], kind="stable"), short, 64)] == [4]
+    same = [100] * 5
+    assert [len(b) for b in cut_batches(np.arange(5), same, 2)] == [2, 2, 1]
+
+
+def test_mixed_lengths_encode_as_they_would_alone(bare_embedder: Embedder) -> None:
+    """Cutting and running batches side by side changes no vector: each text as if alone."""
+    texts = ["yes please", "Would you like me to book a table at Sushi Ran for 7:30 pm tonight? " * 4, "for 4 people"]
+    together = bare_embedder.encode(texts)
+    for text, row in zip(texts, together, strict=True):
+        assert float(np.dot(bare_embedder.encode([text])[0], row)) > 0.99999

@@ -43,6 +43,7 @@ def test_model_id_follows_base_examples_and_settings(tmp_path: Path) -> None:
     assert first != model_id_for("sentence-transformers/all-MiniLM-L6-v2", load_routes(other), FinetuneConfig())
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
     """`finetune` trains a few steps on CPU, writes router-model.json, loads by id, and the re-index it
     prints (pasted as is) records that id."""

@@ -109,6 +109,7 @@ def test_failed_write_leaves_live_version(tmp_path: Path, routes_dir: Path, embe
     assert store.versions() == [live]
 
 
+@pytest.mark.slow
 def test_cli_summary_and_dry_run(tmp_path: Path, routes_dir: Path) -> None:
     """The CLI prints a summary; --dry-run lists the changes and writes nothing."""
     data = tmp_path / "data"

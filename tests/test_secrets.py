@@ -125,6 +125,7 @@ def test_credentials_in_base_urls_are_refused() -> None:
     ],
     ids=["key-under-wrong-name", "misspelt-setting", "credentials-in-url", "bad-value", "indexer-typo"],
 )
+@pytest.mark.slow
 def test_settings_errors_name_the_variable_never_the_value(command: list[str], env: dict[str, str]) -> None:
     """Start-up with a bad setting exits 2 naming the variable and the problem; the value (it
     may be a key) appears nowhere in the output."""

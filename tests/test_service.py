@@ -186,6 +186,7 @@ def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path
         Services.build(settings_for(routes_dir, tmp_path / "data", follow_index_model=False), embedder=embedder)
 
 
+@pytest.mark.slow
 def test_follows_the_model_the_index_records(
     tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
 ) -> None:

@@ -23,7 +23,9 @@ from dataclasses import dataclass, replace
 from router_core import Decision, OpenIndex
 from router_core.conversation import Turn, last_user_text, route_conversations, texts_needed
 from router_core.decision import decide_many
+from router_core.embedding import Vectors
 from router_core.llm_routing import decision_after, llm_only, question_for
+from router_core.neighbours import Neighbour
 from router_llm.decider import Asked, Decider
 from router_llm.decider import Outcome as LLMOutcome
 from service.live_index import IndexFollower
@@ -100,6 +102,9 @@ class RoutingStage:
         self._decider = decider
         self._batch_size = batch_size
         self._vectors = VectorCache(vector_cache)
+        # The nearest examples of chat history texts, per index version: a live chat sends its
+        # history on every turn, and searching 20 texts again cost more than embedding the new one.
+        self._neighbours: LRU[Sequence[Neighbour]] = LRU(max(1, vector_cache // 4))
         self._answers: LRU[Asked] = LRU(llm_cache)
         # Fairness: a forward pass holds at most max_pass_chars of text, and big batches are
         # split across passes so that single requests are not held up (service.routing.batching).
@@ -152,9 +157,9 @@ class RoutingStage:
                 embedder, texts, lambda batch: embedder.encode(batch, batch_size=self._batch_size)
             )
             t1 = time.perf_counter()
-            hits = index.searcher.search(vectors, table.params.k) if texts else []
+            chat_texts = {t for plan, r in zip(plans, requests, strict=True) if len(r.turns) > 1 for t in plan}
+            by_text = self._search(index, texts, vectors, table.params.k, remember=chat_texts)
             t2 = time.perf_counter()
-        by_text = dict(zip(texts, hits, strict=True))
         vector_of = dict(zip(texts, vectors, strict=True))
         own = decide_many([by_text[plan[0]] for plan in plans], table.params)
         decisions = list(own)
@@ -174,6 +179,28 @@ class RoutingStage:
         self._metrics.observe_embedded(len(texts), embedded)
         embed_ms, search_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         return [Routed(d, index, embed_ms, search_ms, embedded) for d in decisions]
+
+    def _search(
+        self, index: OpenIndex, texts: list[str], vectors: Vectors, k: int, *, remember: set[str]
+    ) -> dict[str, Sequence[Neighbour]]:
+        """Each text's k nearest examples: from the cache for texts searched before in this
+        version, the rest in one search; the texts of chats (`remember`) are kept for their next turn."""
+        found: dict[str, Sequence[Neighbour]] = {}
+        missing: list[int] = []
+        for i, text in enumerate(texts):
+            hit = self._neighbours.get((index.version, k, text))
+            if hit is None:
+                missing.append(i)
+            else:
+                found[text] = hit
+        self._metrics.observe_searched(len(texts), len(missing))
+        if missing:
+            hits = index.searcher.search(vectors[missing], k)
+            for i, row in zip(missing, hits, strict=True):
+                found[texts[i]] = row
+                if texts[i] in remember:
+                    self._neighbours.put((index.version, k, texts[i]), row)
+        return found
 
     # -- the LLM step, on the event loop --------------------------------------------------------
     async def _llm_step(self, voted: Routed, request: RouteRequest) -> Routed:
