@@ -10,7 +10,6 @@ threads (the matrices of a short text are too small to split).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,8 +44,6 @@ class GraphEmbedder:
         self.threads = threads
         self.workers = max(1, workers)
         self._tokenizer = load_tokenizer(layout)
-        self._executor: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
 
     def _run(self, feeds: Feeds) -> npt.NDArray[Any]:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
@@ -82,17 +79,12 @@ class GraphEmbedder:
         bar = _progress(len(texts)) if progress else None
         if len(batches) == 1 or self.workers == 1:
             self._collect(map(run, batches), out, bar)
-        else:
-            self._collect(self._pool().map(run, batches), out, bar)
+        else:  # a pool per call: a query's batches never queue behind another caller's bulk work
+            with ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.backend}-bulk") as pool_:
+                self._collect(pool_.map(run, batches), out, bar)
         if bar is not None:
             bar.close()
         return out
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.backend}-bulk")
-            return self._executor
 
     @staticmethod
     def _collect(done: Any, out: Vectors, bar: Any) -> None:
