@@ -291,6 +291,7 @@ def test_nothing_answering_is_a_502_naming_route_models_and_reasons(llm_default_
     assert "weather" in problem["detail"] and "fallback-agent (default-model)" in problem["detail"]
 
 
+@pytest.mark.slow
 def test_every_model_timing_out_is_a_504(llm_default_url: str, fake_llm: FakeLLM) -> None:
     """When every model reached timed out, the problem is a 504."""
     fake_llm.always("cook", Hang())

@@ -93,6 +93,7 @@ def test_bad_conversation_files_name_the_line(tmp_path: Path, line: str, needle:
     assert "line 1" in str(info.value)
 
 
+@pytest.mark.slow
 def test_calibration_beats_the_last_message_and_keeps_off_topic_out(tmp_path: Path, embedder: Embedder) -> None:
     """On real chats over the shipped routes, the calibrated rule routes follow-ups the last
     message alone cannot, and sends the inserted off-topic queries to the default route."""

@@ -90,6 +90,7 @@ def test_a_huge_header_is_never_read_in_full(client: httpx.Client) -> None:
     assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.slow
 def test_a_head_sent_too_slowly_is_cut_off(indexed: Callable[..., str]) -> None:
     """A client that starts a request head and never finishes it gets 408 and a closed
     connection after the header timeout, on a fresh and on a kept-alive connection; one that

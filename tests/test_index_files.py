@@ -322,6 +322,7 @@ class TimedEmbedder:
         return vectors
 
 
+@pytest.mark.slow
 def test_classify_is_answered_while_an_admin_reindex_embeds(
     tmp_path: Path, routes_dir: Path, embedder: Embedder
 ) -> None:

@@ -178,6 +178,7 @@ def renamed_model(target: Path, model_id: str) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_refuses_index_built_with_another_model(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """With follow_index_model off, start-up fails when the live index records another model."""
     other = load_embedder(str(renamed_model(tmp_path / "other-model", "some-other-model")), backend="torch")
@@ -208,6 +209,7 @@ def test_follows_the_model_the_index_records(
         assert body["index_version"] == new and body["route"] == "coding"
 
 
+@pytest.mark.slow
 def test_service_command_exits_with_message_without_index(tmp_path: Path) -> None:
     """`python -m service` on an empty data directory exits 2 and says what to run."""
     env = {**os.environ, "ROUTER_INDEX__DATA_DIR": str(tmp_path / "none"), "ROUTER_HTTP__PORT": str(free_port())}
