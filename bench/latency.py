@@ -6,13 +6,13 @@ load from elsewhere on the machine hits the three paths alike and their ratio st
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 
-from bench.stats import latency_summary, ratio
+from bench.contention import interleaved
+from bench.stats import ratio
 from router_core import classify_texts
 from service.services import Services
 
@@ -41,18 +41,8 @@ def interleaved_latency(runtime: Services, client: httpx.Client, queries: Sequen
         "in_process": lambda q: classify_in_process(runtime, q),
         "http": lambda q: classify_over_http(client, q),
     }
-    names = list(probes)
-    for q in queries[:WARMUP]:  # texts of their own: the service caches the vectors of texts it saw
-        for name in names:
-            probes[name](f"{q} (warm-up)")
-    seconds: dict[str, list[float]] = {name: [] for name in names}
-    for i, q in enumerate(queries):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            t0 = time.perf_counter()
-            probes[name](q)
-            seconds[name].append(time.perf_counter() - t0)
-    result: dict[str, Any] = {name: latency_summary(s) for name, s in seconds.items()}
+    # warm-up texts of their own: the service caches the vectors of texts it saw
+    result = interleaved(probes, queries, warmup=WARMUP)
     bare = result["bare_encode"]
     for name in ("in_process", "http"):
         result[name]["p50_vs_bare_encode"] = ratio(result[name]["p50_ms"], bare["p50_ms"])
