@@ -21,39 +21,34 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.contention import idle_and_loaded
+from bench.contention import Timed, idle_and_loaded
 from bench.data import Splits, load_splits, subset, write_jsonl
 from bench.decisions import compare, routed
-from bench.encode_batching import encode_by_batch_size
 from bench.finetuned import finetuned_quality
-from bench.latency import classify_in_process, classify_over_http, interleaved_latency
+from bench.latency import ClassifyClient, interleaved_latency, probes_for
 from bench.machine import load_average, machine_facts
 from bench.peer import peer_quality, run_peer
 from bench.peer_env import ensure_peer_env
 from bench.quality import our_quality
-from bench.reindex_speed import reindex_cli, reindex_in_process
+from bench.reindex_speed import reindex_cli
 from bench.report import render, write_section
 from bench.setups import DEFAULT, INT8, QUALITY, TODAY, Setup, fresh_process_load, load_setup
 from bench.targets import check_backend_targets, check_targets
 from bench.throughput import http_throughput
-from devkit.serving import serve
+from bench.worker import Worker
+from devkit.service_process import service_process
 from indexer.importer import write_routes_from_jsonl
-from router_core import Embedder, IndexStore, ModelUnavailable, RouteTable, load_routes, run_reindex
+from router_core import Embedder, IndexStore, ModelUnavailable, RouteTable, load_routes
 from router_core.embedding.quality_model import ensure_quality_model
-from router_core.manifest import example_points
 from router_core.params import DecisionParams
 from router_core.store import EdgeStore
-from service.app import create_app
-from service.services import Services
-from service.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = REPO.parent / "shared" / "datasets"
@@ -230,7 +225,7 @@ def run(args: argparse.Namespace, work: Path, given: list[str], started: float, 
 
     phases.start("bare encode and index build")
     table = load_routes(ws.routes_dir)
-    build_indexes(loaded, table, ws, result, log)
+    build_indexes(loaded, ws, result, log)
     measure_quality(args, loaded, table, ws, result, phases, log)
     measure_speed(args, loaded, ws, result, phases, n_latency, log)
 
@@ -262,17 +257,27 @@ def load_models(setups: list[Setup], ws: Workspace, result: dict[str, Any], log:
     return loaded
 
 
-def build_indexes(loaded: Loaded, table: RouteTable, ws: Workspace, result: dict[str, Any], log: Log) -> None:
-    """A full index build per setup; the default's against its bare encode throughput."""
-    loaded.stores[DEFAULT.key] = EdgeStore(ws.data_dir)
-    speed: dict[str, Any] = {"index_build": index_build(loaded.default, table, loaded.stores[DEFAULT.key], log)}
-    result["speed"] = speed
-    builds = {DEFAULT.key: speed["index_build"]["build_s"]}
+def build_indexes(loaded: Loaded, ws: Workspace, result: dict[str, Any], log: Log) -> None:
+    """A full index build per setup, each in a worker process of its own (one runtime, as the
+    indexer command runs), against the bare encode throughput of the same texts."""
+    builds: dict[str, Any] = {}
     for setup in loaded.setups:
-        if setup.key != DEFAULT.key:
-            loaded.stores[setup.key] = EdgeStore(index_dir(ws, setup))
-            builds[setup.key] = timed_build(loaded.embedders[setup.key], table, loaded.stores[setup.key], setup, log)
-    speed["index_build_by_setup"] = builds
+        with worker_for(setup, loaded.cache) as worker:
+            builds[setup.key] = build = worker.call(
+                "build", routes_dir=str(ws.routes_dir), data_dir=str(index_dir(ws, setup))
+            )
+        log(f"{setup.label}: index build of {build['examples']} examples in {build['build_s']:.1f} s")
+        loaded.stores[setup.key] = EdgeStore(index_dir(ws, setup))
+    result["speed"] = {
+        "index_build": builds[DEFAULT.key],
+        "index_build_by_setup": {key: build["build_s"] for key, build in builds.items()},
+        "index_builds": builds,
+    }
+
+
+def worker_for(setup: Setup, cache: Path) -> Worker:
+    """A worker process holding `setup`'s model."""
+    return Worker(setup.model, setup.backend, setup.threads, cache, label=setup.label)
 
 
 def index_dir(ws: Workspace, setup: Setup) -> Path:
@@ -343,43 +348,53 @@ def measure_speed(
     served over HTTP, and incremental re-index."""
     speed = result["speed"]
     duration = args.duration or (3.0 if args.quick else 10.0)
-    phases.start("bare encode by batch size")
     test_texts = [q.text for q in ws.splits.test]
-    speed["encode_batching"] = encode_by_batch_size(loaded.default, test_texts, budget_s=duration)
-    log(f"bare encode by batch size: {speed['encode_batching']['levels']}")
-
     rng = random.Random(5)
     latency_queries = rng.sample(test_texts, min(n_latency, len(test_texts)))
     load_queries = rng.sample(test_texts, len(test_texts))
     contention_queries = latency_queries[:CONTENTION_QUERIES]
     neighbour_texts = [q.text for q in ws.splits.train]
 
-    phases.start("bare encode side by side, idle and beside a CPU-heavy neighbour")
-    probes = {key: (lambda q, e=e: e.encode([q])) for key, e in loaded.embedders.items()}
-    speed["bare_encode"] = idle_and_loaded(probes, latency_queries, neighbour_texts, ws.root)
-    log(f"bare encode p50/p99 ms: { {k: _p(v) for k, v in speed['bare_encode'].items()} }")
+    phases.start("worker processes")
+    workers = {setup.key: worker_for(setup, loaded.cache) for setup in loaded.setups}
+    try:
+        phases.start("bare encode by batch size")
+        speed["encode_batching"] = workers[DEFAULT.key].call("batching", texts=test_texts, budget_s=duration)
+        log(f"bare encode by batch size: {speed['encode_batching']['levels']}")
 
-    speed["service"] = {}
-    for setup in (s for s in loaded.setups if s.key != INT8.key):  # int8: quality and bare encode only
-        phases.start(f"service on {setup.label}: latency and throughput")
-        speed["service"][setup.key] = serve_and_measure(
-            loaded.embedders[setup.key],
-            ws.routes_dir,
-            index_dir(ws, setup),
-            latency_queries=latency_queries,
-            load_queries=load_queries,
-            duration=duration,
-            work=ws.root,
-            log=log,
-            store=loaded.stores[setup.key],
-            contention=(contention_queries, neighbour_texts) if setup.key != QUALITY.key else None,
+        phases.start("bare encode side by side, idle and beside a CPU-heavy neighbour")
+        probes = {key: (lambda q, w=w: Timed(w.seconds("encode", text=q))) for key, w in workers.items()}
+        speed["bare_encode"] = idle_and_loaded(probes, latency_queries, neighbour_texts, ws.root)
+        log(f"bare encode p50/p99 ms: { {k: _p(v) for k, v in speed['bare_encode'].items()} }")
+
+        speed["service"] = {}
+        for setup in (s for s in loaded.setups if s.key != INT8.key):  # int8: quality and bare encode only
+            phases.start(f"service on {setup.label}: latency and throughput")
+            speed["service"][setup.key] = serve_and_measure(
+                setup,
+                workers[setup.key],
+                ws.routes_dir,
+                index_dir(ws, setup),
+                loaded.cache,
+                latency_queries=latency_queries,
+                load_queries=load_queries,
+                duration=duration,
+                work=ws.root,
+                log=log,
+                contention=(contention_queries, neighbour_texts) if setup.key != QUALITY.key else None,
+            )
+        speed["latency"] = speed["service"][DEFAULT.key]["latency"]
+        speed["throughput"] = speed["service"][DEFAULT.key]["throughput"]
+
+        phases.start("incremental re-index")
+        in_process = workers[DEFAULT.key].call(
+            "reindex", routes_dir=str(ws.routes_dir), data_dir=str(ws.data_dir), tag="bench edit 1"
         )
-    speed["latency"] = speed["service"][DEFAULT.key]["latency"]
-    speed["throughput"] = speed["service"][DEFAULT.key]["throughput"]
-
-    phases.start("incremental re-index")
+    finally:
+        for worker in workers.values():
+            worker.close()
     speed["reindex"] = {
-        "in_process": reindex_in_process(ws.routes_dir, loaded.stores[DEFAULT.key], loaded.default, "bench edit 1"),
+        "in_process": in_process,
         "cli": reindex_cli(ws.routes_dir, ws.data_dir, "bench edit 2"),
         "cli_today": reindex_cli(ws.routes_dir, ws.data_dir, "bench edit 3", env=backend_env(TODAY)),
         "model_load_s": result["model"]["load_s"],
@@ -415,17 +430,6 @@ def backend_env(setup: Setup) -> dict[str, str]:
         "ROUTER_EMBEDDING__BACKEND": setup.backend,
         "ROUTER_EMBEDDING__THREADS": str(setup.threads),
     }
-
-
-def timed_build(embedder: Embedder, table: RouteTable, store: IndexStore, setup: Setup, log: Log) -> float:
-    """Seconds of a full index build with `embedder` (warmed up first)."""
-    texts = [p.text for p in example_points(table)]
-    embedder.encode(texts[:WARMUP_TEXTS])
-    t0 = time.perf_counter()
-    report = run_reindex(table, store, embedder)
-    seconds = time.perf_counter() - t0
-    log(f"{setup.label}: index build of {report.examples} examples in {seconds:.1f} s")
-    return round(seconds, 3)
 
 
 def same_decisions(
@@ -481,82 +485,47 @@ def prepare(datasets: Path, quick: bool, work: Path, log: Log) -> Workspace:
     return Workspace(work, splits, paths, routes_dir, work / "index")
 
 
-def index_build(embedder: Embedder, table: RouteTable, store: IndexStore, log: Log) -> dict[str, Any]:
-    """A full index build of every example, against bare encode throughput of the same texts.
-
-    The bare encode runs before and after the build and the faster run is the reference, so
-    a burst of load from elsewhere cannot flatter the build.
-    """
-    texts = [p.text for p in example_points(table)]
-    embedder.encode(texts[:WARMUP_TEXTS])
-
-    def bare_encode() -> float:
-        t0 = time.perf_counter()
-        embedder.encode(texts)
-        return time.perf_counter() - t0
-
-    before = bare_encode()
-    log(f"bare encode of {len(texts)} examples: {before:.1f} s")
-    t0 = time.perf_counter()
-    report = run_reindex(table, store, embedder)
-    build = time.perf_counter() - t0
-    log(f"index build of {report.examples} examples: {build:.1f} s")
-    after = bare_encode()
-    log(f"bare encode again: {after:.1f} s")
-    bare = min(before, after)
-    return {
-        "examples": len(texts),
-        "routes": len(table.routes),
-        "bare_encode_runs_s": [round(before, 3), round(after, 3)],
-        "bare_encode_s": round(bare, 3),
-        "bare_encode_per_s": round(len(texts) / bare, 1),
-        "build_s": round(build, 3),
-        "examples_per_s": round(report.examples / build, 1),
-        "vs_bare_encode": round((report.examples / build) / (len(texts) / bare), 3),
-        "embedded": report.embedded,
-    }
-
-
 def serve_and_measure(
-    embedder: Embedder,
+    setup: Setup,
+    worker: Worker,
     routes_dir: Path,
     data_dir: Path,
+    cache: Path,
     *,
     latency_queries: list[str],
     load_queries: list[str],
     duration: float,
     work: Path,
     log: Log,
-    store: IndexStore | None = None,
     contention: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """Start the real service on the index; measure latency and throughput against it, and with
-    `contention` (queries, neighbour texts) latency idle and beside a CPU-heavy neighbour."""
-    base = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
-    settings = base.model_copy(
-        update={
-            "routes_dir": routes_dir,
-            "index": base.index.model_copy(update={"data_dir": data_dir}),
-        }
-    )
-    runtime = Services.build(settings, embedder=embedder, store=store or EdgeStore(data_dir))
-    out: dict[str, Any] = {"backend": embedder.backend, "model": embedder.model_id}
-    app = create_app(services=runtime)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=120) as client:
-        log(f"service ({embedder.backend}) up at {url}; measuring {len(latency_queries)} single queries")
-        out["latency"] = interleaved_latency(runtime, client, latency_queries)
-        log(f"latency p50 ms: { {k: v.get('p50_ms') for k, v in out['latency'].items()} }")
-        out["throughput"] = http_throughput(url, load_queries, duration=duration, work=work)
-        log(f"throughput: {[lv['requests_per_s'] for lv in out['throughput']['levels']]} req/s")
-        if contention is not None:
-            queries, neighbour_texts = contention
-            probes: dict[str, Callable[[str], object]] = {
-                "bare_encode": lambda q: runtime.embedder.encode([q]),
-                "in_process": lambda q: classify_in_process(runtime, q),
-                "http": lambda q: classify_over_http(client, q),
-            }
-            out["contention"] = idle_and_loaded(probes, queries, neighbour_texts, work)
-            log(f"idle vs neighbour: { {k: _p(v) for k, v in out['contention'].items()} }")
+    """Start the service (`python -m service`, its own process) on the setup's index; measure
+    latency against the setup's worker (bare encode, in-process classify) and throughput, and
+    with `contention` (queries, neighbour texts) latency idle and beside a CPU-heavy neighbour."""
+    env = {
+        **backend_env(setup),
+        "ROUTER_ROUTES_DIR": str(routes_dir),
+        "ROUTER_INDEX__DATA_DIR": str(data_dir),
+        "ROUTER_INDEX__MODELS_DIR": str(cache),
+        "ROUTER_LOG__LEVEL": "WARNING",
+    }
+    worker.call("open", data_dir=str(data_dir))
+    with service_process(env) as service:
+        client = ClassifyClient(service.url)
+        try:
+            ready = json.loads(urllib.request.urlopen(service.url + "/readyz", timeout=30).read())["checks"]
+            out: dict[str, Any] = {"backend": ready["backend"], "model": ready["model"]}
+            log(f"service ({out['backend']}) up at {service.url}; measuring {len(latency_queries)} single queries")
+            out["latency"] = interleaved_latency(worker, client, latency_queries)
+            log(f"latency p50 ms: { {k: v.get('p50_ms') for k, v in out['latency'].items()} }")
+            out["throughput"] = http_throughput(service.url, load_queries, duration=duration, work=work)
+            log(f"throughput: {[lv['requests_per_s'] for lv in out['throughput']['levels']]} req/s")
+            if contention is not None:
+                queries, neighbour_texts = contention
+                out["contention"] = idle_and_loaded(probes_for(worker, client), queries, neighbour_texts, work)
+                log(f"idle vs neighbour: { {k: _p(v) for k, v in out['contention'].items()} }")
+        finally:
+            client.close()
     return out
 
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from bench.cli import index_build, serve_and_measure
+from bench.cli import serve_and_measure, worker_for
 from bench.contention import idle_and_loaded
 from bench.data import load_splits, subset
+from bench.index_build import index_build
 from bench.decisions import compare, routed
 from bench.peer import tune_threshold
 from bench.quality import our_quality
@@ -139,21 +140,27 @@ def test_subset_keeps_whole_intents_and_a_share_of_oos(tiny: dict[str, Any]) -> 
 
 
 @pytest.mark.slow
-def test_service_figures_come_from_the_real_service(
-    tiny: dict[str, Any], bare_embedder: Embedder, tmp_path: Path
-) -> None:
-    """Latency (bare, in process, HTTP) and throughput at 1/8/32 clients run against the app."""
+def test_service_figures_come_from_the_real_service(tiny: dict[str, Any], derived_dir: Path, tmp_path: Path) -> None:
+    """Latency (bare and in process in the setup's worker process, HTTP against `python -m
+    service`) and throughput at 1/8/32 clients run against the real service."""
     queries = [t for t, _ in TEST]
-    speed = serve_and_measure(
-        bare_embedder,
-        tiny["routes_dir"],
-        tiny["data_dir"],
-        latency_queries=queries[:3],
-        load_queries=queries,
-        duration=0.5,
-        work=tmp_path,
-        log=lambda _m: None,
-    )
+    with worker_for(DEFAULT, derived_dir) as worker:
+        assert worker.facts["backend"] == DEFAULT.backend
+        with pytest.raises(RuntimeError, match="classify before open"):
+            worker.call("classify", text="a question")
+        speed = serve_and_measure(
+            DEFAULT,
+            worker,
+            tiny["routes_dir"],
+            tiny["data_dir"],
+            derived_dir,
+            latency_queries=queries[:3],
+            load_queries=queries,
+            duration=0.5,
+            work=tmp_path,
+            log=lambda _m: None,
+        )
+    assert speed["backend"] == DEFAULT.backend
     for path in ("bare_encode", "in_process", "http"):
         assert speed["latency"][path]["n"] == 3
         assert speed["latency"][path]["p50_ms"] > 0

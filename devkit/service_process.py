@@ -1,0 +1,66 @@
+"""`python -m service` in a process of its own on a loopback port, as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO
+
+from devkit.serving import ROOT, free_port
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """A running service: its base URL and process."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+
+
+@contextmanager
+def service_process(env: Mapping[str, str], *, startup_timeout: float = 180.0) -> Iterator[ServiceProcess]:
+    """Run the service with the environment plus `env` (ROUTER_* settings) on a free loopback
+    port until the block ends; ready once /readyz answers 200. RuntimeError with the end of the
+    service's stderr when it exits or is not ready in time."""
+    port = free_port()
+    full = {**os.environ, **env, "ROUTER_HTTP__HOST": "127.0.0.1", "ROUTER_HTTP__PORT": str(port)}
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty service never blocks on it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"], cwd=ROOT, env=full, stdout=subprocess.DEVNULL, stderr=err
+        )
+        try:
+            _wait_ready(url, proc, err, startup_timeout)
+            yield ServiceProcess(url, proc)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], err: IO[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            err.seek(0)
+            tail = err.read().decode("utf-8", "replace")[-3000:]
+            state = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready after {timeout:.0f} s"
+            raise RuntimeError(f"the service {state}: {tail}")
+        time.sleep(0.25)
