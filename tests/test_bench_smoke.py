@@ -12,8 +12,8 @@ import pytest
 from bench.cli import serve_and_measure, worker_for
 from bench.contention import idle_and_loaded
 from bench.data import load_splits, subset
-from bench.index_build import index_build
 from bench.decisions import compare, routed
+from bench.index_build import index_build
 from bench.peer import tune_threshold
 from bench.quality import our_quality
 from bench.reindex_speed import reindex_in_process
