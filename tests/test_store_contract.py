@@ -127,6 +127,26 @@ def test_search_returns_nearest_with_cosine_similarity(store: IndexStore) -> Non
         index.close()
 
 
+def test_a_batch_search_answers_each_row_as_a_search_of_its_own(store: IndexStore) -> None:
+    """Several query vectors searched in one call (a micro-batch) get, row by row and in order,
+    the neighbours and scores each gets alone; an empty batch gets no rows."""
+    store.write_version(manifest("v1"), POINTS, VECTORS)
+    index = store.open_version("v1")
+    try:
+        queries = np.concatenate([VECTORS[::-1], VECTORS[:2] * 0.5 + VECTORS[2:4] * 0.5])
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        together = index.searcher.search(queries, 3)
+        alone = [index.searcher.search(queries[i : i + 1], 3)[0] for i in range(len(queries))]
+        assert len(together) == len(queries)
+        for row, single in zip(together, alone, strict=True):
+            assert [h.text for h in row] == [h.text for h in single]
+            assert [h.similarity for h in row] == pytest.approx([h.similarity for h in single], abs=1e-6)
+        assert together[0][0].text == POINTS[-1].text
+        assert index.searcher.search(queries[:0], 3) == []
+    finally:
+        index.close()
+
+
 def test_switching_and_dropping_versions(store: IndexStore) -> None:
     """The live version is never dropped; an old unused one is."""
     store.write_version(manifest("v1"), POINTS, VECTORS)
