@@ -17,6 +17,9 @@ In order, for /v1 and /admin:
    a batch costs one per query (charged by the handler, `charge_queries`).
 5. JSON endpoints take `application/json` only (415): a form or `text/plain` body is what a
    cross-site page can send without a preflight.
+
+The guards are coroutines although nothing in them waits: Litestar runs a plain-function guard
+in a worker thread, two thread hand-offs per request for a few dictionary lookups.
 """
 
 from __future__ import annotations
@@ -161,7 +164,7 @@ def charge_queries(connection: Connection, queries: int) -> None:
         _services(connection).limiter.charge(identity, queries - 1)
 
 
-def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
+async def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
     """Public endpoints: a configured API key (or the admin token) unless none is configured."""
     keys: KeyRing = _services(connection).keyring
     _check_origin(connection, open_mode=keys.public_open)
@@ -180,7 +183,7 @@ def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
     _limit(connection, identity)
 
 
-def require_admin(connection: Connection, _: BaseRouteHandler) -> None:
+async def require_admin(connection: Connection, _: BaseRouteHandler) -> None:
     """Admin endpoints: the admin token; open only when no key of any kind is configured."""
     keys: KeyRing = _services(connection).keyring
     _check_origin(connection, open_mode=keys.open)
@@ -200,7 +203,7 @@ def require_admin(connection: Connection, _: BaseRouteHandler) -> None:
     raise _failed(connection, Unauthorized("the admin token is not valid", headers=_CHALLENGE))
 
 
-def require_json(connection: Connection, _: BaseRouteHandler) -> None:
+async def require_json(connection: Connection, _: BaseRouteHandler) -> None:
     """A body-taking endpoint: the body must be declared `application/json` (or `+json`)."""
     if connection.scope.get("method") not in _UNSAFE:
         return
