@@ -19,7 +19,11 @@ HEADER = """# Benchmarks
 Routing quality on CLINC150 against semantic-router 1.1, and speed, measured in one run on one
 machine, with three embedding setups side by side: all-MiniLM-L6-v2 on torch with 2 threads
 (the path before issue 15), all-MiniLM-L6-v2 on ONNX Runtime (the default) and
-all-mpnet-base-v2 on ONNX Runtime (the quality model, when installed). Reproduce with:
+all-mpnet-base-v2 on ONNX Runtime (the quality model, when installed). Each setup is timed in
+a process of its own that loads only that model (`bench/worker.py`: bare encode, index build,
+in-process classify), and served by `python -m service` in its own process, timed by a
+keep-alive client in the bench process: one inference runtime per process, as the service and
+the indexer run (a process holding several runtimes runs each slower). Reproduce with:
 
     python -m bench
 
