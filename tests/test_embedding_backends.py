@@ -15,7 +15,7 @@ from devkit.serving import SHIPPED_ROUTES, settings_for
 from router_core import Embedder, IndexIncompatible, load_embedder, load_routes, plan_reindex, run_reindex
 from router_core.embedding import MODEL_ID_FILE, resolve_model
 from router_core.embedding.derived import sha256_file
-from router_core.embedding.graph import cut_batches
+from router_core.embedding.graph import MAX_BATCH_CHARS, cut_batches
 from router_core.embedding.parity import (
     MIN_COSINE,
     REFERENCE_TEXTS,
@@ -254,7 +254,8 @@ def test_a_large_micro_batch_is_split_across_workers_in_order(bare_embedder: Emb
 
 def test_a_long_text_is_not_batched_with_short_ones() -> None:
     """Sorted longest first, a batch is cut where a text is under half its batch's longest (when
-    that is long enough for padding to cost more than a pass) and at the batch size."""
+    that is long enough for padding to cost more than a pass), at the batch size, and where its
+    padded characters would pass the budget."""
     lengths = [20, 300, 40, 290, 10]
     order = np.argsort([-n for n in lengths], kind="stable")
     cut = [[lengths[i] for i in batch] for batch in cut_batches(order, lengths, 64)]
@@ -263,6 +264,10 @@ def test_a_long_text_is_not_batched_with_short_ones() -> None:
     assert [len(b) for b in cut_batches(np.argsort([-n for n in short], kind="stable"), short, 64)] == [4]
     same = [100] * 5
     assert [len(b) for b in cut_batches(np.arange(5), same, 2)] == [2, 2, 1]
+    # at most MAX_BATCH_CHARS padded characters: six texts of 200 (1,200), not seven (1,400)
+    assert MAX_BATCH_CHARS == 1280
+    assert [len(b) for b in cut_batches(np.arange(10), [200] * 10, 64)] == [6, 4]
+    assert [len(b) for b in cut_batches(np.arange(100), [40] * 100, 64)] == [32, 32, 32, 4]
 
 
 def test_mixed_lengths_encode_as_they_would_alone(bare_embedder: Embedder) -> None:
