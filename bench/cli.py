@@ -9,6 +9,10 @@ over HTTP idle and beside the neighbour, HTTP throughput at 1/8/32 clients. Also
 default routes CLINC150 exactly as torch did, decision by decision; semantic-router 1.1 on the
 same splits; incremental re-index. Prints a table, writes JSON and rewrites the generated part
 of BENCHMARKS.md.
+
+Every timing of a setup runs in a process holding that setup's model only (`bench.worker`),
+and the service runs as `python -m service`: one inference runtime per process. Quality is
+measured here, with every model loaded (it times nothing).
 """
 
 from __future__ import annotations
@@ -54,7 +58,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "bench" / "results"
 QUICK_LABELS = 20
-WARMUP_TEXTS = 128
 CONTENTION_QUERIES = 100
 
 Log = Callable[[str], None]
