@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import latency_summary, ratio
+from devkit.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,12 +51,7 @@ def neighbour(texts: Sequence[str], work: Path, *, settle_s: float = 2.0) -> Ite
         time.sleep(settle_s)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
 
 
 def interleaved(

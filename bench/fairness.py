@@ -33,6 +33,7 @@ import httpx
 
 from bench.loadtest import QUERIES, _reindex, _wait_ready
 from bench.sections import markers, write_section
+from devkit.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128
@@ -172,11 +173,7 @@ async def run(seconds: float, batch_clients: int, workdir: Path) -> FairnessResu
                 )
             )
     finally:
-        service.terminate()
-        try:
-            service.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            service.kill()
+        stop_process(service)
     return result
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from bench.sections import write_section
+from devkit.processes import stop_process
 from devkit.routes_dirs import add_route
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,11 +222,7 @@ async def run(
             elapsed = time.perf_counter() - started
     finally:
         res.peak_rss_mb = round(_peak_rss_mb(service.pid), 1)
-        service.terminate()
-        try:
-            service.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            service.kill()
+        stop_process(service, 30)
     res.unknown_versions = sum(c for v, c in res.versions_seen.items() if v not in res.versions_published)
     res.throughput_rps = round(res.requests / elapsed, 1)
     res.p50_ms, res.p99_ms, res.max_ms = _percentiles(latencies)

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from devkit.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -75,11 +77,7 @@ class Worker:
         if self._proc.poll() is None:
             with contextlib.suppress(RuntimeError, OSError, ValueError):
                 self.call("quit")
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            stop_process(self._proc, 30, terminate=False)
         for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if stream is not None:
                 stream.close()

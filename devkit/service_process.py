@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
 
+from devkit.processes import stop_process
 from devkit.serving import ROOT, free_port
 
 
@@ -41,12 +42,7 @@ def service_process(env: Mapping[str, str], *, startup_timeout: float = 180.0) -
             _wait_ready(url, proc, err, startup_timeout)
             yield ServiceProcess(url, proc)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], err: IO[bytes], timeout: float) -> None:

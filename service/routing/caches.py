@@ -49,6 +49,24 @@ class LRU(Generic[V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def through(
+        self,
+        keys: Sequence[Hashable],
+        compute: Callable[[list[int]], Sequence[V]],
+        keep: Callable[[int], bool] = lambda _i: True,
+    ) -> tuple[list[V], list[int]]:
+        """The value of every key, in order: cached ones, and the rest from one call of
+        `compute(positions of the missing keys)`, stored where `keep(position)`. Returns the
+        values and the missing positions."""
+        found: list[V | None] = [self.get(key) for key in keys]
+        missing = [i for i, value in enumerate(found) if value is None]
+        if missing:
+            for i, value in zip(missing, compute(missing), strict=True):
+                found[i] = value
+                if keep(i):
+                    self.put(keys[i], value)
+        return [value for value in found if value is not None], missing
+
 
 class VectorCache:
     """Vectors of message texts per model, so a chat's history is embedded once, not on every
@@ -61,20 +79,14 @@ class VectorCache:
         self, embedder: Embedder, texts: Sequence[str], encode: Callable[[list[str]], Vectors]
     ) -> tuple[Vectors, int]:
         """Vectors of `texts` in order (rows), and how many had to be embedded."""
-        out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-        missing: list[int] = []
-        for i, text in enumerate(texts):
-            found = self._lru.get((embedder.model_id, text))
-            if found is None:
-                missing.append(i)
-            else:
-                out[i] = found
-        if missing:
-            fresh = encode([texts[i] for i in missing])
-            for row, i in enumerate(missing):
-                out[i] = fresh[row]
-                self._lru.put((embedder.model_id, texts[i]), fresh[row].copy())
-        return out, len(missing)
+        if not texts:
+            return np.zeros((0, embedder.dimension), dtype=np.float32), 0
+        # each row copied: a kept vector must not hold its whole batch's array alive
+        rows, missing = self._lru.through(
+            [(embedder.model_id, text) for text in texts],
+            lambda positions: [row.copy() for row in encode([texts[i] for i in positions])],
+        )
+        return np.stack(rows).astype(np.float32, copy=False), len(missing)
 
     @property
     def stats(self) -> tuple[int, int, int]:

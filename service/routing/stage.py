@@ -185,22 +185,13 @@ class RoutingStage:
     ) -> dict[str, Sequence[Neighbour]]:
         """Each text's k nearest examples: from the cache for texts searched before in this
         version, the rest in one search; the texts of chats (`remember`) are kept for their next turn."""
-        found: dict[str, Sequence[Neighbour]] = {}
-        missing: list[int] = []
-        for i, text in enumerate(texts):
-            hit = self._neighbours.get((index.version, k, text))
-            if hit is None:
-                missing.append(i)
-            else:
-                found[text] = hit
+        rows, missing = self._neighbours.through(
+            [(index.version, k, text) for text in texts],
+            lambda positions: index.searcher.search(vectors[positions], k),
+            keep=lambda i: texts[i] in remember,
+        )
         self._metrics.observe_searched(len(texts), len(missing))
-        if missing:
-            hits = index.searcher.search(vectors[missing], k)
-            for i, row in zip(missing, hits, strict=True):
-                found[texts[i]] = row
-                if texts[i] in remember:
-                    self._neighbours.put((index.version, k, texts[i]), row)
-        return found
+        return dict(zip(texts, rows, strict=True))
 
     # -- the LLM step, on the event loop --------------------------------------------------------
     async def _llm_step(self, voted: Routed, request: RouteRequest) -> Routed:
