@@ -48,7 +48,7 @@ from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import LabelledQuery, canonical_labels, load_labelled
 from router_core import Embedder, load_embedder, load_routes, run_reindex
 from router_core.decision import decide_many
-from router_core.llm_params import LLMRoutingParams
+from router_core.params import LLMRoutingParams
 from router_core.store import EdgeStore
 from router_llm.settings import DeciderSettings
 from service.app import create_app

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from indexer.calibration import DEFAULT_GRID, calibrate
-from indexer.evaluation import EvalReport, evaluate, neighbours_for
+from indexer.evaluation import EvalReport, evaluate
 from indexer.importer import route_name_for
 from indexer.labelled import OOS_LABEL, LabelledQuery
-from router_core import Embedder, IndexStore, decide
-from router_core.params import DecisionParams
+from router_core import DecisionParams, Embedder, IndexStore, Router, RouteRequest
+from router_core.pipeline import vote_only
 
 KEEP_ROUTE_ROWS = 10
 KEEP_CONFUSIONS = 15
@@ -47,12 +47,15 @@ def our_quality(
         raise RuntimeError("no live index version to evaluate")
     index = store.open_version(version)
     try:
-        base = index.table.params
-        routes = [r.name for r in index.table.routes]
+        table = vote_only(index.table)
+        base = table.params
+        routes = [r.name for r in table.routes]
         k_max = max(DEFAULT_GRID.k_max, base.k)
         t0 = time.perf_counter()
-        val_neighbours = neighbours_for(embedder, index, [q.text for q in val], k_max)
-        test_neighbours = neighbours_for(embedder, index, [q.text for q in test], k_max)
+        router = Router(index, embedder)
+        val_routing = router.routing([RouteRequest.query(q.text) for q in val], table=table, k=k_max)
+        val_neighbours = [val_routing.found.neighbours[q.text] for q in val]
+        test_routing = router.routing([RouteRequest.query(q.text) for q in test], table=table, k=k_max)
         search_s = time.perf_counter() - t0
         log(f"neighbours of {len(val)} val + {len(test)} test queries in {search_s:.1f} s")
     finally:
@@ -61,7 +64,7 @@ def our_quality(
     test_texts = [q.text for q in test]
 
     def scored(params: DecisionParams) -> dict[str, Any]:
-        decisions = [decide(n, params) for n in test_neighbours]
+        decisions = test_routing.again(replace(table, params=params))
         report = evaluate(decisions, test_gold, params.default_route, texts=test_texts, routes=routes)
         return {**summary(report), "params": params.to_dict()}
 

@@ -179,7 +179,7 @@ def _latency_rows(result: Result) -> list[Row]:
     lat = speed.get("latency")
     if lat:
         rows.append(["bare `model.encode` of one query, p50 / p99", _ms(lat["bare_encode"])])
-        for key, label in (("in_process", "in process (classify_texts)"), ("http", "over HTTP")):
+        for key, label in (("in_process", "in process (Router.classify)"), ("http", "over HTTP")):
             ratio = _x(lat[key].get("p50_vs_bare_encode"))
             rows.append(
                 [

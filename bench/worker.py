@@ -123,12 +123,12 @@ class _Serve:
         return {"version": version}
 
     def classify(self, text: str) -> dict[str, float]:
-        from router_core import classify_texts
+        from router_core import Router
 
         if self.index is None:
             raise RuntimeError("classify before open")
         t0 = time.perf_counter()
-        classify_texts(self.embedder, self.index, [text])
+        Router(self.index, self.embedder).classify([text])
         return {"s": time.perf_counter() - t0}
 
     def build(self, routes_dir: str, data_dir: str) -> dict[str, Any]:

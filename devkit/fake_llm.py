@@ -8,14 +8,15 @@ the default reply `"[<model>] <last user message>"`.
 
 Behaviours: `Reply` (fixed text, streamed in N chunks with a delay), `Fail` (an HTTP error,
 optionally echoing the request's Authorization header in its body), `Hang` (accept and never
-answer), `Drop` (close the connection without a response) and `DropMidStream` (stream some
-chunks, then close).
+answer), `Drop` (close the connection without a response), `DropMidStream` (stream some
+chunks, then close) and `Choose` (answer as a decision model, deterministically).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -71,7 +72,22 @@ class DropMidStream:
     text: str = "this answer will be cut off part way"
 
 
-Behaviour = Reply | Fail | Hang | Drop | DropMidStream
+@dataclass(frozen=True)
+class Choose:
+    """Answer as a decision model: `{"route": name}` with a name among the routes the prompt
+    lists (`- name: description` lines) or "none", picked by a hash of the message to route:
+    the same question always gets the same answer, and different questions different ones."""
+
+
+def choice_for(prompt: str) -> str:
+    """The route `Choose` answers for a decision prompt (router_core.llm_routing.prompt_messages)."""
+    names = [line[2:].split(":", 1)[0] for line in prompt.splitlines() if line.startswith("- ") and ":" in line]
+    routed = prompt.rsplit("Message to route:", 1)[-1].strip()
+    options = sorted(set(names)) or ["none"]
+    return options[int(hashlib.sha256(routed.encode("utf-8")).hexdigest(), 16) % len(options)]
+
+
+Behaviour = Reply | Fail | Hang | Drop | DropMidStream | Choose
 
 
 @dataclass(frozen=True)
@@ -251,6 +267,8 @@ class FakeLLM:
             return False
         messages = body.get("messages", [])
         last_user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        if isinstance(behaviour, Choose):
+            behaviour = Reply(json.dumps({"route": choice_for(str(last_user))}))
         text = behaviour.text if behaviour.text is not None else f"[{model}] {last_user}"
         usage = USAGE if behaviour.usage else None
         if body.get("stream"):

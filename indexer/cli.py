@@ -17,15 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from indexer import commands
+from indexer import commands, context
 from indexer.calibration import DEFAULT_OOS_SHARE
-from indexer.conversation_commands import LLMOptions, run_calibrate_conversations, run_eval_conversations
+from indexer.conversation_commands import run_calibrate_conversations, run_eval_conversations
 from indexer.conversations import is_conversation_file
 from indexer.finetune import FinetuneConfig
 from indexer.hints import REPLACE_FLAG, publish_refusal
 from indexer.hygiene import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_MIN_EXAMPLES
 from indexer.importer import ImportOptions
 from indexer.labelled import LabelledDataInvalid
+from indexer.llm_step import LLMOptions
 from indexer.model_loading import LazyEmbedder
 from indexer.settings import IndexerSettings
 from router_core import (
@@ -318,7 +319,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
     except ValueError as exc:  # pydantic's ValidationError, pydantic-settings' SettingsError
         # Named, never echoed: a value set under the wrong name may be a key.
         lines = "\n".join(f"  - {line}" for line in settings_problems(exc, IndexerSettings))
-        commands.print_error(f"invalid settings in the environment or .env:\n{lines}")
+        context.print_error(f"invalid settings in the environment or .env:\n{lines}")
         return 2
     settings = settings_from(args, configured)
     if args.command != "reindex":
@@ -335,19 +336,19 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
             embedder=embedder,
             configured=None if args.replace_configured_index else configured,
         )
-    except commands.CommandRefused as exc:
-        commands.print_error(str(exc))
+    except context.CommandRefused as exc:
+        context.print_error(str(exc))
         print("nothing was indexed; the live index is unchanged.", file=sys.stderr)
         return 2
     except RoutesInvalid as exc:
-        commands.print_error(str(exc))
+        context.print_error(str(exc))
         print("nothing was indexed; the live index is unchanged.", file=sys.stderr)
         return 2
     except IndexBusy as exc:  # the other re-index may well change the live index: say only what this one did
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RouterError as exc:
-        commands.print_error(str(exc))
+        context.print_error(str(exc))
         print("the live index is unchanged.", file=sys.stderr)
         return 1
 
@@ -372,18 +373,18 @@ def _run_tool(
     embedder: Embedder | None,
 ) -> int:
     progress = not args.quiet
-    context = commands.Context(settings, configured, out, progress, embedder)
+    ctx = context.Context(settings, configured, out, progress, embedder)
     try:
         if args.command == "eval":
             llm = _llm_options(args, settings)
             if is_conversation_file(args.file):
                 return run_eval_conversations(
-                    context, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm
+                    ctx, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm
                 )
-            return commands.run_eval(context, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm)
+            return commands.run_eval(ctx, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm)
         if args.command == "calibrate" and is_conversation_file(args.file):
             return run_calibrate_conversations(
-                context,
+                ctx,
                 args.file,
                 write=args.write,
                 allow_test=args.allow_test,
@@ -393,7 +394,7 @@ def _run_tool(
             )
         if args.command == "calibrate":
             return commands.run_calibrate(
-                context,
+                ctx,
                 args.file,
                 write=args.write,
                 oos_weight=args.oos_weight,
@@ -405,7 +406,7 @@ def _run_tool(
             )
         if args.command == "hygiene":
             return commands.run_hygiene(
-                context,
+                ctx,
                 duplicate_similarity=args.duplicate_similarity,
                 min_examples=args.min_examples,
                 json_path=args.json_path,
@@ -420,7 +421,7 @@ def _run_tool(
                 max_steps=args.max_steps,
                 seed=args.seed,
             )
-            return commands.run_finetune(context, config=config, out_dir=args.out)
+            return commands.run_finetune(ctx, config=config, out_dir=args.out)
         options = ImportOptions(
             exclude=tuple(args.exclude or ["oos"]),
             threshold=args.threshold,
@@ -431,15 +432,15 @@ def _run_tool(
             seed=args.seed,
             force=args.force,
         )
-        return commands.run_import(context, args.file, args.out, options, data_dir=getattr(args, "data_dir", None))
-    except (RoutesInvalid, LabelledDataInvalid, commands.CommandRefused, ValueError) as exc:
-        commands.print_error(str(exc))
+        return commands.run_import(ctx, args.file, args.out, options, data_dir=getattr(args, "data_dir", None))
+    except (RoutesInvalid, LabelledDataInvalid, context.CommandRefused, ValueError) as exc:
+        context.print_error(str(exc))
         return 2
     except FileExistsError as exc:  # an --out that holds something else
-        commands.print_error(str(exc))
+        context.print_error(str(exc))
         return 2
     except (RouterError, OSError) as exc:  # OSError: an output path that cannot be written
-        commands.print_error(str(exc))
+        context.print_error(str(exc))
         return 1
 
 
@@ -464,10 +465,10 @@ def reindex(
     )
     refusal = None if configured is None else publish_refusal(settings, configured)
     if refusal and not dry_run:
-        raise commands.CommandRefused(refusal)
+        raise context.CommandRefused(refusal)
     store = open_store(settings.index)
     try:
-        model = commands.model_for(settings, embedder, quiet=not progress, out=out)
+        model = context.model_for(settings, embedder, quiet=not progress, out=out)
         live = store.live_version()
         if isinstance(model, LazyEmbedder) and live is not None:
             manifest = store.manifest(live)

@@ -11,18 +11,24 @@ can grow another way to decide or another input without rewriting the others.
 
 from __future__ import annotations
 
-import json
-import re
 import shlex
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from indexer import report_html
 from indexer.calibration import DEFAULT_GRID, CalibrationResult, calibrate
+from indexer.context import (
+    CommandRefused,
+    Context,
+    Live,
+    live_index,
+    missing_index,
+    refuse_test_file,
+    write_json,
+    write_text,
+)
 from indexer.evaluation import EvalReport, evaluate, neighbours_for, threshold_curve
 from indexer.finetune import FinetuneConfig, finetune
 from indexer.hints import index_args, indexer_command, own_data_dir, reindex_hint, safe_settings
@@ -30,140 +36,17 @@ from indexer.hybrid import HybridCalibration, calibrate_band
 from indexer.hygiene import check_hygiene
 from indexer.importer import ImportOptions, ImportReport, import_labelled
 from indexer.labelled import LabelledQuery, canonical_labels, is_fallback_label, load_labelled
-from indexer.model_loading import LazyEmbedder
-from indexer.progress import Progress
+from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode
 from indexer.routes_writer import write_decision_params, write_llm_params
 from indexer.tables import pct, text_table
 from indexer.text_report import print_calibration, print_eval
-
-if TYPE_CHECKING:
-    from indexer.conversation_commands import LLMOptions
-from router_core import Embedder, IndexMissing, OpenIndex, RouterSettings, load_routes, open_store
+from router_core import IndexMissing, load_routes, open_store
 from router_core.decision import Decision, decide_many
+from router_core.evaluation import CURVE_THRESHOLDS
 from router_core.manifest import fingerprint
 from router_core.neighbours import Neighbour
 from router_core.params import DecisionParams
-
-CURVE_THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(81))
-# A file named like a test split (test.jsonl, shipped-test.jsonl, testset...), not latest.jsonl.
-_TEST_FILE = re.compile(r"(?<![a-z])test")
-
-
-class CommandRefused(Exception):
-    """A command that will not run as asked (exit code 2); the message says why."""
-
-
-@dataclass(frozen=True)
-class Context:
-    """What every command runs with: the settings (command line over environment), the
-    configured ones (environment only: what the service serves), where to print, whether to
-    show progress, and a loaded model to reuse (else one loads when something is embedded)."""
-
-    settings: RouterSettings
-    configured: RouterSettings
-    out: TextIO
-    progress: bool = False
-    embedder: Embedder | None = None
-
-    def steps(self) -> Progress:
-        """Progress on stderr, shown unless --quiet."""
-        return Progress(enabled=self.progress)
-
-
-def model_for(settings: RouterSettings, embedder: Embedder | None, *, quiet: bool, out: TextIO) -> Embedder:
-    """`embedder` when given, else the configured model, loaded on first use (and said so)."""
-    if embedder is not None:
-        return embedder
-
-    def loaded(model: Embedder, seconds: float) -> None:
-        print(
-            f"model: {model.model_id} (dim {model.dimension}) on {model.backend}, loaded in {seconds:.1f} s",
-            file=out,
-        )
-
-    return LazyEmbedder(settings.embedding, quiet=quiet, on_load=loaded, cache_dir=settings.index.derived_models_dir)
-
-
-@dataclass(frozen=True)
-class Live:
-    """The opened live index and what the commands print about it."""
-
-    index: OpenIndex
-    embedder: Embedder
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Where the figures come from."""
-        m = self.index.manifest
-        return {
-            "index version": m.version,
-            "model": m.model_id,
-            "examples": m.points,
-            "routes": len(self.index.table.routes),
-        }
-
-
-@contextmanager
-def live_index(ctx: Context) -> Iterator[Live]:
-    """Open the live version, cheap checks first (an index exists, built with this model); the
-    model itself loads only when the first query is embedded. Warn when the index was built
-    from other routes."""
-    settings = ctx.settings
-    model = model_for(settings, ctx.embedder, quiet=not ctx.progress, out=ctx.out)
-    store = open_store(settings.index)
-    try:
-        live = store.live_version()
-        if live is None:
-            raise IndexMissing(_missing_index(ctx))
-        index = store.open_version(live)
-        try:
-            _check_model(index, model)
-            _warn_if_stale(ctx, index)
-            yield Live(index, model)
-        finally:
-            index.close()
-    finally:
-        store.close()
-
-
-def _missing_index(ctx: Context) -> str:
-    """No live index: how to build one (into an index of its own when it is not the service's routes)."""
-    settings = ctx.settings
-    where = "on the Qdrant server" if settings.index.uses_server else f"in {settings.index.data_dir}"
-    hint = safe_settings(settings, ctx.configured)
-    text = f"no live index {where}: build it first with `{reindex_hint(settings, ctx.configured)}`"
-    if hint is not settings:
-        text += f", then pass --data-dir {hint.index.data_dir} to this command too"
-    return text
-
-
-def _check_model(index: OpenIndex, model: Embedder) -> None:
-    m = index.manifest
-    if m.model_id != model.model_id:
-        raise CommandRefused(
-            f"the live index was built with model {m.model_id!r}, not {model.model_id!r}; "
-            f"pass --model {m.model_source or m.model_id} to match it, or re-index"
-        )
-
-
-def _warn_if_stale(ctx: Context, index: OpenIndex) -> None:
-    m = index.manifest
-    table = load_routes(ctx.settings.routes_dir, ctx.settings.route_files.policy())
-    if fingerprint(m.model_id, m.dimension, table) == m.fingerprint:
-        return
-    if safe_settings(ctx.settings, ctx.configured) is not ctx.settings:
-        print(
-            f"warning: the live index {m.version} is the configured one, the service's, not built from "
-            f"{ctx.settings.routes_dir}: pass the --data-dir you built {ctx.settings.routes_dir} into. "
-            "Figures below are for the service's index.",
-            file=ctx.out,
-        )
-    else:
-        print(
-            f"warning: live index {m.version} was not built from the current {ctx.settings.routes_dir}; "
-            f"refresh it with `{reindex_hint(ctx.settings, ctx.configured)}`. Figures below are for the live index.",
-            file=ctx.out,
-        )
+from router_core.pipeline import RouteRequest, vote_only
 
 
 @dataclass(frozen=True)
@@ -196,42 +79,48 @@ def neighbours_of(ctx: Context, live: Live, texts: Sequence[str], k: int) -> lis
 def run_eval(
     ctx: Context, file: Path, *, json_path: Path | None, html_path: Path | None, llm: LLMOptions | None = None
 ) -> int:
-    """`eval FILE.jsonl`: decide every query with the live index and score the decisions; with
-    `llm`, run the route set's LLM step for real after the vote."""
+    """`eval FILE.jsonl`: route every query as the service does (router_core.pipeline) on the
+    live index and score the decisions; with `llm`, the route set's LLM step runs for real."""
     queries = load_labelled(file)
     with live_index(ctx) as live:
         data = labelled_for(live, queries)
-        params = live.index.table.params
+        table = live.index.table if llm is None else with_mode(live.index.table, llm)
+        params = table.params
         print(f"evaluating {len(queries)} queries from {file} on index {live.index.version}", file=ctx.out)
-        neighbours = neighbours_of(ctx, live, data.texts, params.k)
-        decisions = decide_queries(live, neighbours)
+        requests = [RouteRequest.query(t) for t in data.texts]
+        steps = ctx.steps()
+        try:
+            # The vote (mode embedding: what decides before any decision model), then its LLM step.
+            routing = live.router.routing(requests, table=vote_only(table), progress=steps)
+        finally:
+            steps.finish()
+        decisions = routing.decisions
+        neighbours = [routing.found.neighbours[t] for t in data.texts]
         llm_json: dict[str, Any] | None = None
         if llm is not None:
-            # conversation_commands builds on this module: imported when the LLM step runs
-            from indexer.conversation_commands import decisions_after_llm, llm_summary, with_mode
-
-            table = with_mode(live.index.table, llm)
             vote = evaluate(decisions, data.labels, params.default_route, texts=data.texts, routes=data.routes)
             print(
                 f"the vote alone: in-scope accuracy {pct(vote.in_scope_accuracy)}, fallback recall "
                 f"{pct(vote.fallback_recall)}; now the {table.mode} mode's LLM step:",
                 file=ctx.out,
             )
-            decisions, run = decisions_after_llm(table, decisions, data.texts, llm, ctx.progress)
+            decisions, run = run_llm_step(table, decisions, requests, llm, progress=ctx.progress)
             llm_json = llm_summary(run, len(decisions), ctx.out)
         report = evaluate(decisions, data.labels, params.default_route, texts=data.texts, routes=data.routes)
         print_eval(report, ctx.out)
-        meta = {**live.meta, "file": str(file), "params": params.to_dict()}
+        meta = {**live.meta, "file": str(file), "params": params.to_dict(), "mode": table.mode}
         if json_path:
-            _write_json(json_path, {"meta": meta, "report": report.to_dict(), "llm": llm_json}, ctx.out)
+            decided = [_decision_dict(d) for d in decisions]
+            write_json(
+                json_path, {"meta": meta, "report": report.to_dict(), "llm": llm_json, "decisions": decided}, ctx.out
+            )
         if html_path:
             _eval_html(html_path, live, data, neighbours, decisions, report, meta, ctx.out)
     return 0
 
 
-def decide_queries(live: Live, neighbours: Sequence[Sequence[Neighbour]]) -> list[Decision]:
-    """The decisions the service makes for these neighbours, with the index's parameters."""
-    return decide_many(neighbours, live.index.table.params)
+def _decision_dict(d: Decision) -> dict[str, Any]:
+    return {"route": d.route, "fallback": d.fallback, "reason": d.reason, "decided_by": d.decided_by, "score": d.score}
 
 
 def _eval_html(
@@ -249,7 +138,7 @@ def _eval_html(
     fallback = params.default_route
     gold = [fallback if is_fallback_label(g, fallback) else g for g in data.labels]
     predicted = [d.route for d in decisions]
-    _write_text(path, report_html.eval_page(report, curve, gold, predicted, meta), out)
+    write_text(path, report_html.eval_page(report, curve, gold, predicted, meta), out)
 
 
 # -- calibrate --------------------------------------------------------------------------------
@@ -301,10 +190,10 @@ def run_calibrate(
         meta = {**live.meta, "file": str(file)}
         if json_path:
             extra = {"band": hybrid.to_dict()} if hybrid is not None else {}
-            _write_json(json_path, {"meta": meta, "result": result.to_dict(), **extra}, ctx.out)
+            write_json(json_path, {"meta": meta, "result": result.to_dict(), **extra}, ctx.out)
         if html_path:
             curve = threshold_curve(neighbours, data.labels, result.params, CURVE_THRESHOLDS, data.routes)
-            _write_text(html_path, report_html.calibration_page(result, curve, meta), ctx.out)
+            write_text(html_path, report_html.calibration_page(result, curve, meta), ctx.out)
     if write:
         write_parameters(ctx, result)
         if hybrid is not None and hybrid.chosen is not None:
@@ -368,16 +257,6 @@ def print_band(result: HybridCalibration, out: TextIO) -> None:
         print("chosen: the first row after the vote (in-sample; see bench.hybrid for test-file figures)", file=out)
 
 
-def refuse_test_file(file: Path, allow_test: bool) -> None:
-    """Never tune on the file the figures are reported on."""
-    if _TEST_FILE.search(file.name.lower()) and not allow_test:
-        raise CommandRefused(
-            f"{file.name} looks like a test file; never tune on the test set (it would make the "
-            "test figures meaningless). Calibrate on a validation file, or pass "
-            "--i-know-this-is-test if this really is not the file you report on."
-        )
-
-
 def search_parameters(
     ctx: Context,
     neighbours: Sequence[Sequence[Neighbour]],
@@ -437,7 +316,7 @@ def run_hygiene(
     try:
         live = store.live_version()
         if live is None:
-            raise IndexMissing(_missing_index(ctx))
+            raise IndexMissing(missing_index(ctx))
         manifest = store.manifest(live)
         stored = store.stored_points(live)
     finally:
@@ -503,9 +382,9 @@ def run_hygiene(
         "routes dir": str(settings.routes_dir),
     }
     if json_path:
-        _write_json(json_path, {"meta": meta, "report": report.to_dict()}, out)
+        write_json(json_path, {"meta": meta, "report": report.to_dict()}, out)
     if html_path:
-        _write_text(html_path, report_html.hygiene_page(report, meta), out)
+        write_text(html_path, report_html.hygiene_page(report, meta), out)
     return 0
 
 
@@ -592,18 +471,3 @@ def print_import(report: ImportReport, out_dir: Path, out: TextIO) -> None:
         )
     if report.replaced:
         print(f"replaced files edited since the last import (--force): {', '.join(report.replaced)}", file=out)
-
-
-def _write_json(path: Path, data: dict[str, Any], out: TextIO) -> None:
-    _write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n", out)
-
-
-def _write_text(path: Path, text: str, out: TextIO) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path}", file=out)
-
-
-def print_error(message: str) -> None:
-    """An error line on stderr."""
-    print(f"error: {message}", file=sys.stderr)

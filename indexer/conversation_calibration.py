@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from indexer.conversations import LabelledConversation, LabelledTurn, Prepared, TurnTypeScores, score_turns
-from router_core.conversation import ConversationParams, Turn
+from router_core.conversation import Turn
 from router_core.conversation_engine import ConversationBatch, finish, pool, related
 from router_core.neighbours import FloatArray
-from router_core.params import DecisionParams, specs_of
+from router_core.params import ConversationParams, DecisionParams, specs_of
 
 OFF_TOPIC_LABEL = "oos"
 STANDALONE = ("standalone_similarity", "standalone_words")

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import Any, TextIO
 
 from indexer import report_html
-from indexer.commands import Context, Live, _write_json, _write_text, live_index, refuse_test_file
+from indexer.context import Context, Live, live_index, refuse_test_file, write_json, write_text
 from indexer.conversation_calibration import (
     DEFAULT_MIN_OFF_TOPIC,
     ConversationCalibration,
@@ -38,69 +38,12 @@ from indexer.conversations import (
 )
 from indexer.hints import reindex_hint
 from indexer.labelled import load_labelled
-from indexer.llm_eval import LLMRun, run_llm_step
+from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode
 from indexer.routes_writer import write_conversation_params
 from indexer.tables import pct, text_table
-from router_core.conversation import ConversationParams, route_conversations
 from router_core.decision import Decision
-from router_core.llm_params import Mode
-from router_core.params import specs_of
-from router_core.routes import RouteTable
-from router_llm.settings import DeciderSettings, LLMSettings
-
-
-@dataclass(frozen=True)
-class LLMOptions:
-    """`eval --llm`: the decision model's settings and how to run it."""
-
-    decider: DeciderSettings
-    llm: LLMSettings
-    mode: Mode | None = None  # overrides the route set's mode (llm or hybrid) for this evaluation
-    concurrency: int = 4
-
-
-def with_mode(table: RouteTable, options: LLMOptions) -> RouteTable:
-    """The table as evaluated: the route set's mode, or the one --mode asks for."""
-    mode = options.mode or table.mode
-    if mode == "embedding":
-        raise ValueError(
-            "--llm needs mode llm or hybrid: set mode in _router.yaml (and re-index), or pass --mode llm|hybrid"
-        )
-    if not options.decider.model:
-        raise ValueError("--llm needs a decision model: set ROUTER_DECIDER__MODEL (and its endpoint and key variable)")
-    return replace(table, mode=mode)
-
-
-def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
-    """Print what the decision model did; the same as JSON."""
-    share = run.asked / evaluated if evaluated else 0.0
-    rows = [
-        ("decision model", run.model),
-        ("queries asked about", f"{run.asked} of {evaluated} ({pct(share)})"),
-        ("calls (cache: a repeated question is asked once)", run.calls),
-        ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(run.outcomes.items())) or "-"),
-        ("tokens (prompt + completion)", f"{run.prompt_tokens} + {run.completion_tokens}"),
-        ("latency p50 / p99", f"{run.latency_p50_ms} / {run.latency_p99_ms} ms"),
-        ("time", f"{run.seconds:.1f} s"),
-    ]
-    if run.agreement is not None:
-        rows.append(("agreed with the vote", pct(run.agreement)))
-    print("\n" + text_table(["LLM step", "value"], rows), file=out)
-    for detail in run.detail:
-        print(f"  failure: {detail}", file=out)
-    return {
-        "model": run.model,
-        "asked": run.asked,
-        "share": share,
-        "calls": run.calls,
-        "outcomes": run.outcomes,
-        "prompt_tokens": run.prompt_tokens,
-        "completion_tokens": run.completion_tokens,
-        "latency_p50_ms": run.latency_p50_ms,
-        "latency_p99_ms": run.latency_p99_ms,
-        "seconds": run.seconds,
-        "agreement": run.agreement,
-    }
+from router_core.params import ConversationParams, specs_of
+from router_core.pipeline import RouteRequest, decide, plan, vote_only
 
 
 # -- eval ---------------------------------------------------------------------------------------
@@ -124,51 +67,63 @@ def _prepare(ctx: Context, live: Live, conversations: Sequence[LabelledConversat
 def run_eval_conversations(
     ctx: Context, file: Path, *, json_path: Path | None, html_path: Path | None, llm: LLMOptions | None = None
 ) -> int:
-    """`eval CONVERSATIONS.jsonl`: route every labelled turn with its history and score it."""
+    """`eval CONVERSATIONS.jsonl`: route every labelled turn with its history, as the service
+    does (router_core.pipeline), and score it."""
     conversations = load_conversations(file)
     with live_index(ctx) as live:
-        table = live.index.table
-        if llm is not None:
-            table = with_mode(table, llm)
+        table = live.index.table if llm is None else with_mode(live.index.table, llm)
         conv, params = table.conversation, table.params
-        turns = sum(len(c.labels) for c in conversations)
+        pairs = [(c, label) for c in conversations for label in c.labels]
         print(
-            f"evaluating {turns} labelled turns of {len(conversations)} conversations from {file} "
+            f"evaluating {len(pairs)} labelled turns of {len(conversations)} conversations from {file} "
             f"on index {live.index.version} (strategy {conv.strategy}, window {conv.window})",
             file=ctx.out,
         )
-        prepared = _prepare(ctx, live, conversations, conv.window)
-        decisions = route_conversations(
-            prepared.requests, prepared.neighbours, prepared.vectors, prepared.own, params, conv
-        )
+        requests = [RouteRequest(c.request(label)) for c, label in pairs]
+        steps = ctx.steps()
+        try:
+            # The vote and the conversation rule (mode embedding: what decides before any
+            # decision model), then its LLM step.
+            routing = live.router.routing(requests, table=vote_only(table), progress=steps)
+        finally:
+            steps.finish()
+        decisions = routing.decisions
+        alone_table = replace(vote_only(table), conversation=replace(conv, strategy="last_message"))
+        alone = decide(requests, plan(requests, alone_table), routing.found, alone_table)
         llm_json: dict[str, Any] | None = None
         if llm is not None:
-            chats = [[(t.role, t.text) for t in r if t.role in ("user", "assistant")] for r in prepared.requests]
-            decisions, run = run_llm_step(
-                table, decisions, chats, llm.decider, llm.llm, concurrency=llm.concurrency, progress=ctx.progress
-            )
+            decisions, run = run_llm_step(table, decisions, requests, llm, progress=ctx.progress)
             llm_json = llm_summary(run, len(decisions), ctx.out)
+        labels = [label for _, label in pairs]
         default = params.default_route
-        scores = score_turns([d.route for d in decisions], prepared.labels, default)
-        alone = score_turns([d.route for d in prepared.own], prepared.labels, default)
-        _print_turn_scores([("this router", scores), ("last message alone", alone)], ctx.out)
+        scores = score_turns([d.route for d in decisions], labels, default)
+        alone_scores = score_turns([d.route for d in alone], labels, default)
+        _print_turn_scores([("this router", scores), ("last message alone", alone_scores)], ctx.out)
         reasons = Counter(d.reason for d in decisions)
         print("\nreasons: " + ", ".join(f"{r} {n}" for r, n in reasons.most_common()), file=ctx.out)
-        wrong = misrouted(prepared, decisions, default)
+        wrong = misrouted(requests, labels, decisions, default)
         _print_misrouted(wrong[:10], ctx.out)
         meta = {**live.meta, "file": str(file), "conversation": conv.to_dict(), "mode": table.mode}
         report = {
             "scores": {**scores.as_row(), "counts": scores.counts},
-            "last_message": alone.as_row(),
+            "last_message": alone_scores.as_row(),
             "reasons": dict(reasons),
             "misrouted": [_misrouted_dict(m) for m in wrong],
             "llm": llm_json,
+            "decisions": [
+                {"conversation": label.conversation, "position": label.position, **_decision_dict(d)}
+                for label, d in zip(labels, decisions, strict=True)
+            ],
         }
         if json_path:
-            _write_json(json_path, {"meta": meta, "report": report}, ctx.out)
+            write_json(json_path, {"meta": meta, "report": report}, ctx.out)
         if html_path:
-            _write_text(html_path, conversation_page(scores, alone, wrong, meta), ctx.out)
+            write_text(html_path, conversation_page(scores, alone_scores, wrong, meta), ctx.out)
     return 0
+
+
+def _decision_dict(d: Decision) -> dict[str, Any]:
+    return {"route": d.route, "fallback": d.fallback, "reason": d.reason, "decided_by": d.decided_by, "score": d.score}
 
 
 def _print_turn_scores(rows: Sequence[tuple[str, TurnTypeScores]], out: TextIO) -> None:
@@ -281,7 +236,7 @@ def run_calibrate_conversations(
         )
         print_conversation_calibration(result, ctx.out)
         if json_path:
-            _write_json(json_path, {"meta": {**live.meta, "file": str(file)}, "result": result.to_dict()}, ctx.out)
+            write_json(json_path, {"meta": {**live.meta, "file": str(file)}, "result": result.to_dict()}, ctx.out)
     if write:
         written = write_conversation_params(
             ctx.settings.routes_dir, result.chosen.conversation, policy=ctx.settings.route_files.policy()
@@ -319,18 +274,3 @@ def print_conversation_calibration(result: ConversationCalibration, out: TextIO)
     print(f"\n{result.settings} settings searched over {', '.join(result.searched)}{bar}", file=out)
     print("chosen: " + ", ".join(f"{k}={v}" for k, v in result.chosen.conversation.to_dict().items()), file=out)
     print("(in-sample figures: report on conversations you did not calibrate on)", file=out)
-
-
-def decisions_after_llm(
-    table: RouteTable, decisions: Sequence[Decision], texts: Sequence[str], options: LLMOptions, progress: bool
-) -> tuple[list[Decision], LLMRun]:
-    """Single queries: the LLM step over the vote's decisions."""
-    return run_llm_step(
-        table,
-        decisions,
-        [[("user", t)] for t in texts],
-        options.decider,
-        options.llm,
-        concurrency=options.concurrency,
-        progress=progress,
-    )

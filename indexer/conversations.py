@@ -18,12 +18,13 @@ from typing import Any
 
 from indexer.labelled import LabelledDataInvalid, is_fallback_label
 from indexer.progress import NoSteps, Steps
-from router_core.conversation import ConversationParams, Turn, content_words, layout
+from router_core.conversation import Turn, content_words, layout
 from router_core.conversation_engine import ConversationBatch, Layout
 from router_core.decision import Decision, decide_many
 from router_core.embedding import Embedder
 from router_core.neighbours import Neighbour
-from router_core.params import DecisionParams
+from router_core.params import ConversationParams, DecisionParams
+from router_core.pipeline import RouteRequest
 from router_core.store.protocol import OpenIndex
 
 _ROLES = {"user", "assistant", "system"}
@@ -251,16 +252,20 @@ class Misrouted:
 
 
 def misrouted(
-    prepared: Prepared, decisions: Sequence[Decision], default_route: str, limit: int = 50
+    requests: Sequence[RouteRequest],
+    labels: Sequence[LabelledTurn],
+    decisions: Sequence[Decision],
+    default_route: str,
+    limit: int | None = None,
 ) -> list[Misrouted]:
-    """The first `limit` wrongly routed turns, with their context."""
+    """The wrongly routed turns (the first `limit` of them), with their context."""
     out = []
-    for request, label, d in zip(prepared.requests, prepared.labels, decisions, strict=True):
+    for request, label, d in zip(requests, labels, decisions, strict=True):
         gold = default_route if is_fallback_label(label.route, default_route) else label.route
         if d.route != gold:
-            shown = tuple((t.role, t.text) for t in request[-5:])
+            shown = tuple((t.role, t.text) for t in request.turns[-5:])
             out.append(Misrouted(label.conversation, label.position, gold, d.route, d.reason, shown))
-            if len(out) >= limit:
+            if limit is not None and len(out) >= limit:
                 break
     return out
 

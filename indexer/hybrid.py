@@ -25,10 +25,9 @@ import numpy as np
 
 from indexer.labelled import is_fallback_label
 from router_core.decision import Decision
-from router_core.llm_params import LLMRoutingParams
 from router_core.llm_routing import BandInputs, escalation_mask
 from router_core.neighbours import BoolArray, FloatArray
-from router_core.params import DecisionParams, specs_of
+from router_core.params import DecisionParams, LLMRoutingParams, specs_of
 
 BAND = ("band_below", "band_above", "min_lead", "candidates")
 DEFAULT_BUDGET = 0.10

@@ -8,27 +8,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import TextIO
 
+from router_core.progress import NoSteps, Steps
 
-class Steps(Protocol):
-    """Where a long step reports how far it got."""
-
-    def stage(self, label: str, total: int) -> None:
-        """Start a stage of `total` steps (the previous one is finished)."""
-
-    def advance(self, steps: int = 1) -> None:
-        """Count `steps` more steps of the current stage."""
-
-
-class NoSteps:
-    """Steps that nobody watches."""
-
-    def stage(self, label: str, total: int) -> None:
-        """Nothing to show."""
-
-    def advance(self, steps: int = 1) -> None:
-        """Nothing to show."""
+__all__ = ["NoSteps", "Progress", "Steps"]
 
 
 class Progress:

@@ -19,9 +19,7 @@ from typing import Any
 
 import yaml
 
-from router_core.conversation import ConversationParams
-from router_core.llm_params import LLMRoutingParams
-from router_core.params import TUNABLE_NAMES, DecisionParams
+from router_core.params import TUNABLE_NAMES, ConversationParams, DecisionParams, LLMRoutingParams
 from router_core.route_policy import RoutePolicy
 from router_core.routes import ROUTER_FILE, load_routes
 

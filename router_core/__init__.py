@@ -1,40 +1,99 @@
-"""The router's core: routes, embeddings, index storage, the routing decision and re-indexing.
+"""The router's core: routes, embeddings, index storage, the routing pipeline and re-indexing.
 
-Imports no web framework and no LLM client; the service and the indexer both build on it. The
-names here are the public surface: load routes, build and open an index, classify. The rest
-lives in the modules and may change.
+Imports no web framework and no LLM client; the service, the indexer and the benchmarks all
+build on it through the names below, the public surface (what `tests/test_layering.py`
+lets them import). A few modules are public too, for what the names do not cover:
+`router_core.pipeline` (the routing steps, for callers that do their own I/O),
+`router_core.params` (the parameter declarations), `router_core.settings`,
+`router_core.store` and `router_core.embedding` (backends). The rest may change.
+
+    table = load_routes("routes/")
+    store = open_store(settings.index); run_reindex(table, store, embedder)
+    router = Router(store.open_version(store.live_version()), embedder)
+    router.classify(["How do I use async with Rust?"])      # [Decision(route="coding", ...)]
+
+Names are loaded on first use, so that `import router_core` (and a command's `--help`) does not
+import the model runtimes or the Qdrant client it may never need.
 """
 
-from router_core.classify import classify_texts
-from router_core.decision import Decision, decide
-from router_core.embedding import Embedder, load_embedder
-from router_core.errors import (
-    IndexBusy,
-    IndexIncompatible,
-    IndexMissing,
-    ModelUnavailable,
-    Problem,
-    RouterError,
-    RoutesInvalid,
-    StoreUnavailable,
-)
-from router_core.neighbours import Neighbour
-from router_core.params import DecisionParams
-from router_core.reindex import ReindexPlan, ReindexReport, plan_reindex, run_reindex
-from router_core.routes import Route, RouteTable, load_routes
-from router_core.settings import EmbeddingSettings, IndexSettings, RouterSettings
-from router_core.store import IndexStore, OpenIndex, open_store
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router_core.conversation import Turn
+    from router_core.decision import Decision, RouteVote, TurnShare
+    from router_core.embedding import Embedder, Vectors, load_embedder
+    from router_core.errors import (
+        IndexBusy,
+        IndexIncompatible,
+        IndexMissing,
+        ModelUnavailable,
+        Problem,
+        RouterError,
+        RoutesInvalid,
+        StoreUnavailable,
+    )
+    from router_core.evaluation import EvalReport, evaluate
+    from router_core.neighbours import Neighbour
+    from router_core.params import ConversationParams, DecisionParams, LLMRoutingParams
+    from router_core.pipeline import RouteRequest
+    from router_core.reindex import ReindexPlan, ReindexReport, plan_reindex, run_reindex
+    from router_core.router import Router, Routing
+    from router_core.routes import Route, RouteTable, load_routes
+    from router_core.settings import EmbeddingSettings, IndexSettings, RouterSettings
+    from router_core.store import IndexStore, OpenIndex, open_store
+
+_HOMES = {
+    "Turn": "router_core.conversation",
+    "Decision": "router_core.decision",
+    "RouteVote": "router_core.decision",
+    "TurnShare": "router_core.decision",
+    "Embedder": "router_core.embedding",
+    "Vectors": "router_core.embedding",
+    "load_embedder": "router_core.embedding",
+    **dict.fromkeys(
+        (
+            "IndexBusy",
+            "IndexIncompatible",
+            "IndexMissing",
+            "ModelUnavailable",
+            "Problem",
+            "RouterError",
+            "RoutesInvalid",
+            "StoreUnavailable",
+        ),
+        "router_core.errors",
+    ),
+    "EvalReport": "router_core.evaluation",
+    "evaluate": "router_core.evaluation",
+    "Neighbour": "router_core.neighbours",
+    "ConversationParams": "router_core.params",
+    "DecisionParams": "router_core.params",
+    "LLMRoutingParams": "router_core.params",
+    "RouteRequest": "router_core.pipeline",
+    **dict.fromkeys(("ReindexPlan", "ReindexReport", "plan_reindex", "run_reindex"), "router_core.reindex"),
+    "Router": "router_core.router",
+    "Routing": "router_core.router",
+    **dict.fromkeys(("Route", "RouteTable", "load_routes"), "router_core.routes"),
+    **dict.fromkeys(("EmbeddingSettings", "IndexSettings", "RouterSettings"), "router_core.settings"),
+    **dict.fromkeys(("IndexStore", "OpenIndex", "open_store"), "router_core.store"),
+}
 
 __all__ = [
+    "ConversationParams",
     "Decision",
     "DecisionParams",
     "Embedder",
     "EmbeddingSettings",
+    "EvalReport",
     "IndexBusy",
     "IndexIncompatible",
     "IndexMissing",
     "IndexSettings",
     "IndexStore",
+    "LLMRoutingParams",
     "ModelUnavailable",
     "Neighbour",
     "OpenIndex",
@@ -42,16 +101,36 @@ __all__ = [
     "ReindexPlan",
     "ReindexReport",
     "Route",
+    "RouteRequest",
     "RouteTable",
+    "RouteVote",
+    "Router",
     "RouterError",
     "RouterSettings",
     "RoutesInvalid",
+    "Routing",
     "StoreUnavailable",
-    "classify_texts",
-    "decide",
+    "Turn",
+    "TurnShare",
+    "Vectors",
+    "evaluate",
     "load_embedder",
     "load_routes",
     "open_store",
     "plan_reindex",
     "run_reindex",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'router_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

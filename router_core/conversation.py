@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -52,10 +52,9 @@ from router_core.conversation_words import DIALOGUE_WORDS, FOLLOW_UP_WORDS, FUNC
 from router_core.decision import Decision, Reason, TurnShare
 from router_core.decision import decide as decide_one
 from router_core.neighbours import Neighbour
-from router_core.params import DecisionParams, specs_of, tunable
+from router_core.params import ConversationParams, DecisionParams
 
 Role = Literal["system", "user", "assistant"]
-Strategy = Literal["evidence", "last_message"]
 Vector = npt.NDArray[np.float32]
 _WORD = re.compile(r"[a-z0-9']+")
 _IGNORED = FUNCTION_WORDS | DIALOGUE_WORDS | FOLLOW_UP_WORDS
@@ -69,53 +68,6 @@ class Turn:
     index: int
     role: Role
     text: str
-
-
-@dataclass(frozen=True)
-class ConversationParams:
-    """`_router.yaml: conversation:` how the history takes part in the decision."""
-
-    strategy: Strategy = "evidence"
-    window: int = tunable(8, "user messages read, the last one included", grid=(4, 6, 8, 10), ge=1, le=50)
-    decay: float = tunable(0.5, "weight factor per user turn back", grid=(0.3, 0.4, 0.5, 0.6), ge=0.0, le=1.0)
-    floor_below: float = tunable(
-        0.15,
-        "evidence counts similarity above threshold minus this",
-        grid=(0.10, 0.15, 0.20),
-        ge=0.0,
-        le=1.0,
-    )
-    gate_above: float | None = tunable(
-        0.30,
-        "a last message whose best similarity clears threshold plus this decides alone (null: never)",
-        grid=(0.25, 0.30, None),
-        ge=0.0,
-        le=1.0,
-    )
-    assistant_weight: float = tunable(
-        0.5, "weight of assistant messages in the window", grid=(0.0, 0.25, 0.5), ge=0.0, le=2.0
-    )
-    context_weight: float = tunable(
-        0.5, "weight of each user message's context text", grid=(0.0, 0.5, 1.0), ge=0.0, le=2.0
-    )
-    standalone_similarity: float = tunable(
-        0.25,
-        "a request less similar than this to every earlier message is routed on its own",
-        grid=(0.20, 0.25, 0.30, 0.35),
-        ge=-1.0,
-        le=1.0,
-    )
-    standalone_words: int = tunable(
-        2, "content words a message needs to count as a standalone request", grid=(1, 2, 3), ge=1, le=20
-    )
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON form (stored in every index version)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    def tunable_values(self) -> dict[str, Any]:
-        """The parameters of the rule (everything but the strategy)."""
-        return {spec.name: getattr(self, spec.name) for spec in specs_of(ConversationParams)}
 
 
 def content_words(text: str) -> int:

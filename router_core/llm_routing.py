@@ -8,6 +8,9 @@ Modes (`_router.yaml: mode`):
   the decision model, which picks among the vote's best candidates or "none". When the model
   fails, times out or answers outside the list, the vote's decision stands.
 
+Which mode asks what, and how an answer settles a decision, is decided in one place:
+`router_core.pipeline` (`question`, `settle`); this module holds the pieces it uses.
+
 The model is asked for JSON `{"route": <one of the allowed names or "none">}` (a JSON schema
 whose route field is an enum, where the endpoint supports structured output); `read_choice`
 parses strictly: anything else is unrecognised, never an exception. The call itself lives in
@@ -25,9 +28,8 @@ from typing import Any
 import numpy as np
 
 from router_core.decision import Decision
-from router_core.llm_params import LLMRoutingParams
 from router_core.neighbours import BoolArray, FloatArray
-from router_core.params import DecisionParams
+from router_core.params import DecisionParams, LLMRoutingParams
 from router_core.routes import RouteTable
 
 NONE = "none"
@@ -210,28 +212,14 @@ class Question:
     key: tuple[object, ...]  # the offered routes and the shown conversation, normalised
 
 
-def question_for(table: RouteTable, vote: Decision, conversation: Sequence[tuple[str, str]]) -> Question | None:
-    """The question the route set's mode asks about a request (None: the vote's decision stands
-    unasked). `conversation` is the request's (role, text) user and assistant messages, the
-    routed message last."""
-    if table.mode == "embedding":
-        return None
-    if table.mode == "hybrid":
-        if not escalates(vote, table.params, table.llm):
-            return None
-        allowed = candidates(vote, table.llm)
-    else:
-        allowed = allowed_routes(table)
+def ask_about(table: RouteTable, allowed: Sequence[str], conversation: Sequence[tuple[str, str]]) -> Question:
+    """The question offering `allowed` for the last user message of `conversation` ((role,
+    text) user and assistant messages, the routed message last)."""
     shown = conversation[-(table.llm.context_messages + 1) :]
     key = (tuple(allowed), tuple((role, " ".join(text.split()).casefold()) for role, text in shown))
     return Question(tuple(allowed), prompt_messages(table, allowed, conversation, table.llm), key)
 
 
-def decision_after(table: RouteTable, vote: Decision, choice: RouteChoice | None) -> Decision:
-    """The decision once the model answered (`choice`; None: the call failed): mode llm takes
-    the answer or the default route; hybrid takes a recognised answer and keeps the vote
-    otherwise."""
-    default = table.params.default_route
-    if table.mode == "llm":
-        return llm_only(choice, default)
-    return vote if choice is None else apply_choice(vote, choice, default)
+def agrees(vote: Decision, choice: RouteChoice, default_route: str) -> bool:
+    """Whether a recognised answer names the vote's own route (or "none" where it fell back)."""
+    return (choice.route or default_route) == vote.route

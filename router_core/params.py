@@ -1,10 +1,13 @@
-"""The decision parameters, declared once.
+"""Every routing parameter, declared once, side by side: the vote (`DecisionParams`), the
+conversation rule (`ConversationParams`, `_router.yaml: conversation:`) and the LLM decision
+layer (`LLMRoutingParams`, `_router.yaml: llm:`, and the `Mode`).
 
-Each tunable parameter is one dataclass field of `DecisionParams` with its metadata: default,
-bounds, the values calibration tries and, for the richer rules, the simple value that the plain
+Each tunable parameter is one dataclass field with its metadata (`tunable`): default, bounds,
+the values calibration tries and, for the vote's richer rules, the simple value that the plain
 majority vote uses and the name of the variant that frees it. The route-file schema
-(`_router.yaml`), the calibration grid and ladder, the YAML writer and the reports all derive
+(`_router.yaml`), the calibration grids and ladder, the YAML writer and the reports all derive
 from these fields, so a new parameter is one field here plus the engine code that reads it.
+All three sections are recorded in every index version (`RouteTable.to_dict`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_type_hints
 
+Mode = Literal["embedding", "llm", "hybrid"]
+Strategy = Literal["evidence", "last_message"]
 TieBreak = Literal["sum", "max"]
 VoteWeight = Literal["count", "similarity"]
 ThresholdMode = Literal["neighbour", "winner"]
@@ -158,3 +163,81 @@ SPECS: tuple[ParamSpec, ...] = specs_of(DecisionParams)
 """Every tunable parameter, in declaration order."""
 
 TUNABLE_NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
+
+
+@dataclass(frozen=True)
+class ConversationParams:
+    """`_router.yaml: conversation:` how the history takes part in the decision."""
+
+    strategy: Strategy = "evidence"
+    window: int = tunable(8, "user messages read, the last one included", grid=(4, 6, 8, 10), ge=1, le=50)
+    decay: float = tunable(0.5, "weight factor per user turn back", grid=(0.3, 0.4, 0.5, 0.6), ge=0.0, le=1.0)
+    floor_below: float = tunable(
+        0.15,
+        "evidence counts similarity above threshold minus this",
+        grid=(0.10, 0.15, 0.20),
+        ge=0.0,
+        le=1.0,
+    )
+    gate_above: float | None = tunable(
+        0.30,
+        "a last message whose best similarity clears threshold plus this decides alone (null: never)",
+        grid=(0.25, 0.30, None),
+        ge=0.0,
+        le=1.0,
+    )
+    assistant_weight: float = tunable(
+        0.5, "weight of assistant messages in the window", grid=(0.0, 0.25, 0.5), ge=0.0, le=2.0
+    )
+    context_weight: float = tunable(
+        0.5, "weight of each user message's context text", grid=(0.0, 0.5, 1.0), ge=0.0, le=2.0
+    )
+    standalone_similarity: float = tunable(
+        0.25,
+        "a request less similar than this to every earlier message is routed on its own",
+        grid=(0.20, 0.25, 0.30, 0.35),
+        ge=-1.0,
+        le=1.0,
+    )
+    standalone_words: int = tunable(
+        2, "content words a message needs to count as a standalone request", grid=(1, 2, 3), ge=1, le=20
+    )
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form (stored in every index version)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def tunable_values(self) -> dict[str, Any]:
+        """The parameters of the rule (everything but the strategy)."""
+        return {spec.name: getattr(self, spec.name) for spec in specs_of(ConversationParams)}
+
+
+@dataclass(frozen=True)
+class LLMRoutingParams:
+    """`_router.yaml: llm:` what the decision model is shown, and the hybrid's uncertain band.
+
+    A hybrid decision is escalated when the vote is ambiguous (lead under the margin), when the
+    best similarity lies in [threshold - band_below, threshold + band_above), or when a routed
+    winner leads the runner-up by less than `min_lead` of the vote.
+    """
+
+    candidates: int = tunable(3, "routes offered to the model in hybrid mode (best first)", grid=(2, 3, 5), ge=1, le=20)
+    band_below: float = tunable(
+        0.01, "escalate best similarities this far under the threshold", grid=steps(0.0, 0.1, 0.01), ge=0.0, le=1.0
+    )
+    band_above: float = tunable(
+        0.05, "escalate best similarities this far over the threshold", grid=steps(0.0, 0.1, 0.01), ge=0.0, le=1.0
+    )
+    min_lead: float = tunable(
+        0.2,
+        "escalate routed decisions whose lead over the runner-up is under this share of the vote",
+        grid=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4),
+        ge=0.0,
+        le=1.0,
+    )
+    examples_per_route: int = tunable(2, "examples shown per route", grid=(0, 2, 5), ge=0, le=20)
+    context_messages: int = tunable(4, "conversation messages shown before the routed one", grid=(0, 2, 4), ge=0, le=20)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form (stored in every index version)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}

@@ -16,10 +16,15 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from router_core.agents import AgentSpec, CannedAgent, LLMAgent, StrictModel
-from router_core.conversation import ConversationParams
 from router_core.errors import Problem, RoutesInvalid
-from router_core.llm_params import LLMRoutingParams, Mode
-from router_core.params import TUNABLE_NAMES, DecisionParams, pydantic_fields
+from router_core.params import (
+    TUNABLE_NAMES,
+    ConversationParams,
+    DecisionParams,
+    LLMRoutingParams,
+    Mode,
+    pydantic_fields,
+)
 from router_core.route_policy import RoutePolicy
 from router_core.routes_dir import FileRefused, candidate_files, read_bounded
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router_core.decision import decide_many
+from router_core import Router, RouteRequest
 from router_core.evaluation import CURVE_THRESHOLDS, CurvePoint, EvalReport, evaluate, threshold_curve
 from router_core.labelled import LabelledDataInvalid, LabelledQuery, canonical_labels, parse_labelled
+from router_core.pipeline import vote_only
 from service.errors import ServiceError
 from service.live_index import IndexFollower
 
@@ -113,9 +114,13 @@ class Evaluator:
             names = [r.name for r in index.table.routes]
             texts = [q.text for q in queries]
             labels = canonical_labels(queries, set(names), params.default_route)
-            # Embed once, search once: what `indexer eval`'s neighbours_for does without progress.
-            neighbours = index.searcher.search(embedder.encode(texts, batch_size=self._batch_size), params.k)
-            decisions = decide_many(neighbours, params)
+            # What `indexer eval` runs: the pipeline through the front door, each text embedded
+            # and searched once.
+            routing = Router(index, embedder, batch_size=self._batch_size).routing(
+                [RouteRequest.query(t) for t in texts], table=vote_only(index.table)
+            )
+            decisions = routing.decisions
+            neighbours = [routing.found.neighbours[t] for t in texts]
             report = evaluate(decisions, labels, params.default_route, texts=texts, routes=names)
             curve = threshold_curve(neighbours, labels, params, CURVE_THRESHOLDS, names)
             return Evaluated(

@@ -128,15 +128,14 @@ class Metrics:
         self.embedded.labels("embedded").inc(embedded)
         self.embedded.labels("cache").inc(texts - embedded)
 
-    def observe_llm(self, mode: str, asked: Asked, *, cached: bool, vote: Decision) -> None:
-        """Record one question to the decision model (or its cached answer)."""
+    def observe_llm(self, mode: str, asked: Asked, *, cached: bool, agreed: bool | None) -> None:
+        """Record one question to the decision model (or its cached answer); `agreed`: whether
+        a hybrid's recognised answer named the vote's route (`pipeline.agreement`)."""
         self.llm_decisions.labels(mode, asked.outcome, str(cached).lower()).inc()
         if not cached and asked.outcome != "unavailable":
             self.llm_seconds.labels(mode).observe(asked.seconds)
-        if mode == "hybrid" and asked.choice is not None and asked.choice.recognised:
-            chosen = asked.choice.route or "<none>"
-            said = "<none>" if vote.fallback else vote.route
-            self.llm_agreement.labels(str(chosen == said).lower()).inc()
+        if agreed is not None:
+            self.llm_agreement.labels(str(agreed).lower()).inc()
 
     def observe_decisions(self, decisions: Iterable[Decision]) -> None:
         """Count decisions and record their best similarity."""

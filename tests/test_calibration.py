@@ -16,8 +16,8 @@ from indexer.calibration import CalibrationGrid, calibrate, oos_weight_for
 from indexer.cli import main as indexer_main
 from indexer.routes_writer import write_decision_params
 from indexer.text_report import print_calibration
-from router_core import DecisionParams, Embedder, Neighbour, decide, load_routes, run_reindex
-from router_core.decision import decide_many
+from router_core import DecisionParams, Embedder, Neighbour, load_routes, run_reindex
+from router_core.decision import decide, decide_many
 from router_core.engine import FALLBACK, predict
 from router_core.neighbours import NeighbourArrays
 from router_core.params import ThresholdMode

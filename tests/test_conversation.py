@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from router_core import DecisionParams, Neighbour
-from router_core.conversation import ConversationParams, Turn, content_words, route_conversation, texts_needed
+from router_core.conversation import Turn, content_words, route_conversation, texts_needed
+from router_core.params import ConversationParams
 
 MATHS = [{"role": "user", "content": "What is 15% of 200?"}, {"role": "assistant", "content": "15% of 200 is 30."}]
 

@@ -13,10 +13,8 @@ from indexer.conversations import LabelledTurn, load_conversations, prepare, sco
 from indexer.hybrid import BandSimulator, calibrate_band
 from indexer.labelled import LabelledDataInvalid
 from router_core import Embedder, load_routes, run_reindex
-from router_core.conversation import ConversationParams
 from router_core.decision import Decision
-from router_core.llm_params import LLMRoutingParams
-from router_core.params import DecisionParams
+from router_core.params import ConversationParams, DecisionParams, LLMRoutingParams
 from router_core.store import EdgeStore
 
 

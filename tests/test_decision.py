@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router_core import DecisionParams, Neighbour, decide
+from router_core import DecisionParams, Neighbour
+from router_core.decision import decide
 
 
 def n(route: str, sim: float, text: str = "") -> Neighbour:

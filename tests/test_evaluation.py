@@ -11,7 +11,8 @@ import pytest
 from indexer.cli import main as indexer_main
 from indexer.evaluation import evaluate, neighbours_for, threshold_curve
 from indexer.labelled import LabelledDataInvalid, LabelledQuery, canonical_labels, load_labelled
-from router_core import DecisionParams, Embedder, decide, load_routes, run_reindex
+from router_core import DecisionParams, Embedder, load_routes, run_reindex
+from router_core.decision import decide
 from router_core.store import EdgeStore
 from service.settings import ServiceSettings
 

@@ -14,7 +14,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from devkit.serving import SHIPPED_ROUTES
-from router_core import Embedder, IndexMissing, IndexStore, classify_texts, load_routes, run_reindex
+from router_core import Embedder, IndexMissing, IndexStore, Router, load_routes, run_reindex
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.store import EdgeStore, QdrantStore
 from tests.qdrant_http import QdrantHttpStandIn
@@ -185,7 +185,7 @@ def test_backends_agree_on_real_routes(tmp_path: Path, embedder: Embedder) -> No
                 results.append(
                     [
                         (d.route, d.fallback, [(x.text, round(x.similarity, 4)) for x in d.neighbours])
-                        for d in classify_texts(embedder, index, queries)
+                        for d in Router(index, embedder).classify(queries)
                     ]
                 )
             finally:

@@ -8,13 +8,14 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from router_core.pipeline import RouteRequest
 from service.agents import build_conversation
 from service.controllers.routed import annotate_decision, conversation_of, route_request, to_response
 from service.errors import BatchTooLarge, InvalidQuery
 from service.guards import charge_queries
 from service.observability import annotate
 from service.query_text import checked_query
-from service.routing.stage import RouteRequest, RoutingStage
+from service.routing.stage import RoutingStage
 from service.schemas import (
     BatchClassifyRequest,
     BatchClassifyResponse,

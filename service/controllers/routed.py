@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from router_core.pipeline import RouteRequest
 from service.agents import Conversation, build_conversation
 from service.errors import InvalidQuery
 from service.observability import annotate
-from service.routing.stage import LLMVerdict, Routed, RouteRequest
+from service.routing.stage import LLMVerdict, Routed
 from service.schemas import ClassifyResponse, LLMOut, MessageIn, classify_response
 from service.settings import LimitSettings
 

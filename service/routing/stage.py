@@ -1,13 +1,15 @@
 """The routing stage: the one path every classify, answer and chat request is routed through.
 
-1. The vote, on the micro-batch worker thread (never the event loop): embed the texts the
-   request needs that this process has not embedded yet (a chat's history is cached by text),
-   search their nearest examples in the served index version, then decide: the single-message
-   vote (`router_core.decision`), or the conversation rule over the history
-   (`router_core.conversation`).
-2. The LLM step, awaited on the event loop, by the route set's mode (`router_core.llm_routing`):
-   mode llm asks the decision model for every request; hybrid only for decisions in the
-   uncertain band; embedding never. Answers are cached per index version and question.
+The routing itself is `router_core.pipeline` (what evaluation and the benchmarks run too);
+this stage does the I/O around it:
+
+1. The vote, on the micro-batch worker thread (never the event loop): `pipeline.route_with`
+   plans the texts, this stage embeds those this process has not embedded yet (a chat's
+   history is cached by text) and searches their nearest examples in the served index version
+   (a chat's history once per version), and the pipeline decides.
+2. The LLM step, awaited on the event loop: `pipeline.question` says what the route set's mode
+   asks, the decision model answers (cached per index version and question), and
+   `pipeline.settle` applies the answer.
 
 Every result names the index version it was computed from.
 """
@@ -20,12 +22,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from router_core import Decision, OpenIndex
-from router_core.conversation import Turn, last_user_text, route_conversations, texts_needed
-from router_core.decision import decide_many
+from router_core import Decision, OpenIndex, pipeline
 from router_core.embedding import Vectors
-from router_core.llm_routing import decision_after, llm_only, question_for
+from router_core.llm_routing import Question
 from router_core.neighbours import Neighbour
+from router_core.pipeline import Found, Plan, RouteRequest
 from router_llm.decider import Asked, Decider
 from router_llm.decider import Outcome as LLMOutcome
 from service.live_index import IndexFollower
@@ -35,23 +36,6 @@ from service.routing.caches import LRU, VectorCache
 
 log = logging.getLogger("router.routing")
 _MAX_REROUTES = 5
-
-
-@dataclass(frozen=True)
-class RouteRequest:
-    """What to route: a conversation's messages (a single query is one user message)."""
-
-    turns: tuple[Turn, ...]
-
-    @classmethod
-    def query(cls, text: str) -> RouteRequest:
-        """One user message."""
-        return cls((Turn(0, "user", text),))
-
-    @property
-    def text(self) -> str:
-        """The message being routed (the last user message)."""
-        return last_user_text(self.turns)
 
 
 @dataclass(frozen=True)
@@ -135,53 +119,46 @@ class RoutingStage:
             if len({r.index.version for r in voted}) <= 1:
                 break
             voted = await self._batcher.submit(requests)
-        mode = voted[0].index.table.mode if voted else "embedding"
-        if mode != "embedding":
-            voted = list(
-                await asyncio.gather(*(self._llm_step(r, req) for r, req in zip(voted, requests, strict=True)))
-            )
+        asks = [
+            (i, q)
+            for i, (r, req) in enumerate(zip(voted, requests, strict=True))
+            if (q := pipeline.question(req, r.decision, r.index.table)) is not None
+        ]
+        if asks:
+            voted = list(voted)
+            settled = await asyncio.gather(*(self._llm_step(voted[i], q) for i, q in asks))
+            for (i, _), item in zip(asks, settled, strict=True):
+                voted[i] = item
         self._metrics.observe_decisions([r.decision for r in voted])
         return voted
 
     # -- the vote, on the worker thread ---------------------------------------------------------
     def _vote(self, requests: list[RouteRequest]) -> list[Routed]:
+        timings: dict[str, float] = {}
         with self._follower.lease() as served:
             index, embedder = served.index, served.embedder
-            table = index.table
-            if table.mode == "llm":  # the model decides; nothing to embed
-                return [Routed(llm_only(None, table.params.default_route), index, 0.0, 0.0) for _ in requests]
-            plans = [texts_needed(r.turns, table.conversation) for r in requests]
-            texts = list(dict.fromkeys(t for plan in plans for t in plan))
-            t0 = time.perf_counter()
-            vectors, embedded = self._vectors.vectors(
-                embedder, texts, lambda batch: embedder.encode(batch, batch_size=self._batch_size)
-            )
-            t1 = time.perf_counter()
-            chat_texts = {t for plan, r in zip(plans, requests, strict=True) if len(r.turns) > 1 for t in plan}
-            by_text = self._search(index, texts, vectors, table.params.k, remember=chat_texts)
-            t2 = time.perf_counter()
-        vector_of = dict(zip(texts, vectors, strict=True))
-        own = decide_many([by_text[plan[0]] for plan in plans], table.params)
-        decisions = list(own)
-        chats = [i for i, r in enumerate(requests) if len(r.turns) > 1]
-        if chats:
-            routed = route_conversations(
-                [requests[i].turns for i in chats],
-                by_text,
-                vector_of,
-                [own[i] for i in chats],
-                table.params,
-                table.conversation,
-            )
-            for i, d in zip(chats, routed, strict=True):
-                decisions[i] = d
-        self._metrics.observe_stages(t1 - t0, t2 - t1)
-        self._metrics.observe_embedded(len(texts), embedded)
-        embed_ms, search_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
-        return [Routed(d, index, embed_ms, search_ms, embedded) for d in decisions]
+
+            def search(planned: Plan) -> Found:
+                texts = list(planned.texts)
+                t0 = time.perf_counter()
+                vectors, timings["embedded"] = self._vectors.vectors(
+                    embedder, texts, lambda batch: embedder.encode(batch, batch_size=self._batch_size)
+                )
+                t1 = time.perf_counter()
+                by_text = self._search(index, texts, vectors, planned.k, remember=planned.history)
+                timings["embed"], timings["search"] = t1 - t0, time.perf_counter() - t1
+                self._metrics.observe_embedded(len(texts), int(timings["embedded"]))
+                return Found(by_text, dict(zip(texts, vectors, strict=True)))
+
+            decisions, planned = pipeline.route_with(requests, index.table, search)
+        embed_s, search_s = timings.get("embed", 0.0), timings.get("search", 0.0)
+        if planned.texts:
+            self._metrics.observe_stages(embed_s, search_s)
+        embedded = int(timings.get("embedded", 0))
+        return [Routed(d, index, embed_s * 1e3, search_s * 1e3, embedded) for d in decisions]
 
     def _search(
-        self, index: OpenIndex, texts: list[str], vectors: Vectors, k: int, *, remember: set[str]
+        self, index: OpenIndex, texts: list[str], vectors: Vectors, k: int, *, remember: frozenset[str]
     ) -> dict[str, Sequence[Neighbour]]:
         """Each text's k nearest examples: from the cache for texts searched before in this
         version, the rest in one search; the texts of chats (`remember`) are kept for their next turn."""
@@ -194,12 +171,8 @@ class RoutingStage:
         return dict(zip(texts, rows, strict=True))
 
     # -- the LLM step, on the event loop --------------------------------------------------------
-    async def _llm_step(self, voted: Routed, request: RouteRequest) -> Routed:
+    async def _llm_step(self, voted: Routed, question: Question) -> Routed:
         table = voted.index.table
-        conversation = [(t.role, t.text) for t in request.turns if t.role in ("user", "assistant")]
-        question = question_for(table, voted.decision, conversation)
-        if question is None:
-            return voted
         key = (voted.index.version, *question.key)
         asked = self._answers.get(key)
         cached = asked is not None
@@ -207,6 +180,7 @@ class RoutingStage:
             asked = await self._decider.ask(question.messages, question.allowed)
             if asked.choice is not None:  # failures are not remembered: the next call may succeed
                 self._answers.put(key, asked)
-        self._metrics.observe_llm(table.mode, asked, cached=cached, vote=voted.decision)
+        agreed = pipeline.agreement(voted.decision, asked.choice, table)
+        self._metrics.observe_llm(table.mode, asked, cached=cached, agreed=agreed)
         verdict = LLMVerdict(asked.model, asked.outcome, round(asked.seconds * 1e3, 2), cached, asked.detail)
-        return replace(voted, decision=decision_after(table, voted.decision, asked.choice), llm=verdict)
+        return replace(voted, decision=pipeline.settle(voted.decision, asked.choice, table), llm=verdict)

@@ -1,9 +1,9 @@
 """Run the route set's LLM step on evaluated queries, for real (`eval FILE --llm`).
 
-The vote's decisions are computed as usual; then, as the service does (router_core.llm_routing:
-`question_for`, `decision_after`), mode llm asks the decision model about every query and
-hybrid about those in its uncertain band, a bounded number at a time, with a progress bar.
-Tokens are counted from the endpoint's usage reports.
+The vote's decisions are computed as usual; then, as the service does (`router_core.pipeline`:
+`question`, `settle`), mode llm asks the decision model about every query and hybrid about
+those in its uncertain band, a bounded number at a time, with a progress bar. Tokens are
+counted from the endpoint's usage reports.
 """
 
 from __future__ import annotations
@@ -13,14 +13,70 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
 
-from router_core.decision import Decision
-from router_core.llm_routing import decision_after, question_for
-from router_core.routes import RouteTable
+from indexer.tables import pct, text_table
+from router_core import Decision, RouteTable, pipeline
+from router_core.params import Mode
+from router_core.pipeline import RouteRequest
 from router_llm.clients import ClientRegistry
 from router_llm.decider import Asked, Decider
 from router_llm.settings import DeciderSettings, LLMSettings
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """`eval --llm`: the decision model's settings and how to run it."""
+
+    decider: DeciderSettings
+    llm: LLMSettings
+    mode: Mode | None = None  # overrides the route set's mode (llm or hybrid) for this evaluation
+    concurrency: int = 4
+
+
+def with_mode(table: RouteTable, options: LLMOptions) -> RouteTable:
+    """The table as evaluated: the route set's mode, or the one --mode asks for."""
+    mode = options.mode or table.mode
+    if mode == "embedding":
+        raise ValueError(
+            "--llm needs mode llm or hybrid: set mode in _router.yaml (and re-index), or pass --mode llm|hybrid"
+        )
+    if not options.decider.model:
+        raise ValueError("--llm needs a decision model: set ROUTER_DECIDER__MODEL (and its endpoint and key variable)")
+    return replace(table, mode=mode)
+
+
+def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
+    """Print what the decision model did; the same as JSON."""
+    share = run.asked / evaluated if evaluated else 0.0
+    rows = [
+        ("decision model", run.model),
+        ("queries asked about", f"{run.asked} of {evaluated} ({pct(share)})"),
+        ("calls (cache: a repeated question is asked once)", run.calls),
+        ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(run.outcomes.items())) or "-"),
+        ("tokens (prompt + completion)", f"{run.prompt_tokens} + {run.completion_tokens}"),
+        ("latency p50 / p99", f"{run.latency_p50_ms} / {run.latency_p99_ms} ms"),
+        ("time", f"{run.seconds:.1f} s"),
+    ]
+    if run.agreement is not None:
+        rows.append(("agreed with the vote", pct(run.agreement)))
+    print("\n" + text_table(["LLM step", "value"], rows), file=out)
+    for detail in run.detail:
+        print(f"  failure: {detail}", file=out)
+    return {
+        "model": run.model,
+        "asked": run.asked,
+        "share": share,
+        "calls": run.calls,
+        "outcomes": run.outcomes,
+        "prompt_tokens": run.prompt_tokens,
+        "completion_tokens": run.completion_tokens,
+        "latency_p50_ms": run.latency_p50_ms,
+        "latency_p99_ms": run.latency_p99_ms,
+        "seconds": run.seconds,
+        "agreement": run.agreement,
+    }
 
 
 @dataclass(frozen=True)
@@ -43,12 +99,12 @@ class LLMRun:
 async def _run(
     table: RouteTable,
     votes: Sequence[Decision],
-    conversations: Sequence[Sequence[tuple[str, str]]],
+    requests: Sequence[RouteRequest],
     decider: Decider,
     concurrency: int,
     progress: bool,
 ) -> tuple[list[Decision], list[Asked | None]]:
-    questions = [question_for(table, v, c) for v, c in zip(votes, conversations, strict=True)]
+    questions = [pipeline.question(r, v, table) for v, r in zip(votes, requests, strict=True)]
     answers: dict[object, Asked] = {}
     pending: dict[object, asyncio.Task[Asked]] = {}
     gate = asyncio.Semaphore(concurrency)
@@ -75,7 +131,7 @@ async def _run(
         print(file=sys.stderr)
     asked_per_query = [answers[q.key] if q is not None else None for q in questions]
     decided = [
-        v if a is None else decision_after(table, v, a.choice) for v, a in zip(votes, asked_per_query, strict=True)
+        v if a is None else pipeline.settle(v, a.choice, table) for v, a in zip(votes, asked_per_query, strict=True)
     ]
     return decided, asked_per_query
 
@@ -83,19 +139,18 @@ async def _run(
 def run_llm_step(
     table: RouteTable,
     votes: Sequence[Decision],
-    conversations: Sequence[Sequence[tuple[str, str]]],
-    settings: DeciderSettings,
-    llm: LLMSettings,
+    requests: Sequence[RouteRequest],
+    options: LLMOptions,
     *,
-    concurrency: int = 4,
     progress: bool = True,
 ) -> tuple[list[Decision], LLMRun]:
     """The final decisions after the decision model, and what it did."""
+    settings, llm, concurrency = options.decider, options.llm, options.concurrency
 
     async def main() -> tuple[list[Decision], list[Asked | None]]:
         clients = ClientRegistry(llm)
         try:
-            return await _run(table, votes, conversations, Decider(settings, llm, clients), concurrency, progress)
+            return await _run(table, votes, requests, Decider(settings, llm, clients), concurrency, progress)
         finally:
             await clients.close()
 
@@ -106,9 +161,9 @@ def run_llm_step(
     calls = {id(a): a for a in real}
     latencies = sorted(a.seconds * 1e3 for a in calls.values())
     agree = [
-        (a.choice.route or table.params.default_route) == v.route
+        agreed
         for v, a in zip(votes, asked, strict=True)
-        if a is not None and a.choice is not None and a.choice.recognised
+        if a is not None and (agreed := pipeline.agreement(v, a.choice, table)) is not None
     ]
     return decided, LLMRun(
         model=settings.model or "",
@@ -120,7 +175,7 @@ def run_llm_step(
         seconds=seconds,
         latency_p50_ms=_quantile(latencies, 0.5),
         latency_p99_ms=_quantile(latencies, 0.99),
-        agreement=sum(agree) / len(agree) if table.mode == "hybrid" and agree else None,
+        agreement=sum(agree) / len(agree) if agree else None,
         detail=list(dict.fromkeys(a.detail for a in real if a.detail))[:5],
     )
 
