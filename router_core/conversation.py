@@ -35,13 +35,9 @@ import numpy as np
 import numpy.typing as npt
 
 from router_core.conversation_engine import (
-    CONTEXT,
-    CONTINUED,
     GATE,
     NO_EVIDENCE,
-    OFF_TOPIC,
     OWN,
-    STANDALONE,
     ConversationBatch,
     Layout,
     Message,
@@ -49,10 +45,11 @@ from router_core.conversation_engine import (
     decide,
 )
 from router_core.conversation_words import DIALOGUE_WORDS, FOLLOW_UP_WORDS, FUNCTION_WORDS
-from router_core.decision import Decision, Reason, TurnShare
+from router_core.decision import Decision, TurnShare
 from router_core.decision import decide as decide_one
 from router_core.neighbours import Neighbour
 from router_core.params import ConversationParams, DecisionParams
+from router_core.reasons import OFF_TOPIC, REASONS, STANDALONE
 
 Role = Literal["system", "user", "assistant"]
 Vector = npt.NDArray[np.float32]
@@ -91,16 +88,6 @@ def texts_needed(turns: Sequence[Turn], conv: ConversationParams) -> tuple[str, 
     if conv.strategy == "last_message":
         return (last_user_text(turns),)
     return tuple(dict.fromkeys(layout(turns, conv.window).texts(with_context=bool(conv.context_weight))))
-
-
-_REASONS: dict[int, Reason] = {
-    GATE: "vote",
-    STANDALONE: "standalone",
-    OFF_TOPIC: "off_topic",
-    CONTEXT: "context",
-    CONTINUED: "continued",
-    NO_EVIDENCE: "below_threshold",
-}
 
 
 def route_conversations(
@@ -148,7 +135,7 @@ def _decision(i: int, batch: ConversationBatch, outcome: Outcome, own: Decision,
         return own
     last_index = int(batch.index[i][batch.last[i]][0])
     if reason in (GATE, STANDALONE, OFF_TOPIC):
-        return replace(own, reason=_REASONS[reason], turns=(TurnShare(last_index, 1.0),))
+        return replace(own, reason=REASONS[reason], turns=(TurnShare(last_index, 1.0),))
     if reason == NO_EVIDENCE:
         return replace(own, route=params.default_route, fallback=True, reason="below_threshold", ranking=())
     route = batch.route_names[int(outcome.route[i])]
@@ -166,7 +153,7 @@ def _decision(i: int, batch: ConversationBatch, outcome: Outcome, own: Decision,
         own,
         route=route,
         fallback=False,
-        reason=_REASONS[reason],
+        reason=REASONS[reason],
         lead=float(outcome.lead[i]),
         ranking=tuple(batch.route_names[j] for j in order if outcome.totals[i, j] > 0),
         turns=tuple(TurnShare(index, round(share, 3)) for index, share in shares),

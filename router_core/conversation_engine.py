@@ -15,11 +15,15 @@ import numpy as np
 import numpy.typing as npt
 
 from router_core.neighbours import BoolArray, FloatArray, IntArray, Neighbour, ordered
+from router_core.reasons import BELOW_THRESHOLD, CONTEXT, CONTINUED, OFF_TOPIC, STANDALONE, VOTE
 
 Vector = npt.NDArray[np.float32]
 
-# Reason codes of `decide`.
-OWN, GATE, STANDALONE, OFF_TOPIC, CONTEXT, CONTINUED, NO_EVIDENCE = range(7)
+# What `decide` decided, in the codes of router_core.reasons; OWN: the routed message's own
+# decision stands, whatever its reason (one user message).
+OWN = -1
+GATE = VOTE  # a confident last message decides alone
+NO_EVIDENCE = BELOW_THRESHOLD  # no route has evidence: the default route
 CONTEXT_MESSAGES = 2  # a user message's context text: this many messages before it, then itself
 CONTEXT_TAIL_CHARS = 300  # of each earlier message in a context text: its end, nearest the user's reply
 

@@ -9,27 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from router_core.engine import FALLBACK, REASONS, Tally, vote
+from router_core.engine import FALLBACK, Tally, vote
 from router_core.neighbours import Neighbour, NeighbourArrays
 from router_core.params import DecisionParams
-
-Reason = Literal[
-    "vote",  # the vote over the routed message's neighbours decided
-    "below_threshold",  # nothing cleared the bar: the default route
-    "ambiguous",  # the winner's lead was under the margin: the default route
-    "no_neighbours",  # the index returned nothing: the default route
-    "continued",  # a conversation's route carried from earlier turns (the last message has no evidence for it)
-    "context",  # the conversation's turns together decided, the last message among them
-    "standalone",  # a new, unrelated request in a conversation, routed on its own
-    "off_topic",  # a new, unrelated request in a conversation that no route takes: the default route
-    "llm",  # the decision model chose the route
-    "llm_none",  # the decision model said no route fits: the default route
-    "llm_unrecognised",  # the decision model answered outside the allowed routes: the default route
-    "llm_failed",  # mode llm, and the decision model failed or timed out: the default route
-]
-DecidedBy = Literal["vote", "llm"]
+from router_core.reasons import REASONS, DecidedBy, Reason
 
 
 @dataclass(frozen=True)
@@ -81,7 +65,7 @@ def decide_many(neighbours: Sequence[Iterable[Neighbour]], params: DecisionParam
     decisions = []
     for i, row in enumerate(arrays.rows):
         nearest = row[: tally.k]
-        reason: Reason = REASONS[reasons[i]]  # type: ignore[assignment]  # REASONS spells Reason
+        reason = REASONS[reasons[i]]
         route = params.default_route if routes[i] == FALLBACK else arrays.route_names[routes[i]]
         votes = _ranked_votes(tally, arrays, i)
         voted = [v.route for v in votes]

@@ -17,13 +17,10 @@ import numpy as np
 
 from router_core.neighbours import BoolArray, FloatArray, IntArray, NeighbourArrays
 from router_core.params import DecisionParams
+from router_core.reasons import AMBIGUOUS, BELOW_THRESHOLD, NO_NEIGHBOURS, VOTE
 
 FALLBACK = -1
 """The route id of "no route": the default route."""
-
-# Reason codes, in the order the rule tests them.
-NO_NEIGHBOURS, BELOW_THRESHOLD, AMBIGUOUS, VOTE = 0, 1, 2, 3
-REASONS = ("no_neighbours", "below_threshold", "ambiguous", "vote")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import numpy as np
 from router_core.decision import Decision
 from router_core.neighbours import BoolArray, FloatArray
 from router_core.params import DecisionParams, LLMRoutingParams
+from router_core.reasons import Reason
 from router_core.routes import RouteTable
 
 NONE = "none"
@@ -178,19 +179,20 @@ def apply_choice(vote: Decision, choice: RouteChoice, default_route: str) -> Dec
 
 def llm_only(choice: RouteChoice | None, default_route: str) -> Decision:
     """Mode llm: the decision from the model's answer alone (None: the call failed)."""
+    reason: Reason
     if choice is None:
-        route, fallback, reason = default_route, True, "llm_failed"
+        route, reason = default_route, "llm_failed"
     elif not choice.recognised:
-        route, fallback, reason = default_route, True, "llm_unrecognised"
+        route, reason = default_route, "llm_unrecognised"
     elif choice.route is None:
-        route, fallback, reason = default_route, True, "llm_none"
+        route, reason = default_route, "llm_none"
     else:
-        route, fallback, reason = choice.route, False, "llm"
+        route, reason = choice.route, "llm"
     return Decision(
         route=route,
-        fallback=fallback,
+        fallback=reason != "llm",
         score=0.0,
-        reason=reason,  # type: ignore[arg-type]  # one of Reason's llm values
+        reason=reason,
         votes=(),
         neighbours=(),
         lead=math.inf,
