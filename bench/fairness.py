@@ -20,7 +20,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import httpx
 
 from bench.loadtest import QUERIES, _reindex, _wait_ready
 from bench.sections import markers, write_section
+from bench.stats import percentile
 from devkit.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,9 +92,7 @@ class Texts:
 def _summary(values: list[float]) -> tuple[float, float, float]:
     if not values:
         return 0.0, 0.0, 0.0
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered), p99, ordered[-1]
+    return percentile(values, 50), percentile(values, 99), max(values)
 
 
 async def _plain_loop(http: httpx.AsyncClient, texts: Texts, stop_at: float, phase: Phase, out: list[float]) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import openai
 
+from bench.stats import percentile
 from devkit.fake_llm import FakeLLM, Reply
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agents_at
 from devkit.serving import serve
@@ -47,11 +48,6 @@ def first_content(chunks: Iterable[openai.types.chat.ChatCompletionChunk]) -> No
         if chunk.choices and chunk.choices[0].delta.content:
             return
     raise RuntimeError("the stream ended without content")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed(fn: Callable[[], None]) -> float:
@@ -147,11 +143,11 @@ def main() -> None:
     }
     for name, values in samples.items():
         print(
-            f"{labels[name]:<36}{percentile(values, 0.5):>8.1f}{percentile(values, 0.95):>8.1f}"
+            f"{labels[name]:<36}{percentile(values, 50):>8.1f}{percentile(values, 95):>8.1f}"
             f"{statistics.fmean(values):>8.1f}"
         )
-    d50, r50 = percentile(samples["direct"], 0.5), percentile(samples["router"], 0.5)
-    d95, r95 = percentile(samples["direct"], 0.95), percentile(samples["router"], 0.95)
+    d50, r50 = percentile(samples["direct"], 50), percentile(samples["router"], 50)
+    d95, r95 = percentile(samples["direct"], 95), percentile(samples["router"], 95)
     print(
         f"added by the router: p50 +{r50 - d50:.1f} ms (x{r50 / d50:.1f}), p95 +{r95 - d95:.1f} ms (x{r95 / d95:.1f})"
     )

@@ -22,7 +22,6 @@ import itertools
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench.sections import write_section
+from bench.stats import percentile
 from devkit.processes import stop_process
 from devkit.routes_dirs import add_route
 
@@ -271,9 +271,11 @@ def _percentiles(values: list[float]) -> tuple[float, float, float]:
     """p50, p99 and max in milliseconds (zeros when empty)."""
     if not values:
         return 0.0, 0.0, 0.0
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return round(statistics.median(ordered) * 1e3, 2), round(p99 * 1e3, 2), round(ordered[-1] * 1e3, 2)
+    return (
+        round(percentile(values, 50) * 1e3, 2),
+        round(percentile(values, 99) * 1e3, 2),
+        round(max(values) * 1e3, 2),
+    )
 
 
 def render(res: LoadResult, command: str, baseline: dict[str, Any] | None = None) -> str:

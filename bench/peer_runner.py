@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np  # a dependency of semantic-router: numpy's percentile, as bench/stats.py
+
 OOS = "oos"
 FIT_THRESHOLD = 0.5
 
@@ -42,13 +44,6 @@ def _read(path: str) -> list[tuple[str, str]]:
                 item = json.loads(line)
                 rows.append((str(item["text"]), str(item["label"])))
     return rows
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _latency(probes: dict[str, Any], queries: list[str]) -> dict[str, dict[str, float]]:
@@ -69,8 +64,8 @@ def _latency(probes: dict[str, Any], queries: list[str]) -> dict[str, dict[str, 
         ms = [s * 1e3 for s in values]
         out[name] = {
             "n": len(ms),
-            "p50_ms": round(_percentile(ms, 0.5), 3),
-            "p99_ms": round(_percentile(ms, 0.99), 3),
+            "p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3),
             "mean_ms": round(statistics.fmean(ms), 3),
         }
     return out

@@ -7,6 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) of `values`, interpolated as numpy does; 0 when empty. The
+    one percentile every benchmark reports (and the indexer's, through numpy)."""
+    if len(values) == 0:
+        return 0.0
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
 def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     """p50, p90, p99, mean, min (milliseconds) and the sample count of `seconds`."""
     ms = np.asarray(seconds, dtype=np.float64) * 1e3

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
+import numpy as np
+
 from indexer.tables import pct, text_table
 from router_core import Decision, RouteTable, pipeline
 from router_core.params import Mode
@@ -173,14 +175,8 @@ def run_llm_step(
         prompt_tokens=sum(a.prompt_tokens for a in calls.values()),
         completion_tokens=sum(a.completion_tokens for a in calls.values()),
         seconds=seconds,
-        latency_p50_ms=_quantile(latencies, 0.5),
-        latency_p99_ms=_quantile(latencies, 0.99),
+        latency_p50_ms=round(float(np.percentile(latencies, 50)), 2) if latencies else 0.0,
+        latency_p99_ms=round(float(np.percentile(latencies, 99)), 2) if latencies else 0.0,
         agreement=sum(agree) / len(agree) if agree else None,
         detail=list(dict.fromkeys(a.detail for a in real if a.detail))[:5],
     )
-
-
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -12,6 +11,7 @@ from indexer.calibration import CalibrationResult, Scores
 from indexer.evaluation import CurvePoint, EvalReport, RouteScore
 from indexer.hygiene import HygieneReport
 from indexer.tables import Ratio, pct, points
+from router_core.curve_chart import curve_svg
 from router_core.params import TUNABLE_NAMES
 
 _STYLE = """
@@ -54,76 +54,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def kpis(items: Mapping[str, str]) -> str:
     """Headline figures."""
     return "".join(f"<span class=kpi><b>{escape(v)}</b>{escape(k)}</span>" for k, v in items.items())
-
-
-def line_chart(
-    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
-    *,
-    x_label: str,
-    y_label: str,
-    marker: float | None = None,
-    width: int = 720,
-    height: int = 320,
-) -> str:
-    """Lines over a shared x axis; y from 0 to 1. `marker` draws a vertical line."""
-    left, right, top, bottom = 50, 150, 15, 40
-    xs = [x for _, sx, _ in series for x in sx]
-    if not xs:
-        return ""
-    x0, x1 = min(xs), max(xs)
-    span = (x1 - x0) or 1.0
-    pw, ph = width - left - right, height - top - bottom
-
-    def px(x: float) -> float:
-        return left + (x - x0) / span * pw
-
-    def py(y: float) -> float:
-        return top + (1 - y) * ph
-
-    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(y_label)}">']
-    for i in range(6):
-        y = i / 5
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.1f}</text>')
-    for x in _ticks(x0, x1):
-        parts.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{x:g}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
-    parts.append(
-        f'<text x="12" y="{top + ph / 2}" transform="rotate(-90 12 {top + ph / 2})" '
-        f'text-anchor="middle">{escape(y_label)}</text>'
-    )
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    if marker is not None:
-        parts.append(
-            f'<line x1="{px(marker):.1f}" x2="{px(marker):.1f}" y1="{top}" y2="{top + ph}" '
-            'stroke="#444" stroke-dasharray="4 3"/>'
-        )
-    for i, (name, sx, sy) in enumerate(series):
-        colour = _COLOURS[i % len(_COLOURS)]
-        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(sx, sy, strict=True))
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        ly = top + 14 + 18 * i
-        parts.append(
-            f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{ly - 4}" y2="{ly - 4}" '
-            f'stroke="{colour}" stroke-width="2"/>'
-        )
-        parts.append(f'<text x="{left + pw + 35}" y="{ly}">{escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _ticks(lo: float, hi: float, most: int = 9) -> list[float]:
-    """Round tick positions between lo and hi (steps of 1, 2 or 5 times a power of ten)."""
-    span = hi - lo
-    if span <= 0:
-        return [lo]
-    step = 10.0 ** math.floor(math.log10(span))
-    for factor in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
-        if span / (step * factor) <= most:
-            step *= factor
-            break
-    first = math.ceil(lo / step - 1e-9)
-    return [round(i * step, 10) for i in range(first, math.floor(hi / step + 1e-9) + 1)]
 
 
 def heatmap(rows: Sequence[str], cols: Sequence[str], counts: Sequence[Sequence[int]]) -> str:
@@ -389,18 +319,7 @@ def _score_cells(s: Scores) -> tuple[Ratio, ...]:
 
 
 def _curve_chart(curve: Sequence[CurvePoint], marker: float | None) -> str:
-    xs = [c.threshold for c in curve]
-    return line_chart(
-        [
-            ("accuracy", xs, [c.accuracy for c in curve]),
-            ("in-scope accuracy", xs, [c.in_scope_accuracy for c in curve]),
-            ("fallback recall", xs, [c.fallback_recall for c in curve]),
-            ("fallback precision", xs, [c.fallback_precision for c in curve]),
-        ],
-        x_label="global threshold",
-        y_label="share",
-        marker=marker,
-    )
+    return curve_svg(curve, marker)
 
 
 def _meta_line(meta: Mapping[str, Any]) -> str:

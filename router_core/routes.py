@@ -57,6 +57,7 @@ class _RouterFileBase(StrictModel):
     name: str = Field(default="router", pattern=NAME_PATTERN)
     default_route: str = Field(default="default", pattern=NAME_PATTERN)
     default_agent: AgentSpec = CannedAgent(name="default-agent", reply="Sorry, I can't help with that request.")
+    mode: Mode = Field(default="embedding", description="embedding, llm or hybrid (router_core.pipeline)")
 
 
 ConversationSection: type[StrictModel] = create_model(
@@ -72,7 +73,6 @@ RouterFile: type[_RouterFileBase] = create_model(  # the schema of `_router.yaml
     "RouterFile",
     __base__=_RouterFileBase,
     __doc__="The schema of `_router.yaml`.",
-    mode=(Mode, Field(default="embedding", description="embedding, llm or hybrid (router_core.llm_routing)")),
     conversation=(ConversationSection, Field(default_factory=ConversationSection)),
     llm=(LLMSection, Field(default_factory=LLMSection)),
     **pydantic_fields(DecisionParams),
@@ -136,6 +136,9 @@ class RouteTable:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], examples: Mapping[str, tuple[str, ...]]) -> RouteTable:
         """Rebuild a table stored by `to_dict`, given each route's examples."""
+        missing = [k for k in ("name", "default_agent", "routes") if k not in data]
+        if missing:  # written by every version: a table without them is damaged, not old
+            raise KeyError(f"route table lacks {', '.join(missing)}")
         routes = tuple(
             Route(
                 name=r["name"],
@@ -146,9 +149,6 @@ class RouteTable:
             )
             for r in data["routes"]
         )
-        missing = [k for k in ("name", "default_agent", "routes") if k not in data]
-        if missing:  # written by every version: a table without them is damaged, not old
-            raise KeyError(f"route table lacks {', '.join(missing)}")
         router = RouterFile.model_validate({k: data[k] for k in RouterFile.model_fields if k in data})
         return _table(router, routes)
 
@@ -201,21 +201,21 @@ def load_routes(directory: Path | str, policy: RoutePolicy | None = None) -> Rou
 
 
 def _table(router: _RouterFileBase, routes: tuple[Route, ...]) -> RouteTable:
-    sections: Any = router  # the sections RouterFile adds to the base
+    sections = router.model_dump(include={"conversation", "llm"})  # the sections RouterFile adds to the base
     return RouteTable(
         name=router.name,
         routes=routes,
         default_agent=router.default_agent,
         params=_params(router, routes),
-        mode=sections.mode,
-        conversation=ConversationParams(**sections.conversation.model_dump()),
-        llm=LLMRoutingParams(**sections.llm.model_dump()),
+        mode=router.mode,
+        conversation=ConversationParams(**sections["conversation"]),
+        llm=LLMRoutingParams(**sections["llm"]),
     )
 
 
 def _params(router: _RouterFileBase, routes: Iterable[Route]) -> DecisionParams:
     return DecisionParams(
-        **{name: getattr(router, name) for name in TUNABLE_NAMES},
+        **router.model_dump(include=set(TUNABLE_NAMES)),
         route_thresholds={r.name: r.threshold for r in routes if r.threshold is not None},
         default_route=router.default_route,
     )
@@ -332,7 +332,7 @@ def _check_table(root: Path, router: _RouterFileBase, routes: list[Route], probl
     for name, count in names.items():
         if count > 1:
             problems.append(Problem(str(root), "name", f"duplicate route name {name!r}"))
-    mode = getattr(router, "mode", "embedding")
+    mode = router.mode
     if mode != "llm":
         problems.extend(
             Problem(

@@ -35,6 +35,7 @@ from service.observability import RequestContext
 from service.openapi import complete_schema
 from service.route_examples import RouteExamples
 from service.routing.stage import RoutingStage
+from service.security import KeyRing
 from service.services import Services
 from service.settings import LimitSettings, ServiceSettings
 
@@ -76,6 +77,9 @@ def _dependencies() -> dict[str, Provide]:
     def evaluator(state: State) -> Evaluator:
         return _services(state).routes.evaluator
 
+    def keyring(state: State) -> KeyRing:
+        return _services(state).keyring
+
     providers: dict[str, Any] = {
         "routing": routing,
         "index_admin": index_admin,
@@ -86,6 +90,7 @@ def _dependencies() -> dict[str, Provide]:
         "service_metrics": service_metrics,
         "route_examples": route_examples,
         "evaluator": evaluator,
+        "keyring": keyring,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 

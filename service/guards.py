@@ -24,7 +24,7 @@ in a worker thread, two thread hand-offs per request for a few dictionary lookup
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
@@ -33,6 +33,9 @@ from litestar.handlers.base import BaseRouteHandler
 from service.errors import ServiceError
 from service.observability import annotate
 from service.security import KeyRing, RateLimiter, is_loopback, key_id, retry_after_header
+
+if TYPE_CHECKING:  # services imports the controllers' dependencies; guards only read it
+    from service.services import Services
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="router"'}
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -76,8 +79,9 @@ class UnsupportedMediaType(ServiceError):
 Connection = ASGIConnection[Any, Any, Any, Any]
 
 
-def _services(connection: Connection) -> Any:
-    return connection.app.state.services
+def _services(connection: Connection) -> Services:
+    services: Services = connection.app.state.services
+    return services
 
 
 def _address(connection: Connection) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect
@@ -77,10 +78,10 @@ def ui_router(*, keyed: bool, admin_token: bool) -> Router:
 @get(
     "/v1/caller", tags=["routes"], summary="What the presented credential may do", responses=problem_responses(401, 429)
 )
-async def caller(request: Request[Any, Any, Any]) -> CallerOut:
+async def caller(request: Request[Any, Any, Any], keyring: NamedDependency[KeyRing]) -> CallerOut:
     """`admin` is true when the credential may use the admin endpoints (always, when no key of
     any kind is configured)."""
-    keys: KeyRing = request.app.state.services.keyring
+    keys = keyring
     if keys.open:
         return CallerOut(admin=True)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

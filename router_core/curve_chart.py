@@ -1,4 +1,5 @@
-"""The accuracy and fallback curves over the threshold, as a small self-contained SVG."""
+"""The accuracy and fallback curves over the threshold, as a small self-contained SVG: the one
+chart of the threshold curve, in the playground's evaluation panel and the indexer's HTML reports."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ def _values(point: CurvePoint) -> tuple[float, float, float, float]:
     return (point.accuracy, point.in_scope_accuracy, point.fallback_recall, point.fallback_precision)
 
 
-def curve_svg(curve: Sequence[CurvePoint], threshold: float, *, width: int = 640, height: int = 300) -> str:
+def curve_svg(curve: Sequence[CurvePoint], threshold: float | None, *, width: int = 640, height: int = 300) -> str:
     """Lines of accuracy, in-scope accuracy, fallback recall and precision against the global
-    threshold (y from 0 to 1), with the index's threshold marked; no scripts, no external refs."""
+    threshold (y from 0 to 1), with `threshold` marked (None: no mark); no scripts, no external refs."""
     if not curve:
         return ""
     left, right, top, bottom = 44, 150, 12, 40
@@ -49,7 +50,7 @@ def curve_svg(curve: Sequence[CurvePoint], threshold: float, *, width: int = 640
         x = px(point.threshold)
         parts.append(f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">{point.threshold:.2f}</text>')
     parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">global threshold</text>')
-    if x0 <= threshold <= x1:
+    if threshold is not None and x0 <= threshold <= x1:
         x = px(threshold)
         parts.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" stroke="#555" stroke-dasharray="4 3"/>'
