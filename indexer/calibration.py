@@ -55,81 +55,36 @@ objective) and on the file's own mix.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from indexer.calibration_grid import DEFAULT_GRID, CalibrationGrid
+from indexer.calibration_objective import Scorer, Scores, halves, oos_weight_for, paired_gain
+from indexer.defaults import DEFAULT_OOS_SHARE
 from indexer.labelled import gold_ids, is_fallback_label
 from indexer.progress import NoSteps, Steps
+from indexer.route_thresholds import RouteThreshold, fit_route_thresholds, heldout_gain
 from router_core.decision import decide_many
 from router_core.engine import FALLBACK, predict, vote
-from router_core.neighbours import FloatArray, IntArray, Neighbour, NeighbourArrays
-from router_core.params import SPECS, DecisionParams, ParamSpec, steps
+from router_core.neighbours import IntArray, Neighbour, NeighbourArrays
+from router_core.params import SPECS, DecisionParams
 
-DEFAULT_OOS_SHARE = 0.2
+__all__ = [
+    "DEFAULT_GRID",
+    "CalibrationGrid",
+    "CalibrationResult",
+    "RouteThreshold",
+    "Scores",
+    "Trial",
+    "Variant",
+    "calibrate",
+    "oos_weight_for",
+]
+
 _SIMPLE_FIRST = "majority vote + threshold"
-
-
-@dataclass(frozen=True)
-class CalibrationGrid:
-    """What calibration tries, and how it regularises per-route thresholds.
-
-    `values` overrides the values tried for some parameters; the others take the grid declared
-    with the parameter (`router_core.params`).
-    """
-
-    values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-    min_variant_gain: float = 0.001
-    significance: float = 2.0
-    route_thresholds: bool = True
-    route_offsets: tuple[float, ...] = steps(-0.10, 0.10, 0.01)
-    min_route_support: int = 10
-    shrinkage: float = 10.0
-    min_route_gain: float = 1.0
-
-    def values_for(self, spec: ParamSpec) -> tuple[Any, ...]:
-        """The values tried for one parameter."""
-        return tuple(self.values.get(spec.name, spec.grid))
-
-    @property
-    def k_max(self) -> int:
-        """The most neighbours any setting uses."""
-        return int(max(self.values_for(_spec("k"))))
-
-    @property
-    def size(self) -> int:
-        """How many global settings the grid holds."""
-        size = 1
-        for spec in SPECS:
-            size *= len(self.values_for(spec))
-        return size
-
-
-def _spec(name: str) -> ParamSpec:
-    return next(s for s in SPECS if s.name == name)
-
-
-DEFAULT_GRID = CalibrationGrid()
-
-
-@dataclass(frozen=True)
-class Scores:
-    """The objective and the figures behind it, for one setting.
-
-    `fallback_precision` is the share of fallbacks that were right at the declared out-of-scope
-    share (out-of-scope queries reweighted, like the objective): a validation file with 3%
-    out-of-scope queries would otherwise read 40% where traffic with 20% reads 85%.
-    `fallback_precision_in_file` is the same on the file's own mix.
-    """
-
-    objective: float
-    accuracy: float
-    in_scope_accuracy: float
-    fallback_recall: float
-    fallback_precision: float
-    fallback_precision_in_file: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -164,17 +119,6 @@ class Variant:
     new: bool = True  # False: the family's best is a setting already listed above
     heldout_gain: float | None = None
     heldout_standard_error: float | None = None
-
-
-@dataclass(frozen=True)
-class RouteThreshold:
-    """What calibration found for one route's own threshold."""
-
-    route: str
-    support: int
-    best_offset: float
-    offset: float  # after shrinkage; 0 means the route keeps the global threshold
-    gain: float  # weighted queries gained on validation by the kept offset
 
 
 @dataclass(frozen=True)
@@ -217,15 +161,6 @@ class CalibrationResult:
         return data
 
 
-def oos_weight_for(in_scope: int, out_of_scope: int, share: float) -> float:
-    """The weight per out-of-scope query that makes them `share` of the objective."""
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"oos share must be between 0 and 1, not {share}")
-    if out_of_scope == 0:
-        return 1.0
-    return share / (1.0 - share) * in_scope / out_of_scope
-
-
 def calibrate(
     neighbours: Sequence[Sequence[Neighbour]],
     labels: Sequence[str],
@@ -259,7 +194,7 @@ def calibrate(
     if weight <= 0:
         raise ValueError(f"oos weight must be positive, not {weight}")
     weights = np.where(oos, weight, 1.0)
-    scorer = _Scorer(gold, weights)
+    scorer = Scorer(gold, weights)
 
     fit = _fit(arrays, scorer, base, grid, steps, "search")
     total_gain = total_se = None
@@ -308,7 +243,7 @@ class _Fitted:
 
 def _fit(
     arrays: NeighbourArrays,
-    scorer: _Scorer,
+    scorer: Scorer,
     base: DecisionParams,
     grid: CalibrationGrid,
     steps: Steps,
@@ -322,9 +257,9 @@ def _fit(
     kept = False
     heldout = heldout_se = 0.0
     if grid.route_thresholds:
-        heldout, heldout_se = _heldout_gain(arrays, scorer.gold, scorer.weights, params, grid)
+        heldout, heldout_se = heldout_gain(arrays, scorer.gold, scorer.weights, params, grid)
         if heldout >= grid.min_variant_gain and heldout >= grid.significance * heldout_se:
-            per_route, details = _fit_route_thresholds(
+            per_route, details = fit_route_thresholds(
                 arrays, scorer.gold, scorer.weights, params, np.arange(len(scorer.gold)), grid, 1.0
             )
             kept = bool(per_route)
@@ -354,26 +289,16 @@ def _route_threshold_row(fit: _Fitted, final: Scores, base: DecisionParams) -> V
     )
 
 
-def _halves(gold: IntArray) -> IntArray:
-    """Two folds stratified by label: each label's queries alternate between them."""
-    fold = np.zeros(len(gold), dtype=np.int64)
-    seen: dict[int, int] = {}
-    for i, label in enumerate(gold.tolist()):
-        fold[i] = seen.get(label, 0) % 2
-        seen[label] = seen.get(label, 0) + 1
-    return fold
-
-
 def _heldout_total_gain(
-    arrays: NeighbourArrays, scorer: _Scorer, base: DecisionParams, grid: CalibrationGrid, steps: Steps
+    arrays: NeighbourArrays, scorer: Scorer, base: DecisionParams, grid: CalibrationGrid, steps: Steps
 ) -> tuple[float, float]:
     """The whole calibration's gain over `base` on queries it did not see: calibrate on one half,
     score the other against the given parameters, both ways; with its paired standard error."""
-    fold = _halves(scorer.gold)
+    fold = halves(scorer.gold)
     diff = np.zeros(len(scorer.gold), dtype=np.float64)
     for held in (0, 1):
         fit_rows, test_rows = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
-        fit_scorer = _Scorer(scorer.gold[fit_rows], scorer.weights[fit_rows])
+        fit_scorer = Scorer(scorer.gold[fit_rows], scorer.weights[fit_rows])
         fitted = _fit(arrays.subset(fit_rows), fit_scorer, base, grid, steps, f"held-out check, half {held + 1} of 2")
         sub = arrays.subset(test_rows)
         g, w = scorer.gold[test_rows], scorer.weights[test_rows]
@@ -388,40 +313,9 @@ def _route_labels(labels: Sequence[str], base: DecisionParams) -> set[str]:
     return {label for label in labels if not is_fallback_label(label, base.default_route)}
 
 
-class _Scorer:
-    def __init__(self, gold: IntArray, weights: FloatArray) -> None:
-        self.gold = gold
-        self.weights = weights
-        self.oos = gold == FALLBACK
-        self.total = float(weights.sum())
-
-    def __call__(self, pred: IntArray) -> Scores:
-        return self.many(pred[None, :])[0]
-
-    def many(self, preds: IntArray) -> list[Scores]:
-        """Scores of each row of an (M, N) array of predictions, vectorised."""
-        correct = preds == self.gold[None, :]
-        said = preds == FALLBACK
-        n_in, n_oos = int((~self.oos).sum()), int(self.oos.sum())
-        objective = correct.astype(np.float64) @ self.weights / self.total
-        accuracy = correct.mean(axis=1)
-        in_scope = correct[:, ~self.oos].sum(axis=1) / n_in if n_in else np.zeros(len(preds))
-        recall = said[:, self.oos].sum(axis=1) / n_oos if n_oos else np.zeros(len(preds))
-        caught = said & self.oos[None, :]
-        said_w = said.astype(np.float64) @ self.weights
-        caught_w = caught.astype(np.float64) @ self.weights
-        precision = np.divide(caught_w, said_w, out=np.zeros(len(preds)), where=said_w > 0)
-        said_n, caught_n = said.sum(axis=1), caught.sum(axis=1)
-        in_file = np.divide(caught_n, said_n, out=np.zeros(len(preds)), where=said_n > 0)
-        return [
-            Scores(float(o), float(a), float(i), float(r), float(q), float(f))
-            for o, a, i, r, q, f in zip(objective, accuracy, in_scope, recall, precision, in_file, strict=True)
-        ]
-
-
 def _search(
     arrays: NeighbourArrays,
-    scorer: _Scorer,
+    scorer: Scorer,
     grid: CalibrationGrid,
     steps: Steps | None = None,
     label: str = "searching",
@@ -486,7 +380,7 @@ def _ladder(
     base: DecisionParams,
     grid: CalibrationGrid,
     arrays: NeighbourArrays,
-    scorer: _Scorer,
+    scorer: Scorer,
 ) -> tuple[list[Variant], Trial]:
     """Walk the families from simple to rich; adopt a family's best setting only when it beats
     the adopted one by min_variant_gain and by `significance` paired standard errors. The first
@@ -510,7 +404,7 @@ def _ladder(
             variants.append(Variant(name, params, best.scores, False, verdict=verdict, new=False))
             continue
         pred = _predict(arrays, best)
-        gain, se = _paired_gain(pred, reference, scorer)
+        gain, se = paired_gain(pred, reference, scorer)
         first = chosen is None
         adopt = first or (gain >= grid.min_variant_gain and gain >= grid.significance * se)
         verdict = ("adopted (the plain rule)" if first else "adopted") if adopt else "not adopted: within noise"
@@ -527,103 +421,11 @@ def _predict(arrays: NeighbourArrays, t: Trial) -> IntArray:
     return predict(arrays, t.params, arrays.thresholds(t.params.threshold))
 
 
-def _paired_gain(new: IntArray, old: IntArray, scorer: _Scorer) -> tuple[float, float]:
-    """Objective gain of `new` over `old` and its standard error over the queries."""
-    diff = scorer.weights * ((new == scorer.gold).astype(np.float64) - (old == scorer.gold))
-    n = len(diff)
-    gain = float(diff.sum() / scorer.total)
-    se = float(np.sqrt(n) * diff.std(ddof=1) / scorer.total) if n > 1 else 0.0
-    return gain, se
-
-
-def _fit_route_thresholds(
-    arrays: NeighbourArrays,
-    gold: IntArray,
-    weights: FloatArray,
-    params: DecisionParams,
-    rows: IntArray,
-    grid: CalibrationGrid,
-    support_scale: float,
-) -> tuple[dict[str, float], tuple[RouteThreshold, ...]]:
-    """Coordinate ascent over routes, one pass in name order, with shrinkage."""
-    sub = arrays.subset(rows)
-    g, w = gold[rows], weights[rows]
-    k = min(params.k, sub.width)
-    thresholds = sub.thresholds(params.threshold)
-    current = predict(sub, replace(params, k=k), thresholds)
-    support = np.bincount(g[g >= 0], minlength=len(sub.route_names))
-    nearby = sub.routes[:, :k]
-    chosen: dict[str, float] = {}
-    details = []
-    for rid, name in enumerate(sub.route_names):
-        n = int(support[rid])
-        if n < grid.min_route_support * support_scale:
-            continue
-        affected = np.flatnonzero((nearby == rid).any(axis=1))
-        if affected.size == 0:
-            continue
-        local = sub.subset(affected)
-        ga, wa = g[affected], w[affected]
-        before = float(wa[current[affected] == ga].sum())
-
-        def gain_at(
-            offset: float,
-            rid: int = rid,
-            local: NeighbourArrays = local,
-            ga: IntArray = ga,
-            wa: FloatArray = wa,
-            before: float = before,
-        ) -> tuple[float, IntArray]:
-            trial = thresholds.copy()
-            trial[rid] = params.threshold + offset
-            pred = predict(local, replace(params, k=k), trial)
-            return float(wa[pred == ga].sum()) - before, pred
-
-        gains = [(gain_at(o)[0], o) for o in grid.route_offsets]
-        best_gain, best_offset = max(gains, key=lambda x: (round(x[0], 9), -abs(x[1])))
-        if best_gain <= 0:
-            continue
-        offset = round(best_offset * n / (n + grid.shrinkage), 2)
-        gain, pred = gain_at(offset)
-        kept = offset != 0 and gain >= grid.min_route_gain
-        details.append(RouteThreshold(name, n, best_offset, offset if kept else 0.0, gain if kept else 0.0))
-        if kept:
-            thresholds[rid] = params.threshold + offset
-            current[affected] = pred
-            chosen[name] = round(params.threshold + offset, 4)
-    return chosen, tuple(details)
-
-
-def _heldout_gain(
-    arrays: NeighbourArrays,
-    gold: IntArray,
-    weights: FloatArray,
-    params: DecisionParams,
-    grid: CalibrationGrid,
-) -> tuple[float, float]:
-    """Objective gain of per-route thresholds on held-out halves (two-fold, stratified by
-    label: fit on one half, score the other), with its paired standard error."""
-    fold = _halves(gold)
-    diff = np.zeros(len(gold), dtype=np.float64)
-    for held in (0, 1):
-        fit_rows = np.flatnonzero(fold != held)
-        test_rows = np.flatnonzero(fold == held)
-        per_route, _ = _fit_route_thresholds(arrays, gold, weights, params, fit_rows, grid, 0.5)
-        sub = arrays.subset(test_rows)
-        g, w = gold[test_rows], weights[test_rows]
-        plain = predict(sub, params, sub.thresholds(params.threshold))
-        tuned = predict(sub, params, sub.thresholds(params.threshold, per_route))
-        diff[test_rows] = w * ((tuned == g).astype(np.float64) - (plain == g))
-    total = float(weights.sum())
-    se = float(np.sqrt(len(diff)) * diff.std(ddof=1) / total) if len(diff) > 1 else 0.0
-    return float(diff.sum() / total), se
-
-
 def _decide_scores(
     neighbours: Sequence[Sequence[Neighbour]],
     params: DecisionParams,
     arrays: NeighbourArrays,
-    scorer: _Scorer,
+    scorer: Scorer,
 ) -> tuple[Scores, int]:
     """Scores of the decisions the service would make (`decide_many`), and how many queries the
     search's shortcut (route ids over shared arrays) saw differently: 0 expected."""

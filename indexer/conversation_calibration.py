@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from indexer.conversations import LabelledConversation, LabelledTurn, Prepared, TurnTypeScores, score_turns
+from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
 from router_core.conversation import Turn
 from router_core.conversation_engine import ConversationBatch, finish, pool, related
 from router_core.neighbours import FloatArray
@@ -29,7 +30,6 @@ from router_core.params import ConversationParams, DecisionParams, specs_of
 
 OFF_TOPIC_LABEL = "oos"
 STANDALONE = ("standalone_similarity", "standalone_words")
-DEFAULT_MIN_OFF_TOPIC = 0.80
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from typing import Any, TextIO
 from indexer import report_html
 from indexer.context import Context, Live, live_index, refuse_test_file, write_json, write_text
 from indexer.conversation_calibration import (
-    DEFAULT_MIN_OFF_TOPIC,
     ConversationCalibration,
     calibrate_conversations,
     insert_off_topic,
@@ -36,6 +35,7 @@ from indexer.conversations import (
     prepare,
     score_turns,
 )
+from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
 from indexer.hints import reindex_hint
 from indexer.labelled import load_labelled
 from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode

@@ -13,10 +13,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from indexer.defaults import REPLACE_FLAG
 from router_core import RouterSettings
 from router_core.settings import IndexSettings
-
-REPLACE_FLAG = "--replace-configured-index"
 
 
 def indexer_command(*args: str | Path) -> str:

@@ -9,11 +9,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from indexer.defaults import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_MIN_EXAMPLES
 from router_core.embedding import Vectors
 from router_core.manifest import ExamplePoint
 
-DEFAULT_DUPLICATE_SIMILARITY = 0.95
-DEFAULT_MIN_EXAMPLES = 20
 _BLOCK = 1024
 
 

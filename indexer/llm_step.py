@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from indexer.tables import pct, text_table
-from router_core import Decision, RouteTable, pipeline
+from router_core import Decision, RouterSettings, RouteTable, pipeline
 from router_core.params import Mode
 from router_core.pipeline import RouteRequest
 from router_llm.clients import ClientRegistry
@@ -180,3 +180,19 @@ def run_llm_step(
         agreement=sum(agree) / len(agree) if agree else None,
         detail=list(dict.fromkeys(a.detail for a in real if a.detail))[:5],
     )
+
+
+def llm_options(settings: RouterSettings, *, enabled: bool, mode: Mode | None, concurrency: int) -> LLMOptions | None:
+    """`eval --llm [--mode M] [--concurrency N]`: the decision model's settings (from the
+    environment: ROUTER_DECIDER__*, ROUTER_LLM__*), or None without --llm."""
+    from indexer.settings import IndexerSettings
+
+    if not enabled:
+        if mode:
+            raise ValueError("--mode applies with --llm only")
+        return None
+    if concurrency < 1:
+        raise ValueError("--concurrency must be at least 1")
+    decider = settings.decider if isinstance(settings, IndexerSettings) else DeciderSettings()
+    llm = settings.llm if isinstance(settings, IndexerSettings) else LLMSettings()
+    return LLMOptions(decider, llm, mode=mode, concurrency=concurrency)

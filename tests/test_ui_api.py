@@ -16,7 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from devkit.serving import ROOT, SHIPPED_EVALS, settings_for
-from indexer.commands import Context, run_eval
+from indexer.commands.eval import run_eval
+from indexer.context import Context
 from indexer.hygiene import check_hygiene
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore

@@ -1,0 +1,14 @@
+"""The indexer's commands, one module each: its options and the function that runs it."""
+
+from indexer.command import Command
+from indexer.commands import calibrate, eval, finetune, hygiene, importing, reindex
+
+COMMANDS: tuple[Command, ...] = (
+    reindex.COMMAND,
+    eval.COMMAND,
+    calibrate.COMMAND,
+    hygiene.COMMAND,
+    finetune.COMMAND,
+    importing.COMMAND,
+)
+DEFAULT = reindex.COMMAND

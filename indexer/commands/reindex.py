@@ -1,0 +1,169 @@
+"""`python -m indexer [reindex] [--dry-run]`: validate routes/, embed what changed, publish and
+switch the live pointer (the default command)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from indexer.command import Command
+from indexer.defaults import REPLACE_FLAG
+
+if TYPE_CHECKING:
+    from indexer.context import Context
+    from router_core import Embedder, RouterSettings
+    from router_core.reindex import ReindexPlan
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """--dry-run and the guard on the service's index (also accepted before the command name)."""
+    parser.add_argument(
+        "--dry-run", action="store_true", default=argparse.SUPPRESS, help="print what would change; write nothing"
+    )
+    parser.add_argument(
+        REPLACE_FLAG,
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="allow publishing a routes directory other than the configured one (ROUTER_ROUTES_DIR) "
+        "into the configured index, the one the service serves",
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    """Re-index; on failure say on stderr what it left unchanged (exit 2 for invalid routes or
+    a refused publish, 1 otherwise)."""
+    from indexer.context import CommandRefused, print_error
+    from router_core import IndexBusy, RouterError, RoutesInvalid
+
+    replace = bool(getattr(args, "replace_configured_index", False))
+    try:
+        return reindex(
+            ctx.settings,
+            dry_run=bool(getattr(args, "dry_run", False)),
+            progress=ctx.progress,
+            out=ctx.out,
+            embedder=ctx.embedder,
+            configured=None if replace else ctx.configured,
+        )
+    except (CommandRefused, RoutesInvalid) as exc:
+        print_error(str(exc))
+        print("nothing was indexed; the live index is unchanged.", file=sys.stderr)
+        return 2
+    except IndexBusy as exc:  # the other re-index may well change the live index: say only what this one did
+        print_error(str(exc))
+        return 1
+    except RouterError as exc:
+        print_error(str(exc))
+        print("the live index is unchanged.", file=sys.stderr)
+        return 1
+
+
+def reindex(
+    settings: RouterSettings,
+    *,
+    dry_run: bool,
+    progress: bool,
+    out: TextIO,
+    embedder: Embedder | None = None,
+    configured: RouterSettings | None = None,
+) -> int:
+    """Run (or preview) one re-index and print its summary. The model loads only when something
+    must be embedded. With `configured`, publishing another routes directory into the configured
+    index is refused (see `indexer.hints`)."""
+    from indexer.context import CommandRefused, model_for
+    from indexer.hints import publish_refusal
+    from indexer.model_loading import LazyEmbedder
+    from router_core import load_routes, open_store, plan_reindex, run_reindex
+
+    started = time.perf_counter()
+    table = load_routes(settings.routes_dir, settings.route_files.policy())
+    print(
+        f"routes: {len(table.routes)} valid in {settings.routes_dir} "
+        f"({sum(len(r.examples) for r in table.routes)} examples)",
+        file=out,
+    )
+    refusal = None if configured is None else publish_refusal(settings, configured)
+    if refusal and not dry_run:
+        raise CommandRefused(refusal)
+    store = open_store(settings.index)
+    try:
+        model = model_for(settings, embedder, quiet=not progress, out=out)
+        live = store.live_version()
+        if isinstance(model, LazyEmbedder) and live is not None:
+            manifest = store.manifest(live)
+            model.assume_dimension_from(manifest.model_id, manifest.dimension)
+        if dry_run:
+            print_plan(plan_reindex(table, store, model), out)
+            if refusal:
+                print(f"note: a re-index would be refused: {refusal}", file=out)
+            return 0
+        report = run_reindex(
+            table,
+            store,
+            model,
+            batch_size=settings.embedding.batch_size,
+            progress=progress,
+            keep_versions=settings.index.keep_versions,
+            on_stage=lambda msg: print(f"... {msg}", file=out),
+        )
+    finally:
+        store.close()
+    loading = 0.0  # the model's load time is reported on its own line, not as index time
+    if isinstance(model, LazyEmbedder):
+        loading = model.load_seconds
+        if not model.loaded:
+            print(f"model: {model.model_id}, not loaded (nothing to embed)", file=out)
+    if report.superseded:  # another re-index switched the live pointer after this one
+        state = f"published, but not live: another re-index has since made {report.live_after} live"
+    else:
+        state = "published and live" if report.changed else "already up to date"
+    print(
+        f"version {report.version}: {state}\n"
+        f"  routes {report.routes}, examples {report.examples}: "
+        f"embedded {report.embedded}, reused {report.reused}\n"
+        f"  index time {report.seconds - loading:.2f} s, total {time.perf_counter() - started:.1f} s"
+        + (f"\n  dropped old versions: {', '.join(report.dropped_versions)}" if report.dropped_versions else ""),
+        file=out,
+    )
+    return 0
+
+
+def print_plan(plan: ReindexPlan, out: TextIO) -> None:
+    """Describe what a re-index would change."""
+    live = plan.live_version or "none"
+    if plan.up_to_date:
+        print(f"dry run: live version {live} is up to date; nothing would change.", file=out)
+        return
+    print(f"dry run: live version {live}; a re-index would:", file=out)
+    if plan.model_changed:
+        print(f"  re-embed everything: {plan.reembed_reason}", file=out)
+    for c in plan.changes:
+        detail = []
+        if c.examples_added:
+            detail.append(f"+{len(c.examples_added)} example(s)")
+        if c.examples_removed:
+            detail.append(f"-{len(c.examples_removed)} example(s)")
+        if c.settings_changed:
+            detail.append("settings: " + ", ".join(c.settings_changed))
+        print(f"  {c.change:8} {c.route}: {'; '.join(detail) or 'no examples'}", file=out)
+        for text in c.examples_added[:5]:
+            print(f"      + {text}", file=out)
+        for text in c.examples_removed[:5]:
+            print(f"      - {text}", file=out)
+    print(
+        f"  embed {len(plan.to_embed)}, reuse {len(plan.points) - len(plan.to_embed)} of "
+        f"{len(plan.points)} example(s); nothing was written.",
+        file=out,
+    )
+
+
+COMMAND = Command(
+    name="reindex",
+    help="(default) build and switch to a new index version",
+    description="Validate the routes directory, embed only the examples that changed and publish "
+    "a new index version, then switch the live pointer to it (the service follows).",
+    run=run,
+    configure=configure,
+)
