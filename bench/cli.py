@@ -50,7 +50,7 @@ from bench.worker import Worker
 from devkit.service_process import service_process
 from indexer.importer import write_routes_from_jsonl
 from router_core import Embedder, IndexStore, ModelUnavailable, RouteTable, load_routes
-from router_core.embedding.quality_model import ensure_quality_model
+from router_core.embedding import ensure_quality_model
 from router_core.params import DecisionParams
 from router_core.store import EdgeStore
 

@@ -46,12 +46,11 @@ from indexer.conversations import (
 from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import load_labelled
 from indexer.routes_writer import write_conversation_params
-from router_core import Embedder, load_embedder, load_routes, run_reindex
+from router_core import Embedder, OpenIndex, load_embedder, load_routes, run_reindex
 from router_core.conversation import route_conversations
 from router_core.decision import decide_many
 from router_core.params import ConversationParams, DecisionParams
 from router_core.store import EdgeStore
-from router_core.store.protocol import OpenIndex
 from service.app import create_app
 from service.services import Services
 

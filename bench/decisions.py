@@ -5,12 +5,11 @@ decision parameters, and every difference is listed."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from indexer.evaluation import neighbours_for
-from router_core import Embedder, IndexStore
-from router_core.decision import decide_many
-from router_core.params import DecisionParams
+from router_core import DecisionParams, Embedder, IndexStore, Router, RouteRequest
+from router_core.pipeline import vote_only
 
 KEEP_EXAMPLES = 20
 
@@ -24,10 +23,12 @@ def routed(
         raise RuntimeError("no live index version to route with")
     index = store.open_version(version)
     try:
-        neighbours = neighbours_for(embedder, index, texts, max(p.k for p in params.values()))
+        table = vote_only(index.table)
+        requests = [RouteRequest.query(t) for t in texts]
+        routing = Router(index, embedder).routing(requests, table=table, k=max(p.k for p in params.values()))
     finally:
         index.close()
-    return {name: [(d.route, d.score) for d in decide_many(neighbours, p)] for name, p in params.items()}
+    return {name: [(d.route, d.score) for d in routing.again(replace(table, params=p))] for name, p in params.items()}
 
 
 def compare(

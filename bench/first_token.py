@@ -33,8 +33,7 @@ from bench.stats import percentile
 from devkit.fake_llm import FakeLLM, Reply
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agents_at
 from devkit.serving import serve
-from router_core import load_embedder, load_routes, run_reindex
-from router_core.agents import LLMAgent
+from router_core import LLMAgent, load_embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
 from router_llm.settings import LLMSettings
 from service.app import create_app

@@ -28,7 +28,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,10 @@ from devkit.fake_llm import FakeLLM, Reply
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV
 from devkit.serving import SHIPPED_ROUTES, serve, settings_for
 from indexer.calibration import DEFAULT_GRID, calibrate
-from indexer.evaluation import neighbours_for
 from indexer.hybrid import BAND, BandSimulator, calibrate_band, vote_only
 from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import LabelledQuery, canonical_labels, load_labelled
-from router_core import Embedder, load_embedder, load_routes, run_reindex
-from router_core.decision import decide_many
+from router_core import Embedder, Router, RouteRequest, load_embedder, load_routes, pipeline, run_reindex
 from router_core.params import LLMRoutingParams
 from router_core.store import EdgeStore
 from router_llm.settings import DeciderSettings
@@ -73,17 +71,21 @@ def quality(
         run_reindex(load_routes(routes), store, embedder)
         index = store.open_version(store.live_version() or "")
         try:
-            base = index.table.params
-            names = [r.name for r in index.table.routes]
+            table = pipeline.vote_only(index.table)
+            base = table.params
+            names = [r.name for r in table.routes]
             k_max = max(DEFAULT_GRID.k_max, base.k)
-            val_n = neighbours_for(embedder, index, [q.text for q in val], k_max)
-            test_n = neighbours_for(embedder, index, [q.text for q in test], k_max)
+            router = Router(index, embedder)
+            val_r = router.routing([RouteRequest.query(q.text) for q in val], table=table, k=k_max)
+            test_r = router.routing([RouteRequest.query(q.text) for q in test], table=table, k=k_max)
         finally:
             index.close()
             store.close()
     val_gold, test_gold = gold(val, names, base.default_route), gold(test, names, base.default_route)
+    val_n = [val_r.found.neighbours[q.text] for q in val]
     params = calibrate(val_n, val_gold, base, routes=names).params
-    val_d, test_d = decide_many(val_n, params), decide_many(test_n, params)
+    calibrated = replace(table, params=params)
+    val_d, test_d = val_r.again(calibrated), test_r.again(calibrated)
     band = calibrate_band(val_d, val_gold, params, LLMRoutingParams(), budget=budget)
     out: dict[str, Any] = {"name": name, "params": params.to_dict(), "calibration": band.to_dict()}
     sim = BandSimulator(test_d, test_gold, params, oos_share=band.oos_share)

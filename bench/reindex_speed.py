@@ -17,8 +17,7 @@ from typing import Any
 
 import yaml
 
-from router_core import Embedder, IndexStore, load_routes, run_reindex
-from router_core.routes import ROUTER_FILE
+from router_core import ROUTER_FILE, Embedder, IndexStore, load_routes, run_reindex
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,10 +21,9 @@ import numpy as np
 from qdrant_client import QdrantClient
 
 from bench.stats import latency_summary, ratio
+from router_core import IndexStore
 from router_core.manifest import ExamplePoint, IndexManifest
-from router_core.store import EdgeStore
-from router_core.store.protocol import IndexStore
-from router_core.store.server import QdrantStore
+from router_core.store import EdgeStore, QdrantStore
 
 DIMENSION = 384
 ROUTES = 150

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from router_core import Embedder, load_embedder
-from router_core.embedding import DEFAULT_MODEL
-from router_core.embedding.quality_model import MPNET_NAME
+from router_core.embedding import DEFAULT_MODEL, MPNET_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 

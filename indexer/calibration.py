@@ -67,9 +67,10 @@ from indexer.defaults import DEFAULT_OOS_SHARE
 from indexer.labelled import gold_ids, is_fallback_label
 from indexer.progress import NoSteps, Steps
 from indexer.route_thresholds import RouteThreshold, fit_route_thresholds, heldout_gain
+from router_core import Neighbour
 from router_core.decision import decide_many
 from router_core.engine import FALLBACK, predict, vote
-from router_core.neighbours import IntArray, Neighbour, NeighbourArrays
+from router_core.neighbours import IntArray, NeighbourArrays
 from router_core.params import SPECS, DecisionParams
 
 __all__ = [

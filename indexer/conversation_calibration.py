@@ -23,7 +23,7 @@ import numpy as np
 
 from indexer.conversations import LabelledConversation, LabelledTurn, Prepared, TurnTypeScores, score_turns
 from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
-from router_core.conversation import Turn
+from router_core import Turn
 from router_core.conversation_engine import ConversationBatch, finish, pool, related
 from router_core.neighbours import FloatArray
 from router_core.params import ConversationParams, DecisionParams, specs_of

@@ -41,7 +41,7 @@ from indexer.labelled import load_labelled
 from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode
 from indexer.routes_writer import write_conversation_params
 from indexer.tables import pct, text_table
-from router_core.decision import Decision
+from router_core import Decision
 from router_core.params import ConversationParams, specs_of
 from router_core.pipeline import RouteRequest, decide, plan, vote_only
 

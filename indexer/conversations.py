@@ -18,14 +18,13 @@ from typing import Any
 
 from indexer.labelled import LabelledDataInvalid, is_fallback_label
 from indexer.progress import NoSteps, Steps
-from router_core.conversation import Turn, content_words, layout
+from router_core import Decision, Neighbour, OpenIndex, Turn
+from router_core.conversation import content_words, layout
 from router_core.conversation_engine import ConversationBatch, Layout
-from router_core.decision import Decision, decide_many
+from router_core.decision import decide_many
 from router_core.embedding import Embedder
-from router_core.neighbours import Neighbour
 from router_core.params import ConversationParams, DecisionParams
 from router_core.pipeline import RouteRequest
-from router_core.store.protocol import OpenIndex
 
 _ROLES = {"user", "assistant", "system"}
 EXAMPLES_PER_TYPE = 20

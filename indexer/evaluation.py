@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from indexer.progress import Steps
+from router_core import Neighbour, OpenIndex
 from router_core.embedding import Embedder
 from router_core.evaluation import (
     EXAMPLES_PER_CONFUSION,
@@ -17,8 +18,6 @@ from router_core.evaluation import (
     evaluate,
     threshold_curve,
 )
-from router_core.neighbours import Neighbour
-from router_core.store.protocol import OpenIndex
 
 __all__ = [
     "EXAMPLES_PER_CONFUSION",

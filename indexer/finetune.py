@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from indexer.finetune_config import FinetuneConfig
+from router_core import ModelUnavailable, RouteTable
 from router_core.embedding import MODEL_ID_FILE, resolve_model
-from router_core.errors import ModelUnavailable
 from router_core.manifest import example_points
-from router_core.routes import RouteTable
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from indexer.labelled import is_fallback_label
-from router_core.decision import Decision
+from router_core import Decision
 from router_core.llm_routing import BandInputs, escalation_mask
 from router_core.neighbours import BoolArray, FloatArray
 from router_core.params import DecisionParams, LLMRoutingParams, specs_of

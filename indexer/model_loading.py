@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from router_core import Embedder, ModelUnavailable, load_embedder
-from router_core.embedding import Vectors, resolve_model
-from router_core.embedding.models import portable_source
+from router_core.embedding import Vectors, portable_source, resolve_model
 from router_core.settings import EmbeddingSettings
 
 _PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from router_core.progress import NoSteps, Steps
+from router_core import NoSteps, Steps
 
 __all__ = ["NoSteps", "Progress", "Steps"]
 

@@ -11,7 +11,7 @@ from indexer.calibration import CalibrationResult, Scores
 from indexer.evaluation import CurvePoint, EvalReport, RouteScore
 from indexer.hygiene import HygieneReport
 from indexer.tables import Ratio, pct, points
-from router_core.curve_chart import curve_svg
+from router_core import curve_svg
 from router_core.params import TUNABLE_NAMES
 
 _STYLE = """

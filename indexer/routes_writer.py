@@ -19,9 +19,8 @@ from typing import Any
 
 import yaml
 
+from router_core import ROUTER_FILE, RoutePolicy, load_routes
 from router_core.params import TUNABLE_NAMES, ConversationParams, DecisionParams, LLMRoutingParams
-from router_core.route_policy import RoutePolicy
-from router_core.routes import ROUTER_FILE, load_routes
 
 ROUTER_KEYS = TUNABLE_NAMES
 

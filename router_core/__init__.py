@@ -22,7 +22,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from router_core.agents import CannedAgent, LLMAgent, public_view
+    from router_core.configured import embedder_from_settings
     from router_core.conversation import Turn
+    from router_core.curve_chart import curve_svg
     from router_core.decision import Decision, RouteVote, TurnShare
     from router_core.embedding import Embedder, Vectors, load_embedder
     from router_core.errors import (
@@ -36,17 +39,24 @@ if TYPE_CHECKING:
         StoreUnavailable,
     )
     from router_core.evaluation import EvalReport, evaluate
+    from router_core.llm_routing import Question, RouteChoice, answer_schema, read_choice
     from router_core.neighbours import Neighbour
     from router_core.params import ConversationParams, DecisionParams, LLMRoutingParams
     from router_core.pipeline import RouteRequest
+    from router_core.progress import NoSteps, Steps
+    from router_core.reasons import Reason
     from router_core.reindex import ReindexPlan, ReindexReport, plan_reindex, run_reindex
+    from router_core.route_policy import RoutePolicy
     from router_core.router import Router, Routing
-    from router_core.routes import Route, RouteTable, load_routes
+    from router_core.routes import ROUTER_FILE, Route, RouteTable, load_routes
     from router_core.settings import EmbeddingSettings, IndexSettings, RouterSettings
     from router_core.store import IndexStore, OpenIndex, open_store
 
 _HOMES = {
+    **dict.fromkeys(("CannedAgent", "LLMAgent", "public_view"), "router_core.agents"),
+    "embedder_from_settings": "router_core.configured",
     "Turn": "router_core.conversation",
+    "curve_svg": "router_core.curve_chart",
     "Decision": "router_core.decision",
     "RouteVote": "router_core.decision",
     "TurnShare": "router_core.decision",
@@ -72,16 +82,21 @@ _HOMES = {
     "ConversationParams": "router_core.params",
     "DecisionParams": "router_core.params",
     "LLMRoutingParams": "router_core.params",
+    **dict.fromkeys(("Question", "RouteChoice", "answer_schema", "read_choice"), "router_core.llm_routing"),
     "RouteRequest": "router_core.pipeline",
+    **dict.fromkeys(("NoSteps", "Steps"), "router_core.progress"),
+    "Reason": "router_core.reasons",
+    "RoutePolicy": "router_core.route_policy",
     **dict.fromkeys(("ReindexPlan", "ReindexReport", "plan_reindex", "run_reindex"), "router_core.reindex"),
     "Router": "router_core.router",
     "Routing": "router_core.router",
-    **dict.fromkeys(("Route", "RouteTable", "load_routes"), "router_core.routes"),
+    **dict.fromkeys(("ROUTER_FILE", "Route", "RouteTable", "load_routes"), "router_core.routes"),
     **dict.fromkeys(("EmbeddingSettings", "IndexSettings", "RouterSettings"), "router_core.settings"),
     **dict.fromkeys(("IndexStore", "OpenIndex", "open_store"), "router_core.store"),
 }
 
 __all__ = [
+    "CannedAgent",
     "ConversationParams",
     "Decision",
     "DecisionParams",
@@ -93,14 +108,21 @@ __all__ = [
     "IndexMissing",
     "IndexSettings",
     "IndexStore",
+    "LLMAgent",
     "LLMRoutingParams",
     "ModelUnavailable",
     "Neighbour",
+    "NoSteps",
     "OpenIndex",
     "Problem",
+    "Question",
+    "ROUTER_FILE",
+    "Reason",
     "ReindexPlan",
     "ReindexReport",
     "Route",
+    "RouteChoice",
+    "RoutePolicy",
     "RouteRequest",
     "RouteTable",
     "RouteVote",
@@ -109,15 +131,21 @@ __all__ = [
     "RouterSettings",
     "RoutesInvalid",
     "Routing",
+    "Steps",
     "StoreUnavailable",
     "Turn",
     "TurnShare",
     "Vectors",
+    "answer_schema",
+    "curve_svg",
+    "embedder_from_settings",
     "evaluate",
     "load_embedder",
     "load_routes",
     "open_store",
     "plan_reindex",
+    "public_view",
+    "read_choice",
     "run_reindex",
 ]
 

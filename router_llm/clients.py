@@ -15,9 +15,7 @@ from dataclasses import dataclass
 
 from openai import AsyncOpenAI
 
-from router_core import RouteTable
-from router_core.agents import LLMAgent
-from router_core.route_policy import RoutePolicy
+from router_core import LLMAgent, RoutePolicy, RouteTable
 from router_llm.endpoints import (
     Endpoint,
     EndpointRef,

@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 import openai
 
-from router_core.agents import LLMAgent
-from router_core.llm_routing import RouteChoice, answer_schema, read_choice
+from router_core import LLMAgent, RouteChoice, answer_schema, read_choice
 from router_llm.backoff import Backoff
 from router_llm.clients import ClientRegistry
 from router_llm.endpoints import Unavailable

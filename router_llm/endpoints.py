@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from router_core.agents import LLMAgent
+from router_core import LLMAgent
 from router_llm.settings import LLMSettings
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from router_core import IndexStore, OpenIndex, RouterError, load_routes, run_reindex
-from router_core.reindex import ReindexReport
+from router_core import IndexStore, OpenIndex, ReindexReport, RouterError, load_routes, run_reindex
 from service.errors import ServiceError
 from service.live_index import IndexFollower, Served, check_compatible
 from service.metrics import Metrics

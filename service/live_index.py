@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from router_core import Embedder, IndexIncompatible, IndexMissing, IndexStore, OpenIndex, RouterError
-from router_core.embedding.parity import ParityResult, Reference, require_parity
+from router_core.embedding import ParityResult, Reference, require_parity
 from router_core.manifest import IndexManifest
 
 log = logging.getLogger("router.index")

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from router_core import IndexStore
 from router_core.manifest import ExamplePoint
-from router_core.store.protocol import StoredPoints
+from router_core.store import StoredPoints
 from service.errors import ServiceError
 from service.live_index import IndexFollower
 

@@ -13,10 +13,9 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from router_core import Embedder, IndexMissing, IndexStore, open_store
-from router_core.configured import embedder_from_settings
+from router_core import Embedder, IndexMissing, IndexStore, embedder_from_settings, open_store
 from router_core.manifest import IndexManifest
-from router_core.store.factory import describe_store
+from router_core.store import describe_store
 from router_llm.clients import ClientRegistry
 from router_llm.decider import Decider
 from service.agents import Answerer

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from router_core import Embedder
-from router_core.embedding.protocol import Vectors
+from router_core.embedding import Vectors
 
 SLICE = 16  # texts per forward pass of the background encode
 PAUSE_FRACTION = 0.1  # pause after each slice, as a share of the slice's own time

@@ -13,8 +13,7 @@ from indexer.defaults import REPLACE_FLAG
 
 if TYPE_CHECKING:
     from indexer.context import Context
-    from router_core import Embedder, RouterSettings
-    from router_core.reindex import ReindexPlan
+    from router_core import Embedder, ReindexPlan, RouterSettings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

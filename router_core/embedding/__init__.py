@@ -1,7 +1,23 @@
 """Sentence embeddings behind one small protocol; each backend is a module of its own."""
 
 from router_core.embedding.loader import BACKENDS, load_embedder
-from router_core.embedding.models import DEFAULT_MODEL, MODEL_ID_FILE, resolve_model
+from router_core.embedding.models import DEFAULT_MODEL, MODEL_ID_FILE, portable_source, resolve_model
+from router_core.embedding.parity import ParityResult, Reference, require_parity
 from router_core.embedding.protocol import Embedder, Vectors
+from router_core.embedding.quality_model import MPNET_NAME, ensure_quality_model
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "MODEL_ID_FILE", "Embedder", "Vectors", "load_embedder", "resolve_model"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "MODEL_ID_FILE",
+    "MPNET_NAME",
+    "Embedder",
+    "ParityResult",
+    "Reference",
+    "Vectors",
+    "ensure_quality_model",
+    "load_embedder",
+    "portable_source",
+    "require_parity",
+    "resolve_model",
+]

@@ -21,8 +21,7 @@ from openai import AsyncStream
 from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionChunk
 
-from router_core import RouteTable
-from router_core.agents import CannedAgent, LLMAgent
+from router_core import CannedAgent, LLMAgent, RouteTable
 from router_llm.backoff import Backoff
 from router_llm.clients import ClientRegistry, Connection
 from router_llm.endpoints import Unavailable

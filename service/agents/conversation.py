@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from router_core.conversation import Turn
+from router_core import Turn
 from service.errors import InvalidMessages, UnsupportedParameter
 from service.query_text import checked_query, is_meaningful, routed_text
 from service.settings import LimitSettings

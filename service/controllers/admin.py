@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 
-from router_core.agents import public_view
+from router_core import public_view
 from service.index_admin import IndexAdmin
 
 

@@ -10,7 +10,7 @@ from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from router_core.curve_chart import curve_svg
+from router_core import curve_svg
 from service.evaluation import Evaluator
 from service.schemas import problem_responses
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import get
 from litestar.di import NamedDependency
 
-from router_core.agents import public_view
+from router_core import public_view
 from service.routing.stage import RoutingStage
 from service.schemas import RouteOut, RoutesResponse, problem_responses
 

@@ -22,10 +22,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from router_core import Decision, OpenIndex, pipeline
+from router_core import Decision, Neighbour, OpenIndex, Question, pipeline
 from router_core.embedding import Vectors
-from router_core.llm_routing import Question
-from router_core.neighbours import Neighbour
 from router_core.pipeline import Found, Plan, RouteRequest
 from router_llm.decider import Asked, Decider
 from router_llm.decider import Outcome as LLMOutcome
