@@ -4,7 +4,11 @@ Environment variables carry the prefix `ROUTER_` with `__` between nested names
 (`ROUTER_INDEX__DATA_DIR`); a `.env` file is read too. The conventional `QDRANT_URL` and
 `QDRANT_API_KEY` are honoured when the prefixed names are not set. The `ROUTER_QDRANT__*` names
 of earlier releases still work for one release, with a deprecation warning. Tests build
-settings directly instead of touching the environment.
+settings directly; they set variables (with pytest's monkeypatch, undone after the test) only
+where the code under test reads the environment by design: API keys, which route files name by
+variable and are never written in settings, and the indexer CLI, whose settings are the
+environment. The session's shared conversion cache (ROUTER_INDEX__MODELS_DIR) is the one
+variable set for a whole run, so that the processes the tests start share one export.
 """
 
 from __future__ import annotations

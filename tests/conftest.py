@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,13 +25,9 @@ def derived_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     services and commands the tests start as processes share it through the environment, so the
     model is converted once per run, not once per data directory."""
     path = tmp_path_factory.mktemp("derived-models")
-    before = os.environ.get("ROUTER_INDEX__MODELS_DIR")
-    os.environ["ROUTER_INDEX__MODELS_DIR"] = str(path)
-    yield path
-    if before is None:
-        del os.environ["ROUTER_INDEX__MODELS_DIR"]
-    else:
-        os.environ["ROUTER_INDEX__MODELS_DIR"] = before
+    with pytest.MonkeyPatch.context() as mp:  # the one variable set for the whole run (router_core.settings)
+        mp.setenv("ROUTER_INDEX__MODELS_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")
