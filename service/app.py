@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from router_llm.decider import Decider
 from router_llm.settings import LLMSettings
 from service.agents import Answerer
 from service.controllers.admin import AdminController
@@ -76,6 +77,9 @@ def _dependencies() -> dict[str, Provide]:
     def evaluator(state: State) -> Evaluator:
         return _services(state).routes.evaluator
 
+    def decider(state: State) -> Decider:
+        return _services(state).decider
+
     providers: dict[str, Any] = {
         "routing": routing,
         "index_admin": index_admin,
@@ -86,6 +90,7 @@ def _dependencies() -> dict[str, Provide]:
         "service_metrics": service_metrics,
         "route_examples": route_examples,
         "evaluator": evaluator,
+        "decider": decider,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
