@@ -38,7 +38,7 @@ from indexer.conversations import (
 )
 from indexer.hints import reindex_hint
 from indexer.labelled import load_labelled
-from indexer.llm_eval import LLMRun, run_llm_step
+from indexer.llm_eval import LLMRun, check_answered, run_llm_step
 from indexer.routes_writer import write_conversation_params
 from indexer.tables import pct, text_table
 from router_core.conversation import ConversationParams, route_conversations
@@ -72,13 +72,16 @@ def with_mode(table: RouteTable, options: LLMOptions) -> RouteTable:
 
 
 def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
-    """Print what the decision model did; the same as JSON."""
+    """Print what the decision model did; the same as JSON. DecisionModelFailing (after the
+    summary) when most questions got no answer: the caller then reports no accuracy."""
     share = run.asked / evaluated if evaluated else 0.0
+    modes = ", ".join(f"{k} {v}" for k, v in sorted(run.output_modes.items())) or "- (no answer)"
     rows = [
         ("decision model", run.model),
         ("queries asked about", f"{run.asked} of {evaluated} ({pct(share)})"),
         ("calls (cache: a repeated question is asked once)", run.calls),
         ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(run.outcomes.items())) or "-"),
+        ("structured output (answered calls)", modes),
         ("tokens (prompt + completion)", f"{run.prompt_tokens} + {run.completion_tokens}"),
         ("latency p50 / p99", f"{run.latency_p50_ms} / {run.latency_p99_ms} ms"),
         ("time", f"{run.seconds:.1f} s"),
@@ -86,8 +89,11 @@ def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
     if run.agreement is not None:
         rows.append(("agreed with the vote", pct(run.agreement)))
     print("\n" + text_table(["LLM step", "value"], rows), file=out)
+    if run.refused:
+        print(f"  structured output: {run.refused}", file=out)
     for detail in run.detail:
         print(f"  failure: {detail}", file=out)
+    check_answered(run)
     return {
         "model": run.model,
         "asked": run.asked,
@@ -100,6 +106,8 @@ def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
         "latency_p99_ms": run.latency_p99_ms,
         "seconds": run.seconds,
         "agreement": run.agreement,
+        "output_modes": run.output_modes,
+        "output_mode_refused": run.refused or None,
     }
 
 

@@ -3,7 +3,10 @@
 The vote's decisions are computed as usual; then, as the service does (router_core.llm_routing:
 `question_for`, `decision_after`), mode llm asks the decision model about every query and
 hybrid about those in its uncertain band, a bounded number at a time, with a progress bar.
-Tokens are counted from the endpoint's usage reports.
+Tokens are counted from the endpoint's usage reports, and the structured output each answer
+came in (router_llm.structured_output) is counted too. When most questions failed (errors,
+timeouts), `check_answered` refuses the run: an accuracy would then measure the fallbacks, not
+the model.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from router_core.decision import Decision
+from router_core.errors import RouterError
 from router_core.llm_routing import decision_after, question_for
 from router_core.routes import RouteTable
 from router_llm.clients import ClientRegistry
@@ -38,6 +42,33 @@ class LLMRun:
     latency_p99_ms: float
     agreement: float | None  # hybrid: answers naming the vote's own route (or none when it fell back)
     detail: list[str] = field(default_factory=list)  # the first failure reasons, masked
+    output_modes: dict[str, int] = field(default_factory=dict)  # calls answered, by structured output
+    refused: str = ""  # why the endpoint is not asked in json_schema (its refusal, masked), "" when it is
+
+    @property
+    def failed(self) -> int:
+        """Questions the model gave no answer to (an error, a timeout, no model)."""
+        return sum(n for outcome, n in self.outcomes.items() if outcome in _FAILED)
+
+
+_FAILED = frozenset({"error", "timeout", "unavailable"})
+
+
+class DecisionModelFailing(RouterError):
+    """Most questions to the decision model failed: no accuracy is reported."""
+
+
+def check_answered(run: LLMRun) -> None:
+    """Raise DecisionModelFailing when most questions got no answer, naming why and what to check."""
+    if not run.asked or run.failed * 2 <= run.asked:
+        return
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(run.outcomes.items()) if k in _FAILED)
+    first = f"; first failure: {run.detail[0]}" if run.detail else ""
+    raise DecisionModelFailing(
+        f"the decision model failed on {run.failed} of {run.asked} questions ({failed}){first}. No accuracy "
+        "is reported: it would measure the fallbacks, not the model. Check ROUTER_DECIDER__MODEL, __BASE_URL "
+        "and its key variable; a local model on a CPU needs seconds per call (ROUTER_DECIDER__TIMEOUT_S)."
+    )
 
 
 async def _run(
@@ -47,7 +78,7 @@ async def _run(
     decider: Decider,
     concurrency: int,
     progress: bool,
-) -> tuple[list[Decision], list[Asked | None]]:
+) -> tuple[list[Decision], list[Asked | None], str]:
     questions = [question_for(table, v, c) for v, c in zip(votes, conversations, strict=True)]
     answers: dict[object, Asked] = {}
     pending: dict[object, asyncio.Task[Asked]] = {}
@@ -77,7 +108,8 @@ async def _run(
     decided = [
         v if a is None else decision_after(table, v, a.choice) for v, a in zip(votes, asked_per_query, strict=True)
     ]
-    return decided, asked_per_query
+    output = decider.status().output
+    return decided, asked_per_query, output.refused if output else ""
 
 
 def run_llm_step(
@@ -92,7 +124,7 @@ def run_llm_step(
 ) -> tuple[list[Decision], LLMRun]:
     """The final decisions after the decision model, and what it did."""
 
-    async def main() -> tuple[list[Decision], list[Asked | None]]:
+    async def main() -> tuple[list[Decision], list[Asked | None], str]:
         clients = ClientRegistry(llm)
         try:
             return await _run(table, votes, conversations, Decider(settings, llm, clients), concurrency, progress)
@@ -100,7 +132,7 @@ def run_llm_step(
             await clients.close()
 
     started = time.perf_counter()
-    decided, asked = asyncio.run(main())
+    decided, asked, refused = asyncio.run(main())
     seconds = time.perf_counter() - started
     real = [a for a in asked if a is not None]
     calls = {id(a): a for a in real}
@@ -122,6 +154,8 @@ def run_llm_step(
         latency_p99_ms=_quantile(latencies, 0.99),
         agreement=sum(agree) / len(agree) if table.mode == "hybrid" and agree else None,
         detail=list(dict.fromkeys(a.detail for a in real if a.detail))[:5],
+        output_modes=dict(Counter(a.output_mode for a in calls.values() if a.output_mode and a.choice is not None)),
+        refused=refused,
     )
 
 
