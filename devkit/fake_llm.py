@@ -9,7 +9,10 @@ the default reply `"[<model>] <last user message>"`.
 Behaviours: `Reply` (fixed text, streamed in N chunks with a delay), `Fail` (an HTTP error,
 optionally echoing the request's Authorization header in its body), `Hang` (accept and never
 answer), `Drop` (close the connection without a response), `DropMidStream` (stream some
-chunks, then close) and `Choose` (answer as a decision model, deterministically).
+chunks, then close) and `Choose` (answer as a decision model, deterministically). For a
+decision model: `Formats` (a server taking only some kinds of `response_format`, refusing the
+others as llama.cpp's or an OpenAI-like server does) and `Html` (a 200 whose body is a page,
+not JSON, as a proxy in front of an endpoint may send).
 """
 
 from __future__ import annotations
@@ -87,7 +90,34 @@ def choice_for(prompt: str) -> str:
     return options[int(hashlib.sha256(routed.encode("utf-8")).hexdigest(), 16) % len(options)]
 
 
-Behaviour = Reply | Fail | Hang | Drop | DropMidStream | Choose
+@dataclass(frozen=True)
+class Formats:
+    """A server with structured output of its own, for a decision model that answers `route`.
+
+    A request whose `response_format` type is in `refuse` gets HTTP `status` with a message
+    naming response_format: with 500, the validation error llama-cpp-python's server wraps
+    ("Input should be 'text' or 'json_object'"), else an OpenAI-like refusal. A json_schema or
+    json_object request is answered `{"route": ...}` as constrained decoding would: `route` when
+    the request's schema enum holds it, else the enum's first value. A request without
+    response_format (or of type text) is answered `plain` (default: the route name, bare).
+    """
+
+    route: str
+    refuse: tuple[str, ...] = ("json_schema",)
+    status: int = 500
+    plain: str | None = None
+
+
+@dataclass(frozen=True)
+class Html:
+    """Answer HTTP `status` with a page instead of JSON (a proxy's sign-in or error page)."""
+
+    status: int = 200
+    body: str = "<!doctype html><html><body><h1>Sign in to the gateway</h1></body></html>"
+    content_type: str = "text/html; charset=utf-8"
+
+
+Behaviour = Reply | Fail | Hang | Drop | DropMidStream | Choose | Formats | Html
 
 
 @dataclass(frozen=True)
@@ -261,6 +291,9 @@ class FakeLLM:
         if isinstance(behaviour, Fail):
             await self._fail(w, behaviour, headers)
             return True
+        if isinstance(behaviour, Formats | Html):
+            await self._structured(w, model, body, behaviour)
+            return True
         if isinstance(behaviour, DropMidStream):
             pieces = _words(behaviour.text, behaviour.after + 1)[: behaviour.after]
             await self._stream(w, model, pieces, 0.0, None, complete=False)
@@ -302,6 +335,29 @@ class FakeLLM:
         }
         await self._json(w, 200, completion)
         return True
+
+    async def _structured(self, w: Any, model: str, body: dict[str, Any], behaviour: Formats | Html) -> None:
+        """Answer as a server with limited structured output does, or with a page."""
+        if isinstance(behaviour, Html):
+            await self._raw(w, behaviour.status, behaviour.content_type, behaviour.body.encode())
+            return
+        fmt = body.get("response_format") or {}
+        kind = str(fmt.get("type", "text"))
+        if kind in behaviour.refuse:
+            await self._json(w, behaviour.status, {"error": _format_refusal(kind, behaviour.status)})
+            return
+        if kind in ("json_schema", "json_object"):
+            schema = fmt.get("schema") if kind == "json_object" else (fmt.get("json_schema") or {}).get("schema")
+            enum = (((schema or {}).get("properties") or {}).get("route") or {}).get("enum") or [behaviour.route]
+            text = json.dumps({"route": behaviour.route if behaviour.route in enum else enum[0]})
+        else:
+            text = behaviour.plain if behaviour.plain is not None else behaviour.route
+        await self._json(w, 200, _completion(model, text, USAGE))
+
+    async def _raw(self, w: Any, status: int, content_type: str, payload: bytes) -> None:
+        head = f"HTTP/1.1 {status} Fake\r\ncontent-type: {content_type}\r\ncontent-length: {len(payload)}\r\n\r\n"
+        w.write(head.encode() + payload)
+        await w.drain()
 
     async def _fail(self, w: Any, behaviour: Fail, headers: dict[str, str]) -> None:
         message = behaviour.message
@@ -368,6 +424,32 @@ class FakeLLM:
         await self._chunk(w, b"data: [DONE]\n\n")
         w.write(b"0\r\n\r\n")
         await w.drain()
+
+
+def _format_refusal(kind: str, status: int) -> dict[str, Any]:
+    """The error body a server refusing `response_format` of type `kind` sends."""
+    if status == 500:  # llama-cpp-python: a request validation error, wrapped as an internal error
+        detail = {
+            "type": "literal_error",
+            "loc": ("body", "response_format", "type"),
+            "msg": "Input should be 'text' or 'json_object'",
+            "input": kind,
+        }
+        return {"message": f"1 validation error:\n  {detail}", "type": "internal_server_error", "param": None}
+    message = f"Invalid parameter: 'response_format' of type '{kind}' is not supported with this model."
+    return {"message": message, "type": "invalid_request_error", "param": "response_format", "code": None}
+
+
+def _completion(model: str, text: str, usage: dict[str, int] | None) -> dict[str, Any]:
+    """A chat completion answering `text`."""
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": usage,
+    }
 
 
 @contextlib.contextmanager

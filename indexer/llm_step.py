@@ -3,7 +3,9 @@
 The vote's decisions are computed as usual; then, as the service does (`router_core.pipeline`:
 `question`, `settle`), mode llm asks the decision model about every query and hybrid about
 those in its uncertain band, a bounded number at a time, with a progress bar. Tokens are
-counted from the endpoint's usage reports.
+counted from the endpoint's usage reports, and the structured output each answer came in
+(router_llm.structured_output) is counted too. When most questions failed (errors, timeouts),
+`check_answered` refuses the run: an accuracy would then measure the fallbacks, not the model.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from indexer.tables import pct, text_table
-from router_core import Decision, RouterSettings, RouteTable, pipeline
+from router_core import Decision, RouterError, RouterSettings, RouteTable, pipeline
 from router_core.params import Mode
 from router_core.pipeline import RouteRequest
 from router_llm.clients import ClientRegistry
@@ -50,13 +52,16 @@ def with_mode(table: RouteTable, options: LLMOptions) -> RouteTable:
 
 
 def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
-    """Print what the decision model did; the same as JSON."""
+    """Print what the decision model did; the same as JSON. DecisionModelFailing (after the
+    summary) when most questions got no answer: the caller then reports no accuracy."""
     share = run.asked / evaluated if evaluated else 0.0
+    modes = ", ".join(f"{k} {v}" for k, v in sorted(run.output_modes.items())) or "- (no answer)"
     rows = [
         ("decision model", run.model),
         ("queries asked about", f"{run.asked} of {evaluated} ({pct(share)})"),
         ("calls (cache: a repeated question is asked once)", run.calls),
         ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(run.outcomes.items())) or "-"),
+        ("structured output (answered calls)", modes),
         ("tokens (prompt + completion)", f"{run.prompt_tokens} + {run.completion_tokens}"),
         ("latency p50 / p99", f"{run.latency_p50_ms} / {run.latency_p99_ms} ms"),
         ("time", f"{run.seconds:.1f} s"),
@@ -64,8 +69,11 @@ def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
     if run.agreement is not None:
         rows.append(("agreed with the vote", pct(run.agreement)))
     print("\n" + text_table(["LLM step", "value"], rows), file=out)
+    if run.refused:
+        print(f"  structured output: {run.refused}", file=out)
     for detail in run.detail:
         print(f"  failure: {detail}", file=out)
+    check_answered(run)
     return {
         "model": run.model,
         "asked": run.asked,
@@ -78,6 +86,8 @@ def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
         "latency_p99_ms": run.latency_p99_ms,
         "seconds": run.seconds,
         "agreement": run.agreement,
+        "output_modes": run.output_modes,
+        "output_mode_refused": run.refused or None,
     }
 
 
@@ -96,6 +106,33 @@ class LLMRun:
     latency_p99_ms: float
     agreement: float | None  # hybrid: answers naming the vote's own route (or none when it fell back)
     detail: list[str] = field(default_factory=list)  # the first failure reasons, masked
+    output_modes: dict[str, int] = field(default_factory=dict)  # calls answered, by structured output
+    refused: str = ""  # why the endpoint is not asked in json_schema (its refusal, masked), "" when it is
+
+    @property
+    def failed(self) -> int:
+        """Questions the model gave no answer to (an error, a timeout, no model)."""
+        return sum(n for outcome, n in self.outcomes.items() if outcome in _FAILED)
+
+
+_FAILED = frozenset({"error", "timeout", "unavailable"})
+
+
+class DecisionModelFailing(RouterError):
+    """Most questions to the decision model failed: no accuracy is reported."""
+
+
+def check_answered(run: LLMRun) -> None:
+    """Raise DecisionModelFailing when most questions got no answer, naming why and what to check."""
+    if not run.asked or run.failed * 2 <= run.asked:
+        return
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(run.outcomes.items()) if k in _FAILED)
+    first = f"; first failure: {run.detail[0]}" if run.detail else ""
+    raise DecisionModelFailing(
+        f"the decision model failed on {run.failed} of {run.asked} questions ({failed}){first}. No accuracy "
+        "is reported: it would measure the fallbacks, not the model. Check ROUTER_DECIDER__MODEL, __BASE_URL "
+        "and its key variable; a local model on a CPU needs seconds per call (ROUTER_DECIDER__TIMEOUT_S)."
+    )
 
 
 async def _run(
@@ -105,7 +142,7 @@ async def _run(
     decider: Decider,
     concurrency: int,
     progress: bool,
-) -> tuple[list[Decision], list[Asked | None]]:
+) -> tuple[list[Decision], list[Asked | None], str]:
     questions = [pipeline.question(r, v, table) for v, r in zip(votes, requests, strict=True)]
     answers: dict[object, Asked] = {}
     pending: dict[object, asyncio.Task[Asked]] = {}
@@ -135,7 +172,8 @@ async def _run(
     decided = [
         v if a is None else pipeline.settle(v, a.choice, table) for v, a in zip(votes, asked_per_query, strict=True)
     ]
-    return decided, asked_per_query
+    output = decider.status().output
+    return decided, asked_per_query, output.refused if output else ""
 
 
 def run_llm_step(
@@ -149,7 +187,7 @@ def run_llm_step(
     """The final decisions after the decision model, and what it did."""
     settings, llm, concurrency = options.decider, options.llm, options.concurrency
 
-    async def main() -> tuple[list[Decision], list[Asked | None]]:
+    async def main() -> tuple[list[Decision], list[Asked | None], str]:
         clients = ClientRegistry(llm)
         try:
             return await _run(table, votes, requests, Decider(settings, llm, clients), concurrency, progress)
@@ -157,7 +195,7 @@ def run_llm_step(
             await clients.close()
 
     started = time.perf_counter()
-    decided, asked = asyncio.run(main())
+    decided, asked, refused = asyncio.run(main())
     seconds = time.perf_counter() - started
     real = [a for a in asked if a is not None]
     calls = {id(a): a for a in real}
@@ -179,6 +217,8 @@ def run_llm_step(
         latency_p99_ms=round(float(np.percentile(latencies, 99)), 2) if latencies else 0.0,
         agreement=sum(agree) / len(agree) if agree else None,
         detail=list(dict.fromkeys(a.detail for a in real if a.detail))[:5],
+        output_modes=dict(Counter(a.output_mode for a in calls.values() if a.output_mode and a.choice is not None)),
+        refused=refused,
     )
 
 

@@ -84,10 +84,18 @@ class DeciderSettings(SettingsSection):
     retries: int = Field(default=1, ge=0, le=5, description="Retries within the deadline.")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=20, ge=1, le=1000, description="The answer is one short JSON object.")
-    structured_output: Literal["auto", "json_schema", "off"] = Field(
+    structured_output: Literal["auto", "json_schema", "json_object", "off"] = Field(
         default="auto",
-        description="json_schema: ask for a JSON schema with the route names as an enum; auto: the same, "
-        "falling back to the plain prompt (strictly parsed) when the endpoint refuses it; off: plain prompt.",
+        description="How the answer's JSON schema (the route names as an enum) is sent. auto: response_format "
+        "json_schema, then json_object with the schema (llama.cpp), then the plain prompt (strictly parsed), "
+        "stepping down whenever the endpoint refuses response_format, whatever the HTTP status; json_schema or "
+        "json_object: that one only; off: the plain prompt.",
+    )
+    structured_output_ttl_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        le=86_400.0,
+        description="auto: how long the mode an endpoint fell back to is remembered before json_schema is tried again.",
     )
     cache_size: int = Field(default=10_000, ge=0, description="LLM decisions remembered (0: no cache).")
 

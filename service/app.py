@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from router_llm.decider import Decider
 from router_llm.settings import LLMSettings
 from service.agents import Answerer
 from service.controllers.admin import AdminController
@@ -80,6 +81,9 @@ def _dependencies() -> dict[str, Provide]:
     def keyring(state: State) -> KeyRing:
         return _services(state).keyring
 
+    def decider(state: State) -> Decider:
+        return _services(state).decider
+
     providers: dict[str, Any] = {
         "routing": routing,
         "index_admin": index_admin,
@@ -91,6 +95,7 @@ def _dependencies() -> dict[str, Provide]:
         "route_examples": route_examples,
         "evaluator": evaluator,
         "keyring": keyring,
+        "decider": decider,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 

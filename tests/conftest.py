@@ -15,7 +15,7 @@ from router_core.store import EdgeStore
 from service.app import create_app
 from service.services import Services
 from service.settings import ServiceSettings
-from tests.llm_fixtures import fake_llm, fake_llm_server, llm_env  # noqa: F401  (fixtures)
+from tests.llm_fixtures import fake_llm, fake_llm_server, llm_env, serve_routes  # noqa: F401  (fixtures)
 from tests.memo_embedder import MemoEmbedder
 
 

@@ -19,7 +19,7 @@ from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, copy_shipped, point_agent
 from devkit.serving import serve, settings_for
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
-from router_llm.settings import LLMSettings
+from router_llm.settings import DeciderSettings, LLMSettings
 from service.app import create_app
 from service.services import Services
 
@@ -79,6 +79,19 @@ def fake_llm(fake_llm_server: FakeLLM) -> Iterator[FakeLLM]:
     fake_llm_server.reset()
     yield fake_llm_server
     fake_llm_server.reset()
+
+
+@pytest.fixture
+def serve_routes(tmp_path: Path, embedder: Embedder, start_service: Any, llm_env: pytest.MonkeyPatch) -> Any:
+    """Index a routes directory and serve it with a decision model; returns a starter."""
+
+    def start(routes: Path, decider: DeciderSettings) -> str:
+        data = tmp_path / f"data-{routes.name}"
+        run_reindex(load_routes(routes), EdgeStore(data), embedder)
+        url: str = start_service(settings_for(routes, data, decider=decider))
+        return url
+
+    return start
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devkit.fake_llm import FakeLLM, Reply
+from devkit.fake_llm import Fail, FakeLLM, Formats, Reply
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV
 from devkit.serving import SHIPPED_ROUTES
 from indexer.cli import main as indexer_main
@@ -100,6 +100,67 @@ def test_eval_llm_runs_the_decision_model_for_real(
     assert (llm["prompt_tokens"], llm["completion_tokens"]) == (22, 14)  # the stand-in reports 11 + 7 per call
     assert "in-scope accuracy" in text and "tokens (prompt + completion)" in text
     assert FAKE_KEY not in text
+
+
+def _two_maths_queries(path: Path) -> Path:
+    path.write_text(
+        "\n".join(json.dumps({"text": t, "label": "maths"}) for t in ("what is 7 times 6", "solve x + 1 = 3")) + "\n"
+    )
+    return path
+
+
+def _decider_env(monkeypatch: pytest.MonkeyPatch, fake: FakeLLM) -> None:
+    monkeypatch.setenv(FAKE_KEY_ENV, FAKE_KEY)
+    monkeypatch.setenv("ROUTER_DECIDER__MODEL", "decider")
+    monkeypatch.setenv("ROUTER_DECIDER__BASE_URL", fake.url)
+    monkeypatch.setenv("ROUTER_DECIDER__API_KEY_ENV", FAKE_KEY_ENV)
+    monkeypatch.setenv("ROUTER_DECIDER__RETRIES", "0")
+    monkeypatch.setenv("ROUTER_DECIDER__TIMEOUT_S", "5")
+
+
+def test_eval_llm_reports_the_structured_output_used(
+    tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval --llm` against a server refusing json_schema with 500 (llama-cpp-python) reports the
+    answers as json_object and why json_schema is not used, in text and JSON."""
+    routes, data = shipped
+    report = tmp_path / "llm.json"
+    with FakeLLM() as fake:
+        fake.always("decider", Formats("maths", refuse=("json_schema",), status=500))
+        _decider_env(monkeypatch, fake)
+        queries = _two_maths_queries(tmp_path / "q.jsonl")
+        args = ["eval", str(queries), "--llm", "--mode", "llm", "--json", str(report), "--concurrency", "1"]
+        code, text = run([*args, "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
+    assert code == 0, text
+    assert "structured output (answered calls)" in text and "json_object 2" in text
+    assert "json_schema refused: HTTP 500" in text
+    llm = json.loads(report.read_text())["llm"]
+    assert (llm["outcomes"], llm["output_modes"]) == ({"chosen": 2}, {"json_object": 2})
+    assert "json_schema refused" in llm["output_mode_refused"]
+
+
+def test_eval_llm_refuses_an_accuracy_when_most_answers_failed(
+    tmp_path: Path,
+    shipped: tuple[Path, Path],
+    embedder: Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`eval --llm` whose decision model fails on most questions prints the LLM step and its
+    failures, then exits non-zero saying why, with no accuracy and no report written."""
+    routes, data = shipped
+    report = tmp_path / "llm.json"
+    with FakeLLM() as fake:
+        fake.always("decider", Fail(500, "the model is still loading"))
+        _decider_env(monkeypatch, fake)
+        queries = _two_maths_queries(tmp_path / "q.jsonl")
+        args = ["eval", str(queries), "--llm", "--mode", "llm", "--json", str(report)]
+        code, text = run([*args, "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
+    error = capsys.readouterr().err
+    assert code == 1
+    assert "outcomes" in text and "error 2" in text and "the model is still loading" in text
+    assert "failed on 2 of 2 questions" in error and "No accuracy is reported" in error
+    assert "accuracy (fallback as a class)" not in text and not report.exists()
 
 
 def test_eval_llm_needs_an_llm_mode_and_a_model(shipped: tuple[Path, Path], embedder: Embedder) -> None:

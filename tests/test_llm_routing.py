@@ -14,12 +14,9 @@ import yaml
 
 from devkit.fake_llm import Fail, FakeLLM, Hang, Reply
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, write_routes
-from devkit.serving import SHIPPED_ROUTES, settings_for
-from router_core import Embedder, load_routes, run_reindex
+from devkit.serving import SHIPPED_ROUTES
 from router_core.llm_routing import read_choice
-from router_core.store import EdgeStore
 from router_llm.settings import DeciderSettings
-from tests.conftest import ServiceFactory
 
 DECIDER = "decision-model"
 CONFIDENT = "How do I use async with Rust?"
@@ -55,18 +52,6 @@ def hybrid_routes(target: Path, **llm: Any) -> Path:
     data.update(mode="hybrid", llm=llm)
     router_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return target
-
-
-@pytest.fixture
-def serve_routes(tmp_path: Path, embedder: Embedder, start_service: ServiceFactory, llm_env: pytest.MonkeyPatch) -> Any:
-    """Index a routes directory and serve it with a decision model; returns a starter."""
-
-    def start(routes: Path, decider: DeciderSettings) -> str:
-        data = tmp_path / f"data-{routes.name}"
-        run_reindex(load_routes(routes), EdgeStore(data), embedder)
-        return start_service(settings_for(routes, data, decider=decider))
-
-    return start
 
 
 def classify(url: str, **body: Any) -> dict[str, Any]:
@@ -120,16 +105,18 @@ def test_hanging_decision_model_does_not_hold_the_request(tmp_path: Path, serve_
     assert (body["route"], body["reason"], body["llm"]["outcome"]) == ("default", "llm_failed", "timeout")
 
 
-def test_endpoint_without_json_schema_gets_the_plain_prompt(
-    tmp_path: Path, serve_routes: Any, fake_llm: FakeLLM
-) -> None:
-    """An endpoint refusing response_format is asked again without it, and its plain answer is parsed strictly."""
+def test_endpoint_without_json_schema_gets_json_object(tmp_path: Path, serve_routes: Any, fake_llm: FakeLLM) -> None:
+    """An endpoint refusing json_schema is asked again at once in json_object (retries untouched),
+    and an answer that ignores the format is still parsed strictly."""
     fake_llm.script(DECIDER, Fail(400, "response_format json_schema is not supported"))
     fake_llm.always(DECIDER, Reply("coding"))
-    url = serve_routes(llm_routes(tmp_path / "llm"), decider_settings(fake_llm))
+    url = serve_routes(llm_routes(tmp_path / "llm"), decider_settings(fake_llm, retries=0))
     assert classify(url, query="write me a quicksort")["route"] == "coding"
     first, second = fake_llm.calls(DECIDER)
-    assert "response_format" in first.body and "response_format" not in second.body
+    assert (first.body["response_format"]["type"], second.body["response_format"]["type"]) == (
+        "json_schema",
+        "json_object",
+    )
 
 
 def test_llm_mode_answers_through_answer_and_chat_completions(

@@ -9,7 +9,33 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 
 from router_core import public_view
+from router_llm.decider import Decider, DeciderStatus
 from service.index_admin import IndexAdmin
+
+
+class DecisionModelStatus(msgspec.Struct):
+    """The decision model of modes llm and hybrid: where it is (credentials stripped), why it
+    cannot be asked (`unavailable`), the structured output it is asked in (`output_mode`:
+    json_schema, json_object or plain; null before the first call, or when json_schema is about
+    to be tried again), why better modes were dropped and when json_schema is tried again, and
+    how its last call went (errors masked)."""
+
+    model: str | None
+    endpoint: str | None
+    unavailable: str | None
+    structured_output: str | None
+    output_mode: str | None
+    output_mode_confirmed: bool
+    output_mode_refused: str | None
+    reprobe_in_s: float | None
+    last_outcome: str | None
+    last_error: str | None
+    last_error_age_s: float | None
+
+    @classmethod
+    def of(cls, status: DeciderStatus) -> DecisionModelStatus:
+        """Wire form of the decider's status."""
+        return cls(**status.to_dict())
 
 
 class IndexStatus(msgspec.Struct):
@@ -31,6 +57,7 @@ class IndexStatus(msgspec.Struct):
     reload_error: str | None = None
     reindex_error: str | None = None
     reindex_running: bool = False
+    decision_model: DecisionModelStatus | None = None
 
 
 class ReindexResult(msgspec.Struct):
@@ -54,7 +81,9 @@ class AdminController(Controller):
     tags = ("admin",)
 
     @get("/index", summary="Live index version, route table and build time")
-    async def index_status(self, index_admin: NamedDependency[IndexAdmin]) -> IndexStatus:
+    async def index_status(
+        self, index_admin: NamedDependency[IndexAdmin], decider: NamedDependency[Decider]
+    ) -> IndexStatus:
         """What the service is serving right now."""
         served = index_admin.served
         index = served.index
@@ -80,6 +109,7 @@ class AdminController(Controller):
             reload_error=index_admin.reload_error,
             reindex_error=index_admin.reindex_error,
             reindex_running=index_admin.reindex_running,
+            decision_model=DecisionModelStatus.of(decider.status()),
         )
 
     @post("/reindex", status_code=200, summary="Re-index from the service's routes directory")

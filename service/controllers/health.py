@@ -7,6 +7,7 @@ from litestar import Response, get, head
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
+from router_llm.decider import Decider
 from service.index_admin import IndexAdmin
 from service.schemas import HealthResponse
 
@@ -23,11 +24,29 @@ async def healthz() -> HealthResponse:
     summary="Readiness",
     responses={503: ResponseSpec(HealthResponse, description="Not ready: the checks say why")},
 )
-async def readyz(index_admin: NamedDependency[IndexAdmin]) -> Response[HealthResponse]:
-    """Ready when the model is loaded, the index is reachable and built with that model."""
+async def readyz(
+    index_admin: NamedDependency[IndexAdmin], decider: NamedDependency[Decider]
+) -> Response[HealthResponse]:
+    """Ready when the model is loaded, the index is reachable and built with that model. With a
+    decision model configured, `checks.decision_model` says how it is asked and how its last call
+    went (it does not decide readiness: without it, hybrid keeps the vote and llm the default
+    route); `/admin/index` has the details."""
     found = await index_admin.readiness()
     status = "ready" if found.ready else "not ready"
-    return Response(HealthResponse(status, found.checks), status_code=200 if found.ready else 503)
+    checks = found.checks
+    if decider.model:
+        state = decider.status()
+        out = state.output
+        checks = {
+            **checks,
+            "decision_model": {
+                "model": state.model,
+                "output_mode": out.mode if out else None,
+                "last_outcome": state.last_outcome,
+                "last_error": state.last_error,
+            },
+        }
+    return Response(HealthResponse(status, checks), status_code=200 if found.ready else 503)
 
 
 @head("/healthz", tags=["operations"], summary="Liveness, status only")

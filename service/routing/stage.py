@@ -176,7 +176,9 @@ class RoutingStage:
         cached = asked is not None
         if asked is None:
             asked = await self._decider.ask(question.messages, question.allowed)
-            if asked.choice is not None:  # failures are not remembered: the next call may succeed
+            # Only real answers (a route or none) are remembered: a failure or a garbled answer
+            # (llm_unrecognised) must not outlive the endpoint's recovery (issue 22, item 6).
+            if asked.real:
                 self._answers.put(key, asked)
         agreed = pipeline.agreement(voted.decision, asked.choice, table)
         self._metrics.observe_llm(table.mode, asked, cached=cached, agreed=agreed)
