@@ -96,6 +96,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "ROUTER_FILE",
     "CannedAgent",
     "ConversationParams",
     "Decision",
@@ -116,7 +117,6 @@ __all__ = [
     "OpenIndex",
     "Problem",
     "Question",
-    "ROUTER_FILE",
     "Reason",
     "ReindexPlan",
     "ReindexReport",

@@ -147,7 +147,8 @@ def test_the_front_door_lists_each_public_name_once() -> None:
     """router_core.__all__ is exactly the names it loads lazily, and each one loads."""
     import router_core
 
-    assert router_core.__all__ == sorted(router_core._HOMES)
+    assert sorted(router_core.__all__) == sorted(router_core._HOMES)
+    assert len(set(router_core.__all__)) == len(router_core.__all__)
     for name in router_core.__all__:
         assert getattr(router_core, name) is not None, name
 
