@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -20,18 +20,20 @@ from service.controllers.answer import AnswerController
 from service.controllers.chat import ChatController
 from service.controllers.classify import ClassifyController
 from service.controllers.evaluation import eval_files, evaluate_queries
+from service.controllers.feedback import FeedbackController
 from service.controllers.health import healthz, healthz_head, readyz, readyz_head
 from service.controllers.metrics import metrics
 from service.controllers.route_examples import route_examples
 from service.controllers.routes import list_routes
 from service.controllers.ui import caller, ui_router
+from service.decision_log import DecisionLog, RequestRecorder
 from service.errors import EXCEPTION_HANDLERS
 from service.evaluation import Evaluator
 from service.guards import require_admin, require_api_key, require_json
 from service.index_admin import IndexAdmin
 from service.json_request import JSONRequest
 from service.metrics import Metrics
-from service.observability import RequestContext
+from service.observability import RequestContext, request_id_var
 from service.openapi import complete_schema
 from service.route_examples import RouteExamples
 from service.routing.stage import RoutingStage
@@ -76,6 +78,15 @@ def _dependencies() -> dict[str, Provide]:
     def evaluator(state: State) -> Evaluator:
         return _services(state).routes.evaluator
 
+    def decisions(state: State) -> DecisionLog:
+        return _services(state).decisions
+
+    def decision_log(state: State, request: Request[Any, Any, Any]) -> RequestRecorder:
+        # The guard names the caller: a key id (key-<hash8>) with keys; no one without them.
+        identity = request.state.get("caller")
+        key = identity if isinstance(identity, str) and identity.startswith("key-") else None
+        return RequestRecorder(_services(state).decisions, request_id_var.get(), key)
+
     providers: dict[str, Any] = {
         "routing": routing,
         "index_admin": index_admin,
@@ -86,6 +97,8 @@ def _dependencies() -> dict[str, Provide]:
         "service_metrics": service_metrics,
         "route_examples": route_examples,
         "evaluator": evaluator,
+        "decisions": decisions,
+        "decision_log": decision_log,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
@@ -126,6 +139,7 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
             eval_files,
             evaluate_queries,
             caller,
+            FeedbackController,
         ],
         guards=[require_api_key, require_json],
         security=bearer if keyed else None,

@@ -20,6 +20,8 @@ from router_core.store.factory import describe_store
 from router_llm.clients import ClientRegistry
 from router_llm.decider import Decider
 from service.agents import Answerer
+from service.decision_log import DecisionLog
+from service.decision_log.build import open_decision_log
 from service.evaluation import Evaluator
 from service.index_admin import IndexAdmin
 from service.live_index import IndexFollower, ModelLoader
@@ -145,6 +147,7 @@ class Services:
     answerer: Answerer
     decider: Decider
     routes: RouteSetServices
+    decisions: DecisionLog
 
     @classmethod
     def build(
@@ -177,6 +180,7 @@ class Services:
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,
             routes=RouteSetServices.build(route_set, settings, metrics, decider, embedder=embedder, store=store),
+            decisions=open_decision_log(settings, metrics),
         )
 
     @property
@@ -188,8 +192,10 @@ class Services:
         """Start background work and create the LLM clients the live route table names."""
         self.clients.prepare(self.routes.follower.current.table)
         await self.routes.start()
+        await self.decisions.start()
 
     async def stop(self) -> None:
-        """Stop background work, close the LLM clients, the index and the store."""
+        """Stop background work, close the LLM clients, the index, the store and the decision log."""
         await self.routes.stop()
+        await self.decisions.stop()
         await self.clients.close()
