@@ -23,6 +23,7 @@ from service.controllers.evaluation import eval_files, evaluate_queries
 from service.controllers.feedback import FeedbackController
 from service.controllers.health import healthz, healthz_head, readyz, readyz_head
 from service.controllers.metrics import metrics
+from service.controllers.review import ReviewController
 from service.controllers.route_examples import route_examples
 from service.controllers.routes import list_routes
 from service.controllers.ui import caller, ui_router
@@ -35,6 +36,7 @@ from service.json_request import JSONRequest
 from service.metrics import Metrics
 from service.observability import RequestContext, request_id_var
 from service.openapi import complete_schema
+from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.routing.stage import RoutingStage
 from service.services import Services
@@ -87,6 +89,9 @@ def _dependencies() -> dict[str, Provide]:
         key = identity if isinstance(identity, str) and identity.startswith("key-") else None
         return RequestRecorder(_services(state).decisions, request_id_var.get(), key)
 
+    def review_desk(state: State) -> ReviewDesk:
+        return _services(state).review
+
     providers: dict[str, Any] = {
         "routing": routing,
         "index_admin": index_admin,
@@ -99,6 +104,7 @@ def _dependencies() -> dict[str, Provide]:
         "evaluator": evaluator,
         "decisions": decisions,
         "decision_log": decision_log,
+        "review_desk": review_desk,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
@@ -146,7 +152,7 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
     )
     admin = Router(
         path="/",
-        route_handlers=[AdminController],
+        route_handlers=[AdminController, ReviewController],
         guards=[require_admin],
         security=bearer if admin_keyed or keyed else None,
     )

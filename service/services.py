@@ -26,6 +26,7 @@ from service.evaluation import Evaluator
 from service.index_admin import IndexAdmin
 from service.live_index import IndexFollower, ModelLoader
 from service.metrics import Metrics
+from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.route_set import RouteSet
 from service.routing.stage import RoutingStage
@@ -148,6 +149,7 @@ class Services:
     decider: Decider
     routes: RouteSetServices
     decisions: DecisionLog
+    review: ReviewDesk
 
     @classmethod
     def build(
@@ -170,6 +172,8 @@ class Services:
 
         decider = Decider(settings.decider, settings.llm, clients)
         route_set = RouteSet.from_settings(settings, follow_index_model=settings.follow_index_model)
+        routes = RouteSetServices.build(route_set, settings, metrics, decider, embedder=embedder, store=store)
+        decisions = open_decision_log(settings, metrics)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -179,8 +183,11 @@ class Services:
             clients=clients,
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,
-            routes=RouteSetServices.build(route_set, settings, metrics, decider, embedder=embedder, store=store),
-            decisions=open_decision_log(settings, metrics),
+            routes=routes,
+            decisions=decisions,
+            review=ReviewDesk(
+                decisions, routes.follower, route_set, settings.evals_dir, batch_size=settings.embedding.batch_size
+            ),
         )
 
     @property
