@@ -14,7 +14,7 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, QueryParameter
 
 from router_core.decision_log.store import LogUnavailable
 from router_core.review import Figures, GuardReport, Moved
@@ -290,8 +290,8 @@ class ReviewController(Controller):
     async def queue(
         self,
         review_desk: NamedDependency[ReviewDesk],
-        queue: Annotated[QueueName, Parameter(query="queue")] = "feedback",
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=200)] = 50,
+        queue: Annotated[QueueName, QueryParameter(name="queue")] = "feedback",
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=200)] = 50,
     ) -> QueueOut:
         """feedback: feedback that disagrees with the decision; uncertain: decisions recorded as
         uncertain; neighbours: logged queries nearest to a misroute and where each would go if the
