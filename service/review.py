@@ -15,7 +15,6 @@ only as it was previewed (`token`); re-indexing stays the admin's own step.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,9 @@ from typing import Literal, TypeVar
 from router_core.decision import decide_many
 from router_core.decision_log import ReviewState, StoredDecision
 from router_core.embedding import Embedder
-from router_core.examples_writer import EditRefused, FileEdit, apply, plan_examples, plan_labelled
-from router_core.labelled import OOS_LABEL, LabelledDataInvalid, LabelledQuery, parse_labelled
-from router_core.review import Baseline, Candidate, GuardReport, baseline, guard, nearby
+from router_core.examples_writer import EditRefused, apply
+from router_core.review import Baseline, baseline, nearby
+from router_core.review.plan import Action, Change, Workspace, eval_queries, plan_change
 from router_core.store import OpenIndex
 from service.decision_log import DecisionLog
 from service.errors import ServiceError
@@ -34,7 +33,6 @@ from service.live_index import IndexFollower
 from service.route_set import RouteSet
 
 T = TypeVar("T")
-Action = Literal["example", "eval"]
 QueueName = Literal["feedback", "uncertain", "neighbours", "reviewed"]
 _LOGGED_FOR_NEIGHBOURS = 300
 _REVIEWED_FOR_GUARD = 200
@@ -85,18 +83,6 @@ class Entry:
     live: Live | None = None
 
 
-@dataclass(frozen=True)
-class Preview:
-    """A change as it would be saved: the file's diff, the guard's figures and the token to save it."""
-
-    action: Action
-    route: str
-    ids: tuple[int, ...]
-    edit: FileEdit
-    guard: GuardReport | None
-    token: str
-
-
 class ReviewDesk:
     """Queues and actions over the decision log, the routes directory and the evals directory."""
 
@@ -114,6 +100,9 @@ class ReviewDesk:
         self._route_set = route_set
         self._evals_dir = evals_dir
         self._batch_size = batch_size
+        self._space = Workspace(
+            route_set.routes_dir, evals_dir, log.settings.eval_file, route_set.route_files.policy(), batch_size
+        )
         self._writing = asyncio.Lock()
         self._baselines: dict[tuple[object, ...], Baseline] = {}
 
@@ -162,12 +151,12 @@ class ReviewDesk:
         ]
 
     # -- actions ------------------------------------------------------------------------------
-    async def preview(self, ids: Sequence[int], action: Action, route: str | None) -> Preview:
+    async def preview(self, ids: Sequence[int], action: Action, route: str | None) -> Change:
         """What saving would write, and (for examples) the guard's figures."""
         rows = await self._rows(ids)
         return await self._in_executor(lambda: self._plan(rows, action, route))
 
-    async def accept(self, ids: Sequence[int], action: Action, route: str | None, token: str) -> Preview:
+    async def accept(self, ids: Sequence[int], action: Action, route: str | None, token: str) -> Change:
         """Save the change previewed with `token` and mark the decisions reviewed."""
         rows = await self._rows(ids)
         async with self._writing:
@@ -202,61 +191,16 @@ class ReviewDesk:
 
     def _plan(
         self, rows: Sequence[StoredDecision], action: Action, route: str | None, *, with_guard: bool = True
-    ) -> Preview:
+    ) -> Change:
         with self._follower.lease() as served:
-            table = served.index.table
-            default = table.params.default_route
-            chosen = route or _expected(rows) or ""
-            texts = [r.record.text for r in rows]
+            index, embedder = served.index, served.embedder
+            evals = self._eval_baseline(index, embedder) if with_guard and action == "example" else None
+            store = self._log.store
+            others = store.queue("feedback", _REVIEWED_FOR_GUARD) if evals is not None and store is not None else []
             try:
-                if action == "example":
-                    held_out = {q.text for q in self._eval_queries()}
-                    leaked = [t for t in texts if " ".join(t.split()) in held_out]
-                    if leaked:
-                        raise EditRefused(
-                            f"{leaked[0]!r} is in an evaluation file: held-out queries are never examples"
-                        )
-                    edit = plan_examples(
-                        self._route_set.routes_dir, chosen, texts, self._route_set.route_files.policy()
-                    )
-                else:
-                    examples = {e: r.name for r in table.routes for e in r.examples}
-                    known = [t for t in texts if " ".join(t.split()) in examples]
-                    if known:
-                        raise EditRefused(
-                            f"{known[0]!r} is an example of route {examples[' '.join(known[0].split())]!r}: "
-                            "an evaluation query must be held out"
-                        )
-                    if chosen not in {r.name for r in table.routes} | {default, "default"}:
-                        raise EditRefused(f"{chosen!r} is not a route; choose a route or default")
-                    label = OOS_LABEL if chosen in (default, "default") else chosen
-                    edit = plan_labelled(self.eval_file, [(t, label) for t in texts])
+                return plan_change(rows, action, route, index, embedder, self._space, evals=evals, others=others)
             except EditRefused as exc:
                 raise ReviewRefused(str(exc)) from None
-            report = None
-            if action == "example" and with_guard:
-                added = [Candidate(t, chosen) for t in edit.added]
-                report = guard(
-                    served.index,
-                    served.embedder,
-                    added,
-                    self._eval_baseline(served.index, served.embedder),
-                    self._reviewed_baseline(served.index, served.embedder, rows, chosen),
-                )
-            token = hashlib.sha256(
-                "\n".join([action, chosen, *map(str, sorted(r.id for r in rows)), edit.after]).encode()
-            ).hexdigest()[:32]
-            return Preview(action, chosen, tuple(r.id for r in rows), edit, report, token)
-
-    def _eval_queries(self) -> list[LabelledQuery]:
-        """Every labelled query of the evals directory (files that do not parse are skipped)."""
-        queries: list[LabelledQuery] = []
-        for path in sorted(self._evals_dir.glob("*.jsonl")) if self._evals_dir.is_dir() else []:
-            try:
-                queries += parse_labelled(path.read_text(encoding="utf-8").splitlines(), where=path.name)
-            except (OSError, UnicodeDecodeError, LabelledDataInvalid):
-                continue
-        return queries
 
     def _eval_baseline(self, index: OpenIndex, embedder: Embedder) -> Baseline:
         """The evaluation files decided on the served version, computed once per version and files."""
@@ -264,30 +208,9 @@ class ReviewDesk:
         key = (index.version, *((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
         found = self._baselines.get(key)
         if found is None:
-            found = baseline(index, embedder, self._eval_queries(), batch_size=self._batch_size)
+            found = baseline(index, embedder, eval_queries(self._space.evals_dir), batch_size=self._batch_size)
             self._baselines = {key: found}
         return found
 
-    def _reviewed_baseline(
-        self, index: OpenIndex, embedder: Embedder, rows: Sequence[StoredDecision], route: str
-    ) -> Baseline:
-        """The queries under review (labelled with `route`) and the other open misroutes whose
-        feedback names a route, decided on the served version."""
-        assert self._log.store is not None
-        chosen = {r.id for r in rows}
-        others = [
-            r
-            for r in self._log.store.queue("feedback", _REVIEWED_FOR_GUARD)
-            if r.id not in chosen and r.feedback is not None and r.feedback.expected
-        ]
-        queries = [LabelledQuery(r.record.text, route) for r in rows]
-        queries += [LabelledQuery(r.record.text, r.feedback.expected or "") for r in others if r.feedback]
-        return baseline(index, embedder, queries, batch_size=self._batch_size)
-
     async def _in_executor(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, fn)
-
-
-def _expected(rows: Sequence[StoredDecision]) -> str | None:
-    """The route the rows' feedback names, if any does."""
-    return next((r.feedback.expected for r in rows if r.feedback is not None and r.feedback.expected), None)

@@ -18,8 +18,13 @@ from devkit.serving import SHIPPED_EVALS, settings_for
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
 from service.security import AuthSettings
+from tests import test_ui_browser as ui
 from tests.conftest import ServiceFactory
-from tests.test_ui_browser import ARTIFACTS, Tab, browser, open_ui, wait_ready  # noqa: F401  (fixtures)
+from tests.test_ui_browser import ARTIFACTS, Tab, wait_ready
+
+# The playground's browser fixtures, shared: one Chromium per module, a fresh context per page.
+browser = ui.browser
+open_ui = ui.open_ui
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 MISROUTED = "how many legs do three spiders have altogether"  # maths, but below every threshold

@@ -18,11 +18,12 @@ from litestar.params import JSONBody, QueryParameter
 
 from router_core.decision_log.store import LogUnavailable
 from router_core.review import Figures, GuardReport, Moved
+from router_core.review.plan import Change
 from service.controllers.feedback import LogDown
 from service.decision_log.log import LogDisabled
 from service.errors import ServiceError
 from service.guards import require_json
-from service.review import Entry, Preview, QueueName, ReviewDesk
+from service.review import Entry, QueueName, ReviewDesk
 from service.schemas import problem_responses
 
 T = TypeVar("T")
@@ -262,7 +263,7 @@ def guard_out(g: GuardReport) -> GuardOut:
     )
 
 
-def preview_out(p: Preview) -> PreviewOut:
+def preview_out(p: Change) -> PreviewOut:
     """Wire form of a preview."""
     e = p.edit
     return PreviewOut(
