@@ -27,6 +27,7 @@ from indexer.hygiene import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_MIN_EXAMPLES
 from indexer.importer import ImportOptions
 from indexer.labelled import LabelledDataInvalid
 from indexer.model_loading import LazyEmbedder
+from indexer.review import add_review_parser, run_review
 from indexer.settings import IndexerSettings
 from router_core import (
     Embedder,
@@ -43,7 +44,7 @@ from router_core.reindex import ReindexPlan
 from router_core.settings import settings_problems
 from router_llm.settings import DeciderSettings, LLMSettings
 
-COMMANDS = ("reindex", "eval", "calibrate", "hygiene", "finetune", "import")
+COMMANDS = ("reindex", "eval", "calibrate", "hygiene", "finetune", "import", "review")
 
 _OBJECTIVE_HELP = f"""\
 objective: weighted accuracy with fallback as a class. An in-scope query weighs 1 and is right
@@ -80,6 +81,7 @@ ACCEPTS: dict[str, frozenset[str]] = {
     "finetune": frozenset(_SHARED),
     "hygiene": frozenset({"routes", "data_dir", "quiet"}),  # reads stored vectors: no model
     "import": frozenset({"data_dir", "quiet"}),  # --data-dir: the index its next steps use
+    "review": frozenset(_SHARED),  # the decision log under --data-dir; accept decides on its index
 }
 
 
@@ -243,6 +245,7 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _index_options(
         im, set(ACCEPTS["import"]), data_dir_help="the index directory the printed next steps use (default <out>-data)"
     )
+    add_review_parser(sub, lambda p: _index_options(p, set(ACCEPTS["review"])))
     for p in (ev, cal, hy):
         p.add_argument("--json", type=Path, dest="json_path", metavar="PATH", help="write JSON here")
         p.add_argument("--html", type=Path, dest="html_path", metavar="PATH", help="write an HTML report here")
@@ -403,6 +406,8 @@ def _run_tool(
                 html_path=args.html_path,
                 band=commands.BandOptions(args.budget, args.p) if args.band else None,
             )
+        if args.command == "review":
+            return run_review(context, args)
         if args.command == "hygiene":
             return commands.run_hygiene(
                 context,
