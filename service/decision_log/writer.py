@@ -1,7 +1,9 @@
 """The decision log's one writer: a thread that drains a bounded inbox into the database.
 
-Requests only append to the inbox (a lock held for an append; never the database): when it
-holds `capacity` records the record is dropped and counted, and the request goes on. Commands
+Requests only append to the inbox (a lock held for an append; never the database, and the
+writer is not woken): when it holds `capacity` records the record is dropped and counted, and
+the request goes on. The writer writes what has gathered every 0.25 s (or at 512 records) in one
+transaction, so its cost does not fall on each request. Commands
 (feedback, review actions) travel through the same inbox, after the records queued before them,
 and are never dropped; their caller awaits the result. Retention and the row cap are enforced
 here too, at start and every `purge_every_s`.
@@ -26,6 +28,7 @@ from service.decision_log.metrics import DecisionLogMetrics
 log = logging.getLogger("router.decision_log")
 T = TypeVar("T")
 _BATCH = 512
+_FLUSH_S = 0.25  # records wait at most this long: written a few times a second, not once a request
 _STOP = object()
 
 
@@ -54,6 +57,7 @@ class LogWriter:
         self._purge_every_s = purge_every_s
         self._inbox: deque[Any] = deque()
         self._records = 0  # records (not commands) in the inbox
+        self._urgent = 0  # commands (and the stop) in the inbox: run them now
         self._ready = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._next_purge = 0.0
@@ -73,7 +77,8 @@ class LogWriter:
                 full = False
                 self._inbox.append(record)
                 self._records += 1
-                self._ready.notify()
+                if self._records >= _BATCH:
+                    self._ready.notify()
         if full:
             self._metrics.dropped.labels("queue_full").inc()
             return False
@@ -85,6 +90,7 @@ class LogWriter:
         done: Future[T] = Future()
         with self._ready:
             self._inbox.append(_Command(fn, done))
+            self._urgent += 1
             self._ready.notify()
         return done
 
@@ -94,6 +100,7 @@ class LogWriter:
             return
         with self._ready:
             self._inbox.append(_STOP)
+            self._urgent += 1
             self._ready.notify()
         self._thread.join(timeout)
         self._thread = None
@@ -103,13 +110,15 @@ class LogWriter:
         while True:
             self._purge_when_due()
             with self._ready:
-                if not self._inbox:
-                    self._ready.wait(timeout=max(0.05, self._next_purge - time.monotonic()))
+                if not self._urgent and self._records < _BATCH:
+                    # Offers do not wake the writer: it collects a batch, a command wakes it at once.
+                    self._ready.wait(timeout=_FLUSH_S)
                 taken: list[Any] = []
                 while self._inbox and len(taken) < _BATCH:
                     entry = self._inbox.popleft()
                     taken.append(entry)
                     if not isinstance(entry, DecisionRecord):
+                        self._urgent -= 1
                         break  # a command or the stop: write the records before it first
                 records = [e for e in taken if isinstance(e, DecisionRecord)]
                 self._records -= len(records)
