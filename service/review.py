@@ -46,10 +46,17 @@ class ReviewRefused(ServiceError):
 
 
 class ReviewInvalid(ServiceError):
-    """A review request naming nothing to act on, or an unknown decision."""
+    """A review request naming nothing to act on."""
 
     status = 400
     title = "Invalid review request"
+
+
+class DecisionNotFound(ServiceError):
+    """A decision id that is not (or no longer) in the log."""
+
+    status = 404
+    title = "Decision not found"
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,7 @@ class ReviewDesk:
         rows = await self._log.read(lambda s: s.by_ids(ids))
         missing = sorted(set(ids) - {r.id for r in rows})
         if missing:
-            raise ReviewInvalid(f"no recorded decision with id {', '.join(map(str, missing))} (unknown or expired)")
+            raise DecisionNotFound(f"no recorded decision with id {', '.join(map(str, missing))} (unknown or expired)")
         return rows
 
     def _plan(

@@ -129,7 +129,7 @@ def test_eval_action_holds_out_and_refuses_leaks_both_ways(
     assert known.status_code == 409 and "held out" in known.json()["detail"]
     assert default.status_code == 409 and "not a route with examples" in default.json()["detail"]
     assert marked.json() == {"marked": 2} and left == []
-    assert unknown.status_code == 400
+    assert unknown.status_code == 404
 
 
 def test_review_is_admin_only(workspace: tuple[Path, Path, Path], start_service: ServiceFactory) -> None:

@@ -287,7 +287,7 @@ class ReviewController(Controller):
     tags = ("review",)
     guards = [require_json]  # noqa: RUF012  (Litestar's declared class attribute)
 
-    @get("/", summary="A review queue", responses=problem_responses(400, 401, 403, 409, 503))
+    @get("/", summary="A review queue", responses=problem_responses(400, 401, 403, 404, 409, 503))
     async def queue(
         self,
         review_desk: NamedDependency[ReviewDesk],
@@ -304,7 +304,7 @@ class ReviewController(Controller):
         "/preview",
         status_code=200,
         summary="What accepting would write",
-        responses=problem_responses(400, 401, 403, 409, 503),
+        responses=problem_responses(400, 401, 403, 404, 409, 503),
     )
     async def preview(self, data: JSONBody[PreviewIn], review_desk: NamedDependency[ReviewDesk]) -> PreviewOut:
         """The file's diff and, for examples, the effect on the evaluation files and the reviewed
@@ -315,7 +315,7 @@ class ReviewController(Controller):
         "/accept",
         status_code=200,
         summary="Save a previewed change",
-        responses=problem_responses(400, 401, 403, 409, 503),
+        responses=problem_responses(400, 401, 403, 404, 409, 503),
     )
     async def accept(self, data: JSONBody[AcceptIn], review_desk: NamedDependency[ReviewDesk]) -> AcceptOut:
         """Write the change exactly as previewed (409 if anything changed since) and mark the
@@ -336,7 +336,7 @@ class ReviewController(Controller):
         "/mark",
         status_code=200,
         summary="Mark decisions right or dismiss them",
-        responses=problem_responses(400, 401, 403, 409, 503),
+        responses=problem_responses(400, 401, 403, 404, 409, 503),
     )
     async def mark(self, data: JSONBody[MarkIn], review_desk: NamedDependency[ReviewDesk]) -> MarkOut:
         """Mark as right (the decision stands) or dismiss (nothing to learn)."""
