@@ -185,7 +185,7 @@ def test_cli_review_lists_accepts_and_exports(
     assert code == 0 and "saved routes/maths.yaml" in saved and re.search(r"next: \S*python -m indexer reindex", saved)
     assert run_cli(["reindex", *where], embedder)[0] == 0
     out = evals.parent / "labelled.jsonl"
-    code, exported = run_cli(["review", "export", "--out", str(out), *where], embedder)
+    code, _ = run_cli(["review", "export", "--out", str(out), *where], embedder)
     rows: list[dict[str, Any]] = [json.loads(line) for line in out.read_text().splitlines()]
     assert code == 0 and {"text": MISROUTED, "label": "maths"} in rows
     assert {"text": "How do I use async with Rust?", "label": "coding"} in rows
