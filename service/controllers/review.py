@@ -27,7 +27,10 @@ from service.review import Entry, QueueName, ReviewDesk
 from service.schemas import problem_responses
 
 T = TypeVar("T")
-Ids = Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(min_length=1, max_length=200)]
+MAX_ID = 2**53
+Ids = Annotated[
+    list[Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]], msgspec.Meta(min_length=1, max_length=200)
+]  # unknown ids are 404
 RouteName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
@@ -117,10 +120,13 @@ class PreviewIn(msgspec.Struct, forbid_unknown_fields=True):
     route: RouteName | None = None
 
 
-class AcceptIn(PreviewIn, forbid_unknown_fields=True):
+class AcceptIn(msgspec.Struct, forbid_unknown_fields=True):
     """A previewed change to save, with the preview's token."""
 
-    token: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = ""
+    ids: Ids
+    action: Literal["example", "eval"]
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    route: RouteName | None = None
 
 
 class MarkIn(msgspec.Struct, forbid_unknown_fields=True):
