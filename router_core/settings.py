@@ -29,6 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from router_core.decision_log.settings import DecisionLogSettings
 from router_core.embedding import DEFAULT_MODEL
 from router_core.embedding.loader import DEFAULT_BACKEND, Backend
 from router_core.route_policy import DEFAULT_KEY_ENVS, RoutePolicy
@@ -204,6 +205,7 @@ class RouterSettings(BaseSettings):
     route_files: RouteFileSettings = RouteFileSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
+    decision_log: DecisionLogSettings = DecisionLogSettings()
 
     @classmethod
     def settings_customise_sources(

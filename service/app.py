@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -21,19 +21,23 @@ from service.controllers.answer import AnswerController
 from service.controllers.chat import ChatController
 from service.controllers.classify import ClassifyController
 from service.controllers.evaluation import eval_files, evaluate_queries
+from service.controllers.feedback import FeedbackController
 from service.controllers.health import healthz, healthz_head, readyz, readyz_head
 from service.controllers.metrics import metrics
+from service.controllers.review import ReviewController
 from service.controllers.route_examples import route_examples
 from service.controllers.routes import list_routes
 from service.controllers.ui import caller, ui_router
+from service.decision_log import DecisionLog, RequestRecorder
 from service.errors import EXCEPTION_HANDLERS
 from service.evaluation import Evaluator
 from service.guards import require_admin, require_api_key, require_json
 from service.index_admin import IndexAdmin
 from service.json_request import JSONRequest
 from service.metrics import Metrics
-from service.observability import RequestContext
+from service.observability import RequestContext, request_id_var
 from service.openapi import complete_schema
+from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.routing.stage import RoutingStage
 from service.security import KeyRing
@@ -84,6 +88,18 @@ def _dependencies() -> dict[str, Provide]:
     def decider(state: State) -> Decider:
         return _services(state).decider
 
+    def decisions(state: State) -> DecisionLog:
+        return _services(state).decisions
+
+    def decision_log(state: State, request: Request[Any, Any, Any]) -> RequestRecorder:
+        # The guard names the caller: a key id (key-<hash8>) with keys; no one without them.
+        identity = request.state.get("caller")
+        key = identity if isinstance(identity, str) and identity.startswith("key-") else None
+        return RequestRecorder(_services(state).decisions, request_id_var.get(), key)
+
+    def review_desk(state: State) -> ReviewDesk:
+        return _services(state).review
+
     providers: dict[str, Any] = {
         "routing": routing,
         "index_admin": index_admin,
@@ -96,6 +112,9 @@ def _dependencies() -> dict[str, Provide]:
         "evaluator": evaluator,
         "keyring": keyring,
         "decider": decider,
+        "decisions": decisions,
+        "decision_log": decision_log,
+        "review_desk": review_desk,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
@@ -136,13 +155,14 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
             eval_files,
             evaluate_queries,
             caller,
+            FeedbackController,
         ],
         guards=[require_api_key, require_json],
         security=bearer if keyed else None,
     )
     admin = Router(
         path="/",
-        route_handlers=[AdminController],
+        route_handlers=[AdminController, ReviewController],
         guards=[require_admin],
         security=bearer if admin_keyed or keyed else None,
     )

@@ -11,12 +11,24 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, 
 
 from service.answer_schemas import AnswerRequest
 from service.controllers.evaluation import EvaluateRequest
+from service.controllers.feedback import FeedbackRequest
+from service.controllers.review import MAX_ID, AcceptIn, MarkIn, PreviewIn
 from service.query_text import SCHEMA_PATTERN
 from service.schemas import PROBLEM_DESCRIPTIONS, BatchClassifyRequest, ClassifyRequest, ConversationIn
 from service.settings import LimitSettings
 
 # Request bodies that refuse unknown fields, which the generated schema does not say.
-CLOSED_REQUESTS = (ClassifyRequest, BatchClassifyRequest, ConversationIn, AnswerRequest, EvaluateRequest)
+CLOSED_REQUESTS = (
+    ClassifyRequest,
+    BatchClassifyRequest,
+    ConversationIn,
+    AnswerRequest,
+    EvaluateRequest,
+    FeedbackRequest,
+    PreviewIn,
+    AcceptIn,
+    MarkIn,
+)
 
 
 def _query(schema: Schema, max_chars: int) -> None:
@@ -57,6 +69,8 @@ def complete_schema(app: Litestar, limits: LimitSettings) -> None:
                 array.max_items = limits.max_batch  # type: ignore[union-attr]
             _query(props["queries"].one_of[0].items, limits.max_query_chars)  # type: ignore[union-attr, index, arg-type]
             schema.one_of = [Schema(required=["queries"]), Schema(required=["conversations"])]
+        if name in ("PreviewIn", "AcceptIn", "MarkIn"):  # decision ids: the items' bounds
+            props["ids"].items.minimum, props["ids"].items.maximum = 0, MAX_ID  # type: ignore[union-attr]
         if name == "EvaluateRequest":
             schema.one_of = [Schema(required=["jsonl"]), Schema(required=["file"])]
 

@@ -19,10 +19,13 @@ from router_core.store import describe_store
 from router_llm.clients import ClientRegistry
 from router_llm.decider import Decider
 from service.agents import Answerer
+from service.decision_log import DecisionLog
+from service.decision_log.build import open_decision_log
 from service.evaluation import Evaluator
 from service.index_admin import IndexAdmin
 from service.live_index import IndexFollower, ModelLoader
 from service.metrics import Metrics
+from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.route_set import RouteSet
 from service.routing.stage import RoutingStage
@@ -144,6 +147,8 @@ class Services:
     answerer: Answerer
     decider: Decider
     routes: RouteSetServices
+    decisions: DecisionLog
+    review: ReviewDesk
 
     @classmethod
     def build(
@@ -166,6 +171,8 @@ class Services:
 
         decider = Decider(settings.decider, settings.llm, clients)
         route_set = RouteSet.from_settings(settings, follow_index_model=settings.follow_index_model)
+        routes = RouteSetServices.build(route_set, settings, metrics, decider, embedder=embedder, store=store)
+        decisions = open_decision_log(settings, metrics)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -175,7 +182,11 @@ class Services:
             clients=clients,
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,
-            routes=RouteSetServices.build(route_set, settings, metrics, decider, embedder=embedder, store=store),
+            routes=routes,
+            decisions=decisions,
+            review=ReviewDesk(
+                decisions, routes.follower, route_set, settings.evals_dir, batch_size=settings.embedding.batch_size
+            ),
         )
 
     @property
@@ -187,8 +198,10 @@ class Services:
         """Start background work and create the LLM clients the live route table names."""
         self.clients.prepare(self.routes.follower.current.table)
         await self.routes.start()
+        await self.decisions.start()
 
     async def stop(self) -> None:
-        """Stop background work, close the LLM clients, the index and the store."""
+        """Stop background work, close the LLM clients, the index, the store and the decision log."""
         await self.routes.stop()
+        await self.decisions.stop()
         await self.clients.close()

@@ -33,6 +33,7 @@ CHAT_OPERATIONS = (
     "POST /v1/classify",
     "POST /v1/classify/batch",
     "POST /v1/evaluate",  # `jsonl` must hold JSON Lines of labelled queries, which no schema states
+    "POST /v1/feedback",  # `route` must name a route of the live index, and one of correct or route is needed
 )
 API_KEY, ADMIN = "fuzz-key-1", "fuzz-admin-1"
 

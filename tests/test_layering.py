@@ -76,6 +76,12 @@ PUBLIC = {
     "router_core.labelled",  # the labelled-data format
     "router_core.manifest",  # what an index version records
     "router_core.errors",
+    "router_core.decision_log",  # the decision log's records and settings
+    "router_core.decision_log.store",  # its database adapter, imported where used (SQLAlchemy)
+    "router_core.review",  # the guard against overfitting, the logged queries near a misroute
+    "router_core.review.plan",  # the one planning function of the Review tab and `indexer review`
+    "router_core.routes_writer",  # writing _router.yaml and route files, comments and order kept
+    "router_core.examples_writer",  # adding examples to route files, comments and order kept
 }
 _CALIBRATION = "calibration scores thousands of settings on the engines' arrays"
 INTERNAL_USES = {

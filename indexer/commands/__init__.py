@@ -1,7 +1,7 @@
 """The indexer's commands, one module each: its options and the function that runs it."""
 
 from indexer.command import Command
-from indexer.commands import calibrate, eval, finetune, hygiene, importing, reindex
+from indexer.commands import calibrate, eval, finetune, hygiene, importing, reindex, review
 
 COMMANDS: tuple[Command, ...] = (
     reindex.COMMAND,
@@ -10,5 +10,6 @@ COMMANDS: tuple[Command, ...] = (
     hygiene.COMMAND,
     finetune.COMMAND,
     importing.COMMAND,
+    review.COMMAND,
 )
 DEFAULT = reindex.COMMAND

@@ -30,6 +30,7 @@ from service.answer_schemas import (
     usage_out,
 )
 from service.controllers.routed import annotate_decision, conversation_of, route_request, to_response
+from service.decision_log import RequestRecorder
 from service.errors import ServiceError, problem_body
 from service.routing.stage import Routed, RoutingStage
 from service.schemas import ClassifyResponse, problem_responses
@@ -87,12 +88,14 @@ class AnswerController(Controller):
         answerer: NamedDependency[Answerer],
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
+        decision_log: NamedDependency[RequestRecorder],
     ) -> Response[AnswerResponse] | Stream:
         """Route the query (or the conversation's latest user message, with its history), then
         answer with the chosen route's agent."""
         conversation = conversation_of(data.query, data.messages, limits)
-        [item] = await routing.route([route_request(conversation)])
-        annotate_decision(item, conversation.query, log_query=log_queries)
+        routed = route_request(conversation)
+        [item] = await routing.route([routed])
+        annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
         decided = to_response(item, explain=data.explain)
         if data.stream:
             # The agent (and any fallback) is known only once the stream runs: the first event

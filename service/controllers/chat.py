@@ -41,6 +41,7 @@ from service.answer_schemas import (
     usage_out,
 )
 from service.controllers.routed import annotate_decision, llm_out, route_request
+from service.decision_log import RequestRecorder
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
 from service.routing.stage import Routed, RoutingStage
 from service.schemas import TurnOut, problem_responses
@@ -118,6 +119,7 @@ class ChatController(Controller):
         answerer: NamedDependency[Answerer],
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
+        decision_log: NamedDependency[RequestRecorder],
     ) -> Response[ChatCompletion] | Stream:
         """Route the conversation (its latest user message, with the history) and answer with
         the chosen route's agent."""
@@ -137,8 +139,9 @@ class ChatController(Controller):
         if cap is not None and cap < 1:
             raise UnsupportedParameter(f"{given} must be at least 1", field=given)
         conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
-        [item] = await routing.route([route_request(conversation)])
-        annotate_decision(item, conversation.query, log_query=log_queries)
+        routed = route_request(conversation)
+        [item] = await routing.route([routed])
+        annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
         table, route = item.index.table, item.decision.route
         if data.stream:
             stream = await answerer.stream(table, route, conversation.messages, max_tokens=cap)

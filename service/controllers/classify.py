@@ -10,7 +10,14 @@ from litestar.params import JSONBody
 
 from router_core.pipeline import RouteRequest
 from service.agents import build_conversation
-from service.controllers.routed import annotate_decision, conversation_of, route_request, to_response
+from service.controllers.routed import (
+    annotate_decision,
+    conversation_of,
+    record_decisions,
+    route_request,
+    to_response,
+)
+from service.decision_log import RequestRecorder
 from service.errors import BatchTooLarge, InvalidQuery
 from service.guards import charge_queries
 from service.observability import annotate
@@ -44,12 +51,14 @@ class ClassifyController(Controller):
         routing: NamedDependency[RoutingStage],
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
+        decision_log: NamedDependency[RequestRecorder],
     ) -> ClassifyResponse:
         """Pick the route for one query, or for the last user message of a conversation
         (`messages`, using its history); `explain` adds the neighbours behind the vote."""
         conversation = conversation_of(data.query, data.messages, limits)
-        [item] = await routing.route([route_request(conversation)])
-        annotate_decision(item, conversation.query, log_query=log_queries)
+        routed = route_request(conversation)
+        [item] = await routing.route([routed])
+        annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
         return to_response(item, explain=data.explain)
 
     @post(
@@ -64,6 +73,7 @@ class ClassifyController(Controller):
         routing: NamedDependency[RoutingStage],
         limits: NamedDependency[LimitSettings],
         request: Request[Any, Any, Any],
+        decision_log: NamedDependency[RequestRecorder],
     ) -> BatchClassifyResponse:
         """Pick a route for each query (or conversation), in order; the rate limit counts each."""
         if (data.queries is None) == (data.conversations is None):
@@ -85,6 +95,7 @@ class ClassifyController(Controller):
                 for c in data.conversations or []
             ]
         items = await routing.route(requests)
+        record_decisions(decision_log, items, requests)
         annotate(
             queries=len(items),
             routes=[i.decision.route for i in items],

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from router_core.pipeline import RouteRequest
 from service.agents import Conversation, build_conversation
+from service.decision_log import RequestRecorder
 from service.errors import InvalidQuery
 from service.observability import annotate
 from service.routing.stage import LLMVerdict, Routed
@@ -35,8 +36,16 @@ def llm_out(verdict: LLMVerdict | None) -> LLMOut | None:
     return LLMOut(verdict.model, verdict.outcome, verdict.latency_ms, verdict.cached, verdict.detail or None)
 
 
-def annotate_decision(item: Routed, query: str, *, log_query: bool) -> None:
-    """Put the decision on the request's access-log line (the query only when enabled)."""
+def record_decisions(recorder: RequestRecorder, items: Sequence[Routed], requests: Sequence[RouteRequest]) -> None:
+    """Hand the decisions to the decision log: the one place every routed request (classify,
+    batch, answer, chat completions) passes. Never waits for the database, never raises."""
+    recorder.record(items, requests)
+
+
+def annotate_decision(item: Routed, request: RouteRequest, *, log_query: bool, recorder: RequestRecorder) -> None:
+    """Put the decision on the request's access-log line (the query only when enabled) and in
+    the decision log."""
+    record_decisions(recorder, [item], [request])
     d = item.decision
     fields: dict[str, object] = {
         "route": d.route,
@@ -55,7 +64,7 @@ def annotate_decision(item: Routed, query: str, *, log_query: bool) -> None:
         fields["llm_ms"] = item.llm.latency_ms
         fields["llm_cached"] = item.llm.cached
     if log_query:
-        fields["query"] = query
+        fields["query"] = request.text
     annotate(**fields)
 
 

@@ -22,7 +22,11 @@ from litestar.response import Redirect
 from service.schemas import problem_responses
 from service.security import KeyRing
 
-ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+ASSETS = {
+    "app.js": "text/javascript; charset=utf-8",
+    "review.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
 # The page loads its own script, style and data (same origin) and nothing else.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

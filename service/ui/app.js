@@ -208,6 +208,7 @@
     loadIndex();
     loadEvalFiles();
     classifyNow();
+    document.dispatchEvent(new CustomEvent("playground:ready"));
   }
 
   function renderLive() {
@@ -676,6 +677,7 @@
       state.routes = await api("GET", "/v1/routes");
       renderLive();
       renderRoutes();
+      document.dispatchEvent(new CustomEvent("playground:reindexed", { detail: r }));
     } catch (error) {
       out.className = "err";
       const problems = error.body && Array.isArray(error.body.problems) ? ` ${error.body.problems.join("; ")}` : "";
@@ -835,6 +837,9 @@
       ),
     );
   }
+
+  // What the Review tab (review.js) shares with the rest of the page.
+  window.Playground = { api, el, errorText, fixed, pct, state, selectTab: (name) => $(`tab-${name}`).click() };
 
   // -- go ------------------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", () => {
