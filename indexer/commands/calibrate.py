@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from indexer.command import Command
 from indexer.defaults import DEFAULT_MIN_OFF_TOPIC, DEFAULT_OOS_SHARE
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from indexer.context import Context
     from indexer.hybrid import HybridCalibration
     from indexer.labelled import Labelled
+    from indexer.off_topic import OffTopic
     from router_core import DecisionParams, Neighbour
 
 _OBJECTIVE_HELP = f"""\
@@ -58,11 +59,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--p", type=float, default=0.9, help="with --band: simulated chance the model is right (default 0.9)"
     )
-    parser.add_argument(
+    off_topic = parser.add_mutually_exclusive_group()
+    off_topic.add_argument(
         "--off-topic",
         type=Path,
         metavar="FILE",
-        help="conversations: labelled JSON Lines whose oos queries are inserted as off-topic turns",
+        help="labelled JSON Lines whose out-of-scope queries (label oos) are added to the validation "
+        "queries (conversations: inserted as off-topic turns); never the test file",
+    )
+    off_topic.add_argument(
+        "--no-off-topic",
+        action="store_true",
+        help="calibrate on a file without out-of-scope queries anyway, threshold included (it only "
+        "ever falls: nothing tells it what rejecting is worth); without this flag the routes' "
+        "threshold is kept",
     )
     parser.add_argument(
         "--min-off-topic",
@@ -96,8 +106,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     """The decision parameters, or the conversation rule when the file holds conversations."""
     from indexer.conversation_commands import run_calibrate_conversations
     from indexer.conversations import is_conversation_file
+    from indexer.off_topic import OffTopic
 
     if is_conversation_file(args.file):
+        if args.no_off_topic:
+            raise ValueError("--no-off-topic applies to labelled queries, not conversations")
         return run_calibrate_conversations(
             ctx,
             args.file,
@@ -117,6 +130,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         json_path=args.json_path,
         html_path=args.html_path,
         band=BandOptions(args.budget, args.p) if args.band else None,
+        off_topic=OffTopic(args.off_topic, args.no_off_topic),
     )
 
 
@@ -131,34 +145,43 @@ def run_calibrate(
     json_path: Path | None,
     html_path: Path | None,
     band: BandOptions | None = None,
+    off_topic: OffTopic | None = None,
 ) -> int:
     """`calibrate VAL.jsonl`: search decision parameters on the live index's neighbours; with
-    `band`, then the hybrid mode's uncertain band for its budget (simulated)."""
-    from indexer import report_html
+    `band`, then the hybrid mode's uncertain band for its budget (simulated). Out-of-scope
+    queries come from the file and `off_topic`'s file; with none, the routes' threshold is kept
+    unless `off_topic` says to go without (--no-off-topic)."""
     from indexer.calibration import DEFAULT_GRID
-    from indexer.context import live_index, refuse_test_file, write_json, write_text
+    from indexer.context import live_index, refuse_test_file
     from indexer.hybrid import calibrate_band
     from indexer.labelled import labelled_for, load_labelled
-    from indexer.routes_writer import write_llm_params
+    from indexer.off_topic import OffTopic
     from indexer.text_report import print_calibration
     from router_core import RouteRequest, load_routes
-    from router_core.evaluation import CURVE_THRESHOLDS, threshold_curve
     from router_core.pipeline import vote_only
 
+    off_topic = off_topic or OffTopic()
     refuse_test_file(file, allow_test)
+    if off_topic.file is not None:
+        refuse_test_file(off_topic.file, allow_test)
     queries = load_labelled(file)
+    extra = load_labelled(off_topic.file) if off_topic.file is not None else []
     if write:
         load_routes(
             ctx.settings.routes_dir, ctx.settings.route_files.policy()
         )  # --write into routes that do not load: say so now
     with live_index(ctx) as live:
-        data = labelled_for(live.index.table, queries)
         table = vote_only(live.index.table)
         base = table.params
-        grid = DEFAULT_GRID
+        queries = [*queries, *off_topic.queries(extra, queries, base.default_route)]
+        data = labelled_for(live.index.table, queries)
+        hold = off_topic.hold_threshold(ctx, file, data, base)
+        grid = DEFAULT_GRID.holding_threshold(base) if hold else DEFAULT_GRID
         print(
-            f"calibrating on {len(queries)} queries from {file} (index {live.index.version}); "
-            f"{grid.size} global settings, then a held-out check on each half of the file",
+            f"calibrating on {len(queries)} queries from {file}"
+            + (f" and {off_topic.file}" if off_topic.file is not None else "")
+            + f" (index {live.index.version}); {grid.size} global settings, then a held-out check on each "
+            "half of the file",
             file=ctx.out,
         )
         steps = ctx.steps()
@@ -168,7 +191,9 @@ def run_calibrate(
         finally:
             steps.finish()
         neighbours = [routing.found.neighbours[t] for t in data.texts]
-        result = search_parameters(ctx, neighbours, data, base, oos_weight=oos_weight, oos_share=oos_share)
+        result = search_parameters(
+            ctx, neighbours, data, base, oos_weight=oos_weight, oos_share=oos_share, hold_threshold=hold
+        )
         print_calibration(result, ctx.out)
         hybrid = None
         if band is not None:
@@ -183,21 +208,57 @@ def run_calibrate(
                 oos_share=oos_share,
             )
             print_band(hybrid, ctx.out)
-        meta = {**live.meta, "file": str(file)}
-        if json_path:
-            extra = {"band": hybrid.to_dict()} if hybrid is not None else {}
-            write_json(json_path, {"meta": meta, "result": result.to_dict(), **extra}, ctx.out)
-        if html_path:
+        reports = Reports(json_path, html_path, {**live.meta, "file": str(file)})
+        reports.write(ctx, result, hybrid, neighbours, data)
+    if hold:
+        print(f"\n{off_topic.reminder(base)}", file=ctx.out)
+    finish(ctx, result, hybrid, write=write)
+    return 0
+
+
+@dataclass(frozen=True)
+class Reports:
+    """`--json PATH` and `--html PATH`, and what they say the figures come from."""
+
+    json_path: Path | None
+    html_path: Path | None
+    meta: dict[str, Any]
+
+    def write(
+        self,
+        ctx: Context,
+        result: CalibrationResult,
+        hybrid: HybridCalibration | None,
+        neighbours: Sequence[Sequence[Neighbour]],
+        data: Labelled,
+    ) -> None:
+        """Write the reports asked for."""
+        from indexer import report_html
+        from indexer.context import write_json, write_text
+        from router_core.evaluation import CURVE_THRESHOLDS, threshold_curve
+
+        if self.json_path:
+            band = {"band": hybrid.to_dict()} if hybrid is not None else {}
+            write_json(self.json_path, {"meta": self.meta, "result": result.to_dict(), **band}, ctx.out)
+        if self.html_path:
             curve = threshold_curve(neighbours, data.labels, result.params, CURVE_THRESHOLDS, data.routes)
-            write_text(html_path, report_html.calibration_page(result, curve, meta), ctx.out)
+            write_text(self.html_path, report_html.calibration_page(result, curve, self.meta), ctx.out)
+
+
+def finish(ctx: Context, result: CalibrationResult, hybrid: HybridCalibration | None, *, write: bool) -> None:
+    """--write: store what calibration chose (nothing when nothing beat the given parameters);
+    else say what --write would do."""
+    from indexer.routes_writer import write_llm_params
+
     if write:
         write_parameters(ctx, result)
         if hybrid is not None and hybrid.chosen is not None:
             write_llm_params(ctx.settings.routes_dir, hybrid.chosen.llm, ctx.settings.route_files.policy())
             print("wrote the band into the llm section of _router.yaml", file=ctx.out)
-    else:
+    elif result.changed:
         print("\n(dry run: pass --write to store these parameters in the routes files)", file=ctx.out)
-    return 0
+    else:
+        print("\n(nothing beat the given parameters: --write would write nothing)", file=ctx.out)
 
 
 @dataclass(frozen=True)
@@ -263,6 +324,7 @@ def search_parameters(
     *,
     oos_weight: float | None,
     oos_share: float,
+    hold_threshold: bool = False,
 ) -> CalibrationResult:
     """The calibration search, with progress, and its held-out estimate."""
     from indexer.calibration import DEFAULT_GRID, calibrate
@@ -278,6 +340,7 @@ def search_parameters(
             grid=DEFAULT_GRID,
             routes=data.routes,
             estimate_heldout=True,
+            hold_threshold=hold_threshold,
             progress=steps,
         )
     finally:
@@ -285,11 +348,19 @@ def search_parameters(
 
 
 def write_parameters(ctx: Context, result: CalibrationResult) -> None:
-    """Store the chosen parameters in the routes files and say how to use them."""
+    """Store the chosen parameters in the routes files and say how to use them; when nothing
+    beat the given parameters, write nothing and say so."""
     from indexer.hints import reindex_hint
     from indexer.routes_writer import write_decision_params
 
     settings = ctx.settings
+    if not result.changed:
+        print(
+            f"\nnothing written: no variant beat the given parameters by the stated test, so "
+            f"{settings.routes_dir} keeps them (no re-index needed)",
+            file=ctx.out,
+        )
+        return
     written = write_decision_params(settings.routes_dir, result.params, settings.route_files.policy())
     if not written.changed:
         print(f"\n{settings.routes_dir} already holds these parameters.", file=ctx.out)
