@@ -86,7 +86,7 @@ def test_options_before_eval_mean_the_same_as_after(tmp_path: Path, embedder: Em
     [
         (["--dry-run", "eval", "f.jsonl"], "--dry-run does not apply to `eval`"),
         (["--dry-run", "calibrate", "f.jsonl"], "--dry-run does not apply to `calibrate`"),
-        (["--model", "m", "hygiene"], "--model does not apply to `hygiene`"),
+        (["--model", "m", "import", "f.jsonl", "--out", "o"], "--model does not apply to `import`"),
         (["--routes", "r", "import", "f.jsonl", "--out", "o"], "--routes does not apply to `import`"),
         (["--replace-configured-index", "eval", "f.jsonl"], "--replace-configured-index does not apply to `eval`"),
     ],
