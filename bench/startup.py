@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import selectors
 import statistics
 import subprocess
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PROGRESS = re.compile(r"\d+/\d+ \(\d+%\)")  # a progress line: "label  done/total (share)  elapsed"
 TARGETS = {"--help": 0.5, "eval --help": 0.5, "eval: first progress line": 2.0}
 
 
@@ -59,7 +61,7 @@ def timed(command: Sequence[str], cwd: Path, env: dict[str, str]) -> Timed:
                 if not line:
                     sel.unregister(key.fileobj)
                     streams -= 1
-                elif key.data == "err" and first is None and "/" in line:
+                elif key.data == "err" and first is None and PROGRESS.search(line):
                     first = now
                 elif key.data == "out" and loaded is None and line.startswith("model: "):
                     loaded = now

@@ -4,7 +4,8 @@ when there are none.
 A validation file without out-of-scope queries (a data set with no such label, imported with
 `--val-share`) cannot say what rejecting is worth: tuned on in-scope queries alone, every
 fallback counts against a setting, and the threshold falls until almost nothing is rejected
-(on CLINC150 without its oos label: fallback recall on test from 92.8% to 82.3%). So calibration
+(README's workflow on CLINC150's train without its oos lines, MiniLM: k=15 and threshold 0.39
+written, test fallback recall from the routes' 50.5% to 25.0%). So calibration
 then keeps the routes' threshold, says so loudly, and searches the rest; `--off-topic FILE`
 adds labelled off-topic queries, and `--no-off-topic` tunes the threshold anyway.
 """
@@ -94,7 +95,7 @@ class OffTopic:
     def reminder(base: DecisionParams) -> str:
         """The one line repeated after the report."""
         return (
-            f"note: no out-of-scope query was seen, so the routes' threshold was kept ({_threshold(base)}); "
+            f"note: no out-of-scope query was seen, so the routes' threshold was kept: {_threshold(base)}; "
             "fallback recall was not measured"
         )
 

@@ -217,7 +217,14 @@ class DerivedCache:
     def _lock(self, final: Path, what: str) -> Iterator[None]:
         """The build lock of one kind of files; waiting for it (another process converting) is said."""
         path = final.parent / f".{final.name}.lock"
-        with path.open("a") as handle:
+        try:
+            handle = path.open("a")
+        except OSError as exc:
+            raise ModelUnavailable(
+                f"cannot write the model conversion cache {final.parent} ({exc.strerror or exc}); "
+                "set ROUTER_INDEX__MODELS_DIR to a writable directory"
+            ) from exc
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
