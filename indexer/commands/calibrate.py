@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from indexer.command import Command
 from indexer.defaults import DEFAULT_MIN_OFF_TOPIC, DEFAULT_OOS_SHARE
@@ -15,7 +15,7 @@ from indexer.defaults import DEFAULT_MIN_OFF_TOPIC, DEFAULT_OOS_SHARE
 if TYPE_CHECKING:
     from indexer.calibration import CalibrationResult
     from indexer.context import Context
-    from indexer.hybrid import HybridCalibration
+    from indexer.hybrid import BandOptions, HybridCalibration
     from indexer.labelled import Labelled
     from indexer.off_topic import OffTopic
     from router_core import DecisionParams, Neighbour
@@ -34,8 +34,15 @@ out-of-scope query directly.
 searched: threshold mode (neighbour or winner), k, global threshold, margin (ambiguity band),
 vote weighting (count or similarity), tie-break (sum or max), then per-route thresholds,
 kept only when they gain on held-out halves of the file (two-fold) and shrunk toward the
-global threshold. Never tune on the test file:
+global threshold. Each rule, the first included, is adopted only when it beats the one
+adopted before (the given parameters until one is) by >= 2 standard errors; when none does,
+--write writes nothing. Never tune on the test file:
 a file named like *test* is refused unless --i-know-this-is-test is given.
+
+without out-of-scope queries (none labelled oos in FILE or in --off-topic FILE) nothing says
+what rejecting is worth and the threshold would only fall: the routes' threshold (global,
+mode, per-route) is then kept, with a warning, and the rest searched. --off-topic FILE adds
+labelled off-topic queries; --no-off-topic tunes the threshold on in-scope queries anyway.
 
 printed: the objective with the given and the calibrated parameters on the file (in-sample,
 flattering), then the held-out estimate of the gain (the whole search run on each half of
@@ -106,6 +113,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     """The decision parameters, or the conversation rule when the file holds conversations."""
     from indexer.conversation_commands import run_calibrate_conversations
     from indexer.conversations import is_conversation_file
+    from indexer.hybrid import BandOptions
     from indexer.off_topic import OffTopic
 
     if is_conversation_file(args.file):
@@ -153,7 +161,7 @@ def run_calibrate(
     unless `off_topic` says to go without (--no-off-topic)."""
     from indexer.calibration import DEFAULT_GRID
     from indexer.context import live_index, refuse_test_file
-    from indexer.hybrid import calibrate_band
+    from indexer.hybrid import calibrate_band, print_band
     from indexer.labelled import labelled_for, load_labelled
     from indexer.off_topic import OffTopic
     from indexer.text_report import print_calibration
@@ -259,61 +267,6 @@ def finish(ctx: Context, result: CalibrationResult, hybrid: HybridCalibration | 
         print("\n(dry run: pass --write to store these parameters in the routes files)", file=ctx.out)
     else:
         print("\n(nothing beat the given parameters: --write would write nothing)", file=ctx.out)
-
-
-@dataclass(frozen=True)
-class BandOptions:
-    """`calibrate --band`: the escalation budget and the simulated chance the model is right."""
-
-    budget: float
-    p: float
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.budget <= 1.0 or not 0.0 <= self.p <= 1.0:
-            raise ValueError("--budget must be in (0, 1] and --p in [0, 1]")
-
-
-def print_band(result: HybridCalibration, out: TextIO) -> None:
-    """The band chosen for the budget, SIMULATED figures beside the vote alone."""
-    from indexer.tables import pct, text_table
-
-    print(
-        f"\nhybrid band for at most {pct(result.budget)} of queries escalated (counted at {pct(result.oos_share)} "
-        f"out-of-scope traffic). SIMULATED: no model was called; 'upper' assumes it is right whenever the gold "
-        f"route is offered (or the query is out of scope), 'p={result.p}' that it is then right with that chance.",
-        file=out,
-    )
-    rows: list[tuple[object, ...]] = [
-        ("vote alone", "-", "-", pct(result.vote.in_scope_p), pct(result.vote.recall_p), "-", "-")
-    ]
-    for trial in ([result.chosen] if result.chosen else []) + list(result.top[1:6]):
-        s, b = trial.scores, trial.llm
-        setting = f"below {b.band_below} above {b.band_above} lead {b.min_lead} top {b.candidates}"
-        rows.append(
-            (
-                setting,
-                pct(s.escalated),
-                f"{pct(s.vote_on_escalated)} / {pct(s.vote_on_rest)}",
-                pct(s.in_scope_p),
-                pct(s.recall_p),
-                pct(s.in_scope_upper),
-                pct(s.recall_upper),
-            )
-        )
-    headers = [
-        "band",
-        "escalated",
-        "vote right: esc. / rest",
-        "in-scope (p)",
-        "recall (p)",
-        "in-scope (upper)",
-        "recall (upper)",
-    ]
-    print(text_table(headers, rows), file=out)
-    if result.chosen is None:
-        print("no band keeps within the budget", file=out)
-    else:
-        print("chosen: the first row after the vote (in-sample; see bench.hybrid for test-file figures)", file=out)
 
 
 def search_parameters(
