@@ -33,15 +33,17 @@ RUN pip install . \
 # this, so route edits need no rebuild).
 COPY routes/ /app/routes/
 
-# The default model exported for ONNX Runtime once, at build time, into the data directory's
-# cache (verified by checksum on every load), so neither container converts it at start-up.
+# The default model exported for ONNX Runtime once, at build time, into the image's conversion
+# cache (ROUTER_INDEX__MODELS_DIR; verified by checksum on every load, read-only at run time), so
+# neither container converts it at start-up.
+ENV ROUTER_INDEX__MODELS_DIR=/app/models
 RUN python -c "from router_core import RouterSettings, embedder_from_settings; s = RouterSettings(); embedder_from_settings(s.embedding, s.index)"
 
-# Unprivileged runtime user. .router-data is the embedded index directory (and the cache of
-# converted models), used for the index only when ROUTER_INDEX__QDRANT__URL is unset.
+# Unprivileged runtime user. .router-data is the embedded index directory, used only when
+# ROUTER_INDEX__QDRANT__URL is unset.
 RUN useradd --create-home --uid 10001 --user-group router \
  && mkdir -p /app/.router-data \
- && chown -R router:router /app/.router-data
+ && chown -R router:router /app/.router-data /app/models
 USER 10001:10001
 
 ENV ROUTER_ROUTES_DIR=/app/routes \

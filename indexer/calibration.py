@@ -29,12 +29,13 @@ Search
    tie-break in the grid is scored on precomputed neighbours (the vectorised engine,
    `router_core.engine`; the parameters and their grids are declared in `router_core.params`).
 2. Decision-rule variants are adopted in order, each only when its best setting beats the
-   setting adopted so far by at least `min_variant_gain` and by `significance` paired standard
-   errors on the validation queries (so noise in a small out-of-scope sample does not add
-   parameters): majority vote with a threshold (tuned k and threshold), then the threshold
-   applied to the winner's best similarity instead of to each neighbour (threshold mode
-   "winner"), then similarity-weighted
-   votes, then tie-break by best similarity, then a margin (ambiguity band).
+   setting adopted so far (the given parameters until one is: the first rule passes the same
+   test) by at least `min_variant_gain` and by `significance` paired standard errors on the
+   validation queries (so noise in a small out-of-scope sample does not add parameters, and
+   parameters that gain nothing replace none): majority vote with a threshold (tuned k and
+   threshold), then the threshold applied to the winner's best similarity instead of to each
+   neighbour (threshold mode "winner"), then similarity-weighted votes, then tie-break by best
+   similarity, then a margin (ambiguity band).
 3. Per-route thresholds, regularised: a route gets its own threshold only when validation holds
    at least `min_route_support` queries labelled with it; its best offset from the global
    threshold is shrunk toward 0 by n / (n + shrinkage) and kept only when the shrunk offset
@@ -50,6 +51,11 @@ Search
 
 Fallback precision is reported at the declared out-of-scope share (reweighted like the
 objective) and on the file's own mix.
+
+A file with no out-of-scope query cannot say what rejecting is worth: every fallback counts
+against a setting, so the search would lower the threshold until almost nothing falls back.
+`hold_threshold` (what `calibrate` does then, unless told `--no-off-topic`) keeps the given
+threshold, its mode and the per-route thresholds, and searches the rest.
 """
 
 from __future__ import annotations
@@ -145,11 +151,17 @@ class CalibrationResult:
     # one half, scored on the other, both ways); None when not estimated.
     heldout_total_gain: float | None = None
     heldout_total_standard_error: float | None = None
+    threshold_held: bool = False  # the given threshold was kept (no out-of-scope query to set it)
 
     @property
     def gain(self) -> float:
         """The objective gained over the given parameters on the whole file (in-sample)."""
         return self.objective - self.baseline.objective
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything beat the given parameters (else they stand, and nothing is written)."""
+        return any(v.adopted for v in self.variants)
 
     def to_dict(self, *, table_rows: int | None = None) -> dict[str, Any]:
         """JSON-ready form; `table_rows` keeps only the best rows of the table."""
@@ -172,6 +184,7 @@ def calibrate(
     grid: CalibrationGrid = DEFAULT_GRID,
     routes: Sequence[str] = (),
     estimate_heldout: bool = False,
+    hold_threshold: bool = False,
     progress: Steps | None = None,
 ) -> CalibrationResult:
     """Search decision parameters on precomputed neighbours (fetched with k >= grid.k_max).
@@ -180,8 +193,11 @@ def calibrate(
     (see the module docstring). `base` supplies the default route and the baseline row.
     `estimate_heldout` also runs the whole search on each half of the file and scores it on the
     other half: an estimate of the gain on queries calibration has not seen (about twice the
-    time).
+    time). `hold_threshold` keeps the threshold of `base` (global, mode and per route) and
+    searches the rest: what to do when `labels` hold no out-of-scope query.
     """
+    if hold_threshold:
+        grid = grid.holding_threshold(base)
     if len(neighbours) != len(labels):
         raise ValueError(f"{len(neighbours)} neighbour lists for {len(labels)} labels")
     if not labels:
@@ -225,6 +241,7 @@ def calibrate(
         engine_mismatches=mismatches,
         heldout_total_gain=total_gain,
         heldout_total_standard_error=total_se,
+        threshold_held=grid.holds_threshold,
     )
 
 
@@ -329,9 +346,10 @@ def _search(
     tick = steps or NoSteps()
     tick.stage(f"{label}: settings scored", grid.size)
     table: list[Trial] = []
+    fixed = dict(grid.fixed_route_thresholds)
     for combo in combos:
-        params = DecisionParams(**{s.name: v for s, v in zip(voting, combo, strict=True)})
-        tally = vote(arrays, params, arrays.thresholds(params.threshold))
+        params = DecisionParams(**{s.name: v for s, v in zip(voting, combo, strict=True)}, route_thresholds=fixed)
+        tally = vote(arrays, params, arrays.thresholds(params.threshold, fixed))
         finishes = [
             replace(params, **{s.name: v for s, v in zip(after, rest, strict=True)})
             for rest in itertools.product(*(grid.values_for(s) for s in after))
@@ -384,13 +402,18 @@ def _ladder(
     scorer: Scorer,
 ) -> tuple[list[Variant], Trial]:
     """Walk the families from simple to rich; adopt a family's best setting only when it beats
-    the adopted one by min_variant_gain and by `significance` paired standard errors. The first
-    family's best is the starting point, its gain measured over the given parameters."""
+    the setting adopted so far (the given parameters until one is) by min_variant_gain and by
+    `significance` paired standard errors: the first rule too. When none does, the given
+    parameters stand."""
     key = _preference(base)
     variants: list[Variant] = []
-    chosen: Trial | None = None
-    reference = predict(arrays, base, arrays.thresholds(base.threshold, base.route_thresholds))
-    listed: dict[tuple[Any, ...], str] = {}  # tunable values of each setting listed, and its row
+    reference = _predict_params(arrays, base)
+    chosen = Trial(base, scorer(reference))
+    # Tunable values of each setting listed, and its row; the given parameters first (when they
+    # are a global setting: with per-route thresholds they decide otherwise).
+    listed: dict[tuple[Any, ...], str] = {}
+    if not base.route_thresholds:
+        listed[tuple(base.tunable_values().values())] = "given parameters"
     previous = 0
     for name, member in _families():
         family = [t for t in table if member(t)]
@@ -406,20 +429,25 @@ def _ladder(
             continue
         pred = _predict(arrays, best)
         gain, se = paired_gain(pred, reference, scorer)
-        first = chosen is None
-        adopt = first or (gain >= grid.min_variant_gain and gain >= grid.significance * se)
-        verdict = ("adopted (the plain rule)" if first else "adopted") if adopt else "not adopted: within noise"
+        adopt = gain >= grid.min_variant_gain and gain >= grid.significance * se
         if adopt:
+            verdict = "adopted"
             chosen, reference = best, pred
+        else:
+            verdict = "not adopted: within noise" if gain > 0 else "not adopted: no gain"
         listed[values] = name
         variants.append(Variant(name, params, best.scores, adopt, gain, se, verdict=verdict))
-    if chosen is None:
+    if not table:
         raise ValueError("the calibration grid is empty")
     return variants, chosen
 
 
 def _predict(arrays: NeighbourArrays, t: Trial) -> IntArray:
-    return predict(arrays, t.params, arrays.thresholds(t.params.threshold))
+    return _predict_params(arrays, t.params)
+
+
+def _predict_params(arrays: NeighbourArrays, params: DecisionParams) -> IntArray:
+    return predict(arrays, params, arrays.thresholds(params.threshold, params.route_thresholds))
 
 
 def _decide_scores(

@@ -20,7 +20,7 @@ from indexer.hints import reindex_hint, safe_settings
 from indexer.model_loading import LazyEmbedder
 from indexer.progress import Progress
 from router_core import Embedder, IndexMissing, OpenIndex, Router, RouterSettings, load_routes, open_store
-from router_core.manifest import fingerprint
+from router_core.manifest import IndexManifest, fingerprint
 
 # A file named like a test split (test.jsonl, shipped-test.jsonl, testset...), not latest.jsonl.
 _TEST_FILE = re.compile(r"(?<![a-z])test")
@@ -47,8 +47,11 @@ class Context:
         return Progress(enabled=self.progress)
 
 
-def model_for(settings: RouterSettings, embedder: Embedder | None, *, quiet: bool, out: TextIO) -> Embedder:
-    """`embedder` when given, else the configured model, loaded on first use (and said so)."""
+def model_for(
+    settings: RouterSettings, embedder: Embedder | None, *, quiet: bool, out: TextIO, may_load: bool = True
+) -> Embedder:
+    """`embedder` when given, else the configured model, loaded on first use (and said so);
+    never loaded when not `may_load` (a preview)."""
     if embedder is not None:
         return embedder
 
@@ -58,7 +61,13 @@ def model_for(settings: RouterSettings, embedder: Embedder | None, *, quiet: boo
             file=out,
         )
 
-    return LazyEmbedder(settings.embedding, quiet=quiet, on_load=loaded, cache_dir=settings.index.derived_models_dir)
+    return LazyEmbedder(
+        settings.embedding,
+        quiet=quiet,
+        on_load=loaded,
+        cache_dir=settings.index.derived_models_dir,
+        may_load=may_load,
+    )
 
 
 @dataclass(frozen=True)
@@ -121,11 +130,15 @@ def missing_index(ctx: Context) -> str:
 
 
 def _check_model(index: OpenIndex, model: Embedder) -> None:
-    m = index.manifest
-    if m.model_id != model.model_id:
+    check_model(index.manifest, model.model_id)
+
+
+def check_model(manifest: IndexManifest, model_id: str) -> None:
+    """Refuse an index built with another model than `model_id` (exit 2), saying how to match it."""
+    if manifest.model_id != model_id:
         raise CommandRefused(
-            f"the live index was built with model {m.model_id!r}, not {model.model_id!r}; "
-            f"pass --model {m.model_source or m.model_id} to match it, or re-index"
+            f"the live index was built with model {manifest.model_id!r}, not {model_id!r}; "
+            f"pass --model {manifest.model_source or manifest.model_id} to match it, or re-index"
         )
 
 

@@ -6,3 +6,4 @@ DEFAULT_MIN_OFF_TOPIC = 0.80  # calibrate (conversations): inserted off-topic tu
 DEFAULT_DUPLICATE_SIMILARITY = 0.95  # hygiene: cosine at or above which two examples are near-duplicates
 DEFAULT_MIN_EXAMPLES = 20  # hygiene: routes with fewer examples are flagged
 REPLACE_FLAG = "--replace-configured-index"  # reindex: publish another routes directory into the service's index
+SWITCH_FLAG = "--switch-model"  # reindex: re-embed an index built with another model, with the configured one

@@ -1,7 +1,8 @@
 """Commands the CLI suggests ("next: ..."), safe to paste, and the guard on the service's index.
 
-Every suggested command names the routes directory and the index it acts on, shell-quoted and
-run with the interpreter running now. The configured routes directory and index (environment
+Every suggested command names the routes directory and the index it acts on, and the model
+whenever it is not the default one (a re-index pasted without it would embed with another
+model), shell-quoted and run with the interpreter running now. The configured routes directory and index (environment
 and `.env`, without command-line options) are the ones the service serves: publishing another
 routes directory into that index would replace the service's routes, so a re-index refuses it
 unless told otherwise (`--replace-configured-index`).
@@ -50,12 +51,24 @@ def own_data_dir(routes_dir: Path) -> Path:
     return routes_dir.parent / f"{name}-data"
 
 
-def index_args(settings: RouterSettings) -> list[str | Path]:
-    """The options that select `settings`' routes and index on the command line."""
+def index_args(settings: RouterSettings, configured: RouterSettings | None = None) -> list[str | Path]:
+    """The options that select `settings`' routes, index and model on the command line: the
+    model unless it is the default one, configured nowhere else (`configured`: the environment's)."""
     args: list[str | Path] = ["--routes", settings.routes_dir]
     if not settings.index.uses_server:
         args += ["--data-dir", settings.index.data_dir]
+    if model_named(settings, configured):
+        args += ["--model", settings.embedding.model]
     return args
+
+
+def model_named(settings: RouterSettings, configured: RouterSettings | None = None) -> bool:
+    """Whether a suggested command must name the model: always, unless both the model in use and
+    the one a pasted command would get without --model are the default."""
+    from router_core.embedding import DEFAULT_MODEL
+
+    models = {settings.embedding.model, configured.embedding.model if configured is not None else DEFAULT_MODEL}
+    return models != {DEFAULT_MODEL}
 
 
 def publish_refusal(settings: RouterSettings, configured: RouterSettings) -> str | None:
@@ -73,7 +86,7 @@ def publish_refusal(settings: RouterSettings, configured: RouterSettings) -> str
         own = settings.model_copy(
             update={"index": settings.index.model_copy(update={"data_dir": own_data_dir(settings.routes_dir)})}
         )
-        instead = f"build an index of its own: `{indexer_command('reindex', *index_args(own))}`"
+        instead = f"build an index of its own: `{indexer_command('reindex', *index_args(own, configured))}`"
     return (
         f"{settings.routes_dir} is not the configured routes directory ({configured.routes_dir}) but the index "
         f"is the configured one ({where}), the one the service serves: publishing would replace the "
@@ -91,5 +104,10 @@ def safe_settings(settings: RouterSettings, configured: RouterSettings) -> Route
 
 
 def reindex_hint(settings: RouterSettings, configured: RouterSettings, *extra: str | Path) -> str:
-    """A re-index command for `settings`' routes that will not be refused."""
-    return indexer_command("reindex", *index_args(safe_settings(settings, configured)), *extra)
+    """A re-index command for `settings`' routes, index and model that will not be refused."""
+    return indexer_command("reindex", *index_args(safe_settings(settings, configured), configured), *extra)
+
+
+def with_model(settings: RouterSettings, model: str | Path) -> RouterSettings:
+    """`settings` with another embedding model (a hint that indexes with a fine-tuned one)."""
+    return settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"model": str(model)})})

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -197,3 +197,58 @@ def vote_only(sim: BandSimulator) -> BandScores:
         recall_p=rec,
         objective_p=(1 - sim.oos_share) * in_acc + sim.oos_share * rec,
     )
+
+
+@dataclass(frozen=True)
+class BandOptions:
+    """`calibrate --band`: the escalation budget and the simulated chance the model is right."""
+
+    budget: float
+    p: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.budget <= 1.0 or not 0.0 <= self.p <= 1.0:
+            raise ValueError("--budget must be in (0, 1] and --p in [0, 1]")
+
+
+def print_band(result: HybridCalibration, out: TextIO) -> None:
+    """The band chosen for the budget, SIMULATED figures beside the vote alone."""
+    from indexer.tables import pct, text_table
+
+    print(
+        f"\nhybrid band for at most {pct(result.budget)} of queries escalated (counted at {pct(result.oos_share)} "
+        f"out-of-scope traffic). SIMULATED: no model was called; 'upper' assumes it is right whenever the gold "
+        f"route is offered (or the query is out of scope), 'p={result.p}' that it is then right with that chance.",
+        file=out,
+    )
+    rows: list[tuple[object, ...]] = [
+        ("vote alone", "-", "-", pct(result.vote.in_scope_p), pct(result.vote.recall_p), "-", "-")
+    ]
+    for trial in ([result.chosen] if result.chosen else []) + list(result.top[1:6]):
+        s, b = trial.scores, trial.llm
+        setting = f"below {b.band_below} above {b.band_above} lead {b.min_lead} top {b.candidates}"
+        rows.append(
+            (
+                setting,
+                pct(s.escalated),
+                f"{pct(s.vote_on_escalated)} / {pct(s.vote_on_rest)}",
+                pct(s.in_scope_p),
+                pct(s.recall_p),
+                pct(s.in_scope_upper),
+                pct(s.recall_upper),
+            )
+        )
+    headers = [
+        "band",
+        "escalated",
+        "vote right: esc. / rest",
+        "in-scope (p)",
+        "recall (p)",
+        "in-scope (upper)",
+        "recall (upper)",
+    ]
+    print(text_table(headers, rows), file=out)
+    if result.chosen is None:
+        print("no band keeps within the budget", file=out)
+    else:
+        print("chosen: the first row after the vote (in-sample; see bench.hybrid for test-file figures)", file=out)

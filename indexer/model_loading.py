@@ -8,18 +8,44 @@ same id, and otherwise needs the model.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from router_core import Embedder, ModelUnavailable, load_embedder
 from router_core.embedding import Vectors, portable_source, resolve_model
 from router_core.settings import EmbeddingSettings
 
 _PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"
+CONVERSION_LOGGER = "router.embedding.derived"  # what the model conversion cache says it does
+
+
+@contextmanager
+def conversion_messages(shown: bool, stream: TextIO | None = None) -> Iterator[None]:
+    """While inside, show on stderr what the model conversion cache does: converting a model
+    once (~N s, a line every 15 s, its time), or waiting for another process converting it."""
+    if not shown:
+        yield
+        return
+    logger = logging.getLogger(CONVERSION_LOGGER)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # shown here, not again by the root handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @contextmanager
@@ -61,12 +87,14 @@ class LazyEmbedder:
         quiet: bool,
         on_load: Callable[[Embedder, float], None] | None = None,
         cache_dir: Path | None = None,
+        may_load: bool = True,
     ) -> None:
         self._settings = settings
-        self._cache_dir = cache_dir  # where converted models are kept (the data directory's)
+        self._cache_dir = cache_dir  # where converted models are kept (the machine's cache)
         self._quiet = quiet
         self._on_load = on_load
-        self.model_id = resolve_model(settings.model)[1]
+        self._may_load = may_load  # False: a preview (reindex --dry-run) that must not load it
+        self._location, self.model_id = resolve_model(settings.model)
         self.source = portable_source(settings.model)
         self.backend: str = settings.backend
         self._dimension: int | None = None
@@ -80,9 +108,10 @@ class LazyEmbedder:
 
     @property
     def dimension(self) -> int:
-        """The vector dimension: as assumed, or the loaded model's."""
+        """The vector dimension: as assumed, or the loaded model's; read from the model's files
+        when it may not be loaded."""
         if self._dimension is None:
-            self._dimension = self.load().dimension
+            self._dimension = self.load().dimension if self._may_load else dimension_from_files(self._location)
         return self._dimension
 
     @dimension.setter
@@ -97,8 +126,10 @@ class LazyEmbedder:
     def load(self) -> Embedder:
         """The model, loaded now if it was not yet."""
         if self._model is None:
+            if not self._may_load:
+                raise RuntimeError(f"model {self.model_id} must not be loaded here (a preview)")
             started = time.perf_counter()
-            with quiet_loading(self._quiet):
+            with quiet_loading(self._quiet), conversion_messages(not self._quiet):
                 model = load_embedder(
                     self._settings.model,
                     backend=self._settings.backend,
@@ -121,3 +152,24 @@ class LazyEmbedder:
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
         """Embed `texts` with the model, loading it first if needed."""
         return self.load().encode(texts, batch_size=batch_size, progress=progress)
+
+
+def dimension_from_files(location: str) -> int:
+    """A sentence-transformers model's vector dimension, read from its files without loading it:
+    the last Dense module's `out_features`, else the Pooling module's `word_embedding_dimension`."""
+    directory = Path(location)
+    try:
+        modules = json.loads((directory / "modules.json").read_text(encoding="utf-8"))
+        dimension = None
+        for module in modules:
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            if kind in ("Pooling", "Dense"):
+                config = json.loads((directory / module["path"] / "config.json").read_text(encoding="utf-8"))
+                dimension = config["out_features" if kind == "Dense" else "word_embedding_dimension"]
+        if isinstance(dimension, int) and dimension > 0:
+            return dimension
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelUnavailable(
+            f"cannot read the vector dimension of model {location!r} from its files: {exc!r}"
+        ) from exc
+    raise ModelUnavailable(f"model {location!r}: no Pooling module names its vector dimension")

@@ -95,11 +95,11 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
     print(
         "\ndecision-rule variants, simple to rich: the best setting of each on this file. Gains are in "
         "objective points, in-sample (on the whole file the settings were picked on) over the setting "
-        "adopted before (the given parameters for the first) or held-out (picked on one half of the "
-        f"file, scored on the other). A variant is adopted when its gain is >= {grid.min_variant_gain * 100:g} "
-        f"points and >= {grid.significance:g} standard errors, else it is within noise; per-route "
-        "thresholds are kept when their held-out gain passes the same test. 'nothing better': the "
-        "variant's best is the setting already adopted.",
+        "adopted before (the given parameters until one is) or held-out (picked on one half of the "
+        f"file, scored on the other). A variant, the first included, is adopted when its gain is >= "
+        f"{grid.min_variant_gain * 100:g} points and >= {grid.significance:g} standard errors, else it is "
+        "within noise; per-route thresholds are kept when their held-out gain passes the same test. "
+        "'nothing better': the variant's best is the setting already adopted.",
         file=out,
     )
     print(
@@ -121,7 +121,21 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
         file=out,
     )
     _print_route_thresholds(result, out)
-    p, b, c = result.params, result.baseline, result.scores
+    p = result.params
+    if not result.changed:
+        print(f"\nnothing beat the given parameters by that test: they stand ({p.describe()}).", file=out)
+    else:
+        _print_chosen(result, out)
+    if result.engine_mismatches:
+        print(
+            f"warning: the fast engine disagreed with decide() on {result.engine_mismatches} "
+            "queries; figures above are decide()'s",
+            file=out,
+        )
+
+
+def _print_chosen(result: CalibrationResult, out: TextIO) -> None:
+    p, b, c, s = result.params, result.baseline, result.scores, result.oos_share
     print(
         f"\nchosen: {p.describe()}\n"
         f"  objective {pct(b.objective)} -> {pct(c.objective)}, "
@@ -131,16 +145,17 @@ def print_calibration(result: CalibrationResult, out: TextIO) -> None:
         f"(on this file's own mix {pct(c.fallback_precision_in_file)})",
         file=out,
     )
-    if result.engine_mismatches:
-        print(
-            f"warning: the fast engine disagreed with decide() on {result.engine_mismatches} "
-            "queries; figures above are decide()'s",
-            file=out,
-        )
 
 
 def print_headline(result: CalibrationResult, out: TextIO) -> None:
     """Given and calibrated objective on the file, and the held-out estimate of the gain."""
+    if result.threshold_held:
+        print(
+            f"threshold kept as given ({result.params.threshold:g}, {result.params.threshold_mode} mode"
+            + (", per-route thresholds as given" if result.params.route_thresholds else "")
+            + "): no out-of-scope query to set it",
+            file=out,
+        )
     print(
         f"\n  given parameters   objective {pct(result.baseline.objective)}\n"
         f"  calibrated         objective {pct(result.objective)} on this file: {points(result.gain)} points "
@@ -187,6 +202,9 @@ def _shares(v: Variant) -> tuple[Ratio, ...]:
 
 
 def _print_route_thresholds(result: CalibrationResult, out: TextIO) -> None:
+    if result.threshold_held:
+        print("\nper-route thresholds: not searched (the threshold is kept as given)", file=out)
+        return
     kept = [r for r in result.route_thresholds if r.offset]
     verdict = "kept" if result.route_thresholds_kept else "not kept"
     print(

@@ -104,8 +104,12 @@ class ReindexReport:
         return self.live_after is not None and self.live_after != self.version
 
 
-def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> ReindexPlan:
-    """Compare the routes with the live version without writing anything."""
+def plan_reindex(
+    table: RouteTable, store: IndexStore, embedder: Embedder, *, check_vectors: bool = True
+) -> ReindexPlan:
+    """Compare the routes with the live version without writing anything. Without
+    `check_vectors` (a preview: `--dry-run`) the loaded backend's vectors are not compared with
+    the live version's reference, so that no model is loaded; the re-index itself checks them."""
     try:
         live = store.live_version()
     except IndexMissing as exc:  # a dangling live pointer: publishing a version repairs it
@@ -128,7 +132,7 @@ def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> Re
     stored = store.stored_points(live)
     same_model = manifest.model_id == embedder.model_id and manifest.dimension == embedder.dimension
     reference = Reference.from_dict(manifest.reference) if manifest.reference else None
-    parity = _parity_for_reuse(reference, embedder, points, stored) if same_model else None
+    parity = _parity_for_reuse(reference, embedder, points, stored, check_vectors) if same_model else None
     if parity is not None and not parity.ok:  # same model, other vectors (int8, bf16): not reusable
         same_model = False
     reusable = frozenset(p.id for p in stored.points) if same_model else frozenset()
@@ -149,18 +153,23 @@ def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> Re
 
 
 def _parity_for_reuse(
-    reference: Reference | None, embedder: Embedder, points: tuple[ExamplePoint, ...], stored: StoredPoints
+    reference: Reference | None,
+    embedder: Embedder,
+    points: tuple[ExamplePoint, ...],
+    stored: StoredPoints,
+    check_vectors: bool = True,
 ) -> ParityResult | None:
     """Whether new vectors of `embedder` may sit beside the stored ones: refused outright when an
     approximate backend meets another; checked on the reference sentences only when something
-    is to be embedded (an unchanged index needs no model loaded); None when nothing is known."""
+    is to be embedded (an unchanged index needs no model loaded) and `check_vectors`; None when
+    nothing is known."""
     if reference is None:
         return None
     mismatch = approximate_mismatch(embedder.backend, reference.backend)
     if mismatch:
         return ParityResult(False, embedder.backend, reference.backend, None, reason=mismatch)
     stored_ids = {p.id for p in stored.points}
-    if all(p.id in stored_ids for p in points):
+    if not check_vectors or all(p.id in stored_ids for p in points):
         return None
     return check_parity(reference, embedder)
 

@@ -31,6 +31,7 @@ from pydantic_settings import (
 
 from router_core.decision_log.settings import DecisionLogSettings
 from router_core.embedding import DEFAULT_MODEL
+from router_core.embedding.derived import default_root
 from router_core.embedding.loader import DEFAULT_BACKEND, Backend
 from router_core.route_policy import DEFAULT_KEY_ENVS, RoutePolicy
 
@@ -103,14 +104,16 @@ class IndexSettings(SettingsSection):
 
     The backend is Qdrant Edge, embedded in the process on local disk under `data_dir`, or a
     Qdrant server; `auto` picks the server when `qdrant.url` is set. `data_dir` also holds
-    fine-tuned models and other files the router derives from its models.
+    fine-tuned models; converted models (ONNX exports, OpenVINO IR) are cached once per machine
+    and user (`models_dir`).
     """
 
     backend: IndexBackend = Field(default="auto", description="embedded, qdrant, or auto (qdrant when a URL is set).")
-    data_dir: Path = Field(default=Path(".router-data"), description="Embedded index and derived models.")
+    data_dir: Path = Field(default=Path(".router-data"), description="Embedded index and fine-tuned models.")
     models_dir: Path | None = Field(
         default=None,
-        description="Where converted models (ONNX exports, OpenVINO IR) are cached; unset: <data_dir>/models/derived.",
+        description="Where converted models (ONNX exports, OpenVINO IR) are cached, one cache per machine "
+        "and user; unset: $XDG_CACHE_HOME/semantic-router/models, else ~/.cache/semantic-router/models.",
     )
     collection: str = Field(default="router", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     keep_versions: int = Field(
@@ -124,8 +127,9 @@ class IndexSettings(SettingsSection):
 
     @property
     def derived_models_dir(self) -> Path:
-        """Where converted models (ONNX exports, OpenVINO IR) are cached, with their checksums."""
-        return self.models_dir or self.data_dir / "models" / "derived"
+        """Where converted models (ONNX exports, OpenVINO IR) are cached, with their checksums: the
+        machine's cache (XDG) unless `models_dir` says otherwise, whatever the data directory."""
+        return self.models_dir or default_root()
 
     @property
     def uses_server(self) -> bool:

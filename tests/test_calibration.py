@@ -14,6 +14,7 @@ import yaml
 
 from indexer.calibration import CalibrationGrid, calibrate, oos_weight_for
 from indexer.cli import main as indexer_main
+from indexer.labelled import load_labelled
 from indexer.routes_writer import write_decision_params
 from indexer.text_report import print_calibration
 from router_core import DecisionParams, Embedder, Neighbour, load_routes, run_reindex
@@ -24,6 +25,7 @@ from router_core.params import ThresholdMode
 from router_core.store import EdgeStore
 from tests.test_evaluation import LABELLED, write_jsonl, write_tiny_routes
 
+SHIPPED_VAL = Path(__file__).resolve().parents[1] / "evals" / "shipped-val.jsonl"
 SMALL_GRID = CalibrationGrid(
     values={"k": (1, 3, 5), "threshold": tuple(round(0.3 + 0.05 * i, 2) for i in range(11)), "margin": (0.0, 0.2)},
     route_offsets=(-0.1, -0.05, 0.0, 0.05, 0.1),
@@ -212,13 +214,18 @@ def test_calibrate_refuses_the_test_file(tmp_path: Path, capsys: pytest.CaptureF
 
 
 @pytest.mark.slow
-def test_calibrate_command_writes_parameters_for_the_next_index(tmp_path: Path, embedder: Embedder) -> None:
-    """`calibrate --write` stores the chosen parameters in the routes files and says to re-index."""
-    routes = write_tiny_routes(tmp_path / "routes")
+def test_calibrate_command_writes_parameters_for_the_next_index(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder
+) -> None:
+    """`calibrate --write` stores the chosen parameters in the routes files and says to re-index: the shipped
+    routes with a threshold far too low (0.1, nothing falls back), which the first rule beats beyond noise."""
+    routes = routes_dir
+    router = routes / "_router.yaml"
+    router.write_text(router.read_text().replace("threshold: 0.36", "threshold: 0.1"))
     data = tmp_path / "data"
     run_reindex(load_routes(routes), EdgeStore(data), embedder)
     # "latest" holds "test" but is not named like a test split: accepted.
-    val = write_jsonl(tmp_path / "latest.jsonl", LABELLED)
+    val = write_jsonl(tmp_path / "latest.jsonl", [(q.text, q.label) for q in load_labelled(SHIPPED_VAL)])
     out = io.StringIO()
     json_path = tmp_path / "cal.json"
     code = indexer_main(
@@ -245,7 +252,11 @@ def test_calibrate_command_writes_parameters_for_the_next_index(tmp_path: Path, 
     text = out.getvalue()
     assert "0.70 x in-scope accuracy + 0.30 x fallback recall" in text
     assert "next: re-index" in text
+    variants = json.loads(json_path.read_text())["result"]["variants"]
+    first = next(v for v in variants if v["name"] == "majority vote + threshold")
+    assert first["adopted"] and first["gain"] >= 2 * first["standard_error"] > 0
     chosen = json.loads(json_path.read_text())["result"]["params"]
+    assert chosen["threshold"] > 0.1
     table = load_routes(routes)
     assert table.params.k == chosen["k"]
     assert table.params.threshold == pytest.approx(chosen["threshold"])
@@ -273,12 +284,53 @@ def test_calibrate_refuses_a_file_named_like_a_test_split(
     assert "--i-know-this-is-test" in err
 
 
+def test_the_first_rule_is_adopted_only_beyond_noise() -> None:
+    """A first rule gaining 12 points with a standard error of 6 (12 out-of-scope queries) is not adopted: the given
+    parameters stand, nothing counts as changed, the held-out estimate is zero and the report says so."""
+    rng = random.Random(5)
+    neighbours, labels = synthetic(rng, per_route=30, oos=12)
+    for row in neighbours[:15]:
+        for j in range(3):
+            row[j] = replace(row[j], similarity=rng.uniform(0.35, 0.5))
+    base = DecisionParams(k=5, threshold=0.2)
+    result = calibrate(neighbours, labels, base, grid=replace(SMALL_GRID, min_route_support=5), estimate_heldout=True)
+    first = result.variants[1]
+    assert first.name == "majority vote + threshold"
+    assert first.gain > 0.1 and first.gain < 2 * first.standard_error
+    assert not first.adopted and first.verdict == "not adopted: within noise"
+    assert not any(v.adopted for v in result.variants)
+    assert result.params == base and not result.changed
+    assert result.objective == pytest.approx(result.baseline.objective)
+    assert result.heldout_total_gain == 0.0
+    out = io.StringIO()
+    print_calibration(result, out)
+    assert "nothing beat the given parameters by that test: they stand" in out.getvalue()
+    assert "chosen:" not in out.getvalue()
+
+
+def test_holding_the_threshold_searches_the_rest_and_keeps_per_route_thresholds() -> None:
+    """hold_threshold (no out-of-scope query to set it): every setting tried keeps the given threshold, its mode and
+    per-route thresholds, so fallbacks never become fewer than the given parameters' in neighbour mode."""
+    neighbours, labels = synthetic(random.Random(3), per_route=30, oos=0)
+    base = DecisionParams(k=5, threshold=0.75, route_thresholds={"alpha": 0.7})
+    result = calibrate(neighbours, labels, base, grid=SMALL_GRID, hold_threshold=True)
+    assert result.threshold_held and result.out_of_scope == 0
+    assert {(t.params.threshold, t.params.threshold_mode) for t in result.table} == {(0.75, "neighbour")}
+    assert all(t.params.route_thresholds == {"alpha": 0.7} for t in result.table)
+    assert result.params.threshold == 0.75 and result.params.route_thresholds == {"alpha": 0.7}
+    assert "+ per-route thresholds" not in [v.name for v in result.variants]
+    fallbacks = [sum(d.fallback for d in decide_many(neighbours, p)) for p in (base, result.params)]
+    assert fallbacks[1] >= fallbacks[0] > 0
+    free = calibrate(neighbours, labels, base, grid=SMALL_GRID)
+    assert free.params.threshold < 0.75  # what holding prevents: on in-scope queries alone it falls
+
+
 def test_variant_table_shows_gains_over_the_baseline_and_held_out_figures() -> None:
     """The first adopted row gains over the given parameters, rows that found nothing new say so instead of
     repeating a setting, per-route thresholds show their held-out gain apart from the in-sample one, and the
     held-out estimate is the whole search fitted on one half and scored on the other."""
     rng = random.Random(5)
-    neighbours, labels = synthetic(rng, per_route=30, oos=12)
+    neighbours, labels = synthetic(rng, per_route=30, oos=30)
     for row in neighbours[:15]:  # in-scope queries that look out of scope: some fall back
         for j in range(3):
             row[j] = replace(row[j], similarity=rng.uniform(0.35, 0.5))

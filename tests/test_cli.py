@@ -86,7 +86,7 @@ def test_options_before_eval_mean_the_same_as_after(tmp_path: Path, embedder: Em
     [
         (["--dry-run", "eval", "f.jsonl"], "--dry-run does not apply to `eval`"),
         (["--dry-run", "calibrate", "f.jsonl"], "--dry-run does not apply to `calibrate`"),
-        (["--model", "m", "hygiene"], "--model does not apply to `hygiene`"),
+        (["--model", "m", "import", "f.jsonl", "--out", "o"], "--model does not apply to `import`"),
         (["--routes", "r", "import", "f.jsonl", "--out", "o"], "--routes does not apply to `import`"),
         (["--replace-configured-index", "eval", "f.jsonl"], "--replace-configured-index does not apply to `eval`"),
     ],
@@ -441,12 +441,25 @@ def readme_workflow() -> list[str]:
     return [" ".join(line.split()) for line in lines if line.strip() and not line.startswith("#")]
 
 
+def figures_of(evaluated: str) -> dict[str, float]:
+    """In-scope accuracy and fallback recall from `eval`'s printed summary."""
+    return {
+        name.strip(): float(value.strip().rstrip("%"))
+        for name, _, value in (line.rpartition("  ") for line in evaluated.splitlines())
+        if name.strip() in ("in-scope accuracy", "fallback recall")
+    }
+
+
 @pytest.mark.slow
-def test_readme_workflow(tmp_path: Path, embedder: Embedder) -> None:
+@pytest.mark.parametrize("oos_label", [True, False], ids=["with-oos-label", "without-oos-label"])
+def test_readme_workflow(tmp_path: Path, embedder: Embedder, oos_label: bool) -> None:
     """README's workflow (import with a held-out split, an index of its own, calibrate --write, re-index, eval)
-    runs as written on a labelled file without a val split: the shipped routes' examples plus labelled queries."""
+    runs as written on a labelled file without a val split: the shipped routes' examples plus labelled queries,
+    with or without out-of-scope ones (then calibrate warns and keeps the routes' threshold). It ends with fallback
+    recall on the test file no worse than the routes' defaults (an eval run after step 2)."""
     rows = [(text, route) for route, texts in yaml_routes(SHIPPED_ROUTES).items() for text in texts]
     rows += [(q.text, q.label) for q in load_labelled(ROOT / "evals" / "shipped-val.jsonl")]
+    rows = [(t, label) for t, label in rows if oos_label or label != "oos"]
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     work = tmp_path / "clinc"
     paths = {
@@ -456,21 +469,32 @@ def test_readme_workflow(tmp_path: Path, embedder: Embedder) -> None:
     }
     commands = readme_workflow()
     assert [c.split()[3] for c in commands] == ["import", "reindex", "calibrate", "reindex", "eval"]
+
+    def here(command: str) -> str:
+        for written, local in paths.items():
+            command = command.replace(written, local)
+        return command
+
     outputs = []
-    for written_command in commands:
-        command = written_command
-        for written, here in paths.items():
-            command = command.replace(written, here)
+    defaults = io.StringIO()
+    for step, command in enumerate(commands):
         out = io.StringIO()
-        assert paste(command, embedder=embedder, out=out, cwd=ROOT) == 0, command
+        assert paste(here(command), embedder=embedder, out=out, cwd=ROOT) == 0, command
         outputs.append(out.getvalue())
+        if step == 1:  # the routes' defaults, scored on the test file before calibration
+            assert paste(here(commands[-1]).split(" --html")[0], embedder=embedder, out=defaults, cwd=ROOT) == 0
     imported, _, calibrated, reindexed, evaluated = outputs
     val = load_labelled(work / "val.jsonl")
-    assert sum(q.label == "oos" for q in val) == 4  # 20% of the 20 out-of-scope queries
+    held_oos = 4 if oos_label else 0  # 20% of the 20 out-of-scope queries
+    assert sum(q.label == "oos" for q in val) == held_oos
     assert not {q.text for q in val} & {t for texts in yaml_routes(work / "routes").values() for t in texts}
-    assert f"held out {len(val)} queries (4 out of scope)" in imported
-    assert "held-out estimate" in calibrated and "wrote the chosen parameters" in calibrated
-    assert "embedded 0" in reindexed  # only parameters changed
+    assert f"held out {len(val)} queries ({held_oos} out of scope)" in imported
+    assert "held-out estimate" in calibrated
+    assert ("WARNING" in calibrated and "threshold is KEPT" in calibrated) is not oos_label
+    if "wrote the chosen parameters" in calibrated:
+        assert "published and live" in reindexed and "embedded 0" in reindexed  # only parameters changed
+    else:
+        assert "nothing written" in calibrated and "already up to date" in reindexed
     store = EdgeStore(work / "data")
     index = store.open_version(store.live_version() or "")
     try:
@@ -478,11 +502,9 @@ def test_readme_workflow(tmp_path: Path, embedder: Embedder) -> None:
     finally:
         index.close()
         store.close()
-    figures = {
-        name.strip(): float(value.strip().rstrip("%"))
-        for name, _, value in (line.rpartition("  ") for line in evaluated.splitlines())
-        if name.strip() in ("in-scope accuracy", "fallback recall")
-    }
-    assert figures["in-scope accuracy"] >= 85
-    assert figures["fallback recall"] >= 50
+    before, after = figures_of(defaults.getvalue()), figures_of(evaluated)
+    assert set(before) == set(after) == {"in-scope accuracy", "fallback recall"}
+    assert after["fallback recall"] >= before["fallback recall"]
+    if "nothing written" in calibrated:
+        assert after == before  # the routes' parameters stand: the same decisions
     assert (work / "report.html").read_text().startswith("<!doctype html>")

@@ -194,9 +194,10 @@ def test_follows_the_model_the_index_records(
     """A live re-index with another (here: renamed) model makes the service load that model."""
     data = tmp_path / "data"
     run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
-    url = start_service(settings_for(routes_dir, data))
+    settings = settings_for(routes_dir, data)
+    url = start_service(settings)
     model_dir = renamed_model(tmp_path / "tuned-model", "minilm-tuned-test")
-    tuned = load_embedder(str(model_dir), cache_dir=data / "models" / "derived")  # where the service looks
+    tuned = load_embedder(str(model_dir), cache_dir=settings.index.derived_models_dir)  # where the service looks
     new = run_reindex(load_routes(routes_dir), EdgeStore(data), tuned).version
     assert EdgeStore(data).manifest(new).model_source == str(model_dir.resolve())
     with httpx.Client(base_url=url, timeout=60) as c:

@@ -72,10 +72,25 @@ def test_qdrant_backend_without_url_is_refused(monkeypatch: pytest.MonkeyPatch) 
 
 def test_embedding_defaults_to_onnx_runtime_with_automatic_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without settings the shipped MiniLM runs on ONNX Runtime, threads chosen per model;
-    derived models are cached under the data directory."""
+    converted models are cached once per machine and user (XDG cache), whatever the data directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", "/tmp/xdg-cache")
     s = settings_from_env(monkeypatch, {"ROUTER_INDEX__DATA_DIR": "/tmp/idx"})
     assert (s.embedding.model, s.embedding.backend, s.embedding.threads) == ("all-MiniLM-L6-v2", "onnx", 0)
-    assert s.index.derived_models_dir == Path("/tmp/idx/models/derived")
+    assert s.index.derived_models_dir == Path("/tmp/xdg-cache/semantic-router/models")
+
+
+def test_the_conversion_cache_is_the_users_xdg_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Unset ROUTER_INDEX__MODELS_DIR: $XDG_CACHE_HOME/semantic-router/models when XDG_CACHE_HOME is absolute,
+    else ~/.cache/semantic-router/models (a relative XDG_CACHE_HOME is ignored, as the XDG spec says)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    home_cache = tmp_path / "home" / ".cache" / "semantic-router" / "models"
+    assert settings_from_env(monkeypatch, {}).index.derived_models_dir == home_cache
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert settings_from_env(monkeypatch, {}).index.derived_models_dir == home_cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    two = [settings_from_env(monkeypatch, {"ROUTER_INDEX__DATA_DIR": str(tmp_path / d)}) for d in ("a", "b")]
+    assert {s.index.derived_models_dir for s in two} == {tmp_path / "xdg" / "semantic-router" / "models"}
 
 
 def test_models_dir_moves_the_converted_models(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any
 
 from indexer.command import Command
 from indexer.defaults import DEFAULT_MIN_OFF_TOPIC, DEFAULT_OOS_SHARE
@@ -15,8 +15,9 @@ from indexer.defaults import DEFAULT_MIN_OFF_TOPIC, DEFAULT_OOS_SHARE
 if TYPE_CHECKING:
     from indexer.calibration import CalibrationResult
     from indexer.context import Context
-    from indexer.hybrid import HybridCalibration
+    from indexer.hybrid import BandOptions, HybridCalibration
     from indexer.labelled import Labelled
+    from indexer.off_topic import OffTopic
     from router_core import DecisionParams, Neighbour
 
 _OBJECTIVE_HELP = f"""\
@@ -33,8 +34,15 @@ out-of-scope query directly.
 searched: threshold mode (neighbour or winner), k, global threshold, margin (ambiguity band),
 vote weighting (count or similarity), tie-break (sum or max), then per-route thresholds,
 kept only when they gain on held-out halves of the file (two-fold) and shrunk toward the
-global threshold. Never tune on the test file:
+global threshold. Each rule, the first included, is adopted only when it beats the one
+adopted before (the given parameters until one is) by >= 2 standard errors; when none does,
+--write writes nothing. Never tune on the test file:
 a file named like *test* is refused unless --i-know-this-is-test is given.
+
+without out-of-scope queries (none labelled oos in FILE or in --off-topic FILE) nothing says
+what rejecting is worth and the threshold would only fall: the routes' threshold (global,
+mode, per-route) is then kept, with a warning, and the rest searched. --off-topic FILE adds
+labelled off-topic queries; --no-off-topic tunes the threshold on in-scope queries anyway.
 
 printed: the objective with the given and the calibrated parameters on the file (in-sample,
 flattering), then the held-out estimate of the gain (the whole search run on each half of
@@ -58,11 +66,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--p", type=float, default=0.9, help="with --band: simulated chance the model is right (default 0.9)"
     )
-    parser.add_argument(
+    off_topic = parser.add_mutually_exclusive_group()
+    off_topic.add_argument(
         "--off-topic",
         type=Path,
         metavar="FILE",
-        help="conversations: labelled JSON Lines whose oos queries are inserted as off-topic turns",
+        help="labelled JSON Lines whose out-of-scope queries (label oos) are added to the validation "
+        "queries (conversations: inserted as off-topic turns); never the test file",
+    )
+    off_topic.add_argument(
+        "--no-off-topic",
+        action="store_true",
+        help="calibrate on a file without out-of-scope queries anyway, threshold included (it only "
+        "ever falls: nothing tells it what rejecting is worth); without this flag the routes' "
+        "threshold is kept",
     )
     parser.add_argument(
         "--min-off-topic",
@@ -96,8 +113,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     """The decision parameters, or the conversation rule when the file holds conversations."""
     from indexer.conversation_commands import run_calibrate_conversations
     from indexer.conversations import is_conversation_file
+    from indexer.hybrid import BandOptions
+    from indexer.off_topic import OffTopic
 
     if is_conversation_file(args.file):
+        if args.no_off_topic:
+            raise ValueError("--no-off-topic applies to labelled queries, not conversations")
         return run_calibrate_conversations(
             ctx,
             args.file,
@@ -117,6 +138,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         json_path=args.json_path,
         html_path=args.html_path,
         band=BandOptions(args.budget, args.p) if args.band else None,
+        off_topic=OffTopic(args.off_topic, args.no_off_topic),
     )
 
 
@@ -131,34 +153,43 @@ def run_calibrate(
     json_path: Path | None,
     html_path: Path | None,
     band: BandOptions | None = None,
+    off_topic: OffTopic | None = None,
 ) -> int:
     """`calibrate VAL.jsonl`: search decision parameters on the live index's neighbours; with
-    `band`, then the hybrid mode's uncertain band for its budget (simulated)."""
-    from indexer import report_html
+    `band`, then the hybrid mode's uncertain band for its budget (simulated). Out-of-scope
+    queries come from the file and `off_topic`'s file; with none, the routes' threshold is kept
+    unless `off_topic` says to go without (--no-off-topic)."""
     from indexer.calibration import DEFAULT_GRID
-    from indexer.context import live_index, refuse_test_file, write_json, write_text
-    from indexer.hybrid import calibrate_band
+    from indexer.context import live_index, refuse_test_file
+    from indexer.hybrid import calibrate_band, print_band
     from indexer.labelled import labelled_for, load_labelled
-    from indexer.routes_writer import write_llm_params
+    from indexer.off_topic import OffTopic
     from indexer.text_report import print_calibration
     from router_core import RouteRequest, load_routes
-    from router_core.evaluation import CURVE_THRESHOLDS, threshold_curve
     from router_core.pipeline import vote_only
 
+    off_topic = off_topic or OffTopic()
     refuse_test_file(file, allow_test)
+    if off_topic.file is not None:
+        refuse_test_file(off_topic.file, allow_test)
     queries = load_labelled(file)
+    extra = load_labelled(off_topic.file) if off_topic.file is not None else []
     if write:
         load_routes(
             ctx.settings.routes_dir, ctx.settings.route_files.policy()
         )  # --write into routes that do not load: say so now
     with live_index(ctx) as live:
-        data = labelled_for(live.index.table, queries)
         table = vote_only(live.index.table)
         base = table.params
-        grid = DEFAULT_GRID
+        queries = [*queries, *off_topic.queries(extra, queries, base.default_route)]
+        data = labelled_for(live.index.table, queries)
+        hold = off_topic.hold_threshold(ctx, file, data, base)
+        grid = DEFAULT_GRID.holding_threshold(base) if hold else DEFAULT_GRID
         print(
-            f"calibrating on {len(queries)} queries from {file} (index {live.index.version}); "
-            f"{grid.size} global settings, then a held-out check on each half of the file",
+            f"calibrating on {len(queries)} queries from {file}"
+            + (f" and {off_topic.file}" if off_topic.file is not None else "")
+            + f" (index {live.index.version}); {grid.size} global settings, then a held-out check on each "
+            "half of the file",
             file=ctx.out,
         )
         steps = ctx.steps()
@@ -168,7 +199,9 @@ def run_calibrate(
         finally:
             steps.finish()
         neighbours = [routing.found.neighbours[t] for t in data.texts]
-        result = search_parameters(ctx, neighbours, data, base, oos_weight=oos_weight, oos_share=oos_share)
+        result = search_parameters(
+            ctx, neighbours, data, base, oos_weight=oos_weight, oos_share=oos_share, hold_threshold=hold
+        )
         print_calibration(result, ctx.out)
         hybrid = None
         if band is not None:
@@ -183,76 +216,57 @@ def run_calibrate(
                 oos_share=oos_share,
             )
             print_band(hybrid, ctx.out)
-        meta = {**live.meta, "file": str(file)}
-        if json_path:
-            extra = {"band": hybrid.to_dict()} if hybrid is not None else {}
-            write_json(json_path, {"meta": meta, "result": result.to_dict(), **extra}, ctx.out)
-        if html_path:
+        reports = Reports(json_path, html_path, {**live.meta, "file": str(file)})
+        reports.write(ctx, result, hybrid, neighbours, data)
+    if hold:
+        print(f"\n{off_topic.reminder(base)}", file=ctx.out)
+    finish(ctx, result, hybrid, write=write)
+    return 0
+
+
+@dataclass(frozen=True)
+class Reports:
+    """`--json PATH` and `--html PATH`, and what they say the figures come from."""
+
+    json_path: Path | None
+    html_path: Path | None
+    meta: dict[str, Any]
+
+    def write(
+        self,
+        ctx: Context,
+        result: CalibrationResult,
+        hybrid: HybridCalibration | None,
+        neighbours: Sequence[Sequence[Neighbour]],
+        data: Labelled,
+    ) -> None:
+        """Write the reports asked for."""
+        from indexer import report_html
+        from indexer.context import write_json, write_text
+        from router_core.evaluation import CURVE_THRESHOLDS, threshold_curve
+
+        if self.json_path:
+            band = {"band": hybrid.to_dict()} if hybrid is not None else {}
+            write_json(self.json_path, {"meta": self.meta, "result": result.to_dict(), **band}, ctx.out)
+        if self.html_path:
             curve = threshold_curve(neighbours, data.labels, result.params, CURVE_THRESHOLDS, data.routes)
-            write_text(html_path, report_html.calibration_page(result, curve, meta), ctx.out)
+            write_text(self.html_path, report_html.calibration_page(result, curve, self.meta), ctx.out)
+
+
+def finish(ctx: Context, result: CalibrationResult, hybrid: HybridCalibration | None, *, write: bool) -> None:
+    """--write: store what calibration chose (nothing when nothing beat the given parameters);
+    else say what --write would do."""
+    from indexer.routes_writer import write_llm_params
+
     if write:
         write_parameters(ctx, result)
         if hybrid is not None and hybrid.chosen is not None:
             write_llm_params(ctx.settings.routes_dir, hybrid.chosen.llm, ctx.settings.route_files.policy())
             print("wrote the band into the llm section of _router.yaml", file=ctx.out)
-    else:
+    elif result.changed:
         print("\n(dry run: pass --write to store these parameters in the routes files)", file=ctx.out)
-    return 0
-
-
-@dataclass(frozen=True)
-class BandOptions:
-    """`calibrate --band`: the escalation budget and the simulated chance the model is right."""
-
-    budget: float
-    p: float
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.budget <= 1.0 or not 0.0 <= self.p <= 1.0:
-            raise ValueError("--budget must be in (0, 1] and --p in [0, 1]")
-
-
-def print_band(result: HybridCalibration, out: TextIO) -> None:
-    """The band chosen for the budget, SIMULATED figures beside the vote alone."""
-    from indexer.tables import pct, text_table
-
-    print(
-        f"\nhybrid band for at most {pct(result.budget)} of queries escalated (counted at {pct(result.oos_share)} "
-        f"out-of-scope traffic). SIMULATED: no model was called; 'upper' assumes it is right whenever the gold "
-        f"route is offered (or the query is out of scope), 'p={result.p}' that it is then right with that chance.",
-        file=out,
-    )
-    rows: list[tuple[object, ...]] = [
-        ("vote alone", "-", "-", pct(result.vote.in_scope_p), pct(result.vote.recall_p), "-", "-")
-    ]
-    for trial in ([result.chosen] if result.chosen else []) + list(result.top[1:6]):
-        s, b = trial.scores, trial.llm
-        setting = f"below {b.band_below} above {b.band_above} lead {b.min_lead} top {b.candidates}"
-        rows.append(
-            (
-                setting,
-                pct(s.escalated),
-                f"{pct(s.vote_on_escalated)} / {pct(s.vote_on_rest)}",
-                pct(s.in_scope_p),
-                pct(s.recall_p),
-                pct(s.in_scope_upper),
-                pct(s.recall_upper),
-            )
-        )
-    headers = [
-        "band",
-        "escalated",
-        "vote right: esc. / rest",
-        "in-scope (p)",
-        "recall (p)",
-        "in-scope (upper)",
-        "recall (upper)",
-    ]
-    print(text_table(headers, rows), file=out)
-    if result.chosen is None:
-        print("no band keeps within the budget", file=out)
     else:
-        print("chosen: the first row after the vote (in-sample; see bench.hybrid for test-file figures)", file=out)
+        print("\n(nothing beat the given parameters: --write would write nothing)", file=ctx.out)
 
 
 def search_parameters(
@@ -263,6 +277,7 @@ def search_parameters(
     *,
     oos_weight: float | None,
     oos_share: float,
+    hold_threshold: bool = False,
 ) -> CalibrationResult:
     """The calibration search, with progress, and its held-out estimate."""
     from indexer.calibration import DEFAULT_GRID, calibrate
@@ -278,6 +293,7 @@ def search_parameters(
             grid=DEFAULT_GRID,
             routes=data.routes,
             estimate_heldout=True,
+            hold_threshold=hold_threshold,
             progress=steps,
         )
     finally:
@@ -285,11 +301,19 @@ def search_parameters(
 
 
 def write_parameters(ctx: Context, result: CalibrationResult) -> None:
-    """Store the chosen parameters in the routes files and say how to use them."""
+    """Store the chosen parameters in the routes files and say how to use them; when nothing
+    beat the given parameters, write nothing and say so."""
     from indexer.hints import reindex_hint
     from indexer.routes_writer import write_decision_params
 
     settings = ctx.settings
+    if not result.changed:
+        print(
+            f"\nnothing written: no variant beat the given parameters by the stated test, so "
+            f"{settings.routes_dir} keeps them (no re-index needed)",
+            file=ctx.out,
+        )
+        return
     written = write_decision_params(settings.routes_dir, result.params, settings.route_files.policy())
     if not written.changed:
         print(f"\n{settings.routes_dir} already holds these parameters.", file=ctx.out)

@@ -37,13 +37,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    """Queries or conversations, by what the file holds."""
-    from indexer.conversation_commands import run_eval_conversations
+    """Queries or conversations, by what the file holds. What only --llm or conversations need
+    (the LLM clients, the conversation rule) is imported only then: a plain eval starts in a
+    second or two."""
     from indexer.conversations import is_conversation_file
-    from indexer.llm_step import llm_options
 
-    llm = llm_options(ctx.settings, enabled=args.llm, mode=args.mode, concurrency=args.concurrency)
+    llm = None
+    if args.llm:
+        from indexer.llm_step import llm_options
+
+        llm = llm_options(ctx.settings, enabled=True, mode=args.mode, concurrency=args.concurrency)
+    elif args.mode:
+        raise ValueError("--mode applies with --llm only")
     if is_conversation_file(args.file):
+        from indexer.conversation_commands import run_eval_conversations
+
         return run_eval_conversations(ctx, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm)
     return run_eval(ctx, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm)
 
@@ -55,8 +63,6 @@ def run_eval(
     live index and score the decisions; with `llm`, the route set's LLM step runs for real."""
     from indexer.context import live_index, write_json
     from indexer.labelled import labelled_for, load_labelled
-    from indexer.llm_step import llm_summary, run_llm_step, with_mode
-    from indexer.tables import pct
     from indexer.text_report import print_eval
     from router_core import RouteRequest, evaluate
     from router_core.pipeline import vote_only
@@ -64,7 +70,11 @@ def run_eval(
     queries = load_labelled(file)
     with live_index(ctx) as live:
         data = labelled_for(live.index.table, queries)
-        table = live.index.table if llm is None else with_mode(live.index.table, llm)
+        table = live.index.table
+        if llm is not None:
+            from indexer.llm_step import with_mode
+
+            table = with_mode(table, llm)
         params = table.params
         print(f"evaluating {len(queries)} queries from {file} on index {live.index.version}", file=ctx.out)
         requests = [RouteRequest.query(t) for t in data.texts]
@@ -78,6 +88,9 @@ def run_eval(
         neighbours = [routing.found.neighbours[t] for t in data.texts]
         llm_json: dict[str, Any] | None = None
         if llm is not None:
+            from indexer.llm_step import llm_summary, run_llm_step
+            from indexer.tables import pct
+
             vote = evaluate(decisions, data.labels, params.default_route, texts=data.texts, routes=data.routes)
             print(
                 f"the vote alone: in-scope accuracy {pct(vote.in_scope_accuracy)}, fallback recall "

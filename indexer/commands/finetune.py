@@ -40,7 +40,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def run_finetune(ctx: Context, *, config: FinetuneConfig, out_dir: Path | None) -> int:
     """`finetune`: train on the routes' examples and write a versioned model directory."""
     from indexer.finetune import finetune
-    from indexer.hints import reindex_hint
+    from indexer.hints import reindex_hint, with_model
     from router_core import load_routes
 
     settings, out, progress = ctx.settings, ctx.out, ctx.progress
@@ -76,7 +76,7 @@ def run_finetune(ctx: Context, *, config: FinetuneConfig, out_dir: Path | None) 
     print(
         "next: index with it (the index records its id; the service must load the same model, "
         f"ROUTER_EMBEDDING__MODEL={shlex.quote(str(result.path))}):\n"
-        f"  {reindex_hint(settings, ctx.configured, '--model', result.path)}",
+        f"  {reindex_hint(with_model(settings, result.path), ctx.configured)}",
         file=out,
     )
     return 0

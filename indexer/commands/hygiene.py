@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from indexer.command import SHARED, Command
+from indexer.command import Command
 from indexer.defaults import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_MIN_EXAMPLES
 
 if TYPE_CHECKING:
@@ -32,9 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    """The report, from the options."""
+    """The report, from the options. Given --model, the index must have been built with it."""
     return run_hygiene(
         ctx,
+        model=getattr(args, "model", None),
         duplicate_similarity=args.duplicate_similarity,
         min_examples=args.min_examples,
         json_path=args.json_path,
@@ -51,14 +52,17 @@ def run_hygiene(
     json_path: Path | None,
     html_path: Path | None,
     limit: int = 15,
+    model: str | None = None,
 ) -> int:
-    """`hygiene`: works on the live version's stored vectors, so no model is loaded."""
+    """`hygiene`: works on the live version's stored vectors, so no model is loaded; `model`
+    (--model) only checks that the index was built with it, as eval and calibrate do."""
     from indexer import report_html
-    from indexer.context import missing_index, write_json, write_text
+    from indexer.context import check_model, missing_index, write_json, write_text
     from indexer.hints import reindex_hint
     from indexer.hygiene import check_hygiene
     from indexer.tables import text_table
     from router_core import IndexMissing, load_routes, open_store
+    from router_core.embedding import resolve_model
     from router_core.manifest import fingerprint
 
     settings, out = ctx.settings, ctx.out
@@ -68,6 +72,8 @@ def run_hygiene(
         if live is None:
             raise IndexMissing(missing_index(ctx))
         manifest = store.manifest(live)
+        if model is not None:
+            check_model(manifest, resolve_model(model)[1])
         stored = store.stored_points(live)
     finally:
         store.close()
@@ -142,9 +148,10 @@ COMMAND = Command(
     name="hygiene",
     help="find misplaced examples, cross-route duplicates and thin routes",
     description="Report examples nearer to another route than to their own (nearest example "
-    "or leave-one-out centroid), near-duplicates across routes and routes with few examples.",
+    "or leave-one-out centroid), near-duplicates across routes and routes with few examples, "
+    "from the live index's stored vectors: no model is loaded. --model only checks that the "
+    "index was built with that model (as eval and calibrate do).",
     run=run,
     configure=configure,
-    shared=SHARED - {"model"},  # reads stored vectors: no model
     reports=True,
 )

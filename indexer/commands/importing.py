@@ -75,7 +75,7 @@ def run_import(ctx: Context, file: Path, out_dir: Path, options: ImportOptions, 
         update={"index": target.index.model_copy(update={"data_dir": data_dir or own_data_dir(out_dir)})}
     )
     target = safe_settings(target, ctx.configured)
-    where = index_args(target)
+    where = index_args(target, ctx.configured)
     steps = [indexer_command("reindex", *where)]
     if report.val_path is not None:
         steps.append(indexer_command("calibrate", report.val_path, *where, "--write"))
@@ -83,6 +83,13 @@ def run_import(ctx: Context, file: Path, out_dir: Path, options: ImportOptions, 
     print("next, in an index of their own (not the service's):", file=ctx.out)
     for step in steps:
         print(f"  {step}", file=ctx.out)
+    if report.val_path is not None and report.held_out_fallback == 0:
+        print(
+            f"note: {file} has no out-of-scope label ({', '.join(options.exclude)}), so {report.val_path} holds no "
+            "off-topic query: calibrate will say so and keep the routes' threshold, tuning the rest. To calibrate "
+            "the threshold too, add labelled off-topic queries (label oos) with calibrate's --off-topic FILE.",
+            file=ctx.out,
+        )
     print(f"then score a labelled test file: {indexer_command('eval', 'TEST.jsonl', *where)}", file=ctx.out)
     return 0
 

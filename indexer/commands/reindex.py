@@ -9,11 +9,11 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from indexer.command import Command
-from indexer.defaults import REPLACE_FLAG
+from indexer.defaults import REPLACE_FLAG, SWITCH_FLAG
 
 if TYPE_CHECKING:
     from indexer.context import Context
-    from router_core import Embedder, ReindexPlan, RouterSettings
+    from router_core import Embedder, IndexStore, ReindexPlan, ReindexReport, RouterSettings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="allow publishing a routes directory other than the configured one (ROUTER_ROUTES_DIR) "
         "into the configured index, the one the service serves",
+    )
+    parser.add_argument(
+        SWITCH_FLAG,
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="allow re-embedding the index with the configured model (ROUTER_EMBEDDING__MODEL) when it "
+        "was built with another; naming the model with --model allows it too",
     )
 
 
@@ -45,6 +52,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             out=ctx.out,
             embedder=ctx.embedder,
             configured=None if replace else ctx.configured,
+            switch_model=bool(getattr(args, "switch_model", False)) or bool(getattr(args, "model", None)),
         )
     except (CommandRefused, RoutesInvalid) as exc:
         print_error(str(exc))
@@ -67,10 +75,13 @@ def reindex(
     out: TextIO,
     embedder: Embedder | None = None,
     configured: RouterSettings | None = None,
+    switch_model: bool = True,
 ) -> int:
     """Run (or preview) one re-index and print its summary. The model loads only when something
-    must be embedded. With `configured`, publishing another routes directory into the configured
-    index is refused (see `indexer.hints`)."""
+    must be embedded, and never in a dry run. With `configured`, publishing another routes
+    directory into the configured index is refused (see `indexer.hints`); without
+    `switch_model` (--model or --switch-model given), so is re-embedding an index built with
+    another model."""
     from indexer.context import CommandRefused, model_for
     from indexer.hints import publish_refusal
     from indexer.model_loading import LazyEmbedder
@@ -88,16 +99,18 @@ def reindex(
         raise CommandRefused(refusal)
     store = open_store(settings.index)
     try:
-        model = model_for(settings, embedder, quiet=not progress, out=out)
-        live = store.live_version()
-        if isinstance(model, LazyEmbedder) and live is not None:
-            manifest = store.manifest(live)
-            model.assume_dimension_from(manifest.model_id, manifest.dimension)
+        model = model_for(settings, embedder, quiet=not progress, out=out, may_load=not dry_run)
+        switch = _model_switch(settings, store, model, allowed=switch_model)
         if dry_run:
-            print_plan(plan_reindex(table, store, model), out)
-            if refusal:
-                print(f"note: a re-index would be refused: {refusal}", file=out)
+            print_plan(plan_reindex(table, store, model, check_vectors=False), out)
+            if isinstance(model, LazyEmbedder) and not model.loaded:
+                print(f"model: {model.model_id}, not loaded (a dry run)", file=out)
+            for why in (refusal, switch):
+                if why:
+                    print(f"note: a re-index would be refused: {why}", file=out)
             return 0
+        if switch:
+            raise CommandRefused(switch)
         report = run_reindex(
             table,
             store,
@@ -109,6 +122,31 @@ def reindex(
         )
     finally:
         store.close()
+    print_report(report, model, started, out)
+    return 0
+
+
+def _model_switch(settings: RouterSettings, store: IndexStore, model: Embedder, *, allowed: bool) -> str | None:
+    """Why this re-index may not re-embed the live index with `model` (built with another one,
+    and neither --model nor --switch-model given), or None. A model that is not loaded takes
+    its dimension from a live version built with it."""
+    from indexer.model_loading import LazyEmbedder
+
+    live = store.live_version()
+    if live is None:
+        return None
+    manifest = store.manifest(live)
+    if isinstance(model, LazyEmbedder):
+        model.assume_dimension_from(manifest.model_id, manifest.dimension)
+    if manifest.model_id == model.model_id or allowed:
+        return None
+    return switch_refusal(settings, manifest.model_id, manifest.model_source, model.model_id)
+
+
+def print_report(report: ReindexReport, model: Embedder, started: float, out: TextIO) -> None:
+    """What the re-index did, its index time (the model's load apart) and total time."""
+    from indexer.model_loading import LazyEmbedder
+
     loading = 0.0  # the model's load time is reported on its own line, not as index time
     if isinstance(model, LazyEmbedder):
         loading = model.load_seconds
@@ -126,7 +164,22 @@ def reindex(
         + (f"\n  dropped old versions: {', '.join(report.dropped_versions)}" if report.dropped_versions else ""),
         file=out,
     )
-    return 0
+
+
+def switch_refusal(settings: RouterSettings, built_with: str, source: str | None, model_id: str) -> str:
+    """Why re-embedding an index built with another model needs --model or --switch-model."""
+    from indexer.hints import index_args, indexer_command, with_model
+    from router_core.store import describe_store
+
+    keep = with_model(settings, source or built_with)
+
+    return (
+        f"the live index ({describe_store(settings.index)}) was built with model {built_with!r}; this re-index "
+        f"would re-embed every example with {model_id!r} (ROUTER_EMBEDDING__MODEL or the default), and "
+        f"eval and calibrate would then need that model. To keep the index's model: "
+        f"`{indexer_command('reindex', *index_args(keep, settings))}`; to switch, name the model with --model "
+        f"or pass {SWITCH_FLAG}."
+    )
 
 
 def print_plan(plan: ReindexPlan, out: TextIO) -> None:

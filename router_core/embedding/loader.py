@@ -8,8 +8,8 @@
 | `openvino-bf16` | OpenVINO, bf16 arithmetic        | approximate: opt-in, re-calibrate     |
 | `onnx-int8`     | ONNX Runtime, int8 weights       | approximate: opt-in, re-calibrate     |
 
-The exported graphs are built once per model under the cache directory (the data directory's
-`models/derived`), in a child process, and verified by checksum on every load. A backend
+The exported graphs are built once per model under the cache directory (the machine's, see
+`derived.default_root`), in a child process, and verified by checksum on every load. A backend
 module, and its runtime, is imported only when chosen.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from router_core.embedding.derived import DerivedCache, DerivedFiles
+from router_core.embedding.derived import DerivedCache, DerivedFiles, default_root
 from router_core.embedding.layout import ModelLayout, read_layout
 from router_core.embedding.models import DEFAULT_MODEL, portable_source, resolve_model
 from router_core.embedding.protocol import Embedder
@@ -30,7 +30,6 @@ from router_core.errors import ModelUnavailable
 
 Backend = Literal["onnx", "openvino", "torch", "openvino-bf16", "onnx-int8"]
 DEFAULT_BACKEND: Backend = "onnx"
-DEFAULT_CACHE_DIR = Path(".router-data") / "models" / "derived"
 OPENVINO_HINT = "install it with pip install -e '.[openvino]' (bin/setup installs it with the test tools)"
 
 
@@ -152,7 +151,7 @@ def load_embedder(
     is not the slow one; raise ModelUnavailable naming the model when either fails.
 
     `threads` is the intra-op threads per forward pass (0: automatic, see `threads`);
-    `cache_dir` is where converted graphs are kept (default `.router-data/models/derived`).
+    `cache_dir` is where converted graphs are kept (default: the machine's cache, `derived.default_root`).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -166,7 +165,7 @@ def load_embedder(
         raise ModelUnavailable(f"backend {backend!r} runs on the CPU only, not {device!r}; use backend 'torch'")
     location, model_id = resolve_model(name_or_path)
     request = LoadRequest(
-        name_or_path, Path(location), model_id, device, threads, DerivedCache(cache_dir or DEFAULT_CACHE_DIR)
+        name_or_path, Path(location), model_id, device, threads, DerivedCache(cache_dir or default_root())
     )
     try:
         embedder = make(request)

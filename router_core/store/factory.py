@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from qdrant_client import QdrantClient
-
 from router_core.settings import IndexSettings
 from router_core.store.edge import EdgeStore
 from router_core.store.protocol import IndexStore
-from router_core.store.server import QdrantStore
 
 
 def open_store(index: IndexSettings) -> IndexStore:
-    """The store the index settings describe."""
+    """The store the index settings describe. The Qdrant client is imported only for a server:
+    it takes seconds to import, and the embedded store does not use it."""
     if index.uses_server:
+        from qdrant_client import QdrantClient
+
+        from router_core.store.server import QdrantStore
+
         server = index.qdrant
         key = server.api_key.get_secret_value() if server.api_key else None
         client = QdrantClient(url=server.url, api_key=key, timeout=server.timeout_s)
