@@ -11,13 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from devkit.serving import ROOT, free_port, settings_for
+from devkit.waiting import wait_for
 from router_core import Embedder, ModelUnavailable, StoreUnavailable, load_embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
 from service.services import Services
@@ -42,14 +42,6 @@ def test_index_directory_deleted_while_serving(
         new = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
         wait_for(lambda: c.post("/v1/classify", json={"query": "What is 15% of 200?"}).json()["index_version"] == new)
         assert c.get("/readyz").status_code == 200
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll `condition()` until it holds (no fixed sleeps: fast when it is fast)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the condition"
-        time.sleep(0.05)
 
 
 def reload_error(client: httpx.Client) -> str:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 from devkit.routes_dirs import add_route
 from devkit.serving import ROOT, free_port, serve, settings_for
+from devkit.waiting import wait_for
 from router_core import (
     Embedder,
     IndexBusy,
@@ -45,14 +45,6 @@ def fresh_examples(n: int, tag: str) -> list[str]:
     rng = random.Random(tag)
     words = ["quarterly", "invoice", "ledger", "audit", "payroll", "budget", "forecast", "expense", "tax"]
     return [f"{tag} {i} " + " ".join(rng.choice(words) for _ in range(6)) for i in range(n)]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "the condition") -> None:
-    """Poll `condition()` until it is true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture

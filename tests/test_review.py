@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from devkit.serving import SHIPPED_EVALS, settings_for
+from devkit.waiting import wait_for
 from indexer.cli import main as indexer_main
 from router_core import Embedder, load_routes, run_reindex
 from router_core.decision_log import DecisionLogSettings
@@ -193,5 +194,7 @@ def test_cli_review_lists_accepts_and_exports(
     assert code == 0 and "accuracy" in scored
     code, refused = run_cli(["review", "right", "424242", *where], embedder)
     assert code == 2 and "424242" not in refused  # the message goes to stderr; nothing printed here
-    with httpx.Client(base_url=url, timeout=60) as c:
-        assert c.post("/v1/classify", json={"query": MISROUTED}).json()["route"] == "maths"
+    with httpx.Client(base_url=url, timeout=60) as c:  # the service follows the new version within its reload interval
+        wait_for(
+            lambda: c.post("/v1/classify", json={"query": MISROUTED}).json()["route"] == "maths", 30, "the re-index"
+        )
