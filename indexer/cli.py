@@ -119,6 +119,13 @@ def _tool_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--mode", choices=("llm", "hybrid"), help="with --llm: evaluate as this mode, whatever the route set's"
     )
     ev.add_argument("--concurrency", type=int, default=4, help="with --llm: questions in flight at once (default 4)")
+    ev.add_argument(
+        "--off-topic",
+        type=Path,
+        metavar="FILE",
+        help="conversations: labelled JSON Lines whose oos queries are inserted as off-topic turns and "
+        "scored (sent to the default route mid-chat, against alone)",
+    )
     cal = sub.add_parser(
         "calibrate",
         help="search decision parameters on a validation file",
@@ -378,8 +385,15 @@ def _run_tool(
             llm = _llm_options(args, settings)
             if is_conversation_file(args.file):
                 return run_eval_conversations(
-                    context, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm
+                    context,
+                    args.file,
+                    json_path=args.json_path,
+                    html_path=args.html_path,
+                    llm=llm,
+                    off_topic_file=args.off_topic,
                 )
+            if args.off_topic is not None:
+                raise LabelledDataInvalid("--off-topic is for a conversations file (a 'messages' list per line)")
             return commands.run_eval(context, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm)
         if args.command == "calibrate" and is_conversation_file(args.file):
             return run_calibrate_conversations(

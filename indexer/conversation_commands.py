@@ -22,6 +22,7 @@ from indexer import report_html
 from indexer.commands import Context, Live, _write_json, _write_text, live_index, refuse_test_file
 from indexer.conversation_calibration import (
     DEFAULT_MIN_OFF_TOPIC,
+    OFF_TOPIC_LABEL,
     ConversationCalibration,
     calibrate_conversations,
     insert_off_topic,
@@ -44,7 +45,7 @@ from indexer.tables import pct, text_table
 from router_core.conversation import ConversationParams, route_conversations
 from router_core.decision import Decision
 from router_core.llm_params import Mode
-from router_core.params import specs_of
+from router_core.params import DecisionParams, specs_of
 from router_core.routes import RouteTable
 from router_llm.settings import DeciderSettings, LLMSettings
 
@@ -104,7 +105,13 @@ def llm_summary(run: LLMRun, evaluated: int, out: TextIO) -> dict[str, Any]:
 
 
 # -- eval ---------------------------------------------------------------------------------------
-def _prepare(ctx: Context, live: Live, conversations: Sequence[LabelledConversation], window: int) -> Prepared:
+def _prepare(
+    ctx: Context,
+    live: Live,
+    conversations: Sequence[LabelledConversation],
+    window: int,
+    known: dict[str, Any] | None = None,
+) -> Prepared:
     steps = ctx.steps()
     try:
         return prepare(
@@ -116,16 +123,25 @@ def _prepare(ctx: Context, live: Live, conversations: Sequence[LabelledConversat
             with_context=True,
             batch_size=ctx.settings.embedding.batch_size,
             progress=steps,
+            known=known,
         )
     finally:
         steps.finish()
 
 
 def run_eval_conversations(
-    ctx: Context, file: Path, *, json_path: Path | None, html_path: Path | None, llm: LLMOptions | None = None
+    ctx: Context,
+    file: Path,
+    *,
+    json_path: Path | None,
+    html_path: Path | None,
+    llm: LLMOptions | None = None,
+    off_topic_file: Path | None = None,
 ) -> int:
-    """`eval CONVERSATIONS.jsonl`: route every labelled turn with its history and score it."""
+    """`eval CONVERSATIONS.jsonl`: route every labelled turn with its history and score it;
+    with `--off-topic FILE`, also the file's oos queries inserted as off-topic turns."""
     conversations = load_conversations(file)
+    off_texts = _off_topic_texts(off_topic_file)
     with live_index(ctx) as live:
         table = live.index.table
         if llm is not None:
@@ -137,7 +153,8 @@ def run_eval_conversations(
             f"on index {live.index.version} (strategy {conv.strategy}, window {conv.window})",
             file=ctx.out,
         )
-        prepared = _prepare(ctx, live, conversations, conv.window)
+        known: dict[str, Any] = {}  # each distinct text embedded once, conversations and insertions alike
+        prepared = _prepare(ctx, live, conversations, conv.window, known)
         decisions = route_conversations(
             prepared.requests, prepared.neighbours, prepared.vectors, prepared.own, params, conv
         )
@@ -154,13 +171,18 @@ def run_eval_conversations(
         _print_turn_scores([("this router", scores), ("last message alone", alone)], ctx.out)
         reasons = Counter(d.reason for d in decisions)
         print("\nreasons: " + ", ".join(f"{r} {n}" for r, n in reasons.most_common()), file=ctx.out)
+        off_json = None
+        if off_texts:
+            off = _prepare(ctx, live, insert_off_topic(conversations, off_texts), conv.window, known)
+            off_json = _off_topic_figures(off, params, conv, llm, table, ctx.out)
         wrong = misrouted(prepared, decisions, default)
-        _print_misrouted(wrong[:10], ctx.out)
+        _print_misrouted(wrong[:10], len(wrong), ctx.out)
         meta = {**live.meta, "file": str(file), "conversation": conv.to_dict(), "mode": table.mode}
         report = {
             "scores": {**scores.as_row(), "counts": scores.counts},
             "last_message": alone.as_row(),
             "reasons": dict(reasons),
+            "off_topic": off_json,
             "misrouted": [_misrouted_dict(m) for m in wrong],
             "llm": llm_json,
         }
@@ -169,6 +191,40 @@ def run_eval_conversations(
         if html_path:
             _write_text(html_path, conversation_page(scores, alone, wrong, meta), ctx.out)
     return 0
+
+
+def _off_topic_texts(off_topic_file: Path | None) -> list[str] | None:
+    """The oos queries of `--off-topic FILE` (None without the option)."""
+    if off_topic_file is None:
+        return None
+    texts = [q.text for q in load_labelled(off_topic_file) if q.label == OFF_TOPIC_LABEL]
+    if not texts:
+        raise ValueError(f"{off_topic_file} holds no query labelled oos to insert as an off-topic turn")
+    return texts
+
+
+def _off_topic_figures(
+    off: Prepared,
+    params: DecisionParams,
+    conv: ConversationParams,
+    llm: LLMOptions | None,
+    table: RouteTable,
+    out: TextIO,
+) -> dict[str, Any]:
+    """Inserted off-topic turns sent to the default route, mid-chat and alone."""
+    decisions = route_conversations(off.requests, off.neighbours, off.vectors, off.own, params, conv)
+    if llm is not None:
+        chats = [[(t.role, t.text) for t in r if t.role in ("user", "assistant")] for r in off.requests]
+        decisions, _ = run_llm_step(table, decisions, chats, llm.decider, llm.llm, concurrency=llm.concurrency)
+    n = len(decisions)
+    mid = sum(d.fallback for d in decisions) / n if n else 0.0
+    alone = sum(d.fallback for d in off.own) / n if n else 0.0
+    print(
+        f"\noff-topic queries inserted mid-conversation: {n}; sent to the default route {pct(mid)} "
+        f"(the same queries alone: {pct(alone)})",
+        file=out,
+    )
+    return {"inserted": n, "mid_chat": mid, "alone": alone}
 
 
 def _print_turn_scores(rows: Sequence[tuple[str, TurnTypeScores]], out: TextIO) -> None:
@@ -180,10 +236,14 @@ def _print_turn_scores(rows: Sequence[tuple[str, TurnTypeScores]], out: TextIO) 
     )
 
 
-def _print_misrouted(wrong: Sequence[Misrouted], out: TextIO) -> None:
+def _print_misrouted(wrong: Sequence[Misrouted], total: int, out: TextIO) -> None:
     if not wrong:
         return
-    print("\nmisrouted turns (the last message of each context is the turn; --html for all):", file=out)
+    shown = f"the first {len(wrong)} of {total}" if total > len(wrong) else f"all {total}"
+    print(
+        f"\nmisrouted turns, {shown} (the last message of each context is the turn; --html or --json for all):",
+        file=out,
+    )
     print(
         text_table(
             ["conversation", "turn", "labelled", "decided", "reason", "context"],
@@ -225,7 +285,7 @@ def conversation_page(
             ],
         )
     )
-    body.append(f"<h2>Misrouted turns ({len(wrong)} shown)</h2>")
+    body.append(f"<h2>Misrouted turns (all {len(wrong)})</h2>")
     for m in wrong:
         lines = "".join(f"<li><b>{escape(role)}</b>: {escape(text)}</li>" for role, text in m.context)
         body.append(
@@ -250,21 +310,18 @@ def run_calibrate_conversations(
     """`calibrate CONVERSATIONS.jsonl`: search the conversation rule; `--write` stores it."""
     refuse_test_file(file, allow_test)
     conversations = load_conversations(file)
-    off_texts = (
-        [q.text for q in load_labelled(off_topic_file) if q.label == "oos"] if off_topic_file is not None else None
-    )
-    if off_texts is not None and not off_texts:
-        raise ValueError(f"{off_topic_file} holds no query labelled oos to insert as an off-topic turn")
+    off_texts = _off_topic_texts(off_topic_file)
     with live_index(ctx) as live:
         table = live.index.table
-        window = max(specs_of(ConversationParams)[0].grid)
+        window = max(*specs_of(ConversationParams)[0].grid, table.conversation.window)
         print(
             f"calibrating the conversation rule on {sum(len(c.labels) for c in conversations)} labelled turns "
             f"of {len(conversations)} conversations from {file} (index {live.index.version})",
             file=ctx.out,
         )
-        prepared = _prepare(ctx, live, conversations, window)
-        off = _prepare(ctx, live, insert_off_topic(conversations, off_texts), window) if off_texts else None
+        known: dict[str, Any] = {}  # each distinct text embedded once, conversations and insertions alike
+        prepared = _prepare(ctx, live, conversations, window, known)
+        off = _prepare(ctx, live, insert_off_topic(conversations, off_texts), window, known) if off_texts else None
         if off is None:
             print(
                 "no --off-topic file: the standalone rule's parameters are not searched (what is not "
@@ -297,28 +354,32 @@ def run_calibrate_conversations(
 
 
 def print_conversation_calibration(result: ConversationCalibration, out: TextIO) -> None:
-    """The baseline, the current and the chosen setting, and the best settings tried."""
+    """The baseline, the current and the chosen setting (in-sample and cross-validated)."""
 
-    def row(name: str, trial: Any) -> tuple[object, ...]:
-        off = "-" if trial.off_topic is None else pct(trial.off_topic)
-        return (name, *(pct(v) for v in trial.scores.as_row().values()), pct(trial.scores.macro), off)
+    def row(name: str, scores: TurnTypeScores, off_topic: float | None) -> tuple[object, ...]:
+        off = "-" if off_topic is None else pct(off_topic)
+        return (name, *(pct(v) for v in scores.as_row().values()), pct(scores.macro), off)
 
     headers = ["", "all", "first of domain", "follow-up", "switch", "objective (mean)", "off-topic -> default"]
-    print(
-        text_table(
-            headers,
-            [
-                row("last message alone", result.last_message),
-                row("current setting", result.current),
-                row("chosen", result.chosen),
-            ],
-        ),
-        file=out,
-    )
+    rows = [
+        row("last message alone", result.last_message.scores, result.last_message.off_topic),
+        row("current setting", result.current.scores, result.current.off_topic),
+        row("chosen, in-sample (flatters)", result.chosen.scores, result.chosen.off_topic),
+    ]
+    cv = result.cross_validated
+    if cv is not None:
+        rows.append(row(f"chosen, cross-validated ({cv.folds} folds)", cv.scores, cv.off_topic))
+    print(text_table(headers, rows), file=out)
     bar = "" if result.min_off_topic is None else f"; {result.feasible} send >= {pct(result.min_off_topic)} off-topic"
     print(f"\n{result.settings} settings searched over {', '.join(result.searched)}{bar}", file=out)
     print("chosen: " + ", ".join(f"{k}={v}" for k, v in result.chosen.conversation.to_dict().items()), file=out)
-    print("(in-sample figures: report on conversations you did not calibrate on)", file=out)
+    if cv is not None:
+        print(
+            f"cross-validated: the whole search run on {cv.folds - 1} of {cv.folds} parts of the conversations "
+            "(split by id) and scored on the part left out, for each part: the figure to expect on "
+            "conversations the search never saw",
+            file=out,
+        )
 
 
 def decisions_after_llm(

@@ -156,25 +156,28 @@ def prepare(
     with_context: bool,
     batch_size: int = 64,
     progress: Steps | None = None,
-    chunk: int = 512,
+    chunk: int = 2048,
+    known: dict[str, tuple[Any, list[Neighbour]]] | None = None,
 ) -> Prepared:
-    """Embed every text the rule may read (once each) and search its neighbours, `chunk` texts
-    at a time so that `progress` hears how far it got."""
+    """Embed every text the rule may read (each distinct text once, in big batches) and search
+    its neighbours, `chunk` texts at a time so that `progress` hears how far it got. `known`
+    (text -> vector and neighbours) is read and filled: files prepared with one `known` (a
+    conversations file and its off-topic insertions) never embed a text twice."""
     pairs = [(c, label) for c in conversations for label in c.labels]
     requests = tuple(c.request(label) for c, label in pairs)
     layouts = tuple(layout(turns, max_window) for turns in requests)
     texts = list(dict.fromkeys(t for lay in layouts for t in lay.texts(with_context)))
+    seen = known if known is not None else {}
+    fresh = [t for t in texts if t not in seen]
     steps = progress or NoSteps()
-    steps.stage(f"embedding and searching {len(texts)} texts of the conversations", len(texts))
-    vectors: list[Any] = []
-    hits: list[list[Neighbour]] = []
-    for start in range(0, len(texts), chunk):
-        part = texts[start : start + chunk]
+    steps.stage(f"embedding and searching {len(fresh)} texts of the conversations", len(fresh))
+    for start in range(0, len(fresh), chunk):
+        part = fresh[start : start + chunk]
         encoded = embedder.encode(part, batch_size=batch_size)
-        vectors.extend(encoded)
-        hits.extend(index.searcher.search(encoded, params.k))
+        for text, vector, hits in zip(part, encoded, index.searcher.search(encoded, params.k), strict=True):
+            seen[text] = (vector, hits)
         steps.advance(len(part))
-    neighbours = dict(zip(texts, hits, strict=True))
+    neighbours = {t: seen[t][1] for t in texts}
     own = tuple(decide_many([neighbours[lay.last.text] for lay in layouts], params))
     return Prepared(
         tuple(conversations),
@@ -182,7 +185,7 @@ def prepare(
         tuple(label for _, label in pairs),
         layouts,
         neighbours,
-        dict(zip(texts, vectors, strict=True)),
+        {t: seen[t][0] for t in texts},
         own,
     )
 
@@ -251,16 +254,16 @@ class Misrouted:
 
 
 def misrouted(
-    prepared: Prepared, decisions: Sequence[Decision], default_route: str, limit: int = 50
+    prepared: Prepared, decisions: Sequence[Decision], default_route: str, limit: int | None = None
 ) -> list[Misrouted]:
-    """The first `limit` wrongly routed turns, with their context."""
+    """The wrongly routed turns (the first `limit` of them, when given), with their context."""
     out = []
     for request, label, d in zip(prepared.requests, prepared.labels, decisions, strict=True):
         gold = default_route if is_fallback_label(label.route, default_route) else label.route
         if d.route != gold:
             shown = tuple((t.role, t.text) for t in request[-5:])
             out.append(Misrouted(label.conversation, label.position, gold, d.route, d.reason, shown))
-            if len(out) >= limit:
+            if limit is not None and len(out) >= limit:
                 break
     return out
 

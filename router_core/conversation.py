@@ -91,6 +91,7 @@ class ConversationParams:
         grid=(0.25, 0.30, None),
         ge=0.0,
         le=1.0,
+        after_vote=True,
     )
     assistant_weight: float = tunable(
         0.5, "weight of assistant messages in the window", grid=(0.0, 0.25, 0.5), ge=0.0, le=2.0
@@ -104,9 +105,15 @@ class ConversationParams:
         grid=(0.20, 0.25, 0.30, 0.35),
         ge=-1.0,
         le=1.0,
+        after_vote=True,
     )
     standalone_words: int = tunable(
-        2, "content words a message needs to count as a standalone request", grid=(1, 2, 3), ge=1, le=20
+        2,
+        "content words a message needs to count as a standalone request",
+        grid=(1, 2, 3),
+        ge=1,
+        le=20,
+        after_vote=True,
     )
 
     def to_dict(self) -> dict[str, object]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -305,4 +306,37 @@ def decide(
         gate_above=gate_above,
         standalone_similarity=standalone_similarity,
         standalone_words=standalone_words,
+    )
+
+
+def stage_one(batch: ConversationBatch, cache: dict[Any, Any], **setting: Any) -> Outcome:
+    """The expensive part of `decide` (the pooled evidence), for calibration: `setting` holds
+    every parameter; `cache` keeps what settings share."""
+    evidence = cache.setdefault("evidence", {})
+    return pool(
+        batch,
+        threshold=setting["threshold"],
+        window=setting["window"],
+        decay=setting["decay"],
+        floor_below=setting["floor_below"],
+        assistant_weight=setting["assistant_weight"],
+        context_weight=setting["context_weight"],
+        evidence=evidence,
+    )
+
+
+def stage_two(batch: ConversationBatch, first: Outcome, cache: dict[Any, Any], **setting: Any) -> Outcome:
+    """The cheap rest of `decide` over `stage_one`'s outcome (the parameters declared `after_vote`)."""
+    closeness = cache.setdefault("related", {})
+    window = setting["window"]
+    if window not in closeness:
+        closeness[window] = related(batch, window)
+    return finish(
+        batch,
+        first,
+        closeness[window],
+        threshold=setting["threshold"],
+        gate_above=setting["gate_above"],
+        standalone_similarity=setting["standalone_similarity"],
+        standalone_words=setting["standalone_words"],
     )
