@@ -21,13 +21,19 @@ service's own path) or `calibrate_conversations` (what `python -m indexer calibr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.conversation import part_of
 from bench.report import write_named_section
@@ -46,9 +52,11 @@ from indexer.conversations import (
     score_turns,
 )
 from indexer.importer import write_routes_from_jsonl
-from indexer.labelled import load_labelled
+from indexer.labelled import is_fallback_label, load_labelled
 from router_core import Embedder, load_embedder, load_routes, run_reindex
-from router_core.conversation import ConversationParams, route_conversations
+from router_core.conversation import ConversationParams, content_words, route_conversations
+from router_core.conversation_engine import ConversationBatch, related
+from router_core.conversation_words import FUNCTION_WORDS
 from router_core.decision import decide_many
 from router_core.params import DecisionParams, specs_of
 from router_core.store import EdgeStore
@@ -149,16 +157,50 @@ def after_off_topic(ds: DataSet, conv: ConversationParams) -> dict[str, Any]:
     }
 
 
-def calibrated(ds: DataSet, *, folds: int) -> tuple[ConversationCalibration, float]:
+def word_list_ablation(ds: DataSet) -> dict[str, Any]:
+    """Why step 2 counts content words with an English list: for the list, function words only
+    and no list (every word counts), the share of labelled in-domain turns that step 2 would
+    take for an off-topic request (own vote falls back, >= N words, unrelated under cosine c)
+    at the cheapest (N, c) that recognises at least as many inserted test off-topic queries as
+    the list does with the defaults."""
+    defaults = ConversationParams()
+    counters = {
+        "the list": content_words,
+        "function words only": lambda t: content_words(t, FUNCTION_WORDS),
+        "no list": lambda t: content_words(t, frozenset()),
+    }
+    dev_batch = ds.dev.batch(ds.params, ds.route_names)
+    off_batch = ds.off_test.batch(ds.params, ds.route_names)
+    in_domain = np.array([not is_fallback_label(g.route, ds.params.default_route) for g in ds.dev.labels])
+    dev_close, off_close = related(dev_batch, defaults.window), related(off_batch, defaults.window)
+
+    def flagged(p: Prepared, batch: ConversationBatch, close: Any, count: Any, n: int, c: float) -> Any:
+        words = np.array([count(lay.last.text) for lay in p.layouts])
+        return (batch.own_route < 0) & ~batch.single & (words >= n) & (close < c)
+
+    target = float(flagged(ds.off_test, off_batch, off_close, content_words, defaults.standalone_words, 0.25).mean())
+    out: dict[str, Any] = {"recall_at_least": target}
+    for name, count in counters.items():
+        options = []
+        for n, c in itertools.product(range(1, 7), (0.2, 0.25, 0.3, 0.35, 0.4)):
+            recall = float(flagged(ds.off_test, off_batch, off_close, count, n, c).mean())
+            cost = float((flagged(ds.dev, dev_batch, dev_close, count, n, c) & in_domain).mean())
+            if recall >= target:
+                options.append((cost, recall, n, c))
+        cost, recall, n, c = min(options) if options else (float("nan"), float("nan"), 0, 0.0)
+        out[name] = {"cost": cost, "recall": recall, "words": n, "similarity": c}
+    return out
+
+
+def calibrated(ds: DataSet, defaults: ConversationParams, *, folds: int) -> tuple[ConversationCalibration, float]:
     """Calibration on the whole dev set (with the cross-validated estimate), and its time."""
     started = time.perf_counter()
-    result = calibrate_conversations(
-        ds.dev, ds.params, ds.route_names, ConversationParams(), off_topic=ds.off_val, folds=folds
-    )
+    result = calibrate_conversations(ds.dev, ds.params, ds.route_names, defaults, off_topic=ds.off_val, folds=folds)
     return result, time.perf_counter() - started
 
 
-def run(datasets: Path) -> dict[str, Any]:
+def load_sets(datasets: Path) -> dict[str, DataSet]:
+    """Both sets, indexed and prepared."""
     oos_val = [q.text for q in load_labelled(datasets / "clinc150" / "val.jsonl") if q.label == "oos"]
     oos_test = [q.text for q in load_labelled(datasets / "clinc150" / "test.jsonl") if q.label == "oos"]
     embedder = load_embedder()
@@ -177,9 +219,13 @@ def run(datasets: Path) -> dict[str, Any]:
             finally:
                 index.close()
                 store.close()
-    full = {name: calibrated(ds, folds=5) for name, ds in loaded.items()}
+    return loaded
+
+
+def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[str, Any]:
+    """Every figure of the section, for the rule with `defaults` as the shipped setting."""
+    full = {name: calibrated(ds, defaults, folds=5) for name, ds in loaded.items()}
     out: dict[str, Any] = {"sets": {}}
-    defaults = ConversationParams()
     for name, ds in loaded.items():
         other = next(n for n in loaded if n != name)
         result, seconds = full[name]
@@ -200,6 +246,7 @@ def run(datasets: Path) -> dict[str, Any]:
             },
             "report_part": {
                 "last message alone": row(scores(ds.report, ds.params, ConversationParams(strategy="last_message"))),
+                "defaults": row(scores(ds.report, ds.params, defaults)),
                 "calibrated on the tune part": row(scores(ds.report, ds.params, tune)),
             },
             "off_topic": {
@@ -212,16 +259,53 @@ def run(datasets: Path) -> dict[str, Any]:
                 "defaults": after_off_topic(ds, defaults),
                 "calibrated on itself": after_off_topic(ds, mine),
             },
+            "word_list": word_list_ablation(ds),
             "other": other,
             "chosen": mine.to_dict(),
             "chosen_tune": tune.to_dict(),
             "cv_chosen": [c.tunable_values() for c in cv.chosen],
+            "cv_off_topic": cv.off_topic,
             "calibration_s": round(seconds, 1),
             "settings": result.settings,
             "threshold": ds.params.threshold,
             "parts": {"tune": len({g.conversation for g in ds.tune.labels}), "report": len(ds.report.labels)},
         }
     out["defaults"] = defaults.to_dict()
+    return out
+
+
+def cli_timings(datasets: Path) -> dict[str, Any]:
+    """Wall time of `python -m indexer calibrate` (with --off-topic) and `eval` on the SGD dev
+    conversations, each a process of its own as a user runs it (imports and model load included)."""
+    folder = datasets / SETS["SGD"]
+    conversations = str(folder / "dev_conversations.jsonl")
+    out: dict[str, Any] = {"load_before": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        routes, data = Path(tmp) / "routes", Path(tmp) / "data"
+        where = ["--routes", str(routes), "--data-dir", str(data), "--quiet"]
+        write_routes_from_jsonl(folder / "routes_train.jsonl", routes)
+        _indexer(["reindex", *where, "--replace-configured-index"])
+        out["calibrate_s"] = _indexer(
+            ["calibrate", conversations, "--off-topic", str(datasets / "clinc150" / "val.jsonl"), *where]
+        )
+        out["eval_s"] = _indexer(["eval", conversations, *where])
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+def _indexer(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "indexer", *args], check=True, capture_output=True)
+    return round(time.perf_counter() - started, 1)
+
+
+def run(datasets: Path, *, timings: bool = True) -> dict[str, Any]:
+    loaded = load_sets(datasets)
+    out = measure(loaded, ConversationParams())
+    sgd = loaded["SGD"]
+    out["texts"] = {"sgd_dev": len(sgd.dev.neighbours), "sgd_dialogues": len(sgd.dev.conversations)}
+    if timings:
+        out["timings"] = cli_timings(datasets)
     return out
 
 
@@ -286,6 +370,21 @@ def render(out: dict[str, Any]) -> str:
         for subset, a, b in subsets:
             figures = [out["sets"][n]["after_off_topic"][label] for n in names]
             lines.append(f"| {label}, {subset} | " + " | ".join(f"{pct(f[a])} | {pct(f[b])}" for f in figures) + " |")
+    lines += [
+        "",
+        "Why step 2 counts content words with an English list (`router_core/conversation_words.py`): the share of "
+        "labelled in-domain turns it would take for off-topic requests, at the cheapest setting that recognises as "
+        "many inserted test off-topic queries as the list does with the defaults:",
+        "",
+        "| words counted | " + " | ".join(names) + " |",
+        "|---|---|---|",
+    ]
+    for counter in ("the list", "function words only", "no list"):
+        cells_ = []
+        for n in names:
+            w = out["sets"][n]["word_list"][counter]
+            cells_.append(f"{pct(w['cost'])} (recall {pct(w['recall'])})")
+        lines.append(f"| {counter} | " + " | ".join(cells_) + " |")
     lines.append("")
     for n in names:
         s = out["sets"][n]
@@ -297,6 +396,18 @@ def render(out: dict[str, Any]) -> str:
         lines.append("")
     defaults = ", ".join(f"{k}={v}" for k, v in out["defaults"].items() if k != "strategy")
     lines += [f"Defaults: {defaults}.", ""]
+    t = out.get("timings")
+    if t:
+        texts = out["texts"]
+        lines += [
+            "Speed, each command a process of its own as a user runs it (imports and model load included), "
+            f"load average {t['load_before']:.1f} before and {t['load_after']:.1f} after on this 2-core machine: "
+            f"`python -m indexer calibrate dev_conversations.jsonl --off-topic clinc150/val.jsonl` on the "
+            f"{texts['sgd_dialogues']} SGD dialogues {t['calibrate_s']} s (target <= 120 s); "
+            f"`python -m indexer eval dev_conversations.jsonl` {t['eval_s']} s for {texts['sgd_dev']} distinct texts "
+            f"(target for 1,000 dialogues, about 23,400 texts: <= 60 s).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -305,8 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--write", action="store_true", help="rewrite the conversation-sets section of BENCHMARKS.md")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--no-timings", action="store_true", help="skip timing the indexer commands")
     args = parser.parse_args(argv)
-    out = run(args.datasets)
+    out = run(args.datasets, timings=not args.no_timings)
     text = render(out)
     print(text)
     if args.json:

@@ -5,17 +5,24 @@ follow-ups, switches), so that neither carrying routes (follow-ups) nor noticing
 (switches) is traded away for the other. With off-topic queries (`off_topic`: each inserted
 in place of a later user turn of a conversation), a setting must also send at least
 `min_off_topic` of them to the default route; without them the parameters of the standalone
-rule are not searched (what cannot be measured is not tuned) and keep their values.
+step are not searched (what cannot be measured is not tuned) and keep their values.
 
-Every setting of the grid declared with the parameters (router_core.conversation) is scored by
-the conversation engine itself (router_core.conversation_engine), the one the service runs:
-each setting of the engine's first stage once (the parameters declared `after_vote` only
-change its cheap second stage), every turn's outcome kept as one row of a boolean matrix, so
-that any subset of the turns is scored with a few array operations. That is what makes the
-cross-validated estimate cheap: the conversations are split into `folds` parts by a hash of
-their id; for each part the whole search is run on the other parts and the chosen setting is
-scored on the part left out. The figure over all parts is what to expect on dialogues the
-search never saw; the in-sample figure of the chosen setting flatters.
+Every setting of the grid declared with the parameters (router_core.conversation; a parameter
+declared with one value is not searched) is scored by the conversation engine itself
+(router_core.conversation_engine), the one the service runs: each setting of the engine's
+first stage once (the parameters declared `after_vote` only change its cheap second stage),
+every turn's outcome kept as one row of a boolean matrix, so that any subset of the turns is
+scored with a few array operations.
+
+Against overfitting, two things. The choice follows the one-standard-error rule: the best
+setting's objective is noisy, so any setting within one standard error of it (of the paired,
+turn-by-turn difference) is as good, and among those the search prefers the ones that lose
+nothing against the last message alone on first turns of a domain and on switches, then the
+one nearest the current setting. And the figure to expect is cross-validated: the
+conversations are split into `folds` parts by a hash of their id; for each part the whole
+search is run on the other parts and the chosen setting is scored on the part left out. The
+in-sample figure of the chosen setting flatters; the cross-validated one is what to expect on
+dialogues the search never saw.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from indexer.conversations import LabelledConversation, LabelledTurn, Prepared, 
 from indexer.labelled import is_fallback_label
 from router_core.conversation import ConversationParams, Turn
 from router_core.conversation_engine import ConversationBatch, Outcome, stage_one, stage_two
+from router_core.decision import Decision
 from router_core.neighbours import BoolArray, FloatArray, IntArray
 from router_core.params import DecisionParams, ParamSpec, specs_of
 
@@ -211,16 +219,30 @@ class _Search:
     fallback: BoolArray | None
     outcomes: _Outcomes
     off_fold: IntArray | None
+    alone: BoolArray  # (turns,) the last message alone right
+
+    def no_loss(self, rows: BoolArray) -> BoolArray:
+        """Per setting: at least as accurate as the last message alone on first turns of a
+        domain and on switches (over `rows`), the turns where the history can only mislead."""
+        o = self.outcomes
+        out = np.ones(len(self.settings), bool)
+        for g in (rows & o.first, rows & o.switch):
+            if g.any():
+                out &= self.right[:, g].sum(axis=1) >= self.alone[g].sum()
+        return out
+
+    def groups(self, rows: BoolArray) -> list[BoolArray]:
+        """The turns of each turn type among `rows`: all, first of a domain, follow-ups, switches."""
+        o = self.outcomes
+        return [rows, rows & o.first, rows & ~o.first, rows & o.switch]
 
     def objective(self, rows: BoolArray) -> FloatArray:
         """Per setting: the mean of the four turn-type accuracies over `rows`."""
-        o = self.outcomes
-        groups = [rows, rows & o.first, rows & ~o.first, rows & o.switch]
         total: FloatArray = np.zeros(len(self.settings))
-        for g in groups:
+        for g in self.groups(rows):
             if g.any():
                 total += self.right[:, g].mean(axis=1)
-        return total / len(groups)
+        return total / 4
 
     def off_topic(self, off_rows: BoolArray | None) -> FloatArray | None:
         """Per setting: the share of the inserted off-topic turns in `off_rows` that fell back."""
@@ -237,6 +259,30 @@ class _Search:
         off_key = np.zeros(len(self.settings)) if off is None else off
         order = np.lexsort((-off_key, -objective, ~feasible if feasible.any() else np.zeros_like(feasible)))
         return order, int(feasible.sum())
+
+    def pick(self, rows: BoolArray, off_rows: BoolArray | None, min_off_topic: float, distance: IntArray) -> int:
+        """The one-standard-error rule: among the settings whose objective is within one
+        standard error (of its paired difference, turn by turn) of the best feasible one, the
+        nearest to the current setting (`distance`: parameters changed), then the best. A
+        setting is only left for another when the gain is larger than the noise."""
+        order, feasible = self.ranked(rows, off_rows, min_off_topic)
+        best = int(order[0])
+        off = self.off_topic(off_rows)
+        allowed = np.ones(len(self.settings), bool) if off is None or not feasible else off >= min_off_topic - 1e-12
+        weight = np.zeros(len(rows))
+        for g in self.groups(rows):
+            if g.any():
+                weight[g] += 1 / (4 * g.sum())
+        cols = np.flatnonzero(rows)
+        differs = self.right[:, cols] != self.right[best, cols]
+        se = np.sqrt(differs.astype(np.float64) @ (weight[cols] ** 2))
+        objective = self.objective(rows)
+        near = allowed & (objective >= objective[best] - se - 1e-12)
+        if (near & self.no_loss(rows)).any():
+            near &= self.no_loss(rows)
+        candidates = np.flatnonzero(near)
+        key = np.lexsort((-objective[candidates], distance[candidates]))
+        return int(candidates[key[0]])
 
 
 def _grids(
@@ -289,7 +335,16 @@ def _search(
         np.array(fallback, bool) if off is not None else None,
         outcomes,
         off.fold if off is not None else None,
+        outcomes.gold == np.array([_id(d, outcomes) for d in prepared.own], np.int64),
     )
+
+
+def _id(decision: Decision, outcomes: _Outcomes) -> int:
+    """A decision's route id in the batch (-1: the default route)."""
+    if decision.fallback:
+        return -1
+    names = outcomes.batch.route_names
+    return names.index(decision.route) if decision.route in names else -3
 
 
 def calibrate_conversations(
@@ -317,6 +372,9 @@ def calibrate_conversations(
     every = np.ones(len(o.gold), bool)
     off_every = np.ones(search.fallback.shape[1], bool) if search.fallback is not None else None
     order, feasible = search.ranked(every, off_every, min_off_topic)
+    distance = np.array(
+        [sum(getattr(c, name) != getattr(base, name) for name in searched) for c in search.settings], np.int64
+    )
     off_share = search.off_topic(off_every)
 
     def trial_at(i: int) -> ConversationTrial:
@@ -324,7 +382,7 @@ def calibrate_conversations(
             search.settings[i], o.scores(search.right[i]), float(off_share[i]) if off_share is not None else None
         )
 
-    chosen = trial_at(int(order[0]))
+    chosen = trial_at(search.pick(every, off_every, min_off_topic, distance))
     last = ConversationTrial(
         replace(current, strategy="last_message"),
         score_turns([d.route for d in prepared.own], prepared.labels, params.default_route),
@@ -339,11 +397,11 @@ def calibrate_conversations(
         feasible=feasible,
         min_off_topic=min_off_topic if off_topic is not None else None,
         top=tuple(trial_at(int(i)) for i in order[:top]),
-        cross_validated=_cross_validate(search, min_off_topic, folds) if folds >= 2 else None,
+        cross_validated=_cross_validate(search, min_off_topic, folds, distance) if folds >= 2 else None,
     )
 
 
-def _cross_validate(search: _Search, min_off_topic: float, folds: int) -> CrossValidated:
+def _cross_validate(search: _Search, min_off_topic: float, folds: int, distance: IntArray) -> CrossValidated:
     o = search.outcomes
     fold = o.fold % folds
     off_fold = search.off_fold % folds if search.off_fold is not None else None
@@ -353,8 +411,7 @@ def _cross_validate(search: _Search, min_off_topic: float, folds: int) -> CrossV
     for f in range(folds):
         train = fold != f
         off_train = off_fold != f if off_fold is not None else None
-        order, _ = search.ranked(train, off_train, min_off_topic)
-        i = int(order[0])
+        i = search.pick(train, off_train, min_off_topic, distance)
         chosen.append(search.settings[i])
         right[~train] = search.right[i, ~train]
         if fell_back is not None and search.fallback is not None and off_fold is not None:

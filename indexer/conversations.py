@@ -143,6 +143,7 @@ class Prepared:
             route_names,
             params.k,
             [content_words(lay.last.text) for lay in self.layouts],
+            [params.threshold_for(name) for name in route_names],
         )
 
 

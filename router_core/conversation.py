@@ -1,24 +1,36 @@
 """Routing a whole conversation, statelessly: the history is in every request.
 
 Most user turns of a chat are follow-ups with no domain words ("yes please", "for 4 people",
-"and of 350?"). The rule (strategy "evidence"; chosen by measurement on the SGD multi-turn
-set, see BENCHMARKS.md), tried in order, the first step that applies deciding:
+"and of 350?"). The rule (strategy "evidence"; chosen by measurement on the SGD and MultiWOZ
+multi-turn sets, see BENCHMARKS.md), the first step that applies deciding:
 
 1. One user message: the single-message decision, unchanged.
-2. The last message's own decision is a route and its best similarity clears
-   `threshold + gate_above`: that decision (a confident message is a topic switch).
-3. The last message is a standalone request (at least `standalone_words` content words) and
+2. The last message is a standalone request (at least `standalone_words` content words) and
    unrelated to the conversation (its best cosine to the earlier messages of the window is
-   under `standalone_similarity`): routed as if alone, which is a switch when a route takes it
-   and the default route ("off_topic") when none does. A confident off-topic request is never
-   carried.
-4. Otherwise every message of the window (the last `window` user messages, the assistant
-   messages between them, and each user message's context text: the two messages before it and
-   itself) adds evidence for each route: the sum over its k nearest examples of that route of
-   max(0, similarity - (threshold - floor_below)), weighted by `decay` per user turn back
-   (assistant messages by `assistant_weight`, context texts by `context_weight`). The route with
-   most evidence wins ("context" when the last message supports it, "continued" when the route
-   is carried from earlier turns); no evidence at all is the default route.
+   under `standalone_similarity`), its own vote does not route it with confidence (no route,
+   or a best similarity under its route's threshold + `standalone_margin`) and the
+   conversation does not lead to its own vote's route either (step 3): the default route
+   ("off_topic"). A route is never carried across an off-topic request.
+3. Otherwise a forward filter follows the topic through the window (the last `window` user
+   messages and the assistant messages between them), oldest message first: the belief over
+   the routes starts even; at each user message that has evidence of its own the topic may
+   change (`switch` of the belief is spread evenly over the routes); then each message
+   multiplies each route's belief by exp(EVIDENCE_SCALE x evidence), where its evidence for a
+   route is the sum over its k nearest examples of that route of max(0, similarity - (the
+   route's threshold - `floor_below`)), weighted by `assistant_weight` for assistant
+   messages, plus `context_weight` x that of its context text (the two messages before a user
+   message and itself). The route with the highest belief after the last message wins:
+   "vote" when only the last message gave it evidence, "context" when the last message and
+   earlier ones did, "continued" when the route is carried from earlier messages alone,
+   "standalone" for an unrelated request routed to its own vote's route; no evidence at all
+   in the window is the default route ("below_threshold").
+
+The history can fill in a message's missing topic but cannot outvote a clear new one without
+bound: the switch chance caps how sure the filter is of the current topic, so a message with
+enough evidence for another route moves it, whatever came before (a first turn of a new
+domain), while a message with none leaves it where it was (a follow-up). Per-route
+thresholds (a route file's `threshold`) set that route's evidence floor and its confident
+bar in step 2, as they set its vote.
 
 Pure: the caller embeds and searches the texts `texts_needed` names and passes their neighbours
 and vectors in. Strategy "last_message" routes the last user message alone.
@@ -37,11 +49,11 @@ import numpy.typing as npt
 from router_core.conversation_engine import (
     CONTEXT,
     CONTINUED,
-    GATE,
     NO_EVIDENCE,
     OFF_TOPIC,
     OWN,
     STANDALONE,
+    VOTE,
     ConversationBatch,
     Layout,
     Message,
@@ -59,6 +71,9 @@ Strategy = Literal["evidence", "last_message"]
 Vector = npt.NDArray[np.float32]
 _WORD = re.compile(r"[a-z0-9']+")
 _IGNORED = FUNCTION_WORDS | DIALOGUE_WORDS | FOLLOW_UP_WORDS
+# Parameters of the rule before the filter: an index version that still records them opens with
+# them ignored (a route file that names them is refused, naming the key).
+RETIRED_CONVERSATION_PARAMS = frozenset({"decay", "gate_above"})
 MIN_SHARE = 0.1  # turns listed in a decision carry at least this share of the winner's evidence
 
 
@@ -73,35 +88,44 @@ class Turn:
 
 @dataclass(frozen=True)
 class ConversationParams:
-    """`_router.yaml: conversation:` how the history takes part in the decision."""
+    """`_router.yaml: conversation:` how the history takes part in the decision. A parameter
+    declared with one value in its grid is not searched by calibration (window, floor_below
+    and assistant_weight: flat on both multi-turn sets, see BENCHMARKS.md); fewer searched
+    knobs, less to overfit."""
 
     strategy: Strategy = "evidence"
-    window: int = tunable(8, "user messages read, the last one included", grid=(4, 6, 8, 10), ge=1, le=50)
-    decay: float = tunable(0.5, "weight factor per user turn back", grid=(0.3, 0.4, 0.5, 0.6), ge=0.0, le=1.0)
+    window: int = tunable(
+        8,
+        "user messages read, the last one included (a bound on the work; the filter forgets older ones anyway)",
+        grid=(8,),
+        ge=1,
+        le=50,
+    )
+    switch: float = tunable(
+        0.03,
+        "chance that a user message with evidence of its own changes the topic",
+        grid=(0.01, 0.03, 0.1, 0.3),
+        ge=0.0,
+        le=1.0,
+    )
     floor_below: float = tunable(
-        0.15,
-        "evidence counts similarity above threshold minus this",
-        grid=(0.10, 0.15, 0.20),
+        0.1,
+        "evidence counts similarity above the route's threshold minus this",
+        grid=(0.1,),
         ge=0.0,
         le=1.0,
     )
-    gate_above: float | None = tunable(
-        0.30,
-        "a last message whose best similarity clears threshold plus this decides alone (null: never)",
-        grid=(0.25, 0.30, None),
-        ge=0.0,
-        le=1.0,
-        after_vote=True,
-    )
-    assistant_weight: float = tunable(
-        0.5, "weight of assistant messages in the window", grid=(0.0, 0.25, 0.5), ge=0.0, le=2.0
-    )
+    assistant_weight: float = tunable(0.5, "weight of assistant messages' evidence", grid=(0.5,), ge=0.0, le=2.0)
     context_weight: float = tunable(
-        0.5, "weight of each user message's context text", grid=(0.0, 0.5, 1.0), ge=0.0, le=2.0
+        0.25,
+        "weight of each user message's context text's evidence",
+        grid=(0.0, 0.25, 0.5, 1.0),
+        ge=0.0,
+        le=2.0,
     )
     standalone_similarity: float = tunable(
         0.25,
-        "a request less similar than this to every earlier message is routed on its own",
+        "a request less similar than this to every earlier message of the window is unrelated to it",
         grid=(0.20, 0.25, 0.30, 0.35),
         ge=-1.0,
         le=1.0,
@@ -115,6 +139,14 @@ class ConversationParams:
         le=20,
         after_vote=True,
     )
+    standalone_margin: float = tunable(
+        0.05,
+        "an unrelated request is routed against the conversation only this far over its route's threshold",
+        grid=(0.0, 0.05, 0.1, 0.15),
+        ge=0.0,
+        le=1.0,
+        after_vote=True,
+    )
 
     def to_dict(self) -> dict[str, object]:
         """JSON form (stored in every index version)."""
@@ -125,10 +157,11 @@ class ConversationParams:
         return {spec.name: getattr(self, spec.name) for spec in specs_of(ConversationParams)}
 
 
-def content_words(text: str) -> int:
+def content_words(text: str, ignored: frozenset[str] = _IGNORED) -> int:
     """Words that say what a message is about: not function words, not generic dialogue
-    words (politeness, confirmation, dates, prices), not numbers."""
-    return sum(1 for w in _WORD.findall(text.lower()) if w not in _IGNORED and not w.isdigit())
+    words (politeness, confirmation, dates, prices), not numbers (`ignored`: the words left
+    out, by default the English list of router_core.conversation_words)."""
+    return sum(1 for w in _WORD.findall(text.lower()) if w not in ignored and not w.isdigit())
 
 
 def layout(turns: Sequence[Turn], window: int) -> Layout:
@@ -149,7 +182,7 @@ def texts_needed(turns: Sequence[Turn], conv: ConversationParams) -> tuple[str, 
 
 
 _REASONS: dict[int, Reason] = {
-    GATE: "vote",
+    VOTE: "vote",
     STANDALONE: "standalone",
     OFF_TOPIC: "off_topic",
     CONTEXT: "context",
@@ -180,8 +213,9 @@ def route_conversations(
         names,
         params.k,
         [content_words(lay.last.text) for lay in layouts],
+        [params.threshold_for(name) for name in names],
     )
-    outcome = decide(batch, threshold=params.threshold, **conv.tunable_values())
+    outcome = decide(batch, **conv.tunable_values())
     return [_decision(i, batch, outcome, own[i], params) for i in range(len(own))]
 
 
@@ -202,27 +236,32 @@ def _decision(i: int, batch: ConversationBatch, outcome: Outcome, own: Decision,
     if reason == OWN:
         return own
     last_index = int(batch.index[i][batch.last[i]][0])
-    if reason in (GATE, STANDALONE, OFF_TOPIC):
-        return replace(own, reason=_REASONS[reason], turns=(TurnShare(last_index, 1.0),))
-    if reason == NO_EVIDENCE:
-        return replace(own, route=params.default_route, fallback=True, reason="below_threshold", ranking=())
-    route = batch.route_names[int(outcome.route[i])]
-    best = float(outcome.totals[i].max())
+    if reason in (OFF_TOPIC, NO_EVIDENCE):
+        return replace(
+            own,
+            route=params.default_route,
+            fallback=True,
+            reason=_REASONS[reason],
+            ranking=(),
+            turns=(TurnShare(last_index, 1.0),) if reason == OFF_TOPIC else (),
+        )
+    route = int(outcome.route[i])
+    best = float(outcome.contributions[i].sum())
     shares = sorted(
         (
             (int(batch.index[i, m]), float(outcome.contributions[i, m]) / best)
             for m in range(batch.valid.shape[1])
-            if batch.valid[i, m] and outcome.contributions[i, m] / best >= MIN_SHARE
+            if batch.valid[i, m] and best > 0 and outcome.contributions[i, m] / best >= MIN_SHARE
         ),
         key=lambda x: (-x[1], x[0]),
     )
-    order = np.argsort(-outcome.totals[i], kind="stable")
+    order = np.argsort(-outcome.belief[i], kind="stable")
     return replace(
         own,
-        route=route,
+        route=batch.route_names[route],
         fallback=False,
         reason=_REASONS[reason],
         lead=float(outcome.lead[i]),
-        ranking=tuple(batch.route_names[j] for j in order if outcome.totals[i, j] > 0),
+        ranking=tuple(batch.route_names[j] for j in order if outcome.support[i, j] > 0),
         turns=tuple(TurnShare(index, round(share, 3)) for index, share in shares),
     )

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from router_core.agents import AgentSpec, CannedAgent, LLMAgent, StrictModel
-from router_core.conversation import ConversationParams
+from router_core.conversation import RETIRED_CONVERSATION_PARAMS, ConversationParams
 from router_core.errors import Problem, RoutesInvalid
 from router_core.llm_params import LLMRoutingParams, Mode
 from router_core.params import TUNABLE_NAMES, DecisionParams, pydantic_fields
@@ -144,7 +144,12 @@ class RouteTable:
         missing = [k for k in ("name", "default_agent", "routes") if k not in data]
         if missing:  # written by every version: a table without them is damaged, not old
             raise KeyError(f"route table lacks {', '.join(missing)}")
-        router = RouterFile.model_validate({k: data[k] for k in RouterFile.model_fields if k in data})
+        fields = {k: data[k] for k in RouterFile.model_fields if k in data}
+        if isinstance(fields.get("conversation"), Mapping):  # versions indexed before a parameter retired
+            fields["conversation"] = {
+                k: v for k, v in fields["conversation"].items() if k not in RETIRED_CONVERSATION_PARAMS
+            }
+        router = RouterFile.model_validate(fields)
         return _table(router, routes)
 
 
