@@ -9,7 +9,7 @@ on the tune part (any fallback costs accuracy here, so a threshold is a trade ma
 it is what lets off-topic messages fall back). `calibrate_conversations` (what
 `python -m indexer calibrate` runs on a conversations file) searches the conversation rule on
 the tune part, with CLINC150 val's out-of-scope queries inserted as off-topic turns; the
-figures are the chosen setting on the report part, through `route_conversations` (the
+figures are the chosen setting on the report part, through the routing pipeline (the
 service's own path), next to the baselines of the data set's README on the same part:
 (a) last message alone, (b) sticky (keep the previous labelled turn's route when the top
 similarity is under t, t tuned on the tune part), (c) previous and last user message embedded
@@ -47,7 +47,6 @@ from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import load_labelled
 from indexer.routes_writer import write_conversation_params
 from router_core import Embedder, OpenIndex, load_embedder, load_routes, run_reindex
-from router_core.conversation import route_conversations
 from router_core.decision import decide_many
 from router_core.params import ConversationParams, DecisionParams
 from router_core.store import EdgeStore
@@ -164,14 +163,10 @@ def run(datasets: Path) -> dict[str, Any]:
             calibration_s = time.perf_counter() - started
             chosen = result.chosen.conversation
             report_p = prepared(report, params)
-            decided = route_conversations(
-                report_p.requests, report_p.neighbours, report_p.vectors, report_p.own, params, chosen
-            )
+            decided = report_p.decide(params, chosen)
             ours = score_turns([d.route for d in decided], report_p.labels, params.default_route)
             off_p = prepared(insert_off_topic(report, oos_test, seed=1), params)
-            off_decided = route_conversations(
-                off_p.requests, off_p.neighbours, off_p.vectors, off_p.own, params, chosen
-            )
+            off_decided = off_p.decide(params, chosen)
             off_topic = sum(d.fallback for d in off_decided) / len(off_decided)
             sticky_t = max(
                 (round(0.02 * i, 2) for i in range(10, 46)),

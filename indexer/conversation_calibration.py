@@ -4,18 +4,33 @@ Objective: the mean of the four turn-type accuracies (all turns, first turns of 
 follow-ups, switches), so that neither carrying routes (follow-ups) nor noticing new topics
 (switches) is traded away for the other. With off-topic queries (`off_topic`: each inserted
 in place of a later user turn of a conversation), a setting must also send at least
-`min_off_topic` of them to the default route; without them the two parameters of the
-standalone rule are not searched (what cannot be measured is not tuned) and keep their values.
+`min_off_topic` of them to the default route; without them the parameters of the standalone
+step are not searched (what cannot be measured is not tuned) and keep their values.
 
-Every setting of the grid declared with the parameters (router_core.conversation) is scored by
-the conversation engine itself (router_core.conversation_engine), the one the service runs.
+Every setting of the grid declared with the parameters (router_core.conversation; a parameter
+declared with one value is not searched) is scored by the conversation engine itself
+(router_core.conversation_engine), the one the service runs: each setting of the engine's
+first stage once (the parameters declared `after_vote` only change its cheap second stage),
+every turn's outcome kept as one row of a boolean matrix, so that any subset of the turns is
+scored with a few array operations.
+
+Against overfitting, two things. The choice follows the one-standard-error rule: the best
+setting's objective is noisy, so any setting within one standard error of it (of the paired,
+turn-by-turn difference) is as good, and among those the search prefers the ones that lose
+nothing against the last message alone on first turns of a domain and on switches, then the
+one nearest the current setting. And the figure to expect is cross-validated: the
+conversations are split into `folds` parts by a hash of their id; for each part the whole
+search is run on the other parts and the chosen setting is scored on the part left out. The
+in-sample figure of the chosen setting flatters; the cross-validated one is what to expect on
+dialogues the search never saw.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,13 +38,16 @@ import numpy as np
 
 from indexer.conversations import LabelledConversation, LabelledTurn, Prepared, TurnTypeScores, score_turns
 from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
-from router_core import Turn
-from router_core.conversation_engine import ConversationBatch, finish, pool, related
-from router_core.neighbours import FloatArray
-from router_core.params import ConversationParams, DecisionParams, specs_of
+from indexer.labelled import is_fallback_label
+from router_core import Decision, Turn
+from router_core.conversation_engine import ConversationBatch, Outcome, stage_one, stage_two
+from router_core.neighbours import BoolArray, FloatArray, IntArray
+from router_core.params import ConversationParams, DecisionParams, ParamSpec, specs_of
 
 OFF_TOPIC_LABEL = "oos"
-STANDALONE = ("standalone_similarity", "standalone_words")
+STANDALONE = ("standalone_similarity", "standalone_words", "standalone_margin")
+FOLDS = 5
+_OFF_TOPIC_ID = "+off-topic-"
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,26 @@ class ConversationTrial:
     conversation: ConversationParams
     scores: TurnTypeScores
     off_topic: float | None  # share of inserted off-topic queries sent to the default route
+
+
+@dataclass(frozen=True)
+class CrossValidated:
+    """The search run on all folds but one and scored on the one left out, for every fold."""
+
+    scores: TurnTypeScores
+    off_topic: float | None
+    folds: int
+    chosen: tuple[ConversationParams, ...]  # the setting each fold's search chose
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            **self.scores.as_row(),
+            "counts": self.scores.counts,
+            "off_topic": self.off_topic,
+            "folds": self.folds,
+            "chosen": [c.tunable_values() for c in self.chosen],
+        }
 
 
 @dataclass(frozen=True)
@@ -53,6 +91,7 @@ class ConversationCalibration:
     feasible: int
     min_off_topic: float | None
     top: tuple[ConversationTrial, ...] = field(default=())
+    cross_validated: CrossValidated | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -64,6 +103,7 @@ class ConversationCalibration:
             "chosen": trial(self.chosen),
             "current": trial(self.current),
             "last_message": trial(self.last_message),
+            "cross_validated": self.cross_validated.to_dict() if self.cross_validated else None,
             "searched": list(self.searched),
             "settings": self.settings,
             "feasible": self.feasible,
@@ -88,7 +128,7 @@ def insert_off_topic(
         turns = (*c.messages[: label.position], Turn(label.position, "user", query))
         out.append(
             LabelledConversation(
-                f"{c.id}+off-topic-{n}",
+                f"{c.id}{_OFF_TOPIC_ID}{n}",
                 turns,
                 (LabelledTurn(c.id, label.position, OFF_TOPIC_LABEL, first_of_domain=False, switch=True),),
             )
@@ -96,48 +136,214 @@ def insert_off_topic(
     return out
 
 
-class _Scorer:
-    """Scores settings on one prepared file, caching what settings share."""
+def interrupt_with_off_topic(
+    conversations: Sequence[LabelledConversation], queries: Sequence[str], *, reply: str | None, seed: int = 0
+) -> tuple[list[LabelledConversation], list[LabelledConversation]]:
+    """The turn after an off-topic message: for each query, a later labelled user turn of a
+    conversation (seeded choice), as it was (first list) and with the query (and the default
+    agent's `reply`, unless None) inserted just before it (second list). Only that turn is
+    labelled in both, with its own route and turn type."""
+    rng = random.Random(seed)
+    usable = [(c, label) for c in conversations for label in c.labels if label.position > 0]
+    plain: list[LabelledConversation] = []
+    interrupted: list[LabelledConversation] = []
+    for n, query in enumerate(queries):
+        if not usable:
+            break
+        c, label = usable[rng.randrange(len(usable))]
+        extra = [Turn(0, "user", query), *([Turn(0, "assistant", reply)] if reply is not None else [])]
+        messages = [*c.messages[: label.position], *extra, c.messages[label.position]]
+        renumbered = tuple(Turn(i, t.role, t.text) for i, t in enumerate(messages))
+        ident = f"{c.id}{_OFF_TOPIC_ID}{n}"
+        plain.append(
+            LabelledConversation(ident, c.messages[: label.position + 1], (replace(label, conversation=ident),))
+        )
+        moved = replace(label, conversation=ident, position=len(renumbered) - 1)
+        interrupted.append(LabelledConversation(ident, renumbered, (moved,)))
+    return plain, interrupted
+
+
+def fold_of(conversation_id: str, folds: int = FOLDS) -> int:
+    """The cross-validation part of a conversation (an inserted off-topic turn goes with the
+    conversation it was inserted into): a hash of its id, stable across runs and machines."""
+    base = conversation_id.split(_OFF_TOPIC_ID, maxsplit=1)[0]
+    return int(hashlib.sha256(base.encode("utf-8")).hexdigest(), 16) % folds
+
+
+class _Outcomes:
+    """The engine's decisions on one prepared file, per setting; the first stage is cached for
+    the settings that share it (the parameters not declared `after_vote`)."""
 
     def __init__(self, prepared: Prepared, params: DecisionParams, route_names: Sequence[str]) -> None:
         self.batch: ConversationBatch = prepared.batch(params, route_names)
-        self.labels = prepared.labels
         self.params = params
-        self.names = self.batch.route_names
-        self._evidence: dict[tuple[float, bool], FloatArray] = {}
-        self._related: dict[int, FloatArray] = {}
-
-    def predictions(self, conv: ConversationParams) -> list[str]:
-        pooled = pool(
-            self.batch,
-            threshold=self.params.threshold,
-            window=conv.window,
-            decay=conv.decay,
-            floor_below=conv.floor_below,
-            assistant_weight=conv.assistant_weight,
-            context_weight=conv.context_weight,
-            evidence=self._evidence,
+        self.cache: dict[Any, Any] = {}
+        self._first: tuple[tuple[Any, ...], Outcome] | None = None
+        ids = {name: i for i, name in enumerate(self.batch.route_names)}
+        default = params.default_route
+        labels = prepared.labels
+        self.gold: IntArray = np.array(
+            [-1 if is_fallback_label(g.route, default) else ids.get(g.route, -2) for g in labels], np.int64
         )
-        if conv.window not in self._related:
-            self._related[conv.window] = related(self.batch, conv.window)
-        done = finish(
-            self.batch,
-            pooled,
-            self._related[conv.window],
-            threshold=self.params.threshold,
-            gate_above=conv.gate_above,
-            standalone_similarity=conv.standalone_similarity,
-            standalone_words=conv.standalone_words,
-        )
-        default = self.params.default_route
-        return [default if r < 0 else self.names[r] for r in done.route.tolist()]
+        self.first: BoolArray = np.array([g.first_of_domain for g in labels], bool)
+        self.switch: BoolArray = np.array([g.switch for g in labels], bool)
+        self.fold: IntArray = np.array([fold_of(g.conversation) for g in labels], np.int64)
 
-    def scores(self, conv: ConversationParams) -> TurnTypeScores:
-        return score_turns(self.predictions(conv), self.labels, self.params.default_route)
+    def routes(self, conv: ConversationParams, first_key: tuple[Any, ...]) -> IntArray:
+        setting = {**conv.tunable_values(), "threshold": self.params.threshold}
+        if self._first is None or self._first[0] != first_key:
+            self._first = (first_key, stage_one(self.batch, self.cache, **setting))
+        return stage_two(self.batch, self._first[1], self.cache, **setting).route
 
-    def fallback_share(self, conv: ConversationParams) -> float:
-        predicted = self.predictions(conv)
-        return float(np.mean([p == self.params.default_route for p in predicted])) if predicted else 0.0
+    def scores(self, right: BoolArray, mask: BoolArray | None = None) -> TurnTypeScores:
+        """Accuracy per turn type of a per-turn right/wrong vector (over `mask`)."""
+        m = np.ones(len(right), bool) if mask is None else mask
+        groups = {
+            "all": m,
+            "first of domain": m & self.first,
+            "follow-up": m & ~self.first,
+            "switch": m & self.switch,
+        }
+        acc = [float(right[g].mean()) if g.any() else 0.0 for g in groups.values()]
+        return TurnTypeScores(acc[0], acc[1], acc[2], acc[3], {name: int(g.sum()) for name, g in groups.items()})
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Every setting's per-turn outcome: `right` (settings x turns), `fallback` (settings x
+    inserted off-topic turns), and what the objective needs to pick among them."""
+
+    settings: tuple[ConversationParams, ...]
+    right: BoolArray
+    fallback: BoolArray | None
+    outcomes: _Outcomes
+    off_fold: IntArray | None
+    alone: BoolArray  # (turns,) the last message alone right
+
+    def no_loss(self, rows: BoolArray) -> BoolArray:
+        """Per setting: at least as accurate as the last message alone on first turns of a
+        domain and on switches (over `rows`), the turns where the history can only mislead."""
+        o = self.outcomes
+        out = np.ones(len(self.settings), bool)
+        for g in (rows & o.first, rows & o.switch):
+            if g.any():
+                out &= self.right[:, g].sum(axis=1) >= self.alone[g].sum()
+        return out
+
+    def groups(self, rows: BoolArray) -> list[BoolArray]:
+        """The turns of each turn type among `rows`: all, first of a domain, follow-ups, switches."""
+        o = self.outcomes
+        return [rows, rows & o.first, rows & ~o.first, rows & o.switch]
+
+    def objective(self, rows: BoolArray) -> FloatArray:
+        """Per setting: the mean of the four turn-type accuracies over `rows`."""
+        total: FloatArray = np.zeros(len(self.settings))
+        for g in self.groups(rows):
+            if g.any():
+                total += self.right[:, g].mean(axis=1)
+        return total / 4
+
+    def off_topic(self, off_rows: BoolArray | None) -> FloatArray | None:
+        """Per setting: the share of the inserted off-topic turns in `off_rows` that fell back."""
+        if self.fallback is None or off_rows is None or not off_rows.any():
+            return None
+        share: FloatArray = self.fallback[:, off_rows].mean(axis=1)
+        return share
+
+    def ranked(self, rows: BoolArray, off_rows: BoolArray | None, min_off_topic: float) -> tuple[IntArray, int]:
+        """Setting indices, best first (feasible ones first), and how many are feasible."""
+        objective = np.round(self.objective(rows), 9)
+        off = self.off_topic(off_rows)
+        feasible = np.ones(len(self.settings), bool) if off is None else off >= min_off_topic - 1e-12
+        off_key = np.zeros(len(self.settings)) if off is None else off
+        order = np.lexsort((-off_key, -objective, ~feasible if feasible.any() else np.zeros_like(feasible)))
+        return order, int(feasible.sum())
+
+    def pick(self, rows: BoolArray, off_rows: BoolArray | None, min_off_topic: float, distance: IntArray) -> int:
+        """The one-standard-error rule: among the settings whose objective is within one
+        standard error (of its paired difference, turn by turn) of the best feasible one, the
+        nearest to the current setting (`distance`: parameters changed), then the best. A
+        setting is only left for another when the gain is larger than the noise."""
+        order, feasible = self.ranked(rows, off_rows, min_off_topic)
+        best = int(order[0])
+        off = self.off_topic(off_rows)
+        allowed = np.ones(len(self.settings), bool) if off is None or not feasible else off >= min_off_topic - 1e-12
+        weight = np.zeros(len(rows))
+        for g in self.groups(rows):
+            if g.any():
+                weight[g] += 1 / (4 * g.sum())
+        cols = np.flatnonzero(rows)
+        differs = self.right[:, cols] != self.right[best, cols]
+        se = np.sqrt(differs.astype(np.float64) @ (weight[cols] ** 2))
+        objective = self.objective(rows)
+        near = allowed & (objective >= objective[best] - se - 1e-12)
+        if (near & self.no_loss(rows)).any():
+            near &= self.no_loss(rows)
+        candidates = np.flatnonzero(near)
+        key = np.lexsort((-objective[candidates], distance[candidates]))
+        return int(candidates[key[0]])
+
+
+def _grids(
+    specs: Sequence[ParamSpec], current: ConversationParams, overrides: Mapping[str, tuple[Any, ...]]
+) -> list[tuple[ParamSpec, tuple[Any, ...]]]:
+    """The values searched per parameter: the override, else the declared grid; a parameter with
+    one value in its grid is not searched and keeps its current value."""
+    out = []
+    for spec in specs:
+        values = tuple(overrides.get(spec.name, spec.grid))
+        out.append((spec, values if len(values) > 1 else (getattr(current, spec.name),)))
+    return out
+
+
+def _settings(
+    base: ConversationParams, grids: Sequence[tuple[ParamSpec, tuple[Any, ...]]]
+) -> Iterator[tuple[tuple[Any, ...], ConversationParams]]:
+    """Every setting with the key of its first stage; settings sharing a first stage follow one
+    another (the first stage is the expensive part)."""
+    first = [(s, v) for s, v in grids if not s.after_vote]
+    second = [(s, v) for s, v in grids if s.after_vote]
+    for a in itertools.product(*(v for _, v in first)):
+        for b in itertools.product(*(v for _, v in second)):
+            values = {s.name: x for (s, _), x in zip(first, a, strict=True)}
+            values.update({s.name: x for (s, _), x in zip(second, b, strict=True)})
+            yield a, replace(base, **values)
+
+
+def _search(
+    prepared: Prepared,
+    off_topic: Prepared | None,
+    params: DecisionParams,
+    route_names: Sequence[str],
+    grids: Sequence[tuple[ParamSpec, tuple[Any, ...]]],
+    base: ConversationParams,
+) -> _Search:
+    outcomes = _Outcomes(prepared, params, route_names)
+    off = _Outcomes(off_topic, params, route_names) if off_topic is not None else None
+    settings: list[ConversationParams] = []
+    right: list[BoolArray] = []
+    fallback: list[BoolArray] = []
+    for key, conv in _settings(base, grids):
+        settings.append(conv)
+        right.append(outcomes.routes(conv, key) == outcomes.gold)
+        if off is not None:
+            fallback.append(off.routes(conv, key) < 0)
+    return _Search(
+        tuple(settings),
+        np.array(right, bool),
+        np.array(fallback, bool) if off is not None else None,
+        outcomes,
+        off.fold if off is not None else None,
+        outcomes.gold == np.array([_id(d, outcomes) for d in prepared.own], np.int64),
+    )
+
+
+def _id(decision: Decision, outcomes: _Outcomes) -> int:
+    """A decision's route id in the batch (-1: the default route)."""
+    if decision.fallback:
+        return -1
+    names = outcomes.batch.route_names
+    return names.index(decision.route) if decision.route in names else -3
 
 
 def calibrate_conversations(
@@ -150,40 +356,84 @@ def calibrate_conversations(
     min_off_topic: float = DEFAULT_MIN_OFF_TOPIC,
     values: Mapping[str, tuple[Any, ...]] | None = None,
     top: int = 10,
+    folds: int = FOLDS,
 ) -> ConversationCalibration:
-    """Search the conversation parameters (see the module docstring). `prepared` (and
-    `off_topic`) must have been prepared with the grid's largest window and context texts."""
-    specs = specs_of(ConversationParams)
-    overrides = dict(values or {})
-    searched = [s for s in specs if off_topic is not None or s.name not in STANDALONE]
-    grids = [tuple(overrides.get(s.name, s.grid)) for s in searched]
-    scorer = _Scorer(prepared, params, route_names)
-    off = _Scorer(off_topic, params, route_names) if off_topic is not None else None
-
-    def trial(conv: ConversationParams) -> ConversationTrial:
-        return ConversationTrial(conv, scorer.scores(conv), off.fallback_share(conv) if off else None)
-
+    """Search the conversation parameters (see the module docstring) and estimate, by
+    `folds`-fold cross-validation, how the search does on conversations it did not see
+    (`folds` < 2: no estimate). `prepared` (and `off_topic`) must have been prepared with the
+    grid's largest window and context texts."""
+    specs = [s for s in specs_of(ConversationParams) if off_topic is not None or s.name not in STANDALONE]
+    grids = _grids(specs, current, dict(values or {}))
+    searched = tuple(s.name for s, v in grids if len(v) > 1)
     base = replace(current, strategy="evidence")
-    trials = []
-    for combo in itertools.product(*grids):
-        conv = replace(base, **{s.name: v for s, v in zip(searched, combo, strict=True)})
-        trials.append(trial(conv))
-    feasible = [t for t in trials if t.off_topic is None or t.off_topic >= min_off_topic]
-    pool_of = feasible or trials
-    ranked = sorted(pool_of, key=lambda t: (-round(t.scores.macro, 9), -(t.off_topic or 0.0)))
-    last_message = replace(current, strategy="last_message")
+    search = _search(prepared, off_topic, params, route_names, grids, base)
+    o = search.outcomes
+    every = np.ones(len(o.gold), bool)
+    off_every = np.ones(search.fallback.shape[1], bool) if search.fallback is not None else None
+    order, feasible = search.ranked(every, off_every, min_off_topic)
+    distance = np.array(
+        [sum(getattr(c, name) != getattr(base, name) for name in searched) for c in search.settings], np.int64
+    )
+    off_share = search.off_topic(off_every)
+
+    def trial_at(i: int) -> ConversationTrial:
+        return ConversationTrial(
+            search.settings[i], o.scores(search.right[i]), float(off_share[i]) if off_share is not None else None
+        )
+
+    chosen = trial_at(search.pick(every, off_every, min_off_topic, distance))
     last = ConversationTrial(
-        last_message,
+        replace(current, strategy="last_message"),
         score_turns([d.route for d in prepared.own], prepared.labels, params.default_route),
         float(np.mean([d.fallback for d in off_topic.own])) if off_topic is not None and off_topic.own else None,
     )
     return ConversationCalibration(
-        chosen=ranked[0],
-        current=trial(current) if current.strategy == "evidence" else last,
+        chosen=chosen,
+        current=_trial(current, prepared, off_topic, params, route_names) if current.strategy == "evidence" else last,
         last_message=last,
-        searched=tuple(s.name for s in searched),
-        settings=len(trials),
-        feasible=len(feasible),
+        searched=searched,
+        settings=len(search.settings),
+        feasible=feasible,
         min_off_topic=min_off_topic if off_topic is not None else None,
-        top=tuple(ranked[:top]),
+        top=tuple(trial_at(int(i)) for i in order[:top]),
+        cross_validated=_cross_validate(search, min_off_topic, folds, distance) if folds >= 2 else None,
     )
+
+
+def _cross_validate(search: _Search, min_off_topic: float, folds: int, distance: IntArray) -> CrossValidated:
+    o = search.outcomes
+    fold = o.fold % folds
+    off_fold = search.off_fold % folds if search.off_fold is not None else None
+    right = np.zeros(len(o.gold), bool)
+    fell_back = np.zeros(len(off_fold), bool) if off_fold is not None else None
+    chosen = []
+    for f in range(folds):
+        train = fold != f
+        off_train = off_fold != f if off_fold is not None else None
+        i = search.pick(train, off_train, min_off_topic, distance)
+        chosen.append(search.settings[i])
+        right[~train] = search.right[i, ~train]
+        if fell_back is not None and search.fallback is not None and off_fold is not None:
+            fell_back[off_fold == f] = search.fallback[i, off_fold == f]
+    return CrossValidated(
+        o.scores(right),
+        float(fell_back.mean()) if fell_back is not None and len(fell_back) else None,
+        folds,
+        tuple(chosen),
+    )
+
+
+def _trial(
+    conv: ConversationParams,
+    prepared: Prepared,
+    off_topic: Prepared | None,
+    params: DecisionParams,
+    route_names: Sequence[str],
+) -> ConversationTrial:
+    """One setting scored on the file (and the inserted off-topic turns)."""
+    outcomes = _Outcomes(prepared, params, route_names)
+    right = outcomes.routes(conv, ()) == outcomes.gold
+    off = None
+    if off_topic is not None:
+        off = float(np.mean(_Outcomes(off_topic, params, route_names).routes(conv, ()) < 0))
+    return ConversationTrial(conv, outcomes.scores(right), off)

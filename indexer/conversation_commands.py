@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from indexer import report_html
 from indexer.context import Context, Live, live_index, refuse_test_file, write_json, write_text
 from indexer.conversation_calibration import (
+    OFF_TOPIC_LABEL,
     ConversationCalibration,
     calibrate_conversations,
     insert_off_topic,
@@ -47,7 +48,13 @@ from router_core.pipeline import RouteRequest, decide, plan, vote_only
 
 
 # -- eval ---------------------------------------------------------------------------------------
-def _prepare(ctx: Context, live: Live, conversations: Sequence[LabelledConversation], window: int) -> Prepared:
+def _prepare(
+    ctx: Context,
+    live: Live,
+    conversations: Sequence[LabelledConversation],
+    window: int,
+    known: dict[str, Any] | None = None,
+) -> Prepared:
     steps = ctx.steps()
     try:
         return prepare(
@@ -59,17 +66,26 @@ def _prepare(ctx: Context, live: Live, conversations: Sequence[LabelledConversat
             with_context=True,
             batch_size=ctx.settings.embedding.batch_size,
             progress=steps,
+            known=known,
         )
     finally:
         steps.finish()
 
 
 def run_eval_conversations(
-    ctx: Context, file: Path, *, json_path: Path | None, html_path: Path | None, llm: LLMOptions | None = None
+    ctx: Context,
+    file: Path,
+    *,
+    json_path: Path | None,
+    html_path: Path | None,
+    llm: LLMOptions | None = None,
+    off_topic_file: Path | None = None,
 ) -> int:
     """`eval CONVERSATIONS.jsonl`: route every labelled turn with its history, as the service
-    does (router_core.pipeline), and score it."""
+    does (router_core.pipeline), and score it; with `--off-topic FILE`, also the file's oos
+    queries inserted as off-topic turns."""
     conversations = load_conversations(file)
+    off_texts = _off_topic_texts(off_topic_file)
     with live_index(ctx) as live:
         table = live.index.table if llm is None else with_mode(live.index.table, llm)
         conv, params = table.conversation, table.params
@@ -80,20 +96,25 @@ def run_eval_conversations(
             file=ctx.out,
         )
         requests = [RouteRequest(c.request(label)) for c, label in pairs]
+        inserted = insert_off_topic(conversations, off_texts) if off_texts else []
+        off_requests = [RouteRequest(c.request(label)) for c in inserted for label in c.labels]
         steps = ctx.steps()
         try:
             # The vote and the conversation rule (mode embedding: what decides before any
-            # decision model), then its LLM step.
-            routing = live.router.routing(requests, table=vote_only(table), progress=steps)
+            # decision model), then its LLM step; each distinct text, inserted ones too, embedded once.
+            routing = live.router.routing([*requests, *off_requests], table=vote_only(table), progress=steps)
         finally:
             steps.finish()
-        decisions = routing.decisions
+        everything = [*requests, *off_requests]
         alone_table = replace(vote_only(table), conversation=replace(conv, strategy="last_message"))
-        alone = decide(requests, plan(requests, alone_table), routing.found, alone_table)
+        alone_all = decide(everything, plan(everything, alone_table), routing.found, alone_table)
+        decisions = routing.decisions
         llm_json: dict[str, Any] | None = None
         if llm is not None:
-            decisions, run = run_llm_step(table, decisions, requests, llm, progress=ctx.progress)
+            decisions, run = run_llm_step(table, decisions, everything, llm, progress=ctx.progress)
             llm_json = llm_summary(run, len(decisions), ctx.out)
+        off_decisions, off_alone = decisions[len(requests) :], alone_all[len(requests) :]
+        decisions, alone = decisions[: len(requests)], alone_all[: len(requests)]
         labels = [label for _, label in pairs]
         default = params.default_route
         scores = score_turns([d.route for d in decisions], labels, default)
@@ -101,13 +122,15 @@ def run_eval_conversations(
         _print_turn_scores([("this router", scores), ("last message alone", alone_scores)], ctx.out)
         reasons = Counter(d.reason for d in decisions)
         print("\nreasons: " + ", ".join(f"{r} {n}" for r, n in reasons.most_common()), file=ctx.out)
+        off_json = _off_topic_figures(off_decisions, off_alone, ctx.out) if off_requests else None
         wrong = misrouted(requests, labels, decisions, default)
-        _print_misrouted(wrong[:10], ctx.out)
+        _print_misrouted(wrong[:10], len(wrong), ctx.out)
         meta = {**live.meta, "file": str(file), "conversation": conv.to_dict(), "mode": table.mode}
         report = {
             "scores": {**scores.as_row(), "counts": scores.counts},
             "last_message": alone_scores.as_row(),
             "reasons": dict(reasons),
+            "off_topic": off_json,
             "misrouted": [_misrouted_dict(m) for m in wrong],
             "llm": llm_json,
             "decisions": [
@@ -126,6 +149,29 @@ def _decision_dict(d: Decision) -> dict[str, Any]:
     return {"route": d.route, "fallback": d.fallback, "reason": d.reason, "decided_by": d.decided_by, "score": d.score}
 
 
+def _off_topic_texts(off_topic_file: Path | None) -> list[str] | None:
+    """The oos queries of `--off-topic FILE` (None without the option)."""
+    if off_topic_file is None:
+        return None
+    texts = [q.text for q in load_labelled(off_topic_file) if q.label == OFF_TOPIC_LABEL]
+    if not texts:
+        raise ValueError(f"{off_topic_file} holds no query labelled oos to insert as an off-topic turn")
+    return texts
+
+
+def _off_topic_figures(mid: Sequence[Decision], alone: Sequence[Decision], out: TextIO) -> dict[str, Any]:
+    """Inserted off-topic turns sent to the default route, mid-chat and alone."""
+    n = len(mid)
+    mid_share = sum(d.fallback for d in mid) / n if n else 0.0
+    alone_share = sum(d.fallback for d in alone) / n if n else 0.0
+    print(
+        f"\noff-topic queries inserted mid-conversation: {n}; sent to the default route {pct(mid_share)} "
+        f"(the same queries alone: {pct(alone_share)})",
+        file=out,
+    )
+    return {"inserted": n, "mid_chat": mid_share, "alone": alone_share}
+
+
 def _print_turn_scores(rows: Sequence[tuple[str, TurnTypeScores]], out: TextIO) -> None:
     counts = rows[0][1].counts
     headers = ["", *(f"{name} ({counts[name]})" for name in rows[0][1].as_row())]
@@ -135,10 +181,14 @@ def _print_turn_scores(rows: Sequence[tuple[str, TurnTypeScores]], out: TextIO) 
     )
 
 
-def _print_misrouted(wrong: Sequence[Misrouted], out: TextIO) -> None:
+def _print_misrouted(wrong: Sequence[Misrouted], total: int, out: TextIO) -> None:
     if not wrong:
         return
-    print("\nmisrouted turns (the last message of each context is the turn; --html for all):", file=out)
+    shown = f"the first {len(wrong)} of {total}" if total > len(wrong) else f"all {total}"
+    print(
+        f"\nmisrouted turns, {shown} (the last message of each context is the turn; --html or --json for all):",
+        file=out,
+    )
     print(
         text_table(
             ["conversation", "turn", "labelled", "decided", "reason", "context"],
@@ -180,7 +230,7 @@ def conversation_page(
             ],
         )
     )
-    body.append(f"<h2>Misrouted turns ({len(wrong)} shown)</h2>")
+    body.append(f"<h2>Misrouted turns (all {len(wrong)})</h2>")
     for m in wrong:
         lines = "".join(f"<li><b>{escape(role)}</b>: {escape(text)}</li>" for role, text in m.context)
         body.append(
@@ -205,21 +255,18 @@ def run_calibrate_conversations(
     """`calibrate CONVERSATIONS.jsonl`: search the conversation rule; `--write` stores it."""
     refuse_test_file(file, allow_test)
     conversations = load_conversations(file)
-    off_texts = (
-        [q.text for q in load_labelled(off_topic_file) if q.label == "oos"] if off_topic_file is not None else None
-    )
-    if off_texts is not None and not off_texts:
-        raise ValueError(f"{off_topic_file} holds no query labelled oos to insert as an off-topic turn")
+    off_texts = _off_topic_texts(off_topic_file)
     with live_index(ctx) as live:
         table = live.index.table
-        window = max(specs_of(ConversationParams)[0].grid)
+        window = max(*specs_of(ConversationParams)[0].grid, table.conversation.window)
         print(
             f"calibrating the conversation rule on {sum(len(c.labels) for c in conversations)} labelled turns "
             f"of {len(conversations)} conversations from {file} (index {live.index.version})",
             file=ctx.out,
         )
-        prepared = _prepare(ctx, live, conversations, window)
-        off = _prepare(ctx, live, insert_off_topic(conversations, off_texts), window) if off_texts else None
+        known: dict[str, Any] = {}  # each distinct text embedded once, conversations and insertions alike
+        prepared = _prepare(ctx, live, conversations, window, known)
+        off = _prepare(ctx, live, insert_off_topic(conversations, off_texts), window, known) if off_texts else None
         if off is None:
             print(
                 "no --off-topic file: the standalone rule's parameters are not searched (what is not "
@@ -252,25 +299,29 @@ def run_calibrate_conversations(
 
 
 def print_conversation_calibration(result: ConversationCalibration, out: TextIO) -> None:
-    """The baseline, the current and the chosen setting, and the best settings tried."""
+    """The baseline, the current and the chosen setting (in-sample and cross-validated)."""
 
-    def row(name: str, trial: Any) -> tuple[object, ...]:
-        off = "-" if trial.off_topic is None else pct(trial.off_topic)
-        return (name, *(pct(v) for v in trial.scores.as_row().values()), pct(trial.scores.macro), off)
+    def row(name: str, scores: TurnTypeScores, off_topic: float | None) -> tuple[object, ...]:
+        off = "-" if off_topic is None else pct(off_topic)
+        return (name, *(pct(v) for v in scores.as_row().values()), pct(scores.macro), off)
 
     headers = ["", "all", "first of domain", "follow-up", "switch", "objective (mean)", "off-topic -> default"]
-    print(
-        text_table(
-            headers,
-            [
-                row("last message alone", result.last_message),
-                row("current setting", result.current),
-                row("chosen", result.chosen),
-            ],
-        ),
-        file=out,
-    )
+    rows = [
+        row("last message alone", result.last_message.scores, result.last_message.off_topic),
+        row("current setting", result.current.scores, result.current.off_topic),
+        row("chosen, in-sample (flatters)", result.chosen.scores, result.chosen.off_topic),
+    ]
+    cv = result.cross_validated
+    if cv is not None:
+        rows.append(row(f"chosen, cross-validated ({cv.folds} folds)", cv.scores, cv.off_topic))
+    print(text_table(headers, rows), file=out)
     bar = "" if result.min_off_topic is None else f"; {result.feasible} send >= {pct(result.min_off_topic)} off-topic"
     print(f"\n{result.settings} settings searched over {', '.join(result.searched)}{bar}", file=out)
     print("chosen: " + ", ".join(f"{k}={v}" for k, v in result.chosen.conversation.to_dict().items()), file=out)
-    print("(in-sample figures: report on conversations you did not calibrate on)", file=out)
+    if cv is not None:
+        print(
+            f"cross-validated: the whole search run on {cv.folds - 1} of {cv.folds} parts of the conversations "
+            "(split by id) and scored on the part left out, for each part: the figure to expect on "
+            "conversations the search never saw",
+            file=out,
+        )

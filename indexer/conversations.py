@@ -18,16 +18,17 @@ from typing import Any
 
 from indexer.labelled import LabelledDataInvalid, is_fallback_label
 from indexer.progress import NoSteps, Steps
-from router_core import Decision, Neighbour, OpenIndex, Turn
+from router_core import CannedAgent, Decision, Neighbour, OpenIndex, RouteTable, Turn, pipeline
 from router_core.conversation import content_words, layout
 from router_core.conversation_engine import ConversationBatch, Layout
 from router_core.decision import decide_many
 from router_core.embedding import Embedder
 from router_core.params import ConversationParams, DecisionParams
-from router_core.pipeline import RouteRequest
+from router_core.pipeline import Found, RouteRequest
 
 _ROLES = {"user", "assistant", "system"}
 EXAMPLES_PER_TYPE = 20
+_NO_AGENT = CannedAgent(name="none", reply="-")  # the pipeline's decisions read no agent
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,14 @@ class Prepared:
     vectors: dict[str, Any]
     own: tuple[Decision, ...]
 
+    def decide(self, params: DecisionParams, conv: ConversationParams) -> list[Decision]:
+        """Every labelled turn decided by the routing pipeline (what the service runs: the vote,
+        then the conversation rule), under `params` and `conv`, from the prepared neighbours."""
+        table = RouteTable(name="prepared", routes=(), default_agent=_NO_AGENT, params=params, conversation=conv)
+        requests = [RouteRequest(turns) for turns in self.requests]
+        found = Found(self.neighbours, self.vectors)
+        return pipeline.decide(requests, pipeline.plan(requests, table), found, table)
+
     def batch(self, params: DecisionParams, route_names: Sequence[str]) -> ConversationBatch:
         """The arrays of the conversation engine for these requests."""
         return ConversationBatch.build(
@@ -143,6 +152,7 @@ class Prepared:
             route_names,
             params.k,
             [content_words(lay.last.text) for lay in self.layouts],
+            [params.threshold_for(name) for name in route_names],
         )
 
 
@@ -156,25 +166,28 @@ def prepare(
     with_context: bool,
     batch_size: int = 64,
     progress: Steps | None = None,
-    chunk: int = 512,
+    chunk: int = 2048,
+    known: dict[str, tuple[Any, list[Neighbour]]] | None = None,
 ) -> Prepared:
-    """Embed every text the rule may read (once each) and search its neighbours, `chunk` texts
-    at a time so that `progress` hears how far it got."""
+    """Embed every text the rule may read (each distinct text once, in big batches) and search
+    its neighbours, `chunk` texts at a time so that `progress` hears how far it got. `known`
+    (text -> vector and neighbours) is read and filled: files prepared with one `known` (a
+    conversations file and its off-topic insertions) never embed a text twice."""
     pairs = [(c, label) for c in conversations for label in c.labels]
     requests = tuple(c.request(label) for c, label in pairs)
     layouts = tuple(layout(turns, max_window) for turns in requests)
     texts = list(dict.fromkeys(t for lay in layouts for t in lay.texts(with_context)))
+    seen = known if known is not None else {}
+    fresh = [t for t in texts if t not in seen]
     steps = progress or NoSteps()
-    steps.stage(f"embedding and searching {len(texts)} texts of the conversations", len(texts))
-    vectors: list[Any] = []
-    hits: list[list[Neighbour]] = []
-    for start in range(0, len(texts), chunk):
-        part = texts[start : start + chunk]
+    steps.stage(f"embedding and searching {len(fresh)} texts of the conversations", len(fresh))
+    for start in range(0, len(fresh), chunk):
+        part = fresh[start : start + chunk]
         encoded = embedder.encode(part, batch_size=batch_size)
-        vectors.extend(encoded)
-        hits.extend(index.searcher.search(encoded, params.k))
+        for text, vector, hits in zip(part, encoded, index.searcher.search(encoded, params.k), strict=True):
+            seen[text] = (vector, hits)
         steps.advance(len(part))
-    neighbours = dict(zip(texts, hits, strict=True))
+    neighbours = {t: seen[t][1] for t in texts}
     own = tuple(decide_many([neighbours[lay.last.text] for lay in layouts], params))
     return Prepared(
         tuple(conversations),
@@ -182,7 +195,7 @@ def prepare(
         tuple(label for _, label in pairs),
         layouts,
         neighbours,
-        dict(zip(texts, vectors, strict=True)),
+        {t: seen[t][0] for t in texts},
         own,
     )
 

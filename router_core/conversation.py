@@ -1,24 +1,36 @@
 """Routing a whole conversation, statelessly: the history is in every request.
 
 Most user turns of a chat are follow-ups with no domain words ("yes please", "for 4 people",
-"and of 350?"). The rule (strategy "evidence"; chosen by measurement on the SGD multi-turn
-set, see BENCHMARKS.md), tried in order, the first step that applies deciding:
+"and of 350?"). The rule (strategy "evidence"; chosen by measurement on the SGD and MultiWOZ
+multi-turn sets, see BENCHMARKS.md), the first step that applies deciding:
 
 1. One user message: the single-message decision, unchanged.
-2. The last message's own decision is a route and its best similarity clears
-   `threshold + gate_above`: that decision (a confident message is a topic switch).
-3. The last message is a standalone request (at least `standalone_words` content words) and
+2. The last message is a standalone request (at least `standalone_words` content words) and
    unrelated to the conversation (its best cosine to the earlier messages of the window is
-   under `standalone_similarity`): routed as if alone, which is a switch when a route takes it
-   and the default route ("off_topic") when none does. A confident off-topic request is never
-   carried.
-4. Otherwise every message of the window (the last `window` user messages, the assistant
-   messages between them, and each user message's context text: the two messages before it and
-   itself) adds evidence for each route: the sum over its k nearest examples of that route of
-   max(0, similarity - (threshold - floor_below)), weighted by `decay` per user turn back
-   (assistant messages by `assistant_weight`, context texts by `context_weight`). The route with
-   most evidence wins ("context" when the last message supports it, "continued" when the route
-   is carried from earlier turns); no evidence at all is the default route.
+   under `standalone_similarity`), its own vote does not route it with confidence (no route,
+   or a best similarity under its route's threshold + `standalone_margin`) and the
+   conversation does not lead to its own vote's route either (step 3): the default route
+   ("off_topic"). A route is never carried across an off-topic request.
+3. Otherwise a forward filter follows the topic through the window (the last `window` user
+   messages and the assistant messages between them), oldest message first: the belief over
+   the routes starts even; at each user message that has evidence of its own the topic may
+   change (`switch` of the belief is spread evenly over the routes); then each message
+   multiplies each route's belief by exp(EVIDENCE_SCALE x evidence), where its evidence for a
+   route is the sum over its k nearest examples of that route of max(0, similarity - (the
+   route's threshold - `floor_below`)), weighted by `assistant_weight` for assistant
+   messages, plus `context_weight` x that of its context text (the two messages before a user
+   message and itself). The route with the highest belief after the last message wins:
+   "vote" when only the last message gave it evidence, "context" when the last message and
+   earlier ones did, "continued" when the route is carried from earlier messages alone,
+   "standalone" for an unrelated request routed to its own vote's route; no evidence at all
+   in the window is the default route ("below_threshold").
+
+The history can fill in a message's missing topic but cannot outvote a clear new one without
+bound: the switch chance caps how sure the filter is of the current topic, so a message with
+enough evidence for another route moves it, whatever came before (a first turn of a new
+domain), while a message with none leaves it where it was (a follow-up). Per-route
+thresholds (a route file's `threshold`) set that route's evidence floor and its confident
+bar in step 2, as they set its vote.
 
 Pure: the caller embeds and searches the texts `texts_needed` names and passes their neighbours
 and vectors in. Strategy "last_message" routes the last user message alone.
@@ -35,7 +47,6 @@ import numpy as np
 import numpy.typing as npt
 
 from router_core.conversation_engine import (
-    GATE,
     NO_EVIDENCE,
     OWN,
     ConversationBatch,
@@ -49,7 +60,7 @@ from router_core.decision import Decision, TurnShare
 from router_core.decision import decide as decide_one
 from router_core.neighbours import Neighbour
 from router_core.params import ConversationParams, DecisionParams
-from router_core.reasons import OFF_TOPIC, REASONS, STANDALONE
+from router_core.reasons import OFF_TOPIC, REASONS
 
 Role = Literal["system", "user", "assistant"]
 Vector = npt.NDArray[np.float32]
@@ -67,10 +78,11 @@ class Turn:
     text: str
 
 
-def content_words(text: str) -> int:
+def content_words(text: str, ignored: frozenset[str] = _IGNORED) -> int:
     """Words that say what a message is about: not function words, not generic dialogue
-    words (politeness, confirmation, dates, prices), not numbers."""
-    return sum(1 for w in _WORD.findall(text.lower()) if w not in _IGNORED and not w.isdigit())
+    words (politeness, confirmation, dates, prices), not numbers (`ignored`: the words left
+    out, by default the English list of router_core.conversation_words)."""
+    return sum(1 for w in _WORD.findall(text.lower()) if w not in ignored and not w.isdigit())
 
 
 def layout(turns: Sequence[Turn], window: int) -> Layout:
@@ -112,8 +124,9 @@ def route_conversations(
         names,
         params.k,
         [content_words(lay.last.text) for lay in layouts],
+        [params.threshold_for(name) for name in names],
     )
-    outcome = decide(batch, threshold=params.threshold, **conv.tunable_values())
+    outcome = decide(batch, **conv.tunable_values())
     return [_decision(i, batch, outcome, own[i], params) for i in range(len(own))]
 
 
@@ -134,27 +147,32 @@ def _decision(i: int, batch: ConversationBatch, outcome: Outcome, own: Decision,
     if reason == OWN:
         return own
     last_index = int(batch.index[i][batch.last[i]][0])
-    if reason in (GATE, STANDALONE, OFF_TOPIC):
-        return replace(own, reason=REASONS[reason], turns=(TurnShare(last_index, 1.0),))
-    if reason == NO_EVIDENCE:
-        return replace(own, route=params.default_route, fallback=True, reason="below_threshold", ranking=())
-    route = batch.route_names[int(outcome.route[i])]
-    best = float(outcome.totals[i].max())
+    if reason in (OFF_TOPIC, NO_EVIDENCE):
+        return replace(
+            own,
+            route=params.default_route,
+            fallback=True,
+            reason=REASONS[reason],
+            ranking=(),
+            turns=(TurnShare(last_index, 1.0),) if reason == OFF_TOPIC else (),
+        )
+    route = int(outcome.route[i])
+    best = float(outcome.contributions[i].sum())
     shares = sorted(
         (
             (int(batch.index[i, m]), float(outcome.contributions[i, m]) / best)
             for m in range(batch.valid.shape[1])
-            if batch.valid[i, m] and outcome.contributions[i, m] / best >= MIN_SHARE
+            if batch.valid[i, m] and best > 0 and outcome.contributions[i, m] / best >= MIN_SHARE
         ),
         key=lambda x: (-x[1], x[0]),
     )
-    order = np.argsort(-outcome.totals[i], kind="stable")
+    order = np.argsort(-outcome.belief[i], kind="stable")
     return replace(
         own,
-        route=route,
+        route=batch.route_names[route],
         fallback=False,
         reason=REASONS[reason],
         lead=float(outcome.lead[i]),
-        ranking=tuple(batch.route_names[j] for j in order if outcome.totals[i, j] > 0),
+        ranking=tuple(batch.route_names[j] for j in order if outcome.support[i, j] > 0),
         turns=tuple(TurnShare(index, round(share, 3)) for index, share in shares),
     )

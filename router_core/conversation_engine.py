@@ -3,13 +3,17 @@
 For T requests at once (the service's micro-batch, or calibration's settings over a labelled
 conversations file): each request's window messages are laid out as padded (T, M) arrays with
 their k nearest examples, so a setting of the conversation parameters is scored with a few
-array operations. `ConversationBatch.build` reads the messages; `decide` applies one setting.
+array operations per message position. `ConversationBatch.build` reads the messages; `track`
+follows the topic through the window (a forward filter: the belief over routes is carried
+from message to message, may switch at each user message, and is updated by each message's
+evidence); `finish` applies the steps decided by the last message alone; `decide` is both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,13 +23,14 @@ from router_core.reasons import BELOW_THRESHOLD, CONTEXT, CONTINUED, OFF_TOPIC, 
 
 Vector = npt.NDArray[np.float32]
 
+# Reason codes of `decide`.
 # What `decide` decided, in the codes of router_core.reasons; OWN: the routed message's own
 # decision stands, whatever its reason (one user message).
 OWN = -1
-GATE = VOTE  # a confident last message decides alone
-NO_EVIDENCE = BELOW_THRESHOLD  # no route has evidence: the default route
+NO_EVIDENCE = BELOW_THRESHOLD  # no route has evidence in the window: the default route
 CONTEXT_MESSAGES = 2  # a user message's context text: this many messages before it, then itself
 CONTEXT_TAIL_CHARS = 300  # of each earlier message in a context text: its end, nearest the user's reply
+EVIDENCE_SCALE = 8.0  # log-odds per unit of evidence (similarity above the floor, summed over neighbours)
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class ConversationBatch:
     """T requests' window messages as padded arrays (M messages, k neighbours each)."""
 
     route_names: tuple[str, ...]
+    thresholds: FloatArray  # (R,) each route's threshold (the route file's, else the global one)
     own_route: IntArray  # (T,) the last message's own decision (route id, -1 for the default route)
     own_score: FloatArray  # (T,) its best similarity
     single: BoolArray  # (T,) one user message in the request
@@ -95,7 +101,6 @@ class ConversationBatch:
     user: BoolArray  # (T, M)
     last: BoolArray  # (T, M) the routed message
     rank: IntArray  # (T, M) included in windows of at least this many user messages
-    age: IntArray  # (T, M) user messages after it (assistants: after it, minus one)
     index: IntArray  # (T, M) position in the request's messages
     cos_last: FloatArray  # (T, M) cosine to the routed message
     sims: FloatArray  # (T, M, K) the message's nearest examples
@@ -113,10 +118,12 @@ class ConversationBatch:
         route_names: Sequence[str],
         k: int,
         words: Sequence[int],
+        thresholds: Sequence[float],
     ) -> ConversationBatch:
         """Arrays for `layouts`; `own` holds each last message's decided route (None: the default
-        route) and best similarity; `neighbours` and `vectors` every text `Layout.texts` named
-        (context texts only when a context weight may be used)."""
+        route) and best similarity; `thresholds` each route's threshold, in `route_names` order;
+        `neighbours` and `vectors` every text `Layout.texts` named (context texts only when a
+        context weight may be used)."""
         names = tuple(route_names)
         ids = {name: i for i, name in enumerate(names)}
         t_count, m_count = len(layouts), max((len(lay.read) for lay in layouts), default=0)
@@ -125,7 +132,6 @@ class ConversationBatch:
         user = np.zeros(shape, bool)
         last = np.zeros(shape, bool)
         rank = np.zeros(shape, np.int64)
-        age = np.zeros(shape, np.int64)
         index = np.zeros(shape, np.int64)
         cos_last = np.full(shape, -np.inf)
         sims = np.full((*shape, k), -np.inf)
@@ -145,26 +151,23 @@ class ConversationBatch:
                 is_user = msg.role == "user"
                 valid[t, m], user[t, m], last[t, m] = True, is_user, j == len(lay.messages) - 1
                 rank[t, m], index[t, m] = rk, msg.index
-                age[t, m] = rk - 1 if is_user else rk - 2
                 if not last[t, m]:
                     cos_last[t, m] = float(vectors[msg.text] @ mine)
                 put(sims, routes, (t, m), neighbours[msg.text])
                 ctx = context_text(lay.messages, j)
                 if is_user and ctx in neighbours:
                     put(ctx_sims, ctx_routes, (t, m), neighbours[ctx])
-        own_route = np.array([ids.get(r, -1) if r is not None else -1 for r, _ in own], np.int64)
-        own_score = np.array([s for _, s in own], np.float64)
         return cls(
             route_names=names,
-            own_route=own_route,
-            own_score=own_score,
+            thresholds=np.array(list(thresholds), np.float64).reshape(len(names)),
+            own_route=np.array([ids.get(r, -1) if r is not None else -1 for r, _ in own], np.int64),
+            own_score=np.array([s for _, s in own], np.float64),
             single=np.array([lay.users == 1 for lay in layouts], bool),
             words=np.array(words, np.int64),
             valid=valid,
             user=user,
             last=last,
             rank=rank,
-            age=age,
             index=index,
             cos_last=cos_last,
             sims=sims,
@@ -176,11 +179,13 @@ class ConversationBatch:
     def __len__(self) -> int:
         return int(self.own_route.shape[0])
 
-    def evidence(self, floor: float, *, context: bool) -> FloatArray:
+    def evidence(self, floor_below: float, *, context: bool) -> FloatArray:
         """(T, M, R): per message, the sum over its nearest examples of each route of
-        max(0, similarity - floor); of its context text with `context`."""
+        max(0, similarity - (the route's threshold - floor_below)); of its context text with
+        `context`."""
         s, r = (self.ctx_sims, self.ctx_routes) if context else (self.sims, self.routes)
-        gains = np.maximum(np.where(np.isfinite(s), s - floor, 0.0), 0.0)
+        floors = np.append(self.thresholds, np.inf)[r] - floor_below
+        gains = np.maximum(np.where(np.isfinite(s), s - floors, 0.0), 0.0)
         out = np.zeros((*s.shape[:2], len(self.route_names) + 1))
         t, m, _ = np.indices(s.shape)
         np.add.at(out, (t, m, r), gains)
@@ -192,57 +197,84 @@ class Outcome:
     """What one setting decided for every request of a batch."""
 
     route: IntArray  # (T,) route id, -1 for the default route
-    reason: IntArray  # (T,) OWN, GATE, STANDALONE, OFF_TOPIC, CONTEXT, CONTINUED or NO_EVIDENCE
-    contributions: FloatArray  # (T, M) each message's evidence for the chosen route
-    totals: FloatArray  # (T, R) every route's evidence
-    lead: FloatArray  # (T,) the winner's evidence lead over the runner-up, as a share
+    reason: IntArray  # (T,) OWN, VOTE, STANDALONE, OFF_TOPIC, CONTEXT, CONTINUED or NO_EVIDENCE
+    contributions: FloatArray  # (T, M) each message's weighted evidence for the chosen route
+    belief: FloatArray  # (T, R) the filter's belief in each route after the last message
+    support: FloatArray  # (T, R) each route's weighted evidence over the window (0: none at all)
+    lead: FloatArray  # (T,) the winner's belief minus the runner-up's
 
 
-def pool(
+def track(
     batch: ConversationBatch,
     *,
-    threshold: float,
     window: int,
-    decay: float,
+    switch: float,
     floor_below: float,
     assistant_weight: float,
     context_weight: float,
     evidence: dict[tuple[float, bool], FloatArray] | None = None,
 ) -> Outcome:
-    """Step 4 of the rule for every request: the decayed evidence over the window and its
-    winner. `evidence` caches `batch.evidence` arrays across calls (calibration)."""
-    floor = threshold - floor_below
+    """Step 3 of the rule for every request: the forward filter over the window's messages,
+    oldest first. The belief starts even; at a user message that has evidence of its own the
+    topic may change (`switch` of the belief is spread evenly over the routes); every message
+    then multiplies each route's belief by exp(EVIDENCE_SCALE x its weighted evidence).
+    `evidence` caches `batch.evidence` arrays across calls (calibration)."""
 
     def ev(context: bool) -> FloatArray:
-        key = (round(floor, 9), context)
+        key = (round(floor_below, 9), context)
         if evidence is None:
-            return batch.evidence(floor, context=context)
+            return batch.evidence(floor_below, context=context)
         if key not in evidence:
-            evidence[key] = batch.evidence(floor, context=context)
+            evidence[key] = batch.evidence(floor_below, context=context)
         return evidence[key]
 
+    own_ev = ev(False)
+    n, m_count, r_count = own_ev.shape
     inside = batch.valid & (batch.rank <= window)
-    weight = np.where(batch.user, 1.0, assistant_weight) * np.power(decay, np.maximum(batch.age, 0))
-    weight = np.where(inside, weight, 0.0)
-    per_message = ev(False) * weight[..., None]
+    weight = np.where(inside, np.where(batch.user, 1.0, assistant_weight), 0.0)
+    per_message = own_ev * weight[..., None]
     if context_weight:
-        per_message = per_message + ev(True) * (context_weight * np.where(batch.user, weight, 0.0))[..., None]
-    totals = per_message.sum(axis=1)
-    n = len(batch)
-    if totals.shape[1] == 0:
-        empty = np.zeros((n, per_message.shape[1]))
-        return Outcome(np.full(n, -1), np.full(n, NO_EVIDENCE), empty, totals, np.full(n, np.inf))
-    best = totals.max(axis=1)
-    winner = np.argmax(totals, axis=1)
-    runner = -np.sort(-totals, axis=1)[:, 1] if totals.shape[1] > 1 else np.zeros(n)
-    total = np.maximum(totals.sum(axis=1), 1e-12)
-    lead = np.where(runner > 0, (best - runner) / total, np.inf)
-    own_evidence = (ev(False) * batch.last[..., None]).sum(axis=1)
-    supports = np.take_along_axis(own_evidence, winner[:, None], axis=1)[:, 0] > 0
-    route = np.where(best > 0, winner, -1).astype(np.int64)
-    reason = np.where(best > 0, np.where(supports, CONTEXT, CONTINUED), NO_EVIDENCE).astype(np.int64)
+        per_message = per_message + ev(True) * np.where(inside & batch.user, context_weight, 0.0)[..., None]
+    if r_count == 0:
+        empty = np.zeros((n, 0))
+        return Outcome(
+            np.full(n, -1), np.full(n, NO_EVIDENCE), np.zeros((n, m_count)), empty, empty, np.full(n, np.inf)
+        )
+    may_switch = inside & batch.user & (own_ev.sum(axis=2) > 0)
+    log_belief = np.full((n, r_count), -np.log(r_count))
+    for m in range(m_count):
+        rows = np.flatnonzero(inside[:, m])
+        if not len(rows):
+            continue
+        lb = log_belief[rows]
+        moves = may_switch[rows, m]
+        if switch > 0 and moves.any():
+            belief = _normalised(lb[moves])
+            lb[moves] = np.log((1 - switch) * belief + switch / r_count)
+        log_belief[rows] = lb + EVIDENCE_SCALE * per_message[rows, m]
+    belief = _normalised(log_belief)
+    support = per_message.sum(axis=1)
+    winner = np.argmax(belief, axis=1)
     contributions = np.take_along_axis(per_message, winner[:, None, None], axis=2)[..., 0]
-    return Outcome(route, reason, contributions, totals, lead)
+    ordered_belief = -np.sort(-belief, axis=1)
+    lead = ordered_belief[:, 0] - (ordered_belief[:, 1] if r_count > 1 else 0.0)
+    any_evidence = support.sum(axis=1) > 0
+    from_last = (contributions * batch.last).sum(axis=1) > 0
+    from_earlier = (contributions * ~batch.last).sum(axis=1) > 0
+    reason = np.select(
+        [~any_evidence, ~from_last, ~from_earlier],
+        [NO_EVIDENCE, CONTINUED, VOTE],
+        default=CONTEXT,
+    )
+    route = np.where(any_evidence, winner, -1)
+    return Outcome(route.astype(np.int64), reason.astype(np.int64), contributions, belief, support, lead)
+
+
+def _normalised(log_belief: FloatArray) -> FloatArray:
+    """Beliefs (rows summing to 1) from unnormalised log-beliefs."""
+    p = np.exp(log_belief - log_belief.max(axis=1, keepdims=True))
+    out: FloatArray = p / p.sum(axis=1, keepdims=True)
+    return out
 
 
 def related(batch: ConversationBatch, window: int) -> FloatArray:
@@ -254,59 +286,98 @@ def related(batch: ConversationBatch, window: int) -> FloatArray:
 
 def finish(
     batch: ConversationBatch,
-    pooled: Outcome,
+    tracked: Outcome,
     closeness: FloatArray,
     *,
-    threshold: float,
-    gate_above: float | None,
     standalone_similarity: float,
     standalone_words: int,
+    standalone_margin: float,
 ) -> Outcome:
-    """Steps 1-3 of the rule over the pooled evidence: a one-message request, a confident last
-    message (the gate) and a standalone request are decided by the last message alone."""
+    """Steps 1 and 2 of the rule over the filter's outcome: a one-message request is its own
+    decision; a standalone request (at least `standalone_words` content words, cosine to every
+    earlier message of the window under `standalone_similarity`) that its own vote does not
+    route with confidence (best similarity under its route's threshold + `standalone_margin`,
+    or no route at all) and that the filter does not take to its own route goes to the
+    default route. A standalone request the filter routes to its own vote's route is reason
+    STANDALONE."""
     routed = batch.own_route >= 0
-    gate = (
-        routed & (batch.own_score >= threshold + gate_above) if gate_above is not None else np.zeros(len(batch), bool)
-    )
-    standalone = (batch.words >= standalone_words) & (closeness < standalone_similarity)
-    route = np.select([batch.single, gate, standalone], [batch.own_route] * 3, default=pooled.route)
+    own_threshold = np.append(batch.thresholds, np.inf)[np.where(routed, batch.own_route, len(batch.thresholds))]
+    confident = routed & (batch.own_score >= own_threshold + standalone_margin)
+    standalone = ~batch.single & (batch.words >= standalone_words) & (closeness < standalone_similarity)
+    agrees = routed & (tracked.route == batch.own_route)
+    off_topic = standalone & ~confident & ~agrees
+    route = np.select([batch.single, off_topic], [batch.own_route, np.full(len(batch), -1)], default=tracked.route)
     reason = np.select(
-        [batch.single, gate, standalone & routed, standalone],
-        [OWN, GATE, STANDALONE, OFF_TOPIC],
-        default=pooled.reason,
+        [batch.single, off_topic, standalone & agrees],
+        [OWN, OFF_TOPIC, STANDALONE],
+        default=tracked.reason,
     )
-    return Outcome(route.astype(np.int64), reason.astype(np.int64), pooled.contributions, pooled.totals, pooled.lead)
+    return Outcome(
+        route.astype(np.int64),
+        reason.astype(np.int64),
+        tracked.contributions,
+        tracked.belief,
+        tracked.support,
+        tracked.lead,
+    )
 
 
 def decide(
     batch: ConversationBatch,
     *,
-    threshold: float,
     window: int,
-    decay: float,
+    switch: float,
     floor_below: float,
-    gate_above: float | None,
     assistant_weight: float,
     context_weight: float,
     standalone_similarity: float,
     standalone_words: int,
+    standalone_margin: float,
 ) -> Outcome:
     """Apply one setting of the rule (router_core.conversation) to every request of `batch`."""
-    pooled = pool(
+    tracked = track(
         batch,
-        threshold=threshold,
         window=window,
-        decay=decay,
+        switch=switch,
         floor_below=floor_below,
         assistant_weight=assistant_weight,
         context_weight=context_weight,
     )
     return finish(
         batch,
-        pooled,
+        tracked,
         related(batch, window),
-        threshold=threshold,
-        gate_above=gate_above,
         standalone_similarity=standalone_similarity,
         standalone_words=standalone_words,
+        standalone_margin=standalone_margin,
+    )
+
+
+def stage_one(batch: ConversationBatch, cache: dict[Any, Any], **setting: Any) -> Outcome:
+    """The expensive part of `decide` (the filter), for calibration: `setting` holds every
+    parameter; `cache` keeps what settings share."""
+    return track(
+        batch,
+        window=setting["window"],
+        switch=setting["switch"],
+        floor_below=setting["floor_below"],
+        assistant_weight=setting["assistant_weight"],
+        context_weight=setting["context_weight"],
+        evidence=cache.setdefault("evidence", {}),
+    )
+
+
+def stage_two(batch: ConversationBatch, first: Outcome, cache: dict[Any, Any], **setting: Any) -> Outcome:
+    """The cheap rest of `decide` over `stage_one`'s outcome (the parameters declared `after_vote`)."""
+    closeness = cache.setdefault("related", {})
+    window = setting["window"]
+    if window not in closeness:
+        closeness[window] = related(batch, window)
+    return finish(
+        batch,
+        first,
+        closeness[window],
+        standalone_similarity=setting["standalone_similarity"],
+        standalone_words=setting["standalone_words"],
+        standalone_margin=setting["standalone_margin"],
     )

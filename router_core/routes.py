@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_mode
 from router_core.agents import AgentSpec, CannedAgent, LLMAgent, StrictModel
 from router_core.errors import Problem, RoutesInvalid
 from router_core.params import (
+    RETIRED_CONVERSATION_PARAMS,
     TUNABLE_NAMES,
     ConversationParams,
     DecisionParams,
@@ -149,7 +150,12 @@ class RouteTable:
             )
             for r in data["routes"]
         )
-        router = RouterFile.model_validate({k: data[k] for k in RouterFile.model_fields if k in data})
+        fields = {k: data[k] for k in RouterFile.model_fields if k in data}
+        if isinstance(fields.get("conversation"), Mapping):  # versions indexed before a parameter retired
+            fields["conversation"] = {
+                k: v for k, v in fields["conversation"].items() if k not in RETIRED_CONVERSATION_PARAMS
+            }
+        router = RouterFile.model_validate(fields)
         return _table(router, routes)
 
 

@@ -57,6 +57,36 @@ def test_eval_on_conversations_reports_turn_types(
     assert body["reasons"]["context"] >= 1
 
 
+def test_eval_on_conversations_scores_inserted_off_topic_turns_and_keeps_every_misrouted_turn(
+    tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder
+) -> None:
+    """`eval CHATS --off-topic FILE` reports the inserted off-topic queries sent to the default
+    route mid-chat beside alone; --json and --html hold every misrouted turn, not the first 50."""
+    routes, data = shipped
+    wrong = [[("user", "What is 15% of 200?", "coding")] for _ in range(60)]  # 60 turns labelled wrongly
+    chats = write_conversations(tmp_path / "chats.jsonl", [*CHATS, *wrong])
+    report, page = tmp_path / "report.json", tmp_path / "report.html"
+    args = ["eval", str(chats), "--off-topic", str(EVALS / "shipped-val.jsonl"), "--json", str(report)]
+    code, text = run(
+        [*args, "--html", str(page), "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder
+    )
+    assert code == 0, text
+    assert "off-topic queries inserted mid-conversation" in text and "(the same queries alone:" in text
+    body = json.loads(report.read_text())["report"]
+    assert len(body["misrouted"]) == 60 and "the first 10 of 60" in text
+    off = body["off_topic"]
+    assert off["inserted"] > 0 and 0.0 <= off["mid_chat"] <= 1.0 and 0.0 <= off["alone"] <= 1.0
+    assert page.read_text().count("labelled coding, decided maths") == 60
+
+
+def test_eval_refuses_off_topic_for_single_queries(shipped: tuple[Path, Path], embedder: Embedder) -> None:
+    """--off-topic on a file of single queries is an error naming the option, never ignored."""
+    routes, data = shipped
+    args = ["eval", str(EVALS / "shipped-val.jsonl"), "--off-topic", str(EVALS / "shipped-val.jsonl")]
+    code, _ = run([*args, "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
+    assert code == 2
+
+
 @pytest.mark.slow
 def test_calibrate_on_conversations_writes_the_conversation_section(
     tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder
@@ -68,6 +98,7 @@ def test_calibrate_on_conversations_writes_the_conversation_section(
     code, text = run([*args, "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
     assert code == 0, text
     assert "chosen" in text and "settings searched" in text and "off-topic" in text
+    assert "chosen, cross-validated (5 folds)" in text and "chosen, in-sample" in text
     written = yaml.safe_load((routes / "_router.yaml").read_text())["conversation"]
     assert load_routes(routes).conversation.window == written["window"]
     assert "next: re-index" in text

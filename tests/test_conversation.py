@@ -4,6 +4,7 @@ requests are routed on their own (real model, shipped routes, over HTTP)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from router_core import DecisionParams, Neighbour
 from router_core.conversation import Turn, content_words, route_conversation, texts_needed
 from router_core.params import ConversationParams
+from router_core.routes import RouteTable
 
 MATHS = [{"role": "user", "content": "What is 15% of 200?"}, {"role": "assistant", "content": "15% of 200 is 30."}]
 
@@ -124,15 +126,18 @@ def test_history_is_read_only_inside_the_window() -> None:
     assert len([t for t in needed if t.startswith("m") and " " not in t]) <= 4
 
 
-def test_confident_last_message_decides_alone() -> None:
-    """A last message over threshold + gate_above is a topic switch, whatever the history says."""
-    turns = [Turn(0, "user", "a q"), Turn(1, "assistant", "a answer"), Turn(2, "user", "b q")]
-    conv = ConversationParams(context_weight=0.0)
-    neighbours = {"a q": hits("a", 0.9), "a answer": hits("a", 0.9), "b q": hits("b", 0.85)}
-    v = np.ones(4, dtype=np.float32) / 2  # every message alike: only the gate can make this a switch
-    vectors = dict.fromkeys(neighbours, v)
-    d = route_conversation(turns, neighbours, vectors, P, conv)
-    assert (d.route, d.reason, [t.index for t in d.turns]) == ("b", "vote", [2])
+def test_a_new_topic_with_evidence_of_its_own_outweighs_any_history() -> None:
+    """However long the history of route a, a last message with enough evidence for route b
+    switches: the switch chance caps how sure the filter is of a (reason vote: only the last
+    message supports b)."""
+    turns = []
+    for i in range(6):
+        turns += [Turn(2 * i, "user", f"a q{i}"), Turn(2 * i + 1, "assistant", f"a answer{i}")]
+    turns.append(Turn(12, "user", "b q"))
+    neighbours = {t.text: hits("a", 0.9) for t in turns[:-1]} | {"b q": hits("b", 0.85)}
+    v = np.ones(4, dtype=np.float32) / 2  # every message alike: only the evidence tells the topics apart
+    d = route_conversation(turns, neighbours, dict.fromkeys(neighbours, v), P, ConversationParams(context_weight=0.0))
+    assert (d.route, d.reason, [t.index for t in d.turns]) == ("b", "vote", [12])
 
 
 def test_content_free_follow_up_is_carried() -> None:
@@ -148,9 +153,63 @@ def test_content_free_follow_up_is_carried() -> None:
 
 
 @pytest.mark.parametrize(
+    ("route_thresholds", "route", "reason"),
+    [
+        ({}, "b", "vote"),  # at the global threshold 0.5, b's similarities 0.62 are evidence enough to switch
+        ({"b": 0.8}, "a", "continued"),  # b's own threshold puts its evidence floor above them: a is carried
+        ({"a": 1.0, "b": 0.8}, "default", "below_threshold"),  # no route has evidence over its own floor
+    ],
+)
+def test_per_route_thresholds_set_each_routes_evidence_floor(
+    route_thresholds: dict[str, float], route: str, reason: str
+) -> None:
+    """A route file's threshold is honoured by the conversation rule as by the vote: a route's
+    evidence counts only similarity above its own threshold minus floor_below."""
+    turns = [Turn(0, "user", "a q"), Turn(1, "assistant", "a answer"), Turn(2, "user", "b q")]
+    neighbours = {"a q": hits("a", 0.9), "a answer": hits("a", 0.9), "b q": hits("b", 0.62)}
+    v = np.ones(4, dtype=np.float32) / 2
+    params = replace(P, route_thresholds=route_thresholds)
+    d = route_conversation(
+        turns, neighbours, dict.fromkeys(neighbours, v), params, ConversationParams(context_weight=0)
+    )
+    assert (d.route, d.reason) == (route, reason)
+
+
+def test_an_unrelated_request_no_route_takes_goes_to_the_default_route() -> None:
+    """A request of its own, unrelated to the conversation and under every threshold, is not
+    carried: the default route (reason off_topic); the next in-domain follow-up returns to a."""
+    a_q, a_answer, off, sorry = "a question", "a answer", "what is a good banana bread recipe", "Sorry, I can't."
+    neighbours = {a_q: hits("a", 0.9), a_answer: hits("a", 0.8), off: hits("a", 0.2), sorry: hits("b", 0.1)}
+    neighbours["and again?"] = hits("b", 0.2)
+    chat, topic = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
+    vectors = {a_q: chat, a_answer: chat, off: topic, sorry: topic, "and again?": chat}
+    conv = ConversationParams(context_weight=0.0)
+    turns = [Turn(0, "user", a_q), Turn(1, "assistant", a_answer), Turn(2, "user", off)]
+    d = route_conversation(turns, neighbours, vectors, P, conv)
+    assert (d.route, d.fallback, d.reason) == ("default", True, "off_topic")
+    after = [*turns, Turn(3, "assistant", sorry), Turn(4, "user", "and again?")]
+    assert route_conversation(after, neighbours, vectors, P, conv).route == "a"
+
+
+@pytest.mark.parametrize(
     ("text", "words"),
     [("yes please", 0), ("for 4 people tomorrow", 0), ("What is a good banana bread recipe?", 3)],
 )
 def test_content_words_ignore_dialogue_words(text: str, words: int) -> None:
     """Politeness, dates, counts and function words do not make a message a request of its own."""
     assert content_words(text) == words
+
+
+def test_an_index_version_recording_retired_parameters_still_opens() -> None:
+    """A version indexed before decay and gate_above were retired opens (they are ignored), so
+    an upgrade never makes the live index unreadable; its other conversation values are kept."""
+    table = RouteTable.from_dict(
+        {
+            "name": "router",
+            "default_agent": {"kind": "canned", "name": "d", "reply": "no"},
+            "routes": [],
+            "conversation": {"window": 6, "decay": 0.5, "gate_above": 0.3, "floor_below": 0.15},
+        },
+        {},
+    )
+    assert (table.conversation.window, table.conversation.floor_below) == (6, 0.15)

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from devkit.serving import SHIPPED_ROUTES
-from indexer.conversation_calibration import calibrate_conversations, insert_off_topic
+from indexer.conversation_calibration import (
+    calibrate_conversations,
+    fold_of,
+    insert_off_topic,
+    interrupt_with_off_topic,
+)
 from indexer.conversations import LabelledTurn, load_conversations, prepare, score_turns
 from indexer.hybrid import BandSimulator, calibrate_band
 from indexer.labelled import LabelledDataInvalid
@@ -120,7 +125,38 @@ def test_calibration_beats_the_last_message_and_keeps_off_topic_out(tmp_path: Pa
     assert result.chosen.off_topic is not None and result.chosen.off_topic >= 0.8
     assert result.chosen.scores.follow_up > result.last_message.scores.follow_up
     assert result.chosen.scores.all == 1.0
-    assert result.settings == 2 * 4 * 3 * 3 * 3 * 3 * 4 * 3
+    assert result.settings == 2 * 4 * 4 * 4 * 3 * 4  # window overridden; floor_below, assistant_weight fixed
+    assert "floor_below" not in result.searched and "switch" in result.searched
+    cv = result.cross_validated
+    assert cv is not None and cv.scores.counts == result.chosen.scores.counts  # every turn scored once, held out
+
+
+def test_folds_split_by_conversation_and_keep_insertions_with_their_conversation(tmp_path: Path) -> None:
+    """Cross-validation folds are a stable hash of the conversation id; an off-topic turn
+    inserted into a conversation, and an interrupted copy of it, fall in that conversation's fold."""
+    chats = load_conversations(write_conversations(tmp_path / "c.jsonl", CHATS * 3))
+    inserted = insert_off_topic(chats, [f"off-topic {i}" for i in range(20)])
+    plain, interrupted = interrupt_with_off_topic(chats, ["off-topic"] * 20, reply="Sorry.")
+    for c in [*inserted, *plain, *interrupted]:
+        base = c.labels[0].conversation.split("+")[0]
+        assert fold_of(c.id) == fold_of(base) == fold_of(base, 5)
+    assert len({fold_of(f"conversation {i}") for i in range(100)}) == 5
+
+
+def test_an_interrupted_turn_keeps_its_label_after_the_off_topic_exchange(tmp_path: Path) -> None:
+    """interrupt_with_off_topic puts the query and the reply just before a later labelled turn,
+    which keeps its route and turn type; the uninterrupted copy ends at the same turn."""
+    chats = load_conversations(write_conversations(tmp_path / "c.jsonl", CHATS))
+    plain, interrupted = interrupt_with_off_topic(chats, ["banana bread?"] * 5, reply="Sorry, I can't.", seed=3)
+    for p, i in zip(plain, interrupted, strict=True):
+        [pl], [il] = p.labels, i.labels
+        assert (pl.route, pl.first_of_domain, pl.switch) == (il.route, il.first_of_domain, il.switch)
+        assert p.messages[pl.position].text == i.messages[il.position].text
+        assert [(t.role, t.text) for t in i.messages[il.position - 2 : il.position]] == [
+            ("user", "banana bread?"),
+            ("assistant", "Sorry, I can't."),
+        ]
+        assert [t.index for t in i.messages] == list(range(len(i.messages)))
 
 
 def test_scores_count_out_of_scope_turns_as_right_when_they_fall_back() -> None:

@@ -100,8 +100,11 @@ INTERNAL_USES = {
     ("indexer/conversations.py", "router_core.conversation_engine"): _CALIBRATION,
     ("indexer/conversations.py", "router_core.decision"): _CALIBRATION,
     ("indexer/importer.py", "router_core.routes"): "writes route files by the loader's own rules (names, lengths)",
-    ("bench/conversation.py", "router_core.conversation"): "the rule's figures per setting (calibration, vectorised)",
-    ("bench/conversation.py", "router_core.decision"): "the rule's figures per setting (calibration, vectorised)",
+    ("bench/conversation.py", "router_core.decision"): "the baselines of the data set's README (vote alone)",
+    ("bench/conversation_sets.py", "router_core.conversation"): "the word-list ablation on the rule's own steps",
+    ("bench/conversation_sets.py", "router_core.conversation_engine"): "the word-list ablation on the rule's own steps",
+    ("bench/conversation_sets.py", "router_core.conversation_words"): "the word-list ablation on the rule's own steps",
+    ("bench/conversation_sets.py", "router_core.decision"): "off-topic queries alone (the vote)",
 }
 OUTSIDE = ("service", "indexer", "bench", "devkit", "router_llm")
 

@@ -34,6 +34,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=4, help="with --llm: questions in flight at once (default 4)"
     )
+    parser.add_argument(
+        "--off-topic",
+        type=Path,
+        metavar="FILE",
+        help="conversations: labelled JSON Lines whose oos queries are inserted as off-topic turns and "
+        "scored (sent to the default route mid-chat, against alone)",
+    )
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
