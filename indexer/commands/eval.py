@@ -59,7 +59,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if is_conversation_file(args.file):
         from indexer.conversation_commands import run_eval_conversations
 
-        return run_eval_conversations(ctx, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm)
+        return run_eval_conversations(
+            ctx, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm, off_topic_file=args.off_topic
+        )
+    if args.off_topic is not None:
+        raise ValueError("--off-topic is for a conversations file (a 'messages' list per line)")
     return run_eval(ctx, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm)
 
 
