@@ -107,7 +107,7 @@ class _Serve:
 
     def encode(self, text: str) -> dict[str, float]:
         t0 = time.perf_counter()
-        self.embedder.encode([text])
+        self.embedder.encode_queries([text])
         return {"s": time.perf_counter() - t0}
 
     def open(self, data_dir: str) -> dict[str, str]:

@@ -170,7 +170,7 @@ def prepare(
     hits: list[list[Neighbour]] = []
     for start in range(0, len(texts), chunk):
         part = texts[start : start + chunk]
-        encoded = embedder.encode(part, batch_size=batch_size)
+        encoded = embedder.encode_queries(part, batch_size=batch_size)
         vectors.extend(encoded)
         hits.extend(index.searcher.search(encoded, params.k))
         steps.advance(len(part))

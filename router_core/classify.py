@@ -28,4 +28,4 @@ def classify_texts(
     batch_size: int = 64,
 ) -> list[Decision]:
     """Embed and classify `texts` in one go (evaluation, scripts)."""
-    return classify_vectors(index, embedder.encode(texts, batch_size=batch_size), params)
+    return classify_vectors(index, embedder.encode_queries(texts, batch_size=batch_size), params)

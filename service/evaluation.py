@@ -114,7 +114,7 @@ class Evaluator:
             texts = [q.text for q in queries]
             labels = canonical_labels(queries, set(names), params.default_route)
             # Embed once, search once: what `indexer eval`'s neighbours_for does without progress.
-            neighbours = index.searcher.search(embedder.encode(texts, batch_size=self._batch_size), params.k)
+            neighbours = index.searcher.search(embedder.encode_queries(texts, batch_size=self._batch_size), params.k)
             decisions = decide_many(neighbours, params)
             report = evaluate(decisions, labels, params.default_route, texts=texts, routes=names)
             curve = threshold_curve(neighbours, labels, params, CURVE_THRESHOLDS, names)

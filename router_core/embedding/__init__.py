@@ -2,6 +2,17 @@
 
 from router_core.embedding.loader import BACKENDS, load_embedder
 from router_core.embedding.models import DEFAULT_MODEL, MODEL_ID_FILE, resolve_model
+from router_core.embedding.packaged import Languages, languages_of
 from router_core.embedding.protocol import Embedder, Vectors
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "MODEL_ID_FILE", "Embedder", "Vectors", "load_embedder", "resolve_model"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "MODEL_ID_FILE",
+    "Embedder",
+    "Languages",
+    "Vectors",
+    "languages_of",
+    "load_embedder",
+    "resolve_model",
+]

@@ -154,7 +154,7 @@ class RoutingStage:
             texts = list(dict.fromkeys(t for plan in plans for t in plan))
             t0 = time.perf_counter()
             vectors, embedded = self._vectors.vectors(
-                embedder, texts, lambda batch: embedder.encode(batch, batch_size=self._batch_size)
+                embedder, texts, lambda batch: embedder.encode_queries(batch, batch_size=self._batch_size)
             )
             t1 = time.perf_counter()
             chat_texts = {t for plan, r in zip(plans, requests, strict=True) if len(r.turns) > 1 for t in plan}
