@@ -45,6 +45,11 @@ class Worker:
         )
         self.facts: dict[str, Any] = self._read()
 
+    @property
+    def pid(self) -> int:
+        """The worker's process id (to read its memory)."""
+        return self._proc.pid
+
     def call(self, op: str, **args: Any) -> Any:
         """Run `op` in the worker; its answer, or RuntimeError with the worker's error."""
         assert self._proc.stdin is not None

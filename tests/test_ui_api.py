@@ -122,7 +122,7 @@ def test_evaluation_matches_indexer_eval(
     client: httpx.Client, shipped_settings: ServiceSettings, embedder: Embedder, tmp_path: Path
 ) -> None:
     """POST /v1/evaluate of the shipped test file reports what `python -m indexer eval` reports."""
-    assert client.get("/v1/evals").json()["files"] == ["shipped-test.jsonl", "shipped-val.jsonl"]
+    assert client.get("/v1/evals").json()["files"] == ["multilingual.jsonl", "shipped-test.jsonl", "shipped-val.jsonl"]
     served = client.post("/v1/evaluate", json={"file": "shipped-test.jsonl"})
     assert served.status_code == 200, served.text
     body = served.json()

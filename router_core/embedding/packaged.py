@@ -174,7 +174,8 @@ def installed(model: PackagedModel) -> bool:
 
 
 def main() -> int:
-    """`python -m router_core.embedding.packaged`: check every packaged model (bin/setup runs it)."""
+    """Check every packaged model's files, printing one line each (`bin/setup --multilingual`
+    runs it); 1 when one is missing or fails its checksum."""
     failed = 0
     for model in PACKAGED_MODELS:
         try:
@@ -186,7 +187,3 @@ def main() -> int:
         size = sum(p.stat().st_size for p in paths)
         print(f"{model.name} ({model.model_id}): {len(paths)} files, {size / 2**20:.0f} MiB, sha256 verified")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
