@@ -200,9 +200,10 @@ def speed(models: Sequence[str], cache: Path, work: Path, queries: Sequence[str]
 
 
 def run_candidates(
-    datasets: Path, work: Path, *, quick: bool, skip_mpnet: bool, log: Log, command: str
+    datasets: Path, work: Path, *, quick: bool, skip_mpnet: bool, log: Log, command: str, checkpoint: Path
 ) -> dict[str, Any]:
-    """Every measurement of every candidate; the result as JSON-ready data."""
+    """Every measurement of every candidate; the result as JSON-ready data, also written to
+    `checkpoint` after each model (a long run that fails late keeps what it measured)."""
     started = time.perf_counter()
     models = candidate_models(skip_mpnet=skip_mpnet, log=log)
     cache = work / "derived"
@@ -231,6 +232,7 @@ def run_candidates(
                 log(f"{model}: {name} {quality[name]['scores']}")
         quality["seconds"] = round(time.perf_counter() - t0, 1)
         result["quality"][model] = quality
+        checkpoint.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     result["load_average"]["before_speed"] = load_average()
     n = 40 if quick else LATENCY_QUERIES
     result["speed"] = speed(models, cache, work, (queries * (n // len(queries) + 1))[:n], log)
@@ -241,6 +243,8 @@ def run_candidates(
 
 def run_candidates_command(args: argparse.Namespace, given: list[str], log: Log, results: Path) -> int:
     """`--candidates`: measure, write the JSON, print and (full runs) rewrite the section."""
+    out = args.out or results / f"candidates-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="router-candidates-") as tmp:
         result = run_candidates(
             args.datasets,
@@ -249,9 +253,8 @@ def run_candidates_command(args: argparse.Namespace, given: list[str], log: Log,
             skip_mpnet=args.skip_mpnet,
             log=log,
             command=" ".join(["python -m bench", *given]),
+            checkpoint=out,
         )
-    out = args.out or results / f"candidates-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     section = render(result)
     print(section)

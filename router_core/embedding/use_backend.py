@@ -75,16 +75,20 @@ class UseEmbedder:
         out: Vectors = self._session.run(["outputs"], {"inputs": np.array([text], dtype=object)})[0]
         return out
 
+    def _rows(self, texts: Sequence[str]) -> Vectors:
+        return np.vstack([self._one(t) for t in texts])
+
     def _encode(self, texts: Sequence[str]) -> Vectors:
         texts = list(texts)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
         if self.workers > 1 and len(texts) >= SPLIT_MIN * self.workers:
+            step = -(-len(texts) // self.workers)  # one contiguous share per worker
+            shares = [texts[i : i + step] for i in range(0, len(texts), step)]
             with ThreadPoolExecutor(self.workers, thread_name_prefix="use-bulk") as pool:
-                rows = list(pool.map(self._one, texts, chunksize=32))
+                out[:] = np.vstack(list(pool.map(self._rows, shares)))
         else:
-            rows = [self._one(t) for t in texts]
-        out[:] = np.vstack(rows)
+            out[:] = self._rows(texts)
         out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
         return out
