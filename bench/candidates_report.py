@@ -51,7 +51,7 @@ def verdicts(result: dict[str, Any]) -> dict[str, str]:
         if short:
             out[model] = "does not match MiniLM on English: " + ", ".join(short)
         elif not faster:
-            out[model] = "matches MiniLM on English but is not faster"
+            out[model] = "matches MiniLM on English (or does better) but is not faster"
         else:
             out[model] = "matches MiniLM on English (within 0.5 points) and is faster: a default candidate"
     return out
@@ -74,7 +74,8 @@ def render(result: dict[str, Any]) -> str:
         f"{load['start']}, before the speed part {load['before_speed']}, at the end {load['end']}: the machine "
         "has 2 cores shared with other work, so compare the models within this run, as ratios).",
         "Quality through `python -m indexer` (import, reindex, calibrate, eval) with ROUTER_EMBEDDING__MODEL set; "
-        "speed and memory in one process per model (`bench.worker`), the probes interleaved.",
+        'speed and memory in one process per model (`bench.worker`), the probes interleaved; "alone" is '
+        "without the bench's neighbour process, not on an idle machine (see the load average).",
         "",
         "| | " + " | ".join(f"`{m}`" for m in models) + " |",
         "|---|" + "---|" * len(models),
@@ -118,9 +119,9 @@ def render(result: dict[str, Any]) -> str:
             for m in models
         ],
     )
-    for when in ("idle", "neighbour"):
+    for when, label in (("idle", "alone"), ("neighbour", "beside a CPU-heavy neighbour")):
         row(
-            f"encode one query, {when}: p50 / p99",
+            f"encode one query, {label}: p50 / p99",
             [
                 f"{_ms(_get(s[m], 'encode', when, 'p50_ms'))} / {_ms(_get(s[m], 'encode', when, 'p99_ms'))}"
                 for m in models
@@ -128,7 +129,7 @@ def render(result: dict[str, Any]) -> str:
         )
     base = _get(s[DEFAULT_MODEL], "encode", "idle", "p50_ms")
     row(
-        "encode p50 idle, x MiniLM",
+        "encode p50 alone, x MiniLM",
         ["-" if not base else f"{_get(s[m], 'encode', 'idle', 'p50_ms') / base:.2f}x" for m in models],
     )
     row("model load (in its process)", [f"{_get(s[m], 'load_s'):.2f} s" for m in models])
