@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-int8", action="store_true", help="leave out MiniLM with int8 weights (the opt-in approximate backend)"
     )
+    parser.add_argument(
+        "--candidates",
+        action="store_true",
+        help="only the embedding models side by side (MiniLM, mpnet and the multilingual models when "
+        "installed): quality, multilingual eval, speed, memory (bench.candidates)",
+    )
     parser.add_argument("--out", type=Path, help="result JSON (default: bench/results/<timestamp>.json)")
     parser.add_argument(
         "--markdown",
@@ -163,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
     log = _logger(started)
+    if args.candidates:
+        from bench.candidates import run_candidates_command  # its own measurements and section
+
+        return run_candidates_command(args, given, log, RESULTS)
     with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
         result = run(args, Path(tmp), given, started, log)
     stamp = result["started_at"].replace(":", "").replace("-", "").replace("+0000", "Z")

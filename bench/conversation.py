@@ -94,7 +94,7 @@ def previous_and_last(prepared: Prepared, embedder: Embedder, index: OpenIndex, 
     for request in prepared.requests:
         users = [t.text for t in request if t.role == "user"]
         texts.append(" ".join(users[-2:]))
-    hits = index.searcher.search(embedder.encode(texts), params.k)
+    hits = index.searcher.search(embedder.encode_queries(texts), params.k)
     return [d.route for d in decide_many(hits, params)]
 
 

@@ -26,7 +26,7 @@ def encode_by_batch_size(
 ) -> dict[str, Any]:
     """Queries per second of `embedder.encode` at each batch size, and each size's gain over 1."""
     calls: dict[int, list[float]] = {size: [] for size in sizes}
-    embedder.encode(list(texts[: max(sizes)]))
+    embedder.encode_queries(list(texts[: max(sizes)]))
     offset = 0
     stop = time.perf_counter() + budget_s
     rounds = 0
@@ -35,7 +35,7 @@ def encode_by_batch_size(
             batch = [texts[(offset + j) % len(texts)] for j in range(size)]
             offset += size
             t0 = time.perf_counter()
-            embedder.encode(batch)
+            embedder.encode_queries(batch)
             calls[size].append(time.perf_counter() - t0)
         rounds += 1
     per_s = {size: size / statistics.median(calls[size]) for size in sizes}

@@ -22,11 +22,11 @@ def index_build(
     """
     say = log or (lambda _message: None)
     texts = [p.text for p in example_points(table)]
-    embedder.encode(texts[:WARMUP_TEXTS])
+    embedder.encode_documents(texts[:WARMUP_TEXTS])
 
     def bare_encode() -> float:
         t0 = time.perf_counter()
-        embedder.encode(texts)
+        embedder.encode_documents(texts)
         return time.perf_counter() - t0
 
     before = bare_encode()

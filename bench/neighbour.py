@@ -17,11 +17,11 @@ from router_core import load_embedder
 def main() -> int:
     texts = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     embedder = load_embedder(backend="torch", threads=2)
-    embedder.encode(texts[:64])
+    embedder.encode_documents(texts[:64])
     print("ready", flush=True)
     i = 0
     while True:
-        embedder.encode(texts[i : i + 64], batch_size=64)
+        embedder.encode_documents(texts[i : i + 64], batch_size=64)
         i = (i + 64) % max(1, len(texts) - 64)
 
 

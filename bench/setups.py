@@ -76,7 +76,7 @@ from pathlib import Path
 t1 = time.perf_counter()
 e = load_embedder(sys.argv[1], backend=sys.argv[2], threads=int(sys.argv[3]), cache_dir=Path(sys.argv[4]))
 t2 = time.perf_counter()
-e.encode(["how do I reset my password"])
+e.encode_queries(["how do I reset my password"])
 t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_query_s": t3 - t2}))
 """

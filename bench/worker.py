@@ -45,6 +45,11 @@ class Worker:
         )
         self.facts: dict[str, Any] = self._read()
 
+    @property
+    def pid(self) -> int:
+        """The worker's process id (to read its memory)."""
+        return self._proc.pid
+
     def call(self, op: str, **args: Any) -> Any:
         """Run `op` in the worker; its answer, or RuntimeError with the worker's error."""
         assert self._proc.stdin is not None
@@ -107,7 +112,7 @@ class _Serve:
 
     def encode(self, text: str) -> dict[str, float]:
         t0 = time.perf_counter()
-        self.embedder.encode([text])
+        self.embedder.encode_queries([text])
         return {"s": time.perf_counter() - t0}
 
     def open(self, data_dir: str) -> dict[str, str]:

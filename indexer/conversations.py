@@ -183,7 +183,7 @@ def prepare(
     steps.stage(f"embedding and searching {len(fresh)} texts of the conversations", len(fresh))
     for start in range(0, len(fresh), chunk):
         part = fresh[start : start + chunk]
-        encoded = embedder.encode(part, batch_size=batch_size)
+        encoded = embedder.encode_queries(part, batch_size=batch_size)
         for text, vector, hits in zip(part, encoded, index.searcher.search(encoded, params.k), strict=True):
             seen[text] = (vector, hits)
         steps.advance(len(part))

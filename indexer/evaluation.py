@@ -46,11 +46,11 @@ def neighbours_for(
     if not texts:
         return []
     if progress is None:
-        return index.searcher.search(embedder.encode(list(texts), batch_size=batch_size), k_max)
+        return index.searcher.search(embedder.encode_queries(list(texts), batch_size=batch_size), k_max)
     progress.stage(f"embedding and searching {len(texts)} queries", len(texts))
     out: list[list[Neighbour]] = []
     for start in range(0, len(texts), chunk):
         part = list(texts[start : start + chunk])
-        out.extend(index.searcher.search(embedder.encode(part, batch_size=batch_size), k_max))
+        out.extend(index.searcher.search(embedder.encode_queries(part, batch_size=batch_size), k_max))
         progress.advance(len(part))
     return out

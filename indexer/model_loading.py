@@ -20,6 +20,7 @@ from typing import TextIO
 
 from router_core import Embedder, ModelUnavailable, load_embedder
 from router_core.embedding import Vectors, portable_source, resolve_model
+from router_core.embedding.loader import resolve_backend
 from router_core.settings import EmbeddingSettings
 
 _PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"
@@ -77,7 +78,7 @@ def quiet_loading(quiet: bool) -> Iterator[None]:
 
 
 class LazyEmbedder:
-    """An `Embedder` whose model loads on the first `encode` (or when its dimension is needed
+    """An `Embedder` whose model loads on the first encode (or when its dimension is needed
     and not known); `on_load` hears the loaded model and the seconds it took."""
 
     def __init__(
@@ -96,7 +97,7 @@ class LazyEmbedder:
         self._may_load = may_load  # False: a preview (reindex --dry-run) that must not load it
         self._location, self.model_id = resolve_model(settings.model)
         self.source = portable_source(settings.model)
-        self.backend: str = settings.backend
+        self.backend: str = resolve_backend(settings.model, settings.backend)
         self._dimension: int | None = None
         self._model: Embedder | None = None
         self.load_seconds = 0.0
@@ -149,9 +150,13 @@ class LazyEmbedder:
                 self._on_load(model, self.load_seconds)
         return self._model
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
-        """Embed `texts` with the model, loading it first if needed."""
-        return self.load().encode(texts, batch_size=batch_size, progress=progress)
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """Embed texts to route with the model, loading it first if needed."""
+        return self.load().encode_queries(texts, batch_size=batch_size, progress=progress)
+
+    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """Embed stored examples with the model, loading it first if needed."""
+        return self.load().encode_documents(texts, batch_size=batch_size, progress=progress)
 
 
 def dimension_from_files(location: str) -> int:

@@ -283,7 +283,7 @@ def _vectors_for(
                 vectors[i] = stored.vectors[rows[p.id]]
     if missing:
         stage(f"embedding {len(missing)} example(s)")
-        vectors[missing] = embedder.encode(
+        vectors[missing] = embedder.encode_documents(
             [plan.points[i].text for i in missing], batch_size=batch_size, progress=progress
         )
     return vectors

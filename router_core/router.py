@@ -68,12 +68,12 @@ class Router:
         parts: list[Vectors] = []
         for start in range(0, len(texts), CHUNK):
             part = list(texts[start : start + CHUNK])
-            vectors = self.embedder.encode(part, batch_size=self.batch_size)
+            vectors = self.embedder.encode_queries(part, batch_size=self.batch_size)
             parts.append(vectors)
             hits.extend(self.index.searcher.search(vectors, k))
             steps.advance(len(part))
         if not parts:
-            return [], self.embedder.encode([], batch_size=self.batch_size)
+            return [], self.embedder.encode_queries([], batch_size=self.batch_size)
         return hits, np.concatenate(parts)
 
     def search(self, planned: Plan, *, progress: Steps | None = None, k: int = 0) -> Found:

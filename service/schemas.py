@@ -109,6 +109,14 @@ class RouteOut(msgspec.Struct):
     agent: dict[str, Any]
 
 
+class ModelOut(msgspec.Struct):
+    """The embedding model a version was built with, and the languages it was trained for."""
+
+    id: str
+    languages: list[str]  # ISO 639-1 codes; empty when too many to list or not known
+    languages_note: str
+
+
 class RoutesResponse(msgspec.Struct):
     """The route table of the live index version."""
 
@@ -122,6 +130,7 @@ class RoutesResponse(msgspec.Struct):
     margin: float = 0.0
     threshold_mode: str = "neighbour"
     vote: str = "count"
+    model: ModelOut | None = None
 
 
 class HealthResponse(msgspec.Struct):

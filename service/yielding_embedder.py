@@ -10,7 +10,7 @@ for at most one slice, and the re-index takes a little longer.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,14 +33,21 @@ class YieldingEmbedder:
         self.source = embedder.source
         self.backend = embedder.backend
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
-        """The same vectors as the wrapped model's encode, computed slice by slice."""
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """The same vectors as the wrapped model's, computed slice by slice."""
+        return self._sliced(self._inner.encode_queries, texts, batch_size)
+
+    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """The same vectors as the wrapped model's, computed slice by slice."""
+        return self._sliced(self._inner.encode_documents, texts, batch_size)
+
+    def _sliced(self, encode: Callable[..., Vectors], texts: Sequence[str], batch_size: int) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         parts = []
         for start in range(0, len(texts), self._slice):
             began = time.perf_counter()
             chunk = list(texts[start : start + self._slice])
-            parts.append(self._inner.encode(chunk, batch_size=min(batch_size, self._slice), progress=False))
+            parts.append(encode(chunk, batch_size=min(batch_size, self._slice), progress=False))
             time.sleep(max(MIN_PAUSE_S, (time.perf_counter() - began) * PAUSE_FRACTION))
         return np.concatenate(parts).astype(np.float32, copy=False)

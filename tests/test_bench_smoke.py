@@ -319,7 +319,7 @@ def test_backend_targets_and_section_render_from_a_result() -> None:
 def test_contention_runs_each_probe_idle_and_beside_a_neighbour(tmp_path: Path, embedder: Embedder) -> None:
     """The neighbour process starts, runs while the probes are timed a second time, and stops."""
     figures = idle_and_loaded(
-        {"bare": lambda q: embedder.model.encode([q])},  # type: ignore[attr-defined]
+        {"bare": lambda q: embedder.model.encode_queries([q])},  # type: ignore[attr-defined]
         ["how do i bake bread", "what is 12 times 7"],
         [t for texts in TRAIN.values() for t in texts],
         tmp_path,

@@ -59,11 +59,11 @@ def test_onnx_runtime_reproduces_torch(embedder: Embedder, torch_embedder: Embed
     """Parity: ONNX Runtime gives torch's vectors for every shipped example, the reference
     sentences (long, non-Latin, markup) and odd queries, batched and one by one."""
     texts = [*shipped_texts(), *REFERENCE_TEXTS, *QUERIES]
-    onnx = embedder.model.encode(texts, batch_size=64)  # type: ignore[attr-defined]  # the real model, unmemoised
-    torch = torch_embedder.encode(texts, batch_size=64)
+    onnx = embedder.model.encode_documents(texts, batch_size=64)  # type: ignore[attr-defined]  # the real model, unmemoised
+    torch = torch_embedder.encode_documents(texts, batch_size=64)
     assert onnx.shape == torch.shape == (len(texts), 384)
     assert cosines(onnx, torch).min() >= MIN_COSINE
-    one_by_one = np.vstack([embedder.model.encode([t]) for t in QUERIES])  # type: ignore[attr-defined]
+    one_by_one = np.vstack([embedder.model.encode_documents([t]) for t in QUERIES])  # type: ignore[attr-defined]
     assert cosines(one_by_one, torch[-len(QUERIES) :]).min() >= MIN_COSINE
     assert np.allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
     result = check_parity(record_reference(torch_embedder), embedder)
@@ -227,7 +227,7 @@ def test_fine_tuned_layout_runs_on_onnx(tmp_path: Path, torch_embedder: Embedder
     onnx = load_embedder(str(target), cache_dir=derived_dir)
     assert onnx.model_id == "minilm-resaved"
     texts = [*REFERENCE_TEXTS, *QUERIES]
-    assert cosines(onnx.encode(texts), torch_embedder.encode(texts)).min() >= MIN_COSINE
+    assert cosines(onnx.encode_documents(texts), torch_embedder.encode_documents(texts)).min() >= MIN_COSINE
 
 
 def test_threads_one_for_small_models_two_for_base_models() -> None:
@@ -247,8 +247,8 @@ def test_a_large_micro_batch_is_split_across_workers_in_order(bare_embedder: Emb
     """A batch of 16+ texts runs as one pass per worker; every row still belongs to its text."""
     texts = [f"{t} #{i}" for i, t in enumerate(shipped_texts()[:40])]
     assert getattr(bare_embedder, "workers", 1) >= 1
-    together = bare_embedder.encode(texts)
-    alone = np.vstack([bare_embedder.encode([t]) for t in texts])
+    together = bare_embedder.encode_documents(texts)
+    alone = np.vstack([bare_embedder.encode_documents([t]) for t in texts])
     assert cosines(together, alone).min() >= MIN_COSINE
 
 
@@ -273,6 +273,6 @@ def test_a_long_text_is_not_batched_with_short_ones() -> None:
 def test_mixed_lengths_encode_as_they_would_alone(bare_embedder: Embedder) -> None:
     """Cutting and running batches side by side changes no vector: each text as if alone."""
     texts = ["yes please", "Would you like me to book a table at Sushi Ran for 7:30 pm tonight? " * 4, "for 4 people"]
-    together = bare_embedder.encode(texts)
+    together = bare_embedder.encode_documents(texts)
     for text, row in zip(texts, together, strict=True):
-        assert float(np.dot(bare_embedder.encode([text])[0], row)) > 0.99999
+        assert float(np.dot(bare_embedder.encode_documents([text])[0], row)) > 0.99999

@@ -198,7 +198,7 @@ def test_killed_reindex_leaves_a_complete_live_version(
         assert after == live and store.versions() == [live]
     opened = store.open_version(after)  # the live version is complete: it opens and answers
     try:
-        [[nearest, *_]] = opened.searcher.search(embedder.encode(["What is 15% of 200?"]), 5)
+        [[nearest, *_]] = opened.searcher.search(embedder.encode_queries(["What is 15% of 200?"]), 5)
         assert nearest.route == "maths"
     finally:
         opened.close()

@@ -79,7 +79,7 @@ def test_finetune_writes_a_model_the_index_records(tmp_path: Path) -> None:
     tuned = load_embedder(str(out_dir), cache_dir=tmp_path / "data" / "models" / "derived")
     assert tuned.model_id == marker["model_id"]
     assert tuned.dimension == 384
-    vectors = tuned.encode(["will it rain tomorrow"])
+    vectors = tuned.encode_queries(["will it rain tomorrow"])
     assert np.isclose(np.linalg.norm(vectors[0]), 1.0, atol=1e-5)
     assert paste(hint + " --quiet", embedder=tuned) == 0
     store = EdgeStore(tmp_path / "data")

@@ -69,7 +69,7 @@ def test_clean_routes_have_no_findings(embedder: Embedder) -> None:
     """Well-separated routes with enough examples give an empty report."""
     texts = [(name, e) for name, examples in TINY_ROUTES.items() for e in examples]
     points = [ExamplePoint(point_id(r, t), r, t) for r, t in texts]
-    report = check_hygiene(points, embedder.encode([t for _, t in texts]), min_examples=6)
+    report = check_hygiene(points, embedder.encode_documents([t for _, t in texts]), min_examples=6)
     assert report.near_duplicates == ()
     assert report.small_routes == ()
     assert report.misplaced == ()

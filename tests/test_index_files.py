@@ -258,10 +258,13 @@ class GatedEmbedder:
         )
         self.release = threading.Event()
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        return self.inner.encode_queries(texts, batch_size=batch_size, progress=progress)
+
+    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
         if any(t.startswith(self.tag) for t in texts):
             assert self.release.wait(120), "the test never released the gated re-index"
-        return self.inner.encode(texts, batch_size=batch_size, progress=progress)
+        return self.inner.encode_documents(texts, batch_size=batch_size, progress=progress)
 
 
 def test_a_reindex_that_times_out_releases_the_endpoint(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
@@ -304,10 +307,16 @@ class TimedEmbedder:
         self._ticks = itertools.count()
         self._lock = threading.Lock()
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        return self._timed(self.inner.encode_queries, texts, batch_size)
+
+    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        return self._timed(self.inner.encode_documents, texts, batch_size)
+
+    def _timed(self, encode: Callable[..., Vectors], texts: Sequence[str], batch_size: int) -> Vectors:
         with self._lock:
             start = next(self._ticks)
-        vectors = self.inner.encode(texts, batch_size=batch_size, progress=progress)
+        vectors = encode(texts, batch_size=batch_size)
         with self._lock:
             what = "reindex" if any(REINDEX_TAG in t for t in texts) else "query"
             self.calls.append((what, start, next(self._ticks)))

@@ -105,5 +105,5 @@ def test_quality_model_on_onnx_reproduces_torch(tmp_path: Path) -> None:
     assert onnx.dimension == 768
     result = check_parity(record_reference(torch), onnx)
     assert result.ok and result.min_cosine is not None and result.min_cosine >= MIN_COSINE
-    vectors = onnx.encode(list(REFERENCE_TEXTS))
+    vectors = onnx.encode_documents(list(REFERENCE_TEXTS))
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

@@ -58,7 +58,7 @@ def test_removed_example_disappears_and_only_changes_are_embedded(
     assert "integrate x squared from zero to three" in texts
     index = store.open_version(live)
     try:
-        [hits] = index.searcher.search(embedder.encode([removed]), 3)
+        [hits] = index.searcher.search(embedder.encode_queries([removed]), 3)
         assert removed not in [h.text for h in hits]
     finally:
         index.close()

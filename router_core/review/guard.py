@@ -91,7 +91,11 @@ def baseline(
     names = {r.name for r in table.routes}
     labels = [default if is_fallback_label(g, default) else g for g in canonical_labels(queries, names, default)]
     texts = [q.text for q in queries]
-    vectors = embedder.encode(texts, batch_size=batch_size) if texts else np.zeros((0, embedder.dimension), np.float32)
+    vectors = (
+        embedder.encode_queries(texts, batch_size=batch_size)
+        if texts
+        else np.zeros((0, embedder.dimension), np.float32)
+    )
     found = index.searcher.search(vectors, table.params.k) if texts else []
     return Baseline(index.version, tuple(texts), tuple(labels), vectors, tuple(tuple(row) for row in found))
 
@@ -101,7 +105,11 @@ def guard(
 ) -> GuardReport:
     """Decide the evaluation and reviewed queries with and without `candidates` added."""
     params = index.table.params
-    new = embedder.encode([c.text for c in candidates]) if candidates else np.zeros((0, embedder.dimension), np.float32)
+    new = (
+        embedder.encode_documents([c.text for c in candidates])
+        if candidates
+        else np.zeros((0, embedder.dimension), np.float32)
+    )
 
     def both(side: Baseline) -> tuple[list[Decision], list[Decision]]:
         before = decide_many(side.neighbours, params) if side.texts else []

@@ -45,8 +45,8 @@ def nearby(
     if not anchors or not logged:
         return []
     params = index.table.params
-    anchor_vectors = embedder.encode([a for a, _ in anchors])
-    logged_vectors = vectors if vectors is not None else embedder.encode(list(logged))
+    anchor_vectors = embedder.encode_queries([a for a, _ in anchors])
+    logged_vectors = vectors if vectors is not None else embedder.encode_queries(list(logged))
     sims = np.asarray(logged_vectors, dtype=np.float32) @ np.asarray(anchor_vectors, dtype=np.float32).T
     picked: list[tuple[int, int, float]] = []
     for j, (anchor_text, _) in enumerate(anchors):

@@ -6,8 +6,9 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from router_core import public_view
+from router_core.embedding import languages_of
 from service.routing.stage import RoutingStage
-from service.schemas import RouteOut, RoutesResponse, problem_responses
+from service.schemas import ModelOut, RouteOut, RoutesResponse, problem_responses
 
 
 @get(
@@ -18,9 +19,11 @@ from service.schemas import RouteOut, RoutesResponse, problem_responses
 )
 async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
     """Routes with example counts, thresholds and agent names; the decision parameters the
-    playground draws (k, threshold, margin, threshold mode, vote weighting)."""
+    playground draws (k, threshold, margin, threshold mode, vote weighting); the model the
+    version was built with and its languages."""
     index = routing.current
     table = index.table
+    languages = languages_of(index.manifest.model_id)
     return RoutesResponse(
         index_version=index.version,
         router=table.name,
@@ -34,4 +37,5 @@ async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
         margin=table.params.margin,
         threshold_mode=table.params.threshold_mode,
         vote=table.params.vote,
+        model=ModelOut(index.manifest.model_id, list(languages.codes), languages.note),
     )

@@ -140,7 +140,7 @@ class RoutingStage:
                 texts = list(planned.texts)
                 t0 = time.perf_counter()
                 vectors, timings["embedded"] = self._vectors.vectors(
-                    embedder, texts, lambda batch: embedder.encode(batch, batch_size=self._batch_size)
+                    embedder, texts, lambda batch: embedder.encode_queries(batch, batch_size=self._batch_size)
                 )
                 t1 = time.perf_counter()
                 by_text = self._search(index, texts, vectors, planned.k, remember=planned.history)

@@ -216,6 +216,10 @@
     $("live-version").textContent =
       `${r.router}: ${r.routes.length} routes, index version ${r.index_version}` +
       ` · k ${r.k}, threshold ${r.threshold}, margin ${r.margin}`;
+    const m = r.model;
+    $("live-model").textContent = m
+      ? `model ${m.id} · languages: ${m.languages.length ? `${m.languages.join(", ")} (${m.languages_note})` : m.languages_note}`
+      : "";
   }
 
   function thresholdFor(route) {
