@@ -39,8 +39,7 @@ from bench.contention import Timed, idle_and_loaded
 from bench.machine import load_average, machine_facts
 from bench.sections import write_section
 from bench.worker import Worker
-from router_core.embedding import DEFAULT_MODEL
-from router_core.embedding.packaged import PACKAGED_MODELS, installed
+from router_core.embedding import DEFAULT_MODEL, PACKAGED_MODELS, installed
 from router_core.embedding.quality_model import MPNET_NAME, check_assembled, default_location
 
 REPO = Path(__file__).resolve().parents[1]

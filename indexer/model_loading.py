@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from router_core import Embedder, ModelUnavailable, load_embedder
-from router_core.embedding import Vectors, portable_source, resolve_model
-from router_core.embedding.loader import resolve_backend
+from router_core.embedding import Vectors, portable_source, resolve_backend, resolve_model
 from router_core.settings import EmbeddingSettings
 
 _PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"

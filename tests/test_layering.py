@@ -100,6 +100,7 @@ INTERNAL_USES = {
     ("indexer/conversations.py", "router_core.conversation_engine"): _CALIBRATION,
     ("indexer/conversations.py", "router_core.decision"): _CALIBRATION,
     ("indexer/importer.py", "router_core.routes"): "writes route files by the loader's own rules (names, lengths)",
+    ("bench/candidates.py", "router_core.embedding.quality_model"): "whether the quality model is assembled",
     ("bench/conversation.py", "router_core.decision"): "the baselines of the data set's README (vote alone)",
     ("bench/conversation_sets.py", "router_core.conversation"): "the word-list ablation on the rule's own steps",
     ("bench/conversation_sets.py", "router_core.conversation_engine"): "the word-list ablation on the rule's own steps",
