@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from router_core import RouterError
 from router_core.settings import SettingsSection
@@ -39,6 +39,37 @@ class AuthSettings(SettingsSection):
         "past it, credentials from that address are refused with 429 until the bucket refills.",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = CORS off.")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for i, key in enumerate(keys):
+            problem = credential_problem(key.get_secret_value())
+            if problem:
+                raise ValueError(f"key {i + 1} of {len(keys)} {problem}")
+        return keys
+
+    @field_validator("admin_token")
+    @classmethod
+    def _usable_admin_token(cls, token: SecretStr | None) -> SecretStr | None:
+        problem = credential_problem(token.get_secret_value()) if token is not None else None
+        if problem:
+            hint = " (unset the variable to disable the admin endpoints)" if problem == "is empty" else ""
+            raise ValueError(f"the token {problem}{hint}")
+        return token
+
+
+def credential_problem(value: str) -> str | None:
+    """Why a configured key could never be presented as `Authorization: Bearer <key>` (it would
+    refuse everyone, or, as a key list that is not empty, let the service bind any address), or
+    None. Never quotes the value."""
+    if not value:
+        return "is empty"
+    if value != value.strip():
+        return "starts or ends with whitespace, which a bearer token cannot carry"
+    if any(not " " <= c <= "~" for c in value):
+        return "holds a character that is not printable ASCII, which an HTTP header cannot carry"
+    return None
 
 
 class InsecureBind(RouterError):
