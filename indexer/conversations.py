@@ -22,6 +22,7 @@ from router_core.conversation import ConversationParams, Turn, content_words, la
 from router_core.conversation_engine import ConversationBatch, Layout
 from router_core.decision import Decision, decide_many
 from router_core.embedding import Embedder
+from router_core.labelled import check_text, read_json_line, split_lines
 from router_core.neighbours import Neighbour
 from router_core.params import DecisionParams
 from router_core.store.protocol import OpenIndex
@@ -62,7 +63,7 @@ def is_conversation_file(path: Path | str) -> bool:
                 if line.strip():
                     row = json.loads(line)
                     return isinstance(row, dict) and "messages" in row
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # the loader then names the line
         return False
     return False
 
@@ -71,7 +72,7 @@ def load_conversations(path: Path | str) -> list[LabelledConversation]:
     """Read a conversations file; raise LabelledDataInvalid naming the first bad line."""
     source = Path(path)
     try:
-        lines = source.read_text(encoding="utf-8").splitlines()
+        lines = split_lines(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelledDataInvalid(f"cannot read {source}: {exc}") from exc
     out = []
@@ -79,11 +80,7 @@ def load_conversations(path: Path | str) -> list[LabelledConversation]:
         if not line.strip():
             continue
         where = f"{source.name} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelledDataInvalid(f"{where}: invalid JSON: {exc.msg}") from exc
-        out.append(_conversation(row, where))
+        out.append(_conversation(read_json_line(line, where), where))
     if not out:
         raise LabelledDataInvalid(f"{source} holds no conversations")
     if not any(c.labels for c in out):
@@ -105,6 +102,7 @@ def _conversation(row: Any, where: str) -> LabelledConversation:
         role, content = message.get("role"), message.get("content")
         if role not in _ROLES or not isinstance(content, str):
             raise LabelledDataInvalid(f"{where}: messages[{i}] needs a role (user/assistant/system) and text content")
+        check_text(content, where, f"messages[{i}].content")
         text = " ".join(content.split())
         turns.append(Turn(i, role, text))
         route = message.get("route")

@@ -164,6 +164,12 @@ def charge_queries(connection: Connection, queries: int) -> None:
         _services(connection).limiter.charge(identity, queries - 1)
 
 
+def caller_of(connection: Connection) -> str:
+    """Who the request is from, as the rate limit counts it (a key's id, or the address)."""
+    identity = connection.state.get("caller")
+    return str(identity) if identity is not None else f"ip-{_address(connection)}"
+
+
 async def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
     """Public endpoints: a configured API key (or the admin token) unless none is configured."""
     keys: KeyRing = _services(connection).keyring

@@ -97,7 +97,11 @@ class RouteSetServices:
         )
         admin = IndexAdmin(route_set, index_store, follower, metrics, timeout_s=settings.limits.reindex_timeout_s)
         evaluator = Evaluator(
-            follower, settings.evals_dir, batch_size=emb.batch_size, max_queries=settings.limits.max_eval_queries
+            follower,
+            settings.evals_dir,
+            batch_size=emb.batch_size,
+            max_queries=settings.limits.max_eval_queries,
+            max_file_bytes=settings.limits.max_eval_file_bytes,
         )
         return cls(
             route_set,
@@ -128,6 +132,7 @@ class RouteSetServices:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reloader
         await self.routing.stop()
+        await self.evaluator.stop()
         self.follower.close()
         self.store.close()
 

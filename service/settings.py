@@ -56,6 +56,9 @@ class LimitSettings(SettingsSection):
     max_eval_queries: int = Field(
         default=5000, ge=1, description="Most labelled queries in one evaluation request (POST /v1/evaluate)."
     )
+    max_eval_file_bytes: int = Field(
+        default=10_000_000, ge=1024, description="Largest file of the evals directory an evaluation reads."
+    )
 
 
 class LogSettings(SettingsSection):
