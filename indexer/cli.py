@@ -39,7 +39,7 @@ from router_core import (
     plan_reindex,
     run_reindex,
 )
-from router_core.reindex import ReindexPlan
+from router_core.reindex import ReindexPlan, live_to_replace
 from router_core.settings import settings_problems
 from router_llm.settings import DeciderSettings, LLMSettings
 
@@ -468,7 +468,7 @@ def reindex(
     store = open_store(settings.index)
     try:
         model = commands.model_for(settings, embedder, quiet=not progress, out=out)
-        live = store.live_version()
+        live = live_to_replace(store)  # a dangling live pointer is what a re-index repairs
         if isinstance(model, LazyEmbedder) and live is not None:
             manifest = store.manifest(live)
             model.assume_dimension_from(manifest.model_id, manifest.dimension)

@@ -104,13 +104,20 @@ class ReindexReport:
         return self.live_after is not None and self.live_after != self.version
 
 
+def live_to_replace(store: IndexStore) -> str | None:
+    """The live version a re-index builds on: None before the first index, and None (with a
+    warning) when the live pointer names a version that does not exist, which publishing a new
+    version repairs."""
+    try:
+        return store.live_version()
+    except IndexMissing as exc:
+        log.warning("%s", exc)
+        return None
+
+
 def plan_reindex(table: RouteTable, store: IndexStore, embedder: Embedder) -> ReindexPlan:
     """Compare the routes with the live version without writing anything."""
-    try:
-        live = store.live_version()
-    except IndexMissing as exc:  # a dangling live pointer: publishing a version repairs it
-        log.warning("%s", exc)
-        live = None
+    live = live_to_replace(store)
     points = example_points(table)
     fp = fingerprint(embedder.model_id, embedder.dimension, table)
     if live is None:
