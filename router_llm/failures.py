@@ -21,6 +21,10 @@ class EmptyReply(Exception):
     """The endpoint answered without any choice."""
 
 
+class NotAStream(Exception):
+    """A streamed request was answered with something other than an event stream."""
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One failed try of one model (or an agent skipped as unavailable)."""
@@ -120,7 +124,7 @@ def classify_failure(exc: BaseException, timeout_s: float, redact: Redactor) -> 
         cause = exc.__cause__
         detail = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
         return Failure("error", _short(redact, f"connection failed ({detail})"), retryable=True)
-    if isinstance(exc, openai.APIResponseValidationError | EmptyReply):
+    if isinstance(exc, openai.APIResponseValidationError | EmptyReply | NotAStream):
         return Failure("error", _short(redact, f"invalid response: {exc}"), retryable=False)
     if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream
         return Failure("error", _short(redact, f"upstream error: {exc.message}"), retryable=True)
