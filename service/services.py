@@ -27,7 +27,7 @@ from service.metrics import Metrics
 from service.route_examples import RouteExamples
 from service.route_set import RouteSet
 from service.routing.stage import RoutingStage
-from service.security import KeyRing, RateLimiter
+from service.security import FailedAuthLimiter, KeyRing, RateLimiter
 from service.settings import ServiceSettings
 
 log = logging.getLogger("router.services")
@@ -145,7 +145,7 @@ class Services:
     metrics: Metrics
     keyring: KeyRing
     limiter: RateLimiter
-    auth_failures: RateLimiter
+    auth_failures: FailedAuthLimiter
     clients: ClientRegistry
     answerer: Answerer
     decider: Decider
@@ -177,7 +177,7 @@ class Services:
             metrics=metrics,
             keyring=KeyRing(auth.api_keys, auth.admin_token),
             limiter=RateLimiter(auth.rate_per_minute, auth.rate_burst),
-            auth_failures=RateLimiter(auth.failed_per_minute),
+            auth_failures=FailedAuthLimiter(auth.failed_per_minute, auth.blocked_checks_per_minute),
             clients=clients,
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,
