@@ -93,6 +93,7 @@ class RouteSetServices:
             batch_size=emb.batch_size,
             max_micro_batch=settings.limits.max_micro_batch,
             max_pass_chars=settings.limits.max_micro_batch_chars,
+            query_chars=settings.limits.max_query_chars,
             llm_cache=settings.decider.cache_size,
         )
         admin = IndexAdmin(route_set, index_store, follower, metrics, timeout_s=settings.limits.reindex_timeout_s)

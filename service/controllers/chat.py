@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
@@ -47,6 +47,7 @@ from service.answer_schemas import (
 )
 from service.controllers.routed import annotate_decision, llm_out, route_request
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
+from service.guards import charge_queries
 from service.routing.stage import Routed, RoutingStage
 from service.schemas import TurnOut, problem_responses
 from service.settings import LimitSettings
@@ -163,6 +164,7 @@ class ChatController(Controller):
         answerer: NamedDependency[Answerer],
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
+        request: Request[Any, Any, Any],
     ) -> Response[ChatCompletion] | Stream:
         """Route the conversation (its latest user message, with the history) and answer with
         the chosen route's agent."""
@@ -183,7 +185,9 @@ class ChatController(Controller):
             raise UnsupportedParameter(f"{given} must be at least 1", field=given)
         forwarded = forwarded_of(data)
         conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
-        [item] = await routing.route([route_request(conversation)])
+        routed = route_request(conversation)
+        charge_queries(request, await routing.cost([routed]))  # the texts the history makes the router embed
+        [item] = await routing.route([routed])
         annotate_decision(item, conversation.query, log_query=log_queries)
         table, route = item.index.table, item.decision.route
         if data.stream:
