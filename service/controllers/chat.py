@@ -168,21 +168,7 @@ class ChatController(Controller):
     ) -> Response[ChatCompletion] | Stream:
         """Route the conversation (its latest user message, with the history) and answer with
         the chosen route's agent."""
-        router_name = routing.current.table.name
-        if data.model != router_name:
-            raise ModelNotFound(
-                f"model {data.model!r} does not exist; this router serves {router_name!r}",
-                model=data.model,
-                available=[router_name],
-            )
-        if data.n not in (None, 1):
-            raise UnsupportedParameter("n must be 1: the router returns one choice", field="n")
-        if data.tools or data.functions:
-            raise UnsupportedParameter("tools are not supported: the router's agents answer with text", field="tools")
-        given = "max_completion_tokens" if data.max_completion_tokens is not None else "max_tokens"
-        cap = data.max_completion_tokens if data.max_completion_tokens is not None else data.max_tokens
-        if cap is not None and cap < 1:
-            raise UnsupportedParameter(f"{given} must be at least 1", field=given)
+        cap = _token_cap(data, routing.current.table.name)
         forwarded = forwarded_of(data)
         conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
         routed = route_request(conversation)
@@ -222,6 +208,26 @@ class ChatController(Controller):
             ),
         )
         return Response(body, headers=router_headers(r, item.index.version))
+
+
+def _token_cap(data: ChatCompletionRequest, router_name: str) -> int | None:
+    """The caller's token limit, after refusing what the router does not serve (another model,
+    n > 1, tools)."""
+    if data.model != router_name:
+        raise ModelNotFound(
+            f"model {data.model!r} does not exist; this router serves {router_name!r}",
+            model=data.model,
+            available=[router_name],
+        )
+    if data.n not in (None, 1):
+        raise UnsupportedParameter("n must be 1: the router returns one choice", field="n")
+    if data.tools or data.functions:
+        raise UnsupportedParameter("tools are not supported: the router's agents answer with text", field="tools")
+    given = "max_completion_tokens" if data.max_completion_tokens is not None else "max_tokens"
+    cap = data.max_completion_tokens if data.max_completion_tokens is not None else data.max_tokens
+    if cap is not None and cap < 1:
+        raise UnsupportedParameter(f"{given} must be at least 1", field=given)
+    return cap
 
 
 def _model_name(item: Routed, model: str) -> str:
