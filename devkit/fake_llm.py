@@ -12,7 +12,9 @@ answer), `Drop` (close the connection without a response), `DropMidStream` (stre
 chunks, then close) and `Choose` (answer as a decision model, deterministically). For a
 decision model: `Formats` (a server taking only some kinds of `response_format`, refusing the
 others as llama.cpp's or an OpenAI-like server does) and `Html` (a 200 whose body is a page,
-not JSON, as a proxy in front of an endpoint may send).
+not JSON, as a proxy in front of an endpoint may send). `Scripted` behaviours write their own
+response (`RawBody`: any status, content type and body, e.g. a proxy's HTML page answering a
+streamed request; `LogprobReply`: a reply carrying log probabilities, streamed or not).
 """
 
 from __future__ import annotations
@@ -117,7 +119,15 @@ class Html:
     content_type: str = "text/html; charset=utf-8"
 
 
-Behaviour = Reply | Fail | Hang | Drop | DropMidStream | Choose | Formats | Html
+class Scripted:
+    """A behaviour that writes its own response (`respond`); see RawBody and LogprobReply."""
+
+    async def respond(self, model: str, body: dict[str, Any], w: Any) -> bool:
+        """Answer one request; False when the connection must close."""
+        raise NotImplementedError
+
+
+Behaviour = Reply | Fail | Hang | Drop | DropMidStream | Choose | Formats | Html | Scripted
 
 
 @dataclass(frozen=True)
@@ -283,6 +293,8 @@ class FakeLLM:
             return True
         model = str(body.get("model", ""))
         behaviour = self._next(model)
+        if isinstance(behaviour, Scripted):
+            return await behaviour.respond(model, body, w)
         if isinstance(behaviour, Hang):
             await asyncio.sleep(behaviour.seconds)
             return False
@@ -457,3 +469,68 @@ def running() -> Iterator[FakeLLM]:
     """A started fake LLM, stopped when the block ends."""
     with FakeLLM() as fake:
         yield fake
+
+
+# -- scripted responses ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RawBody(Scripted):
+    """Answer with exactly this status, content type and body, whatever was asked (a streamed
+    request included): what a proxy or a captive portal in front of an endpoint does."""
+
+    status: int = 200
+    content_type: str = "text/html; charset=utf-8"
+    body: str = "<html><body><h1>Welcome</h1><p>Please sign in to continue.</p></body></html>"
+
+    async def respond(self, model: str, body: dict[str, Any], w: Any) -> bool:
+        payload = self.body.encode()
+        head = [f"HTTP/1.1 {self.status} Fake", f"content-type: {self.content_type}", f"content-length: {len(payload)}"]
+        w.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        await w.drain()
+        return True
+
+
+def token_logprobs(text: str) -> dict[str, Any]:
+    """OpenAI's `logprobs` object for `text`, one entry per character (a made-up log probability)."""
+    return {
+        "content": [{"token": c, "logprob": -0.25, "bytes": list(c.encode()), "top_logprobs": []} for c in text],
+        "refusal": None,
+    }
+
+
+@dataclass(frozen=True)
+class LogprobReply(Scripted):
+    """Answer with `text` and, when the request asked for `logprobs`, their log probabilities:
+    on the choice (JSON) or on each chunk (streamed in `chunks` pieces)."""
+
+    text: str = "forty-two"
+    chunks: int = 3
+
+    async def respond(self, model: str, body: dict[str, Any], w: Any) -> bool:
+        asked = bool(body.get("logprobs"))
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
+        if not body.get("stream"):
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": self.text},
+                "finish_reason": "stop",
+                "logprobs": token_logprobs(self.text) if asked else None,
+            }
+            await FakeLLM._json(w, 200, {**base, "object": "chat.completion", "choices": [choice], "usage": USAGE})
+            return True
+        w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        pieces = [{"role": "assistant", "content": ""}, *({"content": p} for p in _words(self.text, self.chunks))]
+        for delta in pieces:
+            probs = token_logprobs(delta["content"]) if asked and delta["content"] else None
+            choice = {"index": 0, "delta": delta, "finish_reason": None, "logprobs": probs}
+            event = {**base, "object": "chat.completion.chunk", "choices": [choice]}
+            await FakeLLM._chunk(w, b"data: " + json.dumps(event).encode() + b"\n\n")
+        done = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+        await FakeLLM._chunk(w, b"data: " + json.dumps(done).encode() + b"\n\n")
+        await FakeLLM._chunk(w, b"data: [DONE]\n\n")
+        w.write(b"0\r\n\r\n")
+        await w.drain()
+        return True

@@ -23,6 +23,7 @@ from router_core.conversation import content_words, layout
 from router_core.conversation_engine import ConversationBatch, Layout
 from router_core.decision import decide_many
 from router_core.embedding import Embedder
+from router_core.labelled import check_text, read_json_line, split_lines
 from router_core.params import ConversationParams, DecisionParams
 from router_core.pipeline import Found, RouteRequest
 
@@ -63,7 +64,7 @@ def is_conversation_file(path: Path | str) -> bool:
                 if line.strip():
                     row = json.loads(line)
                     return isinstance(row, dict) and "messages" in row
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # the loader then names the line
         return False
     return False
 
@@ -72,7 +73,7 @@ def load_conversations(path: Path | str) -> list[LabelledConversation]:
     """Read a conversations file; raise LabelledDataInvalid naming the first bad line."""
     source = Path(path)
     try:
-        lines = source.read_text(encoding="utf-8").splitlines()
+        lines = split_lines(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelledDataInvalid(f"cannot read {source}: {exc}") from exc
     out = []
@@ -80,11 +81,7 @@ def load_conversations(path: Path | str) -> list[LabelledConversation]:
         if not line.strip():
             continue
         where = f"{source.name} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelledDataInvalid(f"{where}: invalid JSON: {exc.msg}") from exc
-        out.append(_conversation(row, where))
+        out.append(_conversation(read_json_line(line, where), where))
     if not out:
         raise LabelledDataInvalid(f"{source} holds no conversations")
     if not any(c.labels for c in out):
@@ -106,6 +103,7 @@ def _conversation(row: Any, where: str) -> LabelledConversation:
         role, content = message.get("role"), message.get("content")
         if role not in _ROLES or not isinstance(content, str):
             raise LabelledDataInvalid(f"{where}: messages[{i}] needs a role (user/assistant/system) and text content")
+        check_text(content, where, f"messages[{i}].content")
         text = " ".join(content.split())
         turns.append(Turn(i, role, text))
         route = message.get("route")

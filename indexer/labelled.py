@@ -18,6 +18,7 @@ from router_core.labelled import (
     is_fallback_label,
     parse_labelled,
     route_name_for,
+    split_lines,
 )
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def load_labelled(path: Path | str) -> list[LabelledQuery]:
     """Read a JSON Lines file; raise LabelledDataInvalid naming the first bad line."""
     source = Path(path)
     try:
-        lines = source.read_text(encoding="utf-8").splitlines()
+        lines = split_lines(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelledDataInvalid(f"cannot read {source}: {exc}") from exc
     return parse_labelled(lines, where=source.name, source=str(source))

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,22 +36,52 @@ class LabelledQuery:
     label: str
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of JSON Lines text: split on "\\n" only. (`str.splitlines` also splits on
+    U+2028 and other separators, which a JSON string may hold raw.) A "\\r" left at a line's end
+    is JSON whitespace."""
+    return text.split("\n")
+
+
+def read_json_line(line: str, at: str) -> Any:
+    """The JSON value of one line, or LabelledDataInvalid naming `at` (file and line) and why:
+    malformed, nested too deeply to decode, or a number too long to read."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise LabelledDataInvalid(f"{at}: invalid JSON: {exc.msg}") from exc
+    except RecursionError:
+        raise LabelledDataInvalid(f"{at}: invalid JSON: nested too deeply to decode") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits (sys.get_int_max_str_digits)
+        reason = str(exc).split(":", 1)[0]
+        raise LabelledDataInvalid(f"{at}: invalid JSON: a number too long to read ({reason})") from None
+
+
+def check_text(value: str, at: str, field: str) -> None:
+    """LabelledDataInvalid when `value` is not valid Unicode text: a lone surrogate (a JSON
+    escape such as "\\ud800" decodes to one) cannot be tokenized."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        raise LabelledDataInvalid(
+            f"{at}: {field!r} holds a lone surrogate (\\u{code:04x}) at character {exc.start}: not valid text"
+        ) from None
+
+
 def parse_labelled(lines: Iterable[str], *, where: str, source: str | None = None) -> list[LabelledQuery]:
     """Labelled queries from JSON Lines; raise LabelledDataInvalid naming the first bad line.
 
     `where` names the lines in messages ("evals.jsonl" gives "evals.jsonl line 3: ..."),
     `source` the whole input when it holds no query (defaults to `where`). Blank lines are
-    skipped; runs of whitespace in a text become one space.
+    skipped; runs of whitespace in a text become one space. Split text with `split_lines`.
     """
     queries: list[LabelledQuery] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         at = f"{where} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelledDataInvalid(f"{at}: invalid JSON: {exc.msg}") from exc
+        row = read_json_line(line, at)
         if not isinstance(row, dict):
             raise LabelledDataInvalid(f"{at}: expected an object with 'text' and 'label'")
         text, label = row.get("text"), row.get("label")
@@ -58,6 +89,8 @@ def parse_labelled(lines: Iterable[str], *, where: str, source: str | None = Non
             raise LabelledDataInvalid(f"{at}: 'text' must be a non-empty string")
         if not isinstance(label, str) or not label.strip():
             raise LabelledDataInvalid(f"{at}: 'label' must be a non-empty string")
+        check_text(text, at, "text")
+        check_text(label, at, "label")
         queries.append(LabelledQuery(" ".join(text.split()), label.strip()))
     if not queries:
         raise LabelledDataInvalid(f"{source or where} holds no labelled queries")

@@ -104,17 +104,24 @@ class ReindexReport:
         return self.live_after is not None and self.live_after != self.version
 
 
+def live_to_replace(store: IndexStore) -> str | None:
+    """The live version a re-index builds on: None before the first index, and None (with a
+    warning) when the live pointer names a version that does not exist, which publishing a new
+    version repairs."""
+    try:
+        return store.live_version()
+    except IndexMissing as exc:
+        log.warning("%s", exc)
+        return None
+
+
 def plan_reindex(
     table: RouteTable, store: IndexStore, embedder: Embedder, *, check_vectors: bool = True
 ) -> ReindexPlan:
     """Compare the routes with the live version without writing anything. Without
     `check_vectors` (a preview: `--dry-run`) the loaded backend's vectors are not compared with
     the live version's reference, so that no model is loaded; the re-index itself checks them."""
-    try:
-        live = store.live_version()
-    except IndexMissing as exc:  # a dangling live pointer: publishing a version repairs it
-        log.warning("%s", exc)
-        live = None
+    live = live_to_replace(store)
     points = example_points(table)
     fp = fingerprint(embedder.model_id, embedder.dimension, table)
     if live is None:

@@ -32,13 +32,21 @@ def candidate_files(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.suffix in SUFFIXES and not is_ignored(p.name))
 
 
-def read_bounded(root: Path, path: Path, max_bytes: int) -> str:
+def read_bounded(
+    root: Path,
+    path: Path,
+    max_bytes: int,
+    *,
+    directory: str = "the routes directory",
+    limit_name: str = "ROUTER_ROUTE_FILES__MAX_FILE_BYTES",
+) -> str:
     """The UTF-8 text of `path`, a regular file inside `root` of at most `max_bytes` bytes;
-    FileRefused naming the reason otherwise."""
+    FileRefused naming the reason otherwise (`directory` and `limit_name` name what `root`
+    is and the setting of the limit)."""
     inside = Path(os.path.realpath(root))
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(inside):
-        raise FileRefused("a symbolic link leading outside the routes directory: not read")
+        raise FileRefused(f"a symbolic link leading outside {directory}: not read")
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
     try:
         fd = os.open(real, flags)  # O_NONBLOCK: opening a FIFO returns at once
@@ -49,16 +57,26 @@ def read_bounded(root: Path, path: Path, max_bytes: int) -> str:
         if not stat.S_ISREG(info.st_mode):
             raise FileRefused(f"not a regular file ({_kind(info.st_mode)}): not read")
         if info.st_size > max_bytes:
-            raise FileRefused(f"{info.st_size} bytes; the limit is {max_bytes} (ROUTER_ROUTE_FILES__MAX_FILE_BYTES)")
+            raise FileRefused(f"{info.st_size} bytes; the limit is {max_bytes} ({limit_name})")
         data = _read_at_most(fd, max_bytes + 1)
     finally:
         os.close(fd)
     if len(data) > max_bytes:
-        raise FileRefused(f"more than {max_bytes} bytes (ROUTER_ROUTE_FILES__MAX_FILE_BYTES)")
+        raise FileRefused(f"more than {max_bytes} bytes ({limit_name})")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FileRefused(f"not UTF-8 text (invalid byte at offset {exc.start})") from exc
+
+
+def is_regular_inside(root: Path, path: Path) -> bool:
+    """`path` resolves to a regular file inside `root` (checked without opening it, so a FIFO
+    never blocks; reading checks again, on what it opened)."""
+    try:
+        real = Path(os.path.realpath(path))
+        return real.is_relative_to(Path(os.path.realpath(root))) and stat.S_ISREG(os.stat(real).st_mode)
+    except OSError:
+        return False
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import openai
+
+from router_llm.redaction import Redactor
 
 AttemptKind = Literal["unavailable", "timeout", "error"]
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -17,6 +19,10 @@ _MAX_DETAIL = 200
 
 class EmptyReply(Exception):
     """The endpoint answered without any choice."""
+
+
+class NotAStream(Exception):
+    """A streamed request was answered with something other than an event stream."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,10 @@ class Failure:
     retry_after: float | None = None
 
 
-def _short(text: str) -> str:
-    """At most `_MAX_DETAIL` characters. Always applied to text already redacted: a key cut in
-    two by the limit would no longer match its mask."""
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+def _short(redact: Redactor, text: str) -> str:
+    """At most `_MAX_DETAIL` characters of `text`, masked first (a key cut in two by the limit
+    would no longer match its mask); bounded work whatever the size of `text`."""
+    return redact.excerpt(text, _MAX_DETAIL)
 
 
 def _status_detail(exc: openai.APIStatusError) -> str:
@@ -101,13 +106,13 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def classify_failure(exc: BaseException, timeout_s: float, redact: Callable[[str], str]) -> Failure:
+def classify_failure(exc: BaseException, timeout_s: float, redact: Redactor) -> Failure:
     """Name what went wrong; timeouts, connection errors, 5xx, 408, 409 and 429 are retryable."""
     if isinstance(exc, TimeoutError | openai.APITimeoutError):
         return Failure("timeout", f"timed out after {timeout_s:g}s", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        detail = _short(redact(_status_detail(exc)))
+        detail = _short(redact, _status_detail(exc))
         return Failure(
             "error",
             f"HTTP {status}" + (f": {detail}" if detail else ""),
@@ -118,9 +123,9 @@ def classify_failure(exc: BaseException, timeout_s: float, redact: Callable[[str
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         detail = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
-        return Failure("error", _short(redact(f"connection failed ({detail})")), retryable=True)
-    if isinstance(exc, openai.APIResponseValidationError | EmptyReply):
-        return Failure("error", _short(redact(f"invalid response: {exc}")), retryable=False)
+        return Failure("error", _short(redact, f"connection failed ({detail})"), retryable=True)
+    if isinstance(exc, openai.APIResponseValidationError | EmptyReply | NotAStream):
+        return Failure("error", _short(redact, f"invalid response: {exc}"), retryable=False)
     if isinstance(exc, openai.APIError):  # e.g. an error event inside a stream
-        return Failure("error", _short(redact(f"upstream error: {exc.message}")), retryable=True)
-    return Failure("error", _short(redact(f"unexpected {type(exc).__name__}: {exc}")), retryable=False)
+        return Failure("error", _short(redact, f"upstream error: {exc.message}"), retryable=True)
+    return Failure("error", _short(redact, f"unexpected {type(exc).__name__}: {exc}"), retryable=False)

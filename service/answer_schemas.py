@@ -95,10 +95,14 @@ class StreamOptions(msgspec.Struct):
 
 
 class ChatCompletionRequest(msgspec.Struct):
-    """OpenAI's chat completion request; parameters the router does not use are ignored.
+    """OpenAI's chat completion request; sampling parameters (temperature, top_p...) are the
+    agent's to choose and ignored.
 
     The route's agent decides model, temperature and system prompt; `max_tokens` (or
-    `max_completion_tokens`) can only lower the agent's own limit.
+    `max_completion_tokens`) can only lower the agent's own limit. `response_format`
+    (`json_object`, `json_schema`), `logprobs` / `top_logprobs` and `prediction` are forwarded to
+    the agent's endpoint; a route answered by a canned agent refuses the first two (400), and
+    `modalities` other than `["text"]` are refused (the agents answer with text).
     """
 
     model: str
@@ -110,6 +114,11 @@ class ChatCompletionRequest(msgspec.Struct):
     n: int | None = None
     tools: list[Any] | None = None
     functions: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    modalities: list[str] | None = None
+    prediction: dict[str, Any] | None = None
 
 
 class ChatMessageOut(msgspec.Struct):
@@ -125,7 +134,7 @@ class ChoiceOut(msgspec.Struct):
     index: int
     message: ChatMessageOut
     finish_reason: str
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class RouterInfo(msgspec.Struct, omit_defaults=True):
@@ -170,7 +179,7 @@ class ChunkChoiceOut(msgspec.Struct):
     index: int
     delta: DeltaOut
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct):

@@ -10,12 +10,13 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from router_llm.decider import Decider
 from router_llm.settings import LLMSettings
 from service.agents import Answerer
+from service.api_docs import SwaggerPage, docs_router
 from service.controllers.admin import AdminController
 from service.controllers.answer import AnswerController
 from service.controllers.chat import ChatController
@@ -191,7 +192,9 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
             version="0.1.0",
             description="Routes each request to the right specialist agent.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
+            # Swagger UI from package files, no CDN (service.api_docs); it is also the page at /schema.
+            render_plugins=[SwaggerPage(), JsonRenderPlugin()],
+            openapi_router=docs_router("/schema"),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(

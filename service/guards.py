@@ -10,9 +10,12 @@ In order, for /v1 and /admin:
    403 when a valid credential lacks the right (a public key on an admin endpoint), 400 for two
    `Authorization` headers. Without keys the `Authorization` header is not read at all (a proxy
    in front may send its own, Basic or otherwise), on public and admin endpoints alike.
-3. Failed authentication is limited per client address (`ROUTER_AUTH__FAILED_PER_MINUTE`): past
-   it, every request presenting a credential from that address is 429 until the bucket refills,
-   before the credential is even checked (guessing gains nothing).
+3. Failed authentication is limited per client address and per presented credential
+   (`ROUTER_AUTH__FAILED_PER_MINUTE`, `service.security.FailedAuthLimiter`): a credential that
+   failed too often is 429 from anywhere, unchecked; from a blocked address credentials are
+   still checked, at most `ROUTER_AUTH__BLOCKED_CHECKS_PER_MINUTE` of them (a valid one goes
+   through, an invalid one is 429), and keys that authenticated before are always checked. A
+   valid caller behind a shared address is not locked out by someone else's failures.
 4. Rate limit per caller (key, or address when open): 429 with Retry-After. A request costs one;
    a batch costs one per query (charged by the handler, `charge_queries`).
 5. JSON endpoints take `application/json` only (415): a form or `text/plain` body is what a
@@ -32,7 +35,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from service.errors import ServiceError
 from service.observability import annotate
-from service.security import KeyRing, RateLimiter, is_loopback, key_id, retry_after_header
+from service.security import FailedAuthLimiter, KeyRing, RateLimiter, is_loopback, key_id, retry_after_header
 
 if TYPE_CHECKING:  # services imports the controllers' dependencies; guards only read it
     from service.services import Services
@@ -126,27 +129,41 @@ def _bearer(connection: Connection) -> str | None:
         raise AmbiguousCredentials("send one Authorization header, not several")
     if not headers or not headers[0]:
         return None
-    _refuse_while_blocked(connection)
     scheme, _, token = headers[0].partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _failed(connection, Unauthorized("the Authorization header must be 'Bearer <token>'", headers=_CHALLENGE))
-    return token.strip()
-
-
-def _refuse_while_blocked(connection: Connection) -> None:
-    failures: RateLimiter = _services(connection).auth_failures
-    wait = failures.wait(f"ip-{_address(connection)}")
-    if wait > 0:
-        raise RateLimited(
-            "too many failed authentication attempts from this address; try again later",
-            headers={"Retry-After": retry_after_header(wait)},
+    presented = token.strip() if scheme.lower() == "bearer" else headers[0]
+    _admit(connection, presented)
+    if scheme.lower() != "bearer" or not presented:
+        raise _failed(
+            connection, presented, Unauthorized("the Authorization header must be 'Bearer <token>'", headers=_CHALLENGE)
         )
+    return presented
 
 
-def _failed(connection: Connection, exc: ServiceError) -> ServiceError:
-    """`exc`, after charging the address's failed-authentication bucket."""
-    _services(connection).auth_failures.acquire(f"ip-{_address(connection)}")
-    return exc
+def _too_many_failures(wait: float) -> RateLimited:
+    return RateLimited(
+        "too many failed authentication attempts from this address or with this credential; try again later",
+        headers={"Retry-After": retry_after_header(wait)},
+    )
+
+
+def _admit(connection: Connection, presented: str) -> None:
+    """429 when the credential may not even be checked now (it, or this address, failed too often)."""
+    failures: FailedAuthLimiter = _services(connection).auth_failures
+    wait = failures.admit(f"ip-{_address(connection)}", presented)
+    if wait > 0:
+        raise _too_many_failures(wait)
+
+
+def _failed(connection: Connection, presented: str, exc: ServiceError) -> ServiceError:
+    """`exc` (or 429 once the address is past its limit), after counting the failure against
+    the address and the credential."""
+    failures: FailedAuthLimiter = _services(connection).auth_failures
+    blocked = failures.failed(f"ip-{_address(connection)}", presented)
+    return _too_many_failures(blocked) if blocked > 0 and exc.status == 401 else exc
+
+
+def _authenticated(connection: Connection, token: str) -> None:
+    _services(connection).auth_failures.succeeded(token)
 
 
 def _limit(connection: Connection, identity: str) -> None:
@@ -168,6 +185,12 @@ def charge_queries(connection: Connection, queries: int) -> None:
         _services(connection).limiter.charge(identity, queries - 1)
 
 
+def caller_of(connection: Connection) -> str:
+    """Who the request is from, as the rate limit counts it (a key's id, or the address)."""
+    identity = connection.state.get("caller")
+    return str(identity) if identity is not None else f"ip-{_address(connection)}"
+
+
 async def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
     """Public endpoints: a configured API key (or the admin token) unless none is configured."""
     keys: KeyRing = _services(connection).keyring
@@ -181,7 +204,8 @@ async def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
         if token is None:
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'", headers=_CHALLENGE)
         if not (keys.is_api_key(token) or keys.is_admin(token)):
-            raise _failed(connection, Unauthorized("the API key is not valid", headers=_CHALLENGE))
+            raise _failed(connection, token, Unauthorized("the API key is not valid", headers=_CHALLENGE))
+        _authenticated(connection, token)
         identity = key_id(token)
     annotate(caller=identity)
     _limit(connection, identity)
@@ -200,11 +224,13 @@ async def require_admin(connection: Connection, _: BaseRouteHandler) -> None:
     if token is None:
         raise Unauthorized("the admin token is required: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     if keys.is_admin(token):
+        _authenticated(connection, token)
         annotate(caller="admin")
         return
     if keys.is_api_key(token):
+        _authenticated(connection, token)
         raise Forbidden("this API key may not use admin endpoints")
-    raise _failed(connection, Unauthorized("the admin token is not valid", headers=_CHALLENGE))
+    raise _failed(connection, token, Unauthorized("the admin token is not valid", headers=_CHALLENGE))
 
 
 async def require_json(connection: Connection, _: BaseRouteHandler) -> None:

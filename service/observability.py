@@ -8,11 +8,12 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.client_gone import CLIENT_CLOSED, CUT_OFF_KEY, ClientWatch
 from service.metrics import Metrics
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -78,7 +79,9 @@ UNMATCHED = "<unmatched>"
 class RequestContext:
     """Wraps the whole ASGI app: assigns the request id, times the request, logs it once and
     counts it. Outside Litestar's routing, so requests no route matches (404, 405) are logged,
-    counted and given a request id too."""
+    counted and given a request id too. A request whose client left before its response was
+    complete is cancelled and counted as 499 (`service.client_gone`), one the server cut off
+    (a body too slow) with the status it answered."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -97,20 +100,30 @@ class RequestContext:
         fields: dict[str, Any] = {}
         token_fields = log_fields_var.set(fields)
         status = 500
+        complete = False
         started = time.perf_counter()
+        client = ClientWatch(receive)
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), rid.encode()))
                 message["headers"] = headers
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
             await send(message)
 
         try:
-            await next_app(scope, receive, send_with_id)
+            await client.run(next_app(scope, client.receive, send_with_id), lambda: complete)
         finally:
+            cut_off = cast("dict[str, Any]", scope).get(CUT_OFF_KEY)
+            if cut_off:
+                status = int(cut_off)
+            elif client.gone:
+                status = CLIENT_CLOSED
+                fields["client"] = "closed the connection before the response was complete"
             elapsed = time.perf_counter() - started
             endpoint = str(scope.get("path_template") or UNMATCHED)  # set by Litestar's router
             method = str(scope.get("method", ""))

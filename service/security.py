@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from router_core import RouterError
 from router_core.settings import SettingsSection
@@ -35,10 +35,49 @@ class AuthSettings(SettingsSection):
     failed_per_minute: int = Field(
         default=10,
         ge=1,
-        description="Failed authentications per minute per client address (burst of as many); "
-        "past it, credentials from that address are refused with 429 until the bucket refills.",
+        description="Failed authentications per minute per client address and per presented credential "
+        "(burst of as many); past it, unknown credentials from that address (or that credential from "
+        "anywhere) are refused with 429 until the bucket refills. Valid credentials are not refused.",
+    )
+    blocked_checks_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Credentials checked per minute from an address past its failed-authentication limit "
+        "(a valid one goes through); beyond it they are refused unchecked. Keys that have already "
+        "authenticated are always checked.",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = CORS off.")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for i, key in enumerate(keys):
+            problem = credential_problem(key.get_secret_value())
+            if problem:
+                raise ValueError(f"key {i + 1} of {len(keys)} {problem}")
+        return keys
+
+    @field_validator("admin_token")
+    @classmethod
+    def _usable_admin_token(cls, token: SecretStr | None) -> SecretStr | None:
+        problem = credential_problem(token.get_secret_value()) if token is not None else None
+        if problem:
+            hint = " (unset the variable to disable the admin endpoints)" if problem == "is empty" else ""
+            raise ValueError(f"the token {problem}{hint}")
+        return token
+
+
+def credential_problem(value: str) -> str | None:
+    """Why a configured key could never be presented as `Authorization: Bearer <key>` (it would
+    refuse everyone, or, as a key list that is not empty, let the service bind any address), or
+    None. Never quotes the value."""
+    if not value:
+        return "is empty"
+    if value != value.strip():
+        return "starts or ends with whitespace, which a bearer token cannot carry"
+    if any(not " " <= c <= "~" for c in value):
+        return "holds a character that is not printable ASCII, which an HTTP header cannot carry"
+    return None
 
 
 class InsecureBind(RouterError):
@@ -103,6 +142,59 @@ class KeyRing:
     def admin_configured(self) -> bool:
         """An admin token is set."""
         return self._admin is not None
+
+
+def credential_hash(token: str) -> str:
+    """The full hash of a presented credential: the name of its failure bucket (never logged)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class FailedAuthLimiter:
+    """Failed authentications, limited per client address and per presented credential, without
+    locking out valid credentials from a shared address.
+
+    - A credential that failed `per_minute` times is refused (429) from any address, unchecked
+      and without charging the address: a client retrying a wrong key harms no one else.
+    - An address with `per_minute` failures is blocked: the credentials it presents are still
+      checked, at most `checks_per_minute` of them (so guessing stays slow), and a valid one goes
+      through; an invalid one is 429. Beyond that budget, credentials are refused unchecked.
+    - Credentials that have authenticated before (at most the configured keys) are always
+      checked: a busy caller behind a shared address is never refused for another's failures.
+    """
+
+    def __init__(self, per_minute: int, checks_per_minute: int = 60) -> None:
+        self._addresses = RateLimiter(per_minute)
+        self._credentials = RateLimiter(per_minute)
+        self._checks = RateLimiter(checks_per_minute)
+        self._valid: set[str] = set()
+        self._lock = threading.Lock()
+
+    def admit(self, address: str, token: str) -> float:
+        """0 when `token` from `address` may be checked now, else the seconds to wait."""
+        credential = credential_hash(token)
+        with self._lock:
+            if credential in self._valid:
+                return 0.0
+        wait = self._credentials.wait(credential)
+        if wait > 0:
+            return wait
+        blocked = self._addresses.wait(address)
+        if blocked > 0 and self._checks.acquire(address) > 0:
+            return blocked
+        return 0.0
+
+    def failed(self, address: str, token: str) -> float:
+        """Count a failed authentication; when `address` was already blocked before it, the
+        seconds it stays blocked (0: it was not, this failure is an ordinary 401)."""
+        blocked = self._addresses.wait(address) > 0
+        self._credentials.charge(credential_hash(token), 1.0)
+        self._addresses.charge(address, 1.0)
+        return self._addresses.wait(address) if blocked else 0.0
+
+    def succeeded(self, token: str) -> None:
+        """Remember a credential that authenticated: it is always checked from now on."""
+        with self._lock:
+            self._valid.add(credential_hash(token))
 
 
 class RateLimiter:

@@ -29,7 +29,7 @@ from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.route_set import RouteSet
 from service.routing.stage import RoutingStage
-from service.security import KeyRing, RateLimiter
+from service.security import FailedAuthLimiter, KeyRing, RateLimiter
 from service.settings import ServiceSettings
 
 log = logging.getLogger("router.services")
@@ -95,11 +95,16 @@ class RouteSetServices:
             batch_size=emb.batch_size,
             max_micro_batch=settings.limits.max_micro_batch,
             max_pass_chars=settings.limits.max_micro_batch_chars,
+            query_chars=settings.limits.max_query_chars,
             llm_cache=settings.decider.cache_size,
         )
         admin = IndexAdmin(route_set, index_store, follower, metrics, timeout_s=settings.limits.reindex_timeout_s)
         evaluator = Evaluator(
-            follower, settings.evals_dir, batch_size=emb.batch_size, max_queries=settings.limits.max_eval_queries
+            follower,
+            settings.evals_dir,
+            batch_size=emb.batch_size,
+            max_queries=settings.limits.max_eval_queries,
+            max_file_bytes=settings.limits.max_eval_file_bytes,
         )
         return cls(
             route_set,
@@ -130,6 +135,7 @@ class RouteSetServices:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reloader
         await self.routing.stop()
+        await self.evaluator.stop()
         self.follower.close()
         self.store.close()
 
@@ -142,7 +148,7 @@ class Services:
     metrics: Metrics
     keyring: KeyRing
     limiter: RateLimiter
-    auth_failures: RateLimiter
+    auth_failures: FailedAuthLimiter
     clients: ClientRegistry
     answerer: Answerer
     decider: Decider
@@ -178,7 +184,7 @@ class Services:
             metrics=metrics,
             keyring=KeyRing(auth.api_keys, auth.admin_token),
             limiter=RateLimiter(auth.rate_per_minute, auth.rate_burst),
-            auth_failures=RateLimiter(auth.failed_per_minute),
+            auth_failures=FailedAuthLimiter(auth.failed_per_minute, auth.blocked_checks_per_minute),
             clients=clients,
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,

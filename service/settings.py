@@ -22,6 +22,12 @@ class HttpSettings(SettingsSection):
     header_timeout_s: float = Field(
         default=10.0, gt=0, description="Time a client has to send a request head; then 408 and the connection closes."
     )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Time a client has to send a request body once its head arrived; then 408 and the "
+        "connection closes.",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Host header values /v1 and /admin accept when no API key is configured (DNS rebinding); "
@@ -55,6 +61,9 @@ class LimitSettings(SettingsSection):
     )
     max_eval_queries: int = Field(
         default=5000, ge=1, description="Most labelled queries in one evaluation request (POST /v1/evaluate)."
+    )
+    max_eval_file_bytes: int = Field(
+        default=10_000_000, ge=1024, description="Largest file of the evals directory an evaluation reads."
     )
 
 

@@ -192,28 +192,38 @@ def test_explain_adds_neighbours(answer_client: httpx.Client, shipped: RouteTabl
     assert r.json()["neighbours"][0]["route"] == "maths"
 
 
-def test_offline_service_answers_llm_routes_with_the_canned_default(
+def test_offline_service_says_the_routes_agent_has_no_endpoint(
     offline_client: httpx.Client, shipped: RouteTable
 ) -> None:
-    """With no endpoint configured, the route is still decided and the canned default answers."""
-    r = offline_client.post("/v1/answer", json={"query": example_of(shipped, "coding")})
+    """With no endpoint configured, the route is still decided and the answer says plainly that
+    the chosen route's agent has no endpoint configured, naming the route (the default agent's
+    "can't help with that" read as if the router had not understood the question)."""
+    r = offline_client.post("/v1/answer", json={"query": example_of(shipped, "maths")})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["route"] == "coding" and body["agent"] == "coding-agent"
+    assert body["route"] == "maths" and body["agent"] == "maths-agent"
     assert body["answered_by"] == "default-agent" and body["model"] == "canned"
-    assert body["answer"] == shipped.default_agent.reply  # type: ignore[union-attr]
+    assert body["answer"] != shipped.default_agent.reply  # type: ignore[union-attr]
+    assert "routed to 'maths'" in body["answer"] and "maths-agent" in body["answer"]
+    assert "no LLM endpoint configured" in body["answer"]
     assert "no LLM endpoint configured" in body["fallback_reason"]
     assert body["attempts"][0]["kind"] == "unavailable"
+    off_topic = offline_client.post("/v1/answer", json={"query": OFF_TOPIC}).json()
+    assert off_topic["answer"] == shipped.default_agent.reply  # type: ignore[union-attr]
 
 
-def test_offline_stream_answers_with_the_canned_default(offline_client: httpx.Client, shipped: RouteTable) -> None:
-    """Offline streaming also answers: route, then the canned default's reply."""
+def test_offline_stream_says_the_routes_agent_has_no_endpoint(
+    offline_client: httpx.Client, shipped: RouteTable
+) -> None:
+    """Offline streaming also answers: route, then the same plain statement of the route chosen
+    and its agent without an endpoint."""
     r = offline_client.post("/v1/answer", json={"query": example_of(shipped, "maths"), "stream": True})
     events = sse_events(r)
     assert [name for name, _ in events] == ["route", "agent", "delta", "done"]
     assert events[0][1]["route"] == "maths"
     assert events[1][1]["answered_by"] == "default-agent"
     assert "no LLM endpoint configured" in events[1][1]["fallback_reason"]
+    assert "routed to 'maths'" in events[2][1]["content"]
 
 
 LONG = "x" * 2001

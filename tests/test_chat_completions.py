@@ -243,14 +243,18 @@ def test_mid_stream_failure_raises_in_the_sdk(sdk: openai.OpenAI, fake_llm: Fake
     assert caught.value.type == "router_error"  # OpenAI's error type, not the problem's URI
 
 
-def test_offline_router_answers_with_canned_default(offline_sdk: openai.OpenAI) -> None:
-    """With no endpoint configured, the SDK still gets answers, streamed or not."""
-    query = SHIPPED.routes[0].examples[0]
+def test_offline_router_says_which_route_has_no_endpoint(offline_sdk: openai.OpenAI) -> None:
+    """With no endpoint configured, the SDK still gets answers, streamed or not, and the answer
+    says plainly which route was chosen and that its agent has no endpoint configured (not the
+    default agent's off-topic reply)."""
+    route = SHIPPED.routes[0]
+    query = route.examples[0]
     completion = offline_sdk.chat.completions.create(model="router", messages=[{"role": "user", "content": query}])
-    assert completion.choices[0].message.content == DEFAULT_REPLY
-    assert completion.model == f"router/{SHIPPED.routes[0].name}/canned"
+    text = completion.choices[0].message.content or ""
+    assert completion.model == f"router/{route.name}/canned"
+    assert f"routed to {route.name!r}" in text and route.agent.name in text
+    assert "no LLM endpoint configured" in text and text != DEFAULT_REPLY
     stream = offline_sdk.chat.completions.create(
         model="router", messages=[{"role": "user", "content": query}], stream=True
     )
-    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-    assert text == DEFAULT_REPLY
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == text

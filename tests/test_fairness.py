@@ -16,7 +16,7 @@ import pytest
 from devkit.serving import settings_for
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
-from service.routing.batching import MicroBatcher
+from service.routing.batching import MicroBatcher, Unit
 from service.security import AuthSettings
 from tests.conftest import ServiceFactory
 
@@ -113,3 +113,65 @@ def test_a_plain_classify_is_answered_while_big_batches_are_still_running(client
         t.join(timeout=600)
     assert len(done) == 2
     assert answered < min(done.values()), "the plain query waited for a whole batch"
+
+
+def test_units_of_preparation_are_planned_but_not_returned() -> None:
+    """An item split into units (texts embedded ahead of a conversation) is spread across passes
+    within the budget; the caller gets one result per item, in order; a single query still rides
+    in the first pass."""
+    passes: list[list[str]] = []
+
+    def work(items: list[str]) -> list[str]:
+        passes.append(items)
+        return [t.upper() for t in items]
+
+    def units(item: str) -> list[Unit[str]]:
+        if not item.startswith("chat"):
+            return [Unit(item, len(item))]
+        return [*(Unit(f"{item}/text{i}", 2000, keep=False) for i in range(10)), Unit(item, 10)]
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        batcher: MicroBatcher[str, str] = MicroBatcher(work, 64, units=units, max_cost=16_000)
+        batcher.start()
+        try:
+            chats = asyncio.ensure_future(batcher.submit(["chat-a", "chat-b", "chat-c"]))
+            single = asyncio.ensure_future(batcher.submit(["what is 15% of 200"]))
+            return await chats, await single
+        finally:
+            await batcher.stop()
+
+    chats, single = asyncio.run(scenario())
+    assert chats == ["CHAT-A", "CHAT-B", "CHAT-C"] and single == ["WHAT IS 15% OF 200"]
+    assert "what is 15% of 200" in passes[0]
+    assert len(passes) >= 4  # 30 texts of 2,000 characters, at most 8 per pass
+    for p in passes:
+        assert sum(2000 if "/text" in t else len(t) for t in p) <= 16_000
+
+
+def test_a_cancelled_caller_is_dropped_from_later_passes() -> None:
+    """A caller cancelled while its big batch is being worked through (its client has gone):
+    only the pass already running finishes; none of its later units is worked on."""
+    passes: list[list[str]] = []
+    running = threading.Event()
+
+    def work(items: list[str]) -> list[str]:
+        passes.append(items)
+        running.set()
+        time.sleep(0.05)
+        return items
+
+    async def scenario() -> None:
+        batcher: MicroBatcher[str, str] = MicroBatcher(work, 64, cost=len, max_cost=16_000)
+        batcher.start()
+        try:
+            big = asyncio.ensure_future(batcher.submit(long_queries(64, 7)))
+            while not running.is_set():
+                await asyncio.sleep(0.005)
+            big.cancel()
+            await asyncio.sleep(0.5)
+            assert await batcher.submit(["after"]) == ["after"]
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert len(passes) == 2 and passes[-1] == ["after"]  # the pass that was running, then "after"

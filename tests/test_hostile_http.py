@@ -178,8 +178,8 @@ def test_open_mode_accepts_only_loopback_host_names(indexed: Callable[..., str])
 
 # -- item 11: authentication, deliberately ----------------------------------------------------------
 def test_failed_authentication_is_rate_limited_per_address(indexed: Callable[..., str]) -> None:
-    """30 wrong keys: 429 with Retry-After after the tenth failure; while blocked even a right
-    key from that address is 429 (guessing gains nothing); a missing key stays 401."""
+    """30 wrong keys: 429 with Retry-After after the tenth failure; the right key and the admin
+    token from that address still go through (checked, not refused); a missing key stays 401."""
     url = indexed(auth=AuthSettings(api_keys=[SecretStr(KEY)], admin_token=SecretStr(ADMIN)))
     with httpx.Client(base_url=url) as c:
         codes = [
@@ -187,11 +187,81 @@ def test_failed_authentication_is_rate_limited_per_address(indexed: Callable[...
             for i in range(30)
         ]
         assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}
-        blocked = c.post("/v1/classify", json={"query": "hi"}, headers={"authorization": f"Bearer {KEY}"})
+        blocked = c.post("/v1/classify", json={"query": "hi"}, headers={"authorization": "Bearer wrong-again"})
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
         assert "failed authentication" in blocked.json()["detail"]
-        assert c.get("/admin/index", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 429
+        assert (
+            c.post("/v1/classify", json={"query": "hi"}, headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+        )
+        assert c.get("/admin/index", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 200
         assert c.post("/v1/classify", json={"query": "hi"}).status_code == 401
+
+
+def test_a_guesser_on_a_shared_address_never_locks_out_valid_callers(indexed: Callable[..., str]) -> None:
+    """The issue's probe, with the waits taken out: from one address, 10 bad keys, then a bad key
+    before each of 30 calls with the valid key and 30 with the admin token: every valid call is
+    answered (it was 429 on 17 of 30), every bad key after the tenth is 429."""
+    url = indexed(auth=AuthSettings(api_keys=[SecretStr(KEY)], admin_token=SecretStr(ADMIN)))
+    with httpx.Client(base_url=url) as c:
+
+        def bad(i: int) -> int:
+            return c.post(
+                "/v1/classify", json={"query": "hi"}, headers={"authorization": f"Bearer bad-{i}"}
+            ).status_code
+
+        assert [bad(i) for i in range(10)] == [401] * 10
+        valid, admin, guesses = [], [], []
+        for i in range(30):
+            guesses.append(bad(100 + i))
+            valid.append(c.post("/v1/classify", json={"query": "hi"}, headers={"authorization": f"Bearer {KEY}"}))
+            guesses.append(bad(200 + i))
+            admin.append(c.get("/admin/index", headers={"authorization": f"Bearer {ADMIN}"}))
+    assert [r.status_code for r in valid] == [200] * 30
+    assert [r.status_code for r in admin] == [200] * 30
+    assert set(guesses) == {429}
+
+
+def test_guessing_from_a_blocked_address_is_bounded(indexed: Callable[..., str]) -> None:
+    """Past the failed limit, an address gets ROUTER_AUTH__BLOCKED_CHECKS_PER_MINUTE credential
+    checks; then credentials are refused unchecked, a valid key new to this address included,
+    while a key that authenticated before is still checked and answered."""
+    other = "public-key-hostile-2"
+    auth = AuthSettings(api_keys=[SecretStr(KEY), SecretStr(other)], failed_per_minute=3, blocked_checks_per_minute=5)
+    url = indexed(auth=auth)
+    with httpx.Client(base_url=url) as c:
+
+        def post(token: str) -> int:
+            return c.post(
+                "/v1/classify", json={"query": "hi"}, headers={"authorization": f"Bearer {token}"}
+            ).status_code
+
+        assert post(KEY) == 200  # known from now on
+        assert [post(f"guess-{i}") for i in range(3)] == [401] * 3
+        assert [post(f"guess-{i}") for i in range(3, 8)] == [429] * 5  # checked: the budget of 5
+        assert post(other) == 429  # beyond the budget: refused unchecked, even a valid key
+        assert post(KEY) == 200
+
+
+def test_a_wrong_key_retried_is_limited_per_credential(indexed: Callable[..., str]) -> None:
+    """A client retrying one wrong key: past the limit that key is 429 from any address, without
+    charging the other address, whose own wrong keys are still plain 401s."""
+    url = indexed(auth=AuthSettings(api_keys=[SecretStr(KEY)], failed_per_minute=5))
+
+    def client_from(address: str) -> httpx.Client:
+        return httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address=address))
+
+    with client_from("127.0.0.2") as first, client_from("127.0.0.3") as second:
+
+        def post(c: httpx.Client, token: str) -> int:
+            return c.post(
+                "/v1/classify", json={"query": "hi"}, headers={"authorization": f"Bearer {token}"}
+            ).status_code
+
+        assert [post(first, "stale-key") for _ in range(5)] == [401] * 5
+        assert post(first, "stale-key") == 429
+        assert [post(second, "stale-key") for _ in range(10)] == [429] * 10  # refused unchecked
+        assert [post(second, f"typo-{i}") for i in range(5)] == [401] * 5  # .3's own budget is whole
+        assert post(second, KEY) == 200
 
 
 def test_two_authorization_headers_are_refused(indexed: Callable[..., str]) -> None:

@@ -5,6 +5,7 @@ that times out, and serving while an admin re-index embeds."""
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import os
 import random
@@ -22,6 +23,7 @@ import pytest
 from devkit.routes_dirs import add_route
 from devkit.serving import ROOT, free_port, serve, settings_for
 from devkit.waiting import wait_for
+from indexer.cli import main as indexer_main
 from router_core import (
     Embedder,
     IndexBusy,
@@ -191,6 +193,35 @@ def test_live_pointer_to_a_missing_version_is_reported(
     repaired = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
     assert repaired.changed and EdgeStore(data).live_version() == repaired.version
     wait_for(lambda: "reload_error" not in httpx.get(f"{url}/readyz").json()["checks"], 30, "the error to clear")
+
+
+def test_the_cli_reindex_repairs_a_live_pointer_to_a_missing_version(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder
+) -> None:
+    """The re-index the message asks for, run as the CLI: with LIVE naming a missing version,
+    `indexer --dry-run` plans a full build and `indexer reindex` publishes a version, points LIVE
+    at it and a new replica starts (it used to refuse with the same error as the service)."""
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    missing = "v29990101t000000000000-0badf00d"
+    (data / "router" / "LIVE").write_text(missing + "\n")
+    with pytest.raises(IndexMissing, match="re-index to publish a new version"):
+        Services.build(settings_for(routes_dir, data), embedder=embedder)
+    where = ["--routes", str(routes_dir), "--data-dir", str(data), "--quiet"]
+    out = io.StringIO()
+    assert indexer_main([*where, "--dry-run", "reindex"], out=out, embedder=embedder) == 0, out.getvalue()
+    assert "nothing was written" in out.getvalue()
+    assert (data / "router" / "LIVE").read_text().strip() == missing
+    out = io.StringIO()
+    assert indexer_main([*where, "reindex"], out=out, embedder=embedder) == 0, out.getvalue()
+    live = EdgeStore(data).live_version()
+    assert live is not None and live != missing and f"version {live}: published and live" in out.getvalue()
+    services = Services.build(settings_for(routes_dir, data), embedder=embedder)
+    try:
+        assert services.routes.follower.current.version == live
+    finally:
+        services.routes.follower.close()
+        services.routes.store.close()
 
 
 # -- item 17: two re-indexes at once -------------------------------------------------------------

@@ -82,6 +82,7 @@ PUBLIC = {
     "router_core.review.plan",  # the one planning function of the Review tab and `indexer review`
     "router_core.routes_writer",  # writing _router.yaml and route files, comments and order kept
     "router_core.examples_writer",  # adding examples to route files, comments and order kept
+    "router_core.routes_dir",  # reading an untrusted folder's files (routes/, evals/), bounded
 }
 _CALIBRATION = "calibration scores thousands of settings on the engines' arrays"
 INTERNAL_USES = {

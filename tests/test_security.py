@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from devkit.serving import settings_for
+from devkit.serving import ROOT, settings_for
 from router_core import Embedder, load_routes, run_reindex
+from router_core.settings import settings_problems
 from router_core.store import EdgeStore
 from service.security import AuthSettings, InsecureBind, RateLimiter, check_bind, is_loopback
+from service.settings import ServiceSettings
 from tests.conftest import ServiceFactory
 
 KEY1, KEY2, ADMIN = "public-key-one", "public-key-two", "admin-token-xyz"
@@ -154,3 +159,38 @@ def test_cors_off_unless_configured(keyed, client: httpx.Client) -> None:
     url = keyed(cors_origins=["https://app.example"])
     allowed = httpx.options(f"{url}/v1/classify", headers=pre)
     assert allowed.headers.get("access-control-allow-origin") == "https://app.example"
+
+
+@pytest.mark.parametrize(
+    ("auth", "problem"),
+    [
+        ({"api_keys": [SecretStr("")]}, "ROUTER_AUTH__API_KEYS: key 1 of 1 is empty"),
+        ({"api_keys": [SecretStr(KEY1), SecretStr("")]}, "ROUTER_AUTH__API_KEYS: key 2 of 2 is empty"),
+        ({"api_keys": [SecretStr(" padded-key ")]}, "ROUTER_AUTH__API_KEYS: key 1 of 1 starts or ends with whitespace"),
+        ({"api_keys": [SecretStr("tab\tinside")]}, "ROUTER_AUTH__API_KEYS: key 1 of 1 holds a character"),
+        ({"admin_token": SecretStr("")}, "ROUTER_AUTH__ADMIN_TOKEN: the token is empty"),
+    ],
+    ids=["empty", "one-of-two-empty", "padded", "control-character", "empty-admin-token"],
+)
+def test_keys_that_could_never_be_presented_are_refused(auth: dict[str, object], problem: str) -> None:
+    """An empty key (which refused everyone, and as a non-empty key list let the service bind
+    any address), a padded one or one with a control character is refused at start-up, naming
+    the variable, never the value."""
+    with pytest.raises(ValidationError) as caught:
+        ServiceSettings(_env_file=None, auth=auth)  # type: ignore[call-arg]
+    [line] = settings_problems(caught.value, ServiceSettings)
+    assert line.startswith(problem)
+    assert "padded-key" not in line and "inside" not in line
+
+
+@pytest.mark.slow
+def test_an_empty_key_stops_the_service_before_it_binds(tmp_path: Path) -> None:
+    """`ROUTER_AUTH__API_KEYS='[""]'` with a non-loopback host: `python -m service` exits 2 naming
+    the variable, before it loads anything or listens anywhere."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    env = {**clean, "ROUTER_AUTH__API_KEYS": '[""]', "ROUTER_HTTP__HOST": "0.0.0.0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "ROUTER_AUTH__API_KEYS: key 1 of 1 is empty" in proc.stderr and "Traceback" not in proc.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,29 @@ def test_openapi_schema_and_docs(client: httpx.Client) -> None:
     schema = client.get("/schema/openapi.json").json()
     assert {"/v1/classify", "/v1/classify/batch", "/v1/routes", "/healthz", "/readyz"} <= set(schema["paths"])
     assert client.get("/schema/swagger").status_code == 200
+
+
+def test_the_docs_page_needs_nothing_from_elsewhere(client: httpx.Client) -> None:
+    """/schema/swagger (and /schema) is Swagger UI served by the service itself: every script and
+    style it names is on this origin and served here, no inline script, and a
+    Content-Security-Policy that allows only this origin (it used to load swagger-ui from a CDN
+    without integrity, blank offline)."""
+    for path in ("/schema/swagger", "/schema"):
+        page = client.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self';" in csp and "http" not in csp
+        sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        sources = [s for s in sources if s != "data:,"]  # the empty favicon
+        assert sources and all(s.startswith("/schema/") for s in sources), sources
+        assert "<script>" not in page.text  # every script is a file
+        for source in sources:
+            asset = client.get(source)
+            assert asset.status_code == 200 and len(asset.content) > 0, source
+            assert "//cdn" not in asset.text and "unpkg.com" not in asset.text, source
+    bundle = client.get("/schema/swagger/static/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in bundle.text and len(bundle.content) > 500_000
+    assert client.get("/schema/scalar").status_code == 404  # Scalar loaded from a CDN: gone
 
 
 BAD = [

@@ -476,3 +476,33 @@ def test_keyboard_labels_and_phone_width(open_ui: Callable[..., Tab], shipped_ur
     page.wait_for_selector("#eval-accuracy")
     assert no_sideways_scroll()
     tab.shot("phone-eval")
+
+
+# -- the API docs page -----------------------------------------------------------------------------
+def test_the_swagger_page_renders_offline(browser: Any, shipped_url: str) -> None:
+    """/schema/swagger in the browser with every request off this origin refused: Swagger UI
+    renders every operation of the schema, nothing was asked of another origin, and the console
+    reports no error (no CSP violation)."""
+    context = browser.new_context(viewport=DESKTOP)
+    foreign: list[str] = []
+
+    def only_this_origin(route: Any) -> None:
+        if route.request.url.startswith(shipped_url):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_this_origin)
+    tab = Tab(context.new_page())
+    try:
+        tab.page.goto(f"{shipped_url}/schema/swagger")
+        tab.page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        shown = set(tab.page.eval_on_selector_all(".opblock-summary-path", "els => els.map(e => e.dataset.path)"))
+        paths = set(httpx.get(f"{shipped_url}/schema/openapi.json").json()["paths"])
+        assert shown == paths
+        tab.shot("swagger")
+    finally:
+        context.close()
+    assert not foreign, foreign
+    assert not tab.errors, "\n".join(tab.errors)

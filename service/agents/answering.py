@@ -5,8 +5,10 @@ Each model of an LLM agent is tried up to `1 + retries` times: timeouts, connect
 agent's primary model come its `fallback_models`, in order, then the router's default agent.
 When nothing answers, UpstreamFailed (502) or UpstreamTimeout (504: every model reached timed
 out) names the route, the models tried and why each failed. An agent with no endpoint
-configured is skipped at once, so canned defaults answer offline. A streamed answer fails over
-only until its first piece of text has arrived.
+configured is skipped at once, so canned defaults answer offline: then the answer says which
+route was chosen and that its agent has no endpoint, instead of the default agent's reply. A
+streamed answer fails over only until its first piece of text has arrived; an endpoint that
+answers a streamed request with anything but an event stream (a proxy's page) fails over too.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from router_core import CannedAgent, LLMAgent, RouteTable
 from router_llm.backoff import Backoff
 from router_llm.clients import ClientRegistry, Connection
 from router_llm.endpoints import Unavailable
-from router_llm.failures import Attempt, EmptyReply, Failure, classify_failure
+from router_llm.failures import Attempt, EmptyReply, Failure, NotAStream, classify_failure
 from router_llm.settings import LLMSettings
 from service.agents.conversation import ChatMessage
+from service.agents.forwarded import NOTHING, Forwarded, canned_refusal, offline_reply
 from service.agents.outcomes import (
     NO_USAGE,
     Answer,
@@ -36,7 +39,7 @@ from service.agents.outcomes import (
     StreamTail,
     Usage,
 )
-from service.errors import UpstreamFailed, UpstreamTimeout
+from service.errors import UnsupportedParameter, UpstreamFailed, UpstreamTimeout
 
 log = logging.getLogger("router.agents")
 T = TypeVar("T")
@@ -50,6 +53,7 @@ class _Reply:
     text: str
     usage: Usage | None
     finish_reason: str
+    logprobs: dict[str, Any] | None = None
 
 
 @dataclass
@@ -85,17 +89,31 @@ def _absorb(chunk: ChatCompletionChunk, tail: StreamTail) -> str:
     choice = chunk.choices[0]
     if choice.finish_reason:
         tail.finish_reason = choice.finish_reason
+    tail.piece_logprobs = choice.logprobs.model_dump() if choice.logprobs is not None else None
     return choice.delta.content or ""
 
 
+def _event_stream(upstream: AsyncStream[ChatCompletionChunk]) -> None:
+    """NotAStream unless the endpoint answered with server-sent events: a 200 HTML or JSON body
+    holds no event, and would read as an empty answer."""
+    media = upstream.response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "text/event-stream":
+        raise NotAStream(f"a streamed request was answered with {media or 'no content type'}, not an event stream")
+
+
 async def _prime(upstream: AsyncStream[ChatCompletionChunk]) -> _Primed:
+    _event_stream(upstream)
     chunks = upstream.__aiter__()
     tail = StreamTail()
+    seen = False
     while True:
         try:
             chunk = await chunks.__anext__()
         except StopAsyncIteration:
+            if not seen:
+                raise NotAStream("the event stream ended without a single chunk") from None
             return _Primed(upstream, chunks, "", tail, ended=True)
+        seen = True
         text = _absorb(chunk, tail)
         if text:
             return _Primed(upstream, chunks, text, tail, ended=False)
@@ -141,21 +159,25 @@ class Answerer:
         messages: Sequence[ChatMessage],
         *,
         max_tokens: int | None = None,
+        forwarded: Forwarded = NOTHING,
     ) -> Answer:
         """The complete answer of the agent for `route` in `table` (or of a fallback)."""
 
         async def call(conn: Connection, agent: LLMAgent, model: str, timeout: float) -> _Reply:
             response = await conn.client.chat.completions.create(
-                **self._request(agent, model, messages, max_tokens), timeout=timeout
+                **self._request(agent, model, messages, max_tokens), **forwarded.params, timeout=timeout
             )
             if not response.choices:
                 raise EmptyReply("the response holds no choices")
             choice = response.choices[0]
-            return _Reply(choice.message.content or "", _usage(response.usage), choice.finish_reason or "stop")
+            logprobs = choice.logprobs.model_dump() if choice.logprobs is not None else None
+            return _Reply(
+                choice.message.content or "", _usage(response.usage), choice.finish_reason or "stop", logprobs
+            )
 
-        found = await self._chain(table, route, call, lambda a: _Reply(a.reply, NO_USAGE, "stop"))
+        found = await self._chain(table, route, call, lambda text: _Reply(text, NO_USAGE, "stop"), forwarded)
         reply: _Reply = found.value
-        return Answer(found.responder, reply.text, reply.usage, reply.finish_reason)
+        return Answer(found.responder, reply.text, reply.usage, reply.finish_reason, reply.logprobs)
 
     async def stream(
         self,
@@ -164,6 +186,7 @@ class Answerer:
         messages: Sequence[ChatMessage],
         *,
         max_tokens: int | None = None,
+        forwarded: Forwarded = NOTHING,
     ) -> AnswerStream:
         """The answer as a stream, opened and read up to its first piece of text."""
 
@@ -173,6 +196,7 @@ class Answerer:
                 extra["stream_options"] = {"include_usage": True}
             upstream = await conn.client.chat.completions.create(
                 **self._request(agent, model, messages, max_tokens),
+                **forwarded.params,
                 stream=True,
                 timeout=timeout,
                 **extra,
@@ -183,7 +207,7 @@ class Answerer:
                 await upstream.close()
                 raise
 
-        found = await self._chain(table, route, call, lambda a: a.reply)
+        found = await self._chain(table, route, call, lambda text: text, forwarded)
         if isinstance(found.agent, CannedAgent):
             return AnswerStream(found.responder, _once(found.value), StreamTail(NO_USAGE), _nothing)
         primed: _Primed = found.value
@@ -240,7 +264,8 @@ class Answerer:
         table: RouteTable,
         route: str,
         call: Call[Any],
-        canned: Callable[[CannedAgent], Any],
+        canned: Callable[[str], Any],
+        forwarded: Forwarded,
     ) -> _Found:
         deadline = asyncio.get_running_loop().time() + self._llm.deadline_s
         attempts: list[Attempt] = []
@@ -250,8 +275,19 @@ class Answerer:
         for agent in agents:
             fell_back = agent is not agents[0]
             if isinstance(agent, CannedAgent):
+                if forwarded.needs_llm:
+                    refusal = canned_refusal(forwarded.needs_llm)
+                    if not fell_back:
+                        raise UnsupportedParameter(
+                            f"{refusal}: route {route!r} is answered by the canned agent {agent.name}",
+                            field=forwarded.needs_llm[0],
+                        )
+                    attempts.append(Attempt(agent.name, "canned", "unavailable", refusal))
+                    continue
+                offline = fell_back and bool(attempts) and all(a.kind == "unavailable" for a in attempts)
+                text = offline_reply(route, attempts) if offline else agent.reply
                 responder = self._responder(route, agent.name, "canned", "canned", attempts, fell_back=fell_back)
-                return _Found(canned(agent), agent, responder)
+                return _Found(canned(text), agent, responder)
             found = await self._try_agent(route, agent, call, attempts, deadline)
             if found is not None:
                 model, value = found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from router_llm.failures import Attempt
 
@@ -46,6 +46,7 @@ class Answer:
     text: str
     usage: Usage | None
     finish_reason: str = "stop"
+    logprobs: dict[str, Any] | None = None  # the endpoint's, when the caller asked for them
 
 
 @dataclass
@@ -54,6 +55,7 @@ class StreamTail:
 
     usage: Usage | None = None
     finish_reason: str = "stop"
+    piece_logprobs: dict[str, Any] | None = None  # of the piece last yielded, when asked for
 
 
 @dataclass

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
-from litestar import Controller, Response, post
+from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
@@ -32,6 +33,7 @@ from service.answer_schemas import (
 from service.controllers.routed import annotate_decision, conversation_of, route_request, to_response
 from service.decision_log import RequestRecorder
 from service.errors import ServiceError, problem_body
+from service.guards import charge_queries
 from service.routing.stage import Routed, RoutingStage
 from service.schemas import ClassifyResponse, problem_responses
 from service.settings import LimitSettings
@@ -89,11 +91,14 @@ class AnswerController(Controller):
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
         decision_log: NamedDependency[RequestRecorder],
+        request: Request[Any, Any, Any],
     ) -> Response[AnswerResponse] | Stream:
         """Route the query (or the conversation's latest user message, with its history), then
-        answer with the chosen route's agent."""
+        answer with the chosen route's agent. A conversation is charged the texts it makes the
+        router embed."""
         conversation = conversation_of(data.query, data.messages, limits)
         routed = route_request(conversation)
+        charge_queries(request, await routing.cost([routed]))
         [item] = await routing.route([routed])
         annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
         decided = to_response(item, explain=data.explain)

@@ -7,6 +7,9 @@ message is routed and the chosen route's agent answers with the whole history. T
 a `router` object. Streams follow OpenAI's chunk format and end with `data: [DONE]`; they are
 opened (with retries and fallbacks) before the response starts, so a failure to answer at all
 is a 502/504 problem, and a failure mid-stream is a final `{"error": ...}` chunk.
+
+`response_format`, `logprobs` / `top_logprobs` and `prediction` are forwarded to the agent's
+endpoint (`service.agents.forwarded`); what cannot be honoured is a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
 
 from service.agents import Answerer, AnswerStream, build_conversation
+from service.agents.forwarded import Forwarded
 from service.answer_schemas import (
     SSE_DONE,
     SSE_HEADERS,
@@ -43,12 +48,50 @@ from service.answer_schemas import (
 from service.controllers.routed import annotate_decision, llm_out, route_request
 from service.decision_log import RequestRecorder
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
+from service.guards import charge_queries
 from service.routing.stage import Routed, RoutingStage
 from service.schemas import TurnOut, problem_responses
 from service.settings import LimitSettings
 
 log = logging.getLogger("router.chat")
 OWNER = "semantic-router"
+
+
+def forwarded_of(data: ChatCompletionRequest) -> Forwarded:
+    """The output parameters to forward to the agent's endpoint; UnsupportedParameter (400,
+    naming the field) for what the router cannot honour whatever the agent."""
+    unsupported = sorted(set(data.modalities or ()) - {"text"})
+    if unsupported:
+        raise UnsupportedParameter(
+            f"modalities {unsupported} cannot be honoured: the router's agents answer with text only",
+            field="modalities",
+        )
+    params: dict[str, Any] = {}
+    needs_llm: list[str] = []
+    fmt = data.response_format
+    if fmt is not None:
+        kind = fmt.get("type")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise UnsupportedParameter(
+                f"response_format.type is {kind!r}; expected text, json_object or json_schema", field="response_format"
+            )
+        if kind == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
+            raise UnsupportedParameter(
+                "response_format of type json_schema needs a json_schema object", field="response_format"
+            )
+        if kind != "text":  # text is what every agent answers anyway
+            params["response_format"] = fmt
+            needs_llm.append("response_format")
+    if data.top_logprobs is not None and not data.logprobs:
+        raise UnsupportedParameter("top_logprobs needs logprobs: true", field="top_logprobs")
+    if data.logprobs:
+        params["logprobs"] = True
+        if data.top_logprobs is not None:
+            params["top_logprobs"] = data.top_logprobs
+        needs_llm.append("logprobs")
+    if data.prediction is not None:  # a hint for speed: any agent honours it by answering
+        params["prediction"] = data.prediction
+    return Forwarded(params, tuple(needs_llm))
 
 
 def _created(timestamp: str) -> int:
@@ -65,17 +108,20 @@ def _stream_error(exc: ServiceError | None) -> dict[str, object]:
     return {"error": {**body, "message": message, "type": "router_error", "code": body["status"]}}
 
 
-async def completion_chunks(stream: AnswerStream, model: str, include_usage: bool) -> AsyncIterator[bytes]:
-    """OpenAI chunks of a primed answer stream, ending with `data: [DONE]`."""
+async def completion_chunks(
+    stream: AnswerStream, model: str, include_usage: bool, *, logprobs: bool = False
+) -> AsyncIterator[bytes]:
+    """OpenAI chunks of a primed answer stream, ending with `data: [DONE]`; with `logprobs`,
+    each piece carries the endpoint's log probabilities."""
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: DeltaOut, finish: str | None = None) -> bytes:
-        return sse_data(ChatCompletionChunk(ident, created, model, [ChunkChoiceOut(0, delta, finish)]))
+    def chunk(delta: DeltaOut, finish: str | None = None, probs: dict[str, Any] | None = None) -> bytes:
+        return sse_data(ChatCompletionChunk(ident, created, model, [ChunkChoiceOut(0, delta, finish, probs)]))
 
     try:
         yield chunk(DeltaOut(role="assistant", content=""))
         async for piece in stream.pieces:
-            yield chunk(DeltaOut(content=piece))
+            yield chunk(DeltaOut(content=piece), probs=stream.tail.piece_logprobs if logprobs else None)
         yield chunk(DeltaOut(), stream.tail.finish_reason)
         if include_usage:
             usage = usage_out(stream.tail.usage)
@@ -120,44 +166,34 @@ class ChatController(Controller):
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
         decision_log: NamedDependency[RequestRecorder],
+        request: Request[Any, Any, Any],
     ) -> Response[ChatCompletion] | Stream:
         """Route the conversation (its latest user message, with the history) and answer with
         the chosen route's agent."""
-        router_name = routing.current.table.name
-        if data.model != router_name:
-            raise ModelNotFound(
-                f"model {data.model!r} does not exist; this router serves {router_name!r}",
-                model=data.model,
-                available=[router_name],
-            )
-        if data.n not in (None, 1):
-            raise UnsupportedParameter("n must be 1: the router returns one choice", field="n")
-        if data.tools or data.functions:
-            raise UnsupportedParameter("tools are not supported: the router's agents answer with text", field="tools")
-        given = "max_completion_tokens" if data.max_completion_tokens is not None else "max_tokens"
-        cap = data.max_completion_tokens if data.max_completion_tokens is not None else data.max_tokens
-        if cap is not None and cap < 1:
-            raise UnsupportedParameter(f"{given} must be at least 1", field=given)
+        cap = _token_cap(data, routing.current.table.name)
+        forwarded = forwarded_of(data)
         conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
         routed = route_request(conversation)
+        charge_queries(request, await routing.cost([routed]))  # the texts the history makes the router embed
         [item] = await routing.route([routed])
         annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
         table, route = item.index.table, item.decision.route
         if data.stream:
-            stream = await answerer.stream(table, route, conversation.messages, max_tokens=cap)
+            stream = await answerer.stream(table, route, conversation.messages, max_tokens=cap, forwarded=forwarded)
             include_usage = bool(data.stream_options and data.stream_options.include_usage)
+            model = _model_name(item, stream.responder.model)
             return Stream(
-                completion_chunks(stream, _model_name(item, stream.responder.model), include_usage),
+                completion_chunks(stream, model, include_usage, logprobs=bool(data.logprobs)),
                 media_type="text/event-stream",
                 headers={**SSE_HEADERS, **router_headers(stream.responder, item.index.version)},
             )
-        answer = await answerer.answer(table, route, conversation.messages, max_tokens=cap)
+        answer = await answerer.answer(table, route, conversation.messages, max_tokens=cap, forwarded=forwarded)
         r = answer.responder
         body = ChatCompletion(
             id=f"chatcmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=_model_name(item, r.model),
-            choices=[ChoiceOut(0, ChatMessageOut("assistant", answer.text), answer.finish_reason)],
+            choices=[ChoiceOut(0, ChatMessageOut("assistant", answer.text), answer.finish_reason, answer.logprobs)],
             usage=usage_out(answer.usage),
             router=RouterInfo(
                 route=route,
@@ -174,6 +210,26 @@ class ChatController(Controller):
             ),
         )
         return Response(body, headers=router_headers(r, item.index.version))
+
+
+def _token_cap(data: ChatCompletionRequest, router_name: str) -> int | None:
+    """The caller's token limit, after refusing what the router does not serve (another model,
+    n > 1, tools)."""
+    if data.model != router_name:
+        raise ModelNotFound(
+            f"model {data.model!r} does not exist; this router serves {router_name!r}",
+            model=data.model,
+            available=[router_name],
+        )
+    if data.n not in (None, 1):
+        raise UnsupportedParameter("n must be 1: the router returns one choice", field="n")
+    if data.tools or data.functions:
+        raise UnsupportedParameter("tools are not supported: the router's agents answer with text", field="tools")
+    given = "max_completion_tokens" if data.max_completion_tokens is not None else "max_tokens"
+    cap = data.max_completion_tokens if data.max_completion_tokens is not None else data.max_tokens
+    if cap is not None and cap < 1:
+        raise UnsupportedParameter(f"{given} must be at least 1", field=given)
+    return cap
 
 
 def _model_name(item: Routed, model: str) -> str:

@@ -52,11 +52,14 @@ class ClassifyController(Controller):
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
         decision_log: NamedDependency[RequestRecorder],
+        request: Request[Any, Any, Any],
     ) -> ClassifyResponse:
         """Pick the route for one query, or for the last user message of a conversation
-        (`messages`, using its history); `explain` adds the neighbours behind the vote."""
+        (`messages`, using its history); `explain` adds the neighbours behind the vote. A
+        conversation is charged the texts it makes the router embed."""
         conversation = conversation_of(data.query, data.messages, limits)
         routed = route_request(conversation)
+        charge_queries(request, await routing.cost([routed]))
         [item] = await routing.route([routed])
         annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
         return to_response(item, explain=data.explain)
@@ -75,14 +78,14 @@ class ClassifyController(Controller):
         request: Request[Any, Any, Any],
         decision_log: NamedDependency[RequestRecorder],
     ) -> BatchClassifyResponse:
-        """Pick a route for each query (or conversation), in order; the rate limit counts each."""
+        """Pick a route for each query (or conversation), in order; the rate limit counts each
+        query, and each conversation by the texts it makes the router embed."""
         if (data.queries is None) == (data.conversations is None):
             raise InvalidQuery("send exactly one of queries or conversations", field="queries")
         field = "queries" if data.queries is not None else "conversations"
         count = len(data.queries or data.conversations or [])
         if count > limits.max_batch:
             raise BatchTooLarge(f"batch holds {count} {field}; the limit is {limits.max_batch}", limit=limits.max_batch)
-        charge_queries(request, count)
         requests: list[RouteRequest]
         if data.queries is not None:
             requests = [
@@ -94,6 +97,7 @@ class ClassifyController(Controller):
                 route_request(build_conversation([(m.role, m.content) for m in c.messages], limits))
                 for c in data.conversations or []
             ]
+        charge_queries(request, await routing.cost(requests))
         items = await routing.route(requests)
         record_decisions(decision_log, items, requests)
         annotate(

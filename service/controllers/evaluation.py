@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
 import msgspec
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from router_core import curve_svg
 from service.evaluation import Evaluator
+from service.guards import caller_of, charge_queries
 from service.schemas import problem_responses
 
 
@@ -56,7 +58,7 @@ class EvaluateResponse(msgspec.Struct):
 @get("/v1/evals", tags=["evaluation"], summary="Labelled files to evaluate", responses=problem_responses(401, 429))
 async def eval_files(evaluator: NamedDependency[Evaluator]) -> EvalFiles:
     """The JSON Lines files of the evals directory, by name."""
-    return EvalFiles(evaluator.files(), evaluator.max_queries)
+    return EvalFiles(await asyncio.to_thread(evaluator.files), evaluator.max_queries)
 
 
 @post(
@@ -66,11 +68,16 @@ async def eval_files(evaluator: NamedDependency[Evaluator]) -> EvalFiles:
     summary="Evaluate labelled queries against the served index",
     responses=problem_responses(400, 401, 404, 409, 413, 429, 503),
 )
-async def evaluate_queries(data: JSONBody[EvaluateRequest], evaluator: NamedDependency[Evaluator]) -> EvaluateResponse:
+async def evaluate_queries(
+    data: JSONBody[EvaluateRequest], evaluator: NamedDependency[Evaluator], request: Request[Any, Any, Any]
+) -> EvaluateResponse:
     """Accuracy (fallback as a class), in-scope accuracy, fallback precision and recall,
     per-route scores, confusion pairs and the curve over the global threshold, as
-    `python -m indexer eval` computes them; one evaluation at a time (409 otherwise)."""
-    done = await evaluator.evaluate(jsonl=data.jsonl, file=data.file)
+    `python -m indexer eval` computes them. The rate limit counts each labelled query; a caller
+    runs one evaluation at a time (409 otherwise), beside other callers' evaluations."""
+    labelled = await asyncio.to_thread(evaluator.read, jsonl=data.jsonl, file=data.file)
+    charge_queries(request, len(labelled.queries))
+    done = await evaluator.evaluate(labelled, caller=caller_of(request))
     return EvaluateResponse(
         source=done.source,
         index_version=done.index_version,

@@ -49,6 +49,11 @@ class LRU(Generic[V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether `key` is held (counts neither a hit nor a miss, freshens nothing)."""
+        with self._lock:
+            return key in self._items
+
     def through(
         self,
         keys: Sequence[Hashable],
@@ -87,6 +92,10 @@ class VectorCache:
             lambda positions: [row.copy() for row in encode([texts[i] for i in positions])],
         )
         return np.stack(rows).astype(np.float32, copy=False), len(missing)
+
+    def has(self, model_id: str, text: str) -> bool:
+        """Whether `text`'s vector under `model_id` is held (no statistics counted)."""
+        return (model_id, text) in self._lru
 
     @property
     def stats(self) -> tuple[int, int, int]:

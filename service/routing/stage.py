@@ -31,6 +31,7 @@ from service.live_index import IndexFollower
 from service.metrics import Metrics
 from service.routing.batching import MicroBatcher
 from service.routing.caches import LRU, VectorCache
+from service.routing.costs import CostModel
 
 log = logging.getLogger("router.routing")
 _MAX_REROUTES = 5
@@ -59,11 +60,6 @@ class Routed:
     llm: LLMVerdict | None = None
 
 
-def request_chars(request: RouteRequest) -> int:
-    """The work a request brings to a forward pass, in characters of text."""
-    return sum(len(turn.text) for turn in request.turns)
-
-
 class RoutingStage:
     """Routes requests against the followed index version."""
 
@@ -78,6 +74,7 @@ class RoutingStage:
         vector_cache: int = 20_000,
         llm_cache: int = 10_000,
         max_pass_chars: int | None = None,
+        query_chars: int = 2000,
     ) -> None:
         self._follower = follower
         self._metrics = metrics
@@ -90,8 +87,13 @@ class RoutingStage:
         self._answers: LRU[Asked] = LRU(llm_cache)
         # Fairness: a forward pass holds at most max_pass_chars of text, and big batches are
         # split across passes so that single requests are not held up (service.routing.batching).
+        # Issue 22: a request is priced by the new texts it makes the vote embed (a conversation's
+        # window and context texts, each a unit of its own ahead of it), the same model the rate
+        # limit charges with (`cost`; service.routing.costs). A caller whose client has gone is
+        # cancelled in `submit`, and the batcher drops its units from the next pass.
+        self._costs = CostModel(follower, self._vectors, RouteRequest.query, query_chars=query_chars)
         self._batcher: MicroBatcher[RouteRequest, Routed] = MicroBatcher(
-            self._vote, max_micro_batch, cost=request_chars, max_cost=max_pass_chars
+            self._vote, max_micro_batch, units=self._costs.units, max_cost=max_pass_chars
         )
 
     @property
@@ -106,6 +108,10 @@ class RoutingStage:
     async def stop(self) -> None:
         """Stop the worker."""
         await self._batcher.stop()
+
+    async def cost(self, requests: Sequence[RouteRequest]) -> int:
+        """Queries the rate limit charges for routing `requests` (service.routing.costs)."""
+        return await self._costs.queries_off_loop(requests)
 
     async def route(self, requests: Sequence[RouteRequest]) -> list[Routed]:
         """Route every request, in order; the vote's requests share forward passes with
