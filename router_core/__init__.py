@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from router_core.pipeline import RouteRequest
     from router_core.progress import NoSteps, Steps
     from router_core.reasons import Reason
-    from router_core.reindex import ReindexPlan, ReindexReport, plan_reindex, run_reindex
+    from router_core.reindex import ReindexPlan, ReindexReport, live_to_replace, plan_reindex, run_reindex
     from router_core.route_policy import RoutePolicy
     from router_core.router import Router, Routing
     from router_core.routes import ROUTER_FILE, Route, RouteTable, load_routes
@@ -87,7 +87,9 @@ _HOMES = {
     **dict.fromkeys(("NoSteps", "Steps"), "router_core.progress"),
     "Reason": "router_core.reasons",
     "RoutePolicy": "router_core.route_policy",
-    **dict.fromkeys(("ReindexPlan", "ReindexReport", "plan_reindex", "run_reindex"), "router_core.reindex"),
+    **dict.fromkeys(
+        ("ReindexPlan", "ReindexReport", "live_to_replace", "plan_reindex", "run_reindex"), "router_core.reindex"
+    ),
     "Router": "router_core.router",
     "Routing": "router_core.router",
     **dict.fromkeys(("ROUTER_FILE", "Route", "RouteTable", "load_routes"), "router_core.routes"),
@@ -140,6 +142,7 @@ __all__ = [
     "curve_svg",
     "embedder_from_settings",
     "evaluate",
+    "live_to_replace",
     "load_embedder",
     "load_routes",
     "open_store",

@@ -40,11 +40,14 @@ class RecordingEmbedder:
         self.model_id, self.dimension = self.inner.model_id, self.inner.dimension
         self.source, self.backend = self.inner.source, self.inner.backend
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
-        vectors = self.inner.encode(texts, batch_size=batch_size, progress=progress)
+    def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        vectors = self.inner.encode_queries(texts, batch_size=batch_size, progress=progress)
         time.sleep(self.pause_s)
         self.calls.append((time.monotonic(), sum(len(t) for t in texts)))
         return vectors
+
+    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
+        return self.inner.encode_documents(texts, batch_size=batch_size, progress=progress)
 
 
 def conversation(seed: str, rng: random.Random, messages: int = 20, chars: int = 800) -> list[dict[str, str]]:

@@ -131,8 +131,9 @@ def _model_switch(settings: RouterSettings, store: IndexStore, model: Embedder, 
     and neither --model nor --switch-model given), or None. A model that is not loaded takes
     its dimension from a live version built with it."""
     from indexer.model_loading import LazyEmbedder
+    from router_core import live_to_replace
 
-    live = store.live_version()
+    live = live_to_replace(store)  # a dangling live pointer is what a re-index repairs
     if live is None:
         return None
     manifest = store.manifest(live)
