@@ -66,12 +66,12 @@ def probe(url: str, hostile: list[Callable[[httpx.Client], httpx.Response]], rou
     return found
 
 
-def assert_unstalled(found: Probe, expected: set[int]) -> None:
-    """Every hostile request answered as expected within HOSTILE_BOUND_S, and /healthz within
+def assert_unstalled(found: Probe, expected: set[int], bound_s: float = HOSTILE_BOUND_S) -> None:
+    """Every hostile request answered as expected within `bound_s`, and /healthz within
     100 ms while they ran (at the 90th percentile, so one scheduling hiccup of a loaded machine
     does not fail it, and never over 0.5 s)."""
     assert set(found.statuses) <= expected, found.statuses
-    assert max(found.seconds) < HOSTILE_BOUND_S, [round(s, 3) for s in found.seconds]
+    assert max(found.seconds) < bound_s, [round(s, 3) for s in found.seconds]
     assert found.healthz, "no /healthz answered while the hostile requests ran"
     ordered = sorted(found.healthz)
     assert ordered[int(len(ordered) * 0.9)] < HEALTHZ_BOUND_S, [round(s, 3) for s in ordered[-5:]]
@@ -175,7 +175,8 @@ def test_a_decision_model_error_of_a_dot_a_dot_keeps_its_deadline(
 
     hostile = [classify(f"what is {i} percent of 300") for i in range(3)]  # distinct: no cached decision
     found = probe(url, hostile, rounds=1)
-    assert_unstalled(found, {200})
+    # The call itself may take the decision deadline (retries included); masking must add ~nothing.
+    assert_unstalled(found, {200}, bound_s=decider.timeout_s + HOSTILE_BOUND_S)
     with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT_S) as c:
         body: dict[str, Any] = c.post("/v1/classify", json={"query": "what is 3 percent of 300"}).json()
     assert (body["route"], body["reason"]) == ("default", "llm_failed")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import httpx
 import pytest
 
+from devkit.waiting import wait_for
 from service.observability import JsonFormatter
 
 
@@ -40,13 +42,24 @@ def test_request_id_is_returned_and_generated(client: httpx.Client) -> None:
     assert len(bogus.headers["x-request-id"]) == 32
 
 
+def access_lines(caplog: pytest.LogCaptureFixture, *request_ids: str) -> list[dict[str, Any]]:
+    """The access log's lines once those of `request_ids` are written: a line is written when the
+    response has gone out (so that a client that left is logged as such), just after the client
+    has it."""
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "router.access"]
+
+    wait_for(lambda: set(request_ids) <= {line["request_id"] for line in lines()}, 10, "the access lines")
+    return lines()
+
+
 def test_access_log_has_route_and_timings_but_no_query(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
     """Each request logs one JSON line with id, status, route and timings, without the query text."""
     secret_query = "How do I use async with Rust? my account is 12345678"
     with caplog.at_level(logging.INFO, logger="router.access"):
         client.post("/v1/classify", json={"query": secret_query}, headers={"X-Request-ID": "log-check-1"})
-    records = [r for r in caplog.records if r.name == "router.access"]
-    lines = [json.loads(JsonFormatter().format(r)) for r in records]
+        lines = access_lines(caplog, "log-check-1")
     [line] = [entry for entry in lines if entry["request_id"] == "log-check-1"]
     assert line["status"] == 200 and line["route"] == "coding" and line["fallback"] is False
     assert line["index_version"].startswith("v")
@@ -65,8 +78,8 @@ def test_answer_and_chat_access_lines_carry_the_decision(
         assert client.post("/v1/answer", json={"query": query}, headers={"X-Request-ID": "ans-1"}).status_code == 200
         streamed = client.post("/v1/answer", json={"query": query, "stream": True}, headers={"X-Request-ID": "ans-2"})
         assert client.post("/v1/chat/completions", json=chat, headers={"X-Request-ID": "chat-1"}).status_code == 200
+        lines = access_lines(caplog, "ans-1", "ans-2", "chat-1")
     assert streamed.headers["x-router-index-version"].startswith("v")
-    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "router.access"]
     by_id = {entry["request_id"]: entry for entry in lines}
     for rid in ("ans-1", "ans-2", "chat-1"):
         line = by_id[rid]
@@ -82,9 +95,9 @@ def test_requests_no_route_matches_are_logged_counted_and_given_an_id(
     with caplog.at_level(logging.INFO, logger="router.access"):
         missing = client.get("/no/such/page-12345", headers={"X-Request-ID": "lost-1"})
         wrong = client.get("/v1/classify", headers={"X-Request-ID": "lost-2"})
+        lines = access_lines(caplog, "lost-1", "lost-2")
     assert (missing.status_code, wrong.status_code) == (404, 405)
     assert missing.headers["x-request-id"] == "lost-1" and wrong.headers["x-request-id"] == "lost-2"
-    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "router.access"]
     statuses = {entry["request_id"]: entry["status"] for entry in lines}
     assert statuses["lost-1"] == 404 and statuses["lost-2"] == 405
     text = client.get("/metrics").text
