@@ -15,6 +15,7 @@ import yaml
 from devkit.fake_llm import Fail, FakeLLM, Hang, Reply
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV, write_routes
 from devkit.serving import SHIPPED_ROUTES
+from devkit.waiting import wait_for
 from router_core.llm_routing import read_choice
 from router_llm.settings import DeciderSettings
 
@@ -159,6 +160,8 @@ def test_hybrid_asks_only_about_uncertain_queries_and_caches_the_answer(
         confident = classify(url, query=CONFIDENT)
         first = classify(url, query=uncertain)
         repeat = classify(url, query=uncertain.upper())  # the cache key is the normalised query
+        # An access line is written once its response has gone out, just after the client has it.
+        wait_for(lambda: sum(r.name == "router.access" for r in caplog.records) >= 3, 10, "the access lines")
     assert confident["decided_by"] == "vote" and "llm" not in confident
     assert first["decided_by"] == "llm" and first["route"] == "sales_engineering"
     assert repeat["llm"]["cached"] is True and repeat["route"] == "sales_engineering"

@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from devkit.serving import ROOT, settings_for
+from devkit.waiting import wait_for
 from router_core import Embedder, load_routes, run_reindex
 from router_core.settings import settings_problems
 from router_core.store import EdgeStore
@@ -134,6 +135,8 @@ def test_keys_never_reach_logs(keyed, caplog: pytest.LogCaptureFixture) -> None:
         httpx.post(f"{url}/v1/classify", json=QUERY, headers=bearer(KEY1))
         httpx.post(f"{url}/v1/classify", json=QUERY, headers=bearer("leaky-wrong-key"))
         httpx.get(f"{url}/admin/index", headers=bearer(ADMIN))
+        # An access line is written once its response has gone out, just after the client has it.
+        wait_for(lambda: sum(r.name == "router.access" for r in caplog.records) >= 3, 10, "the access lines")
     text = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
     assert "router.access" in {r.name for r in caplog.records}
     for secret in (KEY1, ADMIN, "leaky-wrong-key"):
