@@ -1,0 +1,150 @@
+"""What a conversation costs over HTTP next to one message: never seen before (cold) and with
+its history seen (a live chat's next turn), interleaved in one run.
+
+The service is `python -m service` in its own process, serving the SGD multi-turn set's routes
+(routes_train.jsonl); the conversations are its dev dialogues cut at their 10th user message
+(10 user messages and the assistant messages between them). Per conversation, in an order that
+rotates: one message (its 10th user message alone, a text never sent before), the conversation
+cold (every message tagged so that the service has embedded none of them), and warm (the same
+tagged conversation without its last user message first, unmeasured, then the whole: the next
+turn of a live chat). p50 over the conversations, and the ratios against one message.
+
+    python -m bench.conversation_latency [--datasets ../shared/datasets] [--conversations 40] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.report import write_named_section
+from bench.stats import percentile, ratio
+from devkit.service_process import service_process
+from indexer.conversations import LabelledConversation, load_conversations
+from indexer.importer import write_routes_from_jsonl
+from router_core import load_embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
+
+TURNS = 10
+
+
+class Client:
+    """POST /v1/classify over one keep-alive connection."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=120)
+
+    def seconds(self, body: dict[str, Any]) -> float:
+        """Time of one classify (RuntimeError unless 200)."""
+        started = time.perf_counter()
+        self._conn.request("POST", "/v1/classify", json.dumps(body), {"content-type": "application/json"})
+        response = self._conn.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"classify answered {response.status}: {payload[:300]!r}")
+        return time.perf_counter() - started
+
+
+def cut(conversation: LabelledConversation, tag: str) -> list[dict[str, str]]:
+    """The conversation up to its TURNS-th user message, every message tagged (never seen)."""
+    users = [i for i, t in enumerate(conversation.messages) if t.role == "user"]
+    end = users[TURNS - 1]
+    return [
+        {"role": t.role, "content": f"{t.text} [{tag}]"}
+        for t in conversation.messages[: end + 1]
+        if t.role in ("user", "assistant")
+    ]
+
+
+def measure(url: str, conversations: Sequence[LabelledConversation]) -> dict[str, Any]:
+    """Interleaved timings of one message, a cold conversation and a warm one."""
+    client = Client(url)
+    for i, c in enumerate(conversations[:5]):  # warm-up: the first calls of a process are slower
+        client.seconds({"messages": cut(c, f"warm-up {i}")})
+    times: dict[str, list[float]] = {"one message": [], "cold": [], "warm": []}
+    for i, c in enumerate(conversations):
+        order = ["one message", "cold", "warm"]
+        order = order[i % 3 :] + order[: i % 3]
+        for kind in order:
+            messages = cut(c, f"{kind} {i} {os.getpid()}")
+            if kind == "one message":
+                times[kind].append(client.seconds({"query": messages[-1]["content"]}))
+            elif kind == "cold":
+                times[kind].append(client.seconds({"messages": messages}))
+            else:
+                last_user = max(j for j, m in enumerate(messages) if m["role"] == "user")
+                client.seconds({"messages": messages[:last_user]})  # the chat so far, unmeasured
+                times[kind].append(client.seconds({"messages": messages}))
+    p50 = {kind: percentile(values, 50) * 1e3 for kind, values in times.items()}
+    return {
+        "conversations": len(conversations),
+        "p50_ms": {k: round(v, 2) for k, v in p50.items()},
+        "p99_ms": {k: round(percentile(v, 99) * 1e3, 2) for k, v in times.items()},
+        "cold_vs_one": ratio(p50["cold"], p50["one message"]),
+        "warm_vs_one": ratio(p50["warm"], p50["one message"]),
+    }
+
+
+def run(datasets: Path, count: int) -> dict[str, Any]:
+    """Index the SGD routes, serve them in a process of their own, measure."""
+    sgd = datasets / "sgd_multiturn"
+    conversations = [
+        c
+        for c in load_conversations(sgd / "dev_conversations.jsonl")
+        if sum(t.role == "user" for t in c.messages) >= TURNS
+    ][:count]
+    with tempfile.TemporaryDirectory() as tmp:
+        routes, data = Path(tmp) / "routes", Path(tmp) / "data"
+        write_routes_from_jsonl(sgd / "routes_train.jsonl", routes)
+        run_reindex(load_routes(routes), EdgeStore(data), load_embedder())
+        env = {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data)}
+        with service_process(env) as service:
+            result = measure(service.url, conversations)
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def render(result: dict[str, Any], command: str) -> str:
+    """The BENCHMARKS.md section."""
+    p50, p99 = result["p50_ms"], result["p99_ms"]
+    rows = "\n".join(
+        f"| {kind} | {p50[kind]} ms | {p99[kind]} ms | {ratio(p50[kind], p50['one message'])}x |"
+        for kind in ("one message", "cold", "warm")
+    )
+    return (
+        "## Conversation latency: never seen (cold) and with its history seen (warm)\n\n"
+        f"Command: `{command}`. {result['conversations']} SGD dev conversations cut at their {TURNS}th user "
+        f"message, over HTTP to `python -m service` in its own process, interleaved; load average at the end "
+        f"{result['load_average']}.\n\n"
+        "| request | p50 | p99 | p50 x one message |\n|---|---|---|---|\n"
+        f"{rows}\n\n"
+        "Targets (issue 21): cold <= 3x one message, warm <= 1.5x.\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure, print, and with --write put the section into BENCHMARKS.md."""
+    parser = argparse.ArgumentParser(prog="python -m bench.conversation_latency", description=__doc__)
+    parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--conversations", type=int, default=40)
+    parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    result = run(args.datasets, args.conversations)
+    print(json.dumps(result, indent=1))
+    if args.write:
+        command = f"python -m bench.conversation_latency --conversations {args.conversations} --write"
+        write_named_section("conversation-latency", render(result, command))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
