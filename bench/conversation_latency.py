@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(result, indent=1))
     if args.write:
         command = f"python -m bench.conversation_latency --conversations {args.conversations} --write"
-        write_named_section("conversation-latency", render(result, command))
+        write_named_section(Path("BENCHMARKS.md"), "conversation-latency", render(result, command))
     return 0
 
 
