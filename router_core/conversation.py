@@ -55,7 +55,7 @@ from router_core.conversation_engine import (
     Outcome,
     decide,
 )
-from router_core.conversation_words import DIALOGUE_WORDS, FOLLOW_UP_WORDS, FUNCTION_WORDS
+from router_core.conversation_words import IGNORED_WORDS
 from router_core.decision import Decision, TurnShare
 from router_core.decision import decide as decide_one
 from router_core.neighbours import Neighbour
@@ -65,7 +65,6 @@ from router_core.reasons import OFF_TOPIC, REASONS
 Role = Literal["system", "user", "assistant"]
 Vector = npt.NDArray[np.float32]
 _WORD = re.compile(r"[a-z0-9']+")
-_IGNORED = FUNCTION_WORDS | DIALOGUE_WORDS | FOLLOW_UP_WORDS
 MIN_SHARE = 0.1  # turns listed in a decision carry at least this share of the winner's evidence
 
 
@@ -78,7 +77,7 @@ class Turn:
     text: str
 
 
-def content_words(text: str, ignored: frozenset[str] = _IGNORED) -> int:
+def content_words(text: str, ignored: frozenset[str] = IGNORED_WORDS) -> int:
     """Words that say what a message is about: not function words, not generic dialogue
     words (politeness, confirmation, dates, prices), not numbers (`ignored`: the words left
     out, by default the English list of router_core.conversation_words)."""

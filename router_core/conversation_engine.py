@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from router_core.constants import CONTEXT_MESSAGES, CONTEXT_TAIL_CHARS, EVIDENCE_SCALE
 from router_core.neighbours import BoolArray, FloatArray, IntArray, Neighbour, ordered
 from router_core.reasons import BELOW_THRESHOLD, CONTEXT, CONTINUED, OFF_TOPIC, STANDALONE, VOTE
 
@@ -28,9 +29,6 @@ Vector = npt.NDArray[np.float32]
 # decision stands, whatever its reason (one user message).
 OWN = -1
 NO_EVIDENCE = BELOW_THRESHOLD  # no route has evidence in the window: the default route
-CONTEXT_MESSAGES = 2  # a user message's context text: this many messages before it, then itself
-CONTEXT_TAIL_CHARS = 300  # of each earlier message in a context text: its end, nearest the user's reply
-EVIDENCE_SCALE = 8.0  # log-odds per unit of evidence (similarity above the floor, summed over neighbours)
 
 
 @dataclass(frozen=True)

@@ -357,3 +357,7 @@ FOLLOW_UP_WORDS = frozenset(
         "why",
     )
 )
+
+
+IGNORED_WORDS = FUNCTION_WORDS | DIALOGUE_WORDS | FOLLOW_UP_WORDS
+"""Every word that does not make a message a request of its own (`conversation.content_words`)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from router_core.constants import MAX_DESCRIPTION_CHARS, MAX_EXAMPLE_CHARS, MAX_MESSAGE_CHARS
 from router_core.decision import Decision
 from router_core.neighbours import BoolArray, FloatArray
 from router_core.params import DecisionParams, LLMRoutingParams
@@ -34,9 +35,6 @@ from router_core.reasons import Reason
 from router_core.routes import RouteTable
 
 NONE = "none"
-MAX_DESCRIPTION_CHARS = 300
-MAX_EXAMPLE_CHARS = 200
-MAX_MESSAGE_CHARS = 1000
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from router_core.agents import AgentSpec, CannedAgent, LLMAgent, StrictModel
+from router_core.constants import recorded
+from router_core.conversation_words import IGNORED_WORDS
 from router_core.errors import Problem, RoutesInvalid
 from router_core.params import (
     RETIRED_CONVERSATION_PARAMS,
@@ -121,6 +123,7 @@ class RouteTable:
             "mode": self.mode,
             "conversation": self.conversation.to_dict(),
             "llm": self.llm.to_dict(),
+            "constants": recorded(IGNORED_WORDS),
             "default_agent": self.default_agent.model_dump(mode="json"),
             "routes": [
                 {

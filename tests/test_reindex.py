@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from indexer.cli import main as indexer_main
-from router_core import Embedder, RoutesInvalid, load_routes, run_reindex
+from router_core import Embedder, RoutesInvalid, constants, load_routes, run_reindex
+from router_core.conversation_words import IGNORED_WORDS
 from router_core.settings import IndexSettings
 from router_core.store import EdgeStore
 
@@ -151,3 +152,18 @@ def test_keeping_fewer_than_two_versions_is_refused() -> None:
     with pytest.raises(ValidationError, match="keep_versions"):
         IndexSettings(keep_versions=1)
     assert IndexSettings().keep_versions == 2
+
+
+def test_a_version_records_the_constants_that_change_decisions(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder
+) -> None:
+    """Each version records the named constants of the conversation rule and the LLM step (its
+    fingerprint with them): a changed word list would be a new version, not the same one."""
+    store = EdgeStore(tmp_path / "data")
+    table = load_routes(routes_dir)
+    report = run_reindex(table, store, embedder)
+    recorded = store.manifest(report.version).route_table["constants"]
+    assert recorded == constants.recorded(IGNORED_WORDS)
+    assert recorded["conversation.evidence_scale"] == constants.EVIDENCE_SCALE
+    assert recorded["llm.max_message_chars"] == constants.MAX_MESSAGE_CHARS
+    assert constants.recorded(IGNORED_WORDS - {"yes"}) != recorded  # the word list is in it, by hash
