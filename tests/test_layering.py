@@ -89,6 +89,8 @@ INTERNAL_USES = {
     ("indexer/calibration.py", "router_core.engine"): _CALIBRATION,
     ("indexer/calibration.py", "router_core.neighbours"): _CALIBRATION,
     ("indexer/calibration.py", "router_core.decision"): "the chosen setting re-scored with the vote's own decisions",
+    ("indexer/calibration_ladder.py", "router_core.engine"): _CALIBRATION,
+    ("indexer/calibration_ladder.py", "router_core.neighbours"): _CALIBRATION,
     ("indexer/calibration_objective.py", "router_core.engine"): _CALIBRATION,
     ("indexer/calibration_objective.py", "router_core.neighbours"): _CALIBRATION,
     ("indexer/route_thresholds.py", "router_core.engine"): _CALIBRATION,
