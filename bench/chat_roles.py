@@ -16,11 +16,17 @@ chat; scored by kind of turn (`router_core.labelled_conversations`). Rewrites:
 - tools noise: the tool result says nothing of the topic (`{"status": "ok", ...}`);
 - system, generic: "You are a helpful assistant..." first;
 - system naming the routes: a system prompt listing every route of the set first (a
-  multi-purpose assistant's prompt: the worst case for reading it).
+  multi-purpose assistant's prompt);
+- system naming one route: "You are the <first route> assistant..." first (a prompt that
+  names a topic every chat of the client shares).
+
+Policies: the service's default (neither tool results nor system prompts read), tools read
+(as assistant messages, the first 500 characters of the last 2 of an exchange), system read
+(as an assistant message).
 
 Cost: the same conversations with three 30,000-character tool results in every exchange, the
 texts and characters the pipeline plans for each labelled turn (`pipeline.plan`, history
-cold), under the default policy and with tool results neither cut nor bounded.
+cold): not read (the default), read cut and bounded, read whole.
 """
 
 from __future__ import annotations
@@ -52,9 +58,10 @@ FOUND = "Here is what I found."
 GENERIC_SYSTEM = "You are a helpful assistant. Answer briefly and politely, and ask when something is unclear."
 HUGE = 30_000
 COLUMNS = ("all", "first", "follow-up", "switch")
-UNBOUNDED = RolePolicy(tool_result_chars=10**9, tool_results_per_exchange=10**9)
-POLICIES = {"default": DEFAULT_POLICY, "tools ignored": RolePolicy(tool_results=False)}
-SYSTEM_READ = {"default (system ignored)": DEFAULT_POLICY, "system read": RolePolicy(system_prompts=True)}
+TOOLS_READ = RolePolicy(tool_results=True)
+UNBOUNDED = RolePolicy(tool_results=True, tool_result_chars=10**9, tool_results_per_exchange=10**9)
+POLICIES = {"default (tools not read)": DEFAULT_POLICY, "tools read": TOOLS_READ}
+SYSTEM_READ = {"default (system not read)": DEFAULT_POLICY, "system read": RolePolicy(system_prompts=True)}
 
 
 def _with_tools(result: Callable[[int, str, str], list[str]], reply: Callable[[str], str]) -> Rewrite:
@@ -110,6 +117,9 @@ REWRITES: dict[str, Rewrite] = {
             + ". Be concise."
         )
     ),
+    "system naming one route": _with_system(
+        lambda routes: f"You are the {routes[0]} assistant of a travel and lifestyle service. Be concise."
+    ),
 }
 HUGE_TOOLS = _with_tools(
     lambda n, _q, reply: [json.dumps({"rows": [reply] * (HUGE // max(1, len(reply)))})[:HUGE]] * 3, lambda r: r
@@ -149,7 +159,7 @@ def measure_set(datasets: Path, folder: str, tmp: Path) -> dict[str, Any]:
         for variant, rewrite in REWRITES.items():
             policies = SYSTEM_READ if variant.startswith("system") else POLICIES
             for policy_name, policy in policies.items():
-                if variant == "plain" and policy_name != "default":
+                if variant == "plain" and policy is not DEFAULT_POLICY:
                     continue
                 cases.append((variant, policy_name, *requests_of(conversations, rewrite, names, policy)))
         every = [r for case in cases for r in case[2]]
@@ -160,7 +170,7 @@ def measure_set(datasets: Path, folder: str, tmp: Path) -> dict[str, Any]:
             decided = decisions[start : start + len(requests)]
             start += len(requests)
             s = score_turns([d.route for d in decided], labels, table.params.default_route)
-            rows[f"{variant} | {policy_name}"] = {**s.as_row(), "counts": s.counts}
+            rows[f"{variant}, {policy_name}"] = {**s.as_row(), "counts": s.counts}
         return {"rows": rows, "cost": _cost(conversations, names, table)}
     finally:
         index.close()
@@ -172,8 +182,9 @@ def _cost(conversations: Sequence[LabelledConversation], names: Sequence[str], t
     out: dict[str, Any] = {}
     for name, rewrite, policy in (
         ("plain", _plain, DEFAULT_POLICY),
-        ("huge tool results, default policy", HUGE_TOOLS, DEFAULT_POLICY),
-        ("huge tool results, neither cut nor bounded", HUGE_TOOLS, UNBOUNDED),
+        ("huge tool results, default (not read)", HUGE_TOOLS, DEFAULT_POLICY),
+        ("huge tool results read, first 500 characters of the last 2 per exchange", HUGE_TOOLS, TOOLS_READ),
+        ("huge tool results read whole", HUGE_TOOLS, UNBOUNDED),
     ):
         requests, _ = requests_of(conversations, rewrite, names, policy)
         planned = pipeline.plan(requests, table)
@@ -204,15 +215,28 @@ def render(out: dict[str, Any]) -> str:
         "pipeline (the rule's shipped defaults). Tools echo: a tool call (content null) and a tool result holding "
         'the assistant\'s reply before each reply; tools only: the reply becomes "Here is what I found." (the '
         "topic is in the tool result alone); tools noise: the result is a status object. System: a generic prompt, "
-        "or one listing every route, first. Policy default: tool results read as assistant messages (first 500 "
-        "characters, the last 2 of an exchange), system and developer prompts not read.",
+        "or one listing every route, or one naming the first route, first. Default policy (the service's): "
+        "neither tool results nor system and developer prompts are read; tools read: tool results read as "
+        "assistant messages (first 500 characters, the last 2 of an exchange); system read: the system prompt "
+        "read as an assistant message.",
         "",
-        "| rewrite, policy | " + " | ".join(f"{n} {t}" for n in names for t in COLUMNS) + " |",
+        "| rewrite, role policy | " + " | ".join(f"{n} {t}" for n in names for t in COLUMNS) + " |",
         "|---|" + "---|" * (4 * len(names)),
     ]
     for label in out["sets"][names[0]]["rows"]:
         cells = [pct(out["sets"][n]["rows"][label][t]) for n in names for t in TYPES]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Reading them changes the accuracy on all turns by (points, read minus not read):", ""]
+    for n in names:
+        rows = out["sets"][n]["rows"]
+        deltas = []
+        for variant, read, default in (
+            *((v, "tools read", "default (tools not read)") for v in ("tools echo", "tools only", "tools noise")),
+            *((v, "system read", "default (system not read)") for v in REWRITES if v.startswith("system")),
+        ):
+            change = 100 * (rows[f"{variant}, {read}"]["all"] - rows[f"{variant}, {default}"]["all"])
+            deltas.append(f"{variant} {change:+.1f}")
+        lines.append(f"- {n}: " + ", ".join(deltas))
     lines += [
         "",
         f"Cost: three {HUGE:,}-character tool results in every exchange; what the pipeline plans to embed per "

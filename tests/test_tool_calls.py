@@ -14,11 +14,17 @@ import openai
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
+from bench.chat_roles import REWRITES, requests_of
 from devkit.fake_llm import FakeLLM
 from devkit.fake_tool_calls import UsesTools
+from devkit.serving import SHIPPED_EVALS
 from router_core import Embedder
+from router_core.labelled_conversations import parse_conversations
+from service.agents.conversation import DEFAULT_POLICY, RolePolicy, build_conversation
+from service.settings import LimitSettings
 from tests.llm_fixtures import copy_shipped, fast_llm, point_agents_at, router_service
 
+SHIPPED_CONVERSATIONS = SHIPPED_EVALS / "shipped-conversations.jsonl"
 MATHS_QUESTION = "What is 20% of 350?"  # the maths route's first example
 CALCULATOR = {
     "type": "function",
@@ -221,7 +227,7 @@ def test_classify_reads_the_whole_chat_schema(router_url: str) -> None:
     decided = r.json()
     assert decided["route"] == "maths"
     assert decided["skipped_parts"] == {"image_url": 1, "input_audio": 1}
-    assert {t["index"] for t in decided["turns"]} <= {2, 4, 6, 7}  # user, tool result, assistant: never system
+    assert {t["index"] for t in decided["turns"]} <= {2, 6, 7}  # user and assistant text: never system or tool
     batch = httpx.post(
         f"{router_url}/v1/classify/batch", json={"conversations": [{"messages": TOOL_CHAT}] * 2}, timeout=30
     )
@@ -240,3 +246,57 @@ def test_an_image_alone_routes_on_the_user_text_before_it(router_url: str) -> No
     assert r.json()["route"] == "maths" and r.json()["skipped_parts"] == {"image_url": 1}
     r = httpx.post(f"{router_url}/v1/classify", json={"messages": chat[1:]}, timeout=30)
     assert r.status_code == 400 and "image, audio and file parts" in r.json()["detail"]
+
+
+# -- what each role contributes (service.agents.conversation, no HTTP) --------------------------
+LIMITS = LimitSettings()
+
+
+def roles_read(messages: list[dict[str, Any]], policy: RolePolicy = DEFAULT_POLICY) -> list[tuple[int, str, str]]:
+    """(position, role, text) of the messages the router reads."""
+    return [(t.index, t.role, t.text) for t in build_conversation(messages, LIMITS, policy).turns]
+
+
+def test_the_router_reads_user_and_assistant_text_only() -> None:
+    """System and developer prompts, tool calls and tool results reach the agent but are not
+    read; the routed message is the last user message, and what follows it is not read."""
+    chat = build_conversation(TOOL_CHAT, LIMITS)
+    assert roles_read(TOOL_CHAT) == [
+        (2, "user", "What is 20% of 350?"),
+        (6, "assistant", "20% of 350 is 70."),
+        (7, "user", "and what is 15% of that?"),
+    ]
+    assert [m.payload for m in chat.messages] == TOOL_CHAT  # passed on as sent
+    assert chat.skipped_parts == {"image_url": 1, "input_audio": 1}
+    trailing = [*TOOL_CHAT, TOOL_CHAT[3], {"role": "tool", "tool_call_id": "call_1", "content": "10.5"}]
+    assert roles_read(trailing) == roles_read(TOOL_CHAT)  # a round trip routes like its user message
+
+
+def test_tool_results_when_read_are_cut_and_bounded() -> None:
+    """Read as assistant evidence (the policy the benchmark compares), each tool result is cut to
+    its first `tool_result_chars` characters and only the last `tool_results_per_exchange` of an
+    exchange count, so huge or many results cost a bounded number of short texts."""
+    policy = RolePolicy(tool_results=True, tool_result_chars=50, tool_results_per_exchange=2)
+    results = [{"role": "tool", "tool_call_id": f"c{i}", "content": f"result {i} " + "x" * 20_000} for i in range(4)]
+    chat = [{"role": "user", "content": MATHS_QUESTION}, *results, {"role": "user", "content": "and of 400?"}]
+    read = roles_read(chat, policy)
+    assert [(i, role) for i, role, _ in read] == [(0, "user"), (3, "assistant"), (4, "assistant"), (5, "user")]
+    assert [len(text) for _, _, text in read[1:3]] == [50, 50] and read[1][2].startswith("result 2")
+    system_read = roles_read(TOOL_CHAT, RolePolicy(system_prompts=True))
+    assert [(i, role) for i, role, _ in system_read[:2]] == [(0, "assistant"), (1, "assistant")]
+
+
+def test_the_role_benchmark_rewrites_keep_each_label_on_its_user_message() -> None:
+    """bench.chat_roles: every rewrite keeps each labelled turn on its own user message, and the
+    default policy reads a chat with tool calls and results inserted as it reads the plain chat."""
+    chats = parse_conversations(SHIPPED_CONVERSATIONS.read_text(encoding="utf-8").split("\n"), where="shipped")
+    names = ["coding", "maths"]
+    plain, labels = requests_of(chats, REWRITES["plain"], names, DEFAULT_POLICY)
+    for name, rewrite in REWRITES.items():
+        requests, same = requests_of(chats, rewrite, names, DEFAULT_POLICY)
+        assert same == labels
+        assert [r.text for r in requests] == [r.text for r in plain], name
+        if name in ("tools echo", "tools noise") or name.startswith("system"):
+            assert [[(t.role, t.text) for t in r.turns] for r in requests] == [
+                [(t.role, t.text) for t in r.turns] for r in plain
+            ], name
