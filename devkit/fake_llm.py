@@ -14,7 +14,8 @@ decision model: `Formats` (a server taking only some kinds of `response_format`,
 others as llama.cpp's or an OpenAI-like server does) and `Html` (a 200 whose body is a page,
 not JSON, as a proxy in front of an endpoint may send). `Scripted` behaviours write their own
 response (`RawBody`: any status, content type and body, e.g. a proxy's HTML page answering a
-streamed request; `LogprobReply`: a reply carrying log probabilities, streamed or not).
+streamed request; `LogprobReply`: a reply carrying log probabilities, streamed or not; and in
+devkit.fake_tool_calls, `UsesTools`: a model that calls a tool, then answers from its result).
 """
 
 from __future__ import annotations

@@ -11,9 +11,7 @@ context; `calibrate` searches the conversation section of `_router.yaml`
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,9 +30,7 @@ from indexer.conversations import (
     Prepared,
     TurnTypeScores,
     load_conversations,
-    misrouted,
     prepare,
-    score_turns,
 )
 from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
 from indexer.hints import reindex_hint
@@ -43,6 +39,7 @@ from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode
 from indexer.routes_writer import write_conversation_params
 from indexer.tables import pct, text_table
 from router_core import Decision
+from router_core.labelled_conversations import last_message_alone, turn_type_report
 from router_core.params import ConversationParams, specs_of
 from router_core.pipeline import RouteRequest, decide, plan, vote_only
 
@@ -106,7 +103,7 @@ def run_eval_conversations(
         finally:
             steps.finish()
         everything = [*requests, *off_requests]
-        alone_table = replace(vote_only(table), conversation=replace(conv, strategy="last_message"))
+        alone_table = last_message_alone(vote_only(table))
         alone_all = decide(everything, plan(everything, alone_table), routing.found, alone_table)
         decisions = routing.decisions
         llm_json: dict[str, Any] | None = None
@@ -116,22 +113,16 @@ def run_eval_conversations(
         off_decisions, off_alone = decisions[len(requests) :], alone_all[len(requests) :]
         decisions, alone = decisions[: len(requests)], alone_all[: len(requests)]
         labels = [label for _, label in pairs]
-        default = params.default_route
-        scores = score_turns([d.route for d in decisions], labels, default)
-        alone_scores = score_turns([d.route for d in alone], labels, default)
+        turns = turn_type_report(requests, labels, decisions, alone, params.default_route)
+        scores, alone_scores, wrong = turns.scores, turns.last_message, turns.misrouted
         _print_turn_scores([("this router", scores), ("last message alone", alone_scores)], ctx.out)
-        reasons = Counter(d.reason for d in decisions)
-        print("\nreasons: " + ", ".join(f"{r} {n}" for r, n in reasons.most_common()), file=ctx.out)
+        print("\nreasons: " + ", ".join(f"{r} {n}" for r, n in turns.reasons.items()), file=ctx.out)
         off_json = _off_topic_figures(off_decisions, off_alone, ctx.out) if off_requests else None
-        wrong = misrouted(requests, labels, decisions, default)
         _print_misrouted(wrong[:10], len(wrong), ctx.out)
         meta = {**live.meta, "file": str(file), "conversation": conv.to_dict(), "mode": table.mode}
         report = {
-            "scores": {**scores.as_row(), "counts": scores.counts},
-            "last_message": alone_scores.as_row(),
-            "reasons": dict(reasons),
+            **turns.to_dict(),
             "off_topic": off_json,
-            "misrouted": [_misrouted_dict(m) for m in wrong],
             "llm": llm_json,
             "decisions": [
                 {"conversation": label.conversation, "position": label.position, **_decision_dict(d)}
@@ -200,17 +191,6 @@ def _print_misrouted(wrong: Sequence[Misrouted], total: int, out: TextIO) -> Non
         ),
         file=out,
     )
-
-
-def _misrouted_dict(m: Misrouted) -> dict[str, Any]:
-    return {
-        "conversation": m.conversation,
-        "position": m.position,
-        "expected": m.expected,
-        "decided": m.decided,
-        "reason": m.reason,
-        "context": [{"role": r, "text": t} for r, t in m.context],
-    }
 
 
 def conversation_page(

@@ -1,72 +1,62 @@
-"""Labelled conversations: JSON Lines of `{"id", "messages": [{"role", "content", "route"?}]}`
-(the format of ../shared/datasets/sgd_multiturn), routed turn by turn and scored.
+"""Labelled conversations routed turn by turn for evaluation and calibration: the file reader,
+and every labelled turn prepared once (texts embedded and searched) so that calibration can
+score thousands of settings of the conversation rule.
 
-A user message with `route` is labelled (`oos` or the default route's name: it should fall
-back); `domains` (a turn spanning several routes) and unlabelled messages are context only.
-Turn types follow the data set's definitions: first of a domain (its route in no earlier user
-turn, labelled or in `domains`), follow-up (any other labelled turn), switch (a route that
-differs from the previous labelled turn's).
+The format, its parser and the scoring by kind of turn live in `router_core.labelled_conversations`
+(the service evaluates conversation files with the same code); they are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.labelled import LabelledDataInvalid, is_fallback_label
+from indexer.labelled import LabelledDataInvalid
 from indexer.progress import NoSteps, Steps
 from router_core import CannedAgent, Decision, Neighbour, OpenIndex, RouteTable, Turn, pipeline
 from router_core.conversation import content_words, layout
 from router_core.conversation_engine import ConversationBatch, Layout
 from router_core.decision import decide_many
 from router_core.embedding import Embedder
-from router_core.labelled import check_text, read_json_line, split_lines
+from router_core.labelled import split_lines
+from router_core.labelled_conversations import (
+    LabelledConversation,
+    LabelledTurn,
+    Misrouted,
+    TurnTypeScores,
+    holds_conversations,
+    misrouted,
+    parse_conversations,
+    score_turns,
+)
 from router_core.params import ConversationParams, DecisionParams
 from router_core.pipeline import Found, RouteRequest
 
-_ROLES = {"user", "assistant", "system"}
-EXAMPLES_PER_TYPE = 20
+__all__ = [
+    "LabelledConversation",
+    "LabelledTurn",
+    "Misrouted",
+    "Prepared",
+    "TurnTypeScores",
+    "is_conversation_file",
+    "load_conversations",
+    "misrouted",
+    "prepare",
+    "score_turns",
+    "with_context",
+]
 _NO_AGENT = CannedAgent(name="none", reply="-")  # the pipeline's decisions read no agent
-
-
-@dataclass(frozen=True)
-class LabelledTurn:
-    """A labelled user message: where it is and what kind of turn it is."""
-
-    conversation: str
-    position: int  # index in the conversation's messages
-    route: str
-    first_of_domain: bool
-    switch: bool
-
-
-@dataclass(frozen=True)
-class LabelledConversation:
-    """One conversation and its labelled user turns."""
-
-    id: str
-    messages: tuple[Turn, ...]
-    labels: tuple[LabelledTurn, ...]
-
-    def request(self, label: LabelledTurn) -> tuple[Turn, ...]:
-        """The request the router sees for a labelled turn: the messages up to it."""
-        return self.messages[: label.position + 1]
 
 
 def is_conversation_file(path: Path | str) -> bool:
     """True when the file's first record holds `messages` (a conversations file)."""
     try:
         with Path(path).open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    row = json.loads(line)
-                    return isinstance(row, dict) and "messages" in row
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # the loader then names the line
+            return holds_conversations(fh)
+    except (OSError, UnicodeDecodeError):  # the loader then names the problem
         return False
-    return False
 
 
 def load_conversations(path: Path | str) -> list[LabelledConversation]:
@@ -76,47 +66,7 @@ def load_conversations(path: Path | str) -> list[LabelledConversation]:
         lines = split_lines(source.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelledDataInvalid(f"cannot read {source}: {exc}") from exc
-    out = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{source.name} line {number}"
-        out.append(_conversation(read_json_line(line, where), where))
-    if not out:
-        raise LabelledDataInvalid(f"{source} holds no conversations")
-    if not any(c.labels for c in out):
-        raise LabelledDataInvalid(f"{source} holds no labelled user turn (a user message with a 'route')")
-    return out
-
-
-def _conversation(row: Any, where: str) -> LabelledConversation:
-    if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-        raise LabelledDataInvalid(f"{where}: expected a JSON object with a 'messages' list")
-    ident = str(row.get("id", where))
-    turns: list[Turn] = []
-    labels: list[LabelledTurn] = []
-    seen: set[str] = set()
-    previous: str | None = None
-    for i, message in enumerate(row["messages"]):
-        if not isinstance(message, dict):
-            raise LabelledDataInvalid(f"{where}: messages[{i}] is not an object")
-        role, content = message.get("role"), message.get("content")
-        if role not in _ROLES or not isinstance(content, str):
-            raise LabelledDataInvalid(f"{where}: messages[{i}] needs a role (user/assistant/system) and text content")
-        check_text(content, where, f"messages[{i}].content")
-        text = " ".join(content.split())
-        turns.append(Turn(i, role, text))
-        route = message.get("route")
-        domains = message.get("domains") or []
-        if route is not None:
-            if role != "user" or not isinstance(route, str) or not route.strip():
-                raise LabelledDataInvalid(f"{where}: messages[{i}].route must be a route name on a user message")
-            labels.append(LabelledTurn(ident, i, route, route not in seen, previous is not None and route != previous))
-            previous = route
-            seen.add(route)
-        if isinstance(domains, list):
-            seen.update(str(d) for d in domains)
-    return LabelledConversation(ident, tuple(turns), tuple(labels))
+    return parse_conversations(lines, where=source.name, source=str(source))
 
 
 @dataclass(frozen=True)
@@ -196,88 +146,6 @@ def prepare(
         {t: seen[t][0] for t in texts},
         own,
     )
-
-
-@dataclass(frozen=True)
-class TurnTypeScores:
-    """Accuracy on all labelled turns and on each kind of turn."""
-
-    all: float
-    first_of_domain: float
-    follow_up: float
-    switch: float
-    counts: dict[str, int]
-
-    @property
-    def macro(self) -> float:
-        """The mean of the four accuracies (calibration's objective)."""
-        return (self.all + self.first_of_domain + self.follow_up + self.switch) / 4
-
-    def as_row(self) -> dict[str, float]:
-        """The four accuracies by name."""
-        return {
-            "all": self.all,
-            "first of domain": self.first_of_domain,
-            "follow-up": self.follow_up,
-            "switch": self.switch,
-        }
-
-
-def score_turns(predicted: Sequence[str], labels: Sequence[LabelledTurn], default_route: str) -> TurnTypeScores:
-    """Accuracy per turn type; `oos` (or the default route) labels are right when they fall back."""
-    right = [
-        p == (default_route if is_fallback_label(g.route, default_route) else g.route)
-        for p, g in zip(predicted, labels, strict=True)
-    ]
-    groups = {
-        "all": [True] * len(labels),
-        "first of domain": [g.first_of_domain for g in labels],
-        "follow-up": [not g.first_of_domain for g in labels],
-        "switch": [g.switch for g in labels],
-    }
-
-    def acc(mask: list[bool]) -> float:
-        n = sum(mask)
-        return sum(r for r, m in zip(right, mask, strict=True) if m) / n if n else 0.0
-
-    return TurnTypeScores(
-        acc(groups["all"]),
-        acc(groups["first of domain"]),
-        acc(groups["follow-up"]),
-        acc(groups["switch"]),
-        {name: sum(mask) for name, mask in groups.items()},
-    )
-
-
-@dataclass(frozen=True)
-class Misrouted:
-    """A wrongly routed turn with the messages before it."""
-
-    conversation: str
-    position: int
-    expected: str
-    decided: str
-    reason: str
-    context: tuple[tuple[str, str], ...]  # (role, text) of up to 4 earlier messages, then the turn
-
-
-def misrouted(
-    requests: Sequence[RouteRequest],
-    labels: Sequence[LabelledTurn],
-    decisions: Sequence[Decision],
-    default_route: str,
-    limit: int | None = None,
-) -> list[Misrouted]:
-    """The wrongly routed turns (the first `limit` of them), with their context."""
-    out = []
-    for request, label, d in zip(requests, labels, decisions, strict=True):
-        gold = default_route if is_fallback_label(label.route, default_route) else label.route
-        if d.route != gold:
-            shown = tuple((t.role, t.text) for t in request.turns[-5:])
-            out.append(Misrouted(label.conversation, label.position, gold, d.route, d.reason, shown))
-            if limit is not None and len(out) >= limit:
-                break
-    return out
 
 
 def with_context(conv: ConversationParams) -> bool:

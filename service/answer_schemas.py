@@ -57,6 +57,7 @@ class AnswerResponse(msgspec.Struct, omit_defaults=True):
     finish_reason: str
     decided_by: str
     turns: list[TurnOut] | None = None
+    skipped_parts: dict[str, int] | None = None
     llm: LLMOut | None = None
     attempts: list[AttemptOut] = msgspec.field(default_factory=list)
     neighbours: list[NeighbourOut] | None = None
@@ -99,10 +100,13 @@ class ChatCompletionRequest(msgspec.Struct):
     agent's to choose and ignored.
 
     The route's agent decides model, temperature and system prompt; `max_tokens` (or
-    `max_completion_tokens`) can only lower the agent's own limit. `response_format`
-    (`json_object`, `json_schema`), `logprobs` / `top_logprobs` and `prediction` are forwarded to
-    the agent's endpoint; a route answered by a canned agent refuses the first two (400), and
-    `modalities` other than `["text"]` are refused (the agents answer with text).
+    `max_completion_tokens`) can only lower the agent's own limit. `messages` reach the agent
+    as sent (tool calls and tool results included). `tools`, `tool_choice`,
+    `parallel_tool_calls`, `response_format` (`json_object`, `json_schema`), `logprobs` /
+    `top_logprobs` and `prediction` are forwarded to the agent's endpoint; a route answered by a
+    canned agent refuses `tools`, `response_format` and `logprobs` (400 naming the field). The
+    legacy `functions` / `function_call` are refused (send `tools`), and `modalities` other than
+    `["text"]` are refused (the agents answer with text).
     """
 
     model: str
@@ -112,8 +116,11 @@ class ChatCompletionRequest(msgspec.Struct):
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     n: int | None = None
-    tools: list[Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     functions: list[Any] | None = None
+    function_call: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
@@ -121,11 +128,12 @@ class ChatCompletionRequest(msgspec.Struct):
     prediction: dict[str, Any] | None = None
 
 
-class ChatMessageOut(msgspec.Struct):
-    """The assistant's message."""
+class ChatMessageOut(msgspec.Struct, omit_defaults=True):
+    """The assistant's message: text (null when it only calls tools) and the tools it calls."""
 
     role: str
-    content: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChoiceOut(msgspec.Struct):
@@ -150,6 +158,7 @@ class RouterInfo(msgspec.Struct, omit_defaults=True):
     fallback_reason: str | None
     decided_by: str
     turns: list[TurnOut] | None = None
+    skipped_parts: dict[str, int] | None = None
     llm: LLMOut | None = None
 
 
@@ -167,10 +176,12 @@ class ChatCompletion(msgspec.Struct):
 
 
 class DeltaOut(msgspec.Struct, omit_defaults=True):
-    """What a chunk adds to the message."""
+    """What a chunk adds to the message: text, or pieces of tool calls (index, then id, type,
+    function name and pieces of its arguments, as OpenAI streams them)."""
 
     role: str | None = None
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChunkChoiceOut(msgspec.Struct):

@@ -4,7 +4,12 @@ threshold curve for the same file and index.
 
 Labelled queries come in the request (JSON Lines text) or from a file of the evals directory
 (`ROUTER_EVALS_DIR`), chosen by its exact name among the listed ones; like `routes/`, only
-regular files inside the directory are listed and read, at most `max_file_bytes` each.
+regular files inside the directory are listed and read, at most `max_file_bytes` each. A file of
+labelled conversations (`{"id", "messages": [...]}` per line, as `python -m indexer eval`
+reads them: `router_core.labelled_conversations`) is scored by kind of turn, every labelled turn
+routed with the history before it through the routing pipeline, beside the last message alone:
+the figures `indexer eval` prints for the same file and index. It is charged one query per text
+the pipeline embeds for it (each window message and context text once, `pipeline.plan`).
 
 Evaluations share the CPU fairly: their queries are embedded and searched in passes of at most
 64 queries and 16,000 characters on a worker thread of their own (`MicroBatcher`, the planner
@@ -22,13 +27,23 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router_core import Neighbour, RouteRequest, pipeline
+from router_core import Neighbour, RouteRequest, RouteTable, pipeline
+from router_core.embedding import Vectors
 from router_core.evaluation import CURVE_THRESHOLDS, CurvePoint, EvalReport, evaluate, threshold_curve
 from router_core.labelled import LabelledDataInvalid, LabelledQuery, canonical_labels, parse_labelled, split_lines
+from router_core.labelled_conversations import (
+    LabelledConversation,
+    TurnTypeReport,
+    holds_conversations,
+    labelled_requests,
+    last_message_alone,
+    parse_conversations,
+    turn_type_report,
+)
 from router_core.pipeline import Found, vote_only
 from router_core.routes_dir import FileRefused, is_ignored, is_regular_inside, read_bounded
 from service.errors import ServiceError
@@ -64,31 +79,48 @@ class EvaluationBusy(ServiceError):
 
 @dataclass(frozen=True)
 class Labelled:
-    """Labelled queries read from a request or a file, and what they came from."""
+    """Labelled queries, or labelled conversations, read from a request or a file, and what
+    they came from."""
 
     queries: list[LabelledQuery]
     source: str
+    conversations: list[LabelledConversation] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """Labelled queries, or labelled turns of the conversations."""
+        return len(self.queries) + sum(len(c.labels) for c in self.conversations)
 
 
 @dataclass(frozen=True)
 class Evaluated:
-    """An evaluation's report, its threshold curve and what it was computed from."""
+    """An evaluation's report (labelled queries: with the threshold curve; conversations: by
+    kind of turn) and what it was computed from."""
 
     source: str
     index_version: str
     model: str
     params: dict[str, Any]
-    report: EvalReport
-    curve: list[CurvePoint]
     seconds: float
+    report: EvalReport | None = None
+    curve: list[CurvePoint] = field(default_factory=list)
+    turns: TurnTypeReport | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class _Query:
-    """One query of an evaluation, with the leased version it is searched in."""
+    """One text of an evaluation, with the leased version it is searched in."""
 
     served: Served
     text: str
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """A text's nearest examples and its vector (the conversation rule reads both)."""
+
+    neighbours: Sequence[Neighbour]
+    vector: Vectors
 
 
 class Evaluator:
@@ -109,7 +141,7 @@ class Evaluator:
         self.max_queries = max_queries
         self._max_file_bytes = max_file_bytes
         self._running: set[str] = set()
-        self._batcher: MicroBatcher[_Query, Sequence[Neighbour]] = MicroBatcher(
+        self._batcher: MicroBatcher[_Query, _Hit] = MicroBatcher(
             self._search, PASS_QUERIES, cost=lambda q: len(q.text), max_cost=PASS_CHARS
         )
         self._started = False
@@ -133,22 +165,42 @@ class Evaluator:
         )
 
     def read(self, *, jsonl: str | None, file: str | None) -> Labelled:
-        """The posted lines or the named file, parsed and counted (blocking: call off the loop)."""
+        """The posted lines or the named file (labelled queries or labelled conversations),
+        parsed and counted (blocking: call off the loop)."""
         if (jsonl is None) == (file is None):
             raise InvalidLabelled("send exactly one of jsonl or file", field="jsonl")
         source = file if file is not None else "posted lines"
-        text = self._read(file) if file is not None else jsonl or ""
+        lines = split_lines(self._read(file) if file is not None else jsonl or "")
         try:
-            queries = parse_labelled(split_lines(text), where=source)
+            if holds_conversations(lines):
+                labelled = Labelled([], source, parse_conversations(lines, where=source))
+            else:
+                labelled = Labelled(parse_labelled(lines, where=source), source)
         except LabelledDataInvalid as exc:
             raise InvalidLabelled(str(exc), field="file" if file is not None else "jsonl") from exc
-        if len(queries) > self.max_queries:
+        if labelled.count > self.max_queries:
+            what = "labelled turns" if labelled.conversations else "labelled queries"
             raise InvalidLabelled(
-                f"{len(queries)} labelled queries; the limit is {self.max_queries}",
+                f"{labelled.count} {what}; the limit is {self.max_queries}",
                 field="jsonl",
                 limit=self.max_queries,
             )
-        return Labelled(queries, source)
+        return labelled
+
+    def cost(self, labelled: Labelled) -> int:
+        """Queries the rate limit charges: one per labelled query, or one per text the pipeline
+        embeds for the conversations' labelled turns (blocking: call off the loop)."""
+        if not labelled.conversations:
+            return len(labelled.queries)
+        return max(1, len(self._chat_texts(self._follower.served.index.table, labelled)))
+
+    @staticmethod
+    def _chat_texts(table: RouteTable, labelled: Labelled) -> list[str]:
+        """Every text the rule and the last message alone read for the labelled turns."""
+        requests, _ = labelled_requests(labelled.conversations)
+        table = vote_only(table)
+        planned = (pipeline.plan(requests, t) for t in (table, last_message_alone(table)))
+        return list(dict.fromkeys(text for p in planned for text in p.texts))
 
     def _read(self, name: str) -> str:
         if name not in self.files():  # only a listed name: never a path the caller made up
@@ -179,14 +231,22 @@ class Evaluator:
         started = time.perf_counter()
         try:
             with self._follower.lease() as served:
-                neighbours = await self._batcher.submit([_Query(served, q.text) for q in labelled.queries])
+                if labelled.conversations:
+                    texts = await asyncio.to_thread(self._chat_texts, served.index.table, labelled)
+                    hits = await self._batcher.submit([_Query(served, t) for t in texts])
+                    pairs = list(zip(texts, hits, strict=True))
+                    found = Found({t: h.neighbours for t, h in pairs}, {t: h.vector for t, h in pairs})
+                    return await asyncio.to_thread(self._score_chats, served, labelled, found, started)
+                hits = await self._batcher.submit([_Query(served, q.text) for q in labelled.queries])
+                neighbours = [h.neighbours for h in hits]
                 return await asyncio.to_thread(self._score, served, labelled, neighbours, started)
         finally:
             self._running.discard(caller)
 
-    def _search(self, queries: list[_Query]) -> list[Sequence[Neighbour]]:
-        """One pass, on the evaluation worker: each query's k nearest examples in its version."""
-        out: list[Sequence[Neighbour] | None] = [None] * len(queries)
+    def _search(self, queries: list[_Query]) -> list[_Hit]:
+        """One pass, on the evaluation worker: each text's k nearest examples in its version,
+        and its vector."""
+        out: list[_Hit | None] = [None] * len(queries)
         by_version: defaultdict[int, list[int]] = defaultdict(list)
         for i, q in enumerate(queries):
             by_version[id(q.served)].append(i)
@@ -195,9 +255,9 @@ class Evaluator:
             embedder = YieldingEmbedder(served.embedder)
             vectors = embedder.encode_queries([queries[i].text for i in positions], batch_size=self._batch_size)
             found = served.index.searcher.search(vectors, served.index.table.params.k)
-            for i, hits in zip(positions, found, strict=True):
-                out[i] = hits
-        return [hits for hits in out if hits is not None]
+            for i, hits, vector in zip(positions, found, vectors, strict=True):
+                out[i] = _Hit(hits, vector)
+        return [hit for hit in out if hit is not None]
 
     @staticmethod
     def _score(
@@ -221,7 +281,27 @@ class Evaluator:
             index_version=index.version,
             model=index.manifest.model_id,
             params=params.to_dict(),
+            seconds=time.perf_counter() - started,
             report=report,
             curve=curve,
+        )
+
+    @staticmethod
+    def _score_chats(served: Served, labelled: Labelled, found: Found, started: float) -> Evaluated:
+        """What `python -m indexer eval` computes for a conversations file, on the leased version:
+        the routing pipeline (the vote, then the conversation rule; before any decision model)
+        and the last message alone, scored by kind of turn."""
+        index = served.index
+        table = vote_only(index.table)
+        alone = last_message_alone(table)
+        requests, labels = labelled_requests(labelled.conversations)
+        decisions = pipeline.decide(requests, pipeline.plan(requests, table), found, table)
+        baseline = pipeline.decide(requests, pipeline.plan(requests, alone), found, alone)
+        return Evaluated(
+            source=labelled.source,
+            index_version=index.version,
+            model=index.manifest.model_id,
+            params={**table.params.to_dict(), "conversation": table.conversation.to_dict()},
             seconds=time.perf_counter() - started,
+            turns=turn_type_report(requests, labels, decisions, baseline, table.params.default_route),
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -111,12 +111,24 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.skipped_parts = Counter(
+            "router_skipped_parts",
+            "Content parts of chat messages the router did not read (image_url, input_audio, file, refusal, "
+            "other), by type; they are passed to the agent",
+            ["type"],
+            registry=r,
+        )
         self.llm_agreement = Counter(
             "router_llm_agreement",
             "Hybrid escalations the model answered: whether it agreed with the vote's route",
             ["agree"],
             registry=r,
         )
+
+    def observe_skipped(self, parts: Mapping[str, int]) -> None:
+        """Count the content parts of chat messages the router did not read, by type."""
+        for kind, n in parts.items():
+            self.skipped_parts.labels(kind).inc(n)
 
     def observe_searched(self, texts: int, searched: int) -> None:
         """Count the texts a micro-batch needed neighbours for and how many it searched."""

@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Schema
 
+from service.agents.chat_messages import ROLES
 from service.answer_schemas import AnswerRequest
 from service.controllers.evaluation import EvaluateRequest
 from service.controllers.feedback import FeedbackRequest
@@ -62,6 +63,8 @@ def complete_schema(app: Litestar, limits: LimitSettings) -> None:
             schema.one_of = [Schema(required=["query"]), Schema(required=["messages"])]
         if name == "ConversationIn":
             _messages(props["messages"], limits)  # type: ignore[arg-type]
+        if name == "MessageIn":  # the roles of OpenAI's chat schema, all accepted
+            props["role"].enum = list(ROLES)  # type: ignore[union-attr]
         if name == "BatchClassifyRequest":
             for field in ("queries", "conversations"):
                 array = props[field].one_of[0]  # type: ignore[union-attr, index]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar.openapi import ResponseSpec
+from msgspec import UNSET, UnsetType
 
 from router_core import Decision, Neighbour
 
@@ -24,10 +26,27 @@ Query = Annotated[
 
 
 class MessageIn(msgspec.Struct):
-    """One chat message; content is a string or a list of text parts. Extra fields are ignored."""
+    """One message of OpenAI's chat schema; fields outside it are ignored.
+
+    `role`: system, developer, user, assistant, tool or function (legacy). `content`: a string,
+    a list of parts (text parts are routed, joined; image, audio and file parts are passed on
+    and counted, not routed) or null for an assistant message with `tool_calls`. A tool message
+    names the call it answers (`tool_call_id`). Passed to the agent as sent.
+    """
 
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[dict[str, Any]] | UnsetType | None = UNSET
+    name: str | UnsetType = UNSET
+    tool_calls: list[dict[str, Any]] | UnsetType = UNSET
+    tool_call_id: str | UnsetType = UNSET
+    function_call: dict[str, Any] | UnsetType = UNSET
+    refusal: str | UnsetType | None = UNSET
+    audio: dict[str, Any] | UnsetType | None = UNSET
+
+
+def message_payloads(messages: Sequence[MessageIn]) -> list[dict[str, Any]]:
+    """The messages as JSON objects, with the fields that were sent (null ones included)."""
+    return [msgspec.to_builtins(m) for m in messages]
 
 
 class ClassifyRequest(_Request):
@@ -78,7 +97,8 @@ class LLMOut(msgspec.Struct, omit_defaults=True):
 
 
 class ClassifyResponse(msgspec.Struct, omit_defaults=True):
-    """Where a query goes and why."""
+    """Where a query goes and why; `skipped_parts` counts the non-text parts of `messages`
+    (image, audio, file...) by type, which the router does not read."""
 
     route: str
     fallback: bool
@@ -89,6 +109,7 @@ class ClassifyResponse(msgspec.Struct, omit_defaults=True):
     index_version: str
     decided_by: str
     turns: list[TurnOut] | None = None
+    skipped_parts: dict[str, int] | None = None
     llm: LLMOut | None = None
     neighbours: list[NeighbourOut] | None = None
 
@@ -146,7 +167,13 @@ def neighbour_out(n: Neighbour) -> NeighbourOut:
 
 
 def classify_response(
-    decision: Decision, agent: str, version: str, *, explain: bool, llm: LLMOut | None = None
+    decision: Decision,
+    agent: str,
+    version: str,
+    *,
+    explain: bool,
+    llm: LLMOut | None = None,
+    skipped_parts: Mapping[str, int] | None = None,
 ) -> ClassifyResponse:
     """Wire form of a decision."""
     return ClassifyResponse(
@@ -159,6 +186,7 @@ def classify_response(
         index_version=version,
         decided_by=decision.decided_by,
         turns=[TurnOut(t.index, t.share) for t in decision.turns] or None,
+        skipped_parts=dict(skipped_parts) if skipped_parts else None,
         llm=llm,
         neighbours=[neighbour_out(n) for n in decision.neighbours] if explain else None,
     )

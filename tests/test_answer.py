@@ -237,13 +237,14 @@ LONG = "x" * 2001
         ({"query": "   "}, "empty"),
         ({"query": LONG}, "limit is 2000"),
         ({"messages": []}, "messages is empty"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id is missing"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "assistant", "content": "hi"}]}, "no user message"),
         ({"messages": [{"role": "user", "content": " "}]}, "messages[0].content is empty"),
         ({"messages": [{"role": "user"}]}, "messages[0].content is missing"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
-            "only text content",
+            "image, audio and file parts are not read",
         ),
         ({"query": 5}, "query"),
         ({"qeury": "hello"}, "qeury"),
@@ -266,13 +267,13 @@ def test_too_many_messages_is_a_400_problem(answer_client: httpx.Client) -> None
 
 
 def test_text_parts_are_joined(answer_client: httpx.Client, fake_llm: FakeLLM, shipped: RouteTable) -> None:
-    """List-of-parts content (OpenAI style) is accepted as its joined text."""
+    """List-of-parts content (OpenAI style) is routed on its joined text and reaches the agent as sent."""
     query = example_of(shipped, "maths")
     content = [{"type": "text", "text": query}]
     r = answer_client.post("/v1/answer", json={"messages": [{"role": "user", "content": content}]})
     assert r.status_code == 200, r.text
     assert r.json()["route"] == "maths"
-    assert fake_llm.calls()[0].messages[-1] == {"role": "user", "content": query}
+    assert fake_llm.calls()[0].messages[-1] == {"role": "user", "content": content}
 
 
 def test_route_files_unchanged(shipped: RouteTable) -> None:

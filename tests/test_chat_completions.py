@@ -201,7 +201,7 @@ def test_unknown_model_is_404_naming_the_router(sdk: openai.OpenAI) -> None:
         ({"model": "router", "messages": [{"role": "user", "content": ""}]}, "empty"),
         ({"model": "router", "messages": [{"role": "user", "content": "x" * 100_001}]}, "100000"),
         ({"model": "router", "messages": HI, "n": 2}, "n must be 1"),
-        ({"model": "router", "messages": HI, "tools": [{}]}, "tools are not supported"),
+        ({"model": "router", "messages": HI, "tools": [{}]}, "tools[0].type is missing"),
         ({"model": "router", "messages": HI, "max_tokens": 0}, "max_tokens"),
         ({"model": "router", "messages": HI, "max_completion_tokens": 0}, "max_completion_tokens must be at least 1"),
     ],

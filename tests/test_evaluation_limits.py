@@ -60,6 +60,27 @@ def test_the_rate_limit_counts_each_labelled_query(serve_evals: Callable[..., st
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 30
 
 
+def test_a_conversations_file_is_charged_per_text_it_embeds(serve_evals: Callable[..., str]) -> None:
+    """A conversations file is charged one query per text the routing pipeline embeds for its
+    labelled turns (window messages and context texts), not one per labelled turn: with 5 queries
+    a minute, 3 labelled turns that need 7 texts leave the caller waiting (3 would not)."""
+    url = serve_evals(auth=AuthSettings(api_keys=[SecretStr(KEY_A)], rate_per_minute=5))
+    messages = [
+        {"role": "user", "content": "What is 15% of 200?", "route": "maths"},
+        {"role": "assistant", "content": "15% of 200 is 30."},
+        {"role": "user", "content": "and of 350?", "route": "maths"},
+        {"role": "assistant", "content": "52.5."},
+        {"role": "user", "content": "round it please", "route": "maths"},
+    ]
+    jsonl = json.dumps({"id": "c1", "messages": messages}) + "\n"
+    with httpx.Client(base_url=url, timeout=60, headers={"authorization": f"Bearer {KEY_A}"}) as c:
+        evaluated = c.post("/v1/evaluate", json={"jsonl": jsonl})
+        assert evaluated.status_code == 200, evaluated.text
+        assert evaluated.json()["report"]["scores"]["counts"]["all"] == 3
+        limited = c.post("/v1/classify", json={"query": "What is 15% of 200?"})
+        assert limited.status_code == 429
+
+
 @pytest.mark.slow
 def test_a_long_evaluation_neither_refuses_nor_holds_up_another_callers(serve_evals: Callable[..., str]) -> None:
     """Caller A evaluates 1,500 new queries; while it runs, A's second evaluation is 409, and

@@ -74,6 +74,7 @@ PUBLIC = {
     "router_core.embedding",
     "router_core.evaluation",  # scoring labelled queries
     "router_core.labelled",  # the labelled-data format
+    "router_core.labelled_conversations",  # labelled conversations: the format and the scoring by kind of turn
     "router_core.manifest",  # what an index version records
     "router_core.errors",
     "router_core.decision_log",  # the decision log's records and settings

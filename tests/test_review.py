@@ -20,6 +20,7 @@ from devkit.waiting import wait_for
 from indexer.cli import main as indexer_main
 from router_core import Embedder, load_routes, run_reindex
 from router_core.decision_log import DecisionLogSettings
+from router_core.labelled_conversations import holds_conversations
 from router_core.store import EdgeStore
 from service.security import AuthSettings
 from tests import log_fixtures
@@ -86,7 +87,8 @@ def test_preview_then_accept_writes_what_was_shown_and_the_reindex_serves_it(
     assert f'+  - "{MISROUTED}"' in preview["diff"] and preview["rewritten"] is False
     guard = preview["guard"]
     assert guard["summary"] == "this change fixes 1 reviewed query and breaks 0 evaluation queries"
-    shipped = sum(len(f.read_text().splitlines()) for f in evals.glob("*.jsonl"))  # every evaluation file
+    queries = [f.read_text().splitlines() for f in evals.glob("*.jsonl")]  # every file of labelled queries
+    shipped = sum(len(lines) for lines in queries if not holds_conversations(lines))  # (conversations: not read)
     assert guard["eval_before"]["queries"] == shipped and guard["eval_after"]["queries"] == shipped
     assert stale.status_code == 409
     assert saved.status_code == 200 and saved.json()["marked"] == 1

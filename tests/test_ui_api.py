@@ -18,6 +18,8 @@ from pydantic import SecretStr
 from devkit.serving import ROOT, SHIPPED_EVALS, settings_for
 from indexer.commands.eval import run_eval
 from indexer.context import Context
+from indexer.conversation_commands import run_eval_conversations
+from indexer.conversations import is_conversation_file
 from indexer.hygiene import check_hygiene
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
@@ -29,12 +31,15 @@ from tests.conftest import ServiceFactory
 API_KEY, ADMIN = "ui-key-1", "ui-admin-1"
 
 
-def indexer_eval_json(settings: ServiceSettings, embedder: Embedder, tmp_path: Path) -> dict[str, Any]:
-    """What `python -m indexer eval evals/shipped-test.jsonl --json` writes for the index of
-    `settings` (the command's own function, with the session's model)."""
+def indexer_eval_json(
+    settings: ServiceSettings, embedder: Embedder, tmp_path: Path, file: str = "shipped-test.jsonl"
+) -> dict[str, Any]:
+    """What `python -m indexer eval evals/FILE --json` writes for the index of `settings` (the
+    command's own function, with the session's model)."""
     path = tmp_path / "indexer-eval.json"
     ctx = Context(settings=settings, configured=settings, out=io.StringIO(), embedder=embedder)
-    assert run_eval(ctx, SHIPPED_EVALS / "shipped-test.jsonl", json_path=path, html_path=None) == 0
+    evaluate = run_eval_conversations if is_conversation_file(SHIPPED_EVALS / file) else run_eval
+    assert evaluate(ctx, SHIPPED_EVALS / file, json_path=path, html_path=None) == 0
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
@@ -129,7 +134,12 @@ def test_evaluation_matches_indexer_eval(
     client: httpx.Client, shipped_settings: ServiceSettings, embedder: Embedder, tmp_path: Path
 ) -> None:
     """POST /v1/evaluate of the shipped test file reports what `python -m indexer eval` reports."""
-    assert client.get("/v1/evals").json()["files"] == ["multilingual.jsonl", "shipped-test.jsonl", "shipped-val.jsonl"]
+    assert client.get("/v1/evals").json()["files"] == [
+        "multilingual.jsonl",
+        "shipped-conversations.jsonl",
+        "shipped-test.jsonl",
+        "shipped-val.jsonl",
+    ]
     served = client.post("/v1/evaluate", json={"file": "shipped-test.jsonl"})
     assert served.status_code == 200, served.text
     body = served.json()
@@ -147,10 +157,32 @@ def test_evaluation_matches_indexer_eval(
     assert posted.json()["report"] == expected["report"]
 
 
+def test_conversation_evaluation_matches_indexer_eval(
+    client: httpx.Client, shipped_settings: ServiceSettings, embedder: Embedder, tmp_path: Path
+) -> None:
+    """POST /v1/evaluate of a conversations file that /v1/evals lists reports the turn-type
+    figures, reasons and misrouted turns `python -m indexer eval` reports for it, posted or by name."""
+    served = client.post("/v1/evaluate", json={"file": "shipped-conversations.jsonl"})
+    assert served.status_code == 200, served.text
+    body = served.json()
+    expected = indexer_eval_json(shipped_settings, embedder, tmp_path, "shipped-conversations.jsonl")["report"]
+    assert body["kind"] == "conversations" and "curve" not in body
+    for key in ("scores", "last_message", "reasons", "misrouted"):
+        assert body["report"][key] == expected[key], key
+    assert body["report"]["misrouted_total"] == len(expected["misrouted"])
+    assert body["report"]["scores"]["counts"]["all"] == 33 and body["report"]["scores"]["follow-up"] > 0.5
+    assert body["params"]["conversation"]["strategy"] == "evidence"
+    text = (SHIPPED_EVALS / "shipped-conversations.jsonl").read_text(encoding="utf-8")
+    posted = client.post("/v1/evaluate", json={"jsonl": text})
+    assert posted.status_code == 200 and posted.json()["report"]["scores"] == expected["scores"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
         ({"jsonl": '{"text": "hi", "label": "coding"}\nnot json\n'}, 400, "posted lines line 2: invalid JSON"),
+        ({"jsonl": '{"id": "c", "messages": [{"role": "user", "content": "hi"}]}'}, 400, "no labelled user turn"),
+        ({"jsonl": '{"id": "c", "messages": [{"role": "robot", "content": "hi"}]}'}, 400, "line 1: messages[0]"),
         ({"jsonl": '{"text": "", "label": "coding"}'}, 400, "'text' must be a non-empty string"),
         ({"jsonl": "\n\n"}, 400, "holds no labelled queries"),
         ({"file": "../routes/coding.yaml"}, 404, "no evaluation file named"),

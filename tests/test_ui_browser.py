@@ -370,6 +370,42 @@ def test_evaluation_panel_matches_indexer_eval(
     assert tab.value("#eval-queries") == 80
 
 
+def test_evaluation_panel_shows_turn_types_of_a_conversations_file(
+    open_ui: Callable[..., Tab],
+    shipped_url: str,
+    shipped_settings: ServiceSettings,
+    embedder: Embedder,
+    tmp_path: Path,
+) -> None:
+    """Evaluating the shipped conversations file shows the accuracy by kind of turn, for the
+    router and the last message alone, the reasons and the misrouted turns of
+    `python -m indexer eval` on the same file and index."""
+    report = indexer_eval_json(shipped_settings, embedder, tmp_path, "shipped-conversations.jsonl")["report"]
+    tab = open_ui(shipped_url)
+    wait_ready(tab)
+    tab.tab("eval")
+    page = tab.page
+    page.wait_for_selector("#eval-file option[value='shipped-conversations.jsonl']", state="attached")
+    page.select_option("#eval-file", "shipped-conversations.jsonl")
+    page.click("#eval-run")
+    page.wait_for_selector("#eval-turn-types")
+    rows = page.evaluate(
+        "() => [...document.querySelectorAll('#eval-turn-types tbody tr')].map(tr => [...tr.cells].map(c => c.innerText))"
+    )
+    types = ("all", "first of domain", "follow-up", "switch")
+    assert rows == [
+        ["this router", *(f"{100 * report['scores'][t]:.1f}%" for t in types)],
+        ["last message alone", *(f"{100 * report['last_message'][t]:.1f}%" for t in types)],
+    ]
+    headers = page.evaluate("() => [...document.querySelectorAll('#eval-turn-types thead th')].map(c => c.innerText)")
+    assert headers[1:] == [f"{t} ({report['scores']['counts'][t]})" for t in types]
+    assert tab.value("#eval-turns-all") == report["scores"]["all"]
+    assert page.inner_text("#eval-reasons") == "reasons: " + ", ".join(f"{k} {v}" for k, v in report["reasons"].items())
+    assert page.locator("#eval-misrouted > li").count() == len(report["misrouted"])
+    assert "33 labelled turns" in page.inner_text("#eval-status")
+    tab.shot("desktop-eval-conversations")
+
+
 # -- auth --------------------------------------------------------------------------------------
 API_KEY, ADMIN = "browser-key-1", "browser-admin-1"
 

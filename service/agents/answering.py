@@ -1,5 +1,9 @@
 """Answer a routed request with the route's agent.
 
+The agent gets its own system prompt, then the caller's messages exactly as sent (tool calls
+and tool results included), and the caller's forwarded parameters (`tools`, `response_format`...,
+see `service.agents.forwarded`); its answer is text, tool calls, or both.
+
 Each model of an LLM agent is tried up to `1 + retries` times: timeouts, connection errors,
 5xx, 408, 409 and 429 are retried after a backoff; other errors move on at once. After the
 agent's primary model come its `fallback_models`, in order, then the router's default agent.
@@ -7,27 +11,24 @@ When nothing answers, UpstreamFailed (502) or UpstreamTimeout (504: every model 
 out) names the route, the models tried and why each failed. An agent with no endpoint
 configured is skipped at once, so canned defaults answer offline: then the answer says which
 route was chosen and that its agent has no endpoint, instead of the default agent's reply. A
-streamed answer fails over only until its first piece of text has arrived; an endpoint that
-answers a streamed request with anything but an event stream (a proxy's page) fails over too.
+streamed answer fails over only until its first piece (text or a tool call) has arrived; an
+endpoint that answers a streamed request with anything but an event stream (a proxy's page)
+fails over too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
-
-from openai import AsyncStream
-from openai.types import CompletionUsage
-from openai.types.chat import ChatCompletionChunk
 
 from router_core import CannedAgent, LLMAgent, RouteTable
 from router_llm.backoff import Backoff
 from router_llm.clients import ClientRegistry, Connection
 from router_llm.endpoints import Unavailable
-from router_llm.failures import Attempt, EmptyReply, Failure, NotAStream, classify_failure
+from router_llm.failures import Attempt, EmptyReply, Failure, classify_failure
 from router_llm.settings import LLMSettings
 from service.agents.conversation import ChatMessage
 from service.agents.forwarded import NOTHING, Forwarded, canned_refusal, offline_reply
@@ -35,10 +36,12 @@ from service.agents.outcomes import (
     NO_USAGE,
     Answer,
     AnswerStream,
+    Piece,
     Responder,
     StreamTail,
     Usage,
 )
+from service.agents.streaming import Primed, absorb, nothing, once, prime, usage_of
 from service.errors import UnsupportedParameter, UpstreamFailed, UpstreamTimeout
 
 log = logging.getLogger("router.agents")
@@ -54,17 +57,7 @@ class _Reply:
     usage: Usage | None
     finish_reason: str
     logprobs: dict[str, Any] | None = None
-
-
-@dataclass
-class _Primed:
-    """An upstream stream read up to its first piece of text."""
-
-    stream: AsyncStream[ChatCompletionChunk]
-    chunks: AsyncIterator[ChatCompletionChunk]
-    head: str
-    tail: StreamTail
-    ended: bool
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,59 +65,6 @@ class _Found:
     value: Any
     agent: LLMAgent | CannedAgent
     responder: Responder
-
-
-def _usage(usage: CompletionUsage | None) -> Usage | None:
-    if usage is None:
-        return None
-    return Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
-
-
-def _absorb(chunk: ChatCompletionChunk, tail: StreamTail) -> str:
-    """The chunk's text; usage and finish reason go to `tail`."""
-    if chunk.usage is not None:
-        tail.usage = _usage(chunk.usage)
-    if not chunk.choices:
-        return ""
-    choice = chunk.choices[0]
-    if choice.finish_reason:
-        tail.finish_reason = choice.finish_reason
-    tail.piece_logprobs = choice.logprobs.model_dump() if choice.logprobs is not None else None
-    return choice.delta.content or ""
-
-
-def _event_stream(upstream: AsyncStream[ChatCompletionChunk]) -> None:
-    """NotAStream unless the endpoint answered with server-sent events: a 200 HTML or JSON body
-    holds no event, and would read as an empty answer."""
-    media = upstream.response.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media != "text/event-stream":
-        raise NotAStream(f"a streamed request was answered with {media or 'no content type'}, not an event stream")
-
-
-async def _prime(upstream: AsyncStream[ChatCompletionChunk]) -> _Primed:
-    _event_stream(upstream)
-    chunks = upstream.__aiter__()
-    tail = StreamTail()
-    seen = False
-    while True:
-        try:
-            chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            if not seen:
-                raise NotAStream("the event stream ended without a single chunk") from None
-            return _Primed(upstream, chunks, "", tail, ended=True)
-        seen = True
-        text = _absorb(chunk, tail)
-        if text:
-            return _Primed(upstream, chunks, text, tail, ended=False)
-
-
-async def _once(text: str) -> AsyncGenerator[str, None]:
-    yield text
-
-
-async def _nothing() -> None:
-    return None
 
 
 def summarise(attempts: Sequence[Attempt]) -> str:
@@ -171,13 +111,13 @@ class Answerer:
                 raise EmptyReply("the response holds no choices")
             choice = response.choices[0]
             logprobs = choice.logprobs.model_dump() if choice.logprobs is not None else None
-            return _Reply(
-                choice.message.content or "", _usage(response.usage), choice.finish_reason or "stop", logprobs
-            )
+            calls = tuple(call.model_dump(exclude_none=True) for call in choice.message.tool_calls or ())
+            finish = choice.finish_reason or "stop"
+            return _Reply(choice.message.content or "", usage_of(response.usage), finish, logprobs, calls)
 
         found = await self._chain(table, route, call, lambda text: _Reply(text, NO_USAGE, "stop"), forwarded)
         reply: _Reply = found.value
-        return Answer(found.responder, reply.text, reply.usage, reply.finish_reason, reply.logprobs)
+        return Answer(found.responder, reply.text, reply.usage, reply.finish_reason, reply.logprobs, reply.tool_calls)
 
     async def stream(
         self,
@@ -188,9 +128,9 @@ class Answerer:
         max_tokens: int | None = None,
         forwarded: Forwarded = NOTHING,
     ) -> AnswerStream:
-        """The answer as a stream, opened and read up to its first piece of text."""
+        """The answer as a stream, opened and read up to its first piece (text or a tool call)."""
 
-        async def call(conn: Connection, agent: LLMAgent, model: str, timeout: float) -> _Primed:
+        async def call(conn: Connection, agent: LLMAgent, model: str, timeout: float) -> Primed:
             extra: dict[str, Any] = {}
             if self._llm.stream_usage:
                 extra["stream_options"] = {"include_usage": True}
@@ -202,15 +142,15 @@ class Answerer:
                 **extra,
             )
             try:
-                return await _prime(upstream)
+                return await prime(upstream)
             except BaseException:
                 await upstream.close()
                 raise
 
         found = await self._chain(table, route, call, lambda text: text, forwarded)
         if isinstance(found.agent, CannedAgent):
-            return AnswerStream(found.responder, _once(found.value), StreamTail(NO_USAGE), _nothing)
-        primed: _Primed = found.value
+            return AnswerStream(found.responder, once(found.value), StreamTail(NO_USAGE), nothing)
+        primed: Primed = found.value
         pieces = self._rest(primed, found.responder, found.agent.timeout_s)
         return AnswerStream(found.responder, pieces, primed.tail, primed.stream.close)
 
@@ -219,10 +159,10 @@ class Answerer:
     def _request(
         agent: LLMAgent, model: str, messages: Sequence[ChatMessage], max_tokens: int | None
     ) -> dict[str, Any]:
-        payload: list[dict[str, str]] = []
+        payload: list[dict[str, Any]] = []
         if agent.system_prompt.strip():
             payload.append({"role": "system", "content": agent.system_prompt})
-        payload.extend({"role": m.role, "content": m.content} for m in messages)
+        payload.extend(dict(m.payload) for m in messages)  # as the caller sent them, tool calls included
         cap = agent.max_tokens if max_tokens is None else min(agent.max_tokens, max_tokens)
         return {
             "model": model,
@@ -231,8 +171,8 @@ class Answerer:
             "max_tokens": cap,
         }
 
-    async def _rest(self, primed: _Primed, responder: Responder, timeout: float) -> AsyncGenerator[str, None]:
-        """The primed stream's text; a failure mid-stream raises UpstreamFailed/-Timeout."""
+    async def _rest(self, primed: Primed, responder: Responder, timeout: float) -> AsyncGenerator[Piece, None]:
+        """The primed stream's pieces; a failure mid-stream raises UpstreamFailed/-Timeout."""
         if primed.head:
             yield primed.head
         if primed.ended:
@@ -254,9 +194,9 @@ class Answerer:
                 )
                 attempt = Attempt(responder.agent, responder.model, failure.kind, failure.reason, failure.status)
                 raise self._no_answer(responder.route, [*responder.attempts, attempt], mid_stream=True) from None
-            text = _absorb(chunk, primed.tail)
-            if text:
-                yield text
+            piece = absorb(chunk, primed.tail)
+            if piece:
+                yield piece
 
     # -- the chain -------------------------------------------------------------------------
     async def _chain(

@@ -1,10 +1,11 @@
 """What a caller asks of the answer beyond the messages, and what a canned reply cannot give.
 
-Chat completion parameters that shape the model's output (`response_format`, `logprobs`,
-`top_logprobs`, `prediction`) are forwarded to the agent's endpoint as given; the endpoint
-refuses what it does not support (the answer then falls back as for any other error). A canned
-reply can honour none of the first three: a route answered by a canned agent refuses them
-(400 naming the field), and the chain never falls back to a canned agent for them.
+Chat completion parameters that shape the model's output (`tools`, `tool_choice`,
+`parallel_tool_calls`, `response_format`, `logprobs`, `top_logprobs`, `prediction`) are
+forwarded to the agent's endpoint as given; the endpoint refuses what it does not support (the
+answer then falls back as for any other error). A canned reply can honour neither tools, nor a
+response format, nor log probabilities: a route answered by a canned agent refuses them (400
+naming the field), and the chain never falls back to a canned agent for them.
 """
 
 from __future__ import annotations

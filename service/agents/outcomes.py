@@ -40,13 +40,28 @@ class Responder:
 
 @dataclass(frozen=True)
 class Answer:
-    """A complete answer."""
+    """A complete answer: text, or the tools the model calls (`tool_calls` as OpenAI's message
+    holds them: id, type, function name and arguments), or both."""
 
     responder: Responder
     text: str
     usage: Usage | None
     finish_reason: str = "stop"
     logprobs: dict[str, Any] | None = None  # the endpoint's, when the caller asked for them
+    tool_calls: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Piece:
+    """The next piece of a streamed answer: text, tool-call deltas (OpenAI's
+    `delta.tool_calls` items as the endpoint sent them: index, then id, function name and
+    pieces of the arguments), or both."""
+
+    text: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.text or self.tool_calls)
 
 
 @dataclass
@@ -62,12 +77,12 @@ class StreamTail:
 class AnswerStream:
     """A streamed answer whose first piece has arrived: nothing fails over after this.
 
-    Iterate `pieces` for the text; `tail` holds usage and finish reason once it ends. The
+    Iterate `pieces` for the text and tool calls; `tail` holds usage and finish reason once it ends. The
     iteration raises UpstreamFailed when the endpoint fails mid-stream. Always `aclose()`.
     """
 
     responder: Responder
-    pieces: AsyncGenerator[str, None]
+    pieces: AsyncGenerator[Piece, None]
     tail: StreamTail
     _close: Callable[[], Awaitable[None]]
 

@@ -30,10 +30,11 @@ from service.answer_schemas import (
     sse,
     usage_out,
 )
-from service.controllers.routed import annotate_decision, conversation_of, route_request, to_response
+from service.controllers.routed import annotate_decision, conversation_of, note_skipped, route_request, to_response
 from service.decision_log import RequestRecorder
 from service.errors import ServiceError, problem_body
 from service.guards import charge_queries
+from service.metrics import Metrics
 from service.routing.stage import Routed, RoutingStage
 from service.schemas import ClassifyResponse, problem_responses
 from service.settings import LimitSettings
@@ -58,7 +59,8 @@ async def stream_events(
         stream = await answerer.stream(item.index.table, item.decision.route, conversation.messages)
         yield sse("agent", agent_event(stream.responder))
         async for piece in stream.pieces:
-            yield sse("delta", DeltaEvent(piece))
+            if piece.text:  # /v1/answer offers the agent no tools: text is all it streams
+                yield sse("delta", DeltaEvent(piece.text))
         r, tail = stream.responder, stream.tail
         yield sse("done", DoneEvent(r.agent, r.model, usage_out(tail.usage), tail.finish_reason))
     except ServiceError as exc:
@@ -91,17 +93,19 @@ class AnswerController(Controller):
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
         decision_log: NamedDependency[RequestRecorder],
+        service_metrics: NamedDependency[Metrics],
         request: Request[Any, Any, Any],
     ) -> Response[AnswerResponse] | Stream:
         """Route the query (or the conversation's latest user message, with its history), then
         answer with the chosen route's agent. A conversation is charged the texts it makes the
         router embed."""
         conversation = conversation_of(data.query, data.messages, limits)
+        note_skipped([conversation], service_metrics)
         routed = route_request(conversation)
         charge_queries(request, await routing.cost([routed]))
         [item] = await routing.route([routed])
         annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
-        decided = to_response(item, explain=data.explain)
+        decided = to_response(item, explain=data.explain, skipped_parts=conversation.skipped_parts)
         if data.stream:
             # The agent (and any fallback) is known only once the stream runs: the first event
             # carries the decision, the headers what is already fixed.

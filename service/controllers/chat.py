@@ -1,15 +1,18 @@
 """OpenAI-compatible front door: POST /v1/chat/completions and GET /v1/models.
 
 `model` must be the router's name (`_router.yaml: name`, "router" by default). The latest user
-message is routed and the chosen route's agent answers with the whole history. The response's
+message is routed (with the history, `service.agents.conversation`) and the chosen route's agent
+answers with the whole history as sent, tool calls and tool results included. The response's
 `model` is `<router>/<route>/<model>` (`canned` for canned agents) and `x-router-route`,
 `x-router-agent`, `x-router-model` say the same in headers; the non-streamed body also carries
 a `router` object. Streams follow OpenAI's chunk format and end with `data: [DONE]`; they are
 opened (with retries and fallbacks) before the response starts, so a failure to answer at all
 is a 502/504 problem, and a failure mid-stream is a final `{"error": ...}` chunk.
 
-`response_format`, `logprobs` / `top_logprobs` and `prediction` are forwarded to the agent's
-endpoint (`service.agents.forwarded`); what cannot be honoured is a 400 naming the field.
+`tools`, `tool_choice`, `parallel_tool_calls`, `response_format`, `logprobs` / `top_logprobs`
+and `prediction` are forwarded to the agent's endpoint (`service.agents.forwarded`); what cannot
+be honoured is a 400 naming the field. An agent that calls tools answers with `tool_calls`
+(`finish_reason: "tool_calls"`), streamed as OpenAI streams them: `delta.tool_calls` pieces.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from service.agents import Answerer, AnswerStream, build_conversation
+from service.agents import Answer, Answerer, AnswerStream
 from service.agents.forwarded import Forwarded
 from service.answer_schemas import (
     SSE_DONE,
@@ -45,10 +48,11 @@ from service.answer_schemas import (
     sse_data,
     usage_out,
 )
-from service.controllers.routed import annotate_decision, llm_out, route_request
+from service.controllers.routed import annotate_decision, chat_of, llm_out, note_skipped, route_request
 from service.decision_log import RequestRecorder
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
 from service.guards import charge_queries
+from service.metrics import Metrics
 from service.routing.stage import Routed, RoutingStage
 from service.schemas import TurnOut, problem_responses
 from service.settings import LimitSettings
@@ -68,6 +72,7 @@ def forwarded_of(data: ChatCompletionRequest) -> Forwarded:
         )
     params: dict[str, Any] = {}
     needs_llm: list[str] = []
+    _tool_params(data, params, needs_llm)
     fmt = data.response_format
     if fmt is not None:
         kind = fmt.get("type")
@@ -92,6 +97,36 @@ def forwarded_of(data: ChatCompletionRequest) -> Forwarded:
     if data.prediction is not None:  # a hint for speed: any agent honours it by answering
         params["prediction"] = data.prediction
     return Forwarded(params, tuple(needs_llm))
+
+
+def _tool_params(data: ChatCompletionRequest, params: dict[str, Any], needs_llm: list[str]) -> None:
+    """`tools`, `tool_choice` and `parallel_tool_calls`, forwarded as given once each tool has a
+    type (and a function tool a name); the legacy `functions` / `function_call` are refused."""
+    for legacy in ("functions", "function_call"):
+        if getattr(data, legacy) is not None:
+            raise UnsupportedParameter(
+                f"{legacy} (deprecated by OpenAI) is not forwarded; send tools and tool_choice instead", field=legacy
+            )
+    if not data.tools:
+        for name in ("tool_choice", "parallel_tool_calls"):
+            if getattr(data, name) is not None:
+                raise UnsupportedParameter(f"{name} needs tools", field=name)
+        return
+    for i, tool in enumerate(data.tools):
+        kind, function = tool.get("type"), tool.get("function")
+        if not isinstance(kind, str) or not kind:
+            raise UnsupportedParameter(f"tools[{i}].type is missing (e.g. function)", field=f"tools[{i}].type")
+        if kind == "function" and not (isinstance(function, dict) and isinstance(function.get("name"), str)):
+            raise UnsupportedParameter(
+                f"tools[{i}].function.name is missing: a function tool names its function",
+                field=f"tools[{i}].function.name",
+            )
+    params["tools"] = data.tools
+    needs_llm.append("tools")
+    if data.tool_choice is not None:
+        params["tool_choice"] = data.tool_choice
+    if data.parallel_tool_calls is not None:
+        params["parallel_tool_calls"] = data.parallel_tool_calls
 
 
 def _created(timestamp: str) -> int:
@@ -121,7 +156,8 @@ async def completion_chunks(
     try:
         yield chunk(DeltaOut(role="assistant", content=""))
         async for piece in stream.pieces:
-            yield chunk(DeltaOut(content=piece), probs=stream.tail.piece_logprobs if logprobs else None)
+            delta = DeltaOut(content=piece.text or None, tool_calls=list(piece.tool_calls) or None)
+            yield chunk(delta, probs=stream.tail.piece_logprobs if logprobs else None)
         yield chunk(DeltaOut(), stream.tail.finish_reason)
         if include_usage:
             usage = usage_out(stream.tail.usage)
@@ -166,13 +202,15 @@ class ChatController(Controller):
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
         decision_log: NamedDependency[RequestRecorder],
+        service_metrics: NamedDependency[Metrics],
         request: Request[Any, Any, Any],
     ) -> Response[ChatCompletion] | Stream:
         """Route the conversation (its latest user message, with the history) and answer with
         the chosen route's agent."""
         cap = _token_cap(data, routing.current.table.name)
         forwarded = forwarded_of(data)
-        conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
+        conversation = chat_of(data.messages, limits)
+        note_skipped([conversation], service_metrics)
         routed = route_request(conversation)
         charge_queries(request, await routing.cost([routed]))  # the texts the history makes the router embed
         [item] = await routing.route([routed])
@@ -193,7 +231,7 @@ class ChatController(Controller):
             id=f"chatcmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=_model_name(item, r.model),
-            choices=[ChoiceOut(0, ChatMessageOut("assistant", answer.text), answer.finish_reason, answer.logprobs)],
+            choices=[ChoiceOut(0, _message(answer), answer.finish_reason, answer.logprobs)],
             usage=usage_out(answer.usage),
             router=RouterInfo(
                 route=route,
@@ -206,6 +244,7 @@ class ChatController(Controller):
                 fallback_reason=r.fallback_reason,
                 decided_by=item.decision.decided_by,
                 turns=[TurnOut(t.index, t.share) for t in item.decision.turns] or None,
+                skipped_parts=dict(conversation.skipped_parts) or None,
                 llm=llm_out(item.llm),
             ),
         )
@@ -223,13 +262,17 @@ def _token_cap(data: ChatCompletionRequest, router_name: str) -> int | None:
         )
     if data.n not in (None, 1):
         raise UnsupportedParameter("n must be 1: the router returns one choice", field="n")
-    if data.tools or data.functions:
-        raise UnsupportedParameter("tools are not supported: the router's agents answer with text", field="tools")
     given = "max_completion_tokens" if data.max_completion_tokens is not None else "max_tokens"
     cap = data.max_completion_tokens if data.max_completion_tokens is not None else data.max_tokens
     if cap is not None and cap < 1:
         raise UnsupportedParameter(f"{given} must be at least 1", field=given)
     return cap
+
+
+def _message(answer: Answer) -> ChatMessageOut:
+    """The assistant's message: its text (null when it only calls tools) and its tool calls."""
+    calls = list(answer.tool_calls) or None
+    return ChatMessageOut("assistant", None if calls and not answer.text else answer.text, calls)
 
 
 def _model_name(item: Routed, model: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Controller, Request, post
@@ -9,10 +10,11 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from router_core.pipeline import RouteRequest
-from service.agents import build_conversation
 from service.controllers.routed import (
     annotate_decision,
+    chat_of,
     conversation_of,
+    note_skipped,
     record_decisions,
     route_request,
     to_response,
@@ -20,6 +22,7 @@ from service.controllers.routed import (
 from service.decision_log import RequestRecorder
 from service.errors import BatchTooLarge, InvalidQuery
 from service.guards import charge_queries
+from service.metrics import Metrics
 from service.observability import annotate
 from service.query_text import checked_query
 from service.routing.stage import RoutingStage
@@ -52,17 +55,19 @@ class ClassifyController(Controller):
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
         decision_log: NamedDependency[RequestRecorder],
+        service_metrics: NamedDependency[Metrics],
         request: Request[Any, Any, Any],
     ) -> ClassifyResponse:
         """Pick the route for one query, or for the last user message of a conversation
         (`messages`, using its history); `explain` adds the neighbours behind the vote. A
         conversation is charged the texts it makes the router embed."""
         conversation = conversation_of(data.query, data.messages, limits)
+        note_skipped([conversation], service_metrics)
         routed = route_request(conversation)
         charge_queries(request, await routing.cost([routed]))
         [item] = await routing.route([routed])
         annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
-        return to_response(item, explain=data.explain)
+        return to_response(item, explain=data.explain, skipped_parts=conversation.skipped_parts)
 
     @post(
         "/batch",
@@ -77,6 +82,7 @@ class ClassifyController(Controller):
         limits: NamedDependency[LimitSettings],
         request: Request[Any, Any, Any],
         decision_log: NamedDependency[RequestRecorder],
+        service_metrics: NamedDependency[Metrics],
     ) -> BatchClassifyResponse:
         """Pick a route for each query (or conversation), in order; the rate limit counts each
         query, and each conversation by the texts it makes the router embed."""
@@ -86,17 +92,16 @@ class ClassifyController(Controller):
         count = len(data.queries or data.conversations or [])
         if count > limits.max_batch:
             raise BatchTooLarge(f"batch holds {count} {field}; the limit is {limits.max_batch}", limit=limits.max_batch)
-        requests: list[RouteRequest]
-        if data.queries is not None:
-            requests = [
-                RouteRequest.query(checked_query(q, limits.max_query_chars, field=f"queries[{i}]"))
-                for i, q in enumerate(data.queries)
-            ]
-        else:
-            requests = [
-                route_request(build_conversation([(m.role, m.content) for m in c.messages], limits))
-                for c in data.conversations or []
-            ]
+        requests: list[RouteRequest] = [
+            RouteRequest.query(checked_query(q, limits.max_query_chars, field=f"queries[{i}]"))
+            for i, q in enumerate(data.queries or [])
+        ]
+        skipped: list[Mapping[str, int] | None] = [None] * count
+        if data.queries is None:
+            chats = [chat_of(c.messages, limits) for c in data.conversations or []]
+            requests = [route_request(c) for c in chats]
+            skipped = [c.skipped_parts for c in chats]
+            note_skipped(chats, service_metrics)
         charge_queries(request, await routing.cost(requests))
         items = await routing.route(requests)
         record_decisions(decision_log, items, requests)
@@ -107,4 +112,6 @@ class ClassifyController(Controller):
             embed_ms=round(items[0].embed_ms, 2),
             search_ms=round(items[0].search_ms, 2),
         )
-        return BatchClassifyResponse([to_response(i, explain=data.explain) for i in items])
+        return BatchClassifyResponse(
+            [to_response(i, explain=data.explain, skipped_parts=s) for i, s in zip(items, skipped, strict=True)]
+        )

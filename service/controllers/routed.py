@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from router_core.pipeline import RouteRequest
 from service.agents import Conversation, build_conversation
 from service.decision_log import RequestRecorder
 from service.errors import InvalidQuery
+from service.metrics import Metrics
 from service.observability import annotate
 from service.routing.stage import LLMVerdict, Routed
-from service.schemas import ClassifyResponse, LLMOut, MessageIn, classify_response
+from service.schemas import ClassifyResponse, LLMOut, MessageIn, classify_response, message_payloads
 from service.settings import LimitSettings
 
 
@@ -21,7 +23,23 @@ def conversation_of(query: str | None, messages: Sequence[MessageIn] | None, lim
     if query is not None:
         return Conversation.single(query, limits)
     assert messages is not None
-    return build_conversation([(m.role, m.content) for m in messages], limits)
+    return chat_of(messages, limits)
+
+
+def chat_of(messages: Sequence[MessageIn], limits: LimitSettings) -> Conversation:
+    """The conversation of a `messages` list."""
+    return build_conversation(message_payloads(messages), limits)
+
+
+def note_skipped(conversations: Sequence[Conversation], metrics: Metrics) -> None:
+    """Put the parts the router did not read (images, audio, files), by type, on the request's
+    access-log line and in `router_skipped_parts_total`."""
+    total: Counter[str] = Counter()
+    for c in conversations:
+        total.update(c.skipped_parts)
+    if total:
+        annotate(skipped_parts=dict(total))
+        metrics.observe_skipped(total)
 
 
 def route_request(conversation: Conversation) -> RouteRequest:
@@ -68,7 +86,14 @@ def annotate_decision(item: Routed, request: RouteRequest, *, log_query: bool, r
     annotate(**fields)
 
 
-def to_response(item: Routed, *, explain: bool) -> ClassifyResponse:
+def to_response(item: Routed, *, explain: bool, skipped_parts: Mapping[str, int] | None = None) -> ClassifyResponse:
     """Wire form, naming the agent from the same version that decided."""
     agent = item.index.table.agent_for(item.decision.route)
-    return classify_response(item.decision, agent.name, item.index.version, explain=explain, llm=llm_out(item.llm))
+    return classify_response(
+        item.decision,
+        agent.name,
+        item.index.version,
+        explain=explain,
+        llm=llm_out(item.llm),
+        skipped_parts=skipped_parts,
+    )

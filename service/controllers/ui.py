@@ -25,6 +25,7 @@ from service.security import KeyRing
 ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
     "review.js": "text/javascript; charset=utf-8",
+    "turns.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 # The page loads its own script, style and data (same origin) and nothing else.

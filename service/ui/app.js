@@ -726,7 +726,8 @@
       try {
         const result = await api("POST", "/v1/evaluate", file ? { file } : { jsonl: text });
         renderEval(result);
-        $("eval-status").textContent = `Evaluated ${result.report.queries} queries from ${result.source} in ${result.seconds} s.`;
+        const what = result.kind === "conversations" ? `${result.report.scores.counts.all} labelled turns` : `${result.report.queries} queries`;
+        $("eval-status").textContent = `Evaluated ${what} from ${result.source} in ${result.seconds} s.`;
       } catch (error) {
         $("eval-result").replaceChildren();
         $("eval-status").textContent = errorText(error);
@@ -741,6 +742,10 @@
   }
 
   function renderEval(result) {
+    if (result.kind === "conversations") {
+      $("eval-result").replaceChildren(...window.PlaygroundTurns.render(result));
+      return;
+    }
     const r = result.report;
     const curve = result.curve;
     const svg = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(result.curve_svg)}`;
