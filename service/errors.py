@@ -24,6 +24,7 @@ from router_core import (
     RoutesInvalid,
     StoreUnavailable,
 )
+from service.agents.errors import AgentError, MessagesRefused, NoAnswer, ParameterRefused
 
 log = logging.getLogger("router.errors")
 PROBLEM_JSON = "application/problem+json"
@@ -112,8 +113,21 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def problem_body(exc: ServiceError) -> dict[str, Any]:
+def as_service_error(exc: AgentError) -> ServiceError:
+    """The HTTP side of an agent's error: the one mapping from the answering layer to statuses."""
+    if isinstance(exc, NoAnswer):
+        return (UpstreamTimeout if exc.timed_out else UpstreamFailed)(exc.detail, **exc.extra)
+    if isinstance(exc, ParameterRefused):
+        return UnsupportedParameter(exc.detail, **exc.extra)
+    if isinstance(exc, MessagesRefused):
+        return InvalidMessages(exc.detail, **exc.extra)
+    return ServiceError(exc.detail, **exc.extra)
+
+
+def problem_body(exc: ServiceError | AgentError) -> dict[str, Any]:
     """The problem-details body of `exc` (the error response's, and inside event streams)."""
+    if isinstance(exc, AgentError):
+        exc = as_service_error(exc)
     return {
         "type": "about:blank",
         "title": exc.title,
@@ -125,6 +139,10 @@ def problem_body(exc: ServiceError) -> dict[str, Any]:
 
 def handle_service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[dict[str, Any]]:
     return Response(problem_body(exc), status_code=exc.status, media_type=PROBLEM_JSON, headers=exc.headers)
+
+
+def handle_agent_error(request: Request[Any, Any, Any], exc: AgentError) -> Response[dict[str, Any]]:
+    return handle_service_error(request, as_service_error(exc))
 
 
 def handle_router_error(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
@@ -158,6 +176,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ServiceError: handle_service_error,
+    AgentError: handle_agent_error,
     RouterError: handle_router_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

@@ -200,3 +200,15 @@ def test_no_import_cycles_inside_a_package(package: str) -> None:
         if node not in state:
             visit(node, [node])
     assert not cycles, "\n".join(cycles)
+
+
+def test_agents_raise_their_own_errors_not_http_ones() -> None:
+    """service/agents imports neither the web framework nor the HTTP error classes: its errors
+    (service/agents/errors.py) meet HTTP in service/errors.py alone."""
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in _files("service/agents")
+        for module, _ in imports_of(path)
+        if module in ("service.errors", "service.controllers") or module.split(".")[0] == "litestar"
+    ]
+    assert not wrong, "\n".join(wrong)

@@ -7,7 +7,7 @@ see `service.agents.forwarded`); its answer is text, tool calls, or both.
 Each model of an LLM agent is tried up to `1 + retries` times: timeouts, connection errors,
 5xx, 408, 409 and 429 are retried after a backoff; other errors move on at once. After the
 agent's primary model come its `fallback_models`, in order, then the router's default agent.
-When nothing answers, UpstreamFailed (502) or UpstreamTimeout (504: every model reached timed
+When nothing answers, NoAnswer (502, or 504 when every model reached timed
 out) names the route, the models tried and why each failed. An agent with no endpoint
 configured is skipped at once, so canned defaults answer offline: then the answer says which
 route was chosen and that its agent has no endpoint, instead of the default agent's reply. A
@@ -31,6 +31,7 @@ from router_llm.endpoints import Unavailable
 from router_llm.failures import Attempt, EmptyReply, Failure, classify_failure
 from router_llm.settings import LLMSettings
 from service.agents.conversation import ChatMessage
+from service.agents.errors import NoAnswer, ParameterRefused
 from service.agents.forwarded import NOTHING, Forwarded, canned_refusal, offline_reply
 from service.agents.outcomes import (
     NO_USAGE,
@@ -42,7 +43,6 @@ from service.agents.outcomes import (
     Usage,
 )
 from service.agents.streaming import Primed, absorb, nothing, once, prime, usage_of
-from service.errors import UnsupportedParameter, UpstreamFailed, UpstreamTimeout
 
 log = logging.getLogger("router.agents")
 T = TypeVar("T")
@@ -172,7 +172,7 @@ class Answerer:
         }
 
     async def _rest(self, primed: Primed, responder: Responder, timeout: float) -> AsyncGenerator[Piece, None]:
-        """The primed stream's pieces; a failure mid-stream raises UpstreamFailed/-Timeout."""
+        """The primed stream's pieces; a failure mid-stream raises NoAnswer."""
         if primed.head:
             yield primed.head
         if primed.ended:
@@ -218,7 +218,7 @@ class Answerer:
                 if forwarded.needs_llm:
                     refusal = canned_refusal(forwarded.needs_llm)
                     if not fell_back:
-                        raise UnsupportedParameter(
+                        raise ParameterRefused(
                             f"{refusal}: route {route!r} is answered by the canned agent {agent.name}",
                             field=forwarded.needs_llm[0],
                         )
@@ -308,15 +308,15 @@ class Answerer:
         return Responder(route, agent, kind, model, reason, tuple(attempts))
 
     @staticmethod
-    def _no_answer(route: str, attempts: Sequence[Attempt], *, mid_stream: bool = False) -> UpstreamFailed:
+    def _no_answer(route: str, attempts: Sequence[Attempt], *, mid_stream: bool = False) -> NoAnswer:
         reached = [a for a in attempts if a.kind != "unavailable"]
         timed_out = bool(reached) and all(a.kind == "timeout" for a in reached)
         if mid_stream:
             timed_out = attempts[-1].kind == "timeout"
-        cls = UpstreamTimeout if timed_out else UpstreamFailed
         what = "the answer broke off mid-stream" if mid_stream else "no agent could answer"
-        return cls(
+        return NoAnswer(
             f"{what} for route {route!r}: {summarise(attempts)}",
+            timed_out=timed_out,
             route=route,
             models_tried=list(dict.fromkeys(a.model for a in attempts if a.kind != "unavailable")),
             attempts=[a.to_dict() for a in attempts],

@@ -5,7 +5,7 @@ a string, a list of parts (text parts joined by newlines; image, audio, file, re
 other parts skipped and counted by type, never an error) or null where the schema allows it
 (an assistant message with `tool_calls` or `function_call`, a legacy function result). A tool
 result names the call it answers (`tool_call_id`), a legacy function result its function
-(`name`). Anything else is InvalidMessages (400) naming the field.
+(`name`). Anything else is MessagesRefused (400) naming the field.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.errors import InvalidMessages
+from service.agents.errors import MessagesRefused
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 SKIPPED_PARTS = ("image_url", "input_audio", "file", "refusal")
@@ -33,24 +33,24 @@ class ReadMessage:
 
 
 def read_message(message: Mapping[str, Any], field: str) -> ReadMessage:
-    """Validate one message (`field` names it, e.g. `messages[2]`); raise InvalidMessages
+    """Validate one message (`field` names it, e.g. `messages[2]`); raise MessagesRefused
     naming the first problem."""
     role = message.get("role")
     if role not in ROLES:
-        raise InvalidMessages(
+        raise MessagesRefused(
             f"{field}.role is {role!r}; expected one of {', '.join(ROLES)}",
             field=f"{field}.role",
         )
     content = message.get("content")
     if content is None and not _may_omit_content(message):
-        raise InvalidMessages(f"{field}.content is missing: {_needs_content(role)}", field=f"{field}.content")
+        raise MessagesRefused(f"{field}.content is missing: {_needs_content(role)}", field=f"{field}.content")
     if role == "tool" and not message.get("tool_call_id"):
-        raise InvalidMessages(
+        raise MessagesRefused(
             f"{field}.tool_call_id is missing: a tool message answers a tool call by its id",
             field=f"{field}.tool_call_id",
         )
     if role == "function" and not message.get("name"):
-        raise InvalidMessages(
+        raise MessagesRefused(
             f"{field}.name is missing: a function message names the function it answers", field=f"{field}.name"
         )
     text, skipped = content_text(content, field=f"{field}.content")
@@ -81,18 +81,18 @@ def content_text(content: object, *, field: str) -> tuple[str, Counter[str]]:
     if isinstance(content, str):
         return content, skipped
     if not isinstance(content, list):
-        raise InvalidMessages(f"{field} must be a string, a list of parts or null", field=field)
+        raise MessagesRefused(f"{field} must be a string, a list of parts or null", field=field)
     texts: list[str] = []
     for i, part in enumerate(content):
         where = f"{field}[{i}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if not isinstance(kind, str) or not kind:
-            raise InvalidMessages(f"{where}.type is missing: each part is an object with a type", field=f"{where}.type")
+            raise MessagesRefused(f"{where}.type is missing: each part is an object with a type", field=f"{where}.type")
         if kind != "text":
             skipped[kind if kind in SKIPPED_PARTS else "other"] += 1
             continue
         text = part.get("text")
         if not isinstance(text, str):
-            raise InvalidMessages(f"{where}.text must be a string in a text part", field=f"{where}.text")
+            raise MessagesRefused(f"{where}.text must be a string in a text part", field=f"{where}.text")
         texts.append(text)
     return "\n".join(texts), skipped

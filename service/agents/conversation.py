@@ -29,7 +29,7 @@ from typing import Any
 
 from router_core import Turn
 from service.agents.chat_messages import ReadMessage, read_message
-from service.errors import InvalidMessages
+from service.agents.errors import MessagesRefused
 from service.query_text import checked_query, is_meaningful, routed_text
 from service.settings import LimitSettings
 
@@ -82,9 +82,9 @@ def build_conversation(
     """Validate chat messages (OpenAI's schema, as JSON objects); raise a 4xx error naming the
     first problem."""
     if not messages:
-        raise InvalidMessages("messages is empty; send at least one user message", field="messages")
+        raise MessagesRefused("messages is empty; send at least one user message", field="messages")
     if len(messages) > limits.max_messages:
-        raise InvalidMessages(
+        raise MessagesRefused(
             f"{len(messages)} messages; the limit is {limits.max_messages}",
             field="messages",
             limit=limits.max_messages,
@@ -92,7 +92,7 @@ def build_conversation(
     read = [read_message(m, f"messages[{i}]") for i, m in enumerate(messages)]
     total = sum(len(m.text) for m in read)
     if total > limits.max_conversation_chars:
-        raise InvalidMessages(
+        raise MessagesRefused(
             f"messages hold {total} characters; the limit is {limits.max_conversation_chars}",
             field="messages",
             limit=limits.max_conversation_chars,
@@ -122,11 +122,11 @@ def _routed_position(read: Sequence[ReadMessage]) -> int:
     alone), then the user message before it."""
     users = [i for i, m in enumerate(read) if m.role == "user"]
     if not users:
-        raise InvalidMessages("no user message to answer", field="messages")
+        raise MessagesRefused("no user message to answer", field="messages")
     for i in reversed(users):
         if is_meaningful(read[i].text) or not read[i].skipped:
             return i
-    raise InvalidMessages(
+    raise MessagesRefused(
         "no user message holds text to route (image, audio and file parts are not read by the router)",
         field="messages",
     )

@@ -78,7 +78,7 @@ class AnswerStream:
     """A streamed answer whose first piece has arrived: nothing fails over after this.
 
     Iterate `pieces` for the text and tool calls; `tail` holds usage and finish reason once it ends. The
-    iteration raises UpstreamFailed when the endpoint fails mid-stream. Always `aclose()`.
+    iteration raises NoAnswer when the endpoint fails mid-stream. Always `aclose()`.
     """
 
     responder: Responder

@@ -18,6 +18,7 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from service.agents import Answerer, AnswerStream, Conversation
+from service.agents.errors import AgentError
 from service.answer_schemas import (
     SSE_HEADERS,
     AnswerRequest,
@@ -63,7 +64,7 @@ async def stream_events(
                 yield sse("delta", DeltaEvent(piece.text))
         r, tail = stream.responder, stream.tail
         yield sse("done", DoneEvent(r.agent, r.model, usage_out(tail.usage), tail.finish_reason))
-    except ServiceError as exc:
+    except (ServiceError, AgentError) as exc:
         yield sse("error", problem_body(exc))
     except Exception:
         log.exception("answer stream for route %s failed", item.decision.route)

@@ -30,6 +30,7 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from service.agents import Answer, Answerer, AnswerStream
+from service.agents.errors import AgentError
 from service.agents.forwarded import Forwarded
 from service.answer_schemas import (
     SSE_DONE,
@@ -136,7 +137,7 @@ def _created(timestamp: str) -> int:
         return 0
 
 
-def _stream_error(exc: ServiceError | None) -> dict[str, object]:
+def _stream_error(exc: ServiceError | AgentError | None) -> dict[str, object]:
     body = problem_body(exc) if exc is not None else {"status": 500, "detail": "see logs"}
     message = str(body.get("detail", "the answer stream failed"))
     # The problem-details fields ride along; OpenAI's own keys win (body has a `type` URI too).
@@ -162,7 +163,7 @@ async def completion_chunks(
         if include_usage:
             usage = usage_out(stream.tail.usage)
             yield sse_data(ChatCompletionChunk(ident, created, model, [], usage=usage))
-    except ServiceError as exc:
+    except (ServiceError, AgentError) as exc:
         yield sse_data(_stream_error(exc))
     except Exception:
         log.exception("chat completion stream for %s failed", model)
