@@ -56,6 +56,7 @@ class AnswerResponse(msgspec.Struct, omit_defaults=True):
     fallback_reason: str | None
     finish_reason: str
     decided_by: str
+    route_set: str
     turns: list[TurnOut] | None = None
     llm: LLMOut | None = None
     attempts: list[AttemptOut] = msgspec.field(default_factory=list)
@@ -151,6 +152,7 @@ class RouterInfo(msgspec.Struct, omit_defaults=True):
     decided_by: str
     turns: list[TurnOut] | None = None
     llm: LLMOut | None = None
+    route_set: str | None = None  # the route set that decided (issue 26)
 
 
 class ChatCompletion(msgspec.Struct):

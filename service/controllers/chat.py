@@ -1,6 +1,7 @@
 """OpenAI-compatible front door: POST /v1/chat/completions and GET /v1/models.
 
-`model` must be the router's name (`_router.yaml: name`, "router" by default). The latest user
+`model` must be the router's name (`_router.yaml: name`, "router" by default), or `router/<set>`
+to choose a route set (`service.set_choice`; `GET /v1/models` lists them). The latest user
 message is routed and the chosen route's agent answers with the whole history. The response's
 `model` is `<router>/<route>/<model>` (`canned` for canned agents) and `x-router-route`,
 `x-router-agent`, `x-router-model` say the same in headers; the non-streamed body also carries
@@ -49,8 +50,9 @@ from service.controllers.routed import annotate_decision, llm_out, route_request
 from service.decision_log import RequestRecorder
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
 from service.guards import charge_queries
-from service.routing.stage import Routed, RoutingStage
+from service.routing.stage import Routed
 from service.schemas import TurnOut, problem_responses
+from service.set_choice import SetChooser
 from service.settings import LimitSettings
 
 log = logging.getLogger("router.chat")
@@ -144,13 +146,18 @@ class ChatController(Controller):
 
     @get(
         "/models",
-        summary="Models served (the router itself)",
+        summary="Models served (the router itself, and router/<set> per route set)",
         responses=problem_responses(401, 429),
     )
-    async def models(self, routing: NamedDependency[RoutingStage]) -> ModelList:
-        """The router's model, named as in `_router.yaml`."""
-        index = routing.current
-        return ModelList([ModelOut(index.table.name, _created(index.manifest.created_at), OWNER)])
+    async def models(self, set_chooser: NamedDependency[SetChooser]) -> ModelList:
+        """The router's model, named as in `_router.yaml`; with several route sets, also
+        `router/<set>` for each set the caller may use (issue 26)."""
+        return ModelList(
+            [
+                ModelOut(name, _created(s.follower.current.manifest.created_at), OWNER)
+                for name, s in set_chooser.models()
+            ]
+        )
 
     @post(
         "/chat/completions",
@@ -161,7 +168,7 @@ class ChatController(Controller):
     async def chat_completions(
         self,
         data: JSONBody[ChatCompletionRequest],
-        routing: NamedDependency[RoutingStage],
+        set_chooser: NamedDependency[SetChooser],
         answerer: NamedDependency[Answerer],
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
@@ -170,7 +177,8 @@ class ChatController(Controller):
     ) -> Response[ChatCompletion] | Stream:
         """Route the conversation (its latest user message, with the history) and answer with
         the chosen route's agent."""
-        cap = _token_cap(data, routing.current.table.name)
+        routing = set_chooser.for_model(data.model).routing  # issue 26: the model names the route set (404/403)
+        cap = _token_cap(data, data.model)  # the model was checked by for_model
         forwarded = forwarded_of(data)
         conversation = build_conversation([(m.role, m.content) for m in data.messages], limits)
         routed = route_request(conversation)
@@ -207,6 +215,7 @@ class ChatController(Controller):
                 decided_by=item.decision.decided_by,
                 turns=[TurnOut(t.index, t.share) for t in item.decision.turns] or None,
                 llm=llm_out(item.llm),
+                route_set=item.route_set,  # issue 26
             ),
         )
         return Response(body, headers=router_headers(r, item.index.version))

@@ -71,4 +71,6 @@ def annotate_decision(item: Routed, request: RouteRequest, *, log_query: bool, r
 def to_response(item: Routed, *, explain: bool) -> ClassifyResponse:
     """Wire form, naming the agent from the same version that decided."""
     agent = item.index.table.agent_for(item.decision.route)
-    return classify_response(item.decision, agent.name, item.index.version, explain=explain, llm=llm_out(item.llm))
+    return classify_response(
+        item.decision, agent.name, item.index.version, explain=explain, llm=llm_out(item.llm), route_set=item.route_set
+    )
