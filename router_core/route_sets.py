@@ -87,9 +87,16 @@ class RouteSets:
         raise RouteSetUnknown(f"no route set named {_quoted(name)}; the route sets are {', '.join(self.names)}")
 
     def settings_for(self, settings: RouterSettings, name: str) -> RouterSettings:
-        """`settings` narrowed to one set: its routes folder and its index."""
+        """`settings` narrowed to one set: its routes folder and its index (the settings
+        themselves in the single-folder layout)."""
         spec = self.get(name)
-        return settings.model_copy(update={"routes_dir": spec.routes_dir, "index": spec.index_settings(settings.index)})
+        if self.layout == "single":
+            return settings
+        narrowed = settings.model_copy(
+            update={"routes_dir": spec.routes_dir, "index": spec.index_settings(settings.index)}
+        )
+        narrowed._route_set_origin = (settings.routes_dir if self.layout == "folders" else None, name)
+        return narrowed
 
 
 def route_sets_of(settings: RouterSettings) -> RouteSets:

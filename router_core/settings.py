@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -244,6 +244,15 @@ class RouterSettings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
     decision_log: DecisionLogSettings = DecisionLogSettings()
+    # Settings narrowed to one route set of several (`route_sets.RouteSets.settings_for`): the
+    # routes root it was found in (None: named in ROUTER_ROUTE_SETS) and its name, so that the
+    # commands the indexer suggests name the set, not its folder.
+    _route_set_origin: tuple[Path | None, str] | None = PrivateAttr(default=None)
+
+    @property
+    def route_set_origin(self) -> tuple[Path | None, str] | None:
+        """(the routes root, the set's name) when narrowed to one set of several, else None."""
+        return self._route_set_origin
 
     @classmethod
     def settings_customise_sources(

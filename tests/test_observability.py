@@ -22,7 +22,9 @@ def test_metrics_cover_requests_decisions_latency_and_index(client: httpx.Client
     assert 'router_http_requests_total{endpoint="/v1/classify",method="POST",route_set="default",status="200"}' in text
     assert 'router_http_requests_total{endpoint="/v1/classify",method="POST",route_set="default",status="400"}' in text
     assert 'router_decisions_total{fallback="false",reason="vote",route="maths",route_set="default"}' in text
-    assert 'router_decisions_total{fallback="true",reason="below_threshold",route="default",route_set="default"}' in text
+    assert (
+        'router_decisions_total{fallback="true",reason="below_threshold",route="default",route_set="default"}' in text
+    )
     for stage in ("embed", "search"):
         assert f'router_classify_stage_seconds_count{{route_set="default",stage="{stage}"}}' in text
     assert 'router_http_request_duration_seconds_count{endpoint="/v1/classify",route_set="default"}' in text

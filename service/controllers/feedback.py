@@ -128,8 +128,12 @@ def verdict_of(data: FeedbackRequest, table: RouteTable | None) -> tuple[Literal
         if data.correct is None:
             raise InvalidFeedback("send correct (true or false) or the route it should have gone to", field="correct")
         return "wrong", None
-    if table is None:
-        raise FeedbackNotFound(f"no recorded decision with request id {data.request_id!r}")
+    if table is None:  # as the decision log says it
+        raise FeedbackNotFound(
+            f"no recorded decision with request id {data.request_id!r}"
+            + (f" and item {data.item}" if data.item else "")
+            + " (unknown, expired, or made with another key)"
+        )
     names = [r.name for r in table.routes]
     default = table.params.default_route
     if data.route in (DEFAULT, default):

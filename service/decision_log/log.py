@@ -196,7 +196,7 @@ class DecisionLog:
             unsaved = self._recent.get((request_id, item))
         if unsaved is not None and (owner is None or unsaved.caller == owner):
             return unsaved.route_set
-        row = await self.read(lambda store: store.get(request_id, item))
+        row = await self.run(lambda store: store.get(request_id, item))  # after the records queued before it
         if row is None or (owner is not None and row.record.caller != owner):
             return None
         return row.record.route_set
