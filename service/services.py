@@ -241,7 +241,7 @@ class Services:
                 metrics.agent_errors.labels(model, outcome).inc()
 
         decider = Decider(settings.decider, settings.llm, clients)
-        models = models or ModelRegistry()
+        models = models if models is not None else ModelRegistry()  # (an empty registry is falsy)
         decisions = open_decision_log(settings, metrics)
         passes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         shared = Shared(settings, metrics, decider, decisions, models, VectorCache(VECTOR_CACHE), passes)

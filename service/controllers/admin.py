@@ -162,11 +162,11 @@ class AdminController(Controller):
         """Validate the set's routes folder, publish a new version if anything changed, switch
         to it (a set that could not serve is served once it can). Without `set`: every set the
         token administers, one after the other; one set's failure touches no other (207, each
-        set's outcome or problem in `sets`). With a single set, its result as with `set`."""
+        set's outcome or problem in `sets`). A token of a single set gets its result as with `set`."""
         names = [set_name] if set_name is not None else allowed_sets(request)
         if set_name is not None and not credential_of(request).may_use(set_name):
             raise RouteSetForbidden(f"this token may not re-index route set {set_name!r}")
-        if len(names) == 1 and (set_name is not None or len(served_sets.names) == 1):
+        if len(names) == 1:
             return Response(await _reindex_one(served_sets, names[0]))
         outcomes = []
         for name in names:
@@ -191,7 +191,8 @@ async def _reindex_one(served_sets: ServedSets, name: str) -> ReindexResult:
     if serving is not None:
         report = await serving.admin.reindex()
     else:
-        served_sets.get(name)  # 404 for no such set
+        if served_sets.route_set(name) is None:
+            served_sets.get(name)  # 404 for no such set
         report = await served_sets.reindex_broken(name)
     now = served_sets.serving.get(name)
     return _result(name, report, now.admin.current.version if now is not None else None)
