@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from devkit.routes_dirs import copy_shipped, index_route_sets, rename_router, shipped_sets, swap_examples
 from devkit.serving import settings_for
@@ -22,9 +23,11 @@ from router_core import (
 )
 from router_core.decision_log import DecisionLogSettings
 from router_core.decision_log.store import DecisionStore
-from router_core.settings import RouteSetEntry
+from router_core.settings import QdrantServerSettings, RouteSetEntry
 from service.settings import ServiceSettings
 from tests.conftest import ServiceFactory
+from tests.qdrant_http import QdrantHttpStandIn
+from tests.test_qdrant_http import KEY, rest_client
 
 RUST = "How do I use async with Rust?"
 PERCENT = "What is 15% of 200?"
@@ -258,3 +261,25 @@ def test_a_failed_reindex_of_one_set_touches_no_other(
         after = {s: c.get("/admin/index", params={"set": s}).json()["version"] for s in ("alpha", "beta")}
         assert after["alpha"] != before["alpha"] and after["beta"] == before["beta"]
         assert c.post("/v1/sets/beta/classify", json={"query": RUST}).json()["route"] == "maths"
+
+
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
+def test_on_a_qdrant_server_each_set_has_its_own_alias(
+    tmp_path: Path, embedder: Embedder, start_service: ServiceFactory
+) -> None:
+    """On a Qdrant server (the stand-in, over HTTP) each set is the alias `router-<set>` with its
+    own version collections, and the service routes each set from its own."""
+    base = settings_for(two_sets(tmp_path / "routes"), tmp_path / "unused")
+    server = QdrantServerSettings(url="", api_key=SecretStr(KEY), timeout_s=5)
+    with QdrantHttpStandIn(api_key=KEY) as qdrant:
+        index = base.index.model_copy(update={"qdrant": server.model_copy(update={"url": qdrant.url})})
+        settings = base.model_copy(update={"index": index})
+        index_route_sets(settings, embedder)
+        client = rest_client(qdrant.url)
+        aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+        client.close()
+        assert set(aliases) == {"router-alpha", "router-beta"}
+        assert all(collection.startswith(f"{alias}__") for alias, collection in aliases.items())
+        with httpx.Client(base_url=start_service(settings), timeout=30) as c:
+            assert c.post("/v1/sets/alpha/classify", json={"query": RUST}).json()["route"] == "coding"
+            assert c.post("/v1/sets/beta/classify", json={"query": RUST}).json()["route"] == "maths"
