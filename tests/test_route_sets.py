@@ -11,19 +11,23 @@ import pytest
 from pydantic import SecretStr
 
 from devkit.routes_dirs import copy_shipped, index_route_sets, rename_router, shipped_sets, swap_examples
-from devkit.serving import settings_for
+from devkit.serving import SHIPPED_ROUTES, settings_for
 from router_core import (
     DEFAULT_SET,
     Embedder,
+    Router,
     RouterSettings,
     RouteSetsInvalid,
     RouteSetUnknown,
     collection_for,
+    load_routes,
     route_sets_of,
+    run_reindex,
 )
 from router_core.decision_log import DecisionLogSettings
 from router_core.decision_log.store import DecisionStore
 from router_core.settings import QdrantServerSettings, RouteSetEntry
+from router_core.store import EdgeStore
 from service.settings import ServiceSettings
 from tests.conftest import ServiceFactory
 from tests.qdrant_http import QdrantHttpStandIn
@@ -283,3 +287,28 @@ def test_on_a_qdrant_server_each_set_has_its_own_alias(
         with httpx.Client(base_url=start_service(settings), timeout=30) as c:
             assert c.post("/v1/sets/alpha/classify", json={"query": RUST}).json()["route"] == "coding"
             assert c.post("/v1/sets/beta/classify", json={"query": RUST}).json()["route"] == "maths"
+
+
+@pytest.mark.parametrize(
+    ("query", "route"),
+    [
+        ("I can't connect to the VPN from my hotel", "network"),
+        ("my laptop screen flickers", "hardware"),
+        ("I need a licence for Photoshop", "software"),
+        ("please reset my password", "accounts"),
+        ("How do I use async with Rust?", "default"),  # the default set's coding, not the helpdesk's
+    ],
+)
+def test_the_shipped_second_set_routes_its_own_requests(
+    tmp_path: Path, embedder: Embedder, query: str, route: str
+) -> None:
+    """route-sets/it-helpdesk (compose's second set) routes helpdesk requests to its routes and
+    another set's requests to its default agent."""
+    store = EdgeStore(tmp_path / "data", "router-it-helpdesk")
+    run_reindex(load_routes(SHIPPED_ROUTES.parent / "route-sets" / "it-helpdesk"), store, embedder)
+    index = store.open_version(store.live_version() or "")
+    try:
+        assert Router(index, embedder).classify([query])[0].route == route
+    finally:
+        index.close()
+        store.close()
