@@ -693,6 +693,7 @@
     view.replaceChildren(
       kv([
         ["live version", s.version, { id: "index-version" }],
+        ["route set", s.route_set, { id: "index-route-set" }],
         ["built", `${s.created_at}${Number.isNaN(built.getTime()) ? "" : ` (${built.toLocaleString()})`}`, { id: "index-built" }],
         ["model", s.model, { id: "index-model" }],
         ["dimension", String(s.dimension)],
