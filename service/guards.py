@@ -36,16 +36,8 @@ from litestar.handlers.base import BaseRouteHandler
 
 from service.errors import ServiceError
 from service.observability import annotate
-from service.security import (
-    EVERY_SET,
-    Credential,
-    FailedAuthLimiter,
-    KeyRing,
-    RateLimiter,
-    is_loopback,
-    key_id,
-    retry_after_header,
-)
+from service.rate_limits import FailedAuthLimiter, RateLimiter, retry_after_header
+from service.security import EVERY_SET, Credential, KeyRing, is_loopback, key_id
 
 if TYPE_CHECKING:  # services imports the controllers' dependencies; guards only read it
     from service.services import Services

@@ -37,12 +37,13 @@ from service.index_admin import IndexAdmin
 from service.live_index import IndexFollower, ModelLoader
 from service.metrics import Metrics
 from service.models import ModelRegistry
+from service.rate_limits import FailedAuthLimiter, RateLimiter
 from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.route_set import RouteSet
 from service.routing.caches import VectorCache
 from service.routing.stage import RoutingStage
-from service.security import FailedAuthLimiter, KeyRing, RateLimiter
+from service.security import KeyRing
 from service.served_sets import ServedSets
 from service.settings import ServiceSettings
 

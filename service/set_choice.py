@@ -23,7 +23,8 @@ from litestar.connection import ASGIConnection
 
 from service.errors import ModelNotFound, ServiceError
 from service.observability import annotate
-from service.security import EVERY_SET, Credential, retry_after_header
+from service.rate_limits import retry_after_header
+from service.security import EVERY_SET, Credential
 
 if TYPE_CHECKING:
     from service.services import RouteSetServices, Services

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -31,6 +32,7 @@ from router_core.store import EdgeStore
 from service.settings import ServiceSettings
 from tests.conftest import ServiceFactory
 from tests.qdrant_http import QdrantHttpStandIn
+from tests.test_observability import access_lines
 from tests.test_qdrant_http import KEY, rest_client
 
 RUST = "How do I use async with Rust?"
@@ -182,17 +184,20 @@ def test_an_unknown_or_malformed_set_is_a_problem_naming_it(
         assert c.post("/v1/sets/..%2Falpha/classify", json={"query": RUST}).status_code == 404
 
 
-def test_metrics_readiness_and_the_decision_log_carry_the_set(
-    tmp_path: Path, two_set_settings: ServiceSettings, start_service: ServiceFactory
+def test_metrics_logs_readiness_and_the_decision_log_carry_the_set(
+    tmp_path: Path, two_set_settings: ServiceSettings, start_service: ServiceFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Decisions are counted per set, /readyz checks each set, the decision log records the set
-    that decided and each set's index version is exported."""
+    """Decisions and requests are counted per set, the access log names the set, /readyz checks
+    each set, the decision log records the set that decided and each set's index version is exported."""
     log_path = tmp_path / "decisions.sqlite3"
     settings = two_set_settings.model_copy(update={"decision_log": DecisionLogSettings(record="all", path=log_path)})
     url = start_service(settings)
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=url, timeout=30) as c, caplog.at_level(logging.INFO, logger="router.access"):
         c.post("/v1/sets/alpha/classify", json={"query": RUST}, headers={"X-Request-ID": "set-alpha"})
         c.post("/v1/sets/beta/classify", json={"query": RUST}, headers={"X-Request-ID": "set-beta"})
+        logged = {line["request_id"]: line for line in access_lines(caplog, "set-alpha", "set-beta")}
+        assert (logged["set-alpha"]["route_set"], logged["set-beta"]["route_set"]) == ("alpha", "beta")
+        assert (logged["set-alpha"]["route"], logged["set-beta"]["route"]) == ("coding", "maths")
         metrics = c.get("/metrics").text
         assert 'router_decisions_total{fallback="false",reason="vote",route="coding",route_set="alpha"} 1.0' in metrics
         assert 'router_decisions_total{fallback="false",reason="vote",route="maths",route_set="beta"} 1.0' in metrics

@@ -67,7 +67,7 @@ def test_reindex_indexes_every_set_on_its_own(
 
 def test_route_commands_take_the_set(root: tuple[Path, Path], embedder: Embedder) -> None:
     """eval and hygiene read the named set's index (the default set without --set); an unknown
-    set is an error naming the sets."""
+    set is an error."""
     assert run(["reindex", "--quiet"], embedder)[0] == 0
     test_file = str(SHIPPED_EVALS / "shipped-test.jsonl")
     code, alpha = run(["eval", test_file, "--quiet"], embedder)
@@ -78,8 +78,27 @@ def test_route_commands_take_the_set(root: tuple[Path, Path], embedder: Embedder
     assert accuracy and accuracy != [line for line in beta.splitlines() if line.strip().startswith("accuracy")]
     code, hygiene = run(["hygiene", "--set", "beta", "--quiet"], embedder)
     assert code == 0 and "route set: beta" in hygiene
+    code, calibrated = run(
+        ["calibrate", str(SHIPPED_EVALS / "shipped-val.jsonl"), "--set", "beta", "--quiet"], embedder
+    )
+    assert code == 0 and "route set: beta" in calibrated
     code, _ = run(["hygiene", "--set", "gamma"], embedder)
     assert code == 2
+
+
+@pytest.mark.slow
+def test_calibrate_writes_into_the_named_set_only(root: tuple[Path, Path], embedder: Embedder) -> None:
+    """`calibrate --set beta --write` calibrates on beta's index and edits beta's routes only."""
+    routes, _ = root
+    assert run(["reindex", "--quiet"], embedder)[0] == 0
+    alpha = {p.name: p.read_text(encoding="utf-8") for p in (routes / "alpha").iterdir()}
+    args = ["calibrate", str(SHIPPED_EVALS / "shipped-val.jsonl"), "--set", "beta", "--write", "--quiet"]
+    code, calibrated = run(args, embedder)
+    assert code == 0 and "route set: beta" in calibrated
+    assert (
+        str(routes / "beta") in calibrated and str(routes / "alpha") not in calibrated
+    )  # it names what it (would) edit
+    assert {p.name: p.read_text(encoding="utf-8") for p in (routes / "alpha").iterdir()} == alpha
 
 
 def test_a_missing_set_index_suggests_the_command_for_that_set(
