@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from devkit.serving import SHIPPED_ROUTES
+from router_core import Embedder, RouterSettings, load_routes, open_store, route_sets_of, run_reindex
 
 FAKE_KEY_ENV = "FAKE_LLM_TEST_API_KEY"
 FAKE_KEY = "sk-test-Zq8vT4nWc2LrY7pKx9Hs"
@@ -47,3 +49,43 @@ def add_route(routes: Path, name: str, examples: list[str]) -> None:
         f"name: {name}\ndescription: {name} requests\n"
         f"agent: {{kind: canned, name: {name}-agent, reply: ok}}\nexamples:\n{body}\n"
     )
+
+
+def shipped_sets(root: Path, names: Sequence[str]) -> Path:
+    """A routes root holding a copy of the shipped routes per route set (`root/<name>/`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        copy_shipped(root / name)
+    return root
+
+
+def swap_examples(routes: Path, first: str, second: str) -> None:
+    """Exchange the examples of two route files (names, descriptions and agents stay): the
+    same texts then lead to the other route name."""
+    paths = [routes / f"{first}.yaml", routes / f"{second}.yaml"]
+    data = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in paths]
+    data[0]["examples"], data[1]["examples"] = data[1]["examples"], data[0]["examples"]
+    for path, body in zip(paths, data, strict=True):
+        path.write_text(yaml.safe_dump(body, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def rename_router(routes: Path, name: str) -> None:
+    """Give a routes folder's `_router.yaml` another router name."""
+    path = routes / "_router.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["name"] = name
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def index_route_sets(settings: RouterSettings, embedder: Embedder, names: Sequence[str] | None = None) -> None:
+    """Index each route set of `settings` (or those named) into its own index, as
+    `python -m indexer reindex` does."""
+    found = route_sets_of(settings)
+    for spec in found.sets:
+        if names is not None and spec.name not in names:
+            continue
+        store = open_store(spec.index_settings(settings.index))
+        try:
+            run_reindex(load_routes(spec.routes_dir), store, embedder)
+        finally:
+            store.close()

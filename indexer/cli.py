@@ -67,11 +67,29 @@ def settings_from(args: argparse.Namespace, base: RouterSettings) -> RouterSetti
     update: dict[str, object] = {}
     if getattr(args, "routes", None):
         update["routes_dir"] = args.routes
+        update["route_sets"] = []  # --routes names the sets' folders, over ROUTER_ROUTE_SETS
     if getattr(args, "data_dir", None):
         update["index"] = base.index.model_copy(update={"data_dir": args.data_dir})
     if getattr(args, "model", None):
         update["embedding"] = base.embedding.model_copy(update={"model": args.model})
     return base.model_copy(update=update)
+
+
+def for_set(
+    args: argparse.Namespace, settings: RouterSettings, configured: RouterSettings
+) -> tuple[RouterSettings, RouterSettings]:
+    """The settings (and the configured ones) narrowed to the route set `--set` names, else to
+    the default set; unchanged in the single-folder layout, and for `reindex` without `--set`
+    (it re-indexes every set). RouteSetsInvalid or RouteSetUnknown naming the problem."""
+    from indexer.hints import configured_for
+    from router_core import route_sets_of
+
+    name = getattr(args, "set", None)
+    found = route_sets_of(settings)
+    if name is None and (args.command == DEFAULT.name or found.layout == "single"):
+        return settings, configured
+    name = name or found.default
+    return found.settings_for(settings, name), configured_for(configured, name)
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedder: Embedder | None = None) -> int:
@@ -80,7 +98,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
     from indexer.context import CommandRefused, Context, print_error
     from indexer.labelled import LabelledDataInvalid
     from indexer.settings import IndexerSettings
-    from router_core import RouterError, RoutesInvalid
+    from router_core import RouterError, RouteSetsInvalid, RouteSetUnknown, RoutesInvalid
     from router_core.settings import settings_problems
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -93,7 +111,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, embedde
         print_error(f"invalid settings in the environment or .env:\n{lines}")
         return 2
     command = _BY_NAME[args.command]
-    ctx = Context(settings_from(args, configured), configured, out, not args.quiet, embedder)
+    try:
+        settings, configured_here = for_set(args, settings_from(args, configured), configured)
+    except (RouteSetsInvalid, RouteSetUnknown) as exc:
+        print_error(str(exc))
+        return 2
+    origin = settings.route_set_origin
+    if origin is not None:
+        print(f"route set: {origin[1]} ({settings.routes_dir})", file=out)
+    ctx = Context(settings, configured_here, out, not args.quiet, embedder)
     try:
         code = command.run(ctx, args)
     except (RoutesInvalid, LabelledDataInvalid, CommandRefused, ValueError, FileExistsError) as exc:

@@ -1,7 +1,7 @@
 """What an indexer command is: its name, help, options and the function that runs it, declared
 together in one module per command (`indexer/commands/`), as simonw/llm's click commands are.
 
-The options every command may share (`--routes`, `--data-dir`, `--model`, `--quiet`) are
+The options every command may share (`--routes`, `--data-dir`, `--model`, `--quiet`, `--set`) are
 declared once here; a command names the ones it accepts, and `indexer.cli` lets them stand
 before or after the command's name, with the same meaning.
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from indexer.context import Context
 
-SHARED = frozenset({"routes", "data_dir", "model", "quiet"})
+SHARED = frozenset({"routes", "data_dir", "model", "quiet", "set"})
 _DATA_DIR_HELP = "embedded index directory (ROUTER_INDEX__DATA_DIR)"
 
 
@@ -67,7 +67,17 @@ def add_shared(
     given before the command is not overwritten by the subcommand's default."""
     kw: dict[str, Any] = {"default": default}
     if "routes" in names:
-        parser.add_argument("--routes", type=Path, help="routes directory (ROUTER_ROUTES_DIR)", **kw)
+        parser.add_argument(
+            "--routes", type=Path, help="routes directory, or a routes root of set folders (ROUTER_ROUTES_DIR)", **kw
+        )
+    if "set" in names:
+        parser.add_argument(
+            "--set",
+            metavar="NAME",
+            help="the route set (a folder of the routes root, or a name of ROUTER_ROUTE_SETS); reindex: every "
+            "set without it, the other commands: the default set",
+            **kw,
+        )
     if "data_dir" in names:
         parser.add_argument("--data-dir", type=Path, help=data_dir_help, **kw)
     if "model" in names:

@@ -39,10 +39,11 @@ def same_path(a: Path, b: Path) -> bool:
 
 
 def same_index(a: IndexSettings, b: IndexSettings) -> bool:
-    """Whether two index settings name the same index."""
+    """Whether two index settings name the same index (the same collection: each route set has
+    its own)."""
     if a.uses_server or b.uses_server:
         return a.uses_server == b.uses_server and a.qdrant.url == b.qdrant.url and a.collection == b.collection
-    return same_path(a.data_dir, b.data_dir)
+    return same_path(a.data_dir, b.data_dir) and a.collection == b.collection
 
 
 def own_data_dir(routes_dir: Path) -> Path:
@@ -53,8 +54,15 @@ def own_data_dir(routes_dir: Path) -> Path:
 
 def index_args(settings: RouterSettings, configured: RouterSettings | None = None) -> list[str | Path]:
     """The options that select `settings`' routes, index and model on the command line: the
-    model unless it is the default one, configured nowhere else (`configured`: the environment's)."""
-    args: list[str | Path] = ["--routes", settings.routes_dir]
+    model unless it is the default one, configured nowhere else (`configured`: the environment's);
+    a route set of several by its routes root and name (`--routes ROOT --set NAME`)."""
+    origin = settings.route_set_origin
+    args: list[str | Path] = ["--routes", settings.routes_dir] if origin is None else []
+    if origin is not None:
+        root, name = origin
+        if root is not None:
+            args += ["--routes", root]
+        args += ["--set", name]
     if not settings.index.uses_server:
         args += ["--data-dir", settings.index.data_dir]
     if model_named(settings, configured):
@@ -84,7 +92,7 @@ def publish_refusal(settings: RouterSettings, configured: RouterSettings) -> str
         instead = "set ROUTER_INDEX__COLLECTION to a collection of its own"
     else:
         own = settings.model_copy(
-            update={"index": settings.index.model_copy(update={"data_dir": own_data_dir(settings.routes_dir)})}
+            update={"index": settings.index.model_copy(update={"data_dir": own_data_dir(_routes_root(settings))})}
         )
         instead = f"build an index of its own: `{indexer_command('reindex', *index_args(own, configured))}`"
     return (
@@ -99,8 +107,15 @@ def safe_settings(settings: RouterSettings, configured: RouterSettings) -> Route
     """`settings`, with an index of its own when publishing into its index would be refused."""
     if publish_refusal(settings, configured) is None or settings.index.uses_server:
         return settings
-    index = settings.index.model_copy(update={"data_dir": own_data_dir(settings.routes_dir)})
+    index = settings.index.model_copy(update={"data_dir": own_data_dir(_routes_root(settings))})
     return settings.model_copy(update={"index": index})
+
+
+def _routes_root(settings: RouterSettings) -> Path:
+    """The folder given as --routes: a route set's routes root (an index of its own beside the
+    root, never inside it, where it would be taken for a set), else the routes directory."""
+    origin = settings.route_set_origin
+    return origin[0] if origin is not None and origin[0] is not None else settings.routes_dir
 
 
 def reindex_hint(settings: RouterSettings, configured: RouterSettings, *extra: str | Path) -> str:
@@ -111,3 +126,15 @@ def reindex_hint(settings: RouterSettings, configured: RouterSettings, *extra: s
 def with_model(settings: RouterSettings, model: str | Path) -> RouterSettings:
     """`settings` with another embedding model (a hint that indexes with a fine-tuned one)."""
     return settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"model": str(model)})})
+
+
+def configured_for(configured: RouterSettings, name: str) -> RouterSettings:
+    """The configured settings narrowed to route set `name` when the environment's routes hold
+    it (the service serves that set from there), else as they are."""
+    from router_core import RouteSetsInvalid, route_sets_of
+
+    try:
+        found = route_sets_of(configured)
+    except RouteSetsInvalid:  # the environment's routes are not the ones this command reads
+        return configured
+    return found.settings_for(configured, name) if name in found.names else configured

@@ -7,7 +7,9 @@ declared in indexer/commands/review.py).
     review export --out FILE.jsonl                            labelled queries for eval/calibrate
 
 The decision log is the one the service writes (ROUTER_DECISION_LOG__*: SQLite under the data
-directory, or PostgreSQL); the planning is the service's own (`router_core.review.plan`).
+directory, or PostgreSQL); the planning is the service's own (`router_core.review.plan`). Every
+action works on one route set (`--set`, else the default set): its decisions only, and an
+accepted example goes into that set's routes folder.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from indexer.context import CommandRefused, Context, live_index
 from indexer.hints import reindex_hint
-from router_core import load_routes
+from router_core import DEFAULT_SET, RouterSettings, load_routes
 from router_core.decision_log import StoredDecision, database_url
 from router_core.decision_log.store import DecisionStore
 from router_core.examples_writer import EditRefused, apply
@@ -38,14 +40,15 @@ def run_review(ctx: Context, args: argparse.Namespace) -> int:
     if not log.enabled:
         raise CommandRefused("the decision log is off (ROUTER_DECISION_LOG__RECORD=none): nothing to review")
     store = DecisionStore.open(database_url(log, settings.index.data_dir), retention_s=log.retention_s)
+    own = set_of(settings)
     try:
         action = args.review_action
         if action == "list":
-            _print_rows(ctx, store.queue(args.queue, args.limit), args.queue)
+            _print_rows(ctx, store.queue(args.queue, args.limit, route_set=own), args.queue)
             return 0
         if action == "export":
             return _export(ctx, store, args.out)
-        rows = _rows(store, args.ids)
+        rows = _rows(store, args.ids, own)
         if action in ("right", "dismiss"):
             marked = store.review([r.id for r in rows], "right" if action == "right" else "dismissed")
             print(f"marked {marked} decision(s) {'right' if action == 'right' else 'dismissed'}", file=ctx.out)
@@ -57,11 +60,21 @@ def run_review(ctx: Context, args: argparse.Namespace) -> int:
         store.close()
 
 
-def _rows(store: DecisionStore, ids: list[int]) -> list[StoredDecision]:
-    rows = store.by_ids(ids)
+def set_of(settings: RouterSettings) -> str:
+    """The route set a command works on: the one it was narrowed to, else `default`."""
+    origin = settings.route_set_origin
+    return origin[1] if origin is not None else DEFAULT_SET
+
+
+def _rows(store: DecisionStore, ids: list[int], route_set: str) -> list[StoredDecision]:
+    rows = store.by_ids(ids, route_set=route_set)
     missing = sorted(set(ids) - {r.id for r in rows})
     if missing:
-        raise CommandRefused(f"no recorded decision with id {', '.join(map(str, missing))} (unknown or expired)")
+        listed = ", ".join(map(str, missing))
+        raise CommandRefused(
+            f"no recorded decision with id {listed} in route set {route_set!r} (unknown, expired, or of another "
+            "set: pass --set)"
+        )
     return rows
 
 
@@ -87,7 +100,7 @@ def _accept(ctx: Context, store: DecisionStore, rows: list[StoredDecision], args
     action: Action = "eval" if args.eval else "example"
     with live_index(ctx) as live:
         evals = baseline(live.index, live.embedder, eval_queries(args.evals)) if action == "example" else None
-        others = store.queue("feedback", 200) if evals is not None else []
+        others = store.queue("feedback", 200, route_set=set_of(settings)) if evals is not None else []
         change = plan_change(rows, action, args.route, live.index, live.embedder, space, evals=evals, others=others)
     _print_change(ctx, change)
     if not change.edit.changed:
@@ -144,7 +157,7 @@ def labelled_rows(rows: list[StoredDecision], default_route: str) -> list[dict[s
 
 def _export(ctx: Context, store: DecisionStore, path: Path) -> int:
     table = load_routes(ctx.settings.routes_dir, ctx.settings.route_files.policy())
-    rows = labelled_rows(store.labelled(), table.params.default_route)
+    rows = labelled_rows(store.labelled(route_set=set_of(ctx.settings)), table.params.default_route)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     print(f"wrote {len(rows)} labelled quer{'y' if len(rows) == 1 else 'ies'} to {path}", file=ctx.out)

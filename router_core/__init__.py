@@ -48,6 +48,16 @@ if TYPE_CHECKING:
     from router_core.reasons import Reason
     from router_core.reindex import ReindexPlan, ReindexReport, live_to_replace, plan_reindex, run_reindex
     from router_core.route_policy import RoutePolicy
+    from router_core.route_sets import (
+        DEFAULT_SET,
+        RouteSets,
+        RouteSetsInvalid,
+        RouteSetSpec,
+        RouteSetUnknown,
+        collection_for,
+        route_sets_of,
+        valid_set_name,
+    )
     from router_core.router import Router, Routing
     from router_core.routes import ROUTER_FILE, Route, RouteTable, load_routes
     from router_core.settings import EmbeddingSettings, IndexSettings, RouterSettings
@@ -89,6 +99,19 @@ _HOMES = {
     "Reason": "router_core.reasons",
     "RoutePolicy": "router_core.route_policy",
     **dict.fromkeys(
+        (
+            "DEFAULT_SET",
+            "RouteSetSpec",
+            "RouteSets",
+            "RouteSetsInvalid",
+            "RouteSetUnknown",
+            "collection_for",
+            "route_sets_of",
+            "valid_set_name",
+        ),
+        "router_core.route_sets",
+    ),
+    **dict.fromkeys(
         ("ReindexPlan", "ReindexReport", "live_to_replace", "plan_reindex", "run_reindex"), "router_core.reindex"
     ),
     "Router": "router_core.router",
@@ -99,6 +122,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "DEFAULT_SET",
     "ROUTER_FILE",
     "CannedAgent",
     "ConversationParams",
@@ -127,6 +151,10 @@ __all__ = [
     "RouteChoice",
     "RoutePolicy",
     "RouteRequest",
+    "RouteSetSpec",
+    "RouteSetUnknown",
+    "RouteSets",
+    "RouteSetsInvalid",
     "RouteTable",
     "RouteVote",
     "Router",
@@ -140,6 +168,7 @@ __all__ = [
     "TurnShare",
     "Vectors",
     "answer_schema",
+    "collection_for",
     "curve_svg",
     "embedder_from_settings",
     "evaluate",
@@ -150,7 +179,9 @@ __all__ = [
     "plan_reindex",
     "public_view",
     "read_choice",
+    "route_sets_of",
     "run_reindex",
+    "valid_set_name",
 ]
 
 

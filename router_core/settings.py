@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -90,10 +90,29 @@ class RouteFileSettings(SettingsSection):
     )
     max_file_bytes: int = Field(default=1_000_000, ge=1024, description="Largest route file read.")
     max_examples: int = Field(default=100_000, ge=1, description="Most examples across all routes.")
+    max_sets: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="Most route sets (folders of the routes root, or entries of ROUTER_ROUTE_SETS): each one "
+        "holds an index open.",
+    )
 
     def policy(self) -> RoutePolicy:
         """The bounds as the route loader takes them."""
         return RoutePolicy(tuple(self.key_envs), tuple(self.llm_hosts), self.max_file_bytes, self.max_examples)
+
+
+SET_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
+"""A route set's name: lower-case letters, digits and dashes (at most 32, not starting with a
+dash). It names the set in URLs, the index's collection and the decision log."""
+
+
+class RouteSetEntry(SettingsSection):
+    """One route set named in the settings (`ROUTER_ROUTE_SETS`): its name and routes folder."""
+
+    name: str = Field(pattern=SET_NAME_PATTERN, description="The set's name: [a-z0-9-], at most 32 characters.")
+    routes_dir: Path = Field(description="Its routes folder (*.yaml and its own _router.yaml).")
 
 
 IndexBackend = Literal["auto", "embedded", "qdrant"]
@@ -205,11 +224,35 @@ class RouterSettings(BaseSettings):
         nested_model_default_partial_update=True,
     )
 
-    routes_dir: Path = Field(default=Path("routes"), description="Directory of route YAML files.")
+    routes_dir: Path = Field(
+        default=Path("routes"),
+        description="Directory of route YAML files (one route set, `default`), or a routes root holding one "
+        "folder per route set (routes/<set>/*.yaml, each with its own _router.yaml).",
+    )
+    route_sets: list[RouteSetEntry] = Field(
+        default_factory=list,
+        description="Route sets by name and folder, instead of the folders of the routes root "
+        '(JSON: [{"name": "support", "routes_dir": "routes/support"}, ...]).',
+    )
+    default_set: str | None = Field(
+        default=None,
+        pattern=SET_NAME_PATTERN,
+        description="The route set of the paths that name none (/v1/classify, model `router`); unset: "
+        "`default` when there is such a set, else the first by name.",
+    )
     route_files: RouteFileSettings = RouteFileSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
     decision_log: DecisionLogSettings = DecisionLogSettings()
+    # Settings narrowed to one route set of several (`route_sets.RouteSets.settings_for`): the
+    # routes root it was found in (None: named in ROUTER_ROUTE_SETS) and its name, so that the
+    # commands the indexer suggests name the set, not its folder.
+    _route_set_origin: tuple[Path | None, str] | None = PrivateAttr(default=None)
+
+    @property
+    def route_set_origin(self) -> tuple[Path | None, str] | None:
+        """(the routes root, the set's name) when narrowed to one set of several, else None."""
+        return self._route_set_origin
 
     @classmethod
     def settings_customise_sources(

@@ -37,16 +37,20 @@ def main() -> int:
     except RouterError as exc:
         print(f"error: the service cannot start: {exc}", file=sys.stderr)
         return 2
-    served = services.routes.admin.served
-    log.info(
-        "serving index version %s with model %s on the %s backend (%d intra-op thread(s)) on %s:%d",
-        served.index.version,
-        served.embedder.model_id,
-        served.embedder.backend,
-        getattr(served.embedder, "threads", 0),
-        settings.http.host,
-        settings.http.port,
-    )
+    for name, route_set in services.sets.serving.items():
+        served = route_set.admin.served
+        log.info(
+            "route set %s: serving index version %s with model %s on the %s backend (%d intra-op thread(s)) on %s:%d",
+            name,
+            served.index.version,
+            served.embedder.model_id,
+            served.embedder.backend,
+            getattr(served.embedder, "threads", 0),
+            settings.http.host,
+            settings.http.port,
+        )
+    for name, why in services.sets.readiness().items():
+        log.warning("route set %s cannot serve (the others do): %s", name, why["error"])
     app = create_app(services=services)
     uvicorn.Server(server_config(app, settings.http, log_config=None)).run()
     return 0

@@ -56,6 +56,7 @@ class AnswerResponse(msgspec.Struct, omit_defaults=True):
     fallback_reason: str | None
     finish_reason: str
     decided_by: str
+    route_set: str
     turns: list[TurnOut] | None = None
     skipped_parts: dict[str, int] | None = None
     llm: LLMOut | None = None
@@ -160,6 +161,7 @@ class RouterInfo(msgspec.Struct, omit_defaults=True):
     turns: list[TurnOut] | None = None
     skipped_parts: dict[str, int] | None = None
     llm: LLMOut | None = None
+    route_set: str | None = None  # the route set that decided (issue 26)
 
 
 class ChatCompletion(msgspec.Struct):

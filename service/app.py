@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import QueryParameter
 
+from router_core.settings import SET_NAME_PATTERN
 from router_llm.decider import Decider
 from router_llm.settings import LLMSettings
 from service.agents import Answerer
@@ -28,6 +30,7 @@ from service.controllers.metrics import metrics
 from service.controllers.review import ReviewController
 from service.controllers.route_examples import route_examples
 from service.controllers.routes import list_routes
+from service.controllers.sets import SetAnswerController, SetClassifyController, list_sets
 from service.controllers.ui import caller, ui_router
 from service.decision_log import DecisionLog, RequestRecorder
 from service.errors import EXCEPTION_HANDLERS
@@ -42,7 +45,9 @@ from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.routing.stage import RoutingStage
 from service.security import KeyRing
-from service.services import Services
+from service.served_sets import ServedSets
+from service.services import RouteSetServices, Services
+from service.set_choice import SetChooser, choose_set
 from service.settings import LimitSettings, ServiceSettings
 
 __all__ = ["create_app"]
@@ -53,14 +58,41 @@ def _services(state: State) -> Services:
     return services
 
 
+SetQuery = Annotated[
+    str | None,
+    QueryParameter(
+        name="set",
+        pattern=SET_NAME_PATTERN,
+        description="The route set (ROUTER_ROUTE_SETS, or a folder of the routes root); default: the default set.",
+    ),
+]
+
+
 def _dependencies() -> dict[str, Provide]:
-    """The typed services handlers may ask for, by parameter name."""
+    """The typed services handlers may ask for, by parameter name. The route set's pieces come
+    from the set the request addresses (`service.set_choice`): the default set for `routing`
+    (the path's set under /v1/sets/{set}, `_set_dependencies`), `?set=` for the others."""
 
-    def routing(state: State) -> RoutingStage:
-        return _services(state).routes.routing
+    def route_set(request: Request[Any, Any, Any], set_name: SetQuery = None) -> RouteSetServices:
+        return choose_set(request, set_name)
 
-    def index_admin(state: State) -> IndexAdmin:
-        return _services(state).routes.admin
+    def routing(request: Request[Any, Any, Any]) -> RoutingStage:
+        return choose_set(request, None).routing
+
+    def index_admin(route_set: NamedDependency[RouteSetServices]) -> IndexAdmin:
+        return route_set.admin
+
+    def route_examples(route_set: NamedDependency[RouteSetServices]) -> RouteExamples:
+        return route_set.examples
+
+    def evaluator(route_set: NamedDependency[RouteSetServices]) -> Evaluator:
+        return route_set.evaluator
+
+    def review_desk(route_set: NamedDependency[RouteSetServices]) -> ReviewDesk:
+        return route_set.review
+
+    def set_chooser(request: Request[Any, Any, Any]) -> SetChooser:
+        return SetChooser(request)
 
     def answerer(state: State) -> Answerer:
         return _services(state).answerer
@@ -77,12 +109,6 @@ def _dependencies() -> dict[str, Provide]:
     def service_metrics(state: State) -> Metrics:
         return _services(state).metrics
 
-    def route_examples(state: State) -> RouteExamples:
-        return _services(state).routes.examples
-
-    def evaluator(state: State) -> Evaluator:
-        return _services(state).routes.evaluator
-
     def keyring(state: State) -> KeyRing:
         return _services(state).keyring
 
@@ -92,16 +118,17 @@ def _dependencies() -> dict[str, Provide]:
     def decisions(state: State) -> DecisionLog:
         return _services(state).decisions
 
+    def served_sets(state: State) -> ServedSets:
+        return _services(state).sets
+
     def decision_log(state: State, request: Request[Any, Any, Any]) -> RequestRecorder:
         # The guard names the caller: a key id (key-<hash8>) with keys; no one without them.
         identity = request.state.get("caller")
         key = identity if isinstance(identity, str) and identity.startswith("key-") else None
         return RequestRecorder(_services(state).decisions, request_id_var.get(), key)
 
-    def review_desk(state: State) -> ReviewDesk:
-        return _services(state).review
-
     providers: dict[str, Any] = {
+        "route_set": route_set,
         "routing": routing,
         "index_admin": index_admin,
         "answerer": answerer,
@@ -116,8 +143,19 @@ def _dependencies() -> dict[str, Provide]:
         "decisions": decisions,
         "decision_log": decision_log,
         "review_desk": review_desk,
+        "set_chooser": set_chooser,
+        "served_sets": served_sets,
     }
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
+
+
+def _set_dependencies() -> dict[str, Provide]:
+    """Under /v1/sets/{set}: the routing stage of the set in the path."""
+
+    def routing(request: Request[Any, Any, Any]) -> RoutingStage:
+        return choose_set(request, str(request.path_params["set"])).routing
+
+    return {"routing": Provide(routing, sync_to_thread=False)}
 
 
 def create_app(settings: ServiceSettings | None = None, *, services: Services | None = None) -> RequestContext:
@@ -144,7 +182,9 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
 
     # The schema declares bearer auth only where the configuration requires it.
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    keyed, admin_keyed = bool(config.auth.api_keys), config.auth.admin_token is not None
+    auth = config.auth
+    keyed = bool(auth.api_keys or auth.set_admin_tokens)
+    admin_keyed = auth.admin_token is not None or bool(auth.set_admin_tokens)
     public = Router(
         path="/",
         route_handlers=[
@@ -156,10 +196,19 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
             eval_files,
             evaluate_queries,
             caller,
+            list_sets,
             FeedbackController,
         ],
         guards=[require_api_key, require_json],
         security=bearer if keyed else None,
+    )
+    # The same classify and answer endpoints for a set named in the path.
+    one_set = Router(
+        path="/v1/sets/{set:str}",
+        route_handlers=[SetClassifyController, SetAnswerController],
+        guards=[require_api_key, require_json],
+        security=bearer if keyed else None,
+        dependencies=_set_dependencies(),
     )
     admin = Router(
         path="/",
@@ -171,6 +220,7 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
     app = Litestar(
         route_handlers=[
             public,
+            one_set,
             admin,
             healthz,
             healthz_head,

@@ -145,17 +145,23 @@ def handle_agent_error(request: Request[Any, Any, Any], exc: AgentError) -> Resp
     return handle_service_error(request, as_service_error(exc))
 
 
-def handle_router_error(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
+def router_problem_body(exc: RouterError) -> dict[str, Any]:
+    """The problem-details body of a router error (its status by class)."""
     for cls in type(exc).__mro__:
         if cls in _ROUTER_STATUS:
             status, title = _ROUTER_STATUS[cls]
             break
     else:
         status, title = 500, "Router error"
-    extra: dict[str, Any] = {}
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": str(exc)}
     if isinstance(exc, RoutesInvalid):
-        extra["problems"] = [str(p) for p in exc.problems]
-    return problem(status, title, str(exc), **extra)
+        body["problems"] = [str(p) for p in exc.problems]
+    return body
+
+
+def handle_router_error(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
+    body = router_problem_body(exc)
+    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON)
 
 
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

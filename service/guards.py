@@ -17,7 +17,8 @@ In order, for /v1 and /admin:
    through, an invalid one is 429), and keys that authenticated before are always checked. A
    valid caller behind a shared address is not locked out by someone else's failures.
 4. Rate limit per caller (key, or address when open): 429 with Retry-After. A request costs one;
-   a batch costs one per query (charged by the handler, `charge_queries`).
+   a batch costs one per query (charged by the handler, `charge_queries`). The route set a
+   request addresses has a limit of its own, all callers together (`service.set_choice`).
 5. JSON endpoints take `application/json` only (415): a form or `text/plain` body is what a
    cross-site page can send without a preflight.
 
@@ -35,7 +36,8 @@ from litestar.handlers.base import BaseRouteHandler
 
 from service.errors import ServiceError
 from service.observability import annotate
-from service.security import FailedAuthLimiter, KeyRing, RateLimiter, is_loopback, key_id, retry_after_header
+from service.rate_limits import FailedAuthLimiter, RateLimiter, retry_after_header
+from service.security import EVERY_SET, Credential, KeyRing, is_loopback, key_id
 
 if TYPE_CHECKING:  # services imports the controllers' dependencies; guards only read it
     from service.services import Services
@@ -178,11 +180,17 @@ def _limit(connection: Connection, identity: str) -> None:
 
 
 def charge_queries(connection: Connection, queries: int) -> None:
-    """Charge a batch's queries beyond the first (the guard charged one for the request). The
-    batch goes ahead; the caller's next requests wait until the bucket has refilled."""
+    """Charge a batch's queries beyond the first (the guard charged one for the request), to the
+    caller and to the route set it addresses. The batch goes ahead; the caller's (and the set's)
+    next requests wait until the bucket has refilled."""
+    if queries <= 1:
+        return
     identity = connection.state.get("caller")
-    if identity is not None and queries > 1:
+    if identity is not None:
         _services(connection).limiter.charge(identity, queries - 1)
+    route_set = connection.state.get("route_set")
+    if route_set is not None:
+        _services(connection).set_limiter.charge(f"set-{route_set}", queries - 1)
 
 
 def caller_of(connection: Connection) -> str:
@@ -195,6 +203,7 @@ async def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
     """Public endpoints: a configured API key (or the admin token) unless none is configured."""
     keys: KeyRing = _services(connection).keyring
     _check_origin(connection, open_mode=keys.public_open)
+    credential: Credential | None = Credential(admin=False)  # every set
     if keys.public_open:
         # No key to check: the Authorization header is not ours to read (a proxy in front may
         # send its own), and a made-up token must not buy a fresh rate-limit bucket.
@@ -203,10 +212,12 @@ async def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
         token = _bearer(connection)
         if token is None:
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'", headers=_CHALLENGE)
-        if not (keys.is_api_key(token) or keys.is_admin(token)):
+        credential = keys.credential(token)
+        if credential is None:
             raise _failed(connection, token, Unauthorized("the API key is not valid", headers=_CHALLENGE))
         _authenticated(connection, token)
         identity = key_id(token)
+    connection.state.credential = credential  # the route sets it may use (service.set_choice)
     annotate(caller=identity)
     _limit(connection, identity)
 
@@ -216,6 +227,7 @@ async def require_admin(connection: Connection, _: BaseRouteHandler) -> None:
     keys: KeyRing = _services(connection).keyring
     _check_origin(connection, open_mode=keys.open)
     if keys.open:
+        connection.state.credential = EVERY_SET
         annotate(caller="admin-open")
         return
     if not keys.admin_configured:
@@ -223,11 +235,13 @@ async def require_admin(connection: Connection, _: BaseRouteHandler) -> None:
     token = _bearer(connection)
     if token is None:
         raise Unauthorized("the admin token is required: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
-    if keys.is_admin(token):
+    credential = keys.credential(token)
+    if credential is not None and credential.admin:
         _authenticated(connection, token)
-        annotate(caller="admin")
+        connection.state.credential = credential  # every set, or the sets of a set's admin token
+        annotate(caller="admin" if credential.sets is None else f"admin-{key_id(token)}")
         return
-    if keys.is_api_key(token):
+    if credential is not None:
         _authenticated(connection, token)
         raise Forbidden("this API key may not use admin endpoints")
     raise _failed(connection, token, Unauthorized("the admin token is not valid", headers=_CHALLENGE))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from router_core import IndexStore, OpenIndex, ReindexReport, RouterError, load_routes, run_reindex
+from router_core import Embedder, IndexStore, OpenIndex, ReindexReport, RouterError, load_routes, run_reindex
 from service.errors import ServiceError
 from service.live_index import IndexFollower, Served, check_compatible
 from service.metrics import Metrics
@@ -117,36 +117,41 @@ class IndexAdmin:
             raise ReindexBusy("a re-index is already running; try again when it finishes")
         async with self._lock:
             try:
-                report = await asyncio.wait_for(_in_daemon_thread(self._reindex), self._timeout_s)
+                report = await asyncio.wait_for(in_daemon_thread(self._reindex), self._timeout_s)
             except TimeoutError:
-                self._metrics.reindex.labels("timeout").inc()
+                self._metrics.observe_reindex("timeout")
                 self.reindex_error = f"timed out after {self._timeout_s:g} s (the job went on in the background)"
                 raise ReindexTimeout(
                     f"the re-index did not finish within {self._timeout_s:g} s; it goes on in the background "
                     "(its version goes live if it succeeds) and new re-indexes are refused until it ends"
                 ) from None
             except Exception as exc:
-                self._metrics.reindex.labels("failed").inc()
+                self._metrics.observe_reindex("failed")
                 self.reindex_error = str(exc) if isinstance(exc, RouterError) else f"unexpected {type(exc).__name__}"
                 raise
             self.reindex_error = None
-            self._metrics.reindex.labels("changed" if report.changed else "unchanged").inc()
-            await _in_daemon_thread(self._follower.refresh)
+            self._metrics.observe_reindex("changed" if report.changed else "unchanged")
+            await in_daemon_thread(self._follower.refresh)
         return report
 
     def _reindex(self) -> ReindexReport:
-        rs = self.route_set
-        return run_reindex(
-            load_routes(rs.routes_dir, rs.route_files.policy()),
-            self._store,
-            # Same model as serving: encoded in slices that let query passes through.
-            YieldingEmbedder(self._follower.embedder),
-            batch_size=rs.embedding.batch_size,
-            keep_versions=rs.index.keep_versions,
-        )
+        # Same model as serving: encoded in slices that let query passes through.
+        return reindex_set(self.route_set, self._store, self._follower.embedder)
 
 
-def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+def reindex_set(route_set: RouteSet, store: IndexStore, embedder: Embedder) -> ReindexReport:
+    """Validate the set's routes folder and publish a new version into its index if anything
+    changed (blocking), embedding in slices that let query passes of every set through."""
+    return run_reindex(
+        load_routes(route_set.routes_dir, route_set.route_files.policy()),
+        store,
+        YieldingEmbedder(embedder),
+        batch_size=route_set.embedding.batch_size,
+        keep_versions=route_set.index.keep_versions,
+    )
+
+
+def in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
     """Run `fn` on a daemon thread: a re-index stuck in a system call must not keep the process
     from stopping (the default executor is joined at shutdown)."""
     loop = asyncio.get_running_loop()

@@ -1,13 +1,19 @@
-"""Prometheus metrics, in a registry owned by one app (no process-global state)."""
+"""Prometheus metrics, in a registry owned by one app (no process-global state).
+
+The routing metrics carry the route set (`route_set`): each set's services record through a
+view of the one registry (`Metrics.for_set`), so the stage and the index admin never name
+their set themselves.
+"""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from router_core import Decision
+from router_core import DEFAULT_SET, Decision
 from router_core.manifest import IndexManifest
 from router_llm.decider import Asked
 
@@ -20,55 +26,59 @@ class Metrics:
     """Every metric the service exports."""
 
     def __init__(self) -> None:
+        self.route_set = DEFAULT_SET  # the set this view records for (`for_set`)
+        self._index_labels: dict[str, tuple[str, str, str]] = {}  # per set: the served version's labels
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
             "router_http_requests",
-            "HTTP requests by endpoint and status",
-            ["endpoint", "method", "status"],
+            "HTTP requests by endpoint, status and route set (empty: the request named none)",
+            ["endpoint", "method", "status", "route_set"],
             registry=r,
         )
         self.request_seconds = Histogram(
             "router_http_request_duration_seconds",
-            "HTTP request latency by endpoint",
-            ["endpoint"],
+            "HTTP request latency by endpoint and route set",
+            ["endpoint", "route_set"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.decisions = Counter(
             "router_decisions",
-            "Routing decisions by route and fallback",
-            ["route", "fallback", "reason"],
+            "Routing decisions by route set, route and fallback",
+            ["route_set", "route", "fallback", "reason"],
             registry=r,
         )
         self.stage_seconds = Histogram(
             "router_classify_stage_seconds",
             "Latency of the classification stages, embed and search, per micro-batch",
-            ["stage"],
+            ["route_set", "stage"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.score = Histogram(
             "router_similarity_score",
             "Best neighbour similarity per query",
+            ["route_set"],
             buckets=tuple(i / 20 for i in range(-4, 21)),
             registry=r,
         )
         self.index_info = Gauge(
             "router_index_version_info",
-            "The index version served (value 1)",
-            ["version", "model", "created_at"],
+            "The index version served per route set (value 1)",
+            ["route_set", "version", "model", "created_at"],
             registry=r,
         )
         self.index_points = Gauge(
             "router_index_examples",
             "Example utterances in the served index",
+            ["route_set"],
             registry=r,
         )
         self.reindex = Counter(
             "router_reindex",
-            "Re-indexes triggered through the admin endpoint by outcome",
-            ["outcome"],
+            "Re-indexes triggered through the admin endpoint by route set and outcome",
+            ["route_set", "outcome"],
             registry=r,
         )
         self.agent_seconds = Histogram(
@@ -88,26 +98,26 @@ class Metrics:
         self.embedded = Counter(
             "router_routed_texts",
             "Texts the routing stage needed, by whether they were embedded or found in the cache",
-            ["source"],
+            ["route_set", "source"],
             registry=r,
         )
         self.searched = Counter(
             "router_searched_texts",
             "Texts whose nearest examples the routing stage needed, by whether they were searched "
             "or found in the cache (a chat's history, per index version)",
-            ["source"],
+            ["route_set", "source"],
             registry=r,
         )
         self.llm_decisions = Counter(
             "router_llm_decisions",
             "Questions to the decision model (mode llm: every request; hybrid: escalations) by outcome",
-            ["mode", "outcome", "cached"],
+            ["route_set", "mode", "outcome", "cached"],
             registry=r,
         )
         self.llm_seconds = Histogram(
             "router_llm_decision_seconds",
             "Latency of the decision model (calls, not cache hits)",
-            ["mode"],
+            ["route_set", "mode"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -121,7 +131,7 @@ class Metrics:
         self.llm_agreement = Counter(
             "router_llm_agreement",
             "Hybrid escalations the model answered: whether it agreed with the vote's route",
-            ["agree"],
+            ["route_set", "agree"],
             registry=r,
         )
 
@@ -130,41 +140,61 @@ class Metrics:
         for kind, n in parts.items():
             self.skipped_parts.labels(kind).inc(n)
 
+    def for_set(self, name: str) -> Metrics:
+        """A view recording into the same metrics for route set `name`."""
+        view = copy.copy(self)
+        view.route_set = name
+        return view
+
     def observe_searched(self, texts: int, searched: int) -> None:
         """Count the texts a micro-batch needed neighbours for and how many it searched."""
-        self.searched.labels("searched").inc(searched)
-        self.searched.labels("cache").inc(texts - searched)
+        self.searched.labels(self.route_set, "searched").inc(searched)
+        self.searched.labels(self.route_set, "cache").inc(texts - searched)
 
     def observe_embedded(self, texts: int, embedded: int) -> None:
         """Count the texts a micro-batch needed and how many it had to embed."""
-        self.embedded.labels("embedded").inc(embedded)
-        self.embedded.labels("cache").inc(texts - embedded)
+        self.embedded.labels(self.route_set, "embedded").inc(embedded)
+        self.embedded.labels(self.route_set, "cache").inc(texts - embedded)
 
     def observe_llm(self, mode: str, asked: Asked, *, cached: bool, agreed: bool | None) -> None:
         """Record one question to the decision model (or its cached answer); `agreed`: whether
         a hybrid's recognised answer named the vote's route (`pipeline.agreement`)."""
-        self.llm_decisions.labels(mode, asked.outcome, str(cached).lower()).inc()
+        self.llm_decisions.labels(self.route_set, mode, asked.outcome, str(cached).lower()).inc()
         if not cached and asked.outcome != "unavailable":
-            self.llm_seconds.labels(mode).observe(asked.seconds)
+            self.llm_seconds.labels(self.route_set, mode).observe(asked.seconds)
         if agreed is not None:
-            self.llm_agreement.labels(str(agreed).lower()).inc()
+            self.llm_agreement.labels(self.route_set, str(agreed).lower()).inc()
 
     def observe_decisions(self, decisions: Iterable[Decision]) -> None:
         """Count decisions and record their best similarity."""
         for d in decisions:
-            self.decisions.labels(d.route, str(d.fallback).lower(), d.reason).inc()
-            self.score.observe(d.score)
+            self.decisions.labels(self.route_set, d.route, str(d.fallback).lower(), d.reason).inc()
+            self.score.labels(self.route_set).observe(d.score)
 
     def observe_stages(self, embed_s: float, search_s: float) -> None:
         """Record one forward pass and its search."""
-        self.stage_seconds.labels("embed").observe(embed_s)
-        self.stage_seconds.labels("search").observe(search_s)
+        self.stage_seconds.labels(self.route_set, "embed").observe(embed_s)
+        self.stage_seconds.labels(self.route_set, "search").observe(search_s)
+
+    def observe_reindex(self, outcome: str) -> None:
+        """Count an admin re-index of this set by outcome."""
+        self.reindex.labels(self.route_set, outcome).inc()
 
     def set_index(self, manifest: IndexManifest) -> None:
-        """Export the served version as the only labelled series."""
-        self.index_info.clear()
-        self.index_info.labels(manifest.version, manifest.model_id, manifest.created_at).set(1)
-        self.index_points.set(manifest.points)
+        """Export the version this set serves as its only labelled series."""
+        labels = (manifest.version, manifest.model_id, manifest.created_at)
+        previous = self._index_labels.get(self.route_set)
+        if previous is not None and previous != labels:
+            self.index_info.remove(self.route_set, *previous)
+        self._index_labels[self.route_set] = labels
+        self.index_info.labels(self.route_set, *labels).set(1)
+        self.index_points.labels(self.route_set).set(manifest.points)
+
+    def forget_set(self) -> None:
+        """Remove this set's index series (it serves no version)."""
+        previous = self._index_labels.pop(self.route_set, None)
+        if previous is not None:
+            self.index_info.remove(self.route_set, *previous)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -17,6 +17,7 @@ from service.client_gone import CLIENT_CLOSED, CUT_OFF_KEY, ClientWatch
 from service.metrics import Metrics
 
 REQUEST_ID_HEADER = "x-request-id"
+ROUTE_SET_HEADER = "x-router-set"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log_fields_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
@@ -110,6 +111,8 @@ class RequestContext:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), rid.encode()))
+                if "route_set" in fields:  # the set chosen for the request (a validated name)
+                    headers.append((ROUTE_SET_HEADER.encode(), str(fields["route_set"]).encode()))
                 message["headers"] = headers
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 complete = True
@@ -127,8 +130,9 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             endpoint = str(scope.get("path_template") or UNMATCHED)  # set by Litestar's router
             method = str(scope.get("method", ""))
-            self._metrics.requests.labels(endpoint, method, str(status)).inc()
-            self._metrics.request_seconds.labels(endpoint).observe(elapsed)
+            route_set = str(fields.get("route_set", ""))  # annotated once the request's set is chosen
+            self._metrics.requests.labels(endpoint, method, str(status), route_set).inc()
+            self._metrics.request_seconds.labels(endpoint, route_set).observe(elapsed)
             access_log.info(
                 "request",
                 extra={

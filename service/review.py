@@ -10,6 +10,10 @@ Actions: add as an example of a route (the route file through `router_core.examp
 comments and order kept, a diff and the guard's figures shown before saving), add to the
 evaluation file (held out: never also an example), mark as right, dismiss. A change is saved
 only as it was previewed (`token`); re-indexing stays the admin's own step.
+
+One desk per route set: its queues hold that set's decisions only, its actions take only that
+set's decisions (another set's ids are unknown, 404), and an accepted example goes into that
+set's routes folder.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ class Entry:
 
 
 class ReviewDesk:
-    """Queues and actions over the decision log, the routes directory and the evals directory."""
+    """Queues and actions over the decision log, a route set's routes folder and the evals directory."""
 
     def __init__(
         self,
@@ -122,14 +126,15 @@ class ReviewDesk:
     # -- queues -------------------------------------------------------------------------------
     async def queue(self, name: QueueName, limit: int) -> list[Entry]:
         """One queue, newest first."""
+        own = self._route_set.name
         if name in ("feedback", "uncertain"):
-            rows = await self._log.read(lambda s: s.queue(name, limit))
+            rows = await self._log.read(lambda s: s.queue(name, limit, route_set=own))
             return [Entry(r) for r in rows]
         if name == "reviewed":
-            rows = await self._log.read(lambda s: s.queue("reviewed", limit))
+            rows = await self._log.read(lambda s: s.queue("reviewed", limit, route_set=own))
             return await self._in_executor(lambda: self._decide_live(rows))
-        anchors = await self._log.read(lambda s: s.queue("feedback", _REVIEWED_FOR_GUARD))
-        logged = await self._log.read(lambda s: s.queue("recent", _LOGGED_FOR_NEIGHBOURS))
+        anchors = await self._log.read(lambda s: s.queue("feedback", _REVIEWED_FOR_GUARD, route_set=own))
+        logged = await self._log.read(lambda s: s.queue("recent", _LOGGED_FOR_NEIGHBOURS, route_set=own))
         return (await self._in_executor(lambda: self._neighbours(anchors, logged)))[:limit]
 
     def _decide_live(self, rows: Sequence[StoredDecision]) -> list[Entry]:
@@ -193,10 +198,11 @@ class ReviewDesk:
     async def _rows(self, ids: Sequence[int]) -> list[StoredDecision]:
         if not ids:
             raise ReviewInvalid("name at least one decision (ids)", field="ids")
-        rows = await self._log.read(lambda s: s.by_ids(ids))
+        rows = await self._log.read(lambda s: s.by_ids(ids, route_set=self._route_set.name))
         missing = sorted(set(ids) - {r.id for r in rows})
         if missing:
-            raise DecisionNotFound(f"no recorded decision with id {', '.join(map(str, missing))} (unknown or expired)")
+            listed = ", ".join(map(str, missing))
+            raise DecisionNotFound(f"no recorded decision with id {listed} (unknown, expired, or of another route set)")
         return rows
 
     def _plan(
@@ -206,7 +212,12 @@ class ReviewDesk:
             index, embedder = served.index, served.embedder
             evals = self._eval_baseline(index, embedder) if with_guard and action == "example" else None
             store = self._log.store
-            others = store.queue("feedback", _REVIEWED_FOR_GUARD) if evals is not None and store is not None else []
+            own = self._route_set.name
+            others = (
+                store.queue("feedback", _REVIEWED_FOR_GUARD, route_set=own)
+                if evals is not None and store is not None
+                else []
+            )
             try:
                 return plan_change(rows, action, route, index, embedder, self._space, evals=evals, others=others)
             except EditRefused as exc:

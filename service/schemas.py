@@ -9,7 +9,7 @@ import msgspec
 from litestar.openapi import ResponseSpec
 from msgspec import UNSET, UnsetType
 
-from router_core import Decision, Neighbour
+from router_core import DEFAULT_SET, Decision, Neighbour
 
 
 class _Request(msgspec.Struct, forbid_unknown_fields=True):
@@ -108,6 +108,7 @@ class ClassifyResponse(msgspec.Struct, omit_defaults=True):
     reason: str
     index_version: str
     decided_by: str
+    route_set: str
     turns: list[TurnOut] | None = None
     skipped_parts: dict[str, int] | None = None
     llm: LLMOut | None = None
@@ -152,6 +153,7 @@ class RoutesResponse(msgspec.Struct):
     threshold_mode: str = "neighbour"
     vote: str = "count"
     model: ModelOut | None = None
+    route_set: str = DEFAULT_SET
 
 
 class HealthResponse(msgspec.Struct):
@@ -174,6 +176,7 @@ def classify_response(
     explain: bool,
     llm: LLMOut | None = None,
     skipped_parts: Mapping[str, int] | None = None,
+    route_set: str = DEFAULT_SET,
 ) -> ClassifyResponse:
     """Wire form of a decision."""
     return ClassifyResponse(
@@ -185,6 +188,7 @@ def classify_response(
         reason=decision.reason,
         index_version=version,
         decided_by=decision.decided_by,
+        route_set=route_set,
         turns=[TurnOut(t.index, t.share) for t in decision.turns] or None,
         skipped_parts=dict(skipped_parts) if skipped_parts else None,
         llm=llm,
@@ -205,16 +209,16 @@ PROBLEM_DESCRIPTIONS = {
     400: "Bad input: malformed or too deeply nested JSON, unknown or mistyped fields, empty or too long "
     "query, batch too large, more than one Authorization header",
     401: "Missing or invalid API key",
-    403: "Valid key without the needed right; a browser cross-origin write; without keys, a Host "
-    "that is not a loopback name",
-    404: "Unknown path or model",
+    403: "Valid key without the needed right (an admin endpoint, a route set it is not given); a browser "
+    "cross-origin write; without keys, a Host that is not a loopback name",
+    404: "Unknown path, model or route set",
     409: "Conflict with work in progress",
     413: "Request body too large",
     415: "The body is not sent as application/json",
     422: "Routes invalid",
     429: "Rate limit, or the failed-authentication limit of the address, exceeded (see Retry-After)",
     502: "The agent's LLM backend failed",
-    503: "Index or model unavailable",
+    503: "Index or model unavailable (of the route set)",
     504: "The agent's LLM backend timed out",
 }
 

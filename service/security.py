@@ -1,7 +1,12 @@
-"""API keys, the admin token, the bind-address rule and per-key rate limits.
+"""API keys, the admin token and the bind-address rule (rate limits: `service.rate_limits`).
 
 Keys are compared in constant time against every configured key; they are never logged:
 callers are identified in logs and rate limits by a short hash of their key.
+
+A key may be limited to route sets (`{"key": "...", "sets": ["support"]}` in
+`ROUTER_AUTH__API_KEYS`, beside plain keys, which reach every set), and an admin token may be
+given per set (`ROUTER_AUTH__SET_ADMIN_TOKENS`); a credential never reads or re-indexes a set it
+is not given (403, `service.set_choice`).
 """
 
 from __future__ import annotations
@@ -9,29 +14,61 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import math
-import threading
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from router_core import RouterError
-from router_core.settings import SettingsSection
+from router_core.settings import SET_NAME_PATTERN, SettingsSection
+
+SetNames = Annotated[
+    list[Annotated[str, Field(pattern=SET_NAME_PATTERN)]],
+    Field(min_length=1, max_length=1000, description="The route sets it may use, by name."),
+]
+
+
+class SetKey(SettingsSection):
+    """An API key limited to some route sets."""
+
+    key: SecretStr
+    sets: SetNames
+
+
+class SetAdminToken(SettingsSection):
+    """An admin token limited to some route sets: their index, re-index and review."""
+
+    token: SecretStr
+    sets: SetNames
 
 
 class AuthSettings(SettingsSection):
     """Who may call the service."""
 
-    api_keys: list[SecretStr] = Field(
+    api_keys: list[SecretStr | SetKey] = Field(
         default_factory=list,
-        description="Bearer tokens accepted on the public endpoints (JSON list in the env var).",
+        description="Bearer tokens accepted on the public endpoints (JSON list in the env var): a string "
+        'reaches every route set, {"key": "...", "sets": ["support"]} only those sets.',
     )
-    admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin endpoints.")
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of /admin endpoints, for every route set."
+    )
+    set_admin_tokens: list[SetAdminToken] = Field(
+        default_factory=list,
+        description='Admin tokens limited to route sets (JSON: [{"token": "...", "sets": ["support"]}]).',
+    )
     rate_per_minute: int = Field(
         default=0, ge=0, description="Queries per minute per key (a batch counts its queries); 0 = off."
     )
     rate_burst: int = Field(default=0, ge=0, description="Bucket size; 0 = rate_per_minute.")
+    set_rate_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description="Queries per minute per route set, all callers together (charged like the per-key "
+        "limit), so that a busy set cannot take the capacity of the others; 0 = off.",
+    )
+    set_rate_burst: int = Field(default=0, ge=0, description="Bucket size per set; 0 = set_rate_per_minute.")
     failed_per_minute: int = Field(
         default=10,
         ge=1,
@@ -48,14 +85,52 @@ class AuthSettings(SettingsSection):
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = CORS off.")
 
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _key_entries(cls, keys: object) -> object:
+        """Each entry a key or `{"key", "sets"}`, with one clear error (never quoting a key)
+        instead of one per member of the union."""
+        if not isinstance(keys, list):
+            return keys
+        for i, entry in enumerate(keys):
+            where = f"key {i + 1} of {len(keys)}"
+            if isinstance(entry, dict):
+                try:
+                    keys[i] = SetKey.model_validate(entry)
+                except ValidationError as exc:
+                    problems = "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in exc.errors(include_input=False, include_url=False)
+                    )
+                    raise ValueError(f"{where}: {problems}") from None
+            elif not isinstance(entry, str | SecretStr | SetKey):
+                raise ValueError(f'{where} must be a string or {{"key": "...", "sets": ["<set>", ...]}}')
+        return keys
+
     @field_validator("api_keys")
     @classmethod
-    def _usable_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+    def _usable_keys(cls, keys: list[SecretStr | SetKey]) -> list[SecretStr | SetKey]:
         for i, key in enumerate(keys):
-            problem = credential_problem(key.get_secret_value())
+            problem = credential_problem(secret_of(key).get_secret_value())
             if problem:
                 raise ValueError(f"key {i + 1} of {len(keys)} {problem}")
         return keys
+
+    @field_validator("set_admin_tokens")
+    @classmethod
+    def _usable_set_tokens(cls, tokens: list[SetAdminToken]) -> list[SetAdminToken]:
+        for i, entry in enumerate(tokens):
+            problem = credential_problem(entry.token.get_secret_value())
+            if problem:
+                raise ValueError(f"token {i + 1} of {len(tokens)} {problem}")
+        return tokens
+
+    def named_sets(self) -> list[tuple[str, str]]:
+        """(the setting, a set name) for every set a key or token is limited to, to check that
+        the sets exist (the setting is named, never the key)."""
+        found = [("ROUTER_AUTH__API_KEYS", name) for k in self.api_keys if isinstance(k, SetKey) for name in k.sets]
+        found += [("ROUTER_AUTH__SET_ADMIN_TOKENS", name) for t in self.set_admin_tokens for name in t.sets]
+        return found
 
     @field_validator("admin_token")
     @classmethod
@@ -65,6 +140,11 @@ class AuthSettings(SettingsSection):
             hint = " (unset the variable to disable the admin endpoints)" if problem == "is empty" else ""
             raise ValueError(f"the token {problem}{hint}")
         return token
+
+
+def secret_of(key: SecretStr | SetKey) -> SecretStr:
+    """The key of an API key entry, plain or limited to sets."""
+    return key.key if isinstance(key, SetKey) else key
 
 
 def credential_problem(value: str) -> str | None:
@@ -96,7 +176,7 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(host: str, auth: AuthSettings, *, allow_insecure: bool) -> None:
     """Refuse an open (keyless) service on any address other than loopback, unless allowed."""
-    if auth.api_keys or is_loopback(host) or allow_insecure:
+    if auth.api_keys or auth.set_admin_tokens or is_loopback(host) or allow_insecure:
         return
     raise InsecureBind(
         f"refusing to listen on {host} without API keys: set ROUTER_AUTH__API_KEYS "
@@ -109,165 +189,77 @@ def key_id(token: str) -> str:
     return "key-" + hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
+@dataclass(frozen=True)
+class Credential:
+    """What a presented credential may do: the admin endpoints or not, and on which route sets
+    (None: every set)."""
+
+    admin: bool
+    sets: frozenset[str] | None = None
+
+    def may_use(self, route_set: str) -> bool:
+        """The credential may read (and, if admin, re-index) `route_set`."""
+        return self.sets is None or route_set in self.sets
+
+
+EVERY_SET = Credential(admin=True)
+"""What a caller may do when no key of any kind is configured (loopback only)."""
+
+
 class KeyRing:
     """The configured keys, checked in constant time."""
 
-    def __init__(self, api_keys: Sequence[SecretStr], admin_token: SecretStr | None) -> None:
-        self._keys = [k.get_secret_value().encode() for k in api_keys]
+    def __init__(
+        self,
+        api_keys: Sequence[SecretStr | SetKey],
+        admin_token: SecretStr | None,
+        set_admin_tokens: Sequence[SetAdminToken] = (),
+    ) -> None:
+        self._keys = [
+            (secret_of(k).get_secret_value().encode(), frozenset(k.sets) if isinstance(k, SetKey) else None)
+            for k in api_keys
+        ]
         self._admin = admin_token.get_secret_value().encode() if admin_token else None
+        self._set_admins = [(t.token.get_secret_value().encode(), frozenset(t.sets)) for t in set_admin_tokens]
 
     @property
     def open(self) -> bool:
         """No keys at all: the loopback-only development mode."""
-        return not self._keys and self._admin is None
+        return not self._keys and self._admin is None and not self._set_admins
 
     @property
     def public_open(self) -> bool:
         """Public endpoints need no key."""
-        return not self._keys
+        return not self._keys and not self._set_admins
+
+    def credential(self, token: str) -> Credential | None:
+        """What `token` may do, compared with every key and token (no early exit) in constant
+        time; None when it is none of them. An admin token may use the public endpoints too."""
+        given = token.encode()
+        found: Credential | None = None
+        for key, sets in self._keys:
+            if hmac.compare_digest(given, key) and found is None:
+                found = Credential(admin=False, sets=sets)
+        for key, sets in self._set_admins:
+            if hmac.compare_digest(given, key):
+                found = Credential(admin=True, sets=sets)
+        if self._admin is not None and hmac.compare_digest(given, self._admin):
+            found = EVERY_SET
+        return found
 
     def is_api_key(self, token: str) -> bool:
         """Compare against every key (no early exit) in constant time."""
         given = token.encode()
         found = False
-        for key in self._keys:
+        for key, _ in self._keys:
             found |= hmac.compare_digest(given, key)
         return found
 
     def is_admin(self, token: str) -> bool:
-        """Constant-time comparison with the admin token."""
+        """Constant-time comparison with the admin token (of every set)."""
         return self._admin is not None and hmac.compare_digest(token.encode(), self._admin)
 
     @property
     def admin_configured(self) -> bool:
-        """An admin token is set."""
-        return self._admin is not None
-
-
-def credential_hash(token: str) -> str:
-    """The full hash of a presented credential: the name of its failure bucket (never logged)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class FailedAuthLimiter:
-    """Failed authentications, limited per client address and per presented credential, without
-    locking out valid credentials from a shared address.
-
-    - A credential that failed `per_minute` times is refused (429) from any address, unchecked
-      and without charging the address: a client retrying a wrong key harms no one else.
-    - An address with `per_minute` failures is blocked: the credentials it presents are still
-      checked, at most `checks_per_minute` of them (so guessing stays slow), and a valid one goes
-      through; an invalid one is 429. Beyond that budget, credentials are refused unchecked.
-    - Credentials that have authenticated before (at most the configured keys) are always
-      checked: a busy caller behind a shared address is never refused for another's failures.
-    """
-
-    def __init__(self, per_minute: int, checks_per_minute: int = 60) -> None:
-        self._addresses = RateLimiter(per_minute)
-        self._credentials = RateLimiter(per_minute)
-        self._checks = RateLimiter(checks_per_minute)
-        self._valid: set[str] = set()
-        self._lock = threading.Lock()
-
-    def admit(self, address: str, token: str) -> float:
-        """0 when `token` from `address` may be checked now, else the seconds to wait."""
-        credential = credential_hash(token)
-        with self._lock:
-            if credential in self._valid:
-                return 0.0
-        wait = self._credentials.wait(credential)
-        if wait > 0:
-            return wait
-        blocked = self._addresses.wait(address)
-        if blocked > 0 and self._checks.acquire(address) > 0:
-            return blocked
-        return 0.0
-
-    def failed(self, address: str, token: str) -> float:
-        """Count a failed authentication; when `address` was already blocked before it, the
-        seconds it stays blocked (0: it was not, this failure is an ordinary 401)."""
-        blocked = self._addresses.wait(address) > 0
-        self._credentials.charge(credential_hash(token), 1.0)
-        self._addresses.charge(address, 1.0)
-        return self._addresses.wait(address) if blocked else 0.0
-
-    def succeeded(self, token: str) -> None:
-        """Remember a credential that authenticated: it is always checked from now on."""
-        with self._lock:
-            self._valid.add(credential_hash(token))
-
-
-class RateLimiter:
-    """Token buckets per caller identity.
-
-    A request needs one token; `charge` takes more afterwards (the queries of a batch beyond
-    its first), possibly below zero: the batch goes ahead, the caller's next request waits
-    until the bucket has refilled past one.
-    """
-
-    def __init__(self, per_minute: int, burst: int = 0) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = float(burst or per_minute)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-        self._next_prune = 0.0
-
-    @property
-    def enabled(self) -> bool:
-        """Limits apply."""
-        return self.rate > 0
-
-    def acquire(self, identity: str, now: float | None = None) -> float:
-        """0 when the request may go ahead, else the seconds to wait before retrying."""
-        if not self.enabled:
-            return 0.0
-        t = time.monotonic() if now is None else now
-        with self._lock:
-            if t >= self._next_prune:
-                self._prune(t)
-            tokens, last = self._buckets.get(identity, (self.capacity, t))
-            tokens = min(self.capacity, tokens + (t - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[identity] = (tokens - 1.0, t)
-                return 0.0
-            self._buckets[identity] = (tokens, t)
-            return (1.0 - tokens) / self.rate
-
-    def charge(self, identity: str, cost: float, now: float | None = None) -> None:
-        """Take `cost` more tokens from `identity`'s bucket, whatever it holds."""
-        if not self.enabled or cost <= 0:
-            return
-        t = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(identity, (self.capacity, t))
-            tokens = min(self.capacity, tokens + (t - last) * self.rate)
-            self._buckets[identity] = (tokens - cost, t)
-
-    def wait(self, identity: str, now: float | None = None) -> float:
-        """Seconds until `identity` has a token again (0: it has one now); takes nothing."""
-        if not self.enabled:
-            return 0.0
-        t = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(identity, (self.capacity, t))
-        tokens = min(self.capacity, tokens + (t - last) * self.rate)
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
-
-    def _prune(self, t: float) -> None:
-        """Forget buckets that have refilled: a full bucket is the same as none. Runs at most
-        once per refill period, so memory follows the callers active in that period."""
-        self._buckets = {
-            k: (tokens, last)
-            for k, (tokens, last) in self._buckets.items()
-            if tokens + (t - last) * self.rate < self.capacity
-        }
-        self._next_prune = t + self.capacity / self.rate
-
-    def __len__(self) -> int:
-        """Callers currently tracked."""
-        return len(self._buckets)
-
-
-def retry_after_header(wait_s: float) -> str:
-    """Whole seconds, at least one."""
-    return str(max(1, math.ceil(wait_s)))
+        """An admin token is set (for every set, or for some)."""
+        return self._admin is not None or bool(self._set_admins)

@@ -1,9 +1,11 @@
 """The service's object graph, built once per process: what handlers receive by injection.
 
-`Services.build` opens the route set's index store and live version and loads the model (slow,
-blocking); everything else is cheap. Handlers take only the typed pieces they use (the routing
-stage, the answerer, the index admin, the limits) through Litestar's dependency injection; the
-guards read the key ring and rate limiter from the app's state.
+`Services.build` reads the route sets (`router_core.route_sets`), opens each set's index store
+and live version and loads the models (slow, blocking; one model however many sets use it,
+`service.models`); everything else is cheap. Handlers take only the typed pieces they use (the
+set's routing stage, the answerer, the index admin, the limits) through Litestar's dependency
+injection (`service.set_choice` picks the set of each request); the guards read the key ring
+and rate limiters from the app's state.
 """
 
 from __future__ import annotations
@@ -11,9 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from router_core import Embedder, IndexMissing, IndexStore, embedder_from_settings, open_store
+from router_core import (
+    Embedder,
+    IndexMissing,
+    IndexStore,
+    RouteSetsInvalid,
+    live_to_replace,
+    open_store,
+    route_sets_of,
+)
 from router_core.manifest import IndexManifest
 from router_core.store import describe_store
 from router_llm.clients import ClientRegistry
@@ -25,20 +36,39 @@ from service.evaluation import Evaluator
 from service.index_admin import IndexAdmin
 from service.live_index import IndexFollower, ModelLoader
 from service.metrics import Metrics
+from service.models import ModelRegistry
+from service.rate_limits import FailedAuthLimiter, RateLimiter
 from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.route_set import RouteSet
+from service.routing.caches import VectorCache
 from service.routing.stage import RoutingStage
-from service.security import FailedAuthLimiter, KeyRing, RateLimiter
+from service.security import KeyRing
+from service.served_sets import ServedSets
 from service.settings import ServiceSettings
 
 log = logging.getLogger("router.services")
+VECTOR_CACHE = 20_000  # texts' vectors kept, all sets together (keyed by model and text)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every route set's services share: the metrics, the decision model and log, the
+    loaded models, the vector cache and the one worker thread running forward passes."""
+
+    settings: ServiceSettings
+    metrics: Metrics
+    decider: Decider
+    decisions: DecisionLog
+    models: ModelRegistry
+    vectors: VectorCache
+    passes: ThreadPoolExecutor
 
 
 @dataclass
 class RouteSetServices:
-    """What serving one route set takes: its store, the followed version, the routing stage
-    and the index admin."""
+    """What serving one route set takes: its store, the followed version, the routing stage,
+    the index admin, its examples view, evaluator and review desk."""
 
     route_set: RouteSet
     store: IndexStore
@@ -47,37 +77,52 @@ class RouteSetServices:
     admin: IndexAdmin
     examples: RouteExamples
     evaluator: Evaluator
+    review: ReviewDesk
     reload_interval_s: float
     _reloader: asyncio.Task[None] | None = field(default=None, init=False)
+
+    @property
+    def name(self) -> str:
+        """The set's name."""
+        return self.route_set.name
 
     @classmethod
     def build(
         cls,
         route_set: RouteSet,
-        settings: ServiceSettings,
-        metrics: Metrics,
-        decider: Decider,
+        shared: Shared,
         *,
         embedder: Embedder | None = None,
         store: IndexStore | None = None,
     ) -> RouteSetServices:
-        """Open the store and the live version and load its model (unless given); raise
-        IndexMissing or IndexIncompatible when it cannot serve.
+        """Open the store and the live version and get its model (unless given) from the
+        registry; raise IndexMissing or IndexIncompatible when it cannot serve.
 
         With `follow_index_model` (the default) the model is the one the live index records, and
         a later version built with another model brings that model along.
         """
         index_store = store or open_store(route_set.index)
+        try:
+            return cls._build(route_set, shared, index_store, embedder)
+        except BaseException:
+            if store is None:
+                index_store.close()
+            raise
+
+    @classmethod
+    def _build(
+        cls, route_set: RouteSet, shared: Shared, index_store: IndexStore, embedder: Embedder | None
+    ) -> RouteSetServices:
+        settings, emb = shared.settings, route_set.embedding
         live = index_store.live_version()
         if live is None:  # fail fast, before the slow model load
             raise IndexMissing(
                 f"no index found ({describe_store(route_set.index)}): run the re-index command "
-                "(python -m indexer) before starting the service"
+                f"({_reindex_command(route_set.name)}) before starting the service"
             )
-        emb = route_set.embedding
 
         def load_recorded(manifest: IndexManifest) -> Embedder:
-            return embedder_from_settings(emb, route_set.index, model=manifest.model_source or manifest.model_id)
+            return shared.models.get(emb, route_set.index, manifest.model_source or manifest.model_id)
 
         loader: ModelLoader | None = load_recorded if route_set.follow_index_model else None
         if embedder is not None:
@@ -85,18 +130,22 @@ class RouteSetServices:
         elif loader is not None:
             model = loader(index_store.manifest(live))
         else:
-            model = embedder_from_settings(emb, route_set.index)
+            model = shared.models.get(emb, route_set.index)
         follower = IndexFollower(index_store, model, loader)
         follower.load_live()
+        metrics = shared.metrics.for_set(route_set.name)
         routing = RoutingStage(
             follower,
             metrics,
-            decider,
+            shared.decider,
             batch_size=emb.batch_size,
             max_micro_batch=settings.limits.max_micro_batch,
             max_pass_chars=settings.limits.max_micro_batch_chars,
             query_chars=settings.limits.max_query_chars,
             llm_cache=settings.decider.cache_size,
+            route_set=route_set.name,
+            vectors=shared.vectors,
+            executor=shared.passes,
         )
         admin = IndexAdmin(route_set, index_store, follower, metrics, timeout_s=settings.limits.reindex_timeout_s)
         evaluator = Evaluator(
@@ -106,6 +155,7 @@ class RouteSetServices:
             max_queries=settings.limits.max_eval_queries,
             max_file_bytes=settings.limits.max_eval_file_bytes,
         )
+        review = ReviewDesk(shared.decisions, follower, route_set, settings.evals_dir, batch_size=emb.batch_size)
         return cls(
             route_set,
             index_store,
@@ -114,6 +164,7 @@ class RouteSetServices:
             admin,
             RouteExamples(index_store, follower),
             evaluator,
+            review,
             settings.reload_interval_s,
         )
 
@@ -140,6 +191,10 @@ class RouteSetServices:
         self.store.close()
 
 
+def _reindex_command(name: str) -> str:
+    return "python -m indexer" if name == "default" else f"python -m indexer reindex --set {name}"
+
+
 @dataclass
 class Services:
     """Everything the service's handlers and guards use, built once per process."""
@@ -148,13 +203,15 @@ class Services:
     metrics: Metrics
     keyring: KeyRing
     limiter: RateLimiter
+    set_limiter: RateLimiter
     auth_failures: FailedAuthLimiter
     clients: ClientRegistry
     answerer: Answerer
     decider: Decider
-    routes: RouteSetServices
+    sets: ServedSets
     decisions: DecisionLog
-    review: ReviewDesk
+    models: ModelRegistry
+    passes: ThreadPoolExecutor
 
     @classmethod
     def build(
@@ -164,10 +221,19 @@ class Services:
         metrics: Metrics | None = None,
         embedder: Embedder | None = None,
         store: IndexStore | None = None,
+        models: ModelRegistry | None = None,
     ) -> Services:
-        """The whole graph for `settings` (blocking: opens the index, loads the model)."""
+        """The whole graph for `settings` (blocking: opens the indexes, loads the models).
+        `embedder` serves every set (tests); `store` is the index of the default set. A set
+        that cannot serve is reported (`/readyz`) while the others serve; none serving is the
+        first set's error."""
         metrics = metrics or Metrics()
         auth = settings.auth
+        found = route_sets_of(settings)
+        unknown = [(where, name) for where, name in auth.named_sets() if name not in found.names]
+        if unknown:
+            named = ", ".join(f"{where} names route set {name!r}" for where, name in unknown)
+            raise RouteSetsInvalid(f"{named}, which is not a route set; the route sets are {', '.join(found.names)}")
         clients = ClientRegistry(settings.llm, policy=settings.route_files.policy())
 
         def observe_agent_call(model: str, outcome: str, seconds: float) -> None:
@@ -176,38 +242,71 @@ class Services:
                 metrics.agent_errors.labels(model, outcome).inc()
 
         decider = Decider(settings.decider, settings.llm, clients)
-        route_set = RouteSet.from_settings(settings, follow_index_model=settings.follow_index_model)
-        routes = RouteSetServices.build(route_set, settings, metrics, decider, embedder=embedder, store=store)
+        models = models if models is not None else ModelRegistry()  # (an empty registry is falsy)
         decisions = open_decision_log(settings, metrics)
+        passes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        shared = Shared(settings, metrics, decider, decisions, models, VectorCache(VECTOR_CACHE), passes)
+
+        def build_set(route_set: RouteSet) -> RouteSetServices:
+            own_store = store if route_set.name == found.default else None
+            return RouteSetServices.build(route_set, shared, embedder=embedder, store=own_store)
+
+        def model_for(route_set: RouteSet, index_store: IndexStore) -> Embedder:
+            """What a set that cannot serve re-indexes with: the model its index records (when
+            it follows it), else the configured one."""
+            if embedder is not None:
+                return embedder
+            live = live_to_replace(index_store)
+            if live is not None and route_set.follow_index_model:
+                recorded = index_store.manifest(live)
+                return models.get(route_set.embedding, route_set.index, recorded.model_source or recorded.model_id)
+            return models.get(route_set.embedding, route_set.index)
+
+        try:
+            sets = ServedSets.build(found, settings, build_set, model_for)
+        except BaseException:
+            passes.shutdown(wait=False)
+            if decisions.store is not None:
+                decisions.store.close()
+            raise
         return cls(
             settings=settings,
             metrics=metrics,
-            keyring=KeyRing(auth.api_keys, auth.admin_token),
+            keyring=KeyRing(auth.api_keys, auth.admin_token, auth.set_admin_tokens),
             limiter=RateLimiter(auth.rate_per_minute, auth.rate_burst),
+            set_limiter=RateLimiter(auth.set_rate_per_minute, auth.set_rate_burst),
             auth_failures=FailedAuthLimiter(auth.failed_per_minute, auth.blocked_checks_per_minute),
             clients=clients,
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,
-            routes=routes,
+            sets=sets,
             decisions=decisions,
-            review=ReviewDesk(
-                decisions, routes.follower, route_set, settings.evals_dir, batch_size=settings.embedding.batch_size
-            ),
+            models=models,
+            passes=passes,
         )
 
     @property
+    def routes(self) -> RouteSetServices:
+        """The default set's services (the paths that name no set)."""
+        return self.sets.get(self.sets.default)
+
+    @property
     def embedder(self) -> Embedder:
-        """The model new queries are embedded with (the live index's)."""
+        """The model new queries of the default set are embedded with (the live index's)."""
         return self.routes.follower.embedder
 
     async def start(self) -> None:
-        """Start background work and create the LLM clients the live route table names."""
-        self.clients.prepare(self.routes.follower.current.table)
-        await self.routes.start()
+        """Start background work and create the LLM clients the live route tables name."""
+        self.sets.on_serving(self._prepare_clients)
+        await self.sets.start()
         await self.decisions.start()
 
+    def _prepare_clients(self, route_set: RouteSetServices) -> None:
+        self.clients.prepare(route_set.follower.current.table)
+
     async def stop(self) -> None:
-        """Stop background work, close the LLM clients, the index, the store and the decision log."""
-        await self.routes.stop()
+        """Stop background work, close the LLM clients, the indexes, the stores and the decision log."""
+        await self.sets.stop()
+        self.passes.shutdown(wait=True)
         await self.decisions.stop()
         await self.clients.close()

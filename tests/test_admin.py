@@ -34,7 +34,7 @@ def test_index_status_and_reindex(
         assert done["changed"] is True and done["embedded"] == 1
         assert done["serving"] == done["version"] != first
         assert c.post("/v1/classify", json={"query": "hi"}).json()["index_version"] == done["version"]
-        assert 'router_reindex_total{outcome="changed"} 1.0' in c.get("/metrics").text
+        assert 'router_reindex_total{outcome="changed",route_set="default"} 1.0' in c.get("/metrics").text
 
 
 def test_reindex_with_broken_routes_keeps_serving(

@@ -333,3 +333,15 @@ def test_fresh_process_load_is_timed_from_the_cache(derived_dir: Path) -> None:
     """A fresh process loads the default setup from the cached conversion and answers a query."""
     figures = fresh_process_load(DEFAULT, derived_dir, rounds=1)
     assert figures["wall_s"] > figures["load_s"] > 0 and figures["first_query_s"] > 0
+
+
+@pytest.mark.slow
+def test_route_sets_bench_reports_both_services() -> None:
+    """bench.route_sets serves 1 and 2 sets side by side and reports p50, the ratio and RSS of each."""
+    from bench.route_sets import render as render_route_sets
+    from bench.route_sets import run as run_route_sets
+
+    result = run_route_sets(2, 5)
+    assert set(result["p50_ms"]) == set(result["rss_mb"]) == {"1", "2"}
+    assert result["p50_ratio"] > 0 and result["model_mb"] > 0
+    assert "| 2 sets |" in render_route_sets(result, "python -m bench.route_sets --sets 2")

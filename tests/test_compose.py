@@ -7,6 +7,7 @@ needed. The first run installs that virtualenv from PyPI.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -127,3 +128,20 @@ def test_router_services_share_image_and_mount_routes_read_only(compose):
         assert "./routes:/app/routes:ro" in svc["volumes"]
         assert svc["environment"]["ROUTER_ROUTES_DIR"] == "/app/routes"
         assert svc["environment"]["ROUTER_INDEX__QDRANT__URL"] == "http://qdrant:6333"
+
+
+def test_compose_serves_two_route_sets_from_mounted_folders(compose):
+    """ROUTER_ROUTE_SETS names two sets whose folders are mounted read-only from the repository,
+    and each of them loads."""
+    from router_core import load_routes, route_sets_of
+    from router_core.settings import RouterSettings
+
+    for svc in (compose["services"]["indexer"], compose["services"]["service"]):
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"] if v.endswith(":ro")}
+        settings = RouterSettings(_env_file=None, route_sets=json.loads(svc["environment"]["ROUTER_ROUTE_SETS"]))
+        found = route_sets_of(settings)
+        assert found.names == ("default", "it-helpdesk") and found.default == "default"
+        for spec in found.sets:
+            inside = next(m for m in mounts if str(spec.routes_dir).startswith(m))
+            local = REPO_ROOT / mounts[inside] / spec.routes_dir.relative_to(inside)
+            assert load_routes(local).routes, spec.name

@@ -94,7 +94,9 @@ def hits(route: str, sim: float) -> list[Neighbour]:
 
 def searched(client: httpx.Client) -> dict[str, float]:
     """router_searched_texts_total by source, from /metrics."""
-    found = re.findall(r'router_searched_texts_total\{source="(\w+)"\} ([0-9.]+)', client.get("/metrics").text)
+    found = re.findall(
+        r'router_searched_texts_total\{route_set="default",source="(\w+)"\} ([0-9.]+)', client.get("/metrics").text
+    )
     return {source: float(value) for source, value in found}
 
 

@@ -152,4 +152,7 @@ def test_the_work_of_a_client_that_has_gone_stops(serve_recorded: Callable[..., 
     assert not late, f"{len(late)} passes ended 4-8 s after the client left"
     assert sum(chars for _, chars in recording.calls) < 32 * 20_000 / 2
     metrics = httpx.get(f"{url}/metrics").text
-    assert 'router_http_requests_total{endpoint="/v1/classify/batch",method="POST",status="499"} 1.0' in metrics
+    assert (
+        'router_http_requests_total{endpoint="/v1/classify/batch",method="POST",route_set="default",status="499"} 1.0'
+        in metrics
+    )

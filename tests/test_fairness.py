@@ -93,7 +93,8 @@ def test_a_plain_classify_is_answered_while_big_batches_are_still_running(client
 
     def passes_so_far() -> float:
         found = re.search(
-            r'router_classify_stage_seconds_count\{stage="embed"\} ([0-9.e+]+)', client.get("/metrics").text
+            r'router_classify_stage_seconds_count\{route_set="default",stage="embed"\} ([0-9.e+]+)',
+            client.get("/metrics").text,
         )
         return float(found.group(1)) if found else 0.0
 

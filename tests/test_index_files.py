@@ -319,7 +319,7 @@ def test_a_reindex_that_times_out_releases_the_endpoint(tmp_path: Path, routes_d
             gated.release.set()
         wait_for(lambda: "payroll" in c.get("/v1/routes").text, 120, "the background re-index to go live")
         assert c.post("/admin/reindex").status_code != 409  # the endpoint runs again
-        assert 'router_reindex_total{outcome="timeout"} 1.0' in c.get("/metrics").text
+        assert 'router_reindex_total{outcome="timeout",route_set="default"} 1.0' in c.get("/metrics").text
 
 
 # -- item 19: serving while an admin re-index embeds ---------------------------------------------

@@ -170,8 +170,10 @@ def test_hybrid_asks_only_about_uncertain_queries_and_caches_the_answer(
     assert 2 <= len(offered) <= 4 and offered[-1] == "none"  # the vote's best candidates, then none
     with httpx.Client(base_url=url, timeout=30) as c:
         metrics = c.get("/metrics").text
-    assert 'router_llm_decisions_total{cached="false",mode="hybrid",outcome="chosen"} 1.0' in metrics
-    assert 'router_llm_decisions_total{cached="true",mode="hybrid",outcome="chosen"} 1.0' in metrics
+    assert (
+        'router_llm_decisions_total{cached="false",mode="hybrid",outcome="chosen",route_set="default"} 1.0' in metrics
+    )
+    assert 'router_llm_decisions_total{cached="true",mode="hybrid",outcome="chosen",route_set="default"} 1.0' in metrics
     assert "router_llm_decision_seconds_count" in metrics
     access = [r for r in caplog.records if r.name == "router.access"]
     assert any(getattr(r, "fields", {}).get("llm_outcome") == "chosen" for r in access)

@@ -19,13 +19,15 @@ def test_metrics_cover_requests_decisions_latency_and_index(client: httpx.Client
     client.post("/v1/classify", json={"query": "What's a good recipe for banana bread?"})
     client.post("/v1/classify", json={"query": " "})
     text = client.get("/metrics").text
-    assert 'router_http_requests_total{endpoint="/v1/classify",method="POST",status="200"}' in text
-    assert 'router_http_requests_total{endpoint="/v1/classify",method="POST",status="400"}' in text
-    assert 'router_decisions_total{fallback="false",reason="vote",route="maths"}' in text
-    assert 'router_decisions_total{fallback="true",reason="below_threshold",route="default"}' in text
+    assert 'router_http_requests_total{endpoint="/v1/classify",method="POST",route_set="default",status="200"}' in text
+    assert 'router_http_requests_total{endpoint="/v1/classify",method="POST",route_set="default",status="400"}' in text
+    assert 'router_decisions_total{fallback="false",reason="vote",route="maths",route_set="default"}' in text
+    assert (
+        'router_decisions_total{fallback="true",reason="below_threshold",route="default",route_set="default"}' in text
+    )
     for stage in ("embed", "search"):
-        assert f'router_classify_stage_seconds_count{{stage="{stage}"}}' in text
-    assert 'router_http_request_duration_seconds_count{endpoint="/v1/classify"}' in text
+        assert f'router_classify_stage_seconds_count{{route_set="default",stage="{stage}"}}' in text
+    assert 'router_http_request_duration_seconds_count{endpoint="/v1/classify",route_set="default"}' in text
     assert "router_similarity_score_bucket" in text
     version = client.get("/v1/routes").json()["index_version"]
     assert f'version="{version}"' in text and "router_index_version_info" in text
@@ -101,6 +103,6 @@ def test_requests_no_route_matches_are_logged_counted_and_given_an_id(
     statuses = {entry["request_id"]: entry["status"] for entry in lines}
     assert statuses["lost-1"] == 404 and statuses["lost-2"] == 405
     text = client.get("/metrics").text
-    assert 'router_http_requests_total{endpoint="<unmatched>",method="GET",status="404"}' in text
-    assert 'endpoint="<unmatched>",method="GET",status="405"' in text
+    assert 'router_http_requests_total{endpoint="<unmatched>",method="GET",route_set="",status="404"}' in text
+    assert 'endpoint="<unmatched>",method="GET",route_set="",status="405"' in text
     assert "page-12345" not in text  # the raw path never becomes a label

@@ -17,7 +17,8 @@ from devkit.waiting import wait_for
 from router_core import Embedder, load_routes, run_reindex
 from router_core.settings import settings_problems
 from router_core.store import EdgeStore
-from service.security import AuthSettings, InsecureBind, RateLimiter, check_bind, is_loopback
+from service.rate_limits import RateLimiter
+from service.security import AuthSettings, InsecureBind, check_bind, is_loopback
 from service.settings import ServiceSettings
 from tests.conftest import ServiceFactory
 

@@ -235,6 +235,7 @@ def test_new_endpoints_keep_auth_and_caller_rights(
             assert keyed.status_code == 200, (path, keyed.text)
         as_key = c.get("/v1/caller", headers={"Authorization": f"Bearer {API_KEY}"}).json()
         as_admin = c.get("/v1/caller", headers={"Authorization": f"Bearer {ADMIN}"}).json()
-        assert as_key == {"admin": False} and as_admin == {"admin": True}
+        assert as_key == {"admin": False, "sets": ["default"], "admin_sets": []}
+        assert as_admin == {"admin": True, "sets": ["default"], "admin_sets": ["default"]}
         metrics = c.get("/metrics").text
         assert 'endpoint="/v1/routes/{name}/examples"' in metrics and 'endpoint="/v1/evaluate"' in metrics

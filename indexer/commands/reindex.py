@@ -38,20 +38,53 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    """Re-index; on failure say on stderr what it left unchanged (exit 2 for invalid routes or
-    a refused publish, 1 otherwise)."""
+    """Re-index (every route set of a routes root, unless `--set` names one, each on its own);
+    on failure say on stderr what it left unchanged (exit 2 for invalid routes or a refused
+    publish, 1 otherwise; the worst of the sets)."""
+    from indexer.context import model_for
+    from indexer.hints import configured_for
+    from router_core import route_sets_of
+
+    found = route_sets_of(ctx.settings)
+    if ctx.settings.route_set_origin is not None or found.layout == "single":
+        return _run_one(ctx, args, ctx.settings, ctx.configured, ctx.embedder)
+    # One model for every set (loaded when the first set needs it).
+    dry_run = bool(getattr(args, "dry_run", False))
+    model = model_for(ctx.settings, ctx.embedder, quiet=not ctx.progress, out=ctx.out, may_load=not dry_run)
+    codes = []
+    for name in found.names:
+        print(f"route set {name} ({found.get(name).routes_dir}):", file=ctx.out)
+        settings = found.settings_for(ctx.settings, name)
+        codes.append(_run_one(ctx, args, settings, configured_for(ctx.configured, name), model))
+    failed = [name for name, code in zip(found.names, codes, strict=True) if code]
+    if failed:
+        print(
+            f"error: {len(failed)} of {len(codes)} route sets not re-indexed ({', '.join(failed)}); "
+            "the other sets were, and a failed set's live index is unchanged",
+            file=sys.stderr,
+        )
+    return max(codes)
+
+
+def _run_one(
+    ctx: Context,
+    args: argparse.Namespace,
+    settings: RouterSettings,
+    configured: RouterSettings,
+    embedder: Embedder | None,
+) -> int:
     from indexer.context import CommandRefused, print_error
     from router_core import IndexBusy, RouterError, RoutesInvalid
 
     replace = bool(getattr(args, "replace_configured_index", False))
     try:
         return reindex(
-            ctx.settings,
+            settings,
             dry_run=bool(getattr(args, "dry_run", False)),
             progress=ctx.progress,
             out=ctx.out,
-            embedder=ctx.embedder,
-            configured=None if replace else ctx.configured,
+            embedder=embedder,
+            configured=None if replace else configured,
             switch_model=bool(getattr(args, "switch_model", False)) or bool(getattr(args, "model", None)),
         )
     except (CommandRefused, RoutesInvalid) as exc:
@@ -88,6 +121,7 @@ def reindex(
     from router_core import load_routes, open_store, plan_reindex, run_reindex
 
     started = time.perf_counter()
+    loaded_before = isinstance(embedder, LazyEmbedder) and embedder.loaded  # another set's re-index loaded it
     table = load_routes(settings.routes_dir, settings.route_files.policy())
     print(
         f"routes: {len(table.routes)} valid in {settings.routes_dir} "
@@ -122,7 +156,7 @@ def reindex(
         )
     finally:
         store.close()
-    print_report(report, model, started, out)
+    print_report(report, model, started, out, loaded_before=loaded_before)
     return 0
 
 
@@ -144,13 +178,16 @@ def _model_switch(settings: RouterSettings, store: IndexStore, model: Embedder, 
     return switch_refusal(settings, manifest.model_id, manifest.model_source, model.model_id)
 
 
-def print_report(report: ReindexReport, model: Embedder, started: float, out: TextIO) -> None:
-    """What the re-index did, its index time (the model's load apart) and total time."""
+def print_report(
+    report: ReindexReport, model: Embedder, started: float, out: TextIO, *, loaded_before: bool = False
+) -> None:
+    """What the re-index did, its index time (the model's load apart, unless it was loaded
+    before) and total time."""
     from indexer.model_loading import LazyEmbedder
 
     loading = 0.0  # the model's load time is reported on its own line, not as index time
     if isinstance(model, LazyEmbedder):
-        loading = model.load_seconds
+        loading = 0.0 if loaded_before else model.load_seconds
         if not model.loaded:
             print(f"model: {model.model_id}, not loaded (nothing to embed)", file=out)
     if report.superseded:  # another re-index switched the live pointer after this one

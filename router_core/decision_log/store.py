@@ -99,6 +99,10 @@ class DecisionStore:
     def _fresh(self) -> sa.ColumnElement[bool]:
         return decisions.c.created_at >= self._clock() - self.retention_s
 
+    @staticmethod
+    def _of_set(route_set: str | None) -> list[sa.ColumnElement[bool]]:
+        return [] if route_set is None else [decisions.c.route_set == route_set]
+
     # -- writing ------------------------------------------------------------------------------
     def insert_many(self, records: Sequence[DecisionRecord]) -> int:
         """Store records; a request id (and item) already stored keeps its first record."""
@@ -186,22 +190,25 @@ class DecisionStore:
         with self._tx() as conn:
             return self._row(conn, request_id, item)
 
-    def by_ids(self, ids: Iterable[int]) -> list[StoredDecision]:
-        """Decisions by row id, in the order asked; unknown and expired ids are left out."""
+    def by_ids(self, ids: Iterable[int], *, route_set: str | None = None) -> list[StoredDecision]:
+        """Decisions by row id, in the order asked; unknown and expired ids (and, with
+        `route_set`, those of other sets) are left out."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return []
+        where = [decisions.c.id.in_(wanted), self._fresh(), *self._of_set(route_set)]
         with self._tx() as conn:
-            rows = conn.execute(sa.select(decisions).where(decisions.c.id.in_(wanted), self._fresh())).mappings()
+            rows = conn.execute(sa.select(decisions).where(*where)).mappings()
             found = {int(r["id"]): _stored(r) for r in rows}
         return [found[i] for i in wanted if i in found]
 
-    def queue(self, name: Queue, limit: int = 100) -> list[StoredDecision]:
+    def queue(self, name: Queue, limit: int = 100, *, route_set: str | None = None) -> list[StoredDecision]:
         """A review queue, newest first: `feedback` (feedback that disagrees with the decision),
         `uncertain` (recorded as uncertain, no feedback), `reviewed` (accepted into a route or
-        an eval file), `recent` (anything not reviewed and without feedback)."""
+        an eval file), `recent` (anything not reviewed and without feedback); with `route_set`,
+        only that set's decisions."""
         c = decisions.c
-        where: list[sa.ColumnElement[bool]] = [self._fresh()]
+        where: list[sa.ColumnElement[bool]] = [self._fresh(), *self._of_set(route_set)]
         if name == "feedback":
             where += [c.feedback == "wrong", c.review_state.is_(None)]
         elif name == "uncertain":
@@ -215,9 +222,10 @@ class DecisionStore:
             rows = conn.execute(sa.select(decisions).where(*where).order_by(order).limit(limit)).mappings()
             return [_stored(r) for r in rows]
 
-    def labelled(self) -> list[StoredDecision]:
+    def labelled(self, *, route_set: str | None = None) -> list[StoredDecision]:
         """Decisions whose right route is known (feedback naming it or saying correct, or a
-        review), oldest first: what `python -m indexer review export` writes."""
+        review), oldest first: what `python -m indexer review export` writes (with
+        `route_set`, that set's only)."""
         c = decisions.c
         known = sa.or_(
             c.feedback == "correct",
@@ -225,7 +233,8 @@ class DecisionStore:
             c.review_state.in_(("accepted", "evaluated", "right")),
         )
         with self._tx() as conn:
-            rows = conn.execute(sa.select(decisions).where(self._fresh(), known).order_by(c.id)).mappings()
+            where = [self._fresh(), known, *self._of_set(route_set)]
+            rows = conn.execute(sa.select(decisions).where(*where).order_by(c.id)).mappings()
             return [_stored(r) for r in rows]
 
     def count(self) -> int:

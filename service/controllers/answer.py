@@ -84,7 +84,7 @@ class AnswerController(Controller):
         "/",
         status_code=200,
         summary="Route a query or a chat and answer it",
-        responses=problem_responses(400, 401, 413, 429, 502, 503, 504),
+        responses=problem_responses(400, 401, 403, 404, 413, 429, 502, 503, 504),
     )
     async def answer(
         self,

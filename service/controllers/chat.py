@@ -1,6 +1,7 @@
 """OpenAI-compatible front door: POST /v1/chat/completions and GET /v1/models.
 
-`model` must be the router's name (`_router.yaml: name`, "router" by default). The latest user
+`model` must be the router's name (`_router.yaml: name`, "router" by default), or `router/<set>`
+to choose a route set (`service.set_choice`; `GET /v1/models` lists them). The latest user
 message is routed (with the history, `service.agents.conversation`) and the chosen route's agent
 answers with the whole history as sent, tool calls and tool results included. The response's
 `model` is `<router>/<route>/<model>` (`canned` for canned agents) and `x-router-route`,
@@ -54,8 +55,9 @@ from service.decision_log import RequestRecorder
 from service.errors import ModelNotFound, ServiceError, UnsupportedParameter, problem_body
 from service.guards import charge_queries
 from service.metrics import Metrics
-from service.routing.stage import Routed, RoutingStage
+from service.routing.stage import Routed
 from service.schemas import TurnOut, problem_responses
+from service.set_choice import SetChooser
 from service.settings import LimitSettings
 
 log = logging.getLogger("router.chat")
@@ -181,13 +183,18 @@ class ChatController(Controller):
 
     @get(
         "/models",
-        summary="Models served (the router itself)",
+        summary="Models served (the router itself, and router/<set> per route set)",
         responses=problem_responses(401, 429),
     )
-    async def models(self, routing: NamedDependency[RoutingStage]) -> ModelList:
-        """The router's model, named as in `_router.yaml`."""
-        index = routing.current
-        return ModelList([ModelOut(index.table.name, _created(index.manifest.created_at), OWNER)])
+    async def models(self, set_chooser: NamedDependency[SetChooser]) -> ModelList:
+        """The router's model, named as in `_router.yaml`; with several route sets, also
+        `router/<set>` for each set the caller may use (issue 26)."""
+        return ModelList(
+            [
+                ModelOut(name, _created(s.follower.current.manifest.created_at), OWNER)
+                for name, s in set_chooser.models()
+            ]
+        )
 
     @post(
         "/chat/completions",
@@ -198,7 +205,7 @@ class ChatController(Controller):
     async def chat_completions(
         self,
         data: JSONBody[ChatCompletionRequest],
-        routing: NamedDependency[RoutingStage],
+        set_chooser: NamedDependency[SetChooser],
         answerer: NamedDependency[Answerer],
         limits: NamedDependency[LimitSettings],
         log_queries: NamedDependency[bool],
@@ -208,7 +215,8 @@ class ChatController(Controller):
     ) -> Response[ChatCompletion] | Stream:
         """Route the conversation (its latest user message, with the history) and answer with
         the chosen route's agent."""
-        cap = _token_cap(data, routing.current.table.name)
+        routing = set_chooser.for_model(data.model).routing  # issue 26: the model names the route set (404/403)
+        cap = _token_cap(data, data.model)  # the model was checked by for_model
         forwarded = forwarded_of(data)
         conversation = chat_of(data.messages, limits)
         note_skipped([conversation], service_metrics)
@@ -247,6 +255,7 @@ class ChatController(Controller):
                 turns=[TurnOut(t.index, t.share) for t in item.decision.turns] or None,
                 skipped_parts=dict(conversation.skipped_parts) or None,
                 llm=llm_out(item.llm),
+                route_set=item.route_set,  # issue 26
             ),
         )
         return Response(body, headers=router_headers(r, item.index.version))

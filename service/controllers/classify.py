@@ -46,7 +46,7 @@ class ClassifyController(Controller):
         "/",
         status_code=200,
         summary="Route one query or conversation",
-        responses=problem_responses(400, 401, 413, 429, 503),
+        responses=problem_responses(400, 401, 403, 404, 413, 429, 503),
     )
     async def classify(
         self,
@@ -73,7 +73,7 @@ class ClassifyController(Controller):
         "/batch",
         status_code=200,
         summary="Route several queries or conversations in one forward pass",
-        responses=problem_responses(400, 401, 413, 429, 503),
+        responses=problem_responses(400, 401, 403, 404, 413, 429, 503),
     )
     async def classify_batch(
         self,

@@ -72,7 +72,12 @@ MAX_MISROUTED = 100
 MAX_CONTEXT_CHARS = 500
 
 
-@get("/v1/evals", tags=["evaluation"], summary="Labelled files to evaluate", responses=problem_responses(401, 429))
+@get(
+    "/v1/evals",
+    tags=["evaluation"],
+    summary="Labelled files to evaluate",
+    responses=problem_responses(401, 403, 404, 429, 503),
+)
 async def eval_files(evaluator: NamedDependency[Evaluator]) -> EvalFiles:
     """The JSON Lines files of the evals directory, by name."""
     return EvalFiles(await asyncio.to_thread(evaluator.files), evaluator.max_queries)
@@ -83,7 +88,7 @@ async def eval_files(evaluator: NamedDependency[Evaluator]) -> EvalFiles:
     status_code=200,
     tags=["evaluation"],
     summary="Evaluate labelled queries against the served index",
-    responses=problem_responses(400, 401, 404, 409, 413, 429, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503),
 )
 async def evaluate_queries(
     data: JSONBody[EvaluateRequest], evaluator: NamedDependency[Evaluator], request: Request[Any, Any, Any]

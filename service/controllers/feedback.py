@@ -2,7 +2,8 @@
 
 Feedback comes from the calling agent or an end user's thumbs-down: `correct: true`, or the
 route it should have gone to (`route`, or `default` for the default route), or `correct: false`
-alone when the right route is unknown. An API key may give feedback only on its own requests
+alone when the right route is unknown. A route is checked against the route set the request
+was routed in. An API key may give feedback only on its own requests
 (the admin token on any); a request id made with another key is answered like an unknown one
 (404), so ids cannot be probed. The first feedback on a request stands: the same again is 200
 and changes nothing, a different one is 409.
@@ -19,14 +20,15 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from router_core import RouteTable
 from router_core.decision_log import Feedback
 from router_core.decision_log.store import FeedbackRefused, LogUnavailable
 from service.decision_log import DecisionLog
 from service.decision_log.log import LogDisabled
 from service.errors import ServiceError
-from service.routing.stage import RoutingStage
 from service.schemas import problem_responses
 from service.security import KeyRing, key_id
+from service.served_sets import ServedSets
 
 T = TypeVar("T")
 DEFAULT = "default"
@@ -115,8 +117,9 @@ async def log_call(call: Awaitable[T]) -> T:
         raise LogDown(str(exc)) from None
 
 
-def verdict_of(data: FeedbackRequest, routing: RoutingStage) -> tuple[Literal["correct", "wrong"], str | None]:
-    """What the body says: correct, or wrong with the route it should have gone to (or None)."""
+def verdict_of(data: FeedbackRequest, table: RouteTable | None) -> tuple[Literal["correct", "wrong"], str | None]:
+    """What the body says: correct, or wrong with the route it should have gone to (or None),
+    a route of `table` (the route table of the decision's set; needed when `route` is given)."""
     if data.correct is True:
         if data.route is not None:
             raise InvalidFeedback("send correct: true, or the route it should have gone to, not both", field="route")
@@ -125,7 +128,12 @@ def verdict_of(data: FeedbackRequest, routing: RoutingStage) -> tuple[Literal["c
         if data.correct is None:
             raise InvalidFeedback("send correct (true or false) or the route it should have gone to", field="correct")
         return "wrong", None
-    table = routing.current.table
+    if table is None:  # as the decision log says it
+        raise FeedbackNotFound(
+            f"no recorded decision with request id {data.request_id!r}"
+            + (f" and item {data.item}" if data.item else "")
+            + " (unknown, expired, or made with another key)"
+        )
     names = [r.name for r in table.routes]
     default = table.params.default_route
     if data.route in (DEFAULT, default):
@@ -154,12 +162,16 @@ class FeedbackController(Controller):
         self,
         data: JSONBody[FeedbackRequest],
         request: Request[Any, Any, Any],
-        routing: NamedDependency[RoutingStage],
+        served_sets: NamedDependency[ServedSets],
         decisions: NamedDependency[DecisionLog],
     ) -> FeedbackResponse:
         """Record feedback once per request id (and batch item); idempotent."""
-        verdict, expected = verdict_of(data, routing)
         caller, owner = caller_scope(request, request.app.state.services.keyring)
+        table = None
+        if data.route is not None and data.correct is not True:  # the route is one of the decision's set
+            route_set = await log_call(decisions.route_set_of(data.request_id, data.item, owner=owner))
+            table = served_sets.get(route_set).follower.current.table if route_set is not None else None
+        verdict, expected = verdict_of(data, table)
         given = await log_call(
             decisions.give_feedback(
                 data.request_id,

@@ -40,7 +40,7 @@ class RouteExamplesResponse(msgspec.Struct):
     "/v1/routes/{name:str}/examples",
     tags=["routes"],
     summary="A route's examples, each with its nearest other-route example when that is closer",
-    responses=problem_responses(401, 404, 429, 503),
+    responses=problem_responses(401, 403, 404, 429, 503),
 )
 async def route_examples(name: FromPath[str], route_examples: NamedDependency[RouteExamples]) -> RouteExamplesResponse:
     """From the served version's stored vectors (nothing is embedded): every example of the

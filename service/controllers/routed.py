@@ -96,4 +96,5 @@ def to_response(item: Routed, *, explain: bool, skipped_parts: Mapping[str, int]
         explain=explain,
         llm=llm_out(item.llm),
         skipped_parts=skipped_parts,
+        route_set=item.route_set,
     )

@@ -1,4 +1,4 @@
-"""GET /v1/routes: the live route table, without secrets."""
+"""GET /v1/routes: the live route table of a route set (`?set=`), without secrets."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ from litestar.di import NamedDependency
 
 from router_core import public_view
 from router_core.embedding import languages_of
-from service.routing.stage import RoutingStage
 from service.schemas import ModelOut, RouteOut, RoutesResponse, problem_responses
+from service.services import RouteSetServices
 
 
 @get(
     "/v1/routes",
     tags=["routes"],
     summary="List routes of the live index version",
-    responses=problem_responses(401, 429),
+    responses=problem_responses(401, 403, 404, 429, 503),
 )
-async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
+async def list_routes(route_set: NamedDependency[RouteSetServices]) -> RoutesResponse:
     """Routes with example counts, thresholds and agent names; the decision parameters the
     playground draws (k, threshold, margin, threshold mode, vote weighting); the model the
     version was built with and its languages."""
-    index = routing.current
+    index = route_set.follower.current
     table = index.table
     languages = languages_of(index.manifest.model_id)
     return RoutesResponse(
@@ -38,4 +38,5 @@ async def list_routes(routing: NamedDependency[RoutingStage]) -> RoutesResponse:
         threshold_mode=table.params.threshold_mode,
         vote=table.params.vote,
         model=ModelOut(index.manifest.model_id, list(languages.codes), languages.note),
+        route_set=route_set.name,
     )

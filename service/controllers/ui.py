@@ -21,6 +21,7 @@ from litestar.response import Redirect
 
 from service.schemas import problem_responses
 from service.security import KeyRing
+from service.set_choice import allowed_sets
 
 ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
@@ -40,9 +41,12 @@ PAGE_HEADERS = {
 
 
 class CallerOut(msgspec.Struct):
-    """What the presented credential may do (the page shows admin controls only when it may)."""
+    """What the presented credential may do (the page shows admin controls only when it may):
+    the admin endpoints (`admin`), the route sets it may use and those it administers."""
 
     admin: bool
+    sets: list[str]
+    admin_sets: list[str]
 
 
 def _read(name: str) -> bytes:
@@ -85,10 +89,13 @@ def ui_router(*, keyed: bool, admin_token: bool) -> Router:
 )
 async def caller(request: Request[Any, Any, Any], keyring: NamedDependency[KeyRing]) -> CallerOut:
     """`admin` is true when the credential may use the admin endpoints (always, when no key of
-    any kind is configured)."""
-    keys = keyring
-    if keys.open:
-        return CallerOut(admin=True)
+    any kind is configured), on the route sets of `admin_sets`."""
+    sets = allowed_sets(request)
+    if keyring.open:
+        return CallerOut(admin=True, sets=sets, admin_sets=sets)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
-    return CallerOut(admin=scheme.lower() == "bearer" and bool(token) and keys.is_admin(token))
+    found = keyring.credential(token) if scheme.lower() == "bearer" and token else None
+    if found is None or not found.admin:
+        return CallerOut(admin=False, sets=sets, admin_sets=[])
+    return CallerOut(admin=True, sets=sets, admin_sets=[n for n in sets if found.may_use(n)])

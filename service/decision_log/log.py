@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from router_core import RouteRequest
 from router_core.decision_log import (
-    DEFAULT_ROUTE_SET,
     DecisionLogSettings,
     DecisionRecord,
     Feedback,
@@ -56,7 +55,6 @@ class DecisionLog:
         metrics: DecisionLogMetrics,
         *,
         max_query_chars: int,
-        route_set: str = DEFAULT_ROUTE_SET,
         clock: Callable[[], float] = time.time,
         purge_every_s: float = 60.0,
     ) -> None:
@@ -64,7 +62,6 @@ class DecisionLog:
         self.store = store
         self.metrics = metrics
         self._max_chars = max_query_chars
-        self._route_set = route_set
         self._clock = clock
         self._writer = (
             LogWriter(
@@ -152,7 +149,7 @@ class DecisionLog:
             item=position,
             created_at=self._clock(),
             caller=caller,
-            route_set=self._route_set,
+            route_set=item.route_set,
             route=d.route,
             agent=item.index.table.agent_for(d.route).name,
             fallback=d.fallback,
@@ -191,6 +188,18 @@ class DecisionLog:
             expected = "" if feedback.verdict == "correct" else (feedback.expected or "")
             self.metrics.feedback.labels(row.record.route, feedback.verdict, expected).inc()
         return FeedbackGiven(row, recorded)
+
+    async def route_set_of(self, request_id: str, item: int, *, owner: str | None) -> str | None:
+        """The route set a decision was made in (one still only in memory too), or None when
+        there is no such decision for `owner` (None: any caller)."""
+        with self._recent_lock:
+            unsaved = self._recent.get((request_id, item))
+        if unsaved is not None and (owner is None or unsaved.caller == owner):
+            return unsaved.route_set
+        row = await self.run(lambda store: store.get(request_id, item))  # after the records queued before it
+        if row is None or (owner is not None and row.record.caller != owner):
+            return None
+        return row.record.route_set
 
     async def run(self, fn: Callable[[DecisionStore], T]) -> T:
         """Run a write on the writer thread (after the records queued before it) and await it."""

@@ -17,6 +17,12 @@ waiting for both batches to finish.
 
 A caller that is cancelled (its client has gone) is dropped before the next pass: only the pass
 already running finishes its units.
+
+Several batchers may share one worker thread (`executor`): the service runs one batcher per
+route set and one worker for all of them (the model is shared too, `service.models`). Each
+batcher has at most one pass submitted at a time, and the worker takes passes in the order
+they were submitted, so busy sets take turns pass by pass: a set's single query waits for at
+most one pass of each other busy set, never for another set's whole backlog.
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ class MicroBatcher(Generic[T, R]):
         cost: Callable[[T], int] | None = None,
         max_cost: int | None = None,
         units: Callable[[T], Sequence[Unit[T]]] | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self._work = work
         self._max_batch = max_batch
@@ -86,7 +93,9 @@ class MicroBatcher(Generic[T, R]):
         self._max_cost = max_cost
         self._queue: asyncio.Queue[_Job[T, R]] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        # A worker of its own, or one shared with other batchers (one pass at a time, in order).
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 
     def start(self) -> None:
         """Start the consumer on the running loop."""
@@ -94,12 +103,13 @@ class MicroBatcher(Generic[T, R]):
         self._task = asyncio.get_running_loop().create_task(self._consume())
 
     async def stop(self) -> None:
-        """Stop the consumer and the worker thread."""
+        """Stop the consumer and the worker thread (a shared worker is its owner's to stop)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
 
     async def submit(self, items: Sequence[T]) -> list[R]:
         """Results for `items`, computed in one or more passes shared with other callers' items."""

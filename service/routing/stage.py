@@ -20,9 +20,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from router_core import Decision, Neighbour, OpenIndex, Question, pipeline
+from router_core import DEFAULT_SET, Decision, Neighbour, OpenIndex, Question, pipeline
 from router_core.embedding import Vectors
 from router_core.pipeline import Found, Plan, RouteRequest
 from router_llm.decider import Asked, Decider
@@ -58,10 +59,11 @@ class Routed:
     search_ms: float
     embedded: int = 0  # texts this request's batch had to embed
     llm: LLMVerdict | None = None
+    route_set: str = DEFAULT_SET  # issue 26: the route set whose index decided
 
 
 class RoutingStage:
-    """Routes requests against the followed index version."""
+    """Routes requests against the followed index version of one route set."""
 
     def __init__(
         self,
@@ -75,12 +77,18 @@ class RoutingStage:
         llm_cache: int = 10_000,
         max_pass_chars: int | None = None,
         query_chars: int = 2000,
+        route_set: str = DEFAULT_SET,
+        vectors: VectorCache | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
+        # Issue 26, several route sets: `route_set` names this stage's set in its results; the
+        # vector cache (keyed by model and text) and the pass worker may be shared by the sets.
+        self.route_set = route_set
         self._follower = follower
         self._metrics = metrics
         self._decider = decider
         self._batch_size = batch_size
-        self._vectors = VectorCache(vector_cache)
+        self._vectors = vectors if vectors is not None else VectorCache(vector_cache)
         # The nearest examples of chat history texts, per index version: a live chat sends its
         # history on every turn, and searching 20 texts again cost more than embedding the new one.
         self._neighbours: LRU[Sequence[Neighbour]] = LRU(max(1, vector_cache // 4))
@@ -93,7 +101,7 @@ class RoutingStage:
         # cancelled in `submit`, and the batcher drops its units from the next pass.
         self._costs = CostModel(follower, self._vectors, RouteRequest.query, query_chars=query_chars)
         self._batcher: MicroBatcher[RouteRequest, Routed] = MicroBatcher(
-            self._vote, max_micro_batch, units=self._costs.units, max_cost=max_pass_chars
+            self._vote, max_micro_batch, units=self._costs.units, max_cost=max_pass_chars, executor=executor
         )
 
     @property
@@ -159,7 +167,7 @@ class RoutingStage:
         if planned.texts:
             self._metrics.observe_stages(embed_s, search_s)
         embedded = int(timings.get("embedded", 0))
-        return [Routed(d, index, embed_s * 1e3, search_s * 1e3, embedded) for d in decisions]
+        return [Routed(d, index, embed_s * 1e3, search_s * 1e3, embedded, route_set=self.route_set) for d in decisions]
 
     def _search(
         self, index: OpenIndex, texts: list[str], vectors: Vectors, k: int, *, remember: frozenset[str]

@@ -5,6 +5,7 @@
 
 (() => {
   const KEY_STORE = "router.playground.key";
+  const SET_STORE = "router.playground.set";
   const DEBOUNCE_MS = 150;
   const PUBLIC_MODE = document.body.dataset.public; // "open" or "keyed"
   const ADMIN_MODE = document.body.dataset.admin; // "open", "token" or "disabled"
@@ -23,7 +24,7 @@
     llm_failed: "the decision model failed: the default route",
   };
 
-  const state = { ready: false, routes: null, admin: false, seq: 0, timer: 0, inputAt: 0 };
+  const state = { ready: false, routes: null, admin: false, seq: 0, timer: 0, inputAt: 0, set: "", defaultSet: "" };
   const $ = (id) => document.getElementById(id);
 
   // -- small DOM helpers (no innerHTML: the style policy forbids inline styles, and texts are data)
@@ -79,6 +80,19 @@
 
   const storedKey = () => sessionStorage.getItem(KEY_STORE) || "";
 
+  // The route set chosen in the header: classify goes to /v1/sets/<set>/classify, the routes,
+  // evaluation and admin endpoints take ?set=<set>; the default set uses the plain paths.
+  const SET_PATHS = /^\/(v1\/(routes|evals|evaluate)|admin\/)/;
+  function withSet(path) {
+    const set = state.set;
+    if (!set || set === state.defaultSet) return path;
+    if (path === "/v1/classify" || path.startsWith("/v1/classify/")) {
+      return `/v1/sets/${encodeURIComponent(set)}/${path.slice("/v1/".length)}`;
+    }
+    if (SET_PATHS.test(path)) return `${path}${path.includes("?") ? "&" : "?"}set=${encodeURIComponent(set)}`;
+    return path;
+  }
+
   async function api(method, path, data) {
     const headers = { Accept: "application/json" };
     const key = storedKey();
@@ -88,7 +102,7 @@
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(data);
     }
-    const response = await fetch(path, init);
+    const response = await fetch(withSet(path), init);
     let body = null;
     try {
       body = await response.json();
@@ -194,9 +208,14 @@
       return;
     }
     try {
+      await chooseSet(await api("GET", "/v1/sets"));
       state.routes = await api("GET", "/v1/routes");
       state.admin =
-        ADMIN_MODE === "open" ? true : ADMIN_MODE === "disabled" ? false : (await api("GET", "/v1/caller")).admin;
+        ADMIN_MODE === "open"
+          ? true
+          : ADMIN_MODE === "disabled"
+            ? false
+            : (await api("GET", "/v1/caller")).admin_sets.includes(state.set);
     } catch (error) {
       notice(errorText(error), true);
       return;
@@ -211,9 +230,38 @@
     document.dispatchEvent(new CustomEvent("playground:ready"));
   }
 
+  // -- the route set ------------------------------------------------------------------------------
+  async function chooseSet(found) {
+    const serving = found.sets.filter((s) => s.serving).map((s) => s.name);
+    const stored = sessionStorage.getItem(SET_STORE) || "";
+    state.defaultSet = found.default;
+    state.set = serving.includes(stored) ? stored : serving.includes(found.default) ? found.default : serving[0] || "";
+    const select = $("route-set");
+    select.replaceChildren(
+      ...found.sets.map((s) =>
+        el("option", {
+          value: s.name,
+          text: s.serving ? `${s.name}${s.router ? ` (${s.router}, ${s.routes} routes)` : ""}` : `${s.name} (cannot serve)`,
+          disabled: !s.serving,
+        }),
+      ),
+    );
+    select.value = state.set;
+    $("set-picker").hidden = found.sets.length < 2;
+    if (!state.set) throw new Error("no route set this key may use can serve now");
+  }
+
+  function setupSets() {
+    $("route-set").addEventListener("change", () => {
+      sessionStorage.setItem(SET_STORE, $("route-set").value);
+      start();
+    });
+  }
+
   function renderLive() {
     const r = state.routes;
     $("live-version").textContent =
+      `${state.set && state.set !== state.defaultSet ? `route set ${state.set} · ` : ""}` +
       `${r.router}: ${r.routes.length} routes, index version ${r.index_version}` +
       ` · k ${r.k}, threshold ${r.threshold}, margin ${r.margin}`;
     const m = r.model;
@@ -645,6 +693,7 @@
     view.replaceChildren(
       kv([
         ["live version", s.version, { id: "index-version" }],
+        ["route set", s.route_set, { id: "index-route-set" }],
         ["built", `${s.created_at}${Number.isNaN(built.getTime()) ? "" : ` (${built.toLocaleString()})`}`, { id: "index-built" }],
         ["model", s.model, { id: "index-model" }],
         ["dimension", String(s.dimension)],
@@ -854,6 +903,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     setupTabs();
     setupKey();
+    setupSets();
     setupTry();
     setupEval();
     $("reindex").addEventListener("click", reindex);
