@@ -258,7 +258,10 @@ def run_calibrate_conversations(
     off_texts = _off_topic_texts(off_topic_file)
     with live_index(ctx) as live:
         table = live.index.table
-        window = max(*specs_of(ConversationParams)[0].grid, table.conversation.window)
+        # The window calibration scores: the current one unless the grid searches several (then
+        # the largest; a context mixes the messages that window reads, so a smaller one is approximated).
+        grid = specs_of(ConversationParams)[0].grid
+        window = table.conversation.window if len(grid) == 1 else max(*grid, table.conversation.window)
         print(
             f"calibrating the conversation rule on {sum(len(c.labels) for c in conversations)} labelled turns "
             f"of {len(conversations)} conversations from {file} (index {live.index.version})",
