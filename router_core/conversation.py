@@ -12,7 +12,8 @@ multi-turn sets, see BENCHMARKS.md), the first step that applies deciding:
    conversation does not lead to its own vote's route either (step 3): the default route
    ("off_topic"). A route is never carried across an off-topic request.
 3. Otherwise a forward filter follows the topic through the window (the last `window` user
-   messages and the assistant messages between them), oldest message first: the belief over
+   messages and the assistant messages between them, each assistant message read by its
+   end, `assistant_tail`), oldest message first: the belief over
    the routes starts even; at each user message that has evidence of its own the topic may
    change (`switch` of the belief is spread evenly over the routes); then each message
    multiplies each route's belief by exp(EVIDENCE_SCALE x evidence), where its evidence for a
@@ -55,6 +56,7 @@ from router_core.conversation_engine import (
     Layout,
     Message,
     Outcome,
+    assistant_tail,
     decide,
 )
 from router_core.conversation_words import DIALOGUE_WORDS, FOLLOW_UP_WORDS, FUNCTION_WORDS
@@ -89,8 +91,14 @@ def content_words(text: str, ignored: frozenset[str] = _IGNORED) -> int:
 
 
 def layout(turns: Sequence[Turn], window: int) -> Layout:
-    """The user and assistant messages of a request the rule may read."""
-    return Layout.of([Message(t.index, t.role, t.text) for t in turns if t.role in ("user", "assistant")], window)
+    """The user and assistant messages of a request the rule may read (an assistant message:
+    its end, `assistant_tail`)."""
+    messages = [
+        Message(t.index, t.role, assistant_tail(t.text) if t.role == "assistant" else t.text)
+        for t in turns
+        if t.role in ("user", "assistant")
+    ]
+    return Layout.of(messages, window)
 
 
 def last_user_text(turns: Sequence[Turn]) -> str:

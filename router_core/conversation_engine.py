@@ -31,6 +31,7 @@ OWN = -1
 NO_EVIDENCE = BELOW_THRESHOLD  # no route has evidence in the window: the default route
 CONTEXT_MESSAGES = 3  # a user message's context: this many messages before it (in the window), then itself
 CONTEXT_WEIGHT_CHARS = 300  # a message weighs its length in characters in a context, up to this
+ASSISTANT_TAIL_CHARS = 200  # of an assistant message the rule reads its end (an agent's answer can be long)
 EVIDENCE_SCALE = 8.0  # log-odds per unit of evidence (similarity above the floor, summed over neighbours)
 
 
@@ -51,6 +52,16 @@ def context_mix(messages: Sequence[Message], read: Sequence[int], j: int) -> Mix
     parts = [i for i in read if j - CONTEXT_MESSAGES <= i <= j]
     texts = tuple(messages[i].text for i in parts)
     return Mix(texts, tuple(float(max(1, min(len(t), CONTEXT_WEIGHT_CHARS))) for t in texts))
+
+
+def assistant_tail(text: str) -> str:
+    """What the rule reads of an assistant message: its last ASSISTANT_TAIL_CHARS characters
+    (from a word start), nearest the user's reply; an agent's long answer costs no more."""
+    if len(text) <= ASSISTANT_TAIL_CHARS:
+        return text
+    cut = text[-ASSISTANT_TAIL_CHARS:]
+    space = cut.find(" ")
+    return cut[space + 1 :] if 0 <= space < ASSISTANT_TAIL_CHARS // 4 else cut
 
 
 @dataclass(frozen=True)

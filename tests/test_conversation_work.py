@@ -11,7 +11,7 @@ import pytest
 
 from devkit.serving import SHIPPED_ROUTES
 from router_core import RouteRequest, RouteTable, Turn, load_routes
-from router_core.conversation_engine import CONTEXT_MESSAGES, CONTEXT_WEIGHT_CHARS
+from router_core.conversation_engine import ASSISTANT_TAIL_CHARS, CONTEXT_MESSAGES, CONTEXT_WEIGHT_CHARS
 from router_core.mixing import Mix, mix_vectors
 from router_core.params import ConversationParams
 from router_core.pipeline import plan, search_vectors
@@ -82,3 +82,18 @@ def test_search_rows_follow_the_plans_queries(table: RouteTable) -> None:
     for i, text in enumerate(planned.texts):
         assert np.array_equal(rows[i], vectors[text])
     assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+
+
+def test_an_agents_long_answers_cost_no_more_than_short_ones(table: RouteTable) -> None:
+    """Assistant messages of 20,000 characters: the rule reads each one's end (at most
+    ASSISTANT_TAIL_CHARS, from a word start, the words nearest the user's reply), so the texts
+    to embed stay as small as for short answers; user messages are read whole."""
+    words = " ".join(f"word{i}" for i in range(3000))
+    turns = [Turn(i, "user" if i % 2 == 0 else "assistant", f"{words} answer {i}"[-20_000:]) for i in range(9)]
+    planned = plan([RouteRequest(tuple(turns))], table)
+    answers = [t for t in planned.texts if t not in {u.text for u in turns if u.role == "user"}]
+    assert len(answers) == 4
+    for text in answers:
+        assert len(text) <= ASSISTANT_TAIL_CHARS and text.startswith("word")
+        assert any(t.role == "assistant" and t.text.endswith(text) for t in turns)
+    assert all(len(t) == 20_000 for t in planned.texts if t not in answers)
