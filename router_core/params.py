@@ -174,9 +174,9 @@ class ConversationParams:
 
     strategy: Strategy = "evidence"
     window: int = tunable(
-        8,
+        6,
         "user messages read, the last one included (a bound on the work; the filter forgets older ones anyway)",
-        grid=(8,),
+        grid=(6,),
         ge=1,
         le=50,
     )
