@@ -361,7 +361,7 @@ def calibrate_conversations(
     """Search the conversation parameters (see the module docstring) and estimate, by
     `folds`-fold cross-validation, how the search does on conversations it did not see
     (`folds` < 2: no estimate). `prepared` (and `off_topic`) must have been prepared with the
-    grid's largest window and context texts."""
+    grid's largest window and its contexts."""
     specs = [s for s in specs_of(ConversationParams) if off_topic is not None or s.name not in STANDALONE]
     grids = _grids(specs, current, dict(values or {}))
     searched = tuple(s.name for s, v in grids if len(v) > 1)

@@ -294,5 +294,5 @@ def misrouted(
 
 
 def with_context(conv: ConversationParams) -> bool:
-    """Whether a setting reads context texts."""
+    """Whether a setting reads contexts."""
     return bool(conv.context_weight)

@@ -260,16 +260,12 @@ def track(
         )
     may_switch = inside & batch.user & (own_ev.sum(axis=2) > 0)
     log_belief = np.full((n, r_count), -np.log(r_count))
-    for m in range(m_count):
-        rows = np.flatnonzero(inside[:, m])
-        if not len(rows):
-            continue
-        lb = log_belief[rows]
-        moves = may_switch[rows, m]
+    for m in range(m_count):  # a message outside the window has no evidence (adds 0) and never switches
+        moves = may_switch[:, m]
         if switch > 0 and moves.any():
-            belief = _normalised(lb[moves])
-            lb[moves] = np.log((1 - switch) * belief + switch / r_count)
-        log_belief[rows] = lb + EVIDENCE_SCALE * per_message[rows, m]
+            rows = np.flatnonzero(moves)
+            log_belief[rows] = np.log((1 - switch) * _normalised(log_belief[rows]) + switch / r_count)
+        log_belief += EVIDENCE_SCALE * per_message[:, m]
     belief = _normalised(log_belief)
     support = per_message.sum(axis=1)
     winner = np.argmax(belief, axis=1)

@@ -92,7 +92,7 @@ class RoutingStage:
         # Fairness: a forward pass holds at most max_pass_chars of text, and big batches are
         # split across passes so that single requests are not held up (service.routing.batching).
         # Issue 22: a request is priced by the new texts it makes the vote embed (a conversation's
-        # window and context texts, each a unit of its own ahead of it), the same model the rate
+        # window messages, each a unit of its own ahead of it), the same model the rate
         # limit charges with (`cost`; service.routing.costs). A caller whose client has gone is
         # cancelled in `submit`, and the batcher drops its units from the next pass.
         self._costs = CostModel(follower, self._vectors, RouteRequest.query, query_chars=query_chars)
