@@ -20,12 +20,7 @@ from typing import Any, TextIO
 
 from indexer import report_html
 from indexer.context import Context, Live, live_index, refuse_test_file, write_json, write_text
-from indexer.conversation_calibration import (
-    OFF_TOPIC_LABEL,
-    ConversationCalibration,
-    calibrate_conversations,
-    insert_off_topic,
-)
+from indexer.conversation_calibration import ConversationCalibration, calibrate_conversations
 from indexer.conversations import (
     LabelledConversation,
     Misrouted,
@@ -40,6 +35,7 @@ from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
 from indexer.hints import reindex_hint
 from indexer.labelled import load_labelled
 from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode
+from indexer.off_topic_insertion import OFF_TOPIC_LABEL, insert_off_topic
 from indexer.routes_writer import write_conversation_params
 from indexer.tables import pct, text_table
 from router_core import Decision
