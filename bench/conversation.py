@@ -35,7 +35,7 @@ import httpx
 
 from bench.report import write_named_section
 from devkit.serving import serve, settings_for
-from indexer.conversation_calibration import calibrate_conversations, insert_off_topic
+from indexer.conversation_calibration import calibrate_conversations
 from indexer.conversations import (
     LabelledConversation,
     Prepared,
@@ -45,6 +45,7 @@ from indexer.conversations import (
 )
 from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import load_labelled
+from indexer.off_topic_insertion import insert_off_topic
 from indexer.routes_writer import write_conversation_params
 from router_core import Embedder, OpenIndex, load_embedder, load_routes, run_reindex
 from router_core.decision import decide_many

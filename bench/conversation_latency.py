@@ -8,8 +8,11 @@ rotates: one message (its 10th user message alone, a text never sent before), th
 cold (every message tagged so that the service has embedded none of them), and warm (the same
 tagged conversation without its last user message first, unmeasured, then the whole: the next
 turn of a live chat). p50 over the conversations, and the ratios against one message.
+`--window N` (repeatable) measures the same again with the conversation window set to N in
+`_router.yaml`, each in a service of its own (the work of a chat never seen is its window).
 
-    python -m bench.conversation_latency [--datasets ../shared/datasets] [--conversations 40] [--write]
+    python -m bench.conversation_latency [--datasets ../shared/datasets] [--conversations 40]
+        [--window 4] [--write]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +35,7 @@ from devkit.service_process import service_process
 from indexer.conversations import LabelledConversation, load_conversations
 from indexer.importer import write_routes_from_jsonl
 from router_core import load_embedder, load_routes, run_reindex
+from router_core.routes_writer import write_conversation_params
 from router_core.store import EdgeStore
 
 TURNS = 10
@@ -94,39 +99,56 @@ def measure(url: str, conversations: Sequence[LabelledConversation]) -> dict[str
     }
 
 
-def run(datasets: Path, count: int) -> dict[str, Any]:
-    """Index the SGD routes, serve them in a process of their own, measure."""
+def run(datasets: Path, count: int, windows: Sequence[int] = ()) -> dict[str, Any]:
+    """Index the SGD routes, serve them in a process of their own, measure; then the same with
+    each of `windows` as the conversation window."""
     sgd = datasets / "sgd_multiturn"
     conversations = [
         c
         for c in load_conversations(sgd / "dev_conversations.jsonl")
         if sum(t.role == "user" for t in c.messages) >= TURNS
     ][:count]
-    with tempfile.TemporaryDirectory() as tmp:
-        routes, data = Path(tmp) / "routes", Path(tmp) / "data"
-        write_routes_from_jsonl(sgd / "routes_train.jsonl", routes)
-        run_reindex(load_routes(routes), EdgeStore(data), load_embedder())
-        env = {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data)}
-        with service_process(env) as service:
-            result = measure(service.url, conversations)
+    embedder = load_embedder()
+    result: dict[str, Any] = {}
+    for window in (None, *windows):
+        with tempfile.TemporaryDirectory() as tmp:
+            routes, data = Path(tmp) / "routes", Path(tmp) / "data"
+            write_routes_from_jsonl(sgd / "routes_train.jsonl", routes)
+            if window is not None:
+                write_conversation_params(routes, replace(load_routes(routes).conversation, window=window))
+            table = load_routes(routes)
+            run_reindex(table, EdgeStore(data), embedder)
+            env = {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data)}
+            with service_process(env) as service:
+                measured = measure(service.url, conversations)
+        measured["window"] = table.conversation.window
+        if window is None:
+            result.update(measured)
+        else:
+            result.setdefault("windows", []).append(measured)
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
 
 def render(result: dict[str, Any], command: str) -> str:
     """The BENCHMARKS.md section."""
-    p50, p99 = result["p50_ms"], result["p99_ms"]
-    rows = "\n".join(
-        f"| {kind} | {p50[kind]} ms | {p99[kind]} ms | {ratio(p50[kind], p50['one message'])}x |"
-        for kind in ("one message", "cold", "warm")
-    )
+
+    def rows(measured: dict[str, Any], label: str) -> list[str]:
+        p50, p99 = measured["p50_ms"], measured["p99_ms"]
+        return [
+            f"| {kind}{label} | {p50[kind]} ms | {p99[kind]} ms | {ratio(p50[kind], p50['one message'])}x |"
+            for kind in ("one message", "cold", "warm")
+        ]
+
+    lines = rows(result, f" (window {result['window']}, the default)")
+    for other in result.get("windows", []):
+        lines += rows(other, f" (window {other['window']})")
     return (
         "## Conversation latency: never seen (cold) and with its history seen (warm)\n\n"
         f"Command: `{command}`. {result['conversations']} SGD dev conversations cut at their {TURNS}th user "
-        f"message, over HTTP to `python -m service` in its own process, interleaved; load average at the end "
-        f"{result['load_average']}.\n\n"
-        "| request | p50 | p99 | p50 x one message |\n|---|---|---|---|\n"
-        f"{rows}\n\n"
+        f"message, over HTTP to `python -m service` in its own process (one per window), interleaved; load "
+        f"average at the end {result['load_average']}.\n\n"
+        "| request | p50 | p99 | p50 x one message |\n|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
         "Targets (issue 21): cold <= 3x one message, warm <= 1.5x.\n"
     )
 
@@ -136,12 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.conversation_latency", description=__doc__)
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--conversations", type=int, default=40)
+    parser.add_argument("--window", type=int, action="append", default=[], help="also measure this window")
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = parser.parse_args(argv)
-    result = run(args.datasets, args.conversations)
+    result = run(args.datasets, args.conversations, args.window)
     print(json.dumps(result, indent=1))
     if args.write:
-        command = f"python -m bench.conversation_latency --conversations {args.conversations} --write"
+        extra = "".join(f" --window {w}" for w in args.window)
+        command = f"python -m bench.conversation_latency --conversations {args.conversations}{extra} --write"
         write_named_section(Path("BENCHMARKS.md"), "conversation-latency", render(result, command))
     return 0
 

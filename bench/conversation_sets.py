@@ -37,12 +37,7 @@ import numpy as np
 
 from bench.conversation import part_of
 from bench.report import write_named_section
-from indexer.conversation_calibration import (
-    ConversationCalibration,
-    calibrate_conversations,
-    insert_off_topic,
-    interrupt_with_off_topic,
-)
+from indexer.conversation_calibration import ConversationCalibration, calibrate_conversations
 from indexer.conversations import (
     LabelledConversation,
     Prepared,
@@ -53,6 +48,7 @@ from indexer.conversations import (
 )
 from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import is_fallback_label, load_labelled
+from indexer.off_topic_insertion import insert_off_topic, interrupt_with_off_topic
 from router_core import Embedder, OpenIndex, load_embedder, load_routes, run_reindex
 from router_core.conversation import content_words
 from router_core.conversation_engine import ConversationBatch, related

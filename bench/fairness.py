@@ -41,7 +41,7 @@ from devkit.processes import stop_process
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128
 QUERY_CHARS = 2000
-MESSAGES = 16  # per conversation: a window of 8 user messages and the assistant messages between
+MESSAGES = 16  # per conversation: 8 user messages and the assistant messages between (more than a window)
 MESSAGE_CHARS = 440  # 128 conversations of 16 such messages: just under the 1 MB body limit
 
 
@@ -263,8 +263,8 @@ def render_conversations(runs: list[tuple[str, dict[str, Any]]], command: str) -
             "",
             f"Command: `{command}`. As above, but each batch is {BATCH} conversations of {MESSAGES} messages "
             f"(user and assistant in turn) of {MESSAGE_CHARS} characters never sent before, just under the 1 MB "
-            "body limit: about 2,800 texts (window messages and context texts) for the conversation rule to "
-            "embed per batch.",
+            "body limit: the 11 messages of each window (6 user messages, 5 answers by their last 200 characters) "
+            "for the conversation rule to embed, about 1,400 texts per batch.",
             "",
             *_rows(runs),
             "",

@@ -27,27 +27,23 @@ dialogues the search never saw.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from indexer.conversations import LabelledConversation, LabelledTurn, Prepared, TurnTypeScores, score_turns
+from indexer.conversations import Prepared, TurnTypeScores, score_turns
 from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
 from indexer.labelled import is_fallback_label
-from router_core import Decision, Turn
+from indexer.off_topic_insertion import FOLDS, fold_of
+from router_core import Decision
 from router_core.conversation_engine import ConversationBatch, Outcome, stage_one, stage_two
 from router_core.neighbours import BoolArray, FloatArray, IntArray
 from router_core.params import ConversationParams, DecisionParams, ParamSpec, specs_of
 
-OFF_TOPIC_LABEL = "oos"
 STANDALONE = ("standalone_similarity", "standalone_words", "standalone_margin")
-FOLDS = 5
-_OFF_TOPIC_ID = "+off-topic-"
 
 
 @dataclass(frozen=True)
@@ -110,64 +106,6 @@ class ConversationCalibration:
             "min_off_topic": self.min_off_topic,
             "top": [trial(t) for t in self.top],
         }
-
-
-def insert_off_topic(
-    conversations: Sequence[LabelledConversation], queries: Sequence[str], *, seed: int = 0
-) -> list[LabelledConversation]:
-    """For each off-topic query, a conversation cut before one of its later labelled user turns,
-    with that turn replaced by the query (labelled to fall back). Seeded, deterministic."""
-    rng = random.Random(seed)
-    usable = [c for c in conversations if any(label.position > 0 for label in c.labels)]
-    if not usable:
-        return []
-    out = []
-    for n, query in enumerate(queries):
-        c = usable[rng.randrange(len(usable))]
-        label = rng.choice([lab for lab in c.labels if lab.position > 0])
-        turns = (*c.messages[: label.position], Turn(label.position, "user", query))
-        out.append(
-            LabelledConversation(
-                f"{c.id}{_OFF_TOPIC_ID}{n}",
-                turns,
-                (LabelledTurn(c.id, label.position, OFF_TOPIC_LABEL, first_of_domain=False, switch=True),),
-            )
-        )
-    return out
-
-
-def interrupt_with_off_topic(
-    conversations: Sequence[LabelledConversation], queries: Sequence[str], *, reply: str | None, seed: int = 0
-) -> tuple[list[LabelledConversation], list[LabelledConversation]]:
-    """The turn after an off-topic message: for each query, a later labelled user turn of a
-    conversation (seeded choice), as it was (first list) and with the query (and the default
-    agent's `reply`, unless None) inserted just before it (second list). Only that turn is
-    labelled in both, with its own route and turn type."""
-    rng = random.Random(seed)
-    usable = [(c, label) for c in conversations for label in c.labels if label.position > 0]
-    plain: list[LabelledConversation] = []
-    interrupted: list[LabelledConversation] = []
-    for n, query in enumerate(queries):
-        if not usable:
-            break
-        c, label = usable[rng.randrange(len(usable))]
-        extra = [Turn(0, "user", query), *([Turn(0, "assistant", reply)] if reply is not None else [])]
-        messages = [*c.messages[: label.position], *extra, c.messages[label.position]]
-        renumbered = tuple(Turn(i, t.role, t.text) for i, t in enumerate(messages))
-        ident = f"{c.id}{_OFF_TOPIC_ID}{n}"
-        plain.append(
-            LabelledConversation(ident, c.messages[: label.position + 1], (replace(label, conversation=ident),))
-        )
-        moved = replace(label, conversation=ident, position=len(renumbered) - 1)
-        interrupted.append(LabelledConversation(ident, renumbered, (moved,)))
-    return plain, interrupted
-
-
-def fold_of(conversation_id: str, folds: int = FOLDS) -> int:
-    """The cross-validation part of a conversation (an inserted off-topic turn goes with the
-    conversation it was inserted into): a hash of its id, stable across runs and machines."""
-    base = conversation_id.split(_OFF_TOPIC_ID, maxsplit=1)[0]
-    return int(hashlib.sha256(base.encode("utf-8")).hexdigest(), 16) % folds
 
 
 class _Outcomes:
@@ -361,7 +299,7 @@ def calibrate_conversations(
     """Search the conversation parameters (see the module docstring) and estimate, by
     `folds`-fold cross-validation, how the search does on conversations it did not see
     (`folds` < 2: no estimate). `prepared` (and `off_topic`) must have been prepared with the
-    grid's largest window and context texts."""
+    grid's largest window and its contexts."""
     specs = [s for s in specs_of(ConversationParams) if off_topic is not None or s.name not in STANDALONE]
     grids = _grids(specs, current, dict(values or {}))
     searched = tuple(s.name for s, v in grids if len(v) > 1)

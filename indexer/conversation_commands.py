@@ -18,12 +18,7 @@ from typing import Any, TextIO
 
 from indexer import report_html
 from indexer.context import Context, Live, live_index, refuse_test_file, write_json, write_text
-from indexer.conversation_calibration import (
-    OFF_TOPIC_LABEL,
-    ConversationCalibration,
-    calibrate_conversations,
-    insert_off_topic,
-)
+from indexer.conversation_calibration import ConversationCalibration, calibrate_conversations
 from indexer.conversations import (
     LabelledConversation,
     Misrouted,
@@ -36,6 +31,7 @@ from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
 from indexer.hints import reindex_hint
 from indexer.labelled import load_labelled
 from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode
+from indexer.off_topic_insertion import OFF_TOPIC_LABEL, insert_off_topic
 from indexer.routes_writer import write_conversation_params
 from indexer.tables import pct, text_table
 from router_core import Decision
@@ -238,7 +234,10 @@ def run_calibrate_conversations(
     off_texts = _off_topic_texts(off_topic_file)
     with live_index(ctx) as live:
         table = live.index.table
-        window = max(*specs_of(ConversationParams)[0].grid, table.conversation.window)
+        # The window calibration scores: the current one unless the grid searches several (then
+        # the largest; a context mixes the messages that window reads, so a smaller one is approximated).
+        grid = specs_of(ConversationParams)[0].grid
+        window = table.conversation.window if len(grid) == 1 else max(*grid, table.conversation.window)
         print(
             f"calibrating the conversation rule on {sum(len(c.labels) for c in conversations)} labelled turns "
             f"of {len(conversations)} conversations from {file} (index {live.index.version})",

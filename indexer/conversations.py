@@ -9,7 +9,7 @@ The format, its parser and the scoring by kind of turn live in `router_core.labe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from router_core.labelled_conversations import (
     parse_conversations,
     score_turns,
 )
+from router_core.mixing import Mix, mix_vectors
 from router_core.params import ConversationParams, DecisionParams
 from router_core.pipeline import Found, RouteRequest
 
@@ -81,13 +82,14 @@ class Prepared:
     neighbours: dict[str, list[Neighbour]]
     vectors: dict[str, Any]
     own: tuple[Decision, ...]
+    mixed: dict[Mix, list[Neighbour]] = field(default_factory=dict)  # the contexts' neighbours
 
     def decide(self, params: DecisionParams, conv: ConversationParams) -> list[Decision]:
         """Every labelled turn decided by the routing pipeline (what the service runs: the vote,
         then the conversation rule), under `params` and `conv`, from the prepared neighbours."""
         table = RouteTable(name="prepared", routes=(), default_agent=_NO_AGENT, params=params, conversation=conv)
         requests = [RouteRequest(turns) for turns in self.requests]
-        found = Found(self.neighbours, self.vectors)
+        found = Found(self.neighbours, self.vectors, self.mixed)
         return pipeline.decide(requests, pipeline.plan(requests, table), found, table)
 
     def batch(self, params: DecisionParams, route_names: Sequence[str]) -> ConversationBatch:
@@ -101,6 +103,7 @@ class Prepared:
             params.k,
             [content_words(lay.last.text) for lay in self.layouts],
             [params.threshold_for(name) for name in route_names],
+            self.mixed,
         )
 
 
@@ -115,16 +118,19 @@ def prepare(
     batch_size: int = 64,
     progress: Steps | None = None,
     chunk: int = 2048,
-    known: dict[str, tuple[Any, list[Neighbour]]] | None = None,
+    known: dict[Any, Any] | None = None,
 ) -> Prepared:
     """Embed every text the rule may read (each distinct text once, in big batches) and search
-    its neighbours, `chunk` texts at a time so that `progress` hears how far it got. `known`
-    (text -> vector and neighbours) is read and filled: files prepared with one `known` (a
-    conversations file and its off-topic insertions) never embed a text twice."""
+    its neighbours, `chunk` texts at a time so that `progress` hears how far it got; with
+    `with_context`, search the contexts too (mixes of those vectors, as the service does).
+    `known` (text -> vector and neighbours, mix -> neighbours) is read and filled: files
+    prepared with one `known` (a conversations file and its off-topic insertions) never embed a
+    text twice."""
     pairs = [(c, label) for c in conversations for label in c.labels]
     requests = tuple(c.request(label) for c, label in pairs)
     layouts = tuple(layout(turns, max_window) for turns in requests)
-    texts = list(dict.fromkeys(t for lay in layouts for t in lay.texts(with_context)))
+    texts = list(dict.fromkeys(t for lay in layouts for t in lay.texts()))
+    mixes = list(dict.fromkeys(m for lay in layouts for m in lay.contexts())) if with_context else []
     seen = known if known is not None else {}
     fresh = [t for t in texts if t not in seen]
     steps = progress or NoSteps()
@@ -135,6 +141,12 @@ def prepare(
         for text, vector, hits in zip(part, encoded, index.searcher.search(encoded, params.k), strict=True):
             seen[text] = (vector, hits)
         steps.advance(len(part))
+    vectors = {t: seen[t][0] for t in texts}
+    fresh_mixes = [m for m in mixes if m not in seen]
+    for start in range(0, len(fresh_mixes), chunk):
+        part_mixes = fresh_mixes[start : start + chunk]
+        rows = mix_vectors(part_mixes, vectors, embedder.dimension)
+        seen.update(zip(part_mixes, index.searcher.search(rows, params.k), strict=True))
     neighbours = {t: seen[t][1] for t in texts}
     own = tuple(decide_many([neighbours[lay.last.text] for lay in layouts], params))
     return Prepared(
@@ -143,11 +155,12 @@ def prepare(
         tuple(label for _, label in pairs),
         layouts,
         neighbours,
-        {t: seen[t][0] for t in texts},
+        vectors,
         own,
+        {m: seen[m] for m in mixes},
     )
 
 
 def with_context(conv: ConversationParams) -> bool:
-    """Whether a setting reads context texts."""
+    """Whether a setting reads contexts."""
     return bool(conv.context_weight)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 
 # The conversation rule (router_core.conversation_engine).
-CONTEXT_MESSAGES = 2  # a user message's context text: this many messages before it, then itself
-CONTEXT_TAIL_CHARS = 300  # of each earlier message in a context text: its end, nearest the user's reply
+CONTEXT_MESSAGES = 3  # a user message's context: this many messages before it (in the window), then itself
+CONTEXT_WEIGHT_CHARS = 300  # a message weighs its length in characters in a context, up to this
+ASSISTANT_TAIL_CHARS = 200  # of an assistant message the rule reads its end (an agent's answer can be long)
 EVIDENCE_SCALE = 8.0  # log-odds per unit of evidence (similarity above the floor, summed over neighbours)
 
 # What the decision model is shown (router_core.llm_routing): longer texts are cut.
@@ -28,7 +29,8 @@ def recorded(ignored_words: frozenset[str]) -> dict[str, object]:
     words = hashlib.sha256("\n".join(sorted(ignored_words)).encode("utf-8")).hexdigest()[:16]
     return {
         "conversation.context_messages": CONTEXT_MESSAGES,
-        "conversation.context_tail_chars": CONTEXT_TAIL_CHARS,
+        "conversation.context_weight_chars": CONTEXT_WEIGHT_CHARS,
+        "conversation.assistant_tail_chars": ASSISTANT_TAIL_CHARS,
         "conversation.evidence_scale": EVIDENCE_SCALE,
         "conversation.ignored_words_sha256": words,
         "llm.max_description_chars": MAX_DESCRIPTION_CHARS,

@@ -12,14 +12,16 @@ multi-turn sets, see BENCHMARKS.md), the first step that applies deciding:
    conversation does not lead to its own vote's route either (step 3): the default route
    ("off_topic"). A route is never carried across an off-topic request.
 3. Otherwise a forward filter follows the topic through the window (the last `window` user
-   messages and the assistant messages between them), oldest message first: the belief over
+   messages and the assistant messages between them, each assistant message read by its
+   end, `assistant_tail`), oldest message first: the belief over
    the routes starts even; at each user message that has evidence of its own the topic may
    change (`switch` of the belief is spread evenly over the routes); then each message
    multiplies each route's belief by exp(EVIDENCE_SCALE x evidence), where its evidence for a
    route is the sum over its k nearest examples of that route of max(0, similarity - (the
    route's threshold - `floor_below`)), weighted by `assistant_weight` for assistant
-   messages, plus `context_weight` x that of its context text (the two messages before a user
-   message and itself). The route with the highest belief after the last message wins:
+   messages, plus `context_weight` x that of its context (a user message and the three
+   messages before it in the window, searched as the length-weighted mean of their vectors:
+   router_core.mixing). The route with the highest belief after the last message wins:
    "vote" when only the last message gave it evidence, "context" when the last message and
    earlier ones did, "continued" when the route is carried from earlier messages alone,
    "standalone" for an unrelated request routed to its own vote's route; no evidence at all
@@ -32,8 +34,9 @@ domain), while a message with none leaves it where it was (a follow-up). Per-rou
 thresholds (a route file's `threshold`) set that route's evidence floor and its confident
 bar in step 2, as they set its vote.
 
-Pure: the caller embeds and searches the texts `texts_needed` names and passes their neighbours
-and vectors in. Strategy "last_message" routes the last user message alone.
+Pure: the caller embeds and searches the texts `texts_needed` names, searches the contexts
+`contexts_needed` names (mixes of those texts' vectors, router_core.mixing) and passes their
+neighbours and vectors in. Strategy "last_message" routes the last user message alone.
 """
 
 from __future__ import annotations
@@ -53,11 +56,13 @@ from router_core.conversation_engine import (
     Layout,
     Message,
     Outcome,
+    assistant_tail,
     decide,
 )
 from router_core.conversation_words import IGNORED_WORDS
 from router_core.decision import Decision, TurnShare
 from router_core.decision import decide as decide_one
+from router_core.mixing import Mix
 from router_core.neighbours import Neighbour
 from router_core.params import ConversationParams, DecisionParams
 from router_core.reasons import OFF_TOPIC, REASONS
@@ -85,8 +90,14 @@ def content_words(text: str, ignored: frozenset[str] = IGNORED_WORDS) -> int:
 
 
 def layout(turns: Sequence[Turn], window: int) -> Layout:
-    """The user and assistant messages of a request the rule may read."""
-    return Layout.of([Message(t.index, t.role, t.text) for t in turns if t.role in ("user", "assistant")], window)
+    """The user and assistant messages of a request the rule may read (an assistant message:
+    its end, `assistant_tail`)."""
+    messages = [
+        Message(t.index, t.role, assistant_tail(t.text) if t.role == "assistant" else t.text)
+        for t in turns
+        if t.role in ("user", "assistant")
+    ]
+    return Layout.of(messages, window)
 
 
 def last_user_text(turns: Sequence[Turn]) -> str:
@@ -95,10 +106,19 @@ def last_user_text(turns: Sequence[Turn]) -> str:
 
 
 def texts_needed(turns: Sequence[Turn], conv: ConversationParams) -> tuple[str, ...]:
-    """Every text whose neighbours (and vector) `route_conversations` may read, last message first."""
+    """Every text whose neighbours (and vector) `route_conversations` may read, last message
+    first: the messages of the window, each embedded once."""
     if conv.strategy == "last_message":
         return (last_user_text(turns),)
-    return tuple(dict.fromkeys(layout(turns, conv.window).texts(with_context=bool(conv.context_weight))))
+    return tuple(dict.fromkeys(layout(turns, conv.window).texts()))
+
+
+def contexts_needed(turns: Sequence[Turn], conv: ConversationParams) -> tuple[Mix, ...]:
+    """The contexts whose neighbours `route_conversations` may read: mixes of the vectors of
+    texts `texts_needed` names (none without a context weight)."""
+    if conv.strategy == "last_message" or not conv.context_weight:
+        return ()
+    return tuple(dict.fromkeys(layout(turns, conv.window).contexts()))
 
 
 def route_conversations(
@@ -108,9 +128,11 @@ def route_conversations(
     own: Sequence[Decision],
     params: DecisionParams,
     conv: ConversationParams,
+    mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
 ) -> list[Decision]:
     """The route of each request's last user message, given the neighbours and vectors of every
-    text `texts_needed` named and `own`, each last message's single-message decision."""
+    text `texts_needed` named, the neighbours of every context `contexts_needed` named
+    (`mixed`), and `own`, each last message's single-message decision."""
     if conv.strategy == "last_message":
         return list(own)
     layouts = [layout(turns, conv.window) for turns in requests]
@@ -124,6 +146,7 @@ def route_conversations(
         params.k,
         [content_words(lay.last.text) for lay in layouts],
         [params.threshold_for(name) for name in names],
+        mixed,
     )
     outcome = decide(batch, **conv.tunable_values())
     return [_decision(i, batch, outcome, own[i], params) for i in range(len(own))]
@@ -135,10 +158,11 @@ def route_conversation(
     vectors: Mapping[str, Vector],
     params: DecisionParams,
     conv: ConversationParams,
+    mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
 ) -> Decision:
     """One request: the route of the last user message of `turns` (see `route_conversations`)."""
     own = decide_one(neighbours[last_user_text(turns)], params)
-    return route_conversations([turns], neighbours, vectors, [own], params, conv)[0]
+    return route_conversations([turns], neighbours, vectors, [own], params, conv, mixed)[0]
 
 
 def _decision(i: int, batch: ConversationBatch, outcome: Outcome, own: Decision, params: DecisionParams) -> Decision:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router_core.constants import CONTEXT_MESSAGES, CONTEXT_TAIL_CHARS, EVIDENCE_SCALE
+from router_core.constants import ASSISTANT_TAIL_CHARS, CONTEXT_MESSAGES, CONTEXT_WEIGHT_CHARS, EVIDENCE_SCALE
+from router_core.mixing import Mix
 from router_core.neighbours import BoolArray, FloatArray, IntArray, Neighbour, ordered
 from router_core.reasons import BELOW_THRESHOLD, CONTEXT, CONTINUED, OFF_TOPIC, STANDALONE, VOTE
 
@@ -40,11 +41,24 @@ class Message:
     text: str
 
 
-def context_text(messages: Sequence[Message], j: int) -> str:
-    """The messages before message j and j itself; a long earlier message (an agent's answer)
-    contributes its end, so the model's token limit never cuts the user's own words off."""
-    before = [m.text[-CONTEXT_TAIL_CHARS:] for m in messages[max(0, j - CONTEXT_MESSAGES) : j]]
-    return " ".join([*before, messages[j].text])
+def context_mix(messages: Sequence[Message], read: Sequence[int], j: int) -> Mix:
+    """The context of message j: j and the CONTEXT_MESSAGES messages before it that the rule
+    reads (`read`), each weighing its length (up to CONTEXT_WEIGHT_CHARS), as the words of a
+    concatenated text would in the model's mean pooling; searched as the mix of their vectors
+    (router_core.mixing), so no text is embedded twice."""
+    parts = [i for i in read if j - CONTEXT_MESSAGES <= i <= j]
+    texts = tuple(messages[i].text for i in parts)
+    return Mix(texts, tuple(float(max(1, min(len(t), CONTEXT_WEIGHT_CHARS))) for t in texts))
+
+
+def assistant_tail(text: str) -> str:
+    """What the rule reads of an assistant message: its last ASSISTANT_TAIL_CHARS characters
+    (from a word start), nearest the user's reply; an agent's long answer costs no more."""
+    if len(text) <= ASSISTANT_TAIL_CHARS:
+        return text
+    cut = text[-ASSISTANT_TAIL_CHARS:]
+    space = cut.find(" ")
+    return cut[space + 1 :] if 0 <= space < ASSISTANT_TAIL_CHARS // 4 else cut
 
 
 @dataclass(frozen=True)
@@ -77,12 +91,13 @@ class Layout:
     def last(self) -> Message:
         return self.messages[-1]
 
-    def texts(self, with_context: bool) -> list[str]:
-        """Every text the rule may need: each read message, and the users' context texts."""
-        out = [self.last.text, *(self.messages[j].text for j in self.read)]
-        if with_context:
-            out += [context_text(self.messages, j) for j in self.read if self.messages[j].role == "user"]
-        return out
+    def texts(self) -> list[str]:
+        """Every text the rule embeds and searches: each read message, the routed one first."""
+        return [self.last.text, *(self.messages[j].text for j in self.read)]
+
+    def contexts(self) -> list[Mix]:
+        """The context of each read user message, searched as mixes of the texts' vectors."""
+        return [context_mix(self.messages, self.read, j) for j in self.read if self.messages[j].role == "user"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,7 @@ class ConversationBatch:
     cos_last: FloatArray  # (T, M) cosine to the routed message
     sims: FloatArray  # (T, M, K) the message's nearest examples
     routes: IntArray  # (T, M, K)
-    ctx_sims: FloatArray  # (T, M, K) its context text's nearest examples (users; -inf otherwise)
+    ctx_sims: FloatArray  # (T, M, K) its context's nearest examples (users; -inf otherwise)
     ctx_routes: IntArray  # (T, M, K)
 
     @classmethod
@@ -117,11 +132,13 @@ class ConversationBatch:
         k: int,
         words: Sequence[int],
         thresholds: Sequence[float],
+        mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
     ) -> ConversationBatch:
         """Arrays for `layouts`; `own` holds each last message's decided route (None: the default
         route) and best similarity; `thresholds` each route's threshold, in `route_names` order;
-        `neighbours` and `vectors` every text `Layout.texts` named (context texts only when a
-        context weight may be used)."""
+        `neighbours` and `vectors` every text `Layout.texts` named, `mixed` the neighbours of
+        the contexts `Layout.contexts` named (only when a context weight may be used)."""
+        contexts = mixed or {}
         names = tuple(route_names)
         ids = {name: i for i, name in enumerate(names)}
         t_count, m_count = len(layouts), max((len(lay.read) for lay in layouts), default=0)
@@ -152,9 +169,9 @@ class ConversationBatch:
                 if not last[t, m]:
                     cos_last[t, m] = float(vectors[msg.text] @ mine)
                 put(sims, routes, (t, m), neighbours[msg.text])
-                ctx = context_text(lay.messages, j)
-                if is_user and ctx in neighbours:
-                    put(ctx_sims, ctx_routes, (t, m), neighbours[ctx])
+                ctx = context_mix(lay.messages, lay.read, j) if is_user and contexts else None
+                if ctx is not None and ctx in contexts:
+                    put(ctx_sims, ctx_routes, (t, m), contexts[ctx])
         return cls(
             route_names=names,
             thresholds=np.array(list(thresholds), np.float64).reshape(len(names)),
@@ -179,7 +196,7 @@ class ConversationBatch:
 
     def evidence(self, floor_below: float, *, context: bool) -> FloatArray:
         """(T, M, R): per message, the sum over its nearest examples of each route of
-        max(0, similarity - (the route's threshold - floor_below)); of its context text with
+        max(0, similarity - (the route's threshold - floor_below)); of its context with
         `context`."""
         s, r = (self.ctx_sims, self.ctx_routes) if context else (self.sims, self.routes)
         floors = np.append(self.thresholds, np.inf)[r] - floor_below
@@ -240,16 +257,12 @@ def track(
         )
     may_switch = inside & batch.user & (own_ev.sum(axis=2) > 0)
     log_belief = np.full((n, r_count), -np.log(r_count))
-    for m in range(m_count):
-        rows = np.flatnonzero(inside[:, m])
-        if not len(rows):
-            continue
-        lb = log_belief[rows]
-        moves = may_switch[rows, m]
+    for m in range(m_count):  # a message outside the window has no evidence (adds 0) and never switches
+        moves = may_switch[:, m]
         if switch > 0 and moves.any():
-            belief = _normalised(lb[moves])
-            lb[moves] = np.log((1 - switch) * belief + switch / r_count)
-        log_belief[rows] = lb + EVIDENCE_SCALE * per_message[rows, m]
+            rows = np.flatnonzero(moves)
+            log_belief[rows] = np.log((1 - switch) * _normalised(log_belief[rows]) + switch / r_count)
+        log_belief += EVIDENCE_SCALE * per_message[:, m]
     belief = _normalised(log_belief)
     support = per_message.sum(axis=1)
     winner = np.argmax(belief, axis=1)

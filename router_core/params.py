@@ -174,9 +174,9 @@ class ConversationParams:
 
     strategy: Strategy = "evidence"
     window: int = tunable(
-        8,
+        6,
         "user messages read, the last one included (a bound on the work; the filter forgets older ones anyway)",
-        grid=(8,),
+        grid=(6,),
         ge=1,
         le=50,
     )
@@ -197,7 +197,7 @@ class ConversationParams:
     assistant_weight: float = tunable(0.5, "weight of assistant messages' evidence", grid=(0.5,), ge=0.0, le=2.0)
     context_weight: float = tunable(
         0.25,
-        "weight of each user message's context text's evidence",
+        "weight of the evidence of each user message's context (it and the 3 messages before, their vectors mixed)",
         grid=(0.0, 0.25, 0.5, 1.0),
         ge=0.0,
         le=2.0,

@@ -5,10 +5,15 @@ Every caller (the service's routing stage, `python -m indexer eval` and `calibra
 order, and does only the I/O around them:
 
 1. `plan(requests, table)`: the texts the batch needs embedded and searched (k nearest
-   examples each): each request's routed message and, for a conversation, what the
-   conversation rule reads of its history. Mode `llm` needs none.
-2. the caller embeds and searches them (`Found`: neighbours and vectors by text);
-   `route_with` runs steps 1-3 given a function that does that.
+   examples each): each request's routed message and, for a conversation, the messages of
+   its window; and the queries derived from them (`Plan.mixes`: each user message's
+   context, a mix of its messages' vectors). Mode `llm` needs none.
+2. the caller embeds the texts, turns the plan into the rows to search with
+   `search_vectors` (the texts' vectors, then the mixes'), searches them all in one batch
+   and hands the hits back through `found` (`Found`: neighbours by text and by mix, vectors
+   by text); `route_with` runs steps 1-3 given a function that does that. So the work of a
+   conversation is one embedding per message of its window and one search, whatever its
+   history.
 3. `decide(requests, plan, found, table)`: the vote over the routed message's neighbours
    (`router_core.decision`), then the conversation rule over the history
    (`router_core.conversation`). Mode `llm`: a pending decision (the default route, reason
@@ -30,7 +35,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from router_core.conversation import Turn, last_user_text, route_conversations, texts_needed
+from router_core.conversation import Turn, contexts_needed, last_user_text, route_conversations, texts_needed
 from router_core.decision import Decision, decide_many
 from router_core.llm_routing import (
     Question,
@@ -43,6 +48,7 @@ from router_core.llm_routing import (
     escalates,
     llm_only,
 )
+from router_core.mixing import Mix, mix_vectors
 from router_core.neighbours import Neighbour
 from router_core.routes import RouteTable
 
@@ -77,20 +83,29 @@ class RouteRequest:
 
 @dataclass(frozen=True)
 class Plan:
-    """The texts a batch of requests needs embedded and searched."""
+    """The texts a batch of requests needs embedded and searched, and the mixes of their
+    vectors it needs searched."""
 
     texts: tuple[str, ...]  # distinct, in order of first use
     k: int  # nearest examples per text
     per_request: tuple[tuple[str, ...], ...]  # each request's texts, its routed message first
     history: frozenset[str] = frozenset()  # texts of conversations: a live chat sends them again
+    mixes: tuple[Mix, ...] = ()  # distinct; conversations' contexts, mixes of `texts`' vectors
+
+    @property
+    def queries(self) -> tuple[str | Mix, ...]:
+        """What is searched, in the order of `search_vectors`' rows: the texts, then the mixes."""
+        return (*self.texts, *self.mixes)
 
 
 @dataclass(frozen=True)
 class Found:
-    """What the caller found for a plan's texts: their nearest examples and vectors."""
+    """What the caller found for a plan: the nearest examples of its texts and of its mixes,
+    and the texts' vectors."""
 
     neighbours: Mapping[str, Sequence[Neighbour]]
     vectors: Mapping[str, Vector] = field(default_factory=dict)
+    mixed: Mapping[Mix, Sequence[Neighbour]] = field(default_factory=dict)
 
 
 def plan(requests: Sequence[RouteRequest], table: RouteTable) -> Plan:
@@ -100,7 +115,30 @@ def plan(requests: Sequence[RouteRequest], table: RouteTable) -> Plan:
     per_request = tuple(texts_needed(r.turns, table.conversation) if r.is_conversation else (r.text,) for r in requests)
     history = frozenset(t for r, texts in zip(requests, per_request, strict=True) if r.is_conversation for t in texts)
     texts = tuple(dict.fromkeys(t for texts in per_request for t in texts))
-    return Plan(texts, table.params.k, per_request, history)
+    conv = table.conversation
+    mixes = tuple(dict.fromkeys(m for r in requests if r.is_conversation for m in contexts_needed(r.turns, conv)))
+    return Plan(texts, table.params.k, per_request, history, mixes)
+
+
+def search_vectors(planned: Plan, vectors: Mapping[str, Vector], dimension: int) -> npt.NDArray[np.float32]:
+    """The rows to search for `planned`, one per query of `planned.queries`: each text's vector
+    (`vectors`, by text), then each mix's, derived from them. Search them in one batch."""
+    rows = np.zeros((len(planned.texts), dimension), dtype=np.float32)
+    for i, text in enumerate(planned.texts):
+        rows[i] = vectors[text]
+    return np.concatenate([rows, mix_vectors(planned.mixes, vectors, dimension)])
+
+
+def found_from(planned: Plan, vectors: Mapping[str, Vector], hits: Sequence[Sequence[Neighbour]]) -> Found:
+    """What `decide` reads: `hits` holds the nearest examples of `search_vectors`' rows, in order."""
+    if len(hits) != len(planned.texts) + len(planned.mixes):
+        raise ValueError(f"{len(hits)} search results for {len(planned.texts) + len(planned.mixes)} queries")
+    n = len(planned.texts)
+    return Found(
+        dict(zip(planned.texts, hits[:n], strict=True)),
+        {t: vectors[t] for t in planned.texts},
+        dict(zip(planned.mixes, hits[n:], strict=True)),
+    )
 
 
 def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table: RouteTable) -> list[Decision]:
@@ -119,6 +157,7 @@ def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table:
             [own[i] for i in chats],
             table.params,
             table.conversation,
+            found.mixed,
         )
         for i, d in zip(chats, routed, strict=True):
             decisions[i] = d

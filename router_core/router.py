@@ -6,7 +6,8 @@
 
 Every decision comes from `router_core.pipeline`, the composition the service serves; this
 object only does the I/O the service does with micro-batches and caches: it embeds each
-distinct text once, in big batches, and searches them once. Modes llm and hybrid: `route`
+distinct text once, in big batches, and searches them (and the conversations' contexts mixed
+from their vectors) once. Modes llm and hybrid: `route`
 gives the vote's decisions; `pipeline.question` and `pipeline.settle` take them through a
 decision model (the indexer's `eval --llm`, the service's routing stage).
 """
@@ -21,7 +22,7 @@ import numpy as np
 from router_core.decision import Decision
 from router_core.embedding import Embedder, Vectors
 from router_core.neighbours import Neighbour
-from router_core.pipeline import Found, Plan, RouteRequest, decide, plan, route_with
+from router_core.pipeline import Found, Plan, RouteRequest, decide, found_from, plan, route_with, search_vectors
 from router_core.progress import NoSteps, Steps
 from router_core.routes import RouteTable
 from router_core.store.protocol import OpenIndex
@@ -77,10 +78,16 @@ class Router:
         return hits, np.concatenate(parts)
 
     def search(self, planned: Plan, *, progress: Steps | None = None, k: int = 0) -> Found:
-        """What the pipeline reads for a plan: every text's neighbours (at least `k`) and vector."""
+        """What the pipeline reads for a plan: every text's neighbours (at least `k`) and vector,
+        and the neighbours of the mixes of those vectors (conversations' contexts)."""
         what = "texts of the conversations" if planned.history else "queries"
-        hits, vectors = self.find(planned.texts, max(planned.k, k), progress=progress, what=what)
-        return Found(dict(zip(planned.texts, hits, strict=True)), dict(zip(planned.texts, vectors, strict=True)))
+        width = max(planned.k, k)
+        hits, vectors = self.find(planned.texts, width, progress=progress, what=what)
+        by_text = dict(zip(planned.texts, vectors, strict=True))
+        rows = search_vectors(planned, by_text, self.embedder.dimension)[len(planned.texts) :]
+        for start in range(0, len(rows), CHUNK):  # the mixes: searched, never embedded
+            hits.extend(self.index.searcher.search(rows[start : start + CHUNK], width))
+        return found_from(planned, by_text, hits)
 
     def routing(
         self,

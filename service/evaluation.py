@@ -9,7 +9,8 @@ labelled conversations (`{"id", "messages": [...]}` per line, as `python -m inde
 reads them: `router_core.labelled_conversations`) is scored by kind of turn, every labelled turn
 routed with the history before it through the routing pipeline, beside the last message alone:
 the figures `indexer eval` prints for the same file and index. It is charged one query per text
-the pipeline embeds for it (each window message and context text once, `pipeline.plan`).
+the pipeline embeds for it (each distinct message it reads once; the contexts are mixed from
+their vectors, `pipeline.plan`).
 
 Evaluations share the CPU fairly: their queries are embedded and searched in passes of at most
 64 queries and 16,000 characters on a worker thread of their own (`MicroBatcher`, the planner
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from router_core import Neighbour, RouteRequest, RouteTable, pipeline
 from router_core.embedding import Vectors
 from router_core.evaluation import CURVE_THRESHOLDS, CurvePoint, EvalReport, evaluate, threshold_curve
@@ -44,6 +47,7 @@ from router_core.labelled_conversations import (
     parse_conversations,
     turn_type_report,
 )
+from router_core.mixing import Mix, mix_vectors
 from router_core.pipeline import Found, vote_only
 from router_core.routes_dir import FileRefused, is_ignored, is_regular_inside, read_bounded
 from service.errors import ServiceError
@@ -113,6 +117,7 @@ class _Query:
 
     served: Served
     text: str
+    vector: Vectors | None = None  # a mix of texts' vectors (a conversation's context): searched only
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ class Evaluator:
         self._max_file_bytes = max_file_bytes
         self._running: set[str] = set()
         self._batcher: MicroBatcher[_Query, _Hit] = MicroBatcher(
-            self._search, PASS_QUERIES, cost=lambda q: len(q.text), max_cost=PASS_CHARS
+            self._search, PASS_QUERIES, cost=lambda q: len(q.text) if q.vector is None else 1, max_cost=PASS_CHARS
         )
         self._started = False
 
@@ -192,15 +197,17 @@ class Evaluator:
         embeds for the conversations' labelled turns (blocking: call off the loop)."""
         if not labelled.conversations:
             return len(labelled.queries)
-        return max(1, len(self._chat_texts(self._follower.served.index.table, labelled)))
+        return max(1, len(self._chat_queries(self._follower.served.index.table, labelled)[0]))
 
     @staticmethod
-    def _chat_texts(table: RouteTable, labelled: Labelled) -> list[str]:
-        """Every text the rule and the last message alone read for the labelled turns."""
+    def _chat_queries(table: RouteTable, labelled: Labelled) -> tuple[list[str], list[Mix]]:
+        """Every text the rule and the last message alone read for the labelled turns, and
+        the contexts the rule searches (mixes of those texts' vectors)."""
         requests, _ = labelled_requests(labelled.conversations)
         table = vote_only(table)
-        planned = (pipeline.plan(requests, t) for t in (table, last_message_alone(table)))
-        return list(dict.fromkeys(text for p in planned for text in p.texts))
+        planned = [pipeline.plan(requests, t) for t in (table, last_message_alone(table))]
+        texts = list(dict.fromkeys(text for p in planned for text in p.texts))
+        return texts, list(dict.fromkeys(mix for p in planned for mix in p.mixes))
 
     def _read(self, name: str) -> str:
         if name not in self.files():  # only a listed name: never a path the caller made up
@@ -232,10 +239,7 @@ class Evaluator:
         try:
             with self._follower.lease() as served:
                 if labelled.conversations:
-                    texts = await asyncio.to_thread(self._chat_texts, served.index.table, labelled)
-                    hits = await self._batcher.submit([_Query(served, t) for t in texts])
-                    pairs = list(zip(texts, hits, strict=True))
-                    found = Found({t: h.neighbours for t, h in pairs}, {t: h.vector for t, h in pairs})
+                    found = await self._find_chats(served, labelled)
                     return await asyncio.to_thread(self._score_chats, served, labelled, found, started)
                 hits = await self._batcher.submit([_Query(served, q.text) for q in labelled.queries])
                 neighbours = [h.neighbours for h in hits]
@@ -243,9 +247,23 @@ class Evaluator:
         finally:
             self._running.discard(caller)
 
+    async def _find_chats(self, served: Served, labelled: Labelled) -> Found:
+        """The texts' neighbours and vectors, then the contexts' neighbours (their vectors mixed
+        from the texts'), each searched through the evaluation worker as serving does."""
+        texts, mixes = await asyncio.to_thread(self._chat_queries, served.index.table, labelled)
+        hits = await self._batcher.submit([_Query(served, t) for t in texts])
+        vectors = {t: h.vector for t, h in zip(texts, hits, strict=True)}
+        rows = await asyncio.to_thread(mix_vectors, mixes, vectors, served.embedder.dimension)
+        mixed = await self._batcher.submit([_Query(served, "", row) for row in rows]) if mixes else []
+        return Found(
+            {t: h.neighbours for t, h in zip(texts, hits, strict=True)},
+            vectors,
+            {m: h.neighbours for m, h in zip(mixes, mixed, strict=True)},
+        )
+
     def _search(self, queries: list[_Query]) -> list[_Hit]:
-        """One pass, on the evaluation worker: each text's k nearest examples in its version,
-        and its vector."""
+        """One pass, on the evaluation worker: each query's k nearest examples in its version,
+        and its vector (a text's embedded here, a mix's as given)."""
         out: list[_Hit | None] = [None] * len(queries)
         by_version: defaultdict[int, list[int]] = defaultdict(list)
         for i, q in enumerate(queries):
@@ -253,7 +271,12 @@ class Evaluator:
         for positions in by_version.values():
             served = queries[positions[0]].served
             embedder = YieldingEmbedder(served.embedder)
-            vectors = embedder.encode_queries([queries[i].text for i in positions], batch_size=self._batch_size)
+            rows: dict[int, Vectors] = {i: v for i in positions if (v := queries[i].vector) is not None}
+            to_embed = [i for i in positions if i not in rows]
+            if to_embed:
+                encoded = embedder.encode_queries([queries[i].text for i in to_embed], batch_size=self._batch_size)
+                rows.update(zip(to_embed, encoded, strict=True))
+            vectors = np.stack([rows[i] for i in positions]).astype(np.float32, copy=False)
             found = served.index.searcher.search(vectors, served.index.table.params.k)
             for i, hits, vector in zip(positions, found, vectors, strict=True):
                 out[i] = _Hit(hits, vector)

@@ -210,8 +210,8 @@ def test_an_index_version_recording_retired_parameters_still_opens() -> None:
             "name": "router",
             "default_agent": {"kind": "canned", "name": "d", "reply": "no"},
             "routes": [],
-            "conversation": {"window": 6, "decay": 0.5, "gate_above": 0.3, "floor_below": 0.15},
+            "conversation": {"window": 5, "decay": 0.5, "gate_above": 0.3, "floor_below": 0.15},
         },
         {},
     )
-    assert (table.conversation.window, table.conversation.floor_below) == (6, 0.15)
+    assert (table.conversation.window, table.conversation.floor_below) == (5, 0.15)

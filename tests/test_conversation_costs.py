@@ -84,9 +84,9 @@ def serve_recorded(
 def test_the_rate_limit_charges_a_conversation_its_texts(
     serve_recorded: Callable[..., tuple[str, RecordingEmbedder]],
 ) -> None:
-    """With 60 queries a minute, one new 20-message conversation costs the ~25 texts it makes the
-    router embed (it used to cost one), so the caller then waits; the same conversation sent
-    again, its texts cached, costs one query."""
+    """With 60 queries a minute, one new 20-message conversation costs the 11 texts it makes the
+    router embed (its window's messages; it used to cost one), so the caller then waits; the
+    same conversation sent again, its texts cached, costs one query."""
     key = "conversation-cost-key"
     url, _ = serve_recorded(auth=AuthSettings(api_keys=[SecretStr(key)], rate_per_minute=60))
     rng = random.Random(1)
@@ -95,10 +95,11 @@ def test_the_rate_limit_charges_a_conversation_its_texts(
         assert c.post("/v1/classify", json={"messages": messages}).status_code == 200
         for _ in range(20):  # cached now: one query each
             assert c.post("/v1/classify", json={"messages": messages}).status_code == 200
-        fresh = conversation(f"rate-b-{random.randrange(10**9)}", rng, chars=200)
-        assert c.post("/v1/classify/batch", json={"conversations": [{"messages": fresh}]}).status_code == 200
+        fresh = [conversation(f"rate-b{i}-{random.randrange(10**9)}", rng, chars=200) for i in range(4)]
+        batch = {"conversations": [{"messages": m} for m in fresh]}
+        assert c.post("/v1/classify/batch", json=batch).status_code == 200
         limited = c.post("/v1/classify", json={"query": "What is 15% of 200?"})
-    assert limited.status_code == 429, "two new conversations and 20 repeats fit in 60 queries: charged too little"
+    assert limited.status_code == 429, "five new conversations and 20 repeats fit in 60 queries: charged too little"
     assert int(limited.headers["retry-after"]) >= 5
 
 
@@ -106,8 +107,9 @@ def test_the_rate_limit_charges_a_conversation_its_texts(
 def test_no_pass_embeds_more_than_its_budget_for_conversations(
     serve_recorded: Callable[..., tuple[str, RecordingEmbedder]],
 ) -> None:
-    """A batch of 6 conversations of 20 messages of 800 characters (~24,000 characters of text
-    to embed each): every forward pass embeds at most 16,000 characters (a conversation used to
+    """A batch of 6 conversations of 20 messages of 800 characters (to embed for each: the 6
+    user messages of its window and the ends of the 5 answers between them, about 5,800
+    characters): every forward pass embeds at most 16,000 characters (a conversation used to
     ride through one pass whole), and the decisions are those of each conversation alone."""
     url, recording = serve_recorded()
     rng = random.Random(2)
@@ -118,7 +120,7 @@ def test_no_pass_embeds_more_than_its_budget_for_conversations(
         assert r.status_code == 200, r.text
         embedded = [chars for _, chars in recording.calls]
         alone = [c.post("/v1/classify", json=one).json() for one in batch]
-    assert sum(embedded) > 6 * 20_000 and len(embedded) >= 8
+    assert sum(embedded) > 6 * 5_600 and len(embedded) >= 3
     assert max(embedded) <= PASS_CHARS, embedded
     got = [(d["route"], d["reason"], d["score"]) for d in r.json()["results"]]
     assert got == [(d["route"], d["reason"], d["score"]) for d in alone]
@@ -156,3 +158,26 @@ def test_the_work_of_a_client_that_has_gone_stops(serve_recorded: Callable[..., 
         'router_http_requests_total{endpoint="/v1/classify/batch",method="POST",route_set="default",status="499"} 1.0'
         in metrics
     )
+
+
+def test_a_conversation_is_embedded_in_one_pass_and_its_next_turn_embeds_only_what_is_new(
+    serve_recorded: Callable[..., tuple[str, RecordingEmbedder]],
+) -> None:
+    """A 19-message conversation never seen: one encode call holding the 11 messages of its
+    window, each once (the contexts are mixed from their vectors, never embedded); its next
+    turn (an answer and a user message more): one call holding those two texts."""
+    url, recording = serve_recorded()
+    rng = random.Random(3)
+    messages = conversation(f"once-{random.randrange(10**9)}", rng, messages=19, chars=120)
+    following = conversation(f"next-{random.randrange(10**9)}", rng, messages=2, chars=120)
+    following[0]["role"], following[1]["role"] = "assistant", "user"
+    with httpx.Client(base_url=url, timeout=60) as c:
+        before = len(recording.calls)
+        assert c.post("/v1/classify", json={"messages": messages}).status_code == 200
+        cold = recording.calls[before:]
+        before = len(recording.calls)
+        assert c.post("/v1/classify", json={"messages": [*messages, *following]}).status_code == 200
+        warm = recording.calls[before:]
+    window = messages[8:]  # the last 6 user messages and the 5 answers between them
+    assert [chars for _, chars in cold] == [sum(len(m["content"]) for m in window)]
+    assert [chars for _, chars in warm] == [sum(len(m["content"]) for m in following)]

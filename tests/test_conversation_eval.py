@@ -8,15 +8,11 @@ from pathlib import Path
 import pytest
 
 from devkit.serving import SHIPPED_ROUTES
-from indexer.conversation_calibration import (
-    calibrate_conversations,
-    fold_of,
-    insert_off_topic,
-    interrupt_with_off_topic,
-)
+from indexer.conversation_calibration import calibrate_conversations
 from indexer.conversations import LabelledTurn, load_conversations, prepare, score_turns
 from indexer.hybrid import BandSimulator, calibrate_band
 from indexer.labelled import LabelledDataInvalid
+from indexer.off_topic_insertion import fold_of, insert_off_topic, interrupt_with_off_topic
 from router_core import Embedder, load_routes, run_reindex
 from router_core.decision import Decision
 from router_core.params import ConversationParams, DecisionParams, LLMRoutingParams

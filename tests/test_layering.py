@@ -68,6 +68,7 @@ def test_tests_use_only_public_bench_functions() -> None:
 PUBLIC = {
     "router_core",
     "router_core.pipeline",  # the routing steps, for callers doing their own I/O
+    "router_core.mixing",  # queries mixed from embedded texts' vectors (conversation contexts)
     "router_core.params",  # the parameter declarations (calibration grids, the YAML writer)
     "router_core.settings",
     "router_core.store",

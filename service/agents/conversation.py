@@ -11,7 +11,7 @@ router reads less (`RolePolicy`, measured in BENCHMARKS.md, "What each role cont
   an assistant message's `tool_calls` are not read;
 - tool results (`tool`, legacy `function`) are not read: the agent's reply that follows them
   says what they found, and read as assistant evidence they cost 0.5 to 1.7 points of accuracy
-  on SGD and MultiWOZ (they push the user's earlier words out of the next turn's context text);
+  on SGD and MultiWOZ (they push the user's earlier words out of the next turn's context);
   they gain only when the reply names nothing. A tool result, however large, costs the router
   nothing. (`RolePolicy(tool_results=True)` reads them, each cut to `tool_result_chars`, the
   last `tool_results_per_exchange` of an exchange: what the benchmark compares.)

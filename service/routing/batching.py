@@ -9,7 +9,7 @@ A pass holds at most `max_batch` units and `max_cost` of work (the stage counts 
 A request's items become units (`Unit`): by default one per item, but an item may bring units of
 preparatory work ahead of it, whose results are not the caller's (the stage embeds each new text
 of a conversation as a unit of its own, so a conversation of 20 long messages is charged and
-split like the ~25 texts it costs, not carried through one pass as one item). A big batch
+split like the ~15 texts it costs, not carried through one pass as one item). A big batch
 request is split across passes: each pass first gives the oldest waiting request one unit (so
 every request progresses), then fills up with the requests that have the least work left. A
 single query arriving behind two batches of 128 long queries rides in the next pass instead of

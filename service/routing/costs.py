@@ -4,12 +4,12 @@ The work of a request is embedding the texts the router reads for it that this p
 embedded yet (then a search and a vote, which are cheap beside it). A single query is one text:
 one query in the rate limit (as before) and one unit of its length in characters for the
 planner. A conversation is every text the routing pipeline plans for it (`pipeline.plan`: the window's
-user and assistant messages and each user message's context text, ~25 texts for 20 messages)
-that is new to the vector cache:
+user and assistant messages, 15 texts for 20 messages; the contexts are mixed from their vectors,
+never embedded) that is new to the vector cache:
 
 - planner: each new text is a unit of its own (its characters), embedded ahead of the
   conversation, whose own unit then only searches and votes; a 20-message conversation is split
-  across passes like the ~25 texts it costs instead of riding through one pass as one item;
+  across passes like the ~15 texts it costs instead of riding through one pass as one item;
 - rate limit: one query per new text, a text longer than `query_chars` counting once per
   `query_chars` started, and at least one per conversation (a live chat's next turn, whose
   history is cached, costs about three).

@@ -5,8 +5,11 @@ this stage does the I/O around it:
 
 1. The vote, on the micro-batch worker thread (never the event loop): `pipeline.route_with`
    plans the texts, this stage embeds those this process has not embedded yet (a chat's
-   history is cached by text) and searches their nearest examples in the served index version
-   (a chat's history once per version), and the pipeline decides.
+   history is cached by text), adds the conversations' contexts mixed from their vectors
+   (`pipeline.search_vectors`) and searches the nearest examples of all of them in the served
+   index version in one batch (a chat's history once per version), and the pipeline decides.
+   The caches only save work: without them a request costs one embedding per message of its
+   window and one search.
 2. The LLM step, awaited on the event loop: `pipeline.question` says what the route set's mode
    asks, the decision model answers (cached per index version and question), and
    `pipeline.settle` applies the answer.
@@ -25,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from router_core import DEFAULT_SET, Decision, Neighbour, OpenIndex, Question, pipeline
 from router_core.embedding import Vectors
+from router_core.mixing import Mix
 from router_core.pipeline import Found, Plan, RouteRequest
 from router_llm.decider import Asked, Decider
 from router_llm.decider import Outcome as LLMOutcome
@@ -96,7 +100,7 @@ class RoutingStage:
         # Fairness: a forward pass holds at most max_pass_chars of text, and big batches are
         # split across passes so that single requests are not held up (service.routing.batching).
         # Issue 22: a request is priced by the new texts it makes the vote embed (a conversation's
-        # window and context texts, each a unit of its own ahead of it), the same model the rate
+        # window messages, each a unit of its own ahead of it), the same model the rate
         # limit charges with (`cost`; service.routing.costs). A caller whose client has gone is
         # cancelled in `submit`, and the batcher drops its units from the next pass.
         self._costs = CostModel(follower, self._vectors, RouteRequest.query, query_chars=query_chars)
@@ -157,10 +161,14 @@ class RoutingStage:
                     embedder, texts, lambda batch: embedder.encode_queries(batch, batch_size=self._batch_size)
                 )
                 t1 = time.perf_counter()
-                by_text = self._search(index, texts, vectors, planned.k, remember=planned.history)
+                # Issue 21: the texts' vectors, then the conversations' contexts mixed from them
+                # (pipeline.search_vectors), searched together: one search per pass.
+                by_text = dict(zip(texts, vectors, strict=True))
+                rows = pipeline.search_vectors(planned, by_text, embedder.dimension)
+                hits = self._search(index, planned.queries, rows, planned.k, remember=planned.history)
                 timings["embed"], timings["search"] = t1 - t0, time.perf_counter() - t1
                 self._metrics.observe_embedded(len(texts), int(timings["embedded"]))
-                return Found(by_text, dict(zip(texts, vectors, strict=True)))
+                return pipeline.found_from(planned, by_text, hits)
 
             decisions, planned = pipeline.route_with(requests, index.table, search)
         embed_s, search_s = timings.get("embed", 0.0), timings.get("search", 0.0)
@@ -170,17 +178,18 @@ class RoutingStage:
         return [Routed(d, index, embed_s * 1e3, search_s * 1e3, embedded, route_set=self.route_set) for d in decisions]
 
     def _search(
-        self, index: OpenIndex, texts: list[str], vectors: Vectors, k: int, *, remember: frozenset[str]
-    ) -> dict[str, Sequence[Neighbour]]:
-        """Each text's k nearest examples: from the cache for texts searched before in this
-        version, the rest in one search; the texts of chats (`remember`) are kept for their next turn."""
+        self, index: OpenIndex, queries: Sequence[str | Mix], vectors: Vectors, k: int, *, remember: frozenset[str]
+    ) -> list[Sequence[Neighbour]]:
+        """Each query's k nearest examples, in order: from the cache for queries searched before
+        in this version, the rest in one search; the texts of chats (`remember`) and their
+        contexts (mixes) are kept for their next turn."""
         rows, missing = self._neighbours.through(
-            [(index.version, k, text) for text in texts],
+            [(index.version, k, query) for query in queries],
             lambda positions: index.searcher.search(vectors[positions], k),
-            keep=lambda i: texts[i] in remember,
+            keep=lambda i: isinstance(queries[i], Mix) or queries[i] in remember,
         )
-        self._metrics.observe_searched(len(texts), len(missing))
-        return dict(zip(texts, rows, strict=True))
+        self._metrics.observe_searched(len(queries), len(missing))
+        return rows
 
     # -- the LLM step, on the event loop --------------------------------------------------------
     async def _llm_step(self, voted: Routed, question: Question) -> Routed:
