@@ -75,6 +75,7 @@ def test_without_off_topic_queries_the_threshold_is_kept_and_said_loudly(
     )
 
 
+@pytest.mark.slow
 def test_no_off_topic_searches_the_threshold_and_off_topic_adds_queries(
     tmp_path: Path, shipped_index: list[str], embedder: Embedder, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -140,6 +141,7 @@ def test_off_topic_and_no_off_topic_exclude_each_other(tmp_path: Path, capsys: p
     assert "not allowed with argument --off-topic" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_write_writes_nothing_when_nothing_beats_the_given_parameters(tmp_path: Path, embedder: Embedder) -> None:
     """Nine validation queries show no rule beating the routes' parameters by two standard errors: the first rule is
     not adopted either, --write leaves every file as it was, says so, and suggests no re-index."""

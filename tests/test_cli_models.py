@@ -47,6 +47,7 @@ def tiny_index(tmp_path: Path, embedder: Embedder) -> tuple[Path, Path]:
 
 
 # -- 3. hints carry the model ------------------------------------------------------------------
+@pytest.mark.slow
 def test_calibrate_hint_names_a_model_that_is_not_the_default(
     tmp_path: Path, routes_dir: Path, embedder: Embedder
 ) -> None:

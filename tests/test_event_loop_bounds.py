@@ -152,6 +152,7 @@ def test_an_upstream_error_of_a_dot_a_dot_ends_in_milliseconds(failing_upstream:
     assert fake_llm.calls("gpt-4o-mini"), "the agent was never called"
 
 
+@pytest.mark.slow
 def test_a_decision_model_error_of_a_dot_a_dot_keeps_its_deadline(
     tmp_path: Path,
     embedder: Embedder,

@@ -173,6 +173,7 @@ def test_languages_are_known_per_model() -> None:
     assert languages_of("/models/tuned").codes == ()
 
 
+@pytest.mark.slow
 def test_index_records_the_multilingual_model_and_its_document_vectors(tmp_path: Path, e5_model: Embedder) -> None:
     """An index built with multilingual-e5 records the model, backend and reference vectors, and stores
     examples embedded as passages (documents), not as queries."""

@@ -65,6 +65,7 @@ def test_reindex_indexes_every_set_on_its_own(
     assert live(data, "alpha") != first["alpha"] and live(data, "beta") == second
 
 
+@pytest.mark.slow
 def test_route_commands_take_the_set(root: tuple[Path, Path], embedder: Embedder) -> None:
     """eval and hygiene read the named set's index (the default set without --set); an unknown
     set is an error."""
