@@ -4,6 +4,7 @@ retention, dropped records, and feedback with its permissions."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,36 @@ def test_a_stuck_database_drops_records_counts_them_and_requests_go_on(
         line for line in metrics.splitlines() if line.startswith('router_decision_log_dropped_total{why="queue_full"}')
     ]
     assert dropped and float(dropped[0].split()[-1]) >= 5
+
+
+def test_a_sample_rate_records_the_share_its_request_ids_select(
+    tmp_path: Path, indexed: tuple[Path, Path], start_service: ServiceFactory
+) -> None:
+    """`all` at `sample_rate` 0.25: a request is recorded exactly when the first 8 bytes of
+    the BLAKE2b digest of "<request id>#<item>" fall in the first quarter of their range (the
+    rule every replica applies alike), computed here on its own; sequential ids included."""
+    url = f"sqlite:///{tmp_path / 'sampled.sqlite3'}"
+    start = start_service(service_settings(indexed, log_settings(url, record="all", sample_rate=0.25)))
+    ids = [f"sample-{i}" for i in range(40)]
+    expected = {i for i in ids if int.from_bytes(hashlib.blake2b(f"{i}#0".encode(), digest_size=8).digest()) < 2**62}
+    assert 0 < len(expected) < len(ids)  # the ids chosen here exercise both outcomes
+    with httpx.Client(base_url=start, timeout=60) as c:
+        for request_id in ids:
+            assert c.post("/v1/classify", json={"query": CONFIDENT}, headers={"X-Request-ID": request_id}).is_success
+    wait_rows(url, len(expected))
+    time.sleep(0.3)  # the writer would have written more by now
+    assert {r["request_id"] for r in rows(url)} == expected
+
+
+def test_the_band_selects_a_confident_decision_near_its_threshold(
+    tmp_path: Path, indexed: tuple[Path, Path], start_service: ServiceFactory
+) -> None:
+    """`uncertain` with a band wide enough to hold the confident decision's score records it
+    as uncertain (the default band does not: see the test above)."""
+    url = f"sqlite:///{tmp_path / 'band.sqlite3'}"
+    start = start_service(service_settings(indexed, log_settings(url, record="uncertain", band=1.0)))
+    with httpx.Client(base_url=start, timeout=60) as c:
+        decided = c.post("/v1/classify", json={"query": CONFIDENT}, headers={"X-Request-ID": "band-1"}).json()
+    assert decided["route"] == "coding" and not decided["fallback"]
+    written = wait_rows(url, 1)
+    assert [(r["request_id"], r["recorded_as"]) for r in written] == [("band-1", "uncertain")]
