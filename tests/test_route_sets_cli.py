@@ -4,6 +4,7 @@ its own by default, review per set."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from devkit.routes_dirs import add_route
 from devkit.serving import SHIPPED_EVALS
 from indexer.cli import main as indexer_main
-from router_core import Embedder
+from indexer.finetune import FinetuneConfig, model_id_for
+from router_core import Embedder, load_routes
 from router_core.decision_log.store import DecisionStore
 from router_core.store import EdgeStore
 from tests.test_decision_store import record
@@ -136,3 +138,21 @@ def test_review_works_on_one_set(root: tuple[Path, Path], embedder: Embedder, tm
     assert code == 0 and "saved" in saved and "--set beta" in saved
     assert "the beta query to learn" in (routes / "beta" / "coding.yaml").read_text(encoding="utf-8")
     assert (routes / "alpha" / "coding.yaml").read_text(encoding="utf-8") == before
+
+
+@pytest.mark.slow
+def test_finetune_trains_on_the_named_set(root: tuple[Path, Path], embedder: Embedder, tmp_path: Path) -> None:
+    """`finetune --set beta` trains on beta's examples (its model id is the one beta's routes
+    give, not alpha's) and its next step re-indexes beta with the model it wrote."""
+    routes, _ = root
+    out_dir = tmp_path / "tuned"
+    args = ["finetune", "--set", "beta", "--quiet", "--batch-size", "3", "--max-steps", "1", "--out", str(out_dir)]
+    code, printed = run(args, embedder)
+    assert code == 0, printed
+    marker = json.loads((out_dir / "router-model.json").read_text(encoding="utf-8"))
+    config = FinetuneConfig(batch_size=3, max_steps=1)
+    base = "sentence-transformers/all-MiniLM-L6-v2"
+    assert marker["model_id"] == model_id_for(base, load_routes(routes / "beta"), config)
+    assert marker["model_id"] != model_id_for(base, load_routes(routes / "alpha"), config)
+    [hint] = [line.strip() for line in printed.splitlines() if "-m indexer reindex" in line]
+    assert "--set beta" in hint and f"--model {out_dir}" in hint, hint
