@@ -10,13 +10,13 @@ router reads less (`RolePolicy`, measured in BENCHMARKS.md, "What each role cont
 - user and assistant messages are read as they are, each stripped and cut to the query limit;
   an assistant message's `tool_calls` are not read;
 - tool results (`tool`, legacy `function`) are not read: the agent's reply that follows them
-  says what they found, and read as assistant evidence they cost 0.5 to 1.7 points of accuracy
-  on SGD and MultiWOZ (they push the user's earlier words out of the next turn's context);
-  they gain only when the reply names nothing. A tool result, however large, costs the router
-  nothing. (`RolePolicy(tool_results=True)` reads them, each cut to `tool_result_chars`, the
-  last `tool_results_per_exchange` of an exchange: what the benchmark compares.)
+  usually says what they found, and then reading them as assistant evidence costs SGD 0.7 to
+  1.0 points of accuracy (MultiWOZ: +0.1 to +0.3); they gain only when the reply names
+  nothing (+2.4 and +1.1). A tool result, however large, costs the router nothing.
+  (`RolePolicy(tool_results=True)` reads them, each cut to `tool_result_chars`, the last
+  `tool_results_per_exchange` of an exchange: what the benchmark compares.)
 - system and developer prompts are not read: they set up the agent, not the topic, and are
-  mostly the same for every chat of a client; read, they gained at most 0.2 points (noise);
+  mostly the same for every chat of a client; read, they changed accuracy by -0.3 to +0.0 points;
 - image, audio and file parts are skipped and counted (`Conversation.skipped_parts`).
 """
 
