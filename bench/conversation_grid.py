@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -337,7 +338,9 @@ def render(out: dict[str, Any]) -> str:
         f"({first['declared']['settings']:,} settings: {describe(first['declared']['grid'])}) and a finer superset "
         f"of it ({first['fine']['settings']:,} settings: {describe(first['fine']['grid'])}). Seconds: the search "
         "with its 5-fold estimate, "
-        "the texts already embedded. In-sample figures of the chosen setting through the service's own path "
+        "the texts already embedded"
+        + (f"; the process peaked at {out['max_rss_mb']:,} MB" if "max_rss_mb" in out else "")
+        + ". In-sample figures of the chosen setting through the service's own path "
         "(conversations prepared for its window); objective: the mean of the four turn-type accuracies.",
         "",
         "| set | grid | settings | seconds | chosen (against the defaults) | objective | all | first | follow-up "
@@ -406,8 +409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--no-timings", action="store_true", help="skip timing `python -m indexer eval`")
     args = parser.parse_args(argv)
-    out: dict[str, Any] = {"command": "python -m bench.conversation_grid --write", "load_before": os.getloadavg()[0]}
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a not in (str(args.json), "--json")]
+    command = " ".join([".venv/bin/python -m bench.conversation_grid", *given])
+    out: dict[str, Any] = {"command": command, "load_before": os.getloadavg()[0]}
     out["grids"] = run_grids(args.datasets)
+    out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if not args.no_timings:
         out["eval"] = eval_timings(args.datasets)
     out["load_after"] = os.getloadavg()[0]
