@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,12 +194,14 @@ def calibrated(ds: DataSet, defaults: ConversationParams, *, folds: int) -> tupl
     return result, time.perf_counter() - started
 
 
-def load_sets(datasets: Path) -> dict[str, DataSet]:
-    """Both sets, indexed and prepared."""
-    oos_val = [q.text for q in load_labelled(datasets / "clinc150" / "val.jsonl") if q.label == "oos"]
-    oos_test = [q.text for q in load_labelled(datasets / "clinc150" / "test.jsonl") if q.label == "oos"]
-    embedder = load_embedder()
-    loaded: dict[str, DataSet] = {}
+def off_topic_queries(datasets: Path, split: str) -> list[str]:
+    """CLINC150's out-of-scope queries of one split (`val`: calibration, `test`: the report)."""
+    return [q.text for q in load_labelled(datasets / "clinc150" / f"{split}.jsonl") if q.label == "oos"]
+
+
+def indexed_sets(datasets: Path, embedder: Embedder) -> Iterator[tuple[str, Path, OpenIndex]]:
+    """Each set's name, folder and index (its routes imported from `routes_train.jsonl`, indexed
+    in a temporary directory), open until the next set is asked for."""
     with tempfile.TemporaryDirectory() as tmp:
         for name, folder in SETS.items():
             routes, data = Path(tmp) / f"{folder}-routes", Path(tmp) / f"{folder}-data"
@@ -210,11 +212,20 @@ def load_sets(datasets: Path) -> dict[str, DataSet]:
             assert live is not None
             index = store.open_version(live)
             try:
-                loaded[name] = load_set(name, datasets / folder, oos_val, oos_test, embedder, index)
+                yield name, datasets / folder, index
             finally:
                 index.close()
                 store.close()
-    return loaded
+
+
+def load_sets(datasets: Path) -> dict[str, DataSet]:
+    """Both sets, indexed and prepared."""
+    oos_val, oos_test = off_topic_queries(datasets, "val"), off_topic_queries(datasets, "test")
+    embedder = load_embedder()
+    return {
+        name: load_set(name, folder, oos_val, oos_test, embedder, index)
+        for name, folder, index in indexed_sets(datasets, embedder)
+    }
 
 
 def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[str, Any]:

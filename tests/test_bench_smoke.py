@@ -345,3 +345,41 @@ def test_route_sets_bench_reports_both_services() -> None:
     assert set(result["p50_ms"]) == set(result["rss_mb"]) == {"1", "2"}
     assert result["p50_ratio"] > 0 and result["model_mb"] > 0
     assert "| 2 sets |" in render_route_sets(result, "python -m bench.route_sets --sets 2")
+
+
+def test_conversation_grid_compares_the_declared_grid_with_a_finer_one(tmp_path: Path, embedder: Embedder) -> None:
+    """The fine grid is a denser superset of the declared one; both are searched on labelled
+    conversations, each choice scored through the service's path and against the other turn by
+    turn, and the section renders every figure and a reading. A small fine grid here, untimed."""
+    from bench.conversation_grid import FINE, compare_grids, declared, embedded
+    from bench.conversation_grid import render as render_grid
+    from devkit.serving import SHIPPED_ROUTES
+    from indexer.conversations import load_conversations
+
+    grid = declared()
+    assert all(set(grid[k]) <= set(FINE[k]) and len(FINE[k]) > len(grid[k]) for k in grid)
+    run_reindex(load_routes(SHIPPED_ROUTES), EdgeStore(tmp_path / "data"), embedder)
+    store = EdgeStore(tmp_path / "data")
+    index = store.open_version(store.live_version() or "")
+    try:
+        conversations = load_conversations(Path(__file__).parents[1] / "evals" / "shipped-conversations.jsonl")
+        small = {**grid, "window": (4, 6), "switch": (0.005, *grid["switch"])}
+        off_topic = ["What is a good banana bread recipe?", "Who won the football world cup in 2010?"]
+        out = compare_grids(conversations, off_topic, embedder, index, fine=small)
+    finally:
+        index.close()
+        store.close()
+    assert out["declared"]["settings"] == 4 * 4 * 4 * 3 * 4  # switch, context_weight and the standalone step
+    assert out["fine"]["settings"] == 2 * 5 * 4 * 4 * 3 * 4
+    for g in (out["declared"], out["fine"]):
+        assert all(0.0 <= g[kind][t] <= 1.0 for kind in ("exact", "cv") for t in ("all", "switch", "objective"))
+        assert g["chosen"]["window"] in g["grid"]["window"]
+    for versus in (out["fine_chosen_vs_declared"], out["fine_best_vs_declared"]):
+        assert versus["se"] >= 0.0 and abs(versus["gain"]) <= 1.0
+    eval_row = {"dialogues": 10, "seconds": 2.0, "texts": 50, "embed_s": 0.5, "load_before": 0.1, "load_after": 0.2}
+    result = {"command": "c", "load_before": 0.1, "load_after": 0.2, "grids": {"shipped": out}, "eval": {"x": eval_row}}
+    text = render_grid(json.loads(json.dumps(result)))
+    assert "| shipped | declared | 768 |" in text and "| shipped | fine | 1,920 |" in text
+    assert "Reading:" in text and "23,400 texts" in text
+    line = "embedding and searching 12 texts of the conversations  12/12 (100%)  0.4 s\n"
+    assert embedded("embedding and searching 12 texts of the conversations  0/12 (0%)  0.0 s\n" + line) == (12, 0.4)
