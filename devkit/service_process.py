@@ -27,12 +27,24 @@ class ServiceProcess:
 
 
 @contextmanager
-def service_process(env: Mapping[str, str], *, startup_timeout: float = 180.0) -> Iterator[ServiceProcess]:
+def service_process(
+    env: Mapping[str, str], *, startup_timeout: float = 180.0, workers: int = 1
+) -> Iterator[ServiceProcess]:
     """Run the service with the environment plus `env` (ROUTER_* settings) on a free loopback
     port until the block ends; ready once /readyz answers 200. RuntimeError with the end of the
-    service's stderr when it exits or is not ready in time."""
+    service's stderr when it exits or is not ready in time.
+
+    `workers` worker processes (`ROUTER_HTTP__WORKERS`; 1, one process, unless `env` or the
+    argument says otherwise: a test reading one process's /metrics needs one process). With
+    more than one, `proc` is the supervisor and ready means every worker is."""
     port = free_port()
-    full = {**os.environ, **env, "ROUTER_HTTP__HOST": "127.0.0.1", "ROUTER_HTTP__PORT": str(port)}
+    full = {
+        **os.environ,
+        "ROUTER_HTTP__WORKERS": str(workers),
+        **env,
+        "ROUTER_HTTP__HOST": "127.0.0.1",
+        "ROUTER_HTTP__PORT": str(port),
+    }
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty service never blocks on it
         proc = subprocess.Popen(
