@@ -24,10 +24,10 @@ from typing import Any
 
 import uvicorn
 
-from service.__main__ import build_services, load_settings
 from service.app import create_app
 from service.http_server import server_config
 from service.observability import configure_logging
+from service.startup import build_services, load_settings
 
 log = logging.getLogger("router.worker")
 READY = b"ready"

@@ -56,6 +56,19 @@ def _per_connection(url: str, count: int, path: str, body: dict[str, str] | None
     return out
 
 
+def _run_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m service` with the environment plus `env`, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _env(routes: Path, data: Path) -> dict[str, str]:
     return {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data), "ROUTER_RELOAD_INTERVAL_S": "0.2"}
 
@@ -98,10 +111,7 @@ def test_every_worker_serves_and_follows_an_admin_reindex(tmp_path: Path, routes
 )
 def test_bad_worker_settings_are_refused(value: str, says: str) -> None:
     """`python -m service` with an invalid worker count exits 2 naming the setting and the problem."""
-    env = {**os.environ, "ROUTER_HTTP__WORKERS": value}
-    done = subprocess.run(
-        [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    done = _run_service({"ROUTER_HTTP__WORKERS": value})
     assert done.returncode == 2
     assert "the service cannot start: invalid settings" in done.stderr and says in done.stderr
 
@@ -110,22 +120,16 @@ def test_workers_refuse_a_taken_port(tmp_path: Path) -> None:
     """With several workers, a port another process listens on is refused at once, naming it."""
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        env = {**os.environ, "ROUTER_HTTP__WORKERS": "2", "ROUTER_HTTP__PORT": str(port)}
-        env["ROUTER_INDEX__DATA_DIR"] = str(tmp_path / "data")
-        done = subprocess.run(
-            [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-        )
+        env = {"ROUTER_HTTP__WORKERS": "2", "ROUTER_HTTP__PORT": str(port), "ROUTER_INDEX__DATA_DIR": str(tmp_path)}
+        done = _run_service(env)
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
 def test_a_worker_that_cannot_start_stops_the_service(tmp_path: Path) -> None:
     """No index: the first worker says what to run and the service exits 2, leaving no worker behind."""
-    env = {**os.environ, "ROUTER_HTTP__WORKERS": "2", "ROUTER_INDEX__DATA_DIR": str(tmp_path / "empty")}
-    env["ROUTER_DECISION_LOG__RECORD"] = "none"
-    done = subprocess.run(
-        [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    env = {"ROUTER_HTTP__WORKERS": "2", "ROUTER_INDEX__DATA_DIR": str(tmp_path / "empty")}
+    done = _run_service({**env, "ROUTER_DECISION_LOG__RECORD": "none"})
     assert done.returncode == 2
     assert "no index found" in done.stderr and "python -m indexer" in done.stderr
     assert "worker 0 exited with status 2 while starting" in done.stderr
