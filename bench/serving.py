@@ -1,0 +1,235 @@
+"""Serving close to the machine's limit (issue 23): one process against several workers, and the
+code before, in one run, as ratios to the bare model on the same machine.
+
+CLINC150's train split (15,000 examples in 150 routes) is indexed once; a bench worker process
+(`bench.worker`: the model alone, as the service loads it) measures the bare encode of one query
+and the encode ceiling by batch size (1, 8, 32). Then each configuration is served by `python -m
+service` in turn, alone on the machine:
+
+- classify over HTTP, one client, interleaved query by query with the bare encode in the bench
+  worker (a burst of load elsewhere hits both alike), every query new;
+- throughput at 1, 8 and 32 concurrent clients from a separate load-generator process
+  (`bench.throughput`), every query new;
+- memory of each serving process (RSS, and PSS: shared pages divided among their sharers).
+
+Configurations: `--baseline-root DIR` (a checkout of the code before, e.g. `git archive
+integrate | tar -x -C DIR`) with one process, then this checkout with `ROUTER_HTTP__WORKERS=1`
+and with each of `--workers`.
+
+    python -m bench.serving [--workers 2] [--baseline-root DIR] [--duration 10] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.contention import Timed, interleaved
+from bench.data import load_splits, write_jsonl
+from bench.latency import ClassifyClient
+from bench.report import write_named_section
+from bench.stats import ratio
+from bench.throughput import http_throughput
+from bench.worker import Worker
+from devkit.service_process import service_process
+from devkit.serving import ROOT
+from indexer.importer import write_routes_from_jsonl
+from router_core.settings import IndexSettings
+
+MODEL = "all-MiniLM-L6-v2"
+# ../shared/datasets of the main checkout, or of a worktree under wt/
+DATASETS = next(
+    (p for p in (ROOT.parent / "shared" / "datasets", ROOT.parents[1] / "shared" / "datasets") if p.is_dir()),
+    ROOT.parent / "shared" / "datasets",
+)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS and PSS of a process in MB (Linux smaps_rollup)."""
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+        for line in fh:
+            name, _, value = line.partition(":")
+            if name in ("Rss", "Pss"):
+                out[name.lower()] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def serving_pids(pid: int) -> list[int]:
+    """The processes that serve: the service itself, or its workers when it supervises some."""
+    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return children or [pid]
+
+
+def commit_of(root: Path) -> str:
+    """Short commit of a checkout (an exported tree has none)."""
+    command = ["git", "rev-parse", "--short", "HEAD"]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "exported tree"
+
+
+def measure_config(
+    label: str,
+    root: Path,
+    workers: int | None,
+    env: dict[str, str],
+    worker: Worker,
+    *,
+    latency_queries: list[str],
+    load_queries: list[str],
+    duration: float,
+    work: Path,
+) -> dict[str, Any]:
+    """One configuration served alone: latency against the bare encode, throughput, memory."""
+    with service_process(env, workers=workers, root=root) as service:
+        client = ClassifyClient(service.url)
+        try:
+            tag = f"{label} {time.monotonic()}"
+            probes = {
+                "bare_encode": lambda q: Timed(worker.seconds("encode", text=q)),
+                "http": client.classify,
+            }
+            latency = interleaved(probes, [f"{q} ({tag})" for q in latency_queries], warmup=20)
+        finally:
+            client.close()
+        throughput = http_throughput(service.url, load_queries, duration=duration, work=work)
+        memory = [memory_mb(pid) for pid in serving_pids(service.proc.pid)]
+    return {
+        "label": label,
+        "commit": commit_of(root),
+        "workers": workers or 1,
+        "latency": latency,
+        "http_vs_bare_p50": ratio(latency["http"]["p50_ms"], latency["bare_encode"]["p50_ms"]),
+        "throughput": throughput["levels"],
+        "memory": memory,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Index CLINC150 train, measure the bare model, then every configuration in turn."""
+    splits = load_splits(args.datasets)
+    rng = random.Random(23)
+    test = [q.text for q in splits.test]
+    latency_queries = rng.sample(test, min(args.latency_queries, len(test)))
+    load_queries = rng.sample(test, len(test))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        routes = work / "routes"
+        write_routes_from_jsonl(write_jsonl(splits.train, work / "train.jsonl"), routes)
+        data = work / "index"
+        cache = args.models_dir or IndexSettings().derived_models_dir
+        env = {
+            "ROUTER_ROUTES_DIR": str(routes),
+            "ROUTER_INDEX__DATA_DIR": str(data),
+            "ROUTER_INDEX__MODELS_DIR": str(cache),
+            "ROUTER_DECISION_LOG__RECORD": "uncertain",
+        }
+        started = time.perf_counter()
+        with Worker(MODEL, "onnx", 0, cache, label="bench model") as worker:
+            built = worker.call("build", routes_dir=str(routes), data_dir=str(data))
+            ceiling = worker.call("batching", texts=test, budget_s=args.ceiling_s)
+            configs: list[tuple[str, Path, int | None]] = []
+            if args.baseline_root is not None:  # older than ROUTER_HTTP__WORKERS: one process
+                configs.append((f"before ({args.baseline_label}), 1 process", args.baseline_root, None))
+            configs.append(("1 process", ROOT, 1))
+            configs += [(f"{n} workers", ROOT, n) for n in args.workers]
+            runs = [
+                measure_config(
+                    label,
+                    root,
+                    n,
+                    env,
+                    worker,
+                    latency_queries=latency_queries,
+                    load_queries=load_queries,
+                    duration=args.duration,
+                    work=work,
+                )
+                for label, root, n in configs
+            ]
+            ceiling_after = worker.call("batching", texts=test, budget_s=args.ceiling_s)
+    return {
+        "examples": built.get("examples", len(splits.train)),
+        "ceiling": ceiling["levels"],
+        "ceiling_after": ceiling_after["levels"],
+        "runs": runs,
+        "seconds": round(time.perf_counter() - started, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cores": len(os.sched_getaffinity(0)),
+    }
+
+
+def _level(run: dict[str, Any], clients: int) -> dict[str, Any]:
+    level: dict[str, Any] = next(lv for lv in run["throughput"] if lv["clients"] == clients)
+    return level
+
+
+def render(result: dict[str, Any], command: str) -> str:
+    """The BENCHMARKS.md section."""
+    at32 = {lv["batch"]: lv["queries_per_s"] for lv in result["ceiling"]}
+    after32 = {lv["batch"]: lv["queries_per_s"] for lv in result["ceiling_after"]}
+    ceiling = at32[32]
+    rows = []
+    for run in result["runs"]:
+        lat, t32, t1 = run["latency"], _level(run, 32), _level(run, 1)
+        p50, p99 = t32["latency"].get("p50_ms", 0), t32["latency"].get("p99_ms", 0)
+        mem = run["memory"]
+        rss = "/".join(f"{m['rss']:.0f}" for m in mem)
+        pss = "/".join(f"{m['pss']:.0f}" for m in mem)
+        rows.append(
+            f"| {run['label']} | {lat['bare_encode']['p50_ms']:.2f} | {lat['http']['p50_ms']:.2f} / "
+            f"{lat['http']['p99_ms']:.2f} | **{run['http_vs_bare_p50']:.2f}x** | {t1['requests_per_s']:.1f} | "
+            f"{_level(run, 8)['requests_per_s']:.1f} | {t32['requests_per_s']:.1f} | "
+            f"**{t32['requests_per_s'] / ceiling:.0%}** | {p50:.1f} / {p99:.1f} | **{ratio(p99, p50):.2f}x** | "
+            f"{sum(lv['errors'] for lv in run['throughput'])} | {rss} | {pss} |"
+        )
+    return (
+        "## Serving close to the machine's limit (issue 23)\n\n"
+        f"Command: `{command}` ({result['seconds']} s; {result['cores']} cores; load average at the end "
+        f"{result['load_average']}). CLINC150 train indexed ({result['examples']} examples, 150 routes, embedded "
+        "Qdrant Edge, exact search); every configuration served by `python -m service` alone in turn, default "
+        "settings (access log at INFO, decision log `uncertain`). Bare encode: the model alone in a bench process, "
+        "one query, interleaved query by query with the HTTP classify of the same run. Ceiling: bare encode in "
+        f"batches of 32, {ceiling:.1f} queries/s (batch 1: {at32[1]:.1f}, batch 8: {at32[8]:.1f}; measured again "
+        f"after the services: {after32[32]:.1f} at 32). Throughput from a separate load-generator process on the "
+        "same 2 cores, every query new.\n\n"
+        "| configuration | bare encode p50 ms | HTTP classify p50 / p99 ms | HTTP p50 / bare | 1 client req/s | "
+        "8 clients req/s | 32 clients req/s | 32 clients / ceiling | 32 clients p50 / p99 ms | p99 / p50 | errors | "
+        "RSS per serving process MB | PSS MB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        "Targets (issue 23): HTTP p50 / bare <= 1.3x; 32 clients / ceiling >= 70%; p99 / p50 at 32 clients <= 3x.\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure, print, and with --write put the section into BENCHMARKS.md."""
+    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__)
+    parser.add_argument("--workers", type=int, nargs="*", default=[2], help="worker counts to serve with")
+    parser.add_argument("--baseline-root", type=Path, default=None, help="checkout of the code before")
+    parser.add_argument("--baseline-label", default="the code before", help="what the baseline is, for the table")
+    parser.add_argument("--datasets", type=Path, default=DATASETS, help="default: ../shared/datasets")
+    parser.add_argument("--models-dir", type=Path, default=None, help="converted models (default: the user cache)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per throughput level")
+    parser.add_argument("--latency-queries", type=int, default=300)
+    parser.add_argument("--ceiling-s", type=float, default=8.0, help="seconds of the encode ceiling measure")
+    parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    result = run(args)
+    print(json.dumps(result, indent=1))
+    if args.write:
+        given = " ".join(argv) if argv is not None else " ".join(sys.argv[1:])
+        write_named_section(Path("BENCHMARKS.md"), "serving", render(result, f"python -m bench.serving {given}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
