@@ -36,7 +36,7 @@ from service.controllers.ui import caller, ui_router
 from service.decision_log import DecisionLog, RequestRecorder
 from service.errors import EXCEPTION_HANDLERS
 from service.evaluation import Evaluator
-from service.guards import require_admin, require_api_key, require_json
+from service.guards import require_admin, require_api_key_and_json
 from service.index_admin import IndexAdmin
 from service.json_request import JSONRequest
 from service.metrics import Metrics
@@ -213,14 +213,14 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
             list_sets,
             FeedbackController,
         ],
-        guards=[require_api_key, require_json],
+        guards=[require_api_key_and_json],
         security=bearer if keyed else None,
     )
     # The same classify and answer endpoints for a set named in the path.
     one_set = Router(
         path="/v1/sets/{set:str}",
         route_handlers=[SetClassifyController, SetAnswerController],
-        guards=[require_api_key, require_json],
+        guards=[require_api_key_and_json],
         security=bearer if keyed else None,
         dependencies=_set_dependencies(),
     )

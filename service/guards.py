@@ -199,8 +199,15 @@ def caller_of(connection: Connection) -> str:
     return str(identity) if identity is not None else f"ip-{_address(connection)}"
 
 
-async def require_api_key(connection: Connection, _: BaseRouteHandler) -> None:
-    """Public endpoints: a configured API key (or the admin token) unless none is configured."""
+async def require_api_key_and_json(connection: Connection, _: BaseRouteHandler) -> None:
+    """Public endpoints: a configured API key (or the admin token) unless none is configured,
+    then JSON bodies (`require_json`). One guard, not two: Litestar copies the route handler for
+    every guard it runs, on every request."""
+    _check_api_key(connection)
+    _check_json(connection)
+
+
+def _check_api_key(connection: Connection) -> None:
     keys: KeyRing = _services(connection).keyring
     _check_origin(connection, open_mode=keys.public_open)
     credential: Credential | None = Credential(admin=False)  # every set
@@ -249,6 +256,10 @@ async def require_admin(connection: Connection, _: BaseRouteHandler) -> None:
 
 async def require_json(connection: Connection, _: BaseRouteHandler) -> None:
     """A body-taking endpoint: the body must be declared `application/json` (or `+json`)."""
+    _check_json(connection)
+
+
+def _check_json(connection: Connection) -> None:
     if connection.scope.get("method") not in _UNSAFE:
         return
     media = connection.headers.get("content-type", "").partition(";")[0].strip().lower()
