@@ -102,8 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.worker", description=__doc__)
     parser.add_argument("--channel-fd", type=int, required=True, help="the Unix socket to the supervisor")
     parser.add_argument("--worker", type=int, required=True, help="this worker's number, from 0")
+    parser.add_argument("--cpus", default="", help="the cores to run on, comma-separated (default: all)")
     args = parser.parse_args(argv)
     die_with_parent()
+    if args.cpus:  # before the model loads: its runtime sizes its thread pools by the usable cores
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     channel = socket.socket(fileno=args.channel_fd)
     settings = load_settings()
     if settings is None:

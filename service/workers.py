@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import signal
 import socket
@@ -69,10 +70,10 @@ def supervise(settings: ServiceSettings) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     workers: list[Worker] = []
     try:
-        workers.append(_start(0))
+        workers.append(_start(0, http.workers))
         status = _await_ready(workers[:1], stop)
         if status is None:
-            workers += [_start(i) for i in range(1, http.workers)]
+            workers += [_start(i, http.workers) for i in range(1, http.workers)]
             status = _await_ready(workers[1:], stop)
         if status is None:
             _log_started(workers, http.host, http.port)
@@ -85,9 +86,21 @@ def supervise(settings: ServiceSettings) -> int:
             signal.signal(signum, handler)
 
 
-def _start(number: int) -> Worker:
+def cpu_share(number: int, workers: int, cores: list[int]) -> list[int]:
+    """The cores worker `number` of `workers` runs on: an equal slice of `cores` when there are
+    at least as many cores as workers (the last takes the remainder), else all of them."""
+    if workers > len(cores):
+        return cores
+    size = len(cores) // workers
+    return cores[number * size : (number + 1) * size if number < workers - 1 else len(cores)]
+
+
+def _start(number: int, workers: int) -> Worker:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     command = [sys.executable, "-m", "service.worker", "--channel-fd", str(theirs.fileno()), "--worker", str(number)]
+    if not os.environ.get("XX_NO_PIN"):
+        cpus = cpu_share(number, workers, sorted(os.sched_getaffinity(0)))
+        command += ["--cpus", ",".join(map(str, cpus))]
     proc = subprocess.Popen(command, pass_fds=[theirs.fileno()])
     theirs.close()
     return Worker(number, proc, ours)
