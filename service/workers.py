@@ -9,6 +9,10 @@ over, rather than letting every worker accept on a shared socket, spreads kept-a
 connections evenly: an event loop accepts every pending connection when it wakes, so one
 worker would take a whole burst of clients.
 
+Each worker runs on its share of the cores (`cpu_share`: its own core when there are as many
+cores as workers), so its model runtime sizes its threads to that share instead of every worker
+running a pool as wide as the machine.
+
 Start-up: worker 0 starts first (it migrates the decision log's database and converts the model
 into the shared cache if needed), then the others together. A worker that cannot start stops
 the service with its exit status (its message, e.g. a missing index, is on stderr). Shut-down:
@@ -98,9 +102,8 @@ def cpu_share(number: int, workers: int, cores: list[int]) -> list[int]:
 def _start(number: int, workers: int) -> Worker:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     command = [sys.executable, "-m", "service.worker", "--channel-fd", str(theirs.fileno()), "--worker", str(number)]
-    if not os.environ.get("XX_NO_PIN"):
-        cpus = cpu_share(number, workers, sorted(os.sched_getaffinity(0)))
-        command += ["--cpus", ",".join(map(str, cpus))]
+    cpus = cpu_share(number, workers, sorted(os.sched_getaffinity(0)))
+    command += ["--cpus", ",".join(map(str, cpus))]
     proc = subprocess.Popen(command, pass_fds=[theirs.fileno()])
     theirs.close()
     return Worker(number, proc, ours)

@@ -20,6 +20,7 @@ from devkit.service_process import service_process
 from devkit.serving import ROOT
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
+from service.workers import cpu_share
 
 WORKERS = 2
 PAY_SLIP = ["where is my pay slip for march", "download my payslip", "I cannot find last month's payslip"]
@@ -154,3 +155,18 @@ def test_stopping_the_service_stops_every_worker(
         assert code == (0 if how == signal.SIGTERM else -signal.SIGKILL)
         assert _wait_gone(workers, timeout=30) == set()
         stop_process(service.proc)
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "shares"),
+    [
+        (2, [0, 1], [[0], [1]]),
+        (2, [0, 1, 2, 3, 4], [[0, 1], [2, 3, 4]]),
+        (4, [2, 3, 5, 7], [[2], [3], [5], [7]]),
+        (3, [0, 1], [[0, 1], [0, 1], [0, 1]]),
+    ],
+)
+def test_each_worker_gets_its_share_of_the_cores(workers: int, cores: list[int], shares: list[list[int]]) -> None:
+    """Workers split the usable cores evenly (the last takes the remainder); more workers than
+    cores all share every core."""
+    assert [cpu_share(i, workers, cores) for i in range(workers)] == shares
