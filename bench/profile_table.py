@@ -4,10 +4,12 @@ embedding and search is the service's own `router_classify_stage_seconds`; py-sp
 inside ONNX Runtime reliably.)
 
 Each sample is put in the first part (listed in order) one of its frames belongs to, from the
-innermost frame out, so the parts add up to the thread's samples. With `--requests N --rate HZ`
-(the requests served while sampling, the sampling rate) each part is also given in ms per request.
+innermost frame out, so the parts add up to the thread's busy samples. With `--loop-cpu-ms X`
+(the event loop thread's CPU time per request, measured from /proc over the same window: sample
+counts are too few, and py-spy's idle detection too rough, to time the thread themselves) each
+part is also given in ms per request, its share of X.
 
-    python -m bench.profile_table PROFILE.txt [--requests N --rate HZ] [--label NAME]
+    python -m bench.profile_table PROFILE.txt [--loop-cpu-ms X] [--label NAME]
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def parts_of(path: Path, thread: str, parts: tuple[tuple[str, tuple[str, ...]], 
     return out
 
 
-def table(path: Path, *, requests: int | None, rate: float | None, label: str) -> str:
+def table(path: Path, *, loop_cpu_ms: float | None, label: str) -> str:
     """Markdown rows: part, share of the thread's busy samples (idle ones apart), ms per
     request when known."""
     rows = [f"| {label} | part | share of the thread's busy samples | ms per request |", "|---|---|---|---|"]
@@ -70,9 +72,9 @@ def table(path: Path, *, requests: int | None, rate: float | None, label: str) -
         idle = counts.pop(IDLE_PART, 0)
         busy = sum(counts.values()) or 1
         for part, n in counts.most_common():
-            per = f"{n / rate / requests * 1e3:.2f}" if requests and rate else "-"
+            per = f"{n / busy * loop_cpu_ms:.2f}" if loop_cpu_ms else "-"
             rows.append(f"| {name} | {part} | {n / busy:.0%} | {per} |")
-        per_busy = f"{busy / rate / requests * 1e3:.2f}" if requests and rate else "-"
+        per_busy = f"{loop_cpu_ms:.2f}" if loop_cpu_ms else "-"
         rows.append(f"| {name} | **busy, all parts** | 100% | **{per_busy}** |")
         if idle:
             rows.append(f"| {name} | (idle samples, not counted above) | {idle / busy:.0%} of busy | - |")
@@ -83,11 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile_table", description=__doc__)
     parser.add_argument("profile", type=Path)
-    parser.add_argument("--requests", type=int, default=None, help="requests served while sampling")
-    parser.add_argument("--rate", type=float, default=None, help="py-spy's sampling rate, Hz")
+    parser.add_argument("--loop-cpu-ms", type=float, default=None, help="the event loop's CPU ms per request")
     parser.add_argument("--label", default="thread")
     args = parser.parse_args(argv)
-    print(table(args.profile, requests=args.requests, rate=args.rate, label=re.sub(r"\|", "/", args.label)))
+    print(table(args.profile, loop_cpu_ms=args.loop_cpu_ms, label=re.sub(r"\|", "/", args.label)))
     return 0
 
 

@@ -16,7 +16,7 @@ Configurations: `--baseline-root DIR` (a checkout of the code before, e.g. `git 
 integrate | tar -x -C DIR`) with one process, then this checkout with `ROUTER_HTTP__WORKERS=1`
 and with each of `--workers`.
 
-    python -m bench.serving [--workers 2] [--baseline-root DIR] [--duration 10] [--write]
+    python -m bench.serving [--workers 2] [--baseline-root DIR] [--shipped] [--duration 10] [--json PATH] [--write]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,21 @@ def serving_pids(pid: int) -> list[int]:
     return children or [pid]
 
 
+def stage_ms(url: str) -> dict[str, float]:
+    """Embed and search time per routed query over the whole run, from the service's metrics
+    (with several workers: the worker that answers the scrape)."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    sums: dict[str, float] = {"embed": 0.0, "search": 0.0, "decisions": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith("router_classify_stage_seconds_sum"):
+            sums["embed" if 'stage="embed"' in name else "search"] += float(value)
+        elif name.startswith("router_decisions_total"):
+            sums["decisions"] += float(value)
+    n = sums["decisions"] or 1.0
+    return {"embed_ms": round(sums["embed"] / n * 1e3, 3), "search_ms": round(sums["search"] / n * 1e3, 3)}
+
+
 def commit_of(root: Path) -> str:
     """Short commit of a checkout (an exported tree has none)."""
     command = ["git", "rev-parse", "--short", "HEAD"]
@@ -105,6 +121,7 @@ def measure_config(
             client.close()
         throughput = http_throughput(service.url, load_queries, duration=duration, work=work)
         memory = [memory_mb(pid) for pid in serving_pids(service.proc.pid)]
+        stages = stage_ms(service.url)
     return {
         "label": label,
         "commit": commit_of(root),
@@ -113,6 +130,7 @@ def measure_config(
         "http_vs_bare_p50": ratio(latency["http"]["p50_ms"], latency["bare_encode"]["p50_ms"]),
         "throughput": throughput["levels"],
         "memory": memory,
+        "stages_one_process": stages,
     }
 
 
@@ -239,9 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--ceiling-s", type=float, default=8.0, help="seconds of the encode ceiling measure")
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, help="also write the figures there (for bench.scale)")
     args = parser.parse_args(argv)
     result = run(args)
     print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
     if args.write:
         given = " ".join(argv) if argv is not None else " ".join(sys.argv[1:])
         section = "serving-shipped" if args.shipped else "serving"
