@@ -24,10 +24,11 @@ def load_settings() -> ServiceSettings | None:
         return None
 
 
-def build_services(settings: ServiceSettings) -> Services | None:
-    """The object graph (loads the models, opens the indexes), or None after printing why not."""
+def build_services(settings: ServiceSettings, *, processes: int = 1) -> Services | None:
+    """The object graph (loads the models, opens the indexes), or None after printing why not;
+    `processes`: the worker processes serving together (`Services.build`)."""
     try:
-        services = Services.build(settings)
+        services = Services.build(settings, processes=processes)
     except RouterError as exc:
         print(f"error: the service cannot start: {exc}", file=sys.stderr)
         return None

@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return 2
     configure_logging(settings.log.level, json_logs=settings.log.json_format)
-    services = build_services(settings)
+    services = build_services(settings, processes=settings.http.workers)
     if services is None:
         return 2
     app = create_app(services=services)

@@ -13,13 +13,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from devkit.processes import stop_process
 from devkit.routes_dirs import add_route
 from devkit.service_process import service_process
-from devkit.serving import ROOT
+from devkit.serving import ROOT, serve
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
+from service.app import create_app
+from service.security import AuthSettings
+from service.services import Services
+from service.settings import ServiceSettings
 from service.workers import cpu_share
 
 WORKERS = 2
@@ -170,3 +175,17 @@ def test_each_worker_gets_its_share_of_the_cores(workers: int, cores: list[int],
     """Workers split the usable cores evenly (the last takes the remainder); more workers than
     cores all share every core."""
     assert [cpu_share(i, workers, cores) for i in range(workers)] == shares
+
+
+def test_each_worker_takes_its_share_of_the_failed_authentication_budget(
+    shipped_settings: ServiceSettings, embedder: Embedder
+) -> None:
+    """One of 2 worker processes with ROUTER_AUTH__FAILED_PER_MINUTE=4 refuses a wrong key (429)
+    after 2 failures: the workers together allow the configured 4, not 4 each."""
+    auth = AuthSettings(api_keys=[SecretStr("right-key")], failed_per_minute=4)
+    settings = shipped_settings.model_copy(update={"auth": auth})
+    services = Services.build(settings, embedder=embedder, processes=2)
+    wrong = {"authorization": "Bearer wrong-key"}
+    with serve(create_app(services=services)) as url, httpx.Client(base_url=url, timeout=60, headers=wrong) as c:
+        statuses = [c.post("/v1/classify", json={"query": "hi"}).status_code for _ in range(3)]
+    assert statuses == [401, 401, 429]
