@@ -35,7 +35,7 @@ def _at32(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _one_process(result: dict[str, Any]) -> dict[str, Any]:
-    run: dict[str, Any] = next(r for r in result["runs"] if r["label"] == "1 process")
+    run: dict[str, Any] = next(r for r in result["runs"] if r["label"].startswith("1 process"))
     return run
 
 
@@ -104,9 +104,10 @@ def render(f: dict[str, Any], command: str) -> str:
         f"({f['memory_gb']} GB in all). Qdrant: the embedded index serves one machine's workers (a copy per "
         "machine, built by the re-index job there); replicas on several machines share one index through a Qdrant "
         "server (`ROUTER_INDEX__QDRANT__URL`), which then does the exact scan of every query (about half a "
-        "millisecond of a core per query over 15,000 examples in batches, `python -m bench.gil`), so at this rate "
-        "a core or more of its own unless the collection is given an HNSW index. On a smaller index (the shipped "
-        "routes) the per-core rate is the model's, not the search's.\n"
+        "millisecond of a core per query over 15,000 examples, scanned 16 at a time: `python -m bench.gil` below), "
+        "so at this rate at least half a core of its own, growing with the index, unless the collection is given "
+        "an HNSW index. On a smaller index (the shipped routes) the per-core rate is the model's, not the "
+        "search's.\n"
     )
 
 

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             configs: list[tuple[str, Path, int | None]] = []
             if args.baseline_root is not None:  # older than ROUTER_HTTP__WORKERS: one process
                 configs.append((f"before ({args.baseline_label}), 1 process", args.baseline_root, None))
-            configs.append(("1 process", ROOT, 1))
+            configs.append(("1 process (ROUTER_HTTP__WORKERS=1)", ROOT, 1))
             configs += [(f"{n} workers", ROOT, n) for n in args.workers]
             runs = [
                 measure_config(
@@ -196,10 +196,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _short(result: dict[str, Any]) -> str:
+    return "the shipped routes" if result.get("routes") == "shipped" else "CLINC150"
+
+
 def _indexed(result: dict[str, Any]) -> str:
+    engine = "embedded Qdrant Edge, exact search"
     if result.get("routes") == "shipped":
-        return f"The shipped routes indexed ({result['examples']} examples, 6 routes; queries from evals/)"
-    return f"CLINC150 train indexed ({result['examples']} examples, 150 routes; queries from its test split)"
+        return f"The shipped routes indexed ({result['examples']} examples, 6 routes, {engine}; queries from evals/)"
+    return f"CLINC150 train indexed ({result['examples']} examples, 150 routes, {engine}; queries from its test split)"
 
 
 def _level(run: dict[str, Any], clients: int) -> dict[str, Any]:
@@ -227,9 +232,9 @@ def render(result: dict[str, Any], command: str) -> str:
             f"{sum(lv['errors'] for lv in run['throughput'])} | {rss} | {pss} |"
         )
     return (
-        "## Serving close to the machine's limit (issue 23)\n\n"
+        f"## Serving close to the machine's limit (issue 23): {_short(result)}\n\n"
         f"Command: `{command}` ({result['seconds']} s; {result['cores']} cores; load average at the end "
-        f"{result['load_average']}). {_indexed(result)} (embedded Qdrant Edge, exact search); every "
+        f"{result['load_average']}). {_indexed(result)}; every "
         "configuration served by `python -m service` alone in turn, default "
         "settings (access log at INFO, decision log `uncertain`). Bare encode: the model alone in a bench process, "
         "one query, interleaved query by query with the HTTP classify of the same run. Ceiling: bare encode in "
