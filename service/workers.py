@@ -61,8 +61,10 @@ class Worker:
 def supervise(settings: ServiceSettings) -> int:
     """Serve with `settings.http.workers` worker processes until SIGTERM or SIGINT; the exit status."""
     http = settings.http
+    host = http.host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        listener = socket.create_server((http.host, http.port), backlog=2048)
+        listener = socket.create_server((host, http.port), family=family, backlog=2048)
     except OSError as exc:
         print(f"error: the service cannot start: cannot listen on {http.host}:{http.port}: {exc}", file=sys.stderr)
         return 2
