@@ -27,6 +27,7 @@ import uvicorn
 from service.app import create_app
 from service.http_server import server_config
 from service.observability import configure_logging
+from service.settings import ServiceSettings
 from service.startup import build_services, load_settings
 
 log = logging.getLogger("router.worker")
@@ -98,6 +99,16 @@ def die_with_parent() -> None:
         raise SystemExit(1)
 
 
+def pass_share(settings: ServiceSettings, cores: int, machine: int) -> ServiceSettings:
+    """The settings of a worker running on `cores` of the `machine`'s: its forward passes hold
+    that share of `ROUTER_LIMITS__MAX_MICRO_BATCH_CHARS`. A pass runs on the worker's cores only,
+    so a full pass would take machine/cores times as long as in one process, and a query arriving
+    behind another caller's big batch waits for the pass running (`service.routing.batching`)."""
+    limits = settings.limits
+    chars = max(1, limits.max_micro_batch_chars * cores // max(cores, machine))
+    return settings.model_copy(update={"limits": limits.model_copy(update={"max_micro_batch_chars": chars})})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.worker", description=__doc__)
     parser.add_argument("--channel-fd", type=int, required=True, help="the Unix socket to the supervisor")
@@ -105,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpus", default="", help="the cores to run on, comma-separated (default: all)")
     args = parser.parse_args(argv)
     die_with_parent()
+    machine = len(os.sched_getaffinity(0))
     if args.cpus:  # before the model loads: its runtime sizes its thread pools by the usable cores
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     channel = socket.socket(fileno=args.channel_fd)
@@ -112,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return 2
     configure_logging(settings.log.level, json_logs=settings.log.json_format)
+    settings = pass_share(settings, len(os.sched_getaffinity(0)), machine)
     services = build_services(settings, processes=settings.http.workers)
     if services is None:
         return 2

@@ -25,6 +25,7 @@ from service.app import create_app
 from service.security import AuthSettings
 from service.services import Services
 from service.settings import ServiceSettings
+from service.worker import pass_share
 from service.workers import cpu_share
 
 WORKERS = 2
@@ -189,3 +190,17 @@ def test_each_worker_takes_its_share_of_the_failed_authentication_budget(
     with serve(create_app(services=services)) as url, httpx.Client(base_url=url, timeout=60, headers=wrong) as c:
         statuses = [c.post("/v1/classify", json={"query": "hi"}).status_code for _ in range(3)]
     assert statuses == [401, 401, 429]
+
+
+@pytest.mark.parametrize(
+    ("chars", "cores", "machine", "share"),
+    [(16_000, 1, 2, 8_000), (16_000, 2, 2, 16_000), (16_000, 2, 4, 8_000), (16_000, 4, 3, 16_000), (1, 1, 2, 1)],
+)
+def test_a_worker_passes_hold_its_share_of_the_characters(chars: int, cores: int, machine: int, share: int) -> None:
+    """A worker on `cores` of the machine's cores fills its passes with that share of
+    ROUTER_LIMITS__MAX_MICRO_BATCH_CHARS (at least 1), so a pass takes as long as in one process."""
+    settings = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    settings = settings.model_copy(
+        update={"limits": settings.limits.model_copy(update={"max_micro_batch_chars": chars})}
+    )
+    assert pass_share(settings, cores, machine).limits.max_micro_batch_chars == share
