@@ -164,24 +164,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with Worker(MODEL, "onnx", 0, cache, label="bench model") as worker:
             built = worker.call("build", routes_dir=str(routes), data_dir=str(data))
             ceiling = worker.call("batching", texts=test, budget_s=args.ceiling_s)
-            configs: list[tuple[str, Path, int | None]] = []
+            configs: list[tuple[str, Path, int | None, dict[str, str]]] = []
             if args.baseline_root is not None:  # older than ROUTER_HTTP__WORKERS: one process
-                configs.append((f"before ({args.baseline_label}), 1 process", args.baseline_root, None))
-            configs.append(("1 process (ROUTER_HTTP__WORKERS=1)", ROOT, 1))
-            configs += [(f"{n} workers", ROOT, n) for n in args.workers]
+                configs.append((f"before ({args.baseline_label}), 1 process", args.baseline_root, None, {}))
+            if not args.skip_one:
+                configs.append(("1 process (ROUTER_HTTP__WORKERS=1)", ROOT, 1, {}))
+            configs += [(f"{n} workers", ROOT, n, {}) for n in args.workers]
+            unpinned = {"ROUTER_HTTP__PIN_WORKERS": "false"}
+            configs += [(f"{n} workers, not pinned", ROOT, n, unpinned) for n in args.unpinned]
             runs = [
                 measure_config(
                     label,
                     root,
                     n,
-                    env,
+                    {**env, **extra},
                     worker,
                     latency_queries=latency_queries,
                     load_queries=load_queries,
                     duration=args.duration,
                     work=work,
                 )
-                for label, root, n in configs
+                for label, root, n, extra in configs
             ]
             ceiling_after = worker.call("batching", texts=test, budget_s=args.ceiling_s)
     return {
@@ -253,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print, and with --write put the section into BENCHMARKS.md."""
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__)
     parser.add_argument("--workers", type=int, nargs="*", default=[2], help="worker counts to serve with")
+    parser.add_argument("--unpinned", type=int, nargs="*", default=[], help="worker counts, not pinned to cores")
+    parser.add_argument("--skip-one", action="store_true", help="leave out the one-process configuration")
     parser.add_argument("--baseline-root", type=Path, default=None, help="checkout of the code before")
     parser.add_argument("--baseline-label", default="the code before", help="what the baseline is, for the table")
     parser.add_argument("--shipped", action="store_true", help="the shipped routes (320 examples), not CLINC150")

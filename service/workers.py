@@ -76,10 +76,10 @@ def supervise(settings: ServiceSettings) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     workers: list[Worker] = []
     try:
-        workers.append(_start(0, http.workers))
+        workers.append(_start(0, http.workers, pin=http.pin_workers))
         status = _await_ready(workers[:1], stop)
         if status is None:
-            workers += [_start(i, http.workers) for i in range(1, http.workers)]
+            workers += [_start(i, http.workers, pin=http.pin_workers) for i in range(1, http.workers)]
             status = _await_ready(workers[1:], stop)
         if status is None:
             _log_started(workers, http.host, http.port)
@@ -101,11 +101,12 @@ def cpu_share(number: int, workers: int, cores: list[int]) -> list[int]:
     return cores[number * size : (number + 1) * size if number < workers - 1 else len(cores)]
 
 
-def _start(number: int, workers: int) -> Worker:
+def _start(number: int, workers: int, *, pin: bool) -> Worker:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     command = [sys.executable, "-m", "service.worker", "--channel-fd", str(theirs.fileno()), "--worker", str(number)]
-    cpus = cpu_share(number, workers, sorted(os.sched_getaffinity(0)))
-    command += ["--cpus", ",".join(map(str, cpus))]
+    if pin:
+        cpus = cpu_share(number, workers, sorted(os.sched_getaffinity(0)))
+        command += ["--cpus", ",".join(map(str, cpus))]
     proc = subprocess.Popen(command, pass_fds=[theirs.fileno()])
     theirs.close()
     return Worker(number, proc, ours)
