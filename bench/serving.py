@@ -170,8 +170,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not args.skip_one:
                 configs.append(("1 process (ROUTER_HTTP__WORKERS=1)", ROOT, 1, {}))
             configs += [(f"{n} workers", ROOT, n, {}) for n in args.workers]
-            unpinned = {"ROUTER_HTTP__PIN_WORKERS": "false"}
-            configs += [(f"{n} workers, not pinned", ROOT, n, unpinned) for n in args.unpinned]
+            pinned = {"ROUTER_HTTP__PIN_WORKERS": "true"}
+            configs += [(f"{n} workers, pinned", ROOT, n, pinned) for n in args.pinned]
             runs = [
                 measure_config(
                     label,
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print, and with --write put the section into BENCHMARKS.md."""
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__)
     parser.add_argument("--workers", type=int, nargs="*", default=[2], help="worker counts to serve with")
-    parser.add_argument("--unpinned", type=int, nargs="*", default=[], help="worker counts, not pinned to cores")
+    parser.add_argument("--pinned", type=int, nargs="*", default=[], help="worker counts, pinned to their cores")
     parser.add_argument("--skip-one", action="store_true", help="leave out the one-process configuration")
     parser.add_argument("--baseline-root", type=Path, default=None, help="checkout of the code before")
     parser.add_argument("--baseline-label", default="the code before", help="what the baseline is, for the table")

@@ -32,9 +32,10 @@ class HttpSettings(SettingsSection):
         "embedded index; default: the cores this process may use, at most 4. 1: one process, no supervisor.",
     )
     pin_workers: bool = Field(
-        default=True,
+        default=False,
         description="Run each worker process on its own share of the cores (and fill its forward passes with "
-        "that share of max_micro_batch_chars); false: let the system schedule every worker on every core.",
+        "that share of max_micro_batch_chars): faster on a machine the service has to itself, slower beside "
+        "other CPU-heavy processes; false: the system schedules every worker on every core.",
     )
     max_header_bytes: int = Field(
         default=32_768, ge=1024, description="Largest request head (request line and headers); larger is 431."

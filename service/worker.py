@@ -99,13 +99,15 @@ def die_with_parent() -> None:
         raise SystemExit(1)
 
 
-def pass_share(settings: ServiceSettings, cores: int, machine: int) -> ServiceSettings:
-    """The settings of a worker running on `cores` of the `machine`'s: its forward passes hold
-    that share of `ROUTER_LIMITS__MAX_MICRO_BATCH_CHARS`. A pass runs on the worker's cores only,
-    so a full pass would take machine/cores times as long as in one process, and a query arriving
-    behind another caller's big batch waits for the pass running (`service.routing.batching`)."""
+def pass_share(settings: ServiceSettings, share: float) -> ServiceSettings:
+    """The settings of a worker whose share of the machine's cores is `share` (its own cores
+    over all, when pinned; one over the number of workers, when the system schedules them): its
+    forward passes hold that share of `ROUTER_LIMITS__MAX_MICRO_BATCH_CHARS` (at least 1). With
+    every worker busy a pass gets only that share of the cores, so a full pass would take 1/share
+    times as long as in one process, and a query arriving behind another caller's big batch waits
+    for the pass running (`service.routing.batching`)."""
     limits = settings.limits
-    chars = max(1, limits.max_micro_batch_chars * cores // max(cores, machine))
+    chars = max(1, int(limits.max_micro_batch_chars * min(1.0, share)))
     return settings.model_copy(update={"limits": limits.model_copy(update={"max_micro_batch_chars": chars})})
 
 
@@ -124,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return 2
     configure_logging(settings.log.level, json_logs=settings.log.json_format)
-    settings = pass_share(settings, len(os.sched_getaffinity(0)), machine)
+    own = len(os.sched_getaffinity(0)) / machine if args.cpus else 1 / settings.http.workers
+    settings = pass_share(settings, own)
     services = build_services(settings, processes=settings.http.workers)
     if services is None:
         return 2
