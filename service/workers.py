@@ -9,9 +9,11 @@ over, rather than letting every worker accept on a shared socket, spreads kept-a
 connections evenly: an event loop accepts every pending connection when it wakes, so one
 worker would take a whole burst of clients.
 
-Each worker runs on its share of the cores (`cpu_share`: its own core when there are as many
-cores as workers), so its model runtime sizes its threads to that share instead of every worker
-running a pool as wide as the machine.
+With `ROUTER_HTTP__PIN_WORKERS` each worker runs on its share of the cores (`cpu_share`: its own
+core when there are as many cores as workers), so its model runtime sizes its threads to that
+share instead of every worker running a pool as wide as the machine; by default the system
+schedules them. Either way a worker fills its passes with its share of the pass budget
+(`service.worker.pass_share`).
 
 Start-up: worker 0 starts first (it migrates the decision log's database and converts the model
 into the shared cache if needed), then the others together. A worker that cannot start stops
