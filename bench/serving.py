@@ -74,7 +74,7 @@ def serving_pids(pid: int) -> list[int]:
 
 def stage_ms(url: str) -> dict[str, float]:
     """Embed and search time per routed query over the whole run, from the service's metrics
-    (with several workers: the worker that answers the scrape)."""
+    (with several workers: all of them)."""
     text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
     sums: dict[str, float] = {"embed": 0.0, "search": 0.0, "decisions": 0.0}
     for line in text.splitlines():

@@ -23,9 +23,11 @@ then kills what is left. A worker that dies while serving stops the service too 
 the orchestrator to restart as it would a single process. Workers receive SIGTERM from the
 kernel should the supervisor die (`service.worker.die_with_parent`).
 
-What each worker holds on its own (not shared): rate limits and failed-authentication counts,
-`/metrics`, the decision log's in-memory recent decisions and its writer (SQLite waits for its
-lock), the vector cache, the evaluations in progress. README, "Several worker processes".
+What each worker holds on its own (not shared): rate limits and failed-authentication counts
+(each allows its share of those), the decision log's in-memory recent decisions and its writer
+(SQLite waits for its lock), the vector cache, the evaluations in progress. The metrics are
+shared through a directory the supervisor makes for prometheus_client's multiprocess mode
+(`service.metrics`). README, "Several worker processes".
 """
 
 from __future__ import annotations
@@ -34,14 +36,18 @@ import contextlib
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
+from service.metrics import MULTIPROCESS_DIR
 from service.settings import ServiceSettings
 from service.worker import READY
 
@@ -77,11 +83,13 @@ def supervise(settings: ServiceSettings) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     workers: list[Worker] = []
+    metrics = Path(tempfile.mkdtemp(prefix="router-metrics-"))  # every worker's, for /metrics
+    env = {**os.environ, MULTIPROCESS_DIR: str(metrics)}
     try:
-        workers.append(_start(0, http.workers, pin=http.pin_workers))
+        workers.append(_start(0, http.workers, pin=http.pin_workers, env=env))
         status = _await_ready(workers[:1], stop)
         if status is None:
-            workers += [_start(i, http.workers, pin=http.pin_workers) for i in range(1, http.workers)]
+            workers += [_start(i, http.workers, pin=http.pin_workers, env=env) for i in range(1, http.workers)]
             status = _await_ready(workers[1:], stop)
         if status is None:
             _log_started(workers, http.host, http.port)
@@ -90,6 +98,7 @@ def supervise(settings: ServiceSettings) -> int:
     finally:
         listener.close()
         _stop_all(workers)
+        shutil.rmtree(metrics, ignore_errors=True)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -103,13 +112,13 @@ def cpu_share(number: int, workers: int, cores: list[int]) -> list[int]:
     return cores[number * size : (number + 1) * size if number < workers - 1 else len(cores)]
 
 
-def _start(number: int, workers: int, *, pin: bool) -> Worker:
+def _start(number: int, workers: int, *, pin: bool, env: dict[str, str]) -> Worker:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     command = [sys.executable, "-m", "service.worker", "--channel-fd", str(theirs.fileno()), "--worker", str(number)]
     if pin:
         cpus = cpu_share(number, workers, sorted(os.sched_getaffinity(0)))
         command += ["--cpus", ",".join(map(str, cpus))]
-    proc = subprocess.Popen(command, pass_fds=[theirs.fileno()])
+    proc = subprocess.Popen(command, pass_fds=[theirs.fileno()], env=env)
     theirs.close()
     return Worker(number, proc, ours)
 

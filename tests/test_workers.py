@@ -205,3 +205,16 @@ def test_a_worker_passes_hold_its_share_of_the_characters(chars: int, share: flo
         update={"limits": settings.limits.model_copy(update={"max_micro_batch_chars": chars})}
     )
     assert pass_share(settings, share).limits.max_micro_batch_chars == pass_chars
+
+
+@pytest.mark.slow
+def test_metrics_count_every_worker(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
+    """With 2 workers, /metrics counts the requests of both, whichever worker answers the scrape."""
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    with service_process(_env(routes_dir, data), workers=WORKERS) as service:
+        answers = _per_connection(service.url, 3 * WORKERS, "/v1/classify", {"query": "solve 2x+3=7"})
+        assert [r.status_code for r in answers] == [200] * 3 * WORKERS
+        line = f'router_http_requests_total{{endpoint="/v1/classify",method="POST",route_set="default",status="200"}} {3 * WORKERS}.0'
+        scrapes = [r.text for r in _per_connection(service.url, WORKERS, "/metrics")]
+        assert all(line in text for text in scrapes)
