@@ -77,7 +77,13 @@ def _run_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def _env(routes: Path, data: Path) -> dict[str, str]:
-    return {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data), "ROUTER_RELOAD_INTERVAL_S": "0.2"}
+    # TMPDIR: where the supervisor makes the workers' metrics directory (left behind by a SIGKILL)
+    return {
+        "ROUTER_ROUTES_DIR": str(routes),
+        "ROUTER_INDEX__DATA_DIR": str(data),
+        "ROUTER_RELOAD_INTERVAL_S": "0.2",
+        "TMPDIR": str(data.parent),
+    }
 
 
 @pytest.mark.slow
