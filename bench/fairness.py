@@ -70,6 +70,7 @@ class FairnessResult:
     batch_clients: int
     phases: list[Phase] = field(default_factory=list)
     batches_of: str = "queries"
+    workers: int = 1  # service worker processes (ROUTER_HTTP__WORKERS)
 
 
 class Texts:
@@ -168,7 +169,13 @@ async def _phase(
 
 
 async def run(
-    seconds: float, batch_clients: int, workdir: Path, *, conversations: bool = False, service_root: Path = ROOT
+    seconds: float,
+    batch_clients: int,
+    workdir: Path,
+    *,
+    conversations: bool = False,
+    service_root: Path = ROOT,
+    workers: int | None = None,
 ) -> FairnessResult:
     routes = workdir / "routes"
     shutil.copytree(ROOT / "routes", routes)
@@ -181,8 +188,16 @@ async def run(
         "ROUTER_LOG__LEVEL": "WARNING",
     }
     await asyncio.to_thread(_reindex, env)
+    if workers is not None:  # unset: one process for code older than the setting, else its default
+        env["ROUTER_HTTP__WORKERS"] = str(workers)
     kind = "conversations" if conversations else "queries"
-    result = FairnessResult(_commit(service_root), time.strftime("%Y-%m-%dT%H:%M:%S%z"), batch_clients, batches_of=kind)
+    result = FairnessResult(
+        _commit(service_root),
+        time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        batch_clients,
+        batches_of=kind,
+        workers=workers or 1,
+    )
     service = subprocess.Popen(  # the service code measured: this checkout, or --service-root
         [sys.executable, "-m", "service"], cwd=service_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -246,7 +261,8 @@ def _rows(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     for label, data in runs:
         for p in data["phases"]:
             lines.append(
-                f"| {label} (`{data['commit']}`) | {p['name']} ({p['seconds']:.0f} s) | {p['plain']} "
+                f"| {label} (`{data['commit']}`, {data.get('workers', 1)} process(es)) "
+                f"| {p['name']} ({p['seconds']:.0f} s) | {p['plain']} "
                 f"| {p['plain_p50_ms']} ms | {p['plain_p99_ms']} ms | {p['plain_max_ms']} ms | {p['batches']} "
                 f"| {p['batch_p50_s']} s | {p['batch_max_s']} s |"
             )
@@ -288,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         "--service-root", type=Path, default=ROOT, help="checkout whose `python -m service` is measured (default: this)"
     )
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.add_argument("--workers", type=int, default=None, help="ROUTER_HTTP__WORKERS (default: unset)")
     parser.add_argument("--baseline", type=Path, help="JSON of an earlier run, shown first as 'before'")
     parser.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -299,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(tmp),
                 conversations=args.conversations,
                 service_root=args.service_root.resolve(),
+                workers=args.workers,
             )
         )
     data = asdict(result)
@@ -313,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.conversations:
             command += " --conversations"
+        if args.workers is not None:
+            command += f" --workers {args.workers}"
         if args.baseline:
             command += " --baseline <run of the code before> --write"
         section = "fairness-conversations" if args.conversations else "fairness"

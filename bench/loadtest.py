@@ -95,7 +95,8 @@ class LoadResult:
     during_admin_p50_ms: float = 0.0
     during_admin_p99_ms: float = 0.0
     during_admin_max_ms: float = 0.0
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0  # of the one serving process, or the largest of the workers
+    workers: int = 1  # serving processes (ROUTER_HTTP__WORKERS)
     commit: str = ""
     error_samples: list[str] = field(default_factory=list)
 
@@ -108,6 +109,15 @@ def _peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _serving(pid: int) -> list[int]:
+    """The serving processes: the service, or its workers when it supervises some."""
+    try:
+        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    return children or [pid]
 
 
 def _reindex(env: dict[str, str]) -> tuple[str, float]:
@@ -170,6 +180,7 @@ async def run(
     *,
     admin_reindexes: int = 0,
     admin_examples: int = 2000,
+    workers: int | None = None,
 ) -> LoadResult:
     routes = workdir / "routes"
     shutil.copytree(ROOT / "routes", routes)
@@ -184,6 +195,9 @@ async def run(
     }
     res = LoadResult(clients, duration, admin_examples=admin_examples if admin_reindexes else 0, commit=_commit())
     first, _ = await asyncio.to_thread(_reindex, env)
+    if workers is not None:
+        env["ROUTER_HTTP__WORKERS"] = str(workers)
+        res.workers = workers
     res.versions_published.append(first)
     service = subprocess.Popen(
         [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -221,7 +235,7 @@ async def run(
             await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - started
     finally:
-        res.peak_rss_mb = round(_peak_rss_mb(service.pid), 1)
+        res.peak_rss_mb = round(max(_peak_rss_mb(pid) for pid in _serving(service.pid)), 1)
         stop_process(service, 30)
     res.unknown_versions = sum(c for v, c in res.versions_seen.items() if v not in res.versions_published)
     res.throughput_rps = round(res.requests / elapsed, 1)
@@ -289,11 +303,11 @@ def render(res: LoadResult, command: str, baseline: dict[str, Any] | None = None
         "half of the queries repeat, half are new and must be embedded).",
         "",
         "| clients | duration | requests | errors | mixed answers | unknown versions | throughput "
-        "| p50 | p99 | max | peak RSS (service) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p50 | p99 | max | serving processes | peak RSS (per process) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {res.clients} | {res.duration_s:.0f} s | {res.requests} | {res.errors} | {res.mixed} "
         f"| {res.unknown_versions} | {res.throughput_rps} req/s | {res.p50_ms} ms | {res.p99_ms} ms "
-        f"| {res.max_ms} ms | {res.peak_rss_mb} MB |",
+        f"| {res.max_ms} ms | {res.workers} | {res.peak_rss_mb} MB |",
         "",
     ]
     if res.reindex_seconds:
@@ -353,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--baseline", type=Path, help="JSON of a run of earlier code, shown beside this one")
+    parser.add_argument("--workers", type=int, default=None, help="ROUTER_HTTP__WORKERS (default: unset)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="router-load-") as tmp:
         res = asyncio.run(
@@ -363,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(tmp),
                 admin_reindexes=args.admin_reindexes,
                 admin_examples=args.admin_examples,
+                workers=args.workers,
             )
         )
     print(json.dumps(asdict(res), indent=2))
@@ -381,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             f".venv/bin/python -m bench.loadtest --clients {args.clients} "
             f"--duration {args.duration:.0f} --reindexes {args.reindexes} "
             f"--admin-reindexes {args.admin_reindexes} --admin-examples {args.admin_examples}"
+            + (f" --workers {args.workers}" if args.workers is not None else "")
             + (" --baseline <JSON of a run of the code before>" if args.baseline else "")
             + " --write"
         )

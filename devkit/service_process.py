@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from devkit.processes import stop_process
@@ -27,16 +28,30 @@ class ServiceProcess:
 
 
 @contextmanager
-def service_process(env: Mapping[str, str], *, startup_timeout: float = 180.0) -> Iterator[ServiceProcess]:
+def service_process(
+    env: Mapping[str, str], *, startup_timeout: float = 180.0, workers: int | None = 1, root: Path = ROOT
+) -> Iterator[ServiceProcess]:
     """Run the service with the environment plus `env` (ROUTER_* settings) on a free loopback
     port until the block ends; ready once /readyz answers 200. RuntimeError with the end of the
-    service's stderr when it exits or is not ready in time."""
+    service's stderr when it exits or is not ready in time.
+
+    `workers` worker processes (`ROUTER_HTTP__WORKERS`; 1, one process, unless `env` or the
+    argument says otherwise: a test reading one process's /metrics needs one process; None: not
+    set, for a checkout older than the setting). With
+    more than one, `proc` is the supervisor and ready means every worker is. `root`: the checkout
+    whose service runs (another one: a before/after in one run)."""
     port = free_port()
-    full = {**os.environ, **env, "ROUTER_HTTP__HOST": "127.0.0.1", "ROUTER_HTTP__PORT": str(port)}
+    full = {
+        **os.environ,
+        **({"ROUTER_HTTP__WORKERS": str(workers)} if workers is not None else {}),
+        **env,
+        "ROUTER_HTTP__HOST": "127.0.0.1",
+        "ROUTER_HTTP__PORT": str(port),
+    }
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty service never blocks on it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=ROOT, env=full, stdout=subprocess.DEVNULL, stderr=err
+            [sys.executable, "-m", "service"], cwd=root, env=full, stdout=subprocess.DEVNULL, stderr=err
         )
         try:
             _wait_ready(url, proc, err, startup_timeout)

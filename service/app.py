@@ -29,13 +29,14 @@ from service.controllers.health import healthz, healthz_head, readyz, readyz_hea
 from service.controllers.metrics import metrics
 from service.controllers.review import ReviewController
 from service.controllers.route_examples import route_examples
+from service.controllers.routed import RouteCall
 from service.controllers.routes import list_routes
 from service.controllers.sets import SetAnswerController, SetClassifyController, list_sets
 from service.controllers.ui import caller, ui_router
 from service.decision_log import DecisionLog, RequestRecorder
 from service.errors import EXCEPTION_HANDLERS
 from service.evaluation import Evaluator
-from service.guards import require_admin, require_api_key, require_json
+from service.guards import require_admin, require_api_key_and_json
 from service.index_admin import IndexAdmin
 from service.json_request import JSONRequest
 from service.metrics import Metrics
@@ -70,14 +71,15 @@ SetQuery = Annotated[
 
 def _dependencies() -> dict[str, Provide]:
     """The typed services handlers may ask for, by parameter name. The route set's pieces come
-    from the set the request addresses (`service.set_choice`): the default set for `routing`
-    (the path's set under /v1/sets/{set}, `_set_dependencies`), `?set=` for the others."""
+    from the set the request addresses (`service.set_choice`): the default set for `call` (the
+    routing stage and what a routing endpoint needs: `RouteCall`; the path's set under
+    /v1/sets/{set}, `_set_dependencies`), `?set=` for the others."""
 
     def route_set(request: Request[Any, Any, Any], set_name: SetQuery = None) -> RouteSetServices:
         return choose_set(request, set_name)
 
-    def routing(request: Request[Any, Any, Any]) -> RoutingStage:
-        return choose_set(request, None).routing
+    def call(state: State, request: Request[Any, Any, Any]) -> RouteCall:
+        return _route_call(state, request, choose_set(request, None).routing)
 
     def index_admin(route_set: NamedDependency[RouteSetServices]) -> IndexAdmin:
         return route_set.admin
@@ -122,14 +124,11 @@ def _dependencies() -> dict[str, Provide]:
         return _services(state).sets
 
     def decision_log(state: State, request: Request[Any, Any, Any]) -> RequestRecorder:
-        # The guard names the caller: a key id (key-<hash8>) with keys; no one without them.
-        identity = request.state.get("caller")
-        key = identity if isinstance(identity, str) and identity.startswith("key-") else None
-        return RequestRecorder(_services(state).decisions, request_id_var.get(), key)
+        return _recorder(_services(state), request)
 
     providers: dict[str, Any] = {
         "route_set": route_set,
-        "routing": routing,
+        "call": call,
         "index_admin": index_admin,
         "answerer": answerer,
         "limits": limits,
@@ -149,13 +148,28 @@ def _dependencies() -> dict[str, Provide]:
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}
 
 
+def _route_call(state: State, request: Request[Any, Any, Any], routing: RoutingStage) -> RouteCall:
+    """What a routing endpoint works with, `routing` the stage of the request's set."""
+    services = _services(state)
+    settings = services.settings
+    return RouteCall(routing, settings.limits, settings.log.queries, _recorder(services, request), services.metrics)
+
+
+def _recorder(services: Services, request: Request[Any, Any, Any]) -> RequestRecorder:
+    """The request's decision-log recorder. The guard names the caller: a key id (key-<hash8>)
+    with keys; no one without them."""
+    identity = request.state.get("caller")
+    key = identity if isinstance(identity, str) and identity.startswith("key-") else None
+    return RequestRecorder(services.decisions, request_id_var.get(), key)
+
+
 def _set_dependencies() -> dict[str, Provide]:
     """Under /v1/sets/{set}: the routing stage of the set in the path."""
 
-    def routing(request: Request[Any, Any, Any]) -> RoutingStage:
-        return choose_set(request, str(request.path_params["set"])).routing
+    def call(state: State, request: Request[Any, Any, Any]) -> RouteCall:
+        return _route_call(state, request, choose_set(request, str(request.path_params["set"])).routing)
 
-    return {"routing": Provide(routing, sync_to_thread=False)}
+    return {"call": Provide(call, sync_to_thread=False)}
 
 
 def create_app(settings: ServiceSettings | None = None, *, services: Services | None = None) -> RequestContext:
@@ -199,14 +213,14 @@ def create_app(settings: ServiceSettings | None = None, *, services: Services | 
             list_sets,
             FeedbackController,
         ],
-        guards=[require_api_key, require_json],
+        guards=[require_api_key_and_json],
         security=bearer if keyed else None,
     )
     # The same classify and answer endpoints for a set named in the path.
     one_set = Router(
         path="/v1/sets/{set:str}",
         route_handlers=[SetClassifyController, SetAnswerController],
-        guards=[require_api_key, require_json],
+        guards=[require_api_key_and_json],
         security=bearer if keyed else None,
         dependencies=_set_dependencies(),
     )

@@ -1,5 +1,10 @@
 """Prometheus metrics, in a registry owned by one app (no process-global state).
 
+With several worker processes the supervisor gives them one directory for prometheus_client's
+multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set in the workers' environment before they
+start): every worker writes its values there and `/metrics`, whichever worker answers, renders
+all of them summed (counters, histograms), the gauges as the largest value of a live worker.
+
 The routing metrics carry the route set (`route_set`): each set's services record through a
 view of the one registry (`Metrics.for_set`), so the stage and the index admin never name
 their set themselves.
@@ -8,9 +13,10 @@ their set themselves.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from router_core import DEFAULT_SET, Decision
@@ -18,6 +24,7 @@ from router_core.manifest import IndexManifest
 from router_llm.decider import Asked
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when it is imported
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 _AGENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -68,12 +75,14 @@ class Metrics:
             "The index version served per route set (value 1)",
             ["route_set", "version", "model", "created_at"],
             registry=r,
+            multiprocess_mode="livemax",  # 1 while a live worker serves the version
         )
         self.index_points = Gauge(
             "router_index_examples",
             "Example utterances in the served index",
             ["route_set"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.reindex = Counter(
             "router_reindex",
@@ -185,6 +194,7 @@ class Metrics:
         labels = (manifest.version, manifest.model_id, manifest.created_at)
         previous = self._index_labels.get(self.route_set)
         if previous is not None and previous != labels:
+            self.index_info.labels(self.route_set, *previous).set(0)  # what other workers read of it
             self.index_info.remove(self.route_set, *previous)
         self._index_labels[self.route_set] = labels
         self.index_info.labels(self.route_set, *labels).set(1)
@@ -194,8 +204,15 @@ class Metrics:
         """Remove this set's index series (it serves no version)."""
         previous = self._index_labels.pop(self.route_set, None)
         if previous is not None:
+            self.index_info.labels(self.route_set, *previous).set(0)
             self.index_info.remove(self.route_set, *previous)
 
     def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+        """The text exposition format: this process's metrics, or with several worker processes
+        every worker's (prometheus_client's multiprocess mode)."""
+        shared = os.environ.get(MULTIPROCESS_DIR)
+        if not shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+        return generate_latest(registry)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any, cast
 
+import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +19,7 @@ from service.metrics import Metrics
 REQUEST_ID_HEADER = "x-request-id"
 ROUTE_SET_HEADER = "x-router-set"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_JSON = msgspec.json.Encoder(enc_hook=str)  # what json.dumps(default=str) wrote, faster
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log_fields_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
 access_log = logging.getLogger("router.access")
@@ -47,7 +48,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(extra)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _JSON.encode(entry).decode()
 
 
 def _stamp_request_id(record: logging.LogRecord) -> bool:
@@ -96,7 +97,8 @@ class RequestContext:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         incoming = _header(scope, REQUEST_ID_HEADER)
-        rid = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
+        # 32 random hex digits, as uuid4().hex was, without building a UUID object
+        rid = incoming if incoming and _VALID_ID.match(incoming) else os.urandom(16).hex()
         token_id = request_id_var.set(rid)
         fields: dict[str, Any] = {}
         token_fields = log_fields_var.set(fields)
@@ -133,19 +135,21 @@ class RequestContext:
             route_set = str(fields.get("route_set", ""))  # annotated once the request's set is chosen
             self._metrics.requests.labels(endpoint, method, str(status), route_set).inc()
             self._metrics.request_seconds.labels(endpoint, route_set).observe(elapsed)
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": rid,
-                    "fields": {
-                        "method": method,
-                        "path": scope.get("path"),
-                        "status": status,
-                        "ms": round(elapsed * 1e3, 2),
-                        **fields,
-                    },
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                line = {"method": method, "path": scope.get("path"), "status": status, "ms": round(elapsed * 1e3, 2)}
+                # A record made directly: Logger.info would walk the stack for the caller's file
+                # and line on every request (issue 23), which the access line never shows.
+                record = access_log.makeRecord(
+                    access_log.name,
+                    logging.INFO,
+                    __file__,
+                    0,
+                    "request",
+                    (),
+                    None,
+                    extra={"request_id": rid, "fields": {**line, **fields}},
+                )
+                access_log.handle(record)
             log_fields_var.reset(token_fields)
             request_id_var.reset(token_id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -222,11 +223,14 @@ class Services:
         embedder: Embedder | None = None,
         store: IndexStore | None = None,
         models: ModelRegistry | None = None,
+        processes: int = 1,
     ) -> Services:
         """The whole graph for `settings` (blocking: opens the indexes, loads the models).
         `embedder` serves every set (tests); `store` is the index of the default set. A set
         that cannot serve is reported (`/readyz`) while the others serve; none serving is the
-        first set's error."""
+        first set's error. `processes`: the worker processes serving together (each counts
+        failed authentications apart, so each gets its share of those budgets: guessing stays
+        as slow as with one process)."""
         metrics = metrics or Metrics()
         auth = settings.auth
         found = route_sets_of(settings)
@@ -275,7 +279,9 @@ class Services:
             keyring=KeyRing(auth.api_keys, auth.admin_token, auth.set_admin_tokens),
             limiter=RateLimiter(auth.rate_per_minute, auth.rate_burst),
             set_limiter=RateLimiter(auth.set_rate_per_minute, auth.set_rate_burst),
-            auth_failures=FailedAuthLimiter(auth.failed_per_minute, auth.blocked_checks_per_minute),
+            auth_failures=FailedAuthLimiter(
+                math.ceil(auth.failed_per_minute / processes), math.ceil(auth.blocked_checks_per_minute / processes)
+            ),
             clients=clients,
             answerer=Answerer(clients, settings.llm, observe_agent_call),
             decider=decider,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -10,12 +11,32 @@ from router_core.settings import RouterSettings, SettingsSection
 from router_llm.settings import DeciderSettings, LLMSettings
 from service.security import AuthSettings
 
+MAX_WORKERS = 64
+
+
+def default_workers() -> int:
+    """One worker process per core this process may run on, at most 4."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
 
 class HttpSettings(SettingsSection):
-    """Where the service listens, and what it accepts of a request head."""
+    """Where the service listens, how many processes serve, and what it accepts of a request head."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(
+        default_factory=default_workers,
+        ge=1,
+        le=MAX_WORKERS,
+        description="Worker processes serving requests, each with its own model, all sharing the port and the "
+        "embedded index; default: the cores this process may use, at most 4. 1: one process, no supervisor.",
+    )
+    pin_workers: bool = Field(
+        default=False,
+        description="Run each worker process on its own share of the cores (and fill its forward passes with "
+        "that share of max_micro_batch_chars): faster on a machine the service has to itself, slower beside "
+        "other CPU-heavy processes; false: the system schedules every worker on every core.",
+    )
     max_header_bytes: int = Field(
         default=32_768, ge=1024, description="Largest request head (request line and headers); larger is 431."
     )

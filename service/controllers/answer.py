@@ -31,14 +31,18 @@ from service.answer_schemas import (
     sse,
     usage_out,
 )
-from service.controllers.routed import annotate_decision, conversation_of, note_skipped, route_request, to_response
-from service.decision_log import RequestRecorder
+from service.controllers.routed import (
+    RouteCall,
+    annotate_decision,
+    conversation_of,
+    note_skipped,
+    route_request,
+    to_response,
+)
 from service.errors import ServiceError, problem_body
 from service.guards import charge_queries
-from service.metrics import Metrics
-from service.routing.stage import Routed, RoutingStage
+from service.routing.stage import Routed
 from service.schemas import ClassifyResponse, problem_responses
-from service.settings import LimitSettings
 
 log = logging.getLogger("router.answer")
 EVENT_STREAM = "text/event-stream"
@@ -89,23 +93,19 @@ class AnswerController(Controller):
     async def answer(
         self,
         data: JSONBody[AnswerRequest],
-        routing: NamedDependency[RoutingStage],
+        call: NamedDependency[RouteCall],
         answerer: NamedDependency[Answerer],
-        limits: NamedDependency[LimitSettings],
-        log_queries: NamedDependency[bool],
-        decision_log: NamedDependency[RequestRecorder],
-        service_metrics: NamedDependency[Metrics],
         request: Request[Any, Any, Any],
     ) -> Response[AnswerResponse] | Stream:
         """Route the query (or the conversation's latest user message, with its history), then
         answer with the chosen route's agent. A conversation is charged the texts it makes the
         router embed."""
-        conversation = conversation_of(data.query, data.messages, limits)
-        note_skipped([conversation], service_metrics)
+        conversation = conversation_of(data.query, data.messages, call.limits)
+        note_skipped([conversation], call.metrics)
         routed = route_request(conversation)
-        charge_queries(request, await routing.cost([routed]))
-        [item] = await routing.route([routed])
-        annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
+        charge_queries(request, await call.routing.cost([routed]))
+        [item] = await call.routing.route([routed])
+        annotate_decision(item, routed, log_query=call.log_queries, recorder=call.recorder)
         decided = to_response(item, explain=data.explain, skipped_parts=conversation.skipped_parts)
         if data.stream:
             # The agent (and any fallback) is known only once the stream runs: the first event

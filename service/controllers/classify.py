@@ -11,6 +11,7 @@ from litestar.params import JSONBody
 
 from router_core.pipeline import RouteRequest
 from service.controllers.routed import (
+    RouteCall,
     annotate_decision,
     chat_of,
     conversation_of,
@@ -19,13 +20,10 @@ from service.controllers.routed import (
     route_request,
     to_response,
 )
-from service.decision_log import RequestRecorder
 from service.errors import BatchTooLarge, InvalidQuery
 from service.guards import charge_queries
-from service.metrics import Metrics
 from service.observability import annotate
 from service.query_text import checked_query
-from service.routing.stage import RoutingStage
 from service.schemas import (
     BatchClassifyRequest,
     BatchClassifyResponse,
@@ -33,7 +31,6 @@ from service.schemas import (
     ClassifyResponse,
     problem_responses,
 )
-from service.settings import LimitSettings
 
 
 class ClassifyController(Controller):
@@ -51,22 +48,18 @@ class ClassifyController(Controller):
     async def classify(
         self,
         data: JSONBody[ClassifyRequest],
-        routing: NamedDependency[RoutingStage],
-        limits: NamedDependency[LimitSettings],
-        log_queries: NamedDependency[bool],
-        decision_log: NamedDependency[RequestRecorder],
-        service_metrics: NamedDependency[Metrics],
+        call: NamedDependency[RouteCall],
         request: Request[Any, Any, Any],
     ) -> ClassifyResponse:
         """Pick the route for one query, or for the last user message of a conversation
         (`messages`, using its history); `explain` adds the neighbours behind the vote. A
         conversation is charged the texts it makes the router embed."""
-        conversation = conversation_of(data.query, data.messages, limits)
-        note_skipped([conversation], service_metrics)
+        conversation = conversation_of(data.query, data.messages, call.limits)
+        note_skipped([conversation], call.metrics)
         routed = route_request(conversation)
-        charge_queries(request, await routing.cost([routed]))
-        [item] = await routing.route([routed])
-        annotate_decision(item, routed, log_query=log_queries, recorder=decision_log)
+        charge_queries(request, await call.routing.cost([routed]))
+        [item] = await call.routing.route([routed])
+        annotate_decision(item, routed, log_query=call.log_queries, recorder=call.recorder)
         return to_response(item, explain=data.explain, skipped_parts=conversation.skipped_parts)
 
     @post(
@@ -78,14 +71,12 @@ class ClassifyController(Controller):
     async def classify_batch(
         self,
         data: JSONBody[BatchClassifyRequest],
-        routing: NamedDependency[RoutingStage],
-        limits: NamedDependency[LimitSettings],
+        call: NamedDependency[RouteCall],
         request: Request[Any, Any, Any],
-        decision_log: NamedDependency[RequestRecorder],
-        service_metrics: NamedDependency[Metrics],
     ) -> BatchClassifyResponse:
         """Pick a route for each query (or conversation), in order; the rate limit counts each
         query, and each conversation by the texts it makes the router embed."""
+        limits = call.limits
         if (data.queries is None) == (data.conversations is None):
             raise InvalidQuery("send exactly one of queries or conversations", field="queries")
         field = "queries" if data.queries is not None else "conversations"
@@ -101,10 +92,10 @@ class ClassifyController(Controller):
             chats = [chat_of(c.messages, limits) for c in data.conversations or []]
             requests = [route_request(c) for c in chats]
             skipped = [c.skipped_parts for c in chats]
-            note_skipped(chats, service_metrics)
-        charge_queries(request, await routing.cost(requests))
-        items = await routing.route(requests)
-        record_decisions(decision_log, items, requests)
+            note_skipped(chats, call.metrics)
+        charge_queries(request, await call.routing.cost(requests))
+        items = await call.routing.route(requests)
+        record_decisions(call.recorder, items, requests)
         annotate(
             queries=len(items),
             routes=[i.decision.route for i in items],

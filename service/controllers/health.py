@@ -10,6 +10,7 @@ the default set's, as with one set.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from litestar import Response, get, head
@@ -57,7 +58,8 @@ async def readyz(
     route); `/admin/index` has the details."""
     status, per_set = await sets_readiness(served_sets)
     default = {k: v for k, v in per_set.get(served_sets.default, {}).items() if k != "ready"}
-    checks: dict[str, Any] = {**default, "default_set": served_sets.default, "sets": per_set}
+    # `pid`: the process that answered (with several worker processes, which one).
+    checks: dict[str, Any] = {**default, "default_set": served_sets.default, "sets": per_set, "pid": os.getpid()}
     if decider.model:
         state = decider.status()
         out = state.output

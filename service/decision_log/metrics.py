@@ -25,6 +25,7 @@ class DecisionLogMetrics:
             "router_decision_log_queue",
             "Decisions waiting for the log's writer",
             registry=registry,
+            multiprocess_mode="livesum",  # with several workers: all of their queues
         )
         self.feedback = Counter(
             "router_feedback",

@@ -1,0 +1,49 @@
+"""Start-up shared by a single-process service and each worker process: read the settings,
+build the object graph, say what is served; print why not and answer None."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from router_core import RouterError
+from router_core.settings import settings_problems
+from service.services import Services
+from service.settings import ServiceSettings
+
+log = logging.getLogger("router.service")
+
+
+def load_settings() -> ServiceSettings | None:
+    """The settings from the environment, or None after printing every problem."""
+    try:
+        return ServiceSettings()
+    except ValueError as exc:  # pydantic's ValidationError and pydantic-settings' SettingsError
+        lines = "\n".join(f"  - {line}" for line in settings_problems(exc, ServiceSettings))
+        print(f"error: the service cannot start: invalid settings:\n{lines}", file=sys.stderr)
+        return None
+
+
+def build_services(settings: ServiceSettings, *, processes: int = 1) -> Services | None:
+    """The object graph (loads the models, opens the indexes), or None after printing why not;
+    `processes`: the worker processes serving together (`Services.build`)."""
+    try:
+        services = Services.build(settings, processes=processes)
+    except RouterError as exc:
+        print(f"error: the service cannot start: {exc}", file=sys.stderr)
+        return None
+    for name, route_set in services.sets.serving.items():
+        served = route_set.admin.served
+        log.info(
+            "route set %s: serving index version %s with model %s on the %s backend (%d intra-op thread(s)) on %s:%d",
+            name,
+            served.index.version,
+            served.embedder.model_id,
+            served.embedder.backend,
+            getattr(served.embedder, "threads", 0),
+            settings.http.host,
+            settings.http.port,
+        )
+    for name, why in services.sets.readiness().items():
+        log.warning("route set %s cannot serve (the others do): %s", name, why["error"])
+    return services
