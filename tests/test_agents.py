@@ -244,6 +244,7 @@ def test_fallback_models_are_tried_in_order(canned_default: httpx.Client, fake_l
         assert call.messages[0] == {"role": "system", "content": "You are the weather agent."}
 
 
+@pytest.mark.slow
 def test_timeout_falls_through_to_the_canned_default(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """A model that hangs past the agent's timeout_s gives way to the default agent."""
     fake_llm.always("cook", Hang())
@@ -328,6 +329,7 @@ def test_stream_fails_over_until_the_first_token(canned_default: httpx.Client, f
     assert text == f"[weather-backup-1] {WEATHER}"
 
 
+@pytest.mark.slow
 def test_slow_first_token_times_out_to_the_default(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """A stream whose first token takes longer than timeout_s counts as a timeout."""
     fake_llm.always("cook", Reply(first_delay_s=5.0))
@@ -337,6 +339,7 @@ def test_slow_first_token_times_out_to_the_default(canned_default: httpx.Client,
     assert events[2] == ("delta", {"content": CANNED_DEFAULT})
 
 
+@pytest.mark.slow
 def test_stall_mid_stream_ends_with_a_504_error_event(canned_default: httpx.Client, fake_llm: FakeLLM) -> None:
     """A stream that stalls after its first token ends with an error event, not a hang."""
     fake_llm.always("cook", Reply(chunks=3, delay_s=5.0))

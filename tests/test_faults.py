@@ -207,6 +207,7 @@ def test_killed_reindex_leaves_a_complete_live_version(
     assert report.changed or after != live  # a killed switch may already have published it
 
 
+@pytest.mark.slow
 def test_a_second_admin_reindex_while_one_runs_is_409(
     tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
 ) -> None:

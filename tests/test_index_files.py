@@ -298,6 +298,7 @@ class GatedEmbedder:
         return self.inner.encode_documents(texts, batch_size=batch_size, progress=progress)
 
 
+@pytest.mark.slow
 def test_a_reindex_that_times_out_releases_the_endpoint(tmp_path: Path, routes_dir: Path, embedder: Embedder) -> None:
     """Past ROUTER_LIMITS__REINDEX_TIMEOUT_S the admin re-index answers 504; the endpoint is
     not stuck: while the job still runs a new one is refused (409: the index is busy), and once

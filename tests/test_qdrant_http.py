@@ -122,6 +122,7 @@ def test_stopped_server_is_store_unavailable_then_recovers(standin: QdrantHttpSt
     assert hits[0].text == "alpha"
 
 
+@pytest.mark.slow
 def test_injected_failures_and_slow_responses_are_store_unavailable(
     standin: QdrantHttpStandIn,
 ) -> None:

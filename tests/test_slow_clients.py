@@ -65,6 +65,7 @@ def test_an_oversized_head_in_one_write_is_refused(client: httpx.Client, size: i
     assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.slow
 def test_a_body_trickled_slowly_is_cut_off(served: Callable[..., str]) -> None:
     """A body trickled one byte every 0.2 s is answered 408 and closed once its time is up
     (ROUTER_HTTP__BODY_TIMEOUT_S, here 1 s), counted as a 408; a body sent at once is unaffected."""

@@ -114,6 +114,7 @@ def test_every_worker_serves_and_follows_an_admin_reindex(tmp_path: Path, routes
         assert {a["route"] for a in answers} == {"payroll"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("value", "says"),
     [
@@ -129,6 +130,7 @@ def test_bad_worker_settings_are_refused(value: str, says: str) -> None:
     assert "the service cannot start: invalid settings" in done.stderr and says in done.stderr
 
 
+@pytest.mark.slow
 def test_workers_refuse_a_taken_port(tmp_path: Path) -> None:
     """With several workers, a port another process listens on is refused at once, naming it."""
     with socket.create_server(("127.0.0.1", 0)) as taken:
@@ -139,6 +141,7 @@ def test_workers_refuse_a_taken_port(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_start_stops_the_service(tmp_path: Path) -> None:
     """No index: the first worker says what to run and the service exits 2, leaving no worker behind."""
     env = {"ROUTER_HTTP__WORKERS": "2", "ROUTER_INDEX__DATA_DIR": str(tmp_path / "empty")}
