@@ -101,6 +101,9 @@ def test_a_version_that_would_die_of_sigbus_is_refused_and_the_last_good_one_ser
         "ROUTER_HTTP__PORT": str(port),
         "ROUTER_RELOAD_INTERVAL_S": "0.2",
         "ROUTER_LOG__JSON_FORMAT": "false",
+        # One process: /readyz below must come from the process that refused the version (with
+        # several workers each refuses it on its own next poll, and answers may alternate).
+        "ROUTER_HTTP__WORKERS": "1",
     }
     log = (tmp_path / "service.log").open("wb")
     service = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stderr=log, stdout=log)
