@@ -3,6 +3,7 @@ settings the tests serve it with."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -21,6 +22,44 @@ SHIPPED_ROUTES = ROOT / "routes"
 SHIPPED_EVALS = ROOT / "evals"
 
 
+class QuickServer(uvicorn.Server):
+    """uvicorn's server without its fixed pauses on the way out, for servers that live for one
+    test: it notices `should_exit` within 10 ms (uvicorn ticks every 100 ms) and does not
+    sleep 100 ms before waiting for its connections to close. What it waits for is unchanged:
+    open connections and tasks (up to the graceful time-out), then the app's lifespan shutdown.
+    About 100 tests start a server; uvicorn's pauses cost them 17 s of the fast loop."""
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            await asyncio.sleep(0.01)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        wait = getattr(self, "_wait_tasks_to_complete", None)
+        if wait is None:  # another uvicorn: its own shutdown
+            await super().shutdown(sockets)
+            return
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        for _ in range(40):  # up to 200 ms for them to close, looked at every 5 ms
+            if not self.server_state.connections:
+                break
+            await asyncio.sleep(0.005)
+        try:
+            async with asyncio.timeout(self.config.timeout_graceful_shutdown):
+                await wait()
+        except TimeoutError:
+            for task in self.server_state.tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,7 +73,7 @@ def serve(app: Litestar, *, startup_timeout: float = 60.0, http: HttpSettings | 
     request-head limits, from `http`); yields its base URL."""
     port = free_port()
     config = server_config(app, http or HttpSettings(), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    server = QuickServer(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
