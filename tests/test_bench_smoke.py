@@ -114,6 +114,7 @@ def test_index_build_is_compared_with_bare_encode(tiny: dict[str, Any]) -> None:
     assert build["vs_bare_encode"] > 0
 
 
+@pytest.mark.slow
 def test_quality_scores_defaults_and_calibrated_parameters(tiny: dict[str, Any], bare_embedder: Embedder) -> None:
     """Both settings of our router get every headline figure, from the evaluation code."""
     splits = tiny["splits"]
@@ -228,6 +229,7 @@ def test_markdown_section_is_rewritten_between_markers(tmp_path: Path) -> None:
     assert fresh.read_text().startswith("# Benchmarks")
 
 
+@pytest.mark.slow
 def test_search_bench_times_both_engines_on_the_same_points(capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m bench.search` builds one synthetic version in each engine and reports both."""
     from bench.search import main as search_main
@@ -347,6 +349,7 @@ def test_route_sets_bench_reports_both_services() -> None:
     assert "| 2 sets |" in render_route_sets(result, "python -m bench.route_sets --sets 2")
 
 
+@pytest.mark.slow
 def test_conversation_grid_compares_the_declared_grid_with_a_finer_one(tmp_path: Path, embedder: Embedder) -> None:
     """The fine grid is a denser superset of the declared one; both are searched on labelled
     conversations, each choice scored through the service's path and against the other turn by
