@@ -83,11 +83,13 @@ class Prepared:
     vectors: dict[str, Any]
     own: tuple[Decision, ...]
     mixed: dict[Mix, list[Neighbour]] = field(default_factory=dict)  # the contexts' neighbours
+    table: RouteTable | None = None  # the index version's route set (its routes: what the filter spreads over)
 
     def decide(self, params: DecisionParams, conv: ConversationParams) -> list[Decision]:
         """Every labelled turn decided by the routing pipeline (what the service runs: the vote,
         then the conversation rule), under `params` and `conv`, from the prepared neighbours."""
-        table = RouteTable(name="prepared", routes=(), default_agent=_NO_AGENT, params=params, conversation=conv)
+        routes = self.table.routes if self.table is not None else ()
+        table = RouteTable(name="prepared", routes=routes, default_agent=_NO_AGENT, params=params, conversation=conv)
         requests = [RouteRequest(turns) for turns in self.requests]
         found = Found(self.neighbours, self.vectors, self.mixed)
         return pipeline.decide(requests, pipeline.plan(requests, table), found, table)
@@ -158,6 +160,7 @@ def prepare(
         vectors,
         own,
         {m: seen[m] for m in mixes},
+        index.table,
     )
 
 

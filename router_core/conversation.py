@@ -129,14 +129,24 @@ def route_conversations(
     params: DecisionParams,
     conv: ConversationParams,
     mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
+    route_names: Sequence[str] | None = None,
 ) -> list[Decision]:
     """The route of each request's last user message, given the neighbours and vectors of every
     text `texts_needed` named, the neighbours of every context `contexts_needed` named
-    (`mixed`), and `own`, each last message's single-message decision."""
+    (`mixed`), and `own`, each last message's single-message decision.
+
+    `route_names`: every route of the route set, the routes the filter's belief is spread over
+    (its even start and each switch). They must not depend on the batch: were they the routes
+    among this batch's neighbours, a conversation could be routed differently alone and in a
+    micro-batch with others. None: the routes among the neighbours (a lone request, as in the
+    rule's unit tests)."""
     if conv.strategy == "last_message":
         return list(own)
     layouts = [layout(turns, conv.window) for turns in requests]
-    names = sorted({n.route for hits in neighbours.values() for n in hits})
+    if route_names is None:
+        names = sorted({n.route for hits in neighbours.values() for n in hits})
+    else:
+        names = list(route_names)
     batch = ConversationBatch.build(
         layouts,
         neighbours,

@@ -158,6 +158,9 @@ def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table:
             table.params,
             table.conversation,
             found.mixed,
+            # every route of the set (as calibration builds its batches), never the batch's own:
+            # a conversation is decided alike alone and in any micro-batch
+            [r.name for r in table.routes] if table.routes else None,
         )
         for i, d in zip(chats, routed, strict=True):
             decisions[i] = d

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,12 @@ from devkit.fake_llm import Choose, FakeLLM
 from devkit.routes_dirs import FAKE_KEY_ENV
 from devkit.serving import SHIPPED_ROUTES, settings_for
 from indexer.cli import main as indexer_main
-from router_core import Embedder, load_routes, run_reindex
+from router_core import Embedder, RouteRequest, Turn, load_routes, run_reindex
+from router_core.router import Router
 from router_core.store import EdgeStore
 from router_llm.settings import DeciderSettings
 from tests.conftest import ServiceFactory
+from tests.test_conversation_costs import conversation
 
 DECIDER = "decision-model"
 SHIPPED_TEST = Path(__file__).resolve().parents[1] / "evals" / "shipped-test.jsonl"
@@ -127,3 +131,24 @@ def test_serving_and_offline_evaluation_agree_decision_by_decision(
     assert decided_by == {"embedding": {"vote"}, "hybrid": {"vote", "llm"}, "llm": {"llm"}}[mode]
     if mode != "embedding":  # the model's answers moved some decisions, so the comparison covers them
         assert any(reason in ("llm", "llm_none") for _, reason, _ in served)
+
+
+def test_a_conversation_is_decided_alike_alone_and_in_any_batch(tmp_path: Path, embedder: Embedder) -> None:
+    """The conversation rule spreads its belief over every route of the set, not over the
+    routes among one batch's neighbours: six conversations of random words (one of which was
+    routed to pricing_billing alone and to team_performance beside the others, when the routes
+    came from the batch) get the same decisions together, alone and in pairs."""
+    store = EdgeStore(tmp_path / "data")
+    run_reindex(load_routes(SHIPPED_ROUTES), store, embedder)
+    router = Router(store.open_version(store.live_version() or ""), embedder)
+    rng = random.Random(2)
+    tag = f"pass-{random.Random(1012).randrange(10**9)}"
+    requests = [
+        RouteRequest(tuple(Turn(j, m["role"], m["content"]) for j, m in enumerate(conversation(f"{tag}-{i}", rng))))
+        for i in range(6)
+    ]
+    alone = [(d.route, d.reason) for r in requests for d in router.route([r])]
+    assert [(d.route, d.reason) for d in router.route(requests)] == alone
+    for i, j in itertools.combinations(range(len(requests)), 2):
+        pair = router.route([requests[i], requests[j]])
+        assert [(d.route, d.reason) for d in pair] == [alone[i], alone[j]], (i, j)
