@@ -49,6 +49,16 @@ def router_service(routes: Path, data: Path, embedder: Embedder, llm: LLMSetting
         yield url
 
 
+@contextmanager
+def shipped_router(root: Path, embedder: Embedder, fake: FakeLLM) -> Iterator[str]:
+    """A service over a copy of the shipped routes in `root`, their LLM agents pointed at
+    `fake`; yields the base URL."""
+    routes = copy_shipped(root / "routes")
+    point_agents_at(routes, fake.url)
+    with router_service(routes, root / "data", embedder, fast_llm()) as url:
+        yield url
+
+
 def sse_events(response: httpx.Response) -> list[tuple[str, Any]]:
     """(event, data) pairs of a complete server-sent event stream; data parsed as JSON."""
     events: list[tuple[str, Any]] = []

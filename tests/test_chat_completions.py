@@ -13,10 +13,9 @@ from devkit.fake_llm import DropMidStream, Fail, FakeLLM, Reply
 from devkit.serving import SHIPPED_ROUTES
 from router_core import Embedder, load_routes
 from tests.llm_fixtures import (
-    copy_shipped,
     fast_llm,
-    point_agents_at,
     router_service,
+    shipped_router,
     sse_events,
 )
 
@@ -36,10 +35,7 @@ def router_url(
     llm_env: pytest.MonkeyPatch,
 ) -> Iterator[str]:
     """A service over the shipped routes, their LLM agents pointed at the fake LLM."""
-    root = tmp_path_factory.mktemp("chat")
-    routes = copy_shipped(root / "routes")
-    point_agents_at(routes, fake_llm_server.url)
-    with router_service(routes, root / "data", embedder, fast_llm()) as url:
+    with shipped_router(tmp_path_factory.mktemp("chat"), embedder, fake_llm_server) as url:
         yield url
 
 

@@ -22,7 +22,7 @@ from router_core import Embedder
 from router_core.labelled_conversations import parse_conversations
 from service.agents.conversation import DEFAULT_POLICY, RolePolicy, build_conversation
 from service.settings import LimitSettings
-from tests.llm_fixtures import copy_shipped, fast_llm, point_agents_at, router_service
+from tests.llm_fixtures import shipped_router
 
 SHIPPED_CONVERSATIONS = SHIPPED_EVALS / "shipped-conversations.jsonl"
 MATHS_QUESTION = "What is 20% of 350?"  # the maths route's first example
@@ -58,10 +58,7 @@ def router_url(
     llm_env: pytest.MonkeyPatch,
 ) -> Iterator[str]:
     """A service over the shipped routes, their LLM agents pointed at the fake LLM."""
-    root = tmp_path_factory.mktemp("tools")
-    routes = copy_shipped(root / "routes")
-    point_agents_at(routes, fake_llm_server.url)
-    with router_service(routes, root / "data", embedder, fast_llm()) as url:
+    with shipped_router(tmp_path_factory.mktemp("tools"), embedder, fake_llm_server) as url:
         yield url
 
 
