@@ -1,8 +1,10 @@
 """Which parts of a routing pass hold the interpreter lock: a pure-Python loop on the main thread
-counts its iterations for a while alone, then beside a thread looping the embedded search
-(Qdrant Edge, exact, 16 queries at a time over the index given), then beside a thread looping
-the model's encode of 16 queries. A part that releases the lock leaves the loop near its speed
-alone (the machine has a core for each); one that holds it slows the loop down.
+counts its iterations for a while alone, then beside a thread looping the embedded search (16
+queries at a time over the index given, by each scan: Qdrant Edge's exact search, "engine", and
+the vectors scanned in memory by numpy, "matrix", with one BLAS thread as in the service), then
+beside a thread looping the model's encode of 16 queries. A part that releases the lock leaves
+the loop near its speed alone (the machine has a core for each); one that holds it slows the
+loop down. Also the time of a search of 1 and of 16 queries by each scan, alone.
 
     python -m bench.gil DATA_DIR [--seconds 2]
 """
@@ -14,12 +16,15 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from router_core import load_embedder
 from router_core.store import EdgeStore
 
+SCANS = ("engine", "matrix")
 TEXTS = ["how do i set up direct deposit for my paycheck please"] * 16
 
 
@@ -56,36 +61,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("data_dir", help="an embedded index (its live version is searched)")
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
-    store = EdgeStore(args.data_dir)
-    version = store.live_version()
-    if version is None:
-        parser.error(f"no index in {args.data_dir}")
-    index = store.open_version(version)
+    threadpool_limits(1, user_api="blas")  # as a serving process (service.startup)
     embedder = load_embedder()
-    queries = embedder.encode_queries(TEXTS)
-    vectors = np.asarray(queries)
-    index.searcher.search(vectors, 5)
-    started = time.perf_counter()
-    for _ in range(20):
-        index.searcher.search(vectors, 5)
-    search_alone_ms = (time.perf_counter() - started) / 20 * 1e3
-    alone = loop_speed(args.seconds)
-    search, searches = beside(lambda: index.searcher.search(vectors, 5), args.seconds)
+    vectors = np.asarray(embedder.encode_queries(TEXTS))
+    out: dict[str, object] = {"loop_alone": loop_speed(args.seconds)}
+    for scan in SCANS:
+        store = EdgeStore(args.data_dir, scan=scan)
+        version = store.live_version()
+        if version is None:
+            parser.error(f"no index in {args.data_dir}")
+        index = store.open_version(version)
+        try:
+            out["examples"] = index.manifest.points
+            for rows in (1, 16):
+                index.searcher.search(vectors[:rows], 5)
+                started = time.perf_counter()
+                for _ in range(50):
+                    index.searcher.search(vectors[:rows], 5)
+                out[f"{scan}_search_of_{rows}_ms"] = round((time.perf_counter() - started) / 50 * 1e3, 3)
+            loop, searches = beside(partial(index.searcher.search, vectors, 5), args.seconds)
+            out[f"beside_{scan}_search"] = round(loop / int(out["loop_alone"]), 3)  # type: ignore[call-overload]
+            out[f"{scan}_searches_of_16"] = searches
+        finally:
+            index.close()
     encode, encodes = beside(lambda: embedder.encode_queries(TEXTS), args.seconds)
-    print(
-        json.dumps(
-            {
-                "examples": index.manifest.points,
-                "search_of_16_ms_alone": round(search_alone_ms, 2),
-                "loop_alone": alone,
-                "beside_search": round(search / alone, 3),
-                "searches_of_16": searches,
-                "beside_encode": round(encode / alone, 3),
-                "encodes_of_16": encodes,
-            }
-        )
-    )
-    index.searcher.close()
+    out["beside_encode"] = round(encode / int(out["loop_alone"]), 3)  # type: ignore[call-overload]
+    out["encodes_of_16"] = encodes
+    print(json.dumps(out))
     return 0
 
 

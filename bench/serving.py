@@ -13,10 +13,12 @@ service` in turn, alone on the machine:
 - memory of each serving process (RSS, and PSS: shared pages divided among their sharers).
 
 Configurations: `--baseline-root DIR` (a checkout of the code before, e.g. `git archive
-integrate | tar -x -C DIR`) with one process, then this checkout with `ROUTER_HTTP__WORKERS=1`
-and with each of `--workers`.
+integrate | tar -x -C DIR`) with one process, then this checkout with `ROUTER_HTTP__WORKERS=1`,
+with each of `--engine-scan` (the embedded index searched by Qdrant Edge's engine instead of
+scanned in memory), each of `--workers` and each of `--pinned`.
 
-    python -m bench.serving [--workers 2] [--baseline-root DIR] [--shipped] [--duration 10] [--json PATH] [--write]
+    python -m bench.serving [--workers 2] [--engine-scan 2] [--baseline-root DIR] [--shipped] [--duration 10]
+        [--json PATH] [--write]
 """
 
 from __future__ import annotations
@@ -169,6 +171,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 configs.append((f"before ({args.baseline_label}), 1 process", args.baseline_root, None, {}))
             if not args.skip_one:
                 configs.append(("1 process (ROUTER_HTTP__WORKERS=1)", ROOT, 1, {}))
+            engine = {"ROUTER_INDEX__SCAN": "engine"}
+            configs += [(f"{n} workers, engine scan", ROOT, n, engine) for n in args.engine_scan]
             configs += [(f"{n} workers", ROOT, n, {}) for n in args.workers]
             pinned = {"ROUTER_HTTP__PIN_WORKERS": "true"}
             configs += [(f"{n} workers, pinned", ROOT, n, pinned) for n in args.pinned]
@@ -204,7 +208,7 @@ def _short(result: dict[str, Any]) -> str:
 
 
 def _indexed(result: dict[str, Any]) -> str:
-    engine = "embedded Qdrant Edge, exact search"
+    engine = "embedded Qdrant Edge, exact: its vectors scanned in memory unless the configuration says engine scan"
     if result.get("routes") == "shipped":
         return f"The shipped routes indexed ({result['examples']} examples, 6 routes, {engine}; queries from evals/)"
     return f"CLINC150 train indexed ({result['examples']} examples, 150 routes, {engine}; queries from its test split)"
@@ -257,6 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__)
     parser.add_argument("--workers", type=int, nargs="*", default=[2], help="worker counts to serve with")
     parser.add_argument("--pinned", type=int, nargs="*", default=[], help="worker counts, pinned to their cores")
+    parser.add_argument(
+        "--engine-scan",
+        type=int,
+        nargs="*",
+        default=[],
+        help="worker counts, the embedded index searched by Qdrant Edge (ROUTER_INDEX__SCAN=engine)",
+    )
     parser.add_argument("--skip-one", action="store_true", help="leave out the one-process configuration")
     parser.add_argument("--baseline-root", type=Path, default=None, help="checkout of the code before")
     parser.add_argument("--baseline-label", default="the code before", help="what the baseline is, for the table")

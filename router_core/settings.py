@@ -135,6 +135,12 @@ class IndexSettings(SettingsSection):
         "and user; unset: $XDG_CACHE_HOME/semantic-router/models, else ~/.cache/semantic-router/models.",
     )
     collection: str = Field(default="router", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    scan: Literal["matrix", "engine"] = Field(
+        default="matrix",
+        description="How the embedded index is searched: matrix (its vectors in memory, an exact numpy "
+        "scan that leaves the interpreter lock free) or engine (Qdrant Edge's exact search of the shard); "
+        "the same neighbours. A Qdrant server always searches itself.",
+    )
     keep_versions: int = Field(
         default=2,
         ge=2,

@@ -24,9 +24,20 @@ def load_settings() -> ServiceSettings | None:
         return None
 
 
+def one_blas_thread() -> None:
+    """Numpy's BLAS (the embedded index's scan, router_core.store.matrix) runs one thread in a
+    serving process: the scan runs on the micro-batch's thread beside the forward pass, other
+    requests and worker processes take the other cores, and an idle BLAS thread spins on its core
+    for a while after each product (OpenBLAS's default)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def build_services(settings: ServiceSettings, *, processes: int = 1) -> Services | None:
     """The object graph (loads the models, opens the indexes), or None after printing why not;
     `processes`: the worker processes serving together (`Services.build`)."""
+    one_blas_thread()
     try:
         services = Services.build(settings, processes=processes)
     except RouterError as exc:

@@ -58,17 +58,25 @@ def test_corrupt_version_is_refused_at_start(tmp_path: Path, routes_dir: Path, e
         Services.build(settings_for(routes_dir, data), embedder=embedder)
 
 
+@pytest.mark.parametrize(
+    ("scan", "damaged"),
+    [("matrix", "vectors.npy"), ("matrix", "points.jsonl"), ("engine", "shard")],
+)
 def test_corrupt_new_version_is_not_served(
-    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, start_service: ServiceFactory, scan: str, damaged: str
 ) -> None:
-    """A live pointer moved to a corrupt version leaves the service on the good one, saying why."""
+    """A live pointer moved to a version whose searched files are corrupt (the vectors and their
+    examples scanned in memory; the shard, for the engine's search) leaves the service on the
+    good one, saying why."""
     data = tmp_path / "data"
     good = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
-    url = start_service(settings_for(routes_dir, data))
+    base = settings_for(routes_dir, data)
+    url = start_service(base.model_copy(update={"index": base.index.model_copy(update={"scan": scan})}))
     bad_dir = data / "router" / "versions" / "v29990101t000000000000-deadbeef"
     shutil.copytree(data / "router" / "versions" / good, bad_dir)
-    shutil.rmtree(bad_dir / "shard")
-    (bad_dir / "shard").write_text("garbage")
+    if (bad_dir / damaged).is_dir():
+        shutil.rmtree(bad_dir / damaged)
+    (bad_dir / damaged).write_text("garbage")
     (data / "router" / "LIVE").write_text(bad_dir.name + "\n")
     with httpx.Client(base_url=url, timeout=30) as c:
         wait_for(lambda: bad_dir.name in reload_error(c))

@@ -83,12 +83,15 @@ def fill(point: Path, leave: int) -> None:
 
 # -- item 14: a version that cannot be opened ----------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.parametrize("scan", ["engine", "matrix"])
 def test_a_version_that_would_die_of_sigbus_is_refused_and_the_last_good_one_serves(
-    tmp_path: Path, routes_dir: Path, embedder: Embedder, tmpfs: Callable[[str, int], Path]
+    tmp_path: Path, routes_dir: Path, embedder: Embedder, tmpfs: Callable[[str, int], Path], scan: str
 ) -> None:
-    """On a nearly full tmpfs, a new version whose opening needs space is refused with a reason
-    in /readyz while the service keeps serving the last good version (it used to die of SIGBUS);
-    a replica started then refuses to start with the reason (it used to exit 135)."""
+    """On a nearly full tmpfs, with the engine's search, a new version whose shard needs space to
+    open is refused with a reason in /readyz while the service keeps serving the last good
+    version (it used to die of SIGBUS); a replica started then refuses to start with the reason
+    (it used to exit 135). The matrix scan (the default) reads the version's vectors into memory
+    and never maps the shard: it serves the new version."""
     disk = tmpfs("disk", 80)
     data = disk / "data"
     good = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
@@ -104,6 +107,7 @@ def test_a_version_that_would_die_of_sigbus_is_refused_and_the_last_good_one_ser
         # One process: /readyz below must come from the process that refused the version (with
         # several workers each refuses it on its own next poll, and answers may alternate).
         "ROUTER_HTTP__WORKERS": "1",
+        "ROUTER_INDEX__SCAN": scan,
     }
     log = (tmp_path / "service.log").open("wb")
     service = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stderr=log, stdout=log)
@@ -130,6 +134,14 @@ def test_a_version_that_would_die_of_sigbus_is_refused_and_the_last_good_one_ser
             assert service.poll() is None, f"the service died (exit {service.returncode})"
             return newer in httpx.get(f"{url}/readyz").json()["checks"].get("reload_error", "")
 
+        def served() -> bool:
+            assert service.poll() is None, f"the service died (exit {service.returncode})"
+            return bool(httpx.post(f"{url}/v1/classify", json=QUERY).json()["index_version"] == newer)
+
+        if scan == "matrix":
+            wait_for(served, 60, "the new version to be served")
+            assert "reload_error" not in httpx.get(f"{url}/readyz").json()["checks"]
+            return
         wait_for(refused, 60, "the new version to be refused")
         checks = httpx.get(f"{url}/readyz").json()["checks"]
         assert "a trial open in a child process died of SIGBUS" in checks["reload_error"]
@@ -148,15 +160,18 @@ def test_a_version_that_would_die_of_sigbus_is_refused_and_the_last_good_one_ser
 
 
 # -- item 15: a read-only data directory -----------------------------------------------------------
+@pytest.mark.parametrize("scan", ["matrix", "engine"])
 def test_a_read_only_data_directory_is_served(
     tmp_path: Path,
     routes_dir: Path,
     embedder: Embedder,
     tmpfs: Callable[[str, int], Path],
     monkeypatch: pytest.MonkeyPatch,
+    scan: str,
 ) -> None:
-    """A replica on a read-only volume serves its index (from a private copy of each shard in
-    the temporary directory, removed when the version is closed); nothing is written there."""
+    """A replica on a read-only volume serves its index: its vectors read where they are (the
+    matrix scan), or from a private copy of each shard in the temporary directory, removed when
+    the version is closed (the engine's search); nothing is written to the volume."""
     volume = tmpfs("volume", 100)
     data = volume / "data"
     version = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder).version
@@ -165,12 +180,15 @@ def test_a_read_only_data_directory_is_served(
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
-    services = Services.build(settings_for(routes_dir, data), embedder=embedder)
+    settings = settings_for(routes_dir, data)
+    settings = settings.model_copy(update={"index": settings.index.model_copy(update={"scan": scan})})
+    services = Services.build(settings, embedder=embedder)
     with serve(create_app(services=services)) as url:
         body = httpx.post(f"{url}/v1/classify", json=QUERY).json()
         assert body["index_version"] == version and body["route"] == "maths"
         assert httpx.get(f"{url}/readyz").status_code == 200
-        assert any(p.name.startswith(f"router-{version}-") for p in scratch.iterdir())
+        copied = any(p.name.startswith(f"router-{version}-") for p in scratch.iterdir())
+        assert copied == (scan == "engine")
     assert not any(p.name.startswith("router-") for p in scratch.iterdir())  # the copy went with the version
 
 

@@ -1,13 +1,13 @@
-"""One contract, every backend: the embedded Qdrant Edge store, qdrant-client in its `:memory:`
-mode, and qdrant-client over real HTTP (REST) against a Qdrant API server on loopback."""
+"""One contract, every backend: the embedded Qdrant Edge store (its vectors scanned in memory, the
+default, and searched by the engine), qdrant-client in its `:memory:` mode, and qdrant-client
+over real HTTP (REST) against a Qdrant API server on loopback."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,11 +30,13 @@ def http_store(server: QdrantHttpStandIn) -> QdrantStore:
         return QdrantStore(QdrantClient(url=server.url, api_key=HTTP_KEY, timeout=10, check_compatibility=False))
 
 
-@pytest.fixture(params=["edge", "qdrant-client", "qdrant-http"])
+@pytest.fixture(params=["edge", "edge-engine", "qdrant-client", "qdrant-http"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
     """Each backend the product ships."""
     if request.param == "edge":
         s: IndexStore = EdgeStore(tmp_path / "data")
+    elif request.param == "edge-engine":
+        s = EdgeStore(tmp_path / "data", scan="engine")
     elif request.param == "qdrant-client":
         s = QdrantStore(QdrantClient(":memory:"))
     else:
@@ -177,7 +179,12 @@ def test_backends_agree_on_real_routes(tmp_path: Path, embedder: Embedder) -> No
     ]
     results = []
     with QdrantHttpStandIn(api_key=HTTP_KEY) as server:
-        stores: list[IndexStore] = [EdgeStore(tmp_path), QdrantStore(QdrantClient(":memory:")), http_store(server)]
+        stores: list[IndexStore] = [
+            EdgeStore(tmp_path / "matrix"),
+            EdgeStore(tmp_path / "engine", scan="engine"),
+            QdrantStore(QdrantClient(":memory:")),
+            http_store(server),
+        ]
         for s in stores:
             report = run_reindex(table, s, embedder)
             index = s.open_version(report.version)
@@ -191,29 +198,42 @@ def test_backends_agree_on_real_routes(tmp_path: Path, embedder: Embedder) -> No
             finally:
                 index.close()
                 s.close()
-    assert results[0] == results[1] == results[2]
+    assert results[0] == results[1] == results[2] == results[3]
 
 
-def test_embedded_version_opens_in_two_processes(tmp_path: Path) -> None:
-    """A published embedded version can be searched by another process while this one holds it."""
-    store = EdgeStore(tmp_path / "data")
-    store.write_version(manifest("v1"), POINTS, VECTORS)
-    store.activate("v1")
-    held = store.open_version("v1")
-    code = (
-        "import sys, numpy as np; from router_core.store import EdgeStore; "
-        "i = EdgeStore(sys.argv[1]).open_version('v1'); "
-        "print(i.searcher.search(np.array([[0, 1, 0, 0]], dtype=np.float32), 1)[0][0].text)"
-    )
+def test_the_matrix_scan_finds_the_engines_neighbours(tmp_path: Path, embedder: Embedder) -> None:
+    """The embedded default (vectors scanned in memory) against Qdrant Edge's exact search over
+    the same version: for real queries and for blends of them, in one batch and in batches of
+    the micro-batcher's sizes, the same neighbours in the same order with the same scores, down
+    to every stored example (k = all); only examples tied in score may trade places."""
+    report = run_reindex(load_routes(SHIPPED_ROUTES), EdgeStore(tmp_path), embedder)
+    matrix = EdgeStore(tmp_path).open_version(report.version)
+    engine = EdgeStore(tmp_path, scan="engine").open_version(report.version)
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", code, str(tmp_path / "data")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        queries = embedder.encode_queries(
+            ["How do I use async with Rust?", "What is 15% of 200?", "recipe for banana bread", "hello", "refund"]
         )
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip() == "beta"
+        rng = np.random.default_rng(7)
+        blends = rng.standard_normal((40, len(queries))) @ queries  # mixes, like conversation contexts
+        rows = np.concatenate([queries, blends]).astype(np.float32)
+        size = sum(len(r.examples) for r in matrix.table.routes)
+        for k in (1, 5, 20, size):
+            expected = engine.searcher.search(rows, k)
+            batched = [row for i in range(0, len(rows), 16) for row in matrix.searcher.search(rows[i : i + 16], k)]
+            for got in (matrix.searcher.search(rows, k), batched):
+                assert len(got) == len(expected)
+                for mine, theirs in zip(got, expected, strict=True):
+                    assert len(mine) == len(theirs) == min(k, size)
+                    assert [h.similarity for h in mine] == pytest.approx([h.similarity for h in theirs], abs=1e-5)
+                    for a, b in zip(mine, theirs, strict=True):
+                        if (a.route, a.text) != (b.route, b.text):  # only a tie may trade places
+                            assert _tied(a.similarity, mine) and _tied(b.similarity, theirs), (k, a, b)
+                    assert sum((a.route, a.text) != (b.route, b.text) for a, b in zip(mine, theirs, strict=True)) <= 2
     finally:
-        held.close()
+        matrix.close()
+        engine.close()
+
+
+def _tied(score: float, row: list[Any]) -> bool:
+    """Another example of the row (or just past its end) scores the same, within float rounding."""
+    return sum(abs(h.similarity - score) < 1e-5 for h in row) >= 2 or abs(row[-1].similarity - score) < 1e-5

@@ -7,24 +7,27 @@ Layout under `<data_dir>/<collection>/`:
     versions/<version>/.lock       readers hold a shared flock while the version is open
     staging/                       versions being built; moved into versions/ when complete
 
-Shards are built without a write-ahead log, so several service processes can open one version
-read-only. The indexer never opens a published shard: it reuses embeddings from the plain
-`vectors.npy` beside it, builds the next version in staging/, renames it into place and then
-rewrites LIVE. A version is deleted only when it is not live and no reader holds its lock.
-Leftovers of a killed build stay in staging/ until a later build finds them untouched for
-`STAGING_GRACE_S`.
+An open version is searched by its vectors held in memory (scan "matrix", the default: an exact
+numpy scan, router_core.store.matrix, that leaves the interpreter lock to the event loop) or by
+Qdrant Edge's exact search over its shard (scan "engine"). Shards are built without a
+write-ahead log, so several service processes can open one version read-only. The indexer never opens
+a published shard: it reuses embeddings from the plain `vectors.npy` beside it, builds the next
+version in staging/, renames it into place and then rewrites LIVE. A version is deleted only
+when it is not live and no reader holds its lock. Leftovers of a killed build stay in staging/
+until a later build finds them untouched for `STAGING_GRACE_S`.
 
 Writers take an exclusive lock on `<data_dir>/<collection>/.writer.lock` for a whole re-index
 (plan, write, switch, drop): a second re-index of the same index is refused (IndexBusy)
 instead of racing the first.
 
-Opening a version maps its shard files, and Qdrant Edge touches every page of its vector
+Opening a version's shard (scan "engine") maps its files, and Qdrant Edge touches every page of its vector
 storage as it loads. Where the files are sparse (tmpfs, most disks) a touch may need space the
 file system no longer has, and a process touching such a page dies of SIGBUS. So when free
 space is short of the shard's unallocated bytes, the version is first opened by a child
 process; if the child dies, the version is refused with the reason and the caller keeps what it
-serves. A read-only data directory is served from a private (sparse) copy of each shard in
-the temporary directory, since the engine opens its files for writing.
+serves. With the engine's search, a read-only data directory is served from a private (sparse)
+copy of each shard in the temporary directory, since the engine opens its files for writing;
+the matrix scan reads the version's files where they are.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 from qdrant_edge import (
@@ -63,9 +66,13 @@ from router_core.embedding import Vectors
 from router_core.errors import IndexBusy, IndexMissing, StoreUnavailable
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.neighbours import Neighbour
+from router_core.store.matrix import MatrixSearcher
 from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
 
 log = logging.getLogger("router.store")
+# How an open version is searched: its vectors in memory by numpy (router_core.store.matrix), or
+# by the Qdrant Edge engine's exact search over its shard.
+EmbeddedScan = Literal["matrix", "engine"]
 # A staging entry unchanged this long belongs to no live build (writing a version takes seconds).
 STAGING_GRACE_S = 600.0
 
@@ -84,14 +91,17 @@ shard.close()
 
 
 class EdgeStore:
-    """Versioned indexes on local disk, searched in-process by Qdrant Edge."""
+    """Versioned indexes on local disk (Qdrant Edge shards), searched in-process."""
 
-    def __init__(self, data_dir: Path | str, collection: str = "router", *, exact: bool = True):
+    def __init__(
+        self, data_dir: Path | str, collection: str = "router", *, exact: bool = True, scan: EmbeddedScan = "matrix"
+    ):
         self.root = Path(data_dir) / collection
         self._versions = self.root / "versions"
         self._staging = self.root / "staging"
         self._live = self.root / "LIVE"
         self._exact = exact
+        self.scan = scan
 
     # -- reading --------------------------------------------------------------------------
     def live_version(self) -> str | None:
@@ -246,20 +256,40 @@ class EdgeStore:
 
     # -- serving --------------------------------------------------------------------------
     def open_version(self, version: str) -> OpenIndex:
-        """Open the version's shard for searching, holding its lock until closed."""
+        """Open the version for searching, holding its lock until closed: its vectors in memory
+        (scan "matrix"), or its shard (scan "engine")."""
         manifest = self.manifest(version)
-        table = manifest.table(self.stored_points(version).points)  # before the lock: may raise
+        stored = self.stored_points(version)
+        table = manifest.table(stored.points)  # before the lock: may raise
         folder = self._versions / version
         lock = _try_lock(folder / ".lock", exclusive=False)
         if lock is None:
             raise StoreUnavailable(f"index version {version!r} is being deleted")
+        if self.scan == "matrix":
+            try:
+                if stored.vectors.ndim != 2 or stored.vectors.shape[1] != manifest.dimension:
+                    raise ValueError(f"vectors of shape {stored.vectors.shape}, the manifest says {manifest.dimension}")
+                searcher = MatrixSearcher(
+                    stored.vectors,
+                    [p.route for p in stored.points],
+                    [p.text for p in stored.points],
+                    on_close=lock.close,
+                )
+            except ValueError as exc:
+                lock.close()
+                raise StoreUnavailable(f"index version {version!r} is corrupt: {exc}") from exc
+            return OpenIndex(manifest, table, searcher)
+        return OpenIndex(manifest, table, self._open_shard(version, folder, manifest.dimension, lock))
+
+    def _open_shard(self, version: str, folder: Path, dimension: int, lock: IO[bytes]) -> _EdgeSearcher:
+        """The engine's searcher over the version's shard (its lock released if it cannot open)."""
         private: Path | None = None
         try:
             shard_dir = folder / "shard"
             if not _writable(shard_dir):
                 private = _private_copy(shard_dir, version)
                 shard_dir = private / "shard"
-            _check_openable(shard_dir, version, manifest.dimension)
+            _check_openable(shard_dir, version, dimension)
             shard = EdgeShard.load(str(shard_dir))
         except BaseException as exc:
             lock.close()
@@ -274,8 +304,7 @@ class EdgeStore:
                 else ""
             )
             raise StoreUnavailable(f"cannot open index version {version!r}: {exc}{hint}") from exc
-        searcher = _EdgeSearcher(shard, lock, exact=self._exact, private=private)
-        return OpenIndex(manifest, table, searcher)
+        return _EdgeSearcher(shard, lock, exact=self._exact, private=private)
 
     def ping(self) -> None:
         """The index directory must exist and be readable: a service whose directory was

@@ -19,7 +19,7 @@ def open_store(index: IndexSettings) -> IndexStore:
         key = server.api_key.get_secret_value() if server.api_key else None
         client = QdrantClient(url=server.url, api_key=key, timeout=server.timeout_s)
         return QdrantStore(client, index.collection)
-    return EdgeStore(index.data_dir, index.collection)
+    return EdgeStore(index.data_dir, index.collection, scan=index.scan)
 
 
 def describe_store(index: IndexSettings) -> str:
