@@ -85,9 +85,10 @@ def render(f: dict[str, Any], command: str) -> str:
         f"| memory per worker | {f['rss_worker']} MB RSS, {f['pss_worker']} MB PSS | {f['config']}, after the "
         "run (PSS: pages shared between workers, the mapped index and libraries, counted once in total) |\n"
         f"| index memory per 10,000 examples | {f['index_per_10k_mb']} MB | one process's RSS on CLINC150 less on "
-        "the shipped routes, per 10,000 examples more (vectors, payload, the engine's structures; the engine maps "
-        "vector storage in 32 MB chunks touched as it loads, which any index pays once; the float32 vectors "
-        "alone are 15.4 MB per 10,000 examples of 384 dimensions) |\n"
+        "the shipped routes, per 10,000 examples more (measured, and noisy: the rest of a process's RSS moves by "
+        "several MB between runs). What the default matrix scan holds: the float32 vectors, 15.4 MB per 10,000 "
+        "examples of 384 dimensions, and the example texts; `ROUTER_INDEX__SCAN=engine` maps the shard's vector "
+        "storage instead, in 32 MB chunks touched as it loads |\n"
         + (
             f"| embed / search per routed query, one process | {f['stages']['embed_ms']} / "
             f"{f['stages']['search_ms']} ms | the service's stage metrics over the whole run (exact search scans "
