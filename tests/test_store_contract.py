@@ -129,6 +129,19 @@ def test_search_returns_nearest_with_cosine_similarity(store: IndexStore) -> Non
         index.close()
 
 
+def test_vectors_of_any_length_are_searched_by_cosine(store: IndexStore) -> None:
+    """Stored and query vectors that are not unit length score their cosine, as the engine's
+    Cosine distance does (the matrix scan normalises what is not unit length)."""
+    store.write_version(manifest("v1"), POINTS, VECTORS * np.array([[3.0], [0.5], [2.0]], dtype=np.float32))
+    index = store.open_version("v1")
+    try:
+        [hits] = index.searcher.search(VECTORS[:1] * 7, 3)
+        assert [h.text for h in hits] == ["alpha", "alpha two", "beta"]
+        assert [h.similarity for h in hits] == pytest.approx([1.0, float(VECTORS[0] @ VECTORS[1]), 0.0], abs=1e-5)
+    finally:
+        index.close()
+
+
 def test_a_batch_search_answers_each_row_as_a_search_of_its_own(store: IndexStore) -> None:
     """Several query vectors searched in one call (a micro-batch) get, row by row and in order,
     the neighbours and scores each gets alone; an empty batch gets no rows."""

@@ -168,13 +168,14 @@ class EdgeStore:
         except (OSError, ValueError, TypeError) as exc:
             raise StoreUnavailable(f"index version {version!r} is unreadable: {exc}") from exc
 
-    def stored_points(self, version: str) -> StoredPoints:
-        """Points and vectors from the plain files beside the shard."""
+    def stored_points(self, version: str, *, mapped: bool = False) -> StoredPoints:
+        """Points and vectors from the plain files beside the shard; with `mapped`, the vectors
+        are the file mapped read-only (the page cache shares them between processes)."""
         folder = self._versions / version
         try:
             with (folder / "points.jsonl").open(encoding="utf-8") as fh:
                 points = tuple(ExamplePoint(**json.loads(line)) for line in fh if line.strip())
-            vectors = np.load(folder / "vectors.npy")
+            vectors = np.load(folder / "vectors.npy", mmap_mode="r" if mapped else None)
         except (OSError, ValueError, TypeError) as exc:
             raise StoreUnavailable(f"index version {version!r} is unreadable: {exc}") from exc
         if len(points) != len(vectors):
@@ -259,7 +260,10 @@ class EdgeStore:
         """Open the version for searching, holding its lock until closed: its vectors in memory
         (scan "matrix"), or its shard (scan "engine")."""
         manifest = self.manifest(version)
-        stored = self.stored_points(version)
+        # mapped: a version's vectors are written once and never changed in place (a deleted
+        # version's files are unlinked only when no reader holds its lock), so worker processes
+        # share one copy of them in the page cache
+        stored = self.stored_points(version, mapped=self.scan == "matrix")
         table = manifest.table(stored.points)  # before the lock: may raise
         folder = self._versions / version
         lock = _try_lock(folder / ".lock", exclusive=False)

@@ -20,6 +20,8 @@ import numpy.typing as npt
 from router_core.embedding import Vectors
 from router_core.neighbours import Neighbour
 
+# Stored vectors whose norms are within this of 1 are searched as they are.
+_UNIT = 1e-4
 # Scores computed at once: queries x stored vectors, at most this many (16 MB of float32).
 _MAX_SCORES = 4 * 1024 * 1024
 
@@ -41,9 +43,12 @@ class MatrixSearcher:
         if not np.isfinite(matrix).all():
             raise ValueError("stored vectors hold values that are not finite")
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        # cosine, as the engine's Distance.Cosine: stored vectors are normalised (a zero vector
-        # scores 0 against everything)
-        self._matrix = np.ascontiguousarray(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
+        if not np.allclose(norms, 1.0, atol=_UNIT):
+            # cosine, as the engine's Distance.Cosine: stored vectors are normalised (a zero
+            # vector scores 0 against everything); the embedders store unit vectors already, and
+            # those are kept as given (a mapped file stays shared between processes)
+            matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+        self._matrix = matrix
         self._routes = tuple(routes)
         self._texts = tuple(texts)
         self._on_close = on_close
@@ -90,7 +95,7 @@ class MatrixSearcher:
 
     def close(self) -> None:
         """Drop the vectors and release the version."""
-        self._matrix = np.zeros((0, self._matrix.shape[1]), dtype=np.float32)
+        self._matrix = np.zeros((0, self._matrix.shape[1]), dtype=np.float32)  # unmaps a mapped file
         self._routes, self._texts = (), ()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
