@@ -10,8 +10,8 @@ Layout under `<data_dir>/<collection>/`:
 An open version is searched by its vectors held in memory (scan "matrix", the default: an exact
 numpy scan, router_core.store.matrix, that leaves the interpreter lock to the event loop) or by
 Qdrant Edge's exact search over its shard (scan "engine"). Shards are built without a
-write-ahead log, so several service processes can open one version read-only. The indexer never opens
-a published shard: it reuses embeddings from the plain `vectors.npy` beside it, builds the next
+write-ahead log, so several service processes can open one version read-only. The indexer never
+opens a published shard: it reuses embeddings from the plain `vectors.npy` beside it, builds the next
 version in staging/, renames it into place and then rewrites LIVE. A version is deleted only
 when it is not live and no reader holds its lock. Leftovers of a killed build stay in staging/
 until a later build finds them untouched for `STAGING_GRACE_S`.
@@ -20,8 +20,8 @@ Writers take an exclusive lock on `<data_dir>/<collection>/.writer.lock` for a w
 (plan, write, switch, drop): a second re-index of the same index is refused (IndexBusy)
 instead of racing the first.
 
-Opening a version's shard (scan "engine") maps its files, and Qdrant Edge touches every page of its vector
-storage as it loads. Where the files are sparse (tmpfs, most disks) a touch may need space the
+Opening a version's shard (scan "engine") maps its files, and Qdrant Edge touches every page
+of its vector storage as it loads. Where the files are sparse (tmpfs, most disks) a touch may need space the
 file system no longer has, and a process touching such a page dies of SIGBUS. So when free
 space is short of the shard's unallocated bytes, the version is first opened by a child
 process; if the child dies, the version is refused with the reason and the caller keeps what it

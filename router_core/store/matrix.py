@@ -4,10 +4,11 @@ The embedded store's default scan (`ROUTER_INDEX__SCAN=matrix`). Qdrant Edge's e
 scores every stored vector too, but holds the interpreter lock while it scans: in a serving
 process the event loop stops for every search (`bench.gil`: a Python loop beside it keeps 38%
 of its speed). The matrix product runs in the BLAS library with the lock released, and scores
-a micro-batch of queries in one pass over the vectors (BENCHMARKS.md "Searching the embedded
-index"). The neighbours are the engine's: the same cosine over the same unit vectors, most
-similar first, ties in stored order (`tests/test_store_contract.py` checks them against the
-engine's search).
+a micro-batch of queries in one pass over the vectors (`python -m bench.gil`; BENCHMARKS.md
+"Serving close to the machine's limit"). The neighbours are the engine's: the same cosine over
+the same unit vectors, most similar first, ties in stored order (which of several examples tied
+at the k-th place is kept is arbitrary; `tests/test_store_contract.py` checks the neighbours
+against the engine's search).
 """
 
 from __future__ import annotations
