@@ -7,8 +7,8 @@ conversations, CLINC150 val's out-of-scope queries inserted as off-topic turns, 
 bench/conversation_sets.py), `calibrate_conversations` (what `python -m indexer calibrate`
 runs) searches (1) the grid declared with the parameters (router_core/params.py) and (2) FINE,
 a superset of it, denser around and beyond it, each with its 5-fold cross-validated estimate.
-The fine grid holds windows up to 10, so its search reads conversations prepared for window
-10: a smaller window's oldest contexts then mix messages just outside it (calibration
+The fine grid holds windows 4 and 6, so its search reads conversations prepared for window
+6: a smaller window's oldest contexts then mix messages just outside it (calibration
 approximates them so, see indexer/conversation_commands.py). The chosen and the best settings
 are therefore also scored through the service's own path (`Prepared.decide`) on conversations
 prepared for their own window, and compared turn by turn with the one-standard-error measure
@@ -46,18 +46,21 @@ from router_core import Embedder, OpenIndex, load_embedder
 from router_core.params import ConversationParams, DecisionParams, specs_of
 
 FINE: dict[str, tuple[Any, ...]] = {
-    "window": (4, 6, 10),
+    "window": (4, 6),
     "switch": (0.005, 0.01, 0.03, 0.1, 0.3, 0.5),
     "floor_below": (0.05, 0.1, 0.2),
-    "assistant_weight": (0.25, 0.5, 1.0),
+    "assistant_weight": (0.5, 1.0),
     "context_weight": (0.0, 0.125, 0.25, 0.5, 1.0),
+    "unrelated_switch": (0.0, 0.3, 0.6, 0.9),
     "standalone_similarity": (0.15, 0.2, 0.25, 0.3, 0.35),
     "standalone_words": (1, 2, 3, 4),
     "standalone_margin": (0.0, 0.05, 0.1, 0.15, 0.2),
 }
 """Every tunable over more values than declared, around and beyond them, and a superset of the
-declared grid: 81,000 settings (2-3 times as many values each would make several hundred
-thousand, more than a few minutes and gigabytes of the search's settings x turns matrices)."""
+declared grid: 144,000 settings (2-3 times as many values each would make millions, more than a
+few minutes and gigabytes of the search's settings x turns matrices). Before `unrelated_switch`
+it held windows 4, 6 and 10 and assistant_weight 0.25 too (81,000 settings; BENCHMARKS.md keeps
+that run's figures below the section)."""
 
 TEXTS_1000 = 23_400  # texts of issue 24's 1,000 dialogues
 TYPES = ("all", "first of domain", "follow-up", "switch")

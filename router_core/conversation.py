@@ -15,7 +15,9 @@ multi-turn sets, see BENCHMARKS.md), the first step that applies deciding:
    messages and the assistant messages between them, each assistant message read by its
    end, `assistant_tail`), oldest message first: the belief over
    the routes starts even; at each user message that has evidence of its own the topic may
-   change (`switch` of the belief is spread evenly over the routes); then each message
+   change (`switch` of the belief is spread evenly over the routes; at the last message, when
+   it is unrelated to the window as in step 2, the larger of `switch` and `unrelated_switch`);
+   then each message
    multiplies each route's belief by exp(EVIDENCE_SCALE x evidence), where its evidence for a
    route is the sum over its k nearest examples of that route of max(0, similarity - (the
    route's threshold - `floor_below`)), weighted by `assistant_weight` for assistant

@@ -227,13 +227,18 @@ def track(
     floor_below: float,
     assistant_weight: float,
     context_weight: float,
+    unrelated_switch: float = 0.0,
+    closeness: FloatArray | None = None,
+    standalone_similarity: float = 0.0,
     evidence: dict[tuple[float, bool], FloatArray] | None = None,
 ) -> Outcome:
     """Step 3 of the rule for every request: the forward filter over the window's messages,
     oldest first. The belief starts even; at a user message that has evidence of its own the
-    topic may change (`switch` of the belief is spread evenly over the routes); every message
-    then multiplies each route's belief by exp(EVIDENCE_SCALE x its weighted evidence).
-    `evidence` caches `batch.evidence` arrays across calls (calibration)."""
+    topic may change (`switch` of the belief is spread evenly over the routes; for the routed
+    message, when it is unrelated to the window, `closeness` (`related`) under
+    `standalone_similarity`, the larger of `switch` and `unrelated_switch`); every message then
+    multiplies each route's belief by exp(EVIDENCE_SCALE x its weighted evidence). `evidence`
+    caches `batch.evidence` arrays across calls (calibration)."""
 
     def ev(context: bool) -> FloatArray:
         key = (round(floor_below, 9), context)
@@ -256,12 +261,17 @@ def track(
             np.full(n, -1), np.full(n, NO_EVIDENCE), np.zeros((n, m_count)), empty, empty, np.full(n, np.inf)
         )
     may_switch = inside & batch.user & (own_ev.sum(axis=2) > 0)
+    switches = np.full((n, m_count), switch)
+    if unrelated_switch > switch:
+        near = related(batch, window) if closeness is None else closeness
+        switches[batch.last & (near < standalone_similarity)[:, None]] = unrelated_switch
     log_belief = np.full((n, r_count), -np.log(r_count))
     for m in range(m_count):  # a message outside the window has no evidence (adds 0) and never switches
-        moves = may_switch[:, m]
-        if switch > 0 and moves.any():
+        moves = may_switch[:, m] & (switches[:, m] > 0)
+        if moves.any():
             rows = np.flatnonzero(moves)
-            log_belief[rows] = np.log((1 - switch) * _normalised(log_belief[rows]) + switch / r_count)
+            chance = switches[rows, m][:, None]
+            log_belief[rows] = np.log((1 - chance) * _normalised(log_belief[rows]) + chance / r_count)
         log_belief += EVIDENCE_SCALE * per_message[:, m]
     belief = _normalised(log_belief)
     support = per_message.sum(axis=1)
@@ -341,11 +351,13 @@ def decide(
     floor_below: float,
     assistant_weight: float,
     context_weight: float,
+    unrelated_switch: float,
     standalone_similarity: float,
     standalone_words: int,
     standalone_margin: float,
 ) -> Outcome:
     """Apply one setting of the rule (router_core.conversation) to every request of `batch`."""
+    closeness = related(batch, window)
     tracked = track(
         batch,
         window=window,
@@ -353,15 +365,26 @@ def decide(
         floor_below=floor_below,
         assistant_weight=assistant_weight,
         context_weight=context_weight,
+        unrelated_switch=unrelated_switch,
+        closeness=closeness,
+        standalone_similarity=standalone_similarity,
     )
     return finish(
         batch,
         tracked,
-        related(batch, window),
+        closeness,
         standalone_similarity=standalone_similarity,
         standalone_words=standalone_words,
         standalone_margin=standalone_margin,
     )
+
+
+def _closeness(batch: ConversationBatch, cache: dict[Any, Any], window: int) -> FloatArray:
+    """`related` for a window, computed once per batch (calibration)."""
+    closeness: dict[int, FloatArray] = cache.setdefault("related", {})
+    if window not in closeness:
+        closeness[window] = related(batch, window)
+    return closeness[window]
 
 
 def stage_one(batch: ConversationBatch, cache: dict[Any, Any], **setting: Any) -> Outcome:
@@ -374,20 +397,19 @@ def stage_one(batch: ConversationBatch, cache: dict[Any, Any], **setting: Any) -
         floor_below=setting["floor_below"],
         assistant_weight=setting["assistant_weight"],
         context_weight=setting["context_weight"],
+        unrelated_switch=setting["unrelated_switch"],
+        closeness=_closeness(batch, cache, setting["window"]),
+        standalone_similarity=setting["standalone_similarity"],
         evidence=cache.setdefault("evidence", {}),
     )
 
 
 def stage_two(batch: ConversationBatch, first: Outcome, cache: dict[Any, Any], **setting: Any) -> Outcome:
     """The cheap rest of `decide` over `stage_one`'s outcome (the parameters declared `after_vote`)."""
-    closeness = cache.setdefault("related", {})
-    window = setting["window"]
-    if window not in closeness:
-        closeness[window] = related(batch, window)
     return finish(
         batch,
         first,
-        closeness[window],
+        _closeness(batch, cache, setting["window"]),
         standalone_similarity=setting["standalone_similarity"],
         standalone_words=setting["standalone_words"],
         standalone_margin=setting["standalone_margin"],

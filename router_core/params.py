@@ -202,13 +202,21 @@ class ConversationParams:
         ge=0.0,
         le=2.0,
     )
+    unrelated_switch: float = tunable(
+        0.0,
+        "chance that the routed message changes the topic when it is unrelated to the window "
+        "(under standalone_similarity); the larger of this and switch",
+        grid=(0.0, 0.3, 0.6),
+        ge=0.0,
+        le=1.0,
+    )
+    # Not `after_vote`: it also sets which messages `unrelated_switch` applies to, in the filter.
     standalone_similarity: float = tunable(
         0.25,
         "a request less similar than this to every earlier message of the window is unrelated to it",
         grid=(0.20, 0.25, 0.30, 0.35),
         ge=-1.0,
         le=1.0,
-        after_vote=True,
     )
     standalone_words: int = tunable(
         2,

@@ -372,8 +372,9 @@ def test_conversation_grid_compares_the_declared_grid_with_a_finer_one(tmp_path:
     finally:
         index.close()
         store.close()
-    assert out["declared"]["settings"] == 4 * 4 * 4 * 3 * 4  # switch, context_weight and the standalone step
-    assert out["fine"]["settings"] == 2 * 5 * 4 * 4 * 3 * 4
+    # switch, context_weight, unrelated_switch and the standalone step
+    assert out["declared"]["settings"] == 4 * 4 * 3 * 4 * 3 * 4
+    assert out["fine"]["settings"] == 2 * 5 * 4 * 3 * 4 * 3 * 4
     for g in (out["declared"], out["fine"]):
         assert all(0.0 <= g[kind][t] <= 1.0 for kind in ("exact", "cv") for t in ("all", "switch", "objective"))
         assert g["chosen"]["window"] in g["grid"]["window"]
@@ -382,7 +383,7 @@ def test_conversation_grid_compares_the_declared_grid_with_a_finer_one(tmp_path:
     eval_row = {"dialogues": 10, "seconds": 2.0, "texts": 50, "embed_s": 0.5, "load_before": 0.1, "load_after": 0.2}
     result = {"command": "c", "load_before": 0.1, "load_after": 0.2, "grids": {"shipped": out}, "eval": {"x": eval_row}}
     text = render_grid(json.loads(json.dumps(result)))
-    assert "| shipped | declared | 768 |" in text and "| shipped | fine | 1,920 |" in text
+    assert "| shipped | declared | 2,304 |" in text and "| shipped | fine | 5,760 |" in text
     assert "Reading:" in text and "23,400 texts" in text
     line = "embedding and searching 12 texts of the conversations  12/12 (100%)  0.4 s\n"
     assert embedded("embedding and searching 12 texts of the conversations  0/12 (0%)  0.0 s\n" + line) == (12, 0.4)

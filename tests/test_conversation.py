@@ -177,6 +177,31 @@ def test_per_route_thresholds_set_each_routes_evidence_floor(
     assert (d.route, d.reason) == (route, reason)
 
 
+@pytest.mark.parametrize(
+    ("unrelated_switch", "related", "route", "reason"),
+    [
+        (0.0, False, "a", "continued"),  # the switch chance alone keeps the carried route
+        (0.6, False, "b", "vote"),  # unrelated to the window: the larger chance lets its evidence move it
+        (0.6, True, "a", "continued"),  # related to the window: switch applies, as without the knob
+    ],
+)
+def test_an_unrelated_last_message_switches_with_unrelated_switch(
+    unrelated_switch: float, related: bool, route: str, reason: str
+) -> None:
+    """A new request right after a settled exchange (MultiWOZ's "I am also looking for an
+    attraction" after a train booking): with `unrelated_switch`, a last message unrelated to the
+    window (cosine under standalone_similarity to every earlier message) may change the topic
+    with that chance instead of `switch`; a related one keeps `switch`."""
+    a_q, a_answer, new = "a question", "a answer", "b please"
+    neighbours = {a_q: hits("a", 0.9), a_answer: hits("a", 0.9), new: hits("b", 0.56)}
+    chat, other = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
+    vectors = {a_q: chat, a_answer: chat, new: chat if related else other}
+    conv = ConversationParams(context_weight=0.0, switch=0.03, unrelated_switch=unrelated_switch)
+    turns = [Turn(0, "user", a_q), Turn(1, "assistant", a_answer), Turn(2, "user", new)]
+    d = route_conversation(turns, neighbours, vectors, P, conv)
+    assert (d.route, d.reason) == (route, reason)
+
+
 def test_an_unrelated_request_no_route_takes_goes_to_the_default_route() -> None:
     """A request of its own, unrelated to the conversation and under every threshold, is not
     carried: the default route (reason off_topic); the next in-domain follow-up returns to a."""
