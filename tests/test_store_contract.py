@@ -4,6 +4,7 @@ over real HTTP (REST) against a Qdrant API server on loopback."""
 
 from __future__ import annotations
 
+import mmap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,6 +141,31 @@ def test_vectors_of_any_length_are_searched_by_cosine(store: IndexStore) -> None
         assert [h.similarity for h in hits] == pytest.approx([1.0, float(VECTORS[0] @ VECTORS[1]), 0.0], abs=1e-5)
     finally:
         index.close()
+
+
+def test_the_matrix_scan_copies_a_small_index_and_maps_a_large_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vectors up to PRIVATE_BYTES are copied into the process (faster scans); beyond, the file
+    stays mapped (shared between worker processes); both search alike."""
+    from router_core.store import matrix
+
+    store = EdgeStore(tmp_path / "data")
+    store.write_version(manifest("v1"), POINTS, VECTORS)
+    found = []
+    for limit, mapped in ((VECTORS.nbytes, False), (VECTORS.nbytes - 1, True)):
+        monkeypatch.setattr(matrix, "PRIVATE_BYTES", limit)
+        index = store.open_version("v1")
+        try:
+            held = index.searcher._matrix  # type: ignore[attr-defined]
+            base = held
+            while getattr(base, "base", None) is not None:
+                base = base.base
+            assert isinstance(base, mmap.mmap) == mapped
+            found.append([(h.text, round(h.similarity, 6)) for h in index.searcher.search(VECTORS[1:2], 3)[0]])
+        finally:
+            index.close()
+    assert found[0] == found[1] and found[0][0][0] == "alpha two"
 
 
 def test_a_batch_search_answers_each_row_as_a_search_of_its_own(store: IndexStore) -> None:

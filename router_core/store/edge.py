@@ -261,8 +261,9 @@ class EdgeStore:
         (scan "matrix"), or its shard (scan "engine")."""
         manifest = self.manifest(version)
         # mapped: a version's vectors are written once and never changed in place (a deleted
-        # version's files are unlinked only when no reader holds its lock), so worker processes
-        # share one copy of them in the page cache
+        # version's files are unlinked only when no reader holds its lock); the matrix scan copies
+        # a small index into the process and leaves a large one mapped, one copy in the page cache
+        # for every worker process (router_core.store.matrix.PRIVATE_BYTES)
         stored = self.stored_points(version, mapped=self.scan == "matrix")
         table = manifest.table(stored.points)  # before the lock: may raise
         folder = self._versions / version
