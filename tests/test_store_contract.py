@@ -15,7 +15,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from devkit.serving import SHIPPED_ROUTES
-from router_core import Embedder, IndexMissing, IndexStore, Router, load_routes, run_reindex
+from router_core import Embedder, IndexMissing, IndexStore, Router, StoreUnavailable, load_routes, run_reindex
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.store import EdgeStore, QdrantStore
 from tests.qdrant_http import QdrantHttpStandIn
@@ -166,6 +166,21 @@ def test_the_matrix_scan_copies_a_small_index_and_maps_a_large_one(
         finally:
             index.close()
     assert found[0] == found[1] and found[0][0][0] == "alpha two"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [np.ones((3, 5), np.float32), np.ones(3, np.float32), np.array([[np.nan] * 4] * 3, np.float32)],
+    ids=["wrong dimension", "one dimension", "not finite"],
+)
+def test_the_matrix_scan_refuses_vectors_that_do_not_fit_the_version(tmp_path: Path, stored: np.ndarray) -> None:
+    """A version whose vectors.npy was replaced by vectors of another shape, or holding NaN, is
+    refused naming the version, not served with wrong neighbours."""
+    store = EdgeStore(tmp_path / "data")
+    store.write_version(manifest("v1"), POINTS, VECTORS)
+    np.save(tmp_path / "data" / "router" / "versions" / "v1" / "vectors.npy", stored)
+    with pytest.raises(StoreUnavailable, match="v1"):
+        store.open_version("v1")
 
 
 def test_a_batch_search_answers_each_row_as_a_search_of_its_own(store: IndexStore) -> None:

@@ -272,7 +272,7 @@ class EdgeStore:
             raise StoreUnavailable(f"index version {version!r} is being deleted")
         if self.scan == "matrix":
             try:
-                if stored.vectors.ndim != 2 or stored.vectors.shape[1] != manifest.dimension:
+                if stored.vectors.shape[1:] != (manifest.dimension,):
                     raise ValueError(f"vectors of shape {stored.vectors.shape}, the manifest says {manifest.dimension}")
                 searcher = MatrixSearcher(
                     stored.vectors,
