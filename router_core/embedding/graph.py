@@ -1,15 +1,19 @@
 """The shared loop of the exported-graph backends: tokenise, run the transformer graph, pool.
 
 A query (or a small micro-batch) runs on the caller's thread with the runtime's intra-op
-threads: one, for a small model, so a lone query never waits on a second thread. Larger work is
-spread over `workers` threads, each running whole batches: an index build's many batches, and a
-busy service's micro-batch of 16 or more queries, cut in two. On a small model two
-single-threaded passes side by side use two cores far better than one pass split over two
-threads (the matrices of a short text are too small to split).
+threads: one, for a small model, so a lone query never waits on a second thread. A small encode
+long enough to gain from a second core (a chat's window never seen before: ~11 texts, ~200
+tokens) is cut by token counts and shared with long-lived helper threads
+(`router_core.embedding.shares`). Larger work is spread over `workers` threads, each running
+whole batches: an index build's many batches, and a busy service's micro-batch of 16 or more
+queries, cut in two. On a small model two single-threaded passes side by side use two cores far
+better than one pass split over two threads (the matrices of a short text are too small to
+split).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -19,9 +23,10 @@ import numpy.typing as npt
 
 from router_core.embedding.layout import ModelLayout, load_tokenizer, pool
 from router_core.embedding.protocol import Vectors
+from router_core.embedding.shares import Share, shares
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from tokenizers import Encoding, Tokenizer
 
 Feeds = dict[str, npt.NDArray[np.int64]]
 
@@ -47,12 +52,17 @@ class GraphEmbedder:
         self.threads = threads
         self.workers = max(1, workers)
         self._tokenizer = load_tokenizer(layout)
+        self._helpers: ThreadPoolExecutor | None = None  # small encodes' other shares (`shares`)
+        self._helpers_lock = threading.Lock()
 
     def _run(self, feeds: Feeds) -> npt.NDArray[Any]:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
     def _encode_batch(self, texts: Sequence[str]) -> Vectors:
-        feeds = pad_batch(self._tokenizer, texts, with_types="token_type_ids" in self.input_names)
+        return self._encode_tokens([self._tokenizer.encode(t) for t in texts])
+
+    def _encode_tokens(self, encoded: Sequence[Encoding]) -> Vectors:
+        feeds = pad_encodings(self._tokenizer, encoded, with_types="token_type_ids" in self.input_names)
         return pool(self._run(feeds), feeds["attention_mask"], self.layout.pooling)
 
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> Vectors:
@@ -64,14 +74,16 @@ class GraphEmbedder:
         return self._encode_texts(texts, batch_size=batch_size, progress=progress)
 
     def _encode_texts(self, texts: Sequence[str], *, batch_size: int, progress: bool) -> Vectors:
-        """Embed `texts`; rows are unit-normalised float32 vectors, in order. Like
-        sentence-transformers, batches are cut after sorting by length (less padding); a text
-        much shorter than the longest of its batch starts a new one, and several batches run
-        side by side on the workers (a chat's long context text beside its short messages)."""
+        """Embed `texts`; rows are unit-normalised float32 vectors, in order. Fewer than
+        split_min x workers texts: `_encode_small`. More: like sentence-transformers, batches are
+        cut after sorting by length (less padding); a text much shorter than the longest of its
+        batch starts a new one, and the batches run side by side on the workers."""
         texts = list(texts)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
+        if self.workers > 1 and len(texts) < self.split_min * self.workers and not progress:
+            return self._encode_small(texts, out)
         lengths = [len(t) for t in texts]
         order = np.argsort([-n for n in lengths], kind="stable")
         size = max(1, batch_size)
@@ -92,6 +104,33 @@ class GraphEmbedder:
             bar.close()
         return out
 
+    def _encode_small(self, texts: list[str], out: Vectors) -> Vectors:
+        """A small encode (a chat's window, a light micro-batch): tokenised once, cut into passes
+        and shared between the workers by token counts (`shares`); the first share runs on the
+        caller's thread, the others on long-lived helper threads."""
+        encoded = [self._tokenizer.encode(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -len(encoded[i].ids))
+        work = shares([len(encoded[i].ids) for i in order], self.workers)
+
+        def run(share: Share) -> None:
+            for start, end in share:
+                rows = order[start:end]
+                out[rows] = self._encode_tokens([encoded[i] for i in rows])
+
+        others = [self._helper_pool().submit(run, share) for share in work[1:]]
+        try:
+            run(work[0])
+        finally:
+            for done in others:
+                done.result()
+        return out
+
+    def _helper_pool(self) -> ThreadPoolExecutor:
+        with self._helpers_lock:
+            if self._helpers is None:
+                self._helpers = ThreadPoolExecutor(self.workers - 1, thread_name_prefix=f"{self.backend}-share")
+            return self._helpers
+
     @staticmethod
     def _collect(done: Any, out: Vectors, bar: Any) -> None:
         for rows, vectors in done:
@@ -100,15 +139,15 @@ class GraphEmbedder:
                 bar.update(len(rows))
 
 
-def pad_batch(tokenizer: Tokenizer, texts: Sequence[str], *, with_types: bool) -> Feeds:
-    """Token ids, attention mask (and token types) of `texts`, padded to the longest.
+def pad_encodings(tokenizer: Tokenizer, encoded: Sequence[Encoding], *, with_types: bool) -> Feeds:
+    """Token ids, attention mask (and token types) of texts tokenised one by one, padded to the
+    longest.
 
     Each text is tokenised on its own and padded here, as the tokenizer's batch call would
     (the same pad id and type), so the tokenizer never starts its own thread pool: that pool
     competes with the runtime's threads for tiny batches, and switching it off would mean
     writing TOKENIZERS_PARALLELISM into the process environment.
     """
-    encoded = [tokenizer.encode(t) for t in texts]
     pad = tokenizer.padding or {}
     pad_id, pad_type = int(pad.get("pad_id", 0)), int(pad.get("pad_type_id", 0))
     longest = max((len(e.ids) for e in encoded), default=0)
