@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from router_core import RouteRequest, Turn, pipeline
@@ -43,23 +44,29 @@ class Routable(Protocol):
 Q = TypeVar("Q", bound=Routable)
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """A text of a conversation, embedded in a pass ahead of (or with) the conversation's own
+    unit: the pass embeds it and keeps its vector, nothing more."""
+
+    text: str
+
+
 class CostModel(Generic[Q]):
     """Prices requests against the served version's route table and the vector cache."""
 
-    def __init__(
-        self, follower: IndexFollower, vectors: VectorCache, single: Callable[[str], Q], *, query_chars: int
-    ) -> None:
+    def __init__(self, follower: IndexFollower, vectors: VectorCache, *, query_chars: int) -> None:
         self._follower = follower
         self._vectors = vectors
-        self._single = single  # a request of one text, for the units that embed a conversation's texts
         self._query_chars = max(1, query_chars)
 
-    def units(self, request: Q) -> list[Unit[Q]]:
+    def units(self, request: Q) -> list[Unit[Q | Ahead]]:
         """The planner's units for `request`: its new texts (results dropped), then itself."""
         if len(request.turns) <= 1:
             return [Unit(request, sum(len(t.text) for t in request.turns))]
         new = self._new_texts(request, self._follower.served, set())
-        return [*(Unit(self._single(text), len(text), keep=False) for text in new), Unit(request, len(request.turns))]
+        units: list[Unit[Q | Ahead]] = [Unit(Ahead(text), len(text), keep=False) for text in new]
+        return [*units, Unit(request, len(request.turns))]
 
     def queries(self, requests: Sequence[Q]) -> int:
         """Queries the rate limit charges for `requests` (a text shared by several counts once)."""

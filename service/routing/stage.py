@@ -34,9 +34,9 @@ from router_llm.decider import Asked, Decider
 from router_llm.decider import Outcome as LLMOutcome
 from service.live_index import IndexFollower
 from service.metrics import Metrics
-from service.routing.batching import MicroBatcher
+from service.routing.batching import MicroBatcher, Unit
 from service.routing.caches import LRU, VectorCache
-from service.routing.costs import CostModel
+from service.routing.costs import Ahead, CostModel
 
 log = logging.getLogger("router.routing")
 _MAX_REROUTES = 5
@@ -103,9 +103,9 @@ class RoutingStage:
         # window messages, each a unit of its own ahead of it), the same model the rate
         # limit charges with (`cost`; service.routing.costs). A caller whose client has gone is
         # cancelled in `submit`, and the batcher drops its units from the next pass.
-        self._costs = CostModel(follower, self._vectors, RouteRequest.query, query_chars=query_chars)
-        self._batcher: MicroBatcher[RouteRequest, Routed] = MicroBatcher(
-            self._vote, max_micro_batch, units=self._costs.units, max_cost=max_pass_chars, executor=executor
+        self._costs: CostModel[RouteRequest] = CostModel(follower, self._vectors, query_chars=query_chars)
+        self._batcher: MicroBatcher[RouteRequest | Ahead, Routed | None] = MicroBatcher(
+            self._vote, max_micro_batch, units=self._units, max_cost=max_pass_chars, executor=executor
         )
 
     @property
@@ -128,13 +128,13 @@ class RoutingStage:
     async def route(self, requests: Sequence[RouteRequest]) -> list[Routed]:
         """Route every request, in order; the vote's requests share forward passes with
         concurrent callers, then the LLM step runs for those the mode sends to it."""
-        voted = await self._batcher.submit(requests)
+        voted = await self._submit(requests)
         for _ in range(_MAX_REROUTES):
             # A batch split across passes may straddle a switch of the live version: route it
             # again (its texts' vectors are cached) so the response comes from one version.
             if len({r.index.version for r in voted}) <= 1:
                 break
-            voted = await self._batcher.submit(requests)
+            voted = await self._submit(requests)
         asks = [
             (i, q)
             for i, (r, req) in enumerate(zip(voted, requests, strict=True))
@@ -148,34 +148,60 @@ class RoutingStage:
         self._metrics.observe_decisions([r.decision for r in voted])
         return voted
 
+    def _units(self, item: RouteRequest | Ahead) -> list[Unit[RouteRequest | Ahead]]:
+        """The batcher's units for a submitted item (always a request: `Ahead` units are made here)."""
+        if isinstance(item, Ahead):
+            return [Unit(item, len(item.text), keep=False)]
+        return self._costs.units(item)
+
+    async def _submit(self, requests: Sequence[RouteRequest]) -> list[Routed]:
+        """The vote's results for `requests` (the units embedding their texts ahead drop theirs)."""
+        voted = await self._batcher.submit(requests)
+        return [r for r in voted if r is not None]
+
     # -- the vote, on the worker thread ---------------------------------------------------------
-    def _vote(self, requests: list[RouteRequest]) -> list[Routed]:
+    def _vote(self, items: list[RouteRequest | Ahead]) -> list[Routed | None]:
+        """Route a pass's requests; texts of conversations embedded ahead of them (`Ahead`) are
+        embedded with the pass's own texts and kept in the vector cache, never voted on."""
+        requests = [i for i in items if isinstance(i, RouteRequest)]
+        ahead = list(dict.fromkeys(i.text for i in items if isinstance(i, Ahead)))
         timings: dict[str, float] = {}
         with self._follower.lease() as served:
             index, embedder = served.index, served.embedder
 
-            def search(planned: Plan) -> Found:
-                texts = list(planned.texts)
+            def embed(texts: list[str]) -> Vectors:
                 t0 = time.perf_counter()
-                vectors, timings["embedded"] = self._vectors.vectors(
+                vectors, embedded = self._vectors.vectors(
                     embedder, texts, lambda batch: embedder.encode_queries(batch, batch_size=self._batch_size)
                 )
+                timings["embed"], timings["embedded"] = time.perf_counter() - t0, embedded
+                self._metrics.observe_embedded(len(texts), embedded)
+                return vectors
+
+            def search(planned: Plan) -> Found:
+                texts = list(planned.texts)
+                planned_texts = set(texts)
+                vectors = embed(texts + [t for t in ahead if t not in planned_texts])[: len(texts)]
                 t1 = time.perf_counter()
                 # Issue 21: the texts' vectors, then the conversations' contexts mixed from them
                 # (pipeline.search_vectors), searched together: one search per pass.
                 by_text = dict(zip(texts, vectors, strict=True))
                 rows = pipeline.search_vectors(planned, by_text, embedder.dimension)
                 hits = self._search(index, planned.queries, rows, planned.k, remember=planned.history)
-                timings["embed"], timings["search"] = t1 - t0, time.perf_counter() - t1
-                self._metrics.observe_embedded(len(texts), int(timings["embedded"]))
+                timings["search"] = time.perf_counter() - t1
                 return pipeline.found_from(planned, by_text, hits)
 
             decisions, planned = pipeline.route_with(requests, index.table, search)
+            if ahead and not planned.texts:  # a pass of texts ahead of a conversation only
+                embed(ahead)
         embed_s, search_s = timings.get("embed", 0.0), timings.get("search", 0.0)
         if planned.texts:
             self._metrics.observe_stages(embed_s, search_s)
         embedded = int(timings.get("embedded", 0))
-        return [Routed(d, index, embed_s * 1e3, search_s * 1e3, embedded, route_set=self.route_set) for d in decisions]
+        routed = iter(
+            Routed(d, index, embed_s * 1e3, search_s * 1e3, embedded, route_set=self.route_set) for d in decisions
+        )
+        return [next(routed) if isinstance(i, RouteRequest) else None for i in items]
 
     def _search(
         self, index: OpenIndex, queries: Sequence[str | Mix], vectors: Vectors, k: int, *, remember: frozenset[str]
