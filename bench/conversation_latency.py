@@ -11,8 +11,10 @@ turn of a live chat). p50 over the conversations, and the ratios against one mes
 `--window N` (repeatable) measures the same again with the conversation window set to N in
 `_router.yaml`, each in a service of its own (the work of a chat never seen is its window).
 
+`--baseline-root DIR` measures a checkout of the code before first, in the same command.
+
     python -m bench.conversation_latency [--datasets ../shared/datasets] [--conversations 40]
-        [--window 4] [--write]
+        [--window 4] [--baseline-root DIR] [--baseline-label LABEL] [--write]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from urllib.parse import urlsplit
 from bench.report import write_named_section
 from bench.stats import percentile, ratio
 from devkit.service_process import service_process
+from devkit.serving import ROOT
 from indexer.conversations import LabelledConversation, load_conversations
 from indexer.importer import write_routes_from_jsonl
 from router_core import load_embedder, load_routes, run_reindex
@@ -99,9 +102,10 @@ def measure(url: str, conversations: Sequence[LabelledConversation]) -> dict[str
     }
 
 
-def run(datasets: Path, count: int, windows: Sequence[int] = ()) -> dict[str, Any]:
+def run(datasets: Path, count: int, windows: Sequence[int] = (), baseline: Path | None = None) -> dict[str, Any]:
     """Index the SGD routes, serve them in a process of their own, measure; then the same with
-    each of `windows` as the conversation window."""
+    each of `windows` as the conversation window. `baseline`: a checkout of the code before,
+    measured first at the default window, in the same command."""
     sgd = datasets / "sgd_multiturn"
     conversations = [
         c
@@ -110,7 +114,9 @@ def run(datasets: Path, count: int, windows: Sequence[int] = ()) -> dict[str, An
     ][:count]
     embedder = load_embedder()
     result: dict[str, Any] = {}
-    for window in (None, *windows):
+    runs: list[tuple[int | None, Path]] = [(None, baseline)] if baseline is not None else []
+    runs += [(None, ROOT), *((w, ROOT) for w in windows)]
+    for window, root in runs:
         with tempfile.TemporaryDirectory() as tmp:
             routes, data = Path(tmp) / "routes", Path(tmp) / "data"
             write_routes_from_jsonl(sgd / "routes_train.jsonl", routes)
@@ -119,10 +125,12 @@ def run(datasets: Path, count: int, windows: Sequence[int] = ()) -> dict[str, An
             table = load_routes(routes)
             run_reindex(table, EdgeStore(data), embedder)
             env = {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data)}
-            with service_process(env) as service:
+            with service_process(env, root=root) as service:
                 measured = measure(service.url, conversations)
         measured["window"] = table.conversation.window
-        if window is None:
+        if root != ROOT:
+            result["baseline"] = measured
+        elif window is None:
             result.update(measured)
         else:
             result.setdefault("windows", []).append(measured)
@@ -140,13 +148,18 @@ def render(result: dict[str, Any], command: str) -> str:
             for kind in ("one message", "cold", "warm")
         ]
 
-    lines = rows(result, f" (window {result['window']}, the default)")
+    lines = []
+    if "baseline" in result:
+        lines += rows(result["baseline"], f" (window {result['baseline']['window']}, {result['baseline_label']})")
+    here = ", this checkout" if "baseline" in result else ""
+    lines += rows(result, f" (window {result['window']}, the default{here})")
     for other in result.get("windows", []):
         lines += rows(other, f" (window {other['window']})")
     return (
         "## Conversation latency: never seen (cold) and with its history seen (warm)\n\n"
         f"Command: `{command}`. {result['conversations']} SGD dev conversations cut at their {TURNS}th user "
-        f"message, over HTTP to `python -m service` in its own process (one per window), interleaved; load "
+        f"message, over HTTP to `python -m service` in its own process (one per window and checkout, in "
+        "turn), the three kinds of request interleaved; load "
         f"average at the end {result['load_average']}.\n\n"
         "| request | p50 | p99 | p50 x one message |\n|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
         "Targets (issue 21): cold <= 3x one message, warm <= 1.5x.\n"
@@ -159,12 +172,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--conversations", type=int, default=40)
     parser.add_argument("--window", type=int, action="append", default=[], help="also measure this window")
+    parser.add_argument("--baseline-root", type=Path, default=None, help="checkout of the code before, measured first")
+    parser.add_argument("--baseline-label", default="the code before", help="what the baseline is, for the table")
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = parser.parse_args(argv)
-    result = run(args.datasets, args.conversations, args.window)
+    result = run(args.datasets, args.conversations, args.window, args.baseline_root)
+    if args.baseline_root is not None:
+        result["baseline_label"] = args.baseline_label
     print(json.dumps(result, indent=1))
     if args.write:
         extra = "".join(f" --window {w}" for w in args.window)
+        if args.baseline_root is not None:
+            extra += f" --baseline-root DIR --baseline-label '{args.baseline_label}'"
         command = f"python -m bench.conversation_latency --conversations {args.conversations}{extra} --write"
         write_named_section(Path("BENCHMARKS.md"), "conversation-latency", render(result, command))
     return 0

@@ -13,9 +13,10 @@ service` in turn, alone on the machine:
 - memory of each serving process (RSS, and PSS: shared pages divided among their sharers).
 
 Configurations: `--baseline-root DIR` (a checkout of the code before, e.g. `git archive
-integrate | tar -x -C DIR`) with one process, then this checkout with `ROUTER_HTTP__WORKERS=1`,
-with each of `--engine-scan` (the embedded index searched by Qdrant Edge's engine instead of
-scanned in memory), each of `--workers` and each of `--pinned`.
+integrate | tar -x -C DIR`) with one process (`--baseline-workers N`: N workers), then this
+checkout with `ROUTER_HTTP__WORKERS=1`, with each of `--engine-scan` (the embedded index
+searched by Qdrant Edge's engine instead of scanned in memory), each of `--workers` and each of
+`--pinned`.
 
     python -m bench.serving [--workers 2] [--engine-scan 2] [--baseline-root DIR] [--shipped] [--duration 10]
         [--json PATH] [--write]
@@ -168,7 +169,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ceiling = worker.call("batching", texts=test, budget_s=args.ceiling_s)
             configs: list[tuple[str, Path, int | None, dict[str, str]]] = []
             if args.baseline_root is not None:  # older than ROUTER_HTTP__WORKERS: one process
-                configs.append((f"before ({args.baseline_label}), 1 process", args.baseline_root, None, {}))
+                n = args.baseline_workers
+                configs.append(
+                    (
+                        f"before ({args.baseline_label}), {n or 1} {'workers' if n else 'process'}",
+                        args.baseline_root,
+                        n,
+                        {},
+                    )
+                )
             if not args.skip_one:
                 configs.append(("1 process (ROUTER_HTTP__WORKERS=1)", ROOT, 1, {}))
             engine = {"ROUTER_INDEX__SCAN": "engine"}
@@ -271,6 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-one", action="store_true", help="leave out the one-process configuration")
     parser.add_argument("--baseline-root", type=Path, default=None, help="checkout of the code before")
     parser.add_argument("--baseline-label", default="the code before", help="what the baseline is, for the table")
+    parser.add_argument(
+        "--baseline-workers",
+        type=int,
+        default=None,
+        help="serve the baseline with this many workers (a checkout that has the setting)",
+    )
     parser.add_argument("--shipped", action="store_true", help="the shipped routes (320 examples), not CLINC150")
     parser.add_argument("--datasets", type=Path, default=DATASETS, help="default: ../shared/datasets")
     parser.add_argument("--models-dir", type=Path, default=None, help="converted models (default: the user cache)")
