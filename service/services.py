@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ from service.review import ReviewDesk
 from service.route_examples import RouteExamples
 from service.route_set import RouteSet
 from service.routing.caches import VectorCache
+from service.routing.shared_vectors import SHARED_DIR_ENV, open_shared_dir
 from service.routing.stage import RoutingStage
 from service.security import KeyRing
 from service.served_sets import ServedSets
@@ -249,7 +251,10 @@ class Services:
         models = models if models is not None else ModelRegistry()  # (an empty registry is falsy)
         decisions = open_decision_log(settings, metrics)
         passes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
-        shared = Shared(settings, metrics, decider, decisions, models, VectorCache(VECTOR_CACHE), passes)
+        # several worker processes: the vectors any of them embedded, for all (service.routing.shared_vectors)
+        workers_vectors = open_shared_dir(os.environ.get(SHARED_DIR_ENV), VECTOR_CACHE)
+        vectors = VectorCache(VECTOR_CACHE, workers_vectors)
+        shared = Shared(settings, metrics, decider, decisions, models, vectors, passes)
 
         def build_set(route_set: RouteSet) -> RouteSetServices:
             own_store = store if route_set.name == found.default else None

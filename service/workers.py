@@ -48,6 +48,7 @@ from pathlib import Path
 from types import FrameType
 
 from service.metrics import MULTIPROCESS_DIR
+from service.routing.shared_vectors import SHARED_DIR_ENV, make_shared_dir
 from service.settings import ServiceSettings
 from service.worker import READY
 
@@ -84,7 +85,8 @@ def supervise(settings: ServiceSettings) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     workers: list[Worker] = []
     metrics = Path(tempfile.mkdtemp(prefix="router-metrics-"))  # every worker's, for /metrics
-    env = {**os.environ, MULTIPROCESS_DIR: str(metrics)}
+    vectors = make_shared_dir()  # the message vectors any worker embedded (service.routing.shared_vectors)
+    env = {**os.environ, MULTIPROCESS_DIR: str(metrics), SHARED_DIR_ENV: str(vectors)}
     try:
         workers.append(_start(0, http.workers, pin=http.pin_workers, env=env))
         status = _await_ready(workers[:1], stop)
@@ -99,6 +101,7 @@ def supervise(settings: ServiceSettings) -> int:
         listener.close()
         _stop_all(workers)
         shutil.rmtree(metrics, ignore_errors=True)
+        shutil.rmtree(vectors, ignore_errors=True)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -227,3 +227,45 @@ def test_metrics_count_every_worker(tmp_path: Path, routes_dir: Path, embedder: 
         line = f'router_http_requests_total{{endpoint="/v1/classify",method="POST",route_set="default",status="200"}} {3 * WORKERS}.0'
         scrapes = [r.text for r in _per_connection(service.url, WORKERS, "/metrics")]
         assert all(line in text for text in scrapes)
+
+
+def _embedded(url: str) -> float:
+    """Texts the workers embedded so far (their shared counters)."""
+    with httpx.Client(base_url=url, timeout=60) as c:
+        text = c.get("/metrics").text
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("router_routed_texts_total") and 'source="embedded"' in line
+    )
+
+
+@pytest.mark.slow
+def test_the_next_turn_on_another_worker_embeds_only_what_it_adds(
+    tmp_path: Path, routes_dir: Path, embedder: Embedder
+) -> None:
+    """A live chat whose client opens a connection per request lands on the other worker at its
+    next turn (connections go to the workers in turn): that worker reads the history's vectors
+    from the table the workers share and embeds only the agent's reply and the new message,
+    as the worker that saw the chat would (before: the whole window again, 11 texts)."""
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    tag = f"shared-{os.getpid()}-{time.monotonic_ns()}"
+    chat = []
+    for i in range(10):
+        chat.append(
+            {"role": "user", "content": f"how do I fix borrow checker error number {i} in my rust code ({tag})"}
+        )
+        chat.append({"role": "assistant", "content": f"Move the value or borrow it immutably, step {i} ({tag})."})
+    chat.append({"role": "user", "content": f"and what about lifetimes in that struct? ({tag})"})
+    with service_process(_env(routes_dir, data), workers=WORKERS) as service:
+        turns = []
+        for messages in (chat[:-2], chat):  # the chat so far, then its next turn
+            before = _embedded(service.url)
+            # a connection per request, as many chat backends send them
+            with httpx.Client(base_url=service.url, timeout=60) as c:
+                answer = c.post("/v1/classify", json={"messages": messages})
+            assert answer.status_code == 200
+            assert answer.json()["route"] == "coding"
+            turns.append(_embedded(service.url) - before)
+    assert turns == [11.0, 2.0]

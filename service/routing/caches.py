@@ -11,6 +11,7 @@ import numpy as np
 
 from router_core import Embedder
 from router_core.embedding import Vectors
+from service.routing.shared_vectors import SharedVectors
 
 V = TypeVar("V")
 
@@ -75,10 +76,12 @@ class LRU(Generic[V]):
 
 class VectorCache:
     """Vectors of message texts per model, so a chat's history is embedded once, not on every
-    turn: each request embeds only the texts this process has not seen with this model."""
+    turn: each request embeds only the texts this process has not seen with this model, nor
+    (with `shared`, several worker processes) any other worker."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, shared: SharedVectors | None = None) -> None:
         self._lru: LRU[np.ndarray] = LRU(capacity)
+        self._shared = shared
 
     def vectors(
         self, embedder: Embedder, texts: Sequence[str], encode: Callable[[list[str]], Vectors]
@@ -86,16 +89,33 @@ class VectorCache:
         """Vectors of `texts` in order (rows), and how many had to be embedded."""
         if not texts:
             return np.zeros((0, embedder.dimension), dtype=np.float32), 0
-        # each row copied: a kept vector must not hold its whole batch's array alive
-        rows, missing = self._lru.through(
-            [(embedder.model_id, text) for text in texts],
-            lambda positions: [row.copy() for row in encode([texts[i] for i in positions])],
-        )
-        return np.stack(rows).astype(np.float32, copy=False), len(missing)
+        embedded = 0
 
-    def has(self, model_id: str, text: str) -> bool:
-        """Whether `text`'s vector under `model_id` is held (no statistics counted)."""
-        return (model_id, text) in self._lru
+        def compute(positions: list[int]) -> list[np.ndarray]:
+            nonlocal embedded
+            wanted = [texts[i] for i in positions]
+            out: list[np.ndarray | None] = [None] * len(wanted)
+            if self._shared is not None:  # what another worker embedded
+                out = list(self._shared.get(embedder.model_id, embedder.dimension, wanted))
+            new = [j for j, row in enumerate(out) if row is None]
+            if new:
+                vectors = encode([wanted[j] for j in new])
+                embedded += len(new)
+                if self._shared is not None:
+                    self._shared.put(embedder.model_id, [wanted[j] for j in new], vectors)
+                for j, row in zip(new, vectors, strict=True):
+                    out[j] = row.copy()  # each row copied: a kept vector must not hold its batch alive
+            return [row for row in out if row is not None]
+
+        rows, _ = self._lru.through([(embedder.model_id, text) for text in texts], compute)
+        return np.stack(rows).astype(np.float32, copy=False), embedded
+
+    def has(self, model_id: str, dimension: int, text: str) -> bool:
+        """Whether `text`'s vector under `model_id` is held here or by the workers' shared table
+        (no statistics counted)."""
+        if (model_id, text) in self._lru:
+            return True
+        return self._shared is not None and self._shared.has(model_id, dimension, text)
 
     @property
     def stats(self) -> tuple[int, int, int]:

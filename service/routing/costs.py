@@ -90,10 +90,10 @@ class CostModel(Generic[Q]):
     def _new_texts(self, request: Q, served: Served, seen: set[str]) -> list[str]:
         """The texts the rule reads for `request` that are neither cached nor in `seen` (added)."""
         planned = pipeline.plan([RouteRequest(request.turns)], served.index.table)  # what routing will embed
-        model = served.embedder.model_id
+        model, dimension = served.embedder.model_id, served.embedder.dimension
         new = []
         for text in planned.texts:
-            if text not in seen and not self._vectors.has(model, text):
+            if text not in seen and not self._vectors.has(model, dimension, text):
                 seen.add(text)
                 new.append(text)
         return new
