@@ -13,8 +13,12 @@ turn of a live chat). p50 over the conversations, and the ratios against one mes
 
 `--baseline-root DIR` measures a checkout of the code before first, in the same command.
 
+`--workers N --fresh-connections`: the service with N worker processes and a new connection per
+request, so that a live chat's next turn lands on another worker than its previous one.
+
     python -m bench.conversation_latency [--datasets ../shared/datasets] [--conversations 40]
-        [--window 4] [--baseline-root DIR] [--baseline-label LABEL] [--write]
+        [--window 4] [--baseline-root DIR] [--baseline-label LABEL] [--workers N]
+        [--fresh-connections] [--write]
 """
 
 from __future__ import annotations
@@ -45,15 +49,21 @@ TURNS = 10
 
 
 class Client:
-    """POST /v1/classify over one keep-alive connection."""
+    """POST /v1/classify over one keep-alive connection (`fresh`: a new connection per request,
+    as a chat backend whose turns come from different connections; the time includes it)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, fresh: bool = False) -> None:
         parts = urlsplit(url)
-        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=120)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._fresh = fresh
+        self._conn = http.client.HTTPConnection(*self._address, timeout=120)
 
     def seconds(self, body: dict[str, Any]) -> float:
         """Time of one classify (RuntimeError unless 200)."""
         started = time.perf_counter()
+        if self._fresh:
+            self._conn.close()
+            self._conn = http.client.HTTPConnection(*self._address, timeout=120)
         self._conn.request("POST", "/v1/classify", json.dumps(body), {"content-type": "application/json"})
         response = self._conn.getresponse()
         payload = response.read()
@@ -73,9 +83,9 @@ def cut(conversation: LabelledConversation, tag: str) -> list[dict[str, str]]:
     ]
 
 
-def measure(url: str, conversations: Sequence[LabelledConversation]) -> dict[str, Any]:
+def measure(url: str, conversations: Sequence[LabelledConversation], *, fresh: bool = False) -> dict[str, Any]:
     """Interleaved timings of one message, a cold conversation and a warm one."""
-    client = Client(url)
+    client = Client(url, fresh=fresh)
     for i, c in enumerate(conversations[:5]):  # warm-up: the first calls of a process are slower
         client.seconds({"messages": cut(c, f"warm-up {i}")})
     times: dict[str, list[float]] = {"one message": [], "cold": [], "warm": []}
@@ -102,7 +112,15 @@ def measure(url: str, conversations: Sequence[LabelledConversation]) -> dict[str
     }
 
 
-def run(datasets: Path, count: int, windows: Sequence[int] = (), baseline: Path | None = None) -> dict[str, Any]:
+def run(
+    datasets: Path,
+    count: int,
+    windows: Sequence[int] = (),
+    baseline: Path | None = None,
+    *,
+    workers: int = 1,
+    fresh: bool = False,
+) -> dict[str, Any]:
     """Index the SGD routes, serve them in a process of their own, measure; then the same with
     each of `windows` as the conversation window. `baseline`: a checkout of the code before,
     measured first at the default window, in the same command."""
@@ -125,8 +143,8 @@ def run(datasets: Path, count: int, windows: Sequence[int] = (), baseline: Path 
             table = load_routes(routes)
             run_reindex(table, EdgeStore(data), embedder)
             env = {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data)}
-            with service_process(env, root=root) as service:
-                measured = measure(service.url, conversations)
+            with service_process(env, root=root, workers=workers) as service:
+                measured = measure(service.url, conversations, fresh=fresh)
         measured["window"] = table.conversation.window
         if root != ROOT:
             result["baseline"] = measured
@@ -135,7 +153,26 @@ def run(datasets: Path, count: int, windows: Sequence[int] = (), baseline: Path 
         else:
             result.setdefault("windows", []).append(measured)
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    result["workers"], result["fresh_connections"] = workers, fresh
     return result
+
+
+def title_of(result: dict[str, Any]) -> str:
+    """The section title's end: how the service ran, unless as one process on one connection."""
+    workers = result.get("workers", 1)
+    parts = [f"{workers} worker processes"] if workers > 1 else []
+    if result.get("fresh_connections"):
+        parts.append("a connection per request")
+    return f", {' and '.join(parts)}" if parts else ""
+
+
+def served(result: dict[str, Any]) -> str:
+    """How the service ran and how the client connected."""
+    workers = result.get("workers", 1)
+    how = f"{workers} worker processes" if workers > 1 else "one process"
+    if result.get("fresh_connections"):
+        return f"{how}, a new connection per request (each timed with it)"
+    return f"{how}, one kept-alive connection"
 
 
 def render(result: dict[str, Any], command: str) -> str:
@@ -156,10 +193,10 @@ def render(result: dict[str, Any], command: str) -> str:
     for other in result.get("windows", []):
         lines += rows(other, f" (window {other['window']})")
     return (
-        "## Conversation latency: never seen (cold) and with its history seen (warm)\n\n"
+        f"## Conversation latency: never seen (cold) and with its history seen (warm){title_of(result)}\n\n"
         f"Command: `{command}`. {result['conversations']} SGD dev conversations cut at their {TURNS}th user "
         f"message, over HTTP to `python -m service` in its own process (one per window and checkout, in "
-        "turn), the three kinds of request interleaved; load "
+        f"turn; {served(result)}), the three kinds of request interleaved; load "
         f"average at the end {result['load_average']}.\n\n"
         "| request | p50 | p99 | p50 x one message |\n|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
         "Targets (issue 21): cold <= 3x one message, warm <= 1.5x.\n"
@@ -174,9 +211,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=int, action="append", default=[], help="also measure this window")
     parser.add_argument("--baseline-root", type=Path, default=None, help="checkout of the code before, measured first")
     parser.add_argument("--baseline-label", default="the code before", help="what the baseline is, for the table")
+    parser.add_argument("--workers", type=int, default=1, help="ROUTER_HTTP__WORKERS of the service")
+    parser.add_argument(
+        "--fresh-connections", action="store_true", help="a new connection per request (the workers take them in turn)"
+    )
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = parser.parse_args(argv)
-    result = run(args.datasets, args.conversations, args.window, args.baseline_root)
+    result = run(
+        args.datasets,
+        args.conversations,
+        args.window,
+        args.baseline_root,
+        workers=args.workers,
+        fresh=args.fresh_connections,
+    )
     if args.baseline_root is not None:
         result["baseline_label"] = args.baseline_label
     print(json.dumps(result, indent=1))
@@ -184,8 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = "".join(f" --window {w}" for w in args.window)
         if args.baseline_root is not None:
             extra += f" --baseline-root DIR --baseline-label '{args.baseline_label}'"
+        if args.workers != 1:
+            extra += f" --workers {args.workers}"
+        if args.fresh_connections:
+            extra += " --fresh-connections"
         command = f"python -m bench.conversation_latency --conversations {args.conversations}{extra} --write"
-        write_named_section(Path("BENCHMARKS.md"), "conversation-latency", render(result, command))
+        name = "conversation-latency-workers" if args.workers > 1 or args.fresh_connections else "conversation-latency"
+        write_named_section(Path("BENCHMARKS.md"), name, render(result, command))
     return 0
 
 
