@@ -124,12 +124,18 @@ def test_the_vector_cache_embeds_only_what_no_worker_has(tmp_path: Path) -> None
     first = VectorCache(100, open_shared_dir(str(folder), 100))
     second = VectorCache(100, open_shared_dir(str(folder), 100))
     history = [f"turn {i}" for i in range(11)]
-    _, embedded = first.vectors(a, history, encode_with(a))  # type: ignore[arg-type]
-    assert embedded == 11
-    rows, embedded = second.vectors(b, [*history, "the new message"], encode_with(b))  # type: ignore[arg-type]
+    _, embedded = first.vectors(a, [*history, "a query"], encode_with(a), shared=set(history))  # type: ignore[arg-type]
+    assert embedded == 12
+    chat = [*history, "the new message"]
+    rows, embedded = second.vectors(b, chat, encode_with(b), shared=set(chat))  # type: ignore[arg-type]
     assert embedded == 1 and b.encoded == ["the new message"]
-    assert np.array_equal(rows, np.stack([vector_of(t) for t in [*history, "the new message"]]))
+    assert np.array_equal(rows, np.stack([vector_of(t) for t in chat]))
     assert second.has(MODEL, DIM, "turn 3") and not VectorCache(100).has(MODEL, DIM, "turn 3")
+    # a single query stays out of the shared table: another worker embeds it again
+    _, embedded = second.vectors(b, ["a query"], encode_with(b), shared=set())  # type: ignore[arg-type]
+    assert embedded == 1
+    third = VectorCache(100, open_shared_dir(str(folder), 100))
+    assert third.has(MODEL, DIM, "turn 3") and not third.has(MODEL, DIM, "a query")
 
 
 @pytest.mark.slow

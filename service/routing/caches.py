@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -84,9 +84,15 @@ class VectorCache:
         self._shared = shared
 
     def vectors(
-        self, embedder: Embedder, texts: Sequence[str], encode: Callable[[list[str]], Vectors]
+        self,
+        embedder: Embedder,
+        texts: Sequence[str],
+        encode: Callable[[list[str]], Vectors],
+        shared: Collection[str] = frozenset(),
     ) -> tuple[Vectors, int]:
-        """Vectors of `texts` in order (rows), and how many had to be embedded."""
+        """Vectors of `texts` in order (rows), and how many had to be embedded. Only the texts
+        in `shared` (conversations' messages: a chat's next turn may reach another worker) are
+        read from and written to the workers' shared table; single queries stay out of it."""
         if not texts:
             return np.zeros((0, embedder.dimension), dtype=np.float32), 0
         embedded = 0
@@ -95,14 +101,18 @@ class VectorCache:
             nonlocal embedded
             wanted = [texts[i] for i in positions]
             out: list[np.ndarray | None] = [None] * len(wanted)
-            if self._shared is not None:  # what another worker embedded
-                out = list(self._shared.get(embedder.model_id, embedder.dimension, wanted))
+            common = [j for j, text in enumerate(wanted) if text in shared] if self._shared is not None else []
+            if self._shared is not None and common:  # what another worker embedded
+                got = self._shared.get(embedder.model_id, embedder.dimension, [wanted[j] for j in common])
+                for j, row in zip(common, got, strict=True):
+                    out[j] = row
             new = [j for j, row in enumerate(out) if row is None]
             if new:
                 vectors = encode([wanted[j] for j in new])
                 embedded += len(new)
-                if self._shared is not None:
-                    self._shared.put(embedder.model_id, [wanted[j] for j in new], vectors)
+                keep = [(wanted[j], row) for j, row in zip(new, vectors, strict=True) if wanted[j] in shared]
+                if self._shared is not None and keep:
+                    self._shared.put(embedder.model_id, [t for t, _ in keep], np.stack([r for _, r in keep]))
                 for j, row in zip(new, vectors, strict=True):
                     out[j] = row.copy()  # each row copied: a kept vector must not hold its batch alive
             return [row for row in out if row is not None]

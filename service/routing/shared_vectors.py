@@ -4,7 +4,8 @@ The supervisor hands each new connection to the next worker in turn (`service.wo
 the next turn of a live chat whose client opens a connection per request lands on another
 worker than its previous turn; with a vector cache per process that worker embeds the whole
 window again (11 texts for a 10-turn SGD chat: measured, every such turn with 2 workers).
-This table lets every worker read what any of them embedded.
+This table lets every worker read the conversations' message vectors any of them embedded
+(single queries stay out of it: they rarely come back, and would push the chats out).
 
 One memory-mapped file per model (vector length fixed) in a directory only the service's user
 can enter, made by the supervisor (`SHARED_DIR_ENV`); a set-associative table of `WAYS` slots

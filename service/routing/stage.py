@@ -169,10 +169,13 @@ class RoutingStage:
         with self._follower.lease() as served:
             index, embedder = served.index, served.embedder
 
-            def embed(texts: list[str]) -> Vectors:
+            def embed(texts: list[str], conversations: frozenset[str]) -> Vectors:
                 t0 = time.perf_counter()
                 vectors, embedded = self._vectors.vectors(
-                    embedder, texts, lambda batch: embedder.encode_queries(batch, batch_size=self._batch_size)
+                    embedder,
+                    texts,
+                    lambda batch: embedder.encode_queries(batch, batch_size=self._batch_size),
+                    shared=conversations,
                 )
                 timings["embed"], timings["embedded"] = time.perf_counter() - t0, embedded
                 self._metrics.observe_embedded(len(texts), embedded)
@@ -181,7 +184,8 @@ class RoutingStage:
             def search(planned: Plan) -> Found:
                 texts = list(planned.texts)
                 planned_texts = set(texts)
-                vectors = embed(texts + [t for t in ahead if t not in planned_texts])[: len(texts)]
+                extra = [t for t in ahead if t not in planned_texts]
+                vectors = embed(texts + extra, planned.history | frozenset(ahead))[: len(texts)]
                 t1 = time.perf_counter()
                 # Issue 21: the texts' vectors, then the conversations' contexts mixed from them
                 # (pipeline.search_vectors), searched together: one search per pass.
@@ -193,7 +197,7 @@ class RoutingStage:
 
             decisions, planned = pipeline.route_with(requests, index.table, search)
             if ahead and not planned.texts:  # a pass of texts ahead of a conversation only
-                embed(ahead)
+                embed(ahead, frozenset(ahead))
         embed_s, search_s = timings.get("embed", 0.0), timings.get("search", 0.0)
         if planned.texts:
             self._metrics.observe_stages(embed_s, search_s)
