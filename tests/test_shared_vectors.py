@@ -185,3 +185,13 @@ def test_a_killed_supervisors_directory_is_removed_by_the_next_one(tmp_path: Pat
     running = make_shared_dir(tmp_path)  # this process: running
     assert not stale.exists() and running.exists()
     assert remove_stale(tmp_path) == [] and running.exists()
+
+
+def test_any_text_has_a_key(tmp_path: Path) -> None:
+    """Texts that cannot be encoded as strict UTF-8 (a lone surrogate) are stored and read too."""
+    shared = open_shared_dir(str(make_shared_dir(tmp_path)), 8)
+    assert shared is not None
+    odd = "a\ud800b"
+    shared.put(MODEL, [odd], vector_of("odd")[None, :])
+    got = shared.get(MODEL, DIM, [odd])[0]
+    assert got is not None and np.array_equal(got, vector_of("odd"))

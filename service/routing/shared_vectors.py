@@ -124,7 +124,8 @@ class SharedVectors:
 
     def key(self, model_id: str, text: str) -> int:
         """The slot key of `text` under `model_id` (never 0: 0 marks an empty slot)."""
-        digest = hashlib.blake2b(f"{model_id}\0{text}".encode(), digest_size=8, key=self._secret).digest()
+        text_bytes = f"{model_id}\0{text}".encode("utf-8", "surrogatepass")  # any str a JSON body decodes to
+        digest = hashlib.blake2b(text_bytes, digest_size=8, key=self._secret).digest()
         return int.from_bytes(digest, "little") or 1
 
     def get(self, model_id: str, dimension: int, texts: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
