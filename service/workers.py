@@ -85,9 +85,10 @@ def supervise(settings: ServiceSettings) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     workers: list[Worker] = []
     metrics = Path(tempfile.mkdtemp(prefix="router-metrics-"))  # every worker's, for /metrics
-    vectors = make_shared_dir()  # the message vectors any worker embedded (service.routing.shared_vectors)
-    env = {**os.environ, MULTIPROCESS_DIR: str(metrics), SHARED_DIR_ENV: str(vectors)}
+    vectors: Path | None = None
     try:
+        vectors = make_shared_dir()  # the message vectors any worker embedded (service.routing.shared_vectors)
+        env = {**os.environ, MULTIPROCESS_DIR: str(metrics), SHARED_DIR_ENV: str(vectors)}
         workers.append(_start(0, http.workers, pin=http.pin_workers, env=env))
         status = _await_ready(workers[:1], stop)
         if status is None:
@@ -101,7 +102,8 @@ def supervise(settings: ServiceSettings) -> int:
         listener.close()
         _stop_all(workers)
         shutil.rmtree(metrics, ignore_errors=True)
-        shutil.rmtree(vectors, ignore_errors=True)
+        if vectors is not None:
+            shutil.rmtree(vectors, ignore_errors=True)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -195,3 +195,15 @@ def test_any_text_has_a_key(tmp_path: Path) -> None:
     shared.put(MODEL, [odd], vector_of("odd")[None, :])
     got = shared.get(MODEL, DIM, [odd])[0]
     assert got is not None and np.array_equal(got, vector_of("odd"))
+
+
+def test_asking_whether_a_text_is_stored_never_makes_a_table(tmp_path: Path) -> None:
+    """`has` runs on the event loop: it opens a table another worker made, never makes one
+    (making one reserves its whole space)."""
+    folder = make_shared_dir(tmp_path)
+    asking, storing = open_shared_dir(str(folder), 64), open_shared_dir(str(folder), 64)
+    assert asking is not None and storing is not None
+    assert not asking.has(MODEL, DIM, "hello")
+    assert list(folder.glob("vectors-*.bin")) == []
+    storing.put(MODEL, ["hello"], vector_of("hello")[None, :])
+    assert asking.has(MODEL, DIM, "hello") and not asking.has(MODEL, DIM, "goodbye")

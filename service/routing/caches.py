@@ -100,25 +100,37 @@ class VectorCache:
         def compute(positions: list[int]) -> list[np.ndarray]:
             nonlocal embedded
             wanted = [texts[i] for i in positions]
-            out: list[np.ndarray | None] = [None] * len(wanted)
-            common = [j for j, text in enumerate(wanted) if text in shared] if self._shared is not None else []
-            if self._shared is not None and common:  # what another worker embedded
-                got = self._shared.get(embedder.model_id, embedder.dimension, [wanted[j] for j in common])
-                for j, row in zip(common, got, strict=True):
-                    out[j] = row
+            out = self._from_other_workers(embedder, wanted, shared)
             new = [j for j, row in enumerate(out) if row is None]
             if new:
                 vectors = encode([wanted[j] for j in new])
                 embedded += len(new)
-                keep = [(wanted[j], row) for j, row in zip(new, vectors, strict=True) if wanted[j] in shared]
-                if self._shared is not None and keep:
-                    self._shared.put(embedder.model_id, [t for t, _ in keep], np.stack([r for _, r in keep]))
                 for j, row in zip(new, vectors, strict=True):
                     out[j] = row.copy()  # each row copied: a kept vector must not hold its batch alive
+                self._to_other_workers(embedder, [(wanted[j], out[j]) for j in new if wanted[j] in shared])
             return [row for row in out if row is not None]
 
         rows, _ = self._lru.through([(embedder.model_id, text) for text in texts], compute)
         return np.stack(rows).astype(np.float32, copy=False), embedded
+
+    def _from_other_workers(
+        self, embedder: Embedder, texts: list[str], shared: Collection[str]
+    ) -> list[np.ndarray | None]:
+        """Each text's vector from the workers' shared table, for those of `shared` it holds."""
+        out: list[np.ndarray | None] = [None] * len(texts)
+        common = [j for j, text in enumerate(texts) if text in shared]
+        if self._shared is None or not common:
+            return out
+        found = self._shared.get(embedder.model_id, embedder.dimension, [texts[j] for j in common])
+        for j, row in zip(common, found, strict=True):
+            out[j] = row
+        return out
+
+    def _to_other_workers(self, embedder: Embedder, pairs: list[tuple[str, np.ndarray | None]]) -> None:
+        """Store (text, vector) pairs in the workers' shared table."""
+        rows = [(text, row) for text, row in pairs if row is not None]
+        if self._shared is not None and rows:
+            self._shared.put(embedder.model_id, [t for t, _ in rows], np.stack([r for _, r in rows]))
 
     def has(self, model_id: str, dimension: int, text: str) -> bool:
         """Whether `text`'s vector under `model_id` is held here or by the workers' shared table

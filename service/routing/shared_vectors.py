@@ -136,8 +136,10 @@ class SharedVectors:
         return [table.get(self.key(model_id, t)) for t in texts]
 
     def has(self, model_id: str, dimension: int, text: str) -> bool:
-        """Whether `text`'s vector is stored (its key is; the vector is checked on `get`)."""
-        table = self._table(model_id, dimension)
+        """Whether `text`'s vector is stored (its key is; the vector is checked on `get`). Opens a
+        table another worker made but never makes one: the event loop asks this, and making the
+        file (reserving its space) is the worker thread's, on its first `get` or `put`."""
+        table = self._table(model_id, dimension, create=False)
         return table is not None and table.holds(self.key(model_id, text))
 
     def put(self, model_id: str, texts: Sequence[str], vectors: npt.NDArray[np.float32]) -> None:
@@ -148,18 +150,28 @@ class SharedVectors:
         for text, vector in zip(texts, vectors, strict=True):
             table.put(self.key(model_id, text), vector)
 
-    def _table(self, model_id: str, dimension: int) -> _Table | None:
+    def _table(self, model_id: str, dimension: int, *, create: bool = True) -> _Table | None:
         name = (model_id, dimension)
         with self._lock:
             if name not in self._tables:
                 stem = hashlib.blake2b(model_id.encode(), digest_size=8).hexdigest()
                 path = self._folder / f"vectors-{stem}-{dimension}.bin"
+                if not create and _size(path) == 0:  # none yet, or another worker is making it
+                    return None
                 try:
                     self._tables[name] = _Table(path, dimension, self._buckets, self._secret)
                 except (OSError, ValueError) as exc:
                     log.warning("shared vector table %s unusable (%s): this worker keeps its own", path.name, exc)
                     self._tables[name] = None
             return self._tables[name]
+
+
+def _size(path: Path) -> int:
+    """The file's length (0: there is none)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class _Table:
