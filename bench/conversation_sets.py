@@ -11,7 +11,9 @@ service's own path) or `calibrate_conversations` (what `python -m indexer calibr
 - the last message alone, and the rule with its shipped defaults (no calibration);
 - calibrated on the set itself: on the tune part of the sha256(id) parity split, scored on the
   report part; and 5-fold cross-validated (each fold's search scored on the fold it never saw);
-- transferred: the setting calibrated on the whole other set, scored on this one;
+  with the follow-ups learnt from the calibration file (router_core.follow_ups; each turn
+  meeting only those of the other conversations) and, for comparison, without any;
+- transferred: the setting and the follow-ups calibrated on the whole other set, scored on this one;
 - off-topic: CLINC150 test's out-of-scope queries inserted mid-conversation, the share sent to
   the default route, against the same queries sent alone;
 - the turn after an off-topic message: a later labelled turn with an off-topic query and the
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ from indexer.conversations import (
     prepare,
     score_turns,
 )
+from indexer.follow_up_bank import bank_vectors, follow_up_owners, held_out_similarity
 from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import is_fallback_label, load_labelled
 from indexer.off_topic_insertion import insert_off_topic, interrupt_with_off_topic
@@ -187,11 +190,26 @@ def word_list_ablation(ds: DataSet) -> dict[str, Any]:
     return out
 
 
-def calibrated(ds: DataSet, defaults: ConversationParams, *, folds: int) -> tuple[ConversationCalibration, float]:
-    """Calibration on the whole dev set (with the cross-validated estimate), and its time."""
+def calibrated(
+    ds: DataSet, defaults: ConversationParams, *, folds: int, follow_ups: bool = True
+) -> tuple[ConversationCalibration, float]:
+    """Calibration on the whole dev set (with the cross-validated estimate), and its time;
+    `follow_ups`: learning the file's follow-ups, as `python -m indexer calibrate` does."""
     started = time.perf_counter()
-    result = calibrate_conversations(ds.dev, ds.params, ds.route_names, defaults, off_topic=ds.off_val, folds=folds)
+    result = calibrate_conversations(
+        ds.dev, ds.params, ds.route_names, defaults, off_topic=ds.off_val, folds=folds, learn_follow_ups=follow_ups
+    )
     return result, time.perf_counter() - started
+
+
+def held_out(p: Prepared, source: Prepared, params: DecisionParams) -> Prepared:
+    """`p` (turns of `source`'s conversations) against the follow-ups learnt from `source`,
+    each turn meeting only those of the other conversations, as calibration scores them."""
+    values = held_out_similarity(p, source, follow_up_owners(source, params))
+    best: dict[str, float] = {}
+    for lay, v in zip(p.layouts, values, strict=True):
+        best[lay.last.text] = max(best.get(lay.last.text, -np.inf), float(v))
+    return replace(p, follow_up=best)
 
 
 def off_topic_queries(datasets: Path, split: str) -> list[str]:
@@ -231,40 +249,58 @@ def load_sets(datasets: Path) -> dict[str, DataSet]:
 def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[str, Any]:
     """Every figure of the section, for the rule with `defaults` as the shipped setting."""
     full = {name: calibrated(ds, defaults, folds=5) for name, ds in loaded.items()}
+    bare = {name: calibrated(ds, defaults, folds=5, follow_ups=False)[0] for name, ds in loaded.items()}
     out: dict[str, Any] = {"sets": {}}
     for name, ds in loaded.items():
         other = next(n for n in loaded if n != name)
         result, seconds = full[name]
         mine, theirs = result.chosen.conversation, full[other][0].chosen.conversation
-        tune = calibrate_conversations(
+        their_bank = bank_vectors(loaded[other].dev, full[other][0].follow_ups)
+        tuned = calibrate_conversations(
             ds.tune, ds.params, ds.route_names, defaults, off_topic=ds.off_val_tune, folds=0
-        ).chosen.conversation
-        cv = result.cross_validated
+        )
+        tune, tune_bank = tuned.chosen.conversation, bank_vectors(ds.tune, tuned.follow_ups)
+        cv, bare_cv = result.cross_validated, bare[name].cross_validated
         assert cv is not None
+        assert bare_cv is not None
         alone = result.last_message.scores
+        own_bank = bank_vectors(ds.dev, result.follow_ups)
+        mine_ds = replace(
+            ds,
+            off_test=ds.off_test.with_follow_ups(own_bank),
+            plain=held_out(ds.plain, ds.dev, ds.params),
+            interrupted=held_out(ds.interrupted, ds.dev, ds.params),
+        )
+        theirs_ds = replace(ds, off_test=ds.off_test.with_follow_ups(their_bank))
         out["sets"][name] = {
             "rows": {
                 "last message alone": row(alone),
-                "defaults": row(scores(ds.dev, ds.params, defaults)),
+                "defaults (no follow-ups)": row(scores(ds.dev, ds.params, defaults)),
+                "calibrated on itself without follow-ups, 5-fold cross-validated": row(bare_cv.scores),
                 "calibrated on itself, in-sample": row(result.chosen.scores),
                 "calibrated on itself, 5-fold cross-validated": row(cv.scores),
-                "calibrated on the other set (transfer)": row(scores(ds.dev, ds.params, theirs)),
+                "calibrated on the other set (transfer)": row(
+                    scores(ds.dev.with_follow_ups(their_bank), ds.params, theirs)
+                ),
             },
             "report_part": {
                 "last message alone": row(scores(ds.report, ds.params, ConversationParams(strategy="last_message"))),
-                "defaults": row(scores(ds.report, ds.params, defaults)),
-                "calibrated on the tune part": row(scores(ds.report, ds.params, tune)),
+                "defaults (no follow-ups)": row(scores(ds.report, ds.params, defaults)),
+                "calibrated on the tune part": row(scores(ds.report.with_follow_ups(tune_bank), ds.params, tune)),
             },
             "off_topic": {
                 "alone": sum(d.fallback for d in ds.off_test.own) / len(ds.off_test.own),
-                "defaults": off_topic_share(ds, defaults),
-                "calibrated on itself": off_topic_share(ds, mine),
-                "calibrated on the other set": off_topic_share(ds, theirs),
+                "defaults (no follow-ups)": off_topic_share(ds, defaults),
+                "calibrated on itself without follow-ups": off_topic_share(ds, bare[name].chosen.conversation),
+                "calibrated on itself": off_topic_share(mine_ds, mine),
+                "calibrated on itself, 5-fold cross-validated (CLINC150 val)": cv.off_topic or 0.0,
+                "calibrated on the other set": off_topic_share(theirs_ds, theirs),
             },
             "after_off_topic": {
-                "defaults": after_off_topic(ds, defaults),
-                "calibrated on itself": after_off_topic(ds, mine),
+                "defaults (no follow-ups)": after_off_topic(ds, defaults),
+                "calibrated on itself": after_off_topic(mine_ds, mine),
             },
+            "follow_ups": len(result.follow_ups),
             "word_list": word_list_ablation(ds),
             "other": other,
             "chosen": mine.to_dict(),
@@ -400,6 +436,15 @@ def render(out: dict[str, Any]) -> str:
             f"chosen {chosen}."
         )
         lines.append("")
+    lines += [
+        "Follow-ups (router_core.follow_ups) learnt by calibration from each dev set: "
+        + ", ".join(f"{n} {out['sets'][n]['follow_ups']}" for n in names)
+        + " distinct labelled follow-up turns. In-sample and cross-validated, each turn meets only the follow-ups "
+        "of the other conversations; transfer uses the other set's follow-ups and setting; the off-topic rows "
+        "of a calibrated setting use its set's follow-ups (the turn after an off-topic message: those of the "
+        "other conversations).",
+        "",
+    ]
     defaults = ", ".join(f"{k}={v}" for k, v in out["defaults"].items() if k != "strategy")
     lines += [f"Defaults: {defaults}.", ""]
     t = out.get("timings")

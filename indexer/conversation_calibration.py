@@ -4,8 +4,13 @@ Objective: the mean of the four turn-type accuracies (all turns, first turns of 
 follow-ups, switches), so that neither carrying routes (follow-ups) nor noticing new topics
 (switches) is traded away for the other. With off-topic queries (`off_topic`: each inserted
 in place of a later user turn of a conversation), a setting must also send at least
-`min_off_topic` of them to the default route; without them the parameters of the standalone
-step are not searched (what cannot be measured is not tuned) and keep their values.
+`min_off_topic` of them to the default route (by default as many as the same queries sent
+alone go there); without them the parameters of the standalone step are not searched (what
+cannot be measured is not tuned) and keep their values.
+
+The file's follow-ups (indexer.follow_up_bank) are learnt with the setting and written beside
+it (`_follow_ups.yaml`); while searching, each turn meets only the follow-ups of the other
+conversations, as a conversation the route set never saw does.
 
 Every setting of the grid declared with the parameters (router_core.conversation; a parameter
 declared with one value is not searched) is scored by the conversation engine itself
@@ -35,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from indexer.conversations import Prepared, TurnTypeScores, score_turns
-from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
+from indexer.follow_up_bank import follow_up_owners, held_out_similarity
 from indexer.labelled import is_fallback_label
 from indexer.off_topic_insertion import FOLDS, fold_of
 from router_core import Decision
@@ -43,7 +48,7 @@ from router_core.conversation_engine import ConversationBatch, Outcome, stage_on
 from router_core.neighbours import BoolArray, FloatArray, IntArray
 from router_core.params import ConversationParams, DecisionParams, ParamSpec, specs_of
 
-STANDALONE = ("standalone_similarity", "standalone_words", "standalone_margin")
+STANDALONE = ("standalone_similarity", "standalone_words", "standalone_margin", "follow_up_similarity")
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class ConversationCalibration:
     min_off_topic: float | None
     top: tuple[ConversationTrial, ...] = field(default=())
     cross_validated: CrossValidated | None = None
+    follow_ups: tuple[str, ...] = ()  # learnt from the file, for `_follow_ups.yaml`
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -105,6 +111,7 @@ class ConversationCalibration:
             "feasible": self.feasible,
             "min_off_topic": self.min_off_topic,
             "top": [trial(t) for t in self.top],
+            "follow_ups": len(self.follow_ups),
         }
 
 
@@ -112,8 +119,14 @@ class _Outcomes:
     """The engine's decisions on one prepared file, per setting; the first stage is cached for
     the settings that share it (the parameters not declared `after_vote`)."""
 
-    def __init__(self, prepared: Prepared, params: DecisionParams, route_names: Sequence[str]) -> None:
-        self.batch: ConversationBatch = prepared.batch(params, route_names)
+    def __init__(
+        self,
+        prepared: Prepared,
+        params: DecisionParams,
+        route_names: Sequence[str],
+        follow_up: FloatArray | None = None,
+    ) -> None:
+        self.batch: ConversationBatch = prepared.batch(params, route_names, follow_up)
         self.params = params
         self.cache: dict[Any, Any] = {}
         self._first: tuple[tuple[Any, ...], Outcome] | None = None
@@ -255,9 +268,11 @@ def _search(
     route_names: Sequence[str],
     grids: Sequence[tuple[ParamSpec, tuple[Any, ...]]],
     base: ConversationParams,
+    follow_up: FloatArray | None,
+    off_follow_up: FloatArray | None,
 ) -> _Search:
-    outcomes = _Outcomes(prepared, params, route_names)
-    off = _Outcomes(off_topic, params, route_names) if off_topic is not None else None
+    outcomes = _Outcomes(prepared, params, route_names, follow_up)
+    off = _Outcomes(off_topic, params, route_names, off_follow_up) if off_topic is not None else None
     settings: list[ConversationParams] = []
     right: list[BoolArray] = []
     fallback: list[BoolArray] = []
@@ -291,20 +306,33 @@ def calibrate_conversations(
     current: ConversationParams,
     *,
     off_topic: Prepared | None = None,
-    min_off_topic: float = DEFAULT_MIN_OFF_TOPIC,
+    min_off_topic: float | None = None,
     values: Mapping[str, tuple[Any, ...]] | None = None,
     top: int = 10,
     folds: int = FOLDS,
+    learn_follow_ups: bool = True,
 ) -> ConversationCalibration:
     """Search the conversation parameters (see the module docstring) and estimate, by
     `folds`-fold cross-validation, how the search does on conversations it did not see
     (`folds` < 2: no estimate). `prepared` (and `off_topic`) must have been prepared with the
-    grid's largest window and its contexts."""
-    specs = [s for s in specs_of(ConversationParams) if off_topic is not None or s.name not in STANDALONE]
+    grid's largest window and its contexts. `min_off_topic` None: as many as alone.
+    `learn_follow_ups`: the file's follow-ups are learnt (each turn scored against those of
+    the other conversations); otherwise the index's, if any, are used as served."""
+    owners = follow_up_owners(prepared, params) if learn_follow_ups else {}
+    follow_up = held_out_similarity(prepared, prepared, owners) if owners else None
+    off_follow_up = held_out_similarity(off_topic, prepared, owners) if owners and off_topic is not None else None
+    has_follow_ups = bool(owners) or (not learn_follow_ups and bool(prepared.follow_up))
+    specs = [
+        s
+        for s in specs_of(ConversationParams)
+        if (off_topic is not None or s.name not in STANDALONE) and (has_follow_ups or s.name != "follow_up_similarity")
+    ]
     grids = _grids(specs, current, dict(values or {}))
     searched = tuple(s.name for s, v in grids if len(v) > 1)
     base = replace(current, strategy="evidence")
-    search = _search(prepared, off_topic, params, route_names, grids, base)
+    if min_off_topic is None:
+        min_off_topic = float(np.mean([d.fallback for d in off_topic.own])) if off_topic and off_topic.own else 0.0
+    search = _search(prepared, off_topic, params, route_names, grids, base, follow_up, off_follow_up)
     o = search.outcomes
     every = np.ones(len(o.gold), bool)
     off_every = np.ones(search.fallback.shape[1], bool) if search.fallback is not None else None
@@ -327,7 +355,9 @@ def calibrate_conversations(
     )
     return ConversationCalibration(
         chosen=chosen,
-        current=_trial(current, prepared, off_topic, params, route_names) if current.strategy == "evidence" else last,
+        current=_trial(current, prepared, off_topic, params, route_names, follow_up, off_follow_up)
+        if current.strategy == "evidence"
+        else last,
         last_message=last,
         searched=searched,
         settings=len(search.settings),
@@ -335,6 +365,7 @@ def calibrate_conversations(
         min_off_topic=min_off_topic if off_topic is not None else None,
         top=tuple(trial_at(int(i)) for i in order[:top]),
         cross_validated=_cross_validate(search, min_off_topic, folds, distance) if folds >= 2 else None,
+        follow_ups=tuple(owners),
     )
 
 
@@ -367,11 +398,13 @@ def _trial(
     off_topic: Prepared | None,
     params: DecisionParams,
     route_names: Sequence[str],
+    follow_up: FloatArray | None,
+    off_follow_up: FloatArray | None,
 ) -> ConversationTrial:
     """One setting scored on the file (and the inserted off-topic turns)."""
-    outcomes = _Outcomes(prepared, params, route_names)
+    outcomes = _Outcomes(prepared, params, route_names, follow_up)
     right = outcomes.routes(conv, ()) == outcomes.gold
     off = None
     if off_topic is not None:
-        off = float(np.mean(_Outcomes(off_topic, params, route_names).routes(conv, ()) < 0))
+        off = float(np.mean(_Outcomes(off_topic, params, route_names, off_follow_up).routes(conv, ()) < 0))
     return ConversationTrial(conv, outcomes.scores(right), off)

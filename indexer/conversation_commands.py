@@ -27,14 +27,14 @@ from indexer.conversations import (
     load_conversations,
     prepare,
 )
-from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
 from indexer.hints import reindex_hint
 from indexer.labelled import load_labelled
 from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode
 from indexer.off_topic_insertion import OFF_TOPIC_LABEL, insert_off_topic
-from indexer.routes_writer import write_conversation_params
+from indexer.routes_writer import write_conversation_params, write_follow_ups
 from indexer.tables import pct, text_table
-from router_core import Decision
+from router_core import ROUTER_FILE, Decision
+from router_core.follow_ups import FOLLOW_UPS_FILE
 from router_core.labelled_conversations import last_message_alone, turn_type_report
 from router_core.params import ConversationParams, specs_of
 from router_core.pipeline import RouteRequest, decide, plan, vote_only
@@ -225,7 +225,7 @@ def run_calibrate_conversations(
     write: bool,
     allow_test: bool,
     off_topic_file: Path | None,
-    min_off_topic: float = DEFAULT_MIN_OFF_TOPIC,
+    min_off_topic: float | None = None,
     json_path: Path | None,
 ) -> int:
     """`calibrate CONVERSATIONS.jsonl`: search the conversation rule; `--write` stores it."""
@@ -264,16 +264,26 @@ def run_calibrate_conversations(
         if json_path:
             write_json(json_path, {"meta": {**live.meta, "file": str(file)}, "result": result.to_dict()}, ctx.out)
     if write:
-        written = write_conversation_params(
-            ctx.settings.routes_dir, result.chosen.conversation, policy=ctx.settings.route_files.policy()
+        policy = ctx.settings.route_files.policy()
+        changed = bool(
+            write_conversation_params(ctx.settings.routes_dir, result.chosen.conversation, policy=policy).changed
         )
-        if written.changed:
-            print(f"\nwrote the conversation section into {ctx.settings.routes_dir}/_router.yaml", file=ctx.out)
+        if changed:
+            print(f"\nwrote the conversation section into {ctx.settings.routes_dir}/{ROUTER_FILE}", file=ctx.out)
+        if result.follow_ups and write_follow_ups(ctx.settings.routes_dir, result.follow_ups, policy=policy).changed:
+            changed = True
+            print(
+                f"wrote the {len(result.follow_ups)} follow-ups of {file.name} into "
+                f"{ctx.settings.routes_dir}/{FOLLOW_UPS_FILE}",
+                file=ctx.out,
+            )
+        if changed:
             print(f"next: re-index so that it is used: {reindex_hint(ctx.settings, ctx.configured)}", file=ctx.out)
         else:
             print(f"\n{ctx.settings.routes_dir} already holds this setting.", file=ctx.out)
     else:
-        print("\n(dry run: pass --write to store the conversation section in _router.yaml)", file=ctx.out)
+        also = f" and the {len(result.follow_ups)} follow-ups in {FOLLOW_UPS_FILE}" if result.follow_ups else ""
+        print(f"\n(dry run: pass --write to store the conversation section in {ROUTER_FILE}{also})", file=ctx.out)
     return 0
 
 

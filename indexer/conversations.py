@@ -8,10 +8,12 @@ The format, its parser and the scoring by kind of turn live in `router_core.labe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from indexer.labelled import LabelledDataInvalid
 from indexer.progress import NoSteps, Steps
@@ -19,7 +21,8 @@ from router_core import CannedAgent, Decision, Neighbour, OpenIndex, RouteTable,
 from router_core.conversation import content_words, layout
 from router_core.conversation_engine import ConversationBatch, Layout
 from router_core.decision import decide_many
-from router_core.embedding import Embedder
+from router_core.embedding import Embedder, Vectors
+from router_core.follow_ups import best_similarity
 from router_core.labelled import split_lines
 from router_core.labelled_conversations import (
     LabelledConversation,
@@ -32,6 +35,7 @@ from router_core.labelled_conversations import (
     score_turns,
 )
 from router_core.mixing import Mix, mix_vectors
+from router_core.neighbours import FloatArray
 from router_core.params import ConversationParams, DecisionParams
 from router_core.pipeline import Found, RouteRequest
 
@@ -84,6 +88,8 @@ class Prepared:
     own: tuple[Decision, ...]
     mixed: dict[Mix, list[Neighbour]] = field(default_factory=dict)  # the contexts' neighbours
     table: RouteTable | None = None  # the index version's route set (its routes: what the filter spreads over)
+    # each routed message's best cosine to the route set's follow-ups, by text (empty: it has none)
+    follow_up: Mapping[str, float] = field(default_factory=dict)
 
     def decide(self, params: DecisionParams, conv: ConversationParams) -> list[Decision]:
         """Every labelled turn decided by the routing pipeline (what the service runs: the vote,
@@ -91,11 +97,16 @@ class Prepared:
         routes = self.table.routes if self.table is not None else ()
         table = RouteTable(name="prepared", routes=routes, default_agent=_NO_AGENT, params=params, conversation=conv)
         requests = [RouteRequest(turns) for turns in self.requests]
-        found = Found(self.neighbours, self.vectors, self.mixed)
+        found = Found(self.neighbours, self.vectors, self.mixed, self.follow_up)
         return pipeline.decide(requests, pipeline.plan(requests, table), found, table)
 
-    def batch(self, params: DecisionParams, route_names: Sequence[str]) -> ConversationBatch:
-        """The arrays of the conversation engine for these requests."""
+    def batch(
+        self, params: DecisionParams, route_names: Sequence[str], follow_up: Sequence[float] | FloatArray | None = None
+    ) -> ConversationBatch:
+        """The arrays of the conversation engine for these requests; `follow_up`: each request's
+        best cosine to follow-ups (calibration's held-out values), else `self.follow_up`'s."""
+        if follow_up is None and self.follow_up:
+            follow_up = [self.follow_up.get(lay.last.text, -np.inf) for lay in self.layouts]
         return ConversationBatch.build(
             self.layouts,
             self.neighbours,
@@ -106,7 +117,16 @@ class Prepared:
             [content_words(lay.last.text) for lay in self.layouts],
             [params.threshold_for(name) for name in route_names],
             self.mixed,
+            follow_up,
         )
+
+    def with_follow_ups(self, bank: Vectors | None) -> Prepared:
+        """The same turns against another set of follow-ups' vectors (None: none)."""
+        last = list(dict.fromkeys(lay.last.text for lay in self.layouts))
+        if bank is None or not len(bank) or not last:
+            return replace(self, follow_up={})
+        best = best_similarity(np.stack([self.vectors[t] for t in last]), bank)
+        return replace(self, follow_up={t: float(b) for t, b in zip(last, best, strict=True)})
 
 
 def prepare(
@@ -151,7 +171,7 @@ def prepare(
         seen.update(zip(part_mixes, index.searcher.search(rows, params.k), strict=True))
     neighbours = {t: seen[t][1] for t in texts}
     own = tuple(decide_many([neighbours[lay.last.text] for lay in layouts], params))
-    return Prepared(
+    prepared = Prepared(
         tuple(conversations),
         requests,
         tuple(label for _, label in pairs),
@@ -162,6 +182,7 @@ def prepare(
         {m: seen[m] for m in mixes},
         index.table,
     )
+    return prepared.with_follow_ups(index.follow_ups)
 
 
 def with_context(conv: ConversationParams) -> bool:

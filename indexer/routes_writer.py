@@ -6,6 +6,7 @@ from router_core.routes_writer import (
     WriteReport,
     write_conversation_params,
     write_decision_params,
+    write_follow_ups,
     write_llm_params,
     write_router_section,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "WriteReport",
     "write_conversation_params",
     "write_decision_params",
+    "write_follow_ups",
     "write_llm_params",
     "write_router_section",
 ]

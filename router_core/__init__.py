@@ -6,7 +6,8 @@ lets them import). A few modules are public too, for what the names do not cover
 `router_core.pipeline` (the routing steps, for callers that do their own I/O),
 `router_core.params` (the parameter declarations), `router_core.settings`,
 `router_core.store` and `router_core.embedding` (backends), `router_core.labelled` and
-`router_core.labelled_conversations` (labelled data and its scoring). The rest may change.
+`router_core.labelled_conversations` (labelled data and its scoring), `router_core.follow_ups`
+(a route set's follow-ups). The rest may change.
 
     table = load_routes("routes/")
     store = open_store(settings.index); run_reindex(table, store, embedder)

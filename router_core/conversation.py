@@ -7,7 +7,9 @@ multi-turn sets, see BENCHMARKS.md), the first step that applies deciding:
 1. One user message: the single-message decision, unchanged.
 2. The last message is a standalone request (at least `standalone_words` content words) and
    unrelated to the conversation (its best cosine to the earlier messages of the window is
-   under `standalone_similarity`), its own vote does not route it with confidence (no route,
+   under `standalone_similarity`), it is no follow-up the route set knows (its best cosine
+   to the route set's follow-ups, `_follow_ups.yaml`, is under `follow_up_similarity`; a
+   set without follow-ups skips this test), its own vote does not route it with confidence (no route,
    or a best similarity under its route's threshold + `standalone_margin`) and the
    conversation does not lead to its own vote's route either (step 3): the default route
    ("off_topic"). A route is never carried across an off-topic request.
@@ -132,6 +134,7 @@ def route_conversations(
     conv: ConversationParams,
     mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
     route_names: Sequence[str] | None = None,
+    follow_up: Mapping[str, float] | None = None,
 ) -> list[Decision]:
     """The route of each request's last user message, given the neighbours and vectors of every
     text `texts_needed` named, the neighbours of every context `contexts_needed` named
@@ -141,7 +144,10 @@ def route_conversations(
     (its even start and each switch). They must not depend on the batch: were they the routes
     among this batch's neighbours, a conversation could be routed differently alone and in a
     micro-batch with others. None: the routes among the neighbours (a lone request, as in the
-    rule's unit tests)."""
+    rule's unit tests).
+
+    `follow_up`: each routed message's best cosine to the route set's follow-ups, by text
+    (None or a text left out: the set has none)."""
     if conv.strategy == "last_message":
         return list(own)
     layouts = [layout(turns, conv.window) for turns in requests]
@@ -159,6 +165,7 @@ def route_conversations(
         [content_words(lay.last.text) for lay in layouts],
         [params.threshold_for(name) for name in names],
         mixed,
+        None if follow_up is None else [follow_up.get(lay.last.text, -np.inf) for lay in layouts],
     )
     outcome = decide(batch, **conv.tunable_values())
     return [_decision(i, batch, outcome, own[i], params) for i in range(len(own))]
@@ -171,10 +178,11 @@ def route_conversation(
     params: DecisionParams,
     conv: ConversationParams,
     mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
+    follow_up: Mapping[str, float] | None = None,
 ) -> Decision:
     """One request: the route of the last user message of `turns` (see `route_conversations`)."""
     own = decide_one(neighbours[last_user_text(turns)], params)
-    return route_conversations([turns], neighbours, vectors, [own], params, conv, mixed)[0]
+    return route_conversations([turns], neighbours, vectors, [own], params, conv, mixed, follow_up=follow_up)[0]
 
 
 def _decision(i: int, batch: ConversationBatch, outcome: Outcome, own: Decision, params: DecisionParams) -> Decision:

@@ -120,6 +120,7 @@ class ConversationBatch:
     routes: IntArray  # (T, M, K)
     ctx_sims: FloatArray  # (T, M, K) its context's nearest examples (users; -inf otherwise)
     ctx_routes: IntArray  # (T, M, K)
+    follow_up: FloatArray  # (T,) the routed message's best cosine to a known follow-up (-inf: none known)
 
     @classmethod
     def build(
@@ -133,11 +134,14 @@ class ConversationBatch:
         words: Sequence[int],
         thresholds: Sequence[float],
         mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
+        follow_up: Sequence[float] | FloatArray | None = None,
     ) -> ConversationBatch:
         """Arrays for `layouts`; `own` holds each last message's decided route (None: the default
         route) and best similarity; `thresholds` each route's threshold, in `route_names` order;
         `neighbours` and `vectors` every text `Layout.texts` named, `mixed` the neighbours of
-        the contexts `Layout.contexts` named (only when a context weight may be used)."""
+        the contexts `Layout.contexts` named (only when a context weight may be used);
+        `follow_up` each last message's best cosine to the route set's follow-ups (None: the
+        route set has none)."""
         contexts = mixed or {}
         names = tuple(route_names)
         ids = {name: i for i, name in enumerate(names)}
@@ -189,6 +193,7 @@ class ConversationBatch:
             routes=routes,
             ctx_sims=ctx_sims,
             ctx_routes=ctx_routes,
+            follow_up=np.full(t_count, -np.inf) if follow_up is None else np.array(follow_up, np.float64),
         )
 
     def __len__(self) -> int:
@@ -313,10 +318,12 @@ def finish(
     standalone_similarity: float,
     standalone_words: int,
     standalone_margin: float,
+    follow_up_similarity: float,
 ) -> Outcome:
     """Steps 1 and 2 of the rule over the filter's outcome: a one-message request is its own
     decision; a standalone request (at least `standalone_words` content words, cosine to every
-    earlier message of the window under `standalone_similarity`) that its own vote does not
+    earlier message of the window under `standalone_similarity`, and to every known follow-up
+    under `follow_up_similarity`) that its own vote does not
     route with confidence (best similarity under its route's threshold + `standalone_margin`,
     or no route at all) and that the filter does not take to its own route goes to the
     default route. A standalone request the filter routes to its own vote's route is reason
@@ -324,7 +331,12 @@ def finish(
     routed = batch.own_route >= 0
     own_threshold = np.append(batch.thresholds, np.inf)[np.where(routed, batch.own_route, len(batch.thresholds))]
     confident = routed & (batch.own_score >= own_threshold + standalone_margin)
-    standalone = ~batch.single & (batch.words >= standalone_words) & (closeness < standalone_similarity)
+    standalone = (
+        ~batch.single
+        & (batch.words >= standalone_words)
+        & (closeness < standalone_similarity)
+        & (batch.follow_up < follow_up_similarity)
+    )
     agrees = routed & (tracked.route == batch.own_route)
     off_topic = standalone & ~confident & ~agrees
     route = np.select([batch.single, off_topic], [batch.own_route, np.full(len(batch), -1)], default=tracked.route)
@@ -355,6 +367,7 @@ def decide(
     standalone_similarity: float,
     standalone_words: int,
     standalone_margin: float,
+    follow_up_similarity: float,
 ) -> Outcome:
     """Apply one setting of the rule (router_core.conversation) to every request of `batch`."""
     closeness = related(batch, window)
@@ -376,6 +389,7 @@ def decide(
         standalone_similarity=standalone_similarity,
         standalone_words=standalone_words,
         standalone_margin=standalone_margin,
+        follow_up_similarity=follow_up_similarity,
     )
 
 
@@ -413,4 +427,5 @@ def stage_two(batch: ConversationBatch, first: Outcome, cache: dict[Any, Any], *
         standalone_similarity=setting["standalone_similarity"],
         standalone_words=setting["standalone_words"],
         standalone_margin=setting["standalone_margin"],
+        follow_up_similarity=setting["follow_up_similarity"],
     )

@@ -234,6 +234,15 @@ class ConversationParams:
         le=1.0,
         after_vote=True,
     )
+    follow_up_similarity: float = tunable(
+        0.5,
+        "a request at least this similar to one of the route set's follow-ups (_follow_ups.yaml) "
+        "continues the conversation: never taken for an off-topic one (without follow-ups: no effect)",
+        grid=(0.45, 0.5, 0.55, 0.6),
+        ge=-1.0,
+        le=1.0,
+        after_vote=True,
+    )
 
     def to_dict(self) -> dict[str, object]:
         """JSON form (stored in every index version)."""

@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from router_core.conversation import Turn, contexts_needed, last_user_text, route_conversations, texts_needed
 from router_core.decision import Decision, decide_many
+from router_core.follow_ups import best_similarity
 from router_core.llm_routing import (
     Question,
     RouteChoice,
@@ -101,11 +102,13 @@ class Plan:
 @dataclass(frozen=True)
 class Found:
     """What the caller found for a plan: the nearest examples of its texts and of its mixes,
-    and the texts' vectors."""
+    the texts' vectors, and the routed messages' best cosine to the route set's follow-ups
+    (`follow_up`, by text; empty when the set has none)."""
 
     neighbours: Mapping[str, Sequence[Neighbour]]
     vectors: Mapping[str, Vector] = field(default_factory=dict)
     mixed: Mapping[Mix, Sequence[Neighbour]] = field(default_factory=dict)
+    follow_up: Mapping[str, float] = field(default_factory=dict)
 
 
 def plan(requests: Sequence[RouteRequest], table: RouteTable) -> Plan:
@@ -129,8 +132,14 @@ def search_vectors(planned: Plan, vectors: Mapping[str, Vector], dimension: int)
     return np.concatenate([rows, mix_vectors(planned.mixes, vectors, dimension)])
 
 
-def found_from(planned: Plan, vectors: Mapping[str, Vector], hits: Sequence[Sequence[Neighbour]]) -> Found:
-    """What `decide` reads: `hits` holds the nearest examples of `search_vectors`' rows, in order."""
+def found_from(
+    planned: Plan,
+    vectors: Mapping[str, Vector],
+    hits: Sequence[Sequence[Neighbour]],
+    follow_ups: npt.NDArray[np.float32] | None = None,
+) -> Found:
+    """What `decide` reads: `hits` holds the nearest examples of `search_vectors`' rows, in
+    order; `follow_ups` the route set's follow-ups' vectors (None or empty: it has none)."""
     if len(hits) != len(planned.texts) + len(planned.mixes):
         raise ValueError(f"{len(hits)} search results for {len(planned.texts) + len(planned.mixes)} queries")
     n = len(planned.texts)
@@ -138,7 +147,22 @@ def found_from(planned: Plan, vectors: Mapping[str, Vector], hits: Sequence[Sequ
         dict(zip(planned.texts, hits[:n], strict=True)),
         {t: vectors[t] for t in planned.texts},
         dict(zip(planned.mixes, hits[n:], strict=True)),
+        follow_up_of(planned, vectors, follow_ups),
     )
+
+
+def follow_up_of(
+    planned: Plan, vectors: Mapping[str, Vector], follow_ups: npt.NDArray[np.float32] | None
+) -> dict[str, float]:
+    """The best cosine of each conversation's routed message to the follow-ups (step 2 of the
+    conversation rule reads it); empty without follow-ups."""
+    if follow_ups is None or not len(follow_ups):
+        return {}
+    routed = list(dict.fromkeys(texts[0] for texts in planned.per_request if texts and texts[0] in planned.history))
+    if not routed:
+        return {}
+    best = best_similarity(np.stack([vectors[t] for t in routed]), follow_ups)
+    return {t: float(b) for t, b in zip(routed, best, strict=True)}
 
 
 def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table: RouteTable) -> list[Decision]:
@@ -161,6 +185,7 @@ def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table:
             # every route of the set (as calibration builds its batches), never the batch's own:
             # a conversation is decided alike alone and in any micro-batch
             [r.name for r in table.routes] if table.routes else None,
+            found.follow_up or None,
         )
         for i, d in zip(chats, routed, strict=True):
             decisions[i] = d

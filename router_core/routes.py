@@ -1,8 +1,9 @@
 """Routes as data: load and validate a routes directory into a frozen route table.
 
-A routes directory holds one YAML file per route (`<name>.yaml`) and one file of router
-defaults (`_router.yaml`). Every problem is reported with the file, the field and the reason;
-nothing is half-loaded.
+A routes directory holds one YAML file per route (`<name>.yaml`), one file of router
+defaults (`_router.yaml`) and, optionally, the route set's follow-ups (`_follow_ups.yaml`:
+`follow_ups:` a list of user messages that continue a conversation; router_core.follow_ups).
+Every problem is reported with the file, the field and the reason; nothing is half-loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from router_core.agents import AgentSpec, CannedAgent, LLMAgent, StrictModel
 from router_core.constants import recorded
 from router_core.conversation_words import IGNORED_WORDS
 from router_core.errors import Problem, RoutesInvalid
+from router_core.follow_ups import FOLLOW_UP_ROUTE, FOLLOW_UPS_FILE, MAX_FOLLOW_UPS
 from router_core.params import (
     RETIRED_CONVERSATION_PARAMS,
     TUNABLE_NAMES,
@@ -52,6 +54,14 @@ class RouteFile(StrictModel):
     examples: list[str] = Field(default_factory=list, description="Needed unless the router's mode is llm.")
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     agent: AgentSpec
+
+
+class FollowUpsFile(StrictModel):
+    """The schema of `_follow_ups.yaml`."""
+
+    follow_ups: list[str] = Field(
+        max_length=MAX_FOLLOW_UPS, description="user messages that continue a conversation (router_core.follow_ups)"
+    )
 
 
 class _RouterFileBase(StrictModel):
@@ -104,6 +114,7 @@ class RouteTable:
     mode: Mode = "embedding"
     conversation: ConversationParams = field(default_factory=ConversationParams)
     llm: LLMRoutingParams = field(default_factory=LLMRoutingParams)
+    follow_ups: tuple[str, ...] = ()  # `_follow_ups.yaml` (router_core.follow_ups)
 
     def get(self, name: str) -> Route | None:
         """The route called `name`, or None (also for the default route)."""
@@ -135,6 +146,8 @@ class RouteTable:
                 }
                 for r in self.routes
             ],
+            # only when there are some: a version's fingerprint stays what it was without them
+            **({"follow_ups": len(self.follow_ups)} if self.follow_ups else {}),
         }
 
     @classmethod
@@ -159,7 +172,7 @@ class RouteTable:
                 k: v for k, v in fields["conversation"].items() if k not in RETIRED_CONVERSATION_PARAMS
             }
         router = RouterFile.model_validate(fields)
-        return _table(router, routes)
+        return _table(router, routes, examples.get(FOLLOW_UP_ROUTE, ()))
 
 
 def normalise_utterance(text: str) -> str:
@@ -184,7 +197,8 @@ def load_routes(directory: Path | str, policy: RoutePolicy | None = None) -> Rou
         parsed = _parse(root, router_path, RouterFile, policy, problems)
         router = parsed if isinstance(parsed, RouterFile) else router
         _check_agent(ROUTER_FILE, "default_agent", router.default_agent, policy, problems)
-    files = [p for p in candidate_files(root) if p.name != ROUTER_FILE]
+    follow_ups = _load_follow_ups(root, policy, problems)
+    files = [p for p in candidate_files(root) if p.name not in (ROUTER_FILE, FOLLOW_UPS_FILE)]
     routes: list[Route] = []
     for path in files:
         parsed_route = _parse(root, path, RouteFile, policy, problems)
@@ -206,10 +220,43 @@ def load_routes(directory: Path | str, policy: RoutePolicy | None = None) -> Rou
     _check_table(root, router, routes, problems)
     if problems:
         raise RoutesInvalid(problems)
-    return _table(router, tuple(routes))
+    return _table(router, tuple(routes), follow_ups)
 
 
-def _table(router: _RouterFileBase, routes: tuple[Route, ...]) -> RouteTable:
+def _load_follow_ups(root: Path, policy: RoutePolicy, problems: list[Problem]) -> tuple[str, ...]:
+    """`_follow_ups.yaml` cleaned as examples are (whitespace collapsed; empty, too long or
+    repeated entries refused), or () when there is none."""
+    path = root / FOLLOW_UPS_FILE
+    if not (path.exists() or path.is_symlink()):
+        return ()
+    parsed = _parse(root, path, FollowUpsFile, policy, problems)
+    if not isinstance(parsed, FollowUpsFile):
+        return ()
+    return _clean_utterances(path.name, "follow_ups", parsed.follow_ups, problems)
+
+
+def _clean_utterances(file: str, field: str, texts: list[str], problems: list[Problem]) -> tuple[str, ...]:
+    """`texts` with whitespace collapsed; every empty, too long or repeated one is a problem."""
+    seen: dict[str, int] = {}
+    cleaned: list[str] = []
+    for i, raw in enumerate(texts):
+        text = " ".join(raw.split())
+        if not text:
+            problems.append(Problem(file, f"{field}.{i}", "empty example" if field == "examples" else "empty entry"))
+            continue
+        if len(text) > MAX_EXAMPLE_CHARS:
+            problems.append(Problem(file, f"{field}.{i}", f"longer than {MAX_EXAMPLE_CHARS} characters"))
+            continue
+        key = normalise_utterance(text)
+        if key in seen:
+            problems.append(Problem(file, f"{field}.{i}", f"duplicate of {field}.{seen[key]}: {_cut(text)!r}"))
+            continue
+        seen[key] = i
+        cleaned.append(text)
+    return tuple(cleaned)
+
+
+def _table(router: _RouterFileBase, routes: tuple[Route, ...], follow_ups: tuple[str, ...] = ()) -> RouteTable:
     sections = router.model_dump(include={"conversation", "llm"})  # the sections RouterFile adds to the base
     return RouteTable(
         name=router.name,
@@ -219,6 +266,7 @@ def _table(router: _RouterFileBase, routes: tuple[Route, ...]) -> RouteTable:
         mode=router.mode,
         conversation=ConversationParams(**sections["conversation"]),
         llm=LLMRoutingParams(**sections["llm"]),
+        follow_ups=follow_ups,
     )
 
 
@@ -307,28 +355,13 @@ def _check_route(path: Path, parsed: RouteFile, policy: RoutePolicy, problems: l
     _check_agent(path.name, "agent", parsed.agent, policy, problems)
     if parsed.name != path.stem:
         problems.append(Problem(path.name, "name", f"route name {parsed.name!r} must match the file name"))
-    seen: dict[str, int] = {}
-    cleaned: list[str] = []
-    for i, example in enumerate(parsed.examples):
-        text = " ".join(example.split())
-        if not text:
-            problems.append(Problem(path.name, f"examples.{i}", "empty example"))
-            continue
-        if len(text) > MAX_EXAMPLE_CHARS:
-            problems.append(Problem(path.name, f"examples.{i}", f"longer than {MAX_EXAMPLE_CHARS} characters"))
-            continue
-        key = normalise_utterance(text)
-        if key in seen:
-            problems.append(Problem(path.name, f"examples.{i}", f"duplicate of examples.{seen[key]}: {_cut(text)!r}"))
-            continue
-        seen[key] = i
-        cleaned.append(text)
+    cleaned = _clean_utterances(path.name, "examples", parsed.examples, problems)
     if len(problems) > before:
         return None
     return Route(
         name=parsed.name,
         description=parsed.description.strip(),
-        examples=tuple(cleaned),
+        examples=cleaned,
         agent=parsed.agent,
         threshold=parsed.threshold,
     )

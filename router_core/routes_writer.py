@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from router_core.follow_ups import FOLLOW_UPS_FILE
 from router_core.params import TUNABLE_NAMES, ConversationParams, DecisionParams, LLMRoutingParams
 from router_core.route_policy import RoutePolicy
 from router_core.routes import ROUTER_FILE, load_routes
@@ -84,6 +85,34 @@ def write_conversation_params(
     """Set `_router.yaml`'s conversation section (and, when given, the global threshold)."""
     extra = {} if threshold is None else {"threshold": _number(threshold)}
     return write_router_section(routes_dir, "conversation", conversation.to_dict(), policy=policy, **extra)
+
+
+def write_follow_ups(
+    routes_dir: Path | str, follow_ups: Sequence[str], *, policy: RoutePolicy | None = None
+) -> WriteReport:
+    """Replace `_follow_ups.yaml` with `follow_ups` (router_core.follow_ups); restored when the
+    directory no longer loads."""
+    root = Path(routes_dir)
+    load_routes(root, policy)  # refuse to edit a directory that does not load now
+    path = root / FOLLOW_UPS_FILE
+    header = (
+        "# User messages that continue a conversation (router_core.follow_ups), learnt by\n"
+        "# `python -m indexer calibrate` from a labelled conversation file; re-index to use them.\n"
+    )
+    after = header + yaml.safe_dump({"follow_ups": list(follow_ups)}, sort_keys=False, allow_unicode=True, width=1000)
+    before = path.read_text(encoding="utf-8") if path.exists() else None
+    if after == before:
+        return WriteReport((), ())
+    replace_file(path, after)
+    try:
+        load_routes(root, policy)
+    except BaseException:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            replace_file(path, before)
+        raise
+    return WriteReport((path.name,), (path.name,))
 
 
 def write_llm_params(routes_dir: Path | str, llm: LLMRoutingParams, policy: RoutePolicy | None = None) -> WriteReport:

@@ -28,7 +28,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +318,9 @@ class Evaluator:
         table = vote_only(index.table)
         alone = last_message_alone(table)
         requests, labels = labelled_requests(labelled.conversations)
-        decisions = pipeline.decide(requests, pipeline.plan(requests, table), found, table)
+        planned = pipeline.plan(requests, table)
+        found = replace(found, follow_up=pipeline.follow_up_of(planned, found.vectors, index.follow_ups))
+        decisions = pipeline.decide(requests, planned, found, table)
         baseline = pipeline.decide(requests, pipeline.plan(requests, alone), found, alone)
         return Evaluated(
             source=labelled.source,

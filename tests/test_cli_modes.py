@@ -16,6 +16,7 @@ from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV
 from devkit.serving import SHIPPED_ROUTES
 from indexer.cli import main as indexer_main
 from router_core import Embedder, load_routes
+from router_core.store import EdgeStore
 from tests.test_conversation_eval import CHATS, write_conversations
 
 EVALS = Path(__file__).resolve().parents[1] / "evals"
@@ -100,8 +101,22 @@ def test_calibrate_on_conversations_writes_the_conversation_section(
     assert "chosen" in text and "settings searched" in text and "off-topic" in text
     assert "chosen, cross-validated (5 folds)" in text and "chosen, in-sample" in text
     written = yaml.safe_load((routes / "_router.yaml").read_text())["conversation"]
-    assert load_routes(routes).conversation.window == written["window"]
+    table = load_routes(routes)
+    assert table.conversation.window == written["window"]
     assert "next: re-index" in text
+    # the file's follow-ups are written beside it, and served once re-indexed
+    assert "and of 350?" in table.follow_ups and "What is 15% of 200?" not in table.follow_ups
+    assert f"wrote the {len(table.follow_ups)} follow-ups of chats.jsonl" in text
+    code, text = run(["reindex", "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
+    assert code == 0, text
+    store = EdgeStore(data)
+    index = store.open_version(store.live_version() or "")
+    try:
+        assert index.table.follow_ups == table.follow_ups
+        assert index.follow_ups is not None and len(index.follow_ups) == len(table.follow_ups)
+    finally:
+        index.close()
+        store.close()
 
 
 def test_eval_llm_runs_the_decision_model_for_real(

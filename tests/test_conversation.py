@@ -219,6 +219,30 @@ def test_an_unrelated_request_no_route_takes_goes_to_the_default_route() -> None
 
 
 @pytest.mark.parametrize(
+    ("follow_up", "route", "reason"),
+    [
+        (None, "default", "off_topic"),  # the route set has no follow-ups: step 2 as before
+        (0.3, "default", "off_topic"),  # far from every known follow-up: still a request of its own
+        (0.7, "a", "continued"),  # close to a known follow-up: carried, whatever its words
+    ],
+)
+def test_a_request_close_to_a_known_follow_up_is_never_taken_for_off_topic(
+    follow_up: float | None, route: str, reason: str
+) -> None:
+    """Step 2 takes a standalone request no route claims for off-topic, unless it is as close as
+    `follow_up_similarity` to one of the route set's follow-ups (router_core.follow_ups)."""
+    a_q, a_answer, last = "a question", "a answer", "does the second one have parking nearby"
+    neighbours = {a_q: hits("a", 0.9), a_answer: hits("a", 0.8), last: hits("a", 0.2)}
+    chat, topic = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
+    vectors = {a_q: chat, a_answer: chat, last: topic}
+    conv = ConversationParams(context_weight=0.0, follow_up_similarity=0.5)
+    turns = [Turn(0, "user", a_q), Turn(1, "assistant", a_answer), Turn(2, "user", last)]
+    known = None if follow_up is None else {last: follow_up}
+    d = route_conversation(turns, neighbours, vectors, P, conv, follow_up=known)
+    assert (d.route, d.reason) == (route, reason)
+
+
+@pytest.mark.parametrize(
     ("text", "words"),
     [("yes please", 0), ("for 4 people tomorrow", 0), ("What is a good banana bread recipe?", 3)],
 )

@@ -121,9 +121,13 @@ def test_calibration_beats_the_last_message_and_keeps_off_topic_out(tmp_path: Pa
     assert result.chosen.off_topic is not None and result.chosen.off_topic >= 0.8
     assert result.chosen.scores.follow_up > result.last_message.scores.follow_up
     assert result.chosen.scores.all == 1.0
-    # window overridden; floor_below, assistant_weight fixed; switch, context_weight, unrelated_switch, the standalone step
-    assert result.settings == 2 * 4 * 4 * 3 * 4 * 3 * 4
+    # window overridden; floor_below, assistant_weight fixed; switch, context_weight, unrelated_switch, the
+    # standalone step (with follow_up_similarity: the file's follow-ups are learnt)
+    assert result.settings == 2 * 4 * 4 * 3 * 4 * 3 * 4 * 4
     assert "floor_below" not in result.searched and "switch" in result.searched
+    assert "follow_up_similarity" in result.searched
+    assert {"and of 350?", "can you show a full example?"} <= set(result.follow_ups)
+    assert "What is 15% of 200?" not in result.follow_ups  # a first turn of its domain
     cv = result.cross_validated
     assert cv is not None and cv.scores.counts == result.chosen.scores.counts  # every turn scored once, held out
 

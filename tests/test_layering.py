@@ -85,6 +85,7 @@ PUBLIC = {
     "router_core.routes_writer",  # writing _router.yaml and route files, comments and order kept
     "router_core.examples_writer",  # adding examples to route files, comments and order kept
     "router_core.routes_dir",  # reading an untrusted folder's files (routes/, evals/), bounded
+    "router_core.follow_ups",  # a route set's follow-ups: the file, the bank's similarity
 }
 _CALIBRATION = "calibration scores thousands of settings on the engines' arrays"
 INTERNAL_USES = {
@@ -105,6 +106,11 @@ INTERNAL_USES = {
     ("indexer/conversations.py", "router_core.conversation_engine"): _CALIBRATION,
     ("indexer/conversations.py", "router_core.decision"): _CALIBRATION,
     ("indexer/importer.py", "router_core.routes"): "writes route files by the loader's own rules (names, lengths)",
+    (
+        "indexer/follow_up_bank.py",
+        "router_core.routes",
+    ): "learns follow-ups by the loader's own rules (lengths, duplicates)",
+    ("indexer/conversations.py", "router_core.neighbours"): _CALIBRATION,
     ("bench/candidates.py", "router_core.embedding.quality_model"): "whether the quality model is assembled",
     ("bench/conversation.py", "router_core.decision"): "the baselines of the data set's README (vote alone)",
     ("bench/conversation_sets.py", "router_core.conversation"): "the word-list ablation on the rule's own steps",

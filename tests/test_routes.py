@@ -135,3 +135,43 @@ def test_missing_or_empty_directory(tmp_path: Path) -> None:
     """A missing directory or one without route files is an error, not an empty router."""
     assert "does not exist" in problems(tmp_path / "nope")[0]
     assert "no route files" in problems(tmp_path)[0]
+
+
+def test_follow_ups_file_is_loaded_cleaned(tmp_path: Path) -> None:
+    """`_follow_ups.yaml` lists the route set's follow-ups: whitespace collapsed, order kept; it is
+    no route file."""
+    write_route(tmp_path, "ok", ["hello"])
+    (tmp_path / "_follow_ups.yaml").write_text("follow_ups:\n  - 'yes  please'\n  - does it have wifi?\n")
+    table = load_routes(tmp_path)
+    assert table.follow_ups == ("yes please", "does it have wifi?")
+    assert [r.name for r in table.routes] == ["ok"]
+    assert table.to_dict()["follow_ups"] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("follow_ups: yes please\n", "_follow_ups.yaml: follow_ups: Input should be a valid list"),
+        ("follow_ups: []\nexamples: [a]\n", "_follow_ups.yaml: examples: unknown field"),
+        ("follow_ups: ['  ', ok]\n", "_follow_ups.yaml: follow_ups.0: empty entry"),
+        ("follow_ups: [ok, 'OK ']\n", "_follow_ups.yaml: follow_ups.1: duplicate of follow_ups.0: 'OK'"),
+        (f"follow_ups: ['{'x' * 1001}']\n", "_follow_ups.yaml: follow_ups.0: longer than 1000 characters"),
+        ("- a list\n", "_follow_ups.yaml: expected a mapping of fields at the top level"),
+        ("follow_ups: [unclosed\n", "_follow_ups.yaml: invalid YAML at line"),
+    ],
+)
+def test_a_bad_follow_ups_file_names_the_problem(tmp_path: Path, text: str, expected: str) -> None:
+    """Every problem of `_follow_ups.yaml` names the file, the entry and the reason; nothing loads."""
+    write_route(tmp_path, "ok", ["hello"])
+    (tmp_path / "_follow_ups.yaml").write_text(text)
+    assert any(p.startswith(expected) for p in problems(tmp_path)), problems(tmp_path)
+
+
+def test_more_follow_ups_than_the_limit_are_refused(tmp_path: Path) -> None:
+    """At most MAX_FOLLOW_UPS entries: a larger file is refused, not truncated."""
+    from router_core.follow_ups import MAX_FOLLOW_UPS
+
+    write_route(tmp_path, "ok", ["hello"])
+    lines = "".join(f"- f{i}\n" for i in range(MAX_FOLLOW_UPS + 1))
+    (tmp_path / "_follow_ups.yaml").write_text("follow_ups:\n" + lines)
+    assert any("_follow_ups.yaml: follow_ups" in p and "at most 20000" in p for p in problems(tmp_path))

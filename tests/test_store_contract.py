@@ -7,6 +7,7 @@ from __future__ import annotations
 import mmap
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from qdrant_client import QdrantClient
 
 from devkit.serving import SHIPPED_ROUTES
 from router_core import Embedder, IndexMissing, IndexStore, Router, StoreUnavailable, load_routes, run_reindex
+from router_core.follow_ups import FOLLOW_UP_ROUTE
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.store import EdgeStore, QdrantStore
 from tests.qdrant_http import QdrantHttpStandIn
@@ -181,6 +183,32 @@ def test_the_matrix_scan_refuses_vectors_that_do_not_fit_the_version(tmp_path: P
     np.save(tmp_path / "data" / "router" / "versions" / "v1" / "vectors.npy", stored)
     with pytest.raises(StoreUnavailable, match="v1"):
         store.open_version("v1")
+
+
+def test_follow_ups_are_stored_with_the_version_and_never_neighbours(store: IndexStore) -> None:
+    """A route set's follow-ups (points of the reserved route) come back with the opened version
+    as its follow-up matrix and its table's follow-ups, never as a search hit, even where they
+    are the nearest points."""
+    follow_ups = (
+        ExamplePoint("00000000-0000-0000-0000-000000000004", FOLLOW_UP_ROUTE, "yes please"),
+        ExamplePoint("00000000-0000-0000-0000-000000000005", FOLLOW_UP_ROUTE, "and for two?"),
+    )
+    extra = np.array([[1, 0, 0, 0], [0, 0, 1, 0]], dtype=np.float32)
+    table = dict(manifest("v1").route_table, follow_ups=2)
+    store.write_version(
+        replace(manifest("v1"), points=5, route_table=table), POINTS + follow_ups, np.concatenate([VECTORS, extra])
+    )
+    index = store.open_version("v1")
+    try:
+        hits = index.searcher.search(extra, 3)
+        assert [h.text for h in hits[0]] == ["alpha", "alpha two", "beta"]  # "yes please" is nearer
+        assert sorted(h.text for h in hits[1]) == ["alpha", "alpha two", "beta"]
+        assert index.table.follow_ups == ("yes please", "and for two?")
+        assert index.follow_ups is not None
+        np.testing.assert_allclose(index.follow_ups, extra, atol=1e-6)
+        assert {r.name for r in index.table.routes} == {"a", "b"}
+    finally:
+        index.close()
 
 
 def test_a_batch_search_answers_each_row_as_a_search_of_its_own(store: IndexStore) -> None:

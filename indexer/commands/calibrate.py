@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.command import Command
-from indexer.defaults import DEFAULT_MIN_OFF_TOPIC, DEFAULT_OOS_SHARE
+from indexer.defaults import DEFAULT_OOS_SHARE
 
 if TYPE_CHECKING:
     from indexer.calibration import CalibrationResult
@@ -84,8 +84,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-off-topic",
         type=float,
-        default=DEFAULT_MIN_OFF_TOPIC,
-        help=f"conversations: share of inserted off-topic turns that must fall back (default {DEFAULT_MIN_OFF_TOPIC})",
+        default=None,
+        help="conversations: share of inserted off-topic turns that must fall back (default: as many as "
+        "when the same queries are sent alone)",
     )
     parser.add_argument(
         "--write", action="store_true", help="write the chosen parameters into _router.yaml and the route files"

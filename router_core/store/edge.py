@@ -64,6 +64,7 @@ from qdrant_edge import (
 
 from router_core.embedding import Vectors
 from router_core.errors import IndexBusy, IndexMissing, StoreUnavailable
+from router_core.follow_ups import follow_up_bank, split_rows, take_rows
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.neighbours import Neighbour
 from router_core.store.matrix import MatrixSearcher
@@ -267,24 +268,32 @@ class EdgeStore:
         stored = self.stored_points(version, mapped=self.scan == "matrix")
         table = manifest.table(stored.points)  # before the lock: may raise
         folder = self._versions / version
+        if stored.vectors.shape != (len(stored.points), manifest.dimension):
+            raise StoreUnavailable(
+                f"index version {version!r} is corrupt: vectors of shape {stored.vectors.shape} "
+                f"for {len(stored.points)} points of dimension {manifest.dimension}"
+            )
+        examples, follow_up_rows = split_rows([p.route for p in stored.points])
+        try:
+            follow_ups = follow_up_bank(stored.vectors[follow_up_rows])
+        except ValueError as exc:
+            raise StoreUnavailable(f"index version {version!r} is corrupt: {exc}") from exc
         lock = _try_lock(folder / ".lock", exclusive=False)
         if lock is None:
             raise StoreUnavailable(f"index version {version!r} is being deleted")
         if self.scan == "matrix":
             try:
-                if stored.vectors.shape[1:] != (manifest.dimension,):
-                    raise ValueError(f"vectors of shape {stored.vectors.shape}, the manifest says {manifest.dimension}")
                 searcher = MatrixSearcher(
-                    stored.vectors,
-                    [p.route for p in stored.points],
-                    [p.text for p in stored.points],
+                    take_rows(stored.vectors, examples),
+                    [stored.points[i].route for i in examples],
+                    [stored.points[i].text for i in examples],
                     on_close=lock.close,
                 )
             except ValueError as exc:
                 lock.close()
                 raise StoreUnavailable(f"index version {version!r} is corrupt: {exc}") from exc
-            return OpenIndex(manifest, table, searcher)
-        return OpenIndex(manifest, table, self._open_shard(version, folder, manifest.dimension, lock))
+            return OpenIndex(manifest, table, searcher, follow_ups)
+        return OpenIndex(manifest, table, self._open_shard(version, folder, manifest.dimension, lock), follow_ups)
 
     def _open_shard(self, version: str, folder: Path, dimension: int, lock: IO[bytes]) -> _EdgeSearcher:
         """The engine's searcher over the version's shard (its lock released if it cannot open)."""
@@ -359,6 +368,8 @@ class _EdgeSearcher:
 def _build_shard(path: Path, dimension: int, points: Sequence[ExamplePoint], vectors: Vectors) -> None:
     # No WAL: a version is written once, flushed, and never updated after it is published;
     # without a WAL lock several processes (service replicas) can open the same version.
+    examples, _ = split_rows([p.route for p in points])  # follow-ups are never neighbours
+    points, vectors = [points[i] for i in examples], take_rows(np.asarray(vectors), examples)
     shard = EdgeShard.create(
         str(path),
         EdgeConfig(vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine), wal_enabled=False),

@@ -47,7 +47,8 @@ class OpenIndex:
 
     manifest: IndexManifest
     table: RouteTable
-    searcher: Searcher
+    searcher: Searcher  # over the examples only (never the follow-ups)
+    follow_ups: Vectors | None = None  # the route set's follow-ups' vectors (router_core.follow_ups)
 
     @property
     def version(self) -> str:

@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 
 from router_core.embedding import Vectors
 from router_core.errors import IndexMissing, RouterError, StoreUnavailable
+from router_core.follow_ups import FOLLOW_UP_ROUTE, follow_up_bank, split_rows
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.neighbours import Neighbour
 from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
@@ -163,8 +164,14 @@ class QdrantStore:
         """A searcher bound to the version's own collection."""
         manifest = self.manifest(version)
         stored = self.stored_points(version)
-        searcher = _ServerSearcher(self, self._name(version))
-        return OpenIndex(manifest, manifest.table(stored.points), searcher)
+        table = manifest.table(stored.points)
+        _, follow_up_rows = split_rows([p.route for p in stored.points])
+        try:
+            follow_ups = follow_up_bank(stored.vectors[follow_up_rows])
+        except ValueError as exc:
+            raise StoreUnavailable(f"index version {version!r} is corrupt: {exc}") from exc
+        searcher = _ServerSearcher(self, self._name(version), skip_follow_ups=len(follow_up_rows) > 0)
+        return OpenIndex(manifest, table, searcher, follow_ups)
 
     def ping(self) -> None:
         """One cheap request."""
@@ -176,12 +183,20 @@ class QdrantStore:
 
 
 class _ServerSearcher:
-    def __init__(self, store: QdrantStore, collection: str) -> None:
+    def __init__(self, store: QdrantStore, collection: str, *, skip_follow_ups: bool = False) -> None:
         self._store = store
         self._collection = collection
+        # the follow-ups share the version's collection and are never neighbours
+        self._filter = (
+            models.Filter(must_not=[models.FieldCondition(key="route", match=models.MatchValue(value=FOLLOW_UP_ROUTE))])
+            if skip_follow_ups
+            else None
+        )
 
     def search(self, vectors: Vectors, k: int) -> list[list[Neighbour]]:
-        requests = [models.QueryRequest(query=row.tolist(), limit=k, with_payload=True) for row in vectors]
+        requests = [
+            models.QueryRequest(query=row.tolist(), limit=k, with_payload=True, filter=self._filter) for row in vectors
+        ]
         responses = self._store._call(
             "search",
             lambda: self._store._client.query_batch_points(self._collection, requests=requests),

@@ -1,0 +1,90 @@
+"""A route set's follow-ups (`_follow_ups.yaml`, router_core.follow_ups): indexed with the
+examples, never neighbours, and read by the conversation rule over HTTP (real model, real
+embedded Qdrant Edge index, the real Litestar app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from devkit.serving import settings_for
+from router_core import Embedder, load_routes, run_reindex
+from router_core.store import EdgeStore
+from tests.conftest import ServiceFactory
+
+MATHS = [{"role": "user", "content": "What is 15% of 200?"}, {"role": "assistant", "content": "15% of 200 is 30."}]
+# three content words, unrelated to the chat by cosine and claimed by no route: without the
+# route set's follow-ups the rule takes it for an off-topic request
+GRANDMOTHER = "could you explain that again more slowly for my grandmother"
+FOLLOW_UPS = ["can you explain that again more slowly for my grandma", "walk me through it once more"]
+
+
+def write_follow_ups(routes: Path, texts: list[str]) -> None:
+    (routes / "_follow_ups.yaml").write_text("follow_ups:\n" + "".join(f"  - {t!r}\n" for t in texts))
+
+
+def classify(url: str, messages: list[dict[str, str]]) -> dict[str, object]:
+    response = httpx.post(f"{url}/v1/classify", json={"messages": messages}, timeout=30)
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_a_known_follow_up_is_carried_and_off_topic_still_falls_back(
+    routes_dir: Path, tmp_path: Path, embedder: Embedder, start_service: ServiceFactory, shipped_url: str
+) -> None:
+    """Served over HTTP: the same request goes to the default route (off_topic) on the shipped
+    routes, and stays with the conversation's route when the route set knows a follow-up like
+    it; an off-topic question mid-chat still falls back."""
+    chat = [*MATHS, {"role": "user", "content": GRANDMOTHER}]
+    before = classify(shipped_url, chat)
+    assert (before["route"], before["reason"]) == ("default", "off_topic")
+    write_follow_ups(routes_dir, FOLLOW_UPS)
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    url = start_service(settings_for(routes_dir, data))
+    after = classify(url, chat)
+    assert after["route"] == "maths"
+    assert after["reason"] in ("context", "continued")
+    off = classify(url, [*MATHS, {"role": "user", "content": "what is a good banana bread recipe"}])
+    assert (off["route"], off["reason"]) == ("default", "off_topic")
+    alone = classify(url, [{"role": "user", "content": GRANDMOTHER}])  # a single message: the vote alone
+    assert alone["route"] == before["route"] == "default"
+
+
+def test_follow_ups_are_embedded_once_and_never_neighbours(
+    routes_dir: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    """Adding follow-ups to an indexed route set embeds only them (the examples' vectors are
+    reused); searching a follow-up's own text never returns it; removing them drops them."""
+    data = tmp_path / "data"
+    first = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    write_follow_ups(routes_dir, FOLLOW_UPS)
+    second = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    assert (second.embedded, second.reused) == (len(FOLLOW_UPS), first.embedded)
+    store = EdgeStore(data)
+    index = store.open_version(store.live_version() or "")
+    try:
+        assert index.table.follow_ups == tuple(FOLLOW_UPS)
+        assert index.follow_ups is not None
+        assert index.follow_ups.shape == (len(FOLLOW_UPS), embedder.dimension)
+        vectors = embedder.encode_queries(FOLLOW_UPS)
+        np.testing.assert_allclose(index.follow_ups, vectors, atol=1e-5)
+        hits = index.searcher.search(vectors, 10)
+        assert all(h.text not in FOLLOW_UPS and h.route != "_follow-up" for row in hits for h in row)
+    finally:
+        index.close()
+        store.close()
+    (routes_dir / "_follow_ups.yaml").unlink()
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    store = EdgeStore(data)
+    index = store.open_version(store.live_version() or "")
+    try:
+        assert index.table.follow_ups == ()
+        assert index.follow_ups is not None
+        assert index.follow_ups.shape[0] == 0
+    finally:
+        index.close()
+        store.close()
