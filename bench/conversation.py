@@ -43,6 +43,7 @@ from indexer.conversations import (
     prepare,
     score_turns,
 )
+from indexer.defaults import DEFAULT_MIN_OFF_TOPIC
 from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import load_labelled
 from indexer.off_topic_insertion import insert_off_topic
@@ -160,6 +161,9 @@ def run(datasets: Path) -> dict[str, Any]:
                 names,
                 ConversationParams(),
                 off_topic=prepared(insert_off_topic(tune, oos_val), params),
+                # the rule without learnt follow-ups, as this section measured it (bench.conversation_sets has them)
+                min_off_topic=DEFAULT_MIN_OFF_TOPIC,
+                learn_follow_ups=False,
             )
             calibration_s = time.perf_counter() - started
             chosen = result.chosen.conversation
