@@ -57,6 +57,7 @@ from router_core.conversation import content_words
 from router_core.conversation_engine import ConversationBatch, related
 from router_core.conversation_words import FUNCTION_WORDS
 from router_core.decision import decide_many
+from router_core.follow_ups import best_similarity
 from router_core.params import ConversationParams, DecisionParams, specs_of
 from router_core.store import EdgeStore
 
@@ -190,6 +191,25 @@ def word_list_ablation(ds: DataSet) -> dict[str, Any]:
     return out
 
 
+def separation(ds: DataSet, at: float = 0.5) -> dict[str, float]:
+    """How well known follow-ups tell follow-ups from off-topic requests, held out: the share
+    of the report part's follow-ups, and of CLINC150 test's out-of-scope queries, at cosine
+    `at` or more to a follow-up of the tune part."""
+    bank = bank_vectors(ds.tune, list(follow_up_owners(ds.tune, ds.params)))
+    follow_ups = [
+        lay.last.text
+        for lay, label, turns in zip(ds.report.layouts, ds.report.labels, ds.report.requests, strict=True)
+        if not label.first_of_domain and sum(t.role == "user" for t in turns) > 1
+    ]
+    off = [lay.last.text for lay in ds.off_test.layouts]
+
+    def share(texts: Sequence[str], vectors: Any) -> float:
+        best = best_similarity(np.stack([vectors[t] for t in texts]), bank)
+        return float((best >= at).mean())
+
+    return {"at": at, "follow_ups": share(follow_ups, ds.report.vectors), "off_topic": share(off, ds.off_test.vectors)}
+
+
 def calibrated(
     ds: DataSet, defaults: ConversationParams, *, folds: int, follow_ups: bool = True
 ) -> tuple[ConversationCalibration, float]:
@@ -282,6 +302,10 @@ def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[st
                 "calibrated on the other set (transfer)": row(
                     scores(ds.dev.with_follow_ups(their_bank), ds.params, theirs)
                 ),
+                "the other set's setting, no follow-ups": row(scores(ds.dev, ds.params, theirs)),
+                "the other set's setting, this set's follow-ups (held out)": row(
+                    scores(held_out(ds.dev, ds.dev, ds.params), ds.params, theirs)
+                ),
             },
             "report_part": {
                 "last message alone": row(scores(ds.report, ds.params, ConversationParams(strategy="last_message"))),
@@ -301,6 +325,7 @@ def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[st
                 "calibrated on itself": after_off_topic(mine_ds, mine),
             },
             "follow_ups": len(result.follow_ups),
+            "separation": separation(ds),
             "word_list": word_list_ablation(ds),
             "other": other,
             "chosen": mine.to_dict(),
@@ -439,7 +464,14 @@ def render(out: dict[str, Any]) -> str:
     lines += [
         "Follow-ups (router_core.follow_ups) learnt by calibration from each dev set: "
         + ", ".join(f"{n} {out['sets'][n]['follow_ups']}" for n in names)
-        + " distinct labelled follow-up turns. In-sample and cross-validated, each turn meets only the follow-ups "
+        + " distinct labelled follow-up turns. Held out (the tune part's follow-ups against the report part): "
+        + ", ".join(
+            f"{n} {pct(out['sets'][n]['separation']['follow_ups'])} of follow-ups and "
+            f"{pct(out['sets'][n]['separation']['off_topic'])} of CLINC150 test's out-of-scope queries"
+            for n in names
+        )
+        + f" are at cosine {first['separation']['at']} or more to a known follow-up. "
+        "In-sample and cross-validated, each turn meets only the follow-ups "
         "of the other conversations; transfer uses the other set's follow-ups and setting; the off-topic rows "
         "of a calibrated setting use its set's follow-ups (the turn after an off-topic message: those of the "
         "other conversations).",

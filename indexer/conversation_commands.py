@@ -248,8 +248,8 @@ def run_calibrate_conversations(
         off = _prepare(ctx, live, insert_off_topic(conversations, off_texts), window, known) if off_texts else None
         if off is None:
             print(
-                "no --off-topic file: the standalone rule's parameters are not searched (what is not "
-                "measured is not tuned)",
+                "no --off-topic file: the standalone rule's parameters are not searched and no follow-ups "
+                "are learnt (what is not measured is not tuned)",
                 file=ctx.out,
             )
         result = calibrate_conversations(
@@ -307,6 +307,12 @@ def print_conversation_calibration(result: ConversationCalibration, out: TextIO)
     bar = "" if result.min_off_topic is None else f"; {result.feasible} send >= {pct(result.min_off_topic)} off-topic"
     print(f"\n{result.settings} settings searched over {', '.join(result.searched)}{bar}", file=out)
     print("chosen: " + ", ".join(f"{k}={v}" for k, v in result.chosen.conversation.to_dict().items()), file=out)
+    if result.follow_ups:
+        print(
+            f"follow-ups: {len(result.follow_ups)} learnt from the file (router_core.follow_ups); every figure "
+            "above scores each turn against those of the other conversations only",
+            file=out,
+        )
     if cv is not None:
         print(
             f"cross-validated: the whole search run on {cv.folds - 1} of {cv.folds} parts of the conversations "

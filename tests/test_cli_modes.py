@@ -107,6 +107,7 @@ def test_calibrate_on_conversations_writes_the_conversation_section(
     # the file's follow-ups are written beside it, and served once re-indexed
     assert "and of 350?" in table.follow_ups and "What is 15% of 200?" not in table.follow_ups
     assert f"wrote the {len(table.follow_ups)} follow-ups of chats.jsonl" in text
+    assert f"follow-ups: {len(table.follow_ups)} learnt from the file" in text
     code, text = run(["reindex", "--routes", str(routes), "--data-dir", str(data), "--quiet"], embedder)
     assert code == 0, text
     store = EdgeStore(data)
