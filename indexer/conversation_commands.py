@@ -85,7 +85,9 @@ def run_eval_conversations(
         pairs = [(c, label) for c in conversations for label in c.labels]
         print(
             f"evaluating {len(pairs)} labelled turns of {len(conversations)} conversations from {file} "
-            f"on index {live.index.version} (strategy {conv.strategy}, window {conv.window})",
+            f"on index {live.index.version} (strategy {conv.strategy}, window {conv.window}"
+            + (f", {len(table.follow_ups)} follow-ups" if table.follow_ups else "")
+            + ")",
             file=ctx.out,
         )
         requests = [RouteRequest(c.request(label)) for c, label in pairs]

@@ -90,13 +90,14 @@ class ReindexReport:
     version: str
     previous_version: str | None
     routes: int
-    examples: int
-    embedded: int
+    examples: int  # the routes' examples (the follow-ups not counted)
+    embedded: int  # examples and follow-ups alike
     reused: int
     seconds: float
     changed: bool
     dropped_versions: tuple[str, ...] = field(default=())
     live_after: str | None = None  # what the live pointer named when this re-index finished
+    follow_ups: int = 0  # the route set's follow-ups (router_core.follow_ups), indexed with the examples
 
     @property
     def superseded(self) -> bool:
@@ -216,7 +217,8 @@ def _reindex_locked(
             version=plan.live_version,
             previous_version=plan.live_version,
             routes=len(table.routes),
-            examples=len(plan.points),
+            examples=len(plan.points) - len(table.follow_ups),
+            follow_ups=len(table.follow_ups),
             embedded=0,
             reused=len(plan.points),
             seconds=0.0,
@@ -255,7 +257,8 @@ def _reindex_locked(
         version=version,
         previous_version=plan.live_version,
         routes=len(table.routes),
-        examples=len(plan.points),
+        examples=len(plan.points) - len(table.follow_ups),
+        follow_ups=len(table.follow_ups),
         embedded=embedded,
         reused=len(plan.points) - embedded,
         seconds=0.0,

@@ -64,6 +64,7 @@ def test_follow_ups_are_embedded_once_and_never_neighbours(
     write_follow_ups(routes_dir, FOLLOW_UPS)
     second = run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
     assert (second.embedded, second.reused) == (len(FOLLOW_UPS), first.embedded)
+    assert (second.examples, second.follow_ups) == (first.examples, len(FOLLOW_UPS))
     store = EdgeStore(data)
     index = store.open_version(store.live_version() or "")
     try:

@@ -196,7 +196,9 @@ def print_report(
         state = "published and live" if report.changed else "already up to date"
     print(
         f"version {report.version}: {state}\n"
-        f"  routes {report.routes}, examples {report.examples}: "
+        f"  routes {report.routes}, examples {report.examples}"
+        + (f", follow-ups {report.follow_ups}" if report.follow_ups else "")
+        + ": "
         f"embedded {report.embedded}, reused {report.reused}\n"
         f"  index time {report.seconds - loading:.2f} s, total {time.perf_counter() - started:.1f} s"
         + (f"\n  dropped old versions: {', '.join(report.dropped_versions)}" if report.dropped_versions else ""),
