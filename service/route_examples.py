@@ -95,7 +95,7 @@ class RouteExamples:
     def _stored(self, version: str) -> StoredPoints:
         with self._lock:  # one read per version, even when several requests ask at once
             if self._cached is None or self._cached[0] != version:
-                self._cached = (version, self._store.stored_points(version))
+                self._cached = (version, self._store.stored_points(version).examples())
             return self._cached[1]
 
     def _check(self, route: str) -> RouteExampleList:

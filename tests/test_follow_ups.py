@@ -4,21 +4,26 @@ embedded Qdrant Edge index, the real Litestar app)."""
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-from devkit.serving import settings_for
+from devkit.serving import SHIPPED_ROUTES, settings_for
+from indexer.cli import main as indexer_main
 from router_core import Embedder, load_routes, run_reindex
 from router_core.store import EdgeStore
 from tests.conftest import ServiceFactory
 
+MATHS_EXAMPLE = next(iter(load_routes(SHIPPED_ROUTES).get("maths").examples))  # type: ignore[union-attr]
 MATHS = [{"role": "user", "content": "What is 15% of 200?"}, {"role": "assistant", "content": "15% of 200 is 30."}]
 # three content words, unrelated to the chat by cosine and claimed by no route: without the
 # route set's follow-ups the rule takes it for an off-topic request
 GRANDMOTHER = "could you explain that again more slowly for my grandmother"
-FOLLOW_UPS = ["can you explain that again more slowly for my grandma", "walk me through it once more"]
+# the last one is also a maths example: it is nearest to itself, and must never be listed as "nearer"
+FOLLOW_UPS = ["can you explain that again more slowly for my grandma", "walk me through it once more", MATHS_EXAMPLE]
 
 
 def write_follow_ups(routes: Path, texts: list[str]) -> None:
@@ -52,6 +57,11 @@ def test_a_known_follow_up_is_carried_and_off_topic_still_falls_back(
     assert (off["route"], off["reason"]) == ("default", "off_topic")
     alone = classify(url, [{"role": "user", "content": GRANDMOTHER}])  # a single message: the vote alone
     assert alone["route"] == before["route"] == "default"
+    # the follow-ups are no route's examples: never the "nearer example of another route"
+    listed = httpx.get(f"{url}/v1/routes/maths/examples", timeout=30).json()
+    assert listed["examples"]
+    assert all(e["nearer"] is None or e["nearer"]["route"] != "_follow-up" for e in listed["examples"])
+    assert httpx.get(f"{url}/v1/routes/_follow-up/examples", timeout=30).status_code == 404
 
 
 def test_follow_ups_are_embedded_once_and_never_neighbours(
@@ -74,7 +84,9 @@ def test_follow_ups_are_embedded_once_and_never_neighbours(
         vectors = embedder.encode_queries(FOLLOW_UPS)
         np.testing.assert_allclose(index.follow_ups, vectors, atol=1e-5)
         hits = index.searcher.search(vectors, 10)
-        assert all(h.text not in FOLLOW_UPS and h.route != "_follow-up" for row in hits for h in row)
+        assert all(h.route != "_follow-up" for row in hits for h in row)
+        assert all(h.text not in FOLLOW_UPS[:2] for row in hits for h in row)  # the first two are no example
+        assert hits[2][0].route == "maths"  # the third is also a maths example: found as that one
     finally:
         index.close()
         store.close()
@@ -89,3 +101,17 @@ def test_follow_ups_are_embedded_once_and_never_neighbours(
     finally:
         index.close()
         store.close()
+
+
+def test_hygiene_never_takes_the_follow_ups_for_a_route(routes_dir: Path, tmp_path: Path, embedder: Embedder) -> None:
+    """`indexer hygiene` reads the live version's stored vectors: its follow-ups (one of them a
+    copy of a maths example) are neither a thin route nor a near-duplicate of an example."""
+    write_follow_ups(routes_dir, FOLLOW_UPS)
+    data = tmp_path / "data"
+    run_reindex(load_routes(routes_dir), EdgeStore(data), embedder)
+    report_path = tmp_path / "hygiene.json"
+    where = ["--routes", str(routes_dir), "--data-dir", str(data), "--json", str(report_path)]
+    assert indexer_main(["hygiene", *where, "--min-examples", "5"], out=io.StringIO()) == 0
+    text = report_path.read_text()
+    assert "_follow-up" not in text
+    assert json.loads(text)["report"]["routes"] == len(load_routes(routes_dir).routes)

@@ -74,7 +74,7 @@ def run_hygiene(
         manifest = store.manifest(live)
         if model is not None:
             check_model(manifest, resolve_model(model)[1])
-        stored = store.stored_points(live)
+        stored = store.stored_points(live).examples()  # the follow-ups are no route's examples
     finally:
         store.close()
     table = load_routes(settings.routes_dir, settings.route_files.policy())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from router_core.embedding import Vectors
+from router_core.follow_ups import split_rows, take_rows
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.neighbours import Neighbour
 from router_core.routes import RouteTable
@@ -23,6 +24,13 @@ class StoredPoints:
     def by_id(self) -> dict[str, int]:
         """Row index of each point id."""
         return {p.id: i for i, p in enumerate(self.points)}
+
+    def examples(self) -> StoredPoints:
+        """The routes' examples only, without the route set's follow-ups (router_core.follow_ups)."""
+        rows, follow_ups = split_rows([p.route for p in self.points])
+        if not len(follow_ups):
+            return self
+        return StoredPoints(tuple(self.points[i] for i in rows), take_rows(self.vectors, rows))
 
 
 def neighbour_from_payload(payload: Mapping[str, object] | None, score: float) -> Neighbour:
