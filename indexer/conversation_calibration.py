@@ -311,15 +311,19 @@ def calibrate_conversations(
     top: int = 10,
     folds: int = FOLDS,
     learn_follow_ups: bool = True,
+    max_follow_up_bytes: int | None = None,
 ) -> ConversationCalibration:
     """Search the conversation parameters (see the module docstring) and estimate, by
     `folds`-fold cross-validation, how the search does on conversations it did not see
     (`folds` < 2: no estimate). `prepared` (and `off_topic`) must have been prepared with the
     grid's largest window and its contexts. `min_off_topic` None: as many as alone.
     `learn_follow_ups` (with `off_topic`): the file's follow-ups are learnt (each turn scored
-    against those of the other conversations); otherwise the index's, if any, are used as served."""
+    against those of the other conversations), as many as `_follow_ups.yaml` holds in
+    `max_follow_up_bytes` (None: the default file limit); otherwise the index's, if any, are
+    used as served."""
     # like the standalone step they serve, follow-ups are learnt only where off-topic turns measure them
-    owners = follow_up_owners(prepared, params) if learn_follow_ups and off_topic is not None else {}
+    limit = {} if max_follow_up_bytes is None else {"max_bytes": max_follow_up_bytes}
+    owners = follow_up_owners(prepared, params, **limit) if learn_follow_ups and off_topic is not None else {}
     follow_up = held_out_similarity(prepared, prepared, owners) if owners else None
     off_follow_up = held_out_similarity(off_topic, prepared, owners) if owners and off_topic is not None else None
     has_follow_ups = bool(owners) or (not learn_follow_ups and bool(prepared.follow_up))

@@ -261,25 +261,29 @@ def run_calibrate_conversations(
             table.conversation,
             off_topic=off,
             min_off_topic=min_off_topic,
+            max_follow_up_bytes=ctx.settings.route_files.policy().max_file_bytes,
         )
         print_conversation_calibration(result, ctx.out)
         if json_path:
             write_json(json_path, {"meta": {**live.meta, "file": str(file)}, "result": result.to_dict()}, ctx.out)
     if write:
         policy = ctx.settings.route_files.policy()
-        changed = bool(
+        # the follow-ups first: the setting was chosen with them, and is not written if they cannot be
+        wrote_follow_ups = bool(result.follow_ups) and bool(
+            write_follow_ups(ctx.settings.routes_dir, result.follow_ups, policy=policy).changed
+        )
+        wrote_section = bool(
             write_conversation_params(ctx.settings.routes_dir, result.chosen.conversation, policy=policy).changed
         )
-        if changed:
+        if wrote_section:
             print(f"\nwrote the conversation section into {ctx.settings.routes_dir}/{ROUTER_FILE}", file=ctx.out)
-        if result.follow_ups and write_follow_ups(ctx.settings.routes_dir, result.follow_ups, policy=policy).changed:
-            changed = True
+        if wrote_follow_ups:
             print(
                 f"wrote the {len(result.follow_ups)} follow-ups of {file.name} into "
                 f"{ctx.settings.routes_dir}/{FOLLOW_UPS_FILE}",
                 file=ctx.out,
             )
-        if changed:
+        if wrote_section or wrote_follow_ups:
             print(f"next: re-index so that it is used: {reindex_hint(ctx.settings, ctx.configured)}", file=ctx.out)
         else:
             print(f"\n{ctx.settings.routes_dir} already holds this setting.", file=ctx.out)

@@ -17,20 +17,26 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import yaml
 
 from indexer.conversations import Prepared
 from indexer.labelled import is_fallback_label
 from router_core.embedding import Vectors
 from router_core.follow_ups import MAX_FOLLOW_UPS
 from router_core.params import DecisionParams
+from router_core.route_policy import RoutePolicy
 from router_core.routes import MAX_EXAMPLE_CHARS, normalise_utterance
 
 
-def follow_up_owners(prepared: Prepared, params: DecisionParams) -> dict[str, set[str]]:
+def follow_up_owners(
+    prepared: Prepared, params: DecisionParams, max_bytes: int = RoutePolicy().max_file_bytes
+) -> dict[str, set[str]]:
     """The follow-ups of a prepared file (whitespace collapsed, first spelling of each kept),
-    each with the conversations it occurs in; at most MAX_FOLLOW_UPS, in file order."""
+    each with the conversations it occurs in; in file order, at most MAX_FOLLOW_UPS and as many
+    as `_follow_ups.yaml` holds in `max_bytes` (the routes directory's file limit)."""
     owners: dict[str, set[str]] = {}
     spelling: dict[str, str] = {}
+    size = HEADER_BYTES
     for turns, label in zip(prepared.requests, prepared.labels, strict=True):
         if label.first_of_domain or is_fallback_label(label.route, params.default_route):
             continue
@@ -41,11 +47,16 @@ def follow_up_owners(prepared: Prepared, params: DecisionParams) -> dict[str, se
             continue
         key = normalise_utterance(text)
         if key not in spelling:
-            if len(spelling) >= MAX_FOLLOW_UPS:
+            line = len(yaml.safe_dump([text], allow_unicode=True, width=1000).encode())
+            if len(spelling) >= MAX_FOLLOW_UPS or size + line > max_bytes:
                 continue
+            size += line
             spelling[key] = text
         owners.setdefault(spelling[key], set()).add(label.conversation)
     return owners
+
+
+HEADER_BYTES = 512  # the file's comment and key, with room to spare
 
 
 def bank_vectors(prepared: Prepared, texts: Sequence[str]) -> Vectors:

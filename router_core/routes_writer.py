@@ -103,15 +103,7 @@ def write_follow_ups(
     before = path.read_text(encoding="utf-8") if path.exists() else None
     if after == before:
         return WriteReport((), ())
-    replace_file(path, after)
-    try:
-        load_routes(root, policy)
-    except BaseException:
-        if before is None:
-            path.unlink(missing_ok=True)
-        else:
-            replace_file(path, before)
-        raise
+    _replace_checked(root, path, after, before, policy)
     return WriteReport((path.name,), (path.name,))
 
 
@@ -138,6 +130,13 @@ def write_router_section(
     after, whole = _edit(before, edits)
     if after == before:
         return WriteReport((), ())
+    _replace_checked(root, path, after, before, policy)
+    return WriteReport((path.name,), (path.name,) if whole else ())
+
+
+def _replace_checked(root: Path, path: Path, after: str, before: str | None, policy: RoutePolicy | None) -> None:
+    """Write `after` to `path`, then put `before` back (or remove the file) unless the directory
+    still loads."""
     replace_file(path, after)
     try:
         load_routes(root, policy)
@@ -147,7 +146,6 @@ def write_router_section(
         else:
             replace_file(path, before)
         raise
-    return WriteReport((path.name,), (path.name,) if whole else ())
 
 
 def _plain(value: Any) -> Any:

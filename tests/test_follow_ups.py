@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from devkit.serving import SHIPPED_ROUTES, settings_for
 from indexer.cli import main as indexer_main
@@ -115,3 +116,42 @@ def test_hygiene_never_takes_the_follow_ups_for_a_route(routes_dir: Path, tmp_pa
     text = report_path.read_text()
     assert "_follow-up" not in text
     assert json.loads(text)["report"]["routes"] == len(load_routes(routes_dir).routes)
+
+
+@pytest.mark.slow
+def test_calibrate_writes_no_more_follow_ups_than_the_file_limit_holds(
+    routes_dir: Path, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversation file with more follow-ups than `_follow_ups.yaml` may hold (the routes
+    directory's file limit): calibrate --write keeps as many as fit, in file order, and the
+    directory still loads."""
+    limit = 8_000
+    monkeypatch.setenv("ROUTER_ROUTE_FILES__MAX_FILE_BYTES", str(limit))
+    chats = []
+    for i in range(150):
+        messages = [
+            {"role": "user", "content": f"What is {i + 3}% of {200 + i}?", "route": "maths"},
+            {"role": "assistant", "content": "Here is the result."},
+            {
+                "role": "user",
+                "content": f"and could you also show me the working for case number {i}?",
+                "route": "maths",
+            },
+        ]
+        chats.append(json.dumps({"id": f"c{i}", "messages": messages}))
+    conversations = tmp_path / "chats.jsonl"
+    conversations.write_text("\n".join(chats) + "\n")
+    off_topic = tmp_path / "oos.jsonl"
+    off_topic.write_text(json.dumps({"text": "what is a good banana bread recipe", "label": "oos"}) + "\n")
+    data = tmp_path / "data"
+    where = ["--routes", str(routes_dir), "--data-dir", str(data), "--quiet"]
+    assert indexer_main(["reindex", *where], out=io.StringIO(), embedder=embedder) == 0
+    out = io.StringIO()
+    args = ["calibrate", str(conversations), "--off-topic", str(off_topic), "--write", *where]
+    assert indexer_main(args, out=out, embedder=embedder) == 0, out.getvalue()
+    written = routes_dir / "_follow_ups.yaml"
+    assert written.stat().st_size <= limit
+    kept = load_routes(routes_dir).follow_ups
+    assert 0 < len(kept) < 150
+    assert kept[0] == "and could you also show me the working for case number 0?"
+    assert f"wrote the {len(kept)} follow-ups of chats.jsonl" in out.getvalue()
