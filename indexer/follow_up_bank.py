@@ -21,10 +21,10 @@ import yaml
 
 from indexer.conversations import Prepared
 from indexer.labelled import is_fallback_label
+from router_core import RoutePolicy
 from router_core.embedding import Vectors
 from router_core.follow_ups import MAX_FOLLOW_UPS
 from router_core.params import DecisionParams
-from router_core.route_policy import RoutePolicy
 from router_core.routes import MAX_EXAMPLE_CHARS, normalise_utterance
 
 
