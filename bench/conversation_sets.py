@@ -17,7 +17,9 @@ service's own path) or `calibrate_conversations` (what `python -m indexer calibr
 - off-topic: CLINC150 test's out-of-scope queries inserted mid-conversation, the share sent to
   the default route, against the same queries sent alone;
 - the turn after an off-topic message: a later labelled turn with an off-topic query and the
-  default agent's reply inserted just before it, against the same turn uninterrupted.
+  default agent's reply inserted just before it, against the same turn uninterrupted; the reply
+  is the route set's canned default reply (which the rule recognises and skips) or another text
+  (as an LLM default agent answers).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from indexer.follow_up_bank import bank_vectors, follow_up_owners, held_out_simi
 from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import is_fallback_label, load_labelled
 from indexer.off_topic_insertion import insert_off_topic, interrupt_with_off_topic
-from router_core import Embedder, OpenIndex, load_embedder, load_routes, run_reindex
+from router_core import CannedAgent, Embedder, OpenIndex, load_embedder, load_routes, run_reindex
 from router_core.conversation import content_words
 from router_core.conversation_engine import ConversationBatch, related
 from router_core.conversation_words import FUNCTION_WORDS
@@ -80,7 +82,8 @@ class DataSet:
     off_val_tune: Prepared  # ... into the tune part
     off_test: Prepared  # CLINC150 test oos inserted (report)
     plain: Prepared  # labelled turns as they are ...
-    interrupted: Prepared  # ... and with an off-topic exchange just before them
+    interrupted: Prepared  # ... and with an off-topic exchange just before them (the canned default reply)
+    interrupted_llm: Prepared  # ... the same with a reply the rule cannot recognise (an LLM default agent)
 
 
 def load_set(
@@ -96,7 +99,10 @@ def load_set(
     def prep(convs: Sequence[LabelledConversation]) -> Prepared:
         return prepare(convs, embedder, index, params, max_window=window, with_context=True, known=known)
 
-    plain, interrupted = interrupt_with_off_topic(conversations, oos_test, reply=REPLY, seed=2)
+    default_agent = index.table.default_agent
+    canned = default_agent.reply if isinstance(default_agent, CannedAgent) else REPLY
+    plain, interrupted = interrupt_with_off_topic(conversations, oos_test, reply=canned, seed=2)
+    _, interrupted_llm = interrupt_with_off_topic(conversations, oos_test, reply=REPLY, seed=2)
     return DataSet(
         name=name,
         params=params,
@@ -109,6 +115,7 @@ def load_set(
         off_test=prep(insert_off_topic(conversations, oos_test, seed=1)),
         plain=prep(plain),
         interrupted=prep(interrupted),
+        interrupted_llm=prep(interrupted_llm),
     )
 
 
@@ -133,13 +140,15 @@ def off_topic_share(ds: DataSet, conv: ConversationParams) -> float:
     return sum(r == ds.params.default_route for r in decided) / len(decided)
 
 
-def after_off_topic(ds: DataSet, conv: ConversationParams) -> dict[str, Any]:
-    """Accuracy of a labelled turn uninterrupted and right after an off-topic exchange, over all
-    inserted queries and over those the router sends to the default route when alone."""
-    queries = [r[-3].text for r in ds.interrupted.requests]  # the query, the reply, the turn
-    fell_back = [d.fallback for d in decide_many([ds.interrupted.neighbours[q] for q in queries], ds.params)]
+def after_off_topic(ds: DataSet, conv: ConversationParams, *, llm_reply: bool = False) -> dict[str, Any]:
+    """Accuracy of a labelled turn uninterrupted and right after an off-topic exchange (answered
+    by the canned default reply, or by another text with `llm_reply`), over all inserted
+    queries and over those the router sends to the default route when alone."""
+    queries = [r[-3].text for r in ds.interrupted_llm.requests]  # the query, the reply, the turn
+    fell_back = [d.fallback for d in decide_many([ds.interrupted_llm.neighbours[q] for q in queries], ds.params)]
     plain = [r == g.route for r, g in zip(routed(ds.plain, ds.params, conv), ds.plain.labels, strict=True)]
-    after = [r == g.route for r, g in zip(routed(ds.interrupted, ds.params, conv), ds.interrupted.labels, strict=True)]
+    interrupted = ds.interrupted_llm if llm_reply else ds.interrupted
+    after = [r == g.route for r, g in zip(routed(interrupted, ds.params, conv), interrupted.labels, strict=True)]
 
     def acc(values: Sequence[bool], keep: Sequence[bool]) -> float:
         kept = [v for v, k in zip(values, keep, strict=True) if k]
@@ -290,6 +299,7 @@ def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[st
             off_test=ds.off_test.with_follow_ups(own_bank),
             plain=held_out(ds.plain, ds.dev, ds.params),
             interrupted=held_out(ds.interrupted, ds.dev, ds.params),
+            interrupted_llm=held_out(ds.interrupted_llm, ds.dev, ds.params),
         )
         theirs_ds = replace(ds, off_test=ds.off_test.with_follow_ups(their_bank))
         out["sets"][name] = {
@@ -321,8 +331,10 @@ def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[st
                 "calibrated on the other set": off_topic_share(theirs_ds, theirs),
             },
             "after_off_topic": {
-                "defaults (no follow-ups)": after_off_topic(ds, defaults),
-                "calibrated on itself": after_off_topic(mine_ds, mine),
+                "defaults (no follow-ups), the canned default reply": after_off_topic(ds, defaults),
+                "defaults (no follow-ups), another reply": after_off_topic(ds, defaults, llm_reply=True),
+                "calibrated on itself, the canned default reply": after_off_topic(mine_ds, mine),
+                "calibrated on itself, another reply": after_off_topic(mine_ds, mine, llm_reply=True),
             },
             "follow_ups": len(result.follow_ups),
             "separation": separation(ds),

@@ -52,7 +52,7 @@ __all__ = [
     "score_turns",
     "with_context",
 ]
-_NO_AGENT = CannedAgent(name="none", reply="-")  # the pipeline's decisions read no agent
+_NO_AGENT = CannedAgent(name="none", reply="\x00")  # no route set: no reply the rule could recognise
 
 
 def is_conversation_file(path: Path | str) -> bool:
@@ -95,7 +95,8 @@ class Prepared:
         """Every labelled turn decided by the routing pipeline (what the service runs: the vote,
         then the conversation rule), under `params` and `conv`, from the prepared neighbours."""
         routes = self.table.routes if self.table is not None else ()
-        table = RouteTable(name="prepared", routes=routes, default_agent=_NO_AGENT, params=params, conversation=conv)
+        agent = self.table.default_agent if self.table is not None else _NO_AGENT  # its reply is read
+        table = RouteTable(name="prepared", routes=routes, default_agent=agent, params=params, conversation=conv)
         requests = [RouteRequest(turns) for turns in self.requests]
         found = Found(self.neighbours, self.vectors, self.mixed, self.follow_up)
         return pipeline.decide(requests, pipeline.plan(requests, table), found, table)
@@ -150,7 +151,9 @@ def prepare(
     text twice."""
     pairs = [(c, label) for c in conversations for label in c.labels]
     requests = tuple(c.request(label) for c, label in pairs)
-    layouts = tuple(layout(turns, max_window) for turns in requests)
+    # what the rule reads, as the pipeline does: without the exchanges the default agent answered
+    read = [r.turns for r in pipeline.routable([RouteRequest(turns) for turns in requests], index.table)]
+    layouts = tuple(layout(turns, max_window) for turns in read)
     texts = list(dict.fromkeys(t for lay in layouts for t in lay.texts()))
     mixes = list(dict.fromkeys(m for lay in layouts for m in lay.contexts())) if with_context else []
     seen = known if known is not None else {}

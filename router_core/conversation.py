@@ -104,6 +104,29 @@ def layout(turns: Sequence[Turn], window: int) -> Layout:
     return Layout.of(messages, window)
 
 
+def without_default_exchanges(turns: Sequence[Turn], reply: str | None) -> tuple[Turn, ...]:
+    """`turns` without the exchanges the default agent answered: an assistant message that is
+    the route set's canned default reply (`reply`; None: an agent whose replies cannot be told)
+    and the user messages it answered (those since the previous assistant message) are not the
+    conversation's topic. Only exchanges before the routed (last) user message are dropped."""
+    if reply is None:
+        return tuple(turns)
+    wanted = " ".join(reply.split())
+    users = [i for i, t in enumerate(turns) if t.role == "user"]
+    if not users:
+        return tuple(turns)
+    dropped: set[int] = set()
+    start = 0  # the first message after the previous assistant message
+    for i, t in enumerate(turns[: users[-1]]):
+        if t.role != "assistant":
+            continue
+        if " ".join(t.text.split()) == wanted:
+            dropped.add(i)
+            dropped.update(j for j in range(start, i) if turns[j].role == "user")
+        start = i + 1
+    return tuple(t for i, t in enumerate(turns) if i not in dropped) if dropped else tuple(turns)
+
+
 def last_user_text(turns: Sequence[Turn]) -> str:
     """The text of the last user message."""
     return next(t.text for t in reversed(turns) if t.role == "user")

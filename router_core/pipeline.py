@@ -6,7 +6,8 @@ order, and does only the I/O around them:
 
 1. `plan(requests, table)`: the texts the batch needs embedded and searched (k nearest
    examples each): each request's routed message and, for a conversation, the messages of
-   its window; and the queries derived from them (`Plan.mixes`: each user message's
+   its window (without the exchanges the route set's canned default agent answered:
+   `routable`); and the queries derived from them (`Plan.mixes`: each user message's
    context, a mix of its messages' vectors). Mode `llm` needs none.
 2. the caller embeds the texts, turns the plan into the rows to search with
    `search_vectors` (the texts' vectors, then the mixes'), searches them all in one batch
@@ -35,7 +36,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from router_core.conversation import Turn, contexts_needed, last_user_text, route_conversations, texts_needed
+from router_core.agents import CannedAgent
+from router_core.conversation import (
+    Turn,
+    contexts_needed,
+    last_user_text,
+    route_conversations,
+    texts_needed,
+    without_default_exchanges,
+)
 from router_core.decision import Decision, decide_many
 from router_core.follow_ups import best_similarity
 from router_core.llm_routing import (
@@ -111,10 +120,22 @@ class Found:
     follow_up: Mapping[str, float] = field(default_factory=dict)
 
 
+def routable(requests: Sequence[RouteRequest], table: RouteTable) -> list[RouteRequest]:
+    """What the rule reads of each request: a conversation without the exchanges the route
+    set's canned default agent answered (`without_default_exchanges`: an off-topic request and
+    the default reply are not the conversation's topic)."""
+    agent = table.default_agent
+    reply = agent.reply if isinstance(agent, CannedAgent) else None
+    if reply is None:
+        return list(requests)
+    return [RouteRequest(without_default_exchanges(r.turns, reply)) if r.is_conversation else r for r in requests]
+
+
 def plan(requests: Sequence[RouteRequest], table: RouteTable) -> Plan:
     """The texts `decide` reads for `requests` under the route set's mode and parameters."""
     if table.mode == "llm":  # the decision model decides; nothing to embed
         return Plan((), table.params.k, tuple(() for _ in requests))
+    requests = routable(requests, table)
     per_request = tuple(texts_needed(r.turns, table.conversation) if r.is_conversation else (r.text,) for r in requests)
     history = frozenset(t for r, texts in zip(requests, per_request, strict=True) if r.is_conversation for t in texts)
     texts = tuple(dict.fromkeys(t for texts in per_request for t in texts))
@@ -170,6 +191,7 @@ def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table:
     `llm`, the pending decision that `settle` replaces with the model's choice."""
     if table.mode == "llm":
         return [llm_only(None, table.params.default_route) for _ in requests]
+    requests = routable(requests, table)
     own = decide_many([found.neighbours[texts[0]] for texts in planned.per_request], table.params)
     decisions = list(own)
     chats = [i for i, r in enumerate(requests) if r.is_conversation]

@@ -10,10 +10,17 @@ import httpx
 import numpy as np
 import pytest
 
-from router_core import DecisionParams, Neighbour
-from router_core.conversation import Turn, content_words, route_conversation, texts_needed
+from router_core import CannedAgent, DecisionParams, Neighbour, RouteRequest, pipeline
+from router_core.conversation import (
+    Turn,
+    content_words,
+    route_conversation,
+    texts_needed,
+    without_default_exchanges,
+)
 from router_core.params import ConversationParams
-from router_core.routes import RouteTable
+from router_core.pipeline import Found
+from router_core.routes import Route, RouteTable
 
 MATHS = [{"role": "user", "content": "What is 15% of 200?"}, {"role": "assistant", "content": "15% of 200 is 30."}]
 
@@ -264,3 +271,46 @@ def test_an_index_version_recording_retired_parameters_still_opens() -> None:
         {},
     )
     assert (table.conversation.window, table.conversation.floor_below) == (5, 0.15)
+
+
+DEFAULT_REPLY = "Sorry, I can't help with that request."
+
+
+def test_an_exchange_the_default_agent_answered_is_not_read() -> None:
+    """The route set's canned default reply and the user message it answered are left out of
+    what the rule reads (whitespace aside); another reply, or one after the routed message, is
+    read as it is."""
+    turns = [
+        Turn(0, "user", "a question"),
+        Turn(1, "assistant", "a answer"),
+        Turn(2, "user", "banana bread?"),
+        Turn(3, "assistant", " Sorry,  I can't help with\nthat request. "),
+        Turn(4, "user", "yes please"),
+    ]
+    kept = without_default_exchanges(turns, DEFAULT_REPLY)
+    assert [t.index for t in kept] == [0, 1, 4]
+    assert without_default_exchanges(turns, "Another reply.") == tuple(turns)
+    assert without_default_exchanges(turns, None) == tuple(turns)
+    answered_last = [*turns, Turn(5, "assistant", DEFAULT_REPLY)]  # after the routed message: kept
+    assert [t.index for t in without_default_exchanges(answered_last, DEFAULT_REPLY)] == [0, 1, 4, 5]
+
+
+@pytest.mark.parametrize(("reply", "route"), [(DEFAULT_REPLY, "a"), ("Here is a banana bread recipe.", "b")])
+def test_the_turn_after_an_off_topic_exchange_returns_to_the_conversation(reply: str, route: str) -> None:
+    """Through the pipeline: an off-topic request the default agent answered (its canned reply)
+    does not carry its own evidence into the next follow-up, which returns to the chat's route;
+    answered by another text, the exchange is read like any other."""
+    a_q, a_answer, off, follow = "a question", "a answer", "banana bread?", "yes please"
+    neighbours = {a_q: hits("a", 0.9), a_answer: hits("a", 0.8), off: hits("b", 0.95), follow: hits("c", 0.2)}
+    neighbours[reply] = hits("c", 0.1)
+    vectors = dict.fromkeys(neighbours, np.ones(4, np.float32) / 2)
+    agent = CannedAgent(name="default-agent", reply=DEFAULT_REPLY)
+    routes = tuple(Route(n, n, (f"{n}-0",), agent) for n in ("a", "b", "c"))
+    conv = ConversationParams(context_weight=0.0, switch=0.3)
+    table = RouteTable(name="t", routes=routes, default_agent=agent, params=P, conversation=conv)
+    messages = [(a_q, "user"), (a_answer, "assistant"), (off, "user"), (reply, "assistant"), (follow, "user")]
+    request = RouteRequest(tuple(Turn(i, role, text) for i, (text, role) in enumerate(messages)))
+    planned = pipeline.plan([request], table)
+    assert (off in planned.texts) == (reply != DEFAULT_REPLY)  # the skipped exchange is not even embedded
+    [decision] = pipeline.decide([request], planned, Found(neighbours, vectors), table)
+    assert decision.route == route
