@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from bench.report import write_named_section
 from bench.stats import percentile, ratio
-from devkit.service_process import service_process
+from devkit.service_process import index_with_checkout, service_process
 from devkit.serving import ROOT
 from indexer.conversations import LabelledConversation, load_conversations
 from indexer.importer import write_routes_from_jsonl
@@ -141,8 +141,11 @@ def run(
             if window is not None:
                 write_conversation_params(routes, replace(load_routes(routes).conversation, window=window))
             table = load_routes(routes)
-            run_reindex(table, EdgeStore(data), embedder)
             env = {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data)}
+            if root == ROOT:
+                run_reindex(table, EdgeStore(data), embedder)
+            else:  # the index its own indexer builds: a newer one may record what it does not know
+                index_with_checkout(root, env)
             with service_process(env, root=root, workers=workers) as service:
                 measured = measure(service.url, conversations, fresh=fresh)
         measured["window"] = table.conversation.window

@@ -44,7 +44,7 @@ from bench.report import write_named_section
 from bench.stats import ratio
 from bench.throughput import http_throughput
 from bench.worker import Worker
-from devkit.service_process import service_process
+from devkit.service_process import index_with_checkout, service_process
 from devkit.serving import ROOT, SHIPPED_EVALS
 from indexer.importer import write_routes_from_jsonl
 from router_core.labelled import parse_labelled
@@ -170,12 +170,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             configs: list[tuple[str, Path, int | None, dict[str, str]]] = []
             if args.baseline_root is not None:  # older than ROUTER_HTTP__WORKERS: one process
                 n = args.baseline_workers
+                # the index its own indexer builds: a newer one may record what it does not know
+                before = {**env, "ROUTER_INDEX__DATA_DIR": str(work / "index-before")}
+                index_with_checkout(args.baseline_root, before)
                 configs.append(
                     (
                         f"before ({args.baseline_label}), {n or 1} {'workers' if n else 'process'}",
                         args.baseline_root,
                         n,
-                        {},
+                        {"ROUTER_INDEX__DATA_DIR": before["ROUTER_INDEX__DATA_DIR"]},
                     )
                 )
             if not args.skip_one:

@@ -75,3 +75,21 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], err: IO[bytes], timeout
             state = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready after {timeout:.0f} s"
             raise RuntimeError(f"the service {state}: {tail}")
         time.sleep(0.25)
+
+
+def index_with_checkout(root: Path, env: Mapping[str, str], *, timeout: float = 600.0) -> None:
+    """`python -m indexer reindex` of the checkout at `root` with the environment plus `env`
+    (ROUTER_ROUTES_DIR, ROUTER_INDEX__DATA_DIR...): an index that checkout's service can open.
+    A newer indexer may record parameters an older service does not know; a before/after
+    serves each checkout the index its own indexer built. RuntimeError with the end of stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "indexer", "reindex", "--quiet"],
+        cwd=root,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the indexer of {root} exited with {done.returncode}: {done.stderr[-2000:]}")
