@@ -23,7 +23,8 @@ Against overfitting, two things. The choice follows the one-standard-error rule:
 setting's objective is noisy, so any setting within one standard error of it (of the paired,
 turn-by-turn difference) is as good, and among those the search prefers the ones that lose
 nothing against the last message alone on first turns of a domain and on switches, then the
-one nearest the current setting. And the figure to expect is cross-validated: the
+one that sends the most inserted off-topic turns to the default route (the safe answer), then
+the one nearest the current setting. And the figure to expect is cross-validated: the
 conversations are split into `folds` parts by a hash of their id; for each part the whole
 search is run on the other parts and the chosen setting is scored on the part left out. The
 in-sample figure of the chosen setting flatters; the cross-validated one is what to expect on
@@ -213,8 +214,9 @@ class _Search:
     def pick(self, rows: BoolArray, off_rows: BoolArray | None, min_off_topic: float, distance: IntArray) -> int:
         """The one-standard-error rule: among the settings whose objective is within one
         standard error (of its paired difference, turn by turn) of the best feasible one, the
-        nearest to the current setting (`distance`: parameters changed), then the best. A
-        setting is only left for another when the gain is larger than the noise."""
+        one sending the most off-topic turns to the default route, then the nearest to the
+        current setting (`distance`: parameters changed), then the best. A setting is only left
+        for another when the gain is larger than the noise."""
         order, feasible = self.ranked(rows, off_rows, min_off_topic)
         best = int(order[0])
         off = self.off_topic(off_rows)
@@ -231,7 +233,10 @@ class _Search:
         if (near & self.no_loss(rows)).any():
             near &= self.no_loss(rows)
         candidates = np.flatnonzero(near)
-        key = np.lexsort((-objective[candidates], distance[candidates]))
+        # among settings as good on the turns, the one that keeps the most off-topic turns out
+        # (the default route is the safe answer), then the nearest to the current setting
+        off_key = -off[candidates] if off is not None else np.zeros(len(candidates))
+        key = np.lexsort((-objective[candidates], distance[candidates], np.round(off_key, 9)))
         return int(candidates[key[0]])
 
 

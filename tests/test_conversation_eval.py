@@ -204,3 +204,35 @@ def test_band_calibration_respects_the_budget() -> None:
     result = calibrate_band(decisions, labels, params, LLMRoutingParams(), budget=0.1)
     assert result.chosen is not None and result.chosen.scores.escalated <= 0.1
     assert result.chosen.scores.in_scope_p > result.vote.in_scope_p
+
+
+def test_among_settings_as_good_the_search_keeps_the_most_off_topic_turns_out() -> None:
+    """The one-standard-error rule: a setting within the noise of the best on the turns is as
+    good; among those, the one sending more inserted off-topic turns to the default route wins
+    over the one nearest the current setting; a setting clearly worse on the turns never does."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    import numpy as np
+
+    from indexer.conversation_calibration import _Outcomes, _Search
+
+    turns = 40
+    right = np.ones((3, turns), bool)
+    right[0, :2] = False  # the best: 38 of 40
+    right[1, :3] = False  # one turn worse: within one standard error
+    right[2, :20] = False  # clearly worse, and the safest
+    fallback = np.array([[True, False, False, False], [True, True, True, False], [True, True, True, True]])
+    outcomes = SimpleNamespace(first=np.zeros(turns, bool), switch=np.zeros(turns, bool))
+    search = _Search(
+        settings=(ConversationParams(), ConversationParams(switch=0.1), ConversationParams(switch=0.3)),
+        right=right,
+        fallback=fallback,
+        outcomes=cast(_Outcomes, outcomes),
+        off_fold=None,
+        alone=np.zeros(turns, bool),
+    )
+    every, off_every = np.ones(turns, bool), np.ones(4, bool)
+    assert search.pick(every, off_every, 0.0, np.array([0, 1, 1])) == 1
+    no_off_topic = _Search(search.settings, right, None, cast(_Outcomes, outcomes), None, np.zeros(turns, bool))
+    assert no_off_topic.pick(every, None, 0.0, np.array([0, 1, 1])) == 0  # without off-topic turns: the nearest
