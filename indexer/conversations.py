@@ -22,7 +22,7 @@ from router_core.conversation import content_words, layout
 from router_core.conversation_engine import ConversationBatch, Layout
 from router_core.decision import decide_many
 from router_core.embedding import Embedder, Vectors
-from router_core.follow_ups import best_similarity
+from router_core.follow_ups import best_by_text
 from router_core.labelled import split_lines
 from router_core.labelled_conversations import (
     LabelledConversation,
@@ -123,11 +123,7 @@ class Prepared:
 
     def with_follow_ups(self, bank: Vectors | None) -> Prepared:
         """The same turns against another set of follow-ups' vectors (None: none)."""
-        last = list(dict.fromkeys(lay.last.text for lay in self.layouts))
-        if bank is None or not len(bank) or not last:
-            return replace(self, follow_up={})
-        best = best_similarity(np.stack([self.vectors[t] for t in last]), bank)
-        return replace(self, follow_up={t: float(b) for t, b in zip(last, best, strict=True)})
+        return replace(self, follow_up=best_by_text([lay.last.text for lay in self.layouts], self.vectors, bank))
 
 
 def prepare(

@@ -109,18 +109,17 @@ def without_default_exchanges(turns: Sequence[Turn], reply: str | None) -> tuple
     the route set's canned default reply (`reply`; None: an agent whose replies cannot be told)
     and the user messages it answered (those since the previous assistant message) are not the
     conversation's topic. Only exchanges before the routed (last) user message are dropped."""
-    if reply is None:
+    routed = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].role == "user"), None)
+    if reply is None or routed is None:
         return tuple(turns)
     wanted = " ".join(reply.split())
-    users = [i for i, t in enumerate(turns) if t.role == "user"]
-    if not users:
-        return tuple(turns)
     dropped: set[int] = set()
     start = 0  # the first message after the previous assistant message
-    for i, t in enumerate(turns[: users[-1]]):
+    for i, t in enumerate(turns[:routed]):
         if t.role != "assistant":
             continue
-        if " ".join(t.text.split()) == wanted:
+        # a text shorter than the reply cannot be it: most answers are never normalised
+        if len(t.text) >= len(wanted) and " ".join(t.text.split()) == wanted:
             dropped.add(i)
             dropped.update(j for j in range(start, i) if turns[j].role == "user")
         start = i + 1

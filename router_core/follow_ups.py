@@ -19,7 +19,7 @@ neighbours, and served as one small matrix per index version.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -64,3 +64,14 @@ def best_similarity(queries: Vectors, bank: Vectors | None) -> npt.NDArray[np.fl
     if bank is None or len(bank) == 0 or len(queries) == 0:
         return np.full(len(queries), -np.inf)
     return np.asarray((queries @ bank.T).max(axis=1), np.float64)
+
+
+def best_by_text(
+    texts: Sequence[str], vectors: Mapping[str, npt.NDArray[np.float32]], bank: Vectors | None
+) -> dict[str, float]:
+    """Each of `texts`' best cosine to the follow-ups in `bank`, by text (empty without any)."""
+    texts = list(dict.fromkeys(texts))
+    if bank is None or not len(bank) or not texts:
+        return {}
+    best = best_similarity(np.stack([vectors[t] for t in texts]), bank)
+    return {t: float(b) for t, b in zip(texts, best, strict=True)}

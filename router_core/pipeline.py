@@ -46,7 +46,7 @@ from router_core.conversation import (
     without_default_exchanges,
 )
 from router_core.decision import Decision, decide_many
-from router_core.follow_ups import best_similarity
+from router_core.follow_ups import best_by_text
 from router_core.llm_routing import (
     Question,
     RouteChoice,
@@ -177,13 +177,8 @@ def follow_up_of(
 ) -> dict[str, float]:
     """The best cosine of each conversation's routed message to the follow-ups (step 2 of the
     conversation rule reads it); empty without follow-ups."""
-    if follow_ups is None or not len(follow_ups):
-        return {}
-    routed = list(dict.fromkeys(texts[0] for texts in planned.per_request if texts and texts[0] in planned.history))
-    if not routed:
-        return {}
-    best = best_similarity(np.stack([vectors[t] for t in routed]), follow_ups)
-    return {t: float(b) for t, b in zip(routed, best, strict=True)}
+    routed = [texts[0] for texts in planned.per_request if texts and texts[0] in planned.history]
+    return best_by_text(routed, vectors, follow_ups)
 
 
 def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table: RouteTable) -> list[Decision]:
