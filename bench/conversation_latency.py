@@ -7,7 +7,11 @@ The service is `python -m service` in its own process, serving the SGD multi-tur
 rotates: one message (its 10th user message alone, a text never sent before), the conversation
 cold (every message tagged so that the service has embedded none of them), and warm (the same
 tagged conversation without its last user message first, unmeasured, then the whole: the next
-turn of a live chat). p50 over the conversations, and the ratios against one message.
+turn of a live chat). p50 over the conversations, and the ratios against one message. The tag
+is a number of its own per request (" 417"), one or two tokens a message: a chat never seen, as a
+client sends it; until stop 34 it was "[cold 17 12345]", six tokens a message, which made every
+text a third longer than SGD's messages (about 12 tokens) and the cold request dearer by as
+much.
 `--window N` (repeatable) measures the same again with the conversation window set to N in
 `_router.yaml`, each in a service of its own (the work of a chat never seen is its window).
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import tempfile
@@ -72,12 +77,13 @@ class Client:
         return time.perf_counter() - started
 
 
-def cut(conversation: LabelledConversation, tag: str) -> list[dict[str, str]]:
-    """The conversation up to its TURNS-th user message, every message tagged (never seen)."""
+def cut(conversation: LabelledConversation, tag: int) -> list[dict[str, str]]:
+    """The conversation up to its TURNS-th user message, every message tagged with the
+    request's own number (never seen)."""
     users = [i for i, t in enumerate(conversation.messages) if t.role == "user"]
     end = users[TURNS - 1]
     return [
-        {"role": t.role, "content": f"{t.text} [{tag}]"}
+        {"role": t.role, "content": f"{t.text} {tag}"}
         for t in conversation.messages[: end + 1]
         if t.role in ("user", "assistant")
     ]
@@ -86,14 +92,15 @@ def cut(conversation: LabelledConversation, tag: str) -> list[dict[str, str]]:
 def measure(url: str, conversations: Sequence[LabelledConversation], *, fresh: bool = False) -> dict[str, Any]:
     """Interleaved timings of one message, a cold conversation and a warm one."""
     client = Client(url, fresh=fresh)
-    for i, c in enumerate(conversations[:5]):  # warm-up: the first calls of a process are slower
-        client.seconds({"messages": cut(c, f"warm-up {i}")})
+    tags = itertools.count()  # one per request: the service (a process of its own) has seen none
+    for c in conversations[:5]:  # warm-up: the first calls of a process are slower
+        client.seconds({"messages": cut(c, next(tags))})
     times: dict[str, list[float]] = {"one message": [], "cold": [], "warm": []}
     for i, c in enumerate(conversations):
         order = ["one message", "cold", "warm"]
         order = order[i % 3 :] + order[: i % 3]
         for kind in order:
-            messages = cut(c, f"{kind} {i} {os.getpid()}")
+            messages = cut(c, next(tags))
             if kind == "one message":
                 times[kind].append(client.seconds({"query": messages[-1]["content"]}))
             elif kind == "cold":
