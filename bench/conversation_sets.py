@@ -4,9 +4,10 @@
 
 For each set (`sgd_multiturn`, `multiwoz_multiturn`): routes imported from `routes_train.jsonl`
 as `python -m indexer import` writes them (threshold 0.45, k 5, base MiniLM), the 400 dev
-conversations, CLINC150 val's out-of-scope queries inserted as off-topic turns for calibration
-and CLINC150 test's for the report. Every figure goes through the routing pipeline (`Prepared.decide`: the
-service's own path) or `calibrate_conversations` (what `python -m indexer calibrate` runs):
+conversations, CLINC150 train's and val's out-of-scope queries (200) inserted as off-topic turns
+for calibration and CLINC150 test's (1,000) for the report. Every figure goes through the
+routing pipeline (`Prepared.decide`: the service's own path) or `calibrate_conversations`
+(what `python -m indexer calibrate` runs):
 
 - the last message alone, and the rule with its shipped defaults (no calibration);
 - calibrated on the set itself: on the tune part of the sha256(id) parity split, scored on the
@@ -78,7 +79,7 @@ class DataSet:
     dev: Prepared
     tune: Prepared
     report: Prepared
-    off_val: Prepared  # CLINC150 val oos inserted into the whole dev set (calibration)
+    off_val: Prepared  # CLINC150 train and val oos inserted into the whole dev set (calibration)
     off_val_tune: Prepared  # ... into the tune part
     off_test: Prepared  # CLINC150 test oos inserted (report)
     plain: Prepared  # labelled turns as they are ...
@@ -241,8 +242,11 @@ def held_out(p: Prepared, source: Prepared, params: DecisionParams) -> Prepared:
     return replace(p, follow_up=best)
 
 
+OFF_TOPIC_SPLITS = ("train", "val")  # CLINC150's splits whose oos queries calibration inserts (README's command)
+
+
 def off_topic_queries(datasets: Path, split: str) -> list[str]:
-    """CLINC150's out-of-scope queries of one split (`val`: calibration, `test`: the report)."""
+    """CLINC150's out-of-scope queries of one split (`train` and `val`: calibration, `test`: the report)."""
     return [q.text for q in load_labelled(datasets / "clinc150" / f"{split}.jsonl") if q.label == "oos"]
 
 
@@ -267,7 +271,8 @@ def indexed_sets(datasets: Path, embedder: Embedder) -> Iterator[tuple[str, Path
 
 def load_sets(datasets: Path) -> dict[str, DataSet]:
     """Both sets, indexed and prepared."""
-    oos_val, oos_test = off_topic_queries(datasets, "val"), off_topic_queries(datasets, "test")
+    oos_val = [q for split in OFF_TOPIC_SPLITS for q in off_topic_queries(datasets, split)]
+    oos_test = off_topic_queries(datasets, "test")
     embedder = load_embedder()
     return {
         name: load_set(name, folder, oos_val, oos_test, embedder, index)
@@ -327,7 +332,7 @@ def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[st
                 "defaults (no follow-ups)": off_topic_share(ds, defaults),
                 "calibrated on itself without follow-ups": off_topic_share(ds, bare[name].chosen.conversation),
                 "calibrated on itself": off_topic_share(mine_ds, mine),
-                "calibrated on itself, 5-fold cross-validated (CLINC150 val)": cv.off_topic or 0.0,
+                "calibrated on itself, 5-fold cross-validated (CLINC150 train and val)": cv.off_topic or 0.0,
                 "calibrated on the other set": off_topic_share(theirs_ds, theirs),
             },
             "after_off_topic": {
@@ -365,7 +370,12 @@ def cli_timings(datasets: Path) -> dict[str, Any]:
         write_routes_from_jsonl(folder / "routes_train.jsonl", routes)
         _indexer(["reindex", *where, "--replace-configured-index"])
         out["calibrate_s"] = _indexer(
-            ["calibrate", conversations, "--off-topic", str(datasets / "clinc150" / "val.jsonl"), *where]
+            [
+                "calibrate",
+                conversations,
+                *(f"--off-topic={datasets / 'clinc150' / f'{split}.jsonl'}" for split in OFF_TOPIC_SPLITS),
+                *where,
+            ]
         )
         out["eval_s"] = _indexer(["eval", conversations, *where])
     out["load_after"] = os.getloadavg()[0]
@@ -410,8 +420,8 @@ def render(out: dict[str, Any]) -> str:
             f"{s['rows']['last message alone']['counts']['switch']} switches)"
             for n, s in out["sets"].items()
         )
-        + ". Calibration inserts CLINC150 val's out-of-scope queries as off-topic turns; the off-topic "
-        "figures insert CLINC150 test's. Turn types: all / first of a domain / follow-ups / switches.",
+        + ". Calibration inserts CLINC150 train's and val's out-of-scope queries (200) as off-topic turns; "
+        "the off-topic figures insert CLINC150 test's. Turn types: all / first of a domain / follow-ups / switches.",
         "",
         "| | " + " | ".join(f"{n} {t}" for n in names for t in ("all", "first", "follow-up", "switch")) + " |",
         "|---|" + "---|" * (4 * len(names)),
@@ -497,7 +507,8 @@ def render(out: dict[str, Any]) -> str:
         lines += [
             "Speed, each command a process of its own as a user runs it (imports and model load included), "
             f"load average {t['load_before']:.1f} before and {t['load_after']:.1f} after on this 2-core machine: "
-            f"`python -m indexer calibrate dev_conversations.jsonl --off-topic clinc150/val.jsonl` on the "
+            f"`python -m indexer calibrate dev_conversations.jsonl --off-topic clinc150/train.jsonl "
+            "--off-topic clinc150/val.jsonl` on the "
             f"{texts['sgd_dialogues']} SGD dialogues {t['calibrate_s']} s (target <= 120 s); "
             f"`python -m indexer eval dev_conversations.jsonl` {t['eval_s']} s for {texts['sgd_dev']} distinct texts "
             f"(target for 1,000 dialogues, about 23,400 texts: <= 60 s).",

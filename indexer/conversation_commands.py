@@ -72,13 +72,13 @@ def run_eval_conversations(
     json_path: Path | None,
     html_path: Path | None,
     llm: LLMOptions | None = None,
-    off_topic_file: Path | None = None,
+    off_topic_files: Sequence[Path] = (),
 ) -> int:
     """`eval CONVERSATIONS.jsonl`: route every labelled turn with its history, as the service
-    does (router_core.pipeline), and score it; with `--off-topic FILE`, also the file's oos
-    queries inserted as off-topic turns."""
+    does (router_core.pipeline), and score it; with `--off-topic FILE` (repeatable), also the
+    files' oos queries inserted as off-topic turns."""
     conversations = load_conversations(file)
-    off_texts = _off_topic_texts(off_topic_file)
+    off_texts = _off_topic_texts(off_topic_files)
     with live_index(ctx) as live:
         table = live.index.table if llm is None else with_mode(live.index.table, llm)
         conv, params = table.conversation, table.params
@@ -138,14 +138,18 @@ def _decision_dict(d: Decision) -> dict[str, Any]:
     return {"route": d.route, "fallback": d.fallback, "reason": d.reason, "decided_by": d.decided_by, "score": d.score}
 
 
-def _off_topic_texts(off_topic_file: Path | None) -> list[str] | None:
-    """The oos queries of `--off-topic FILE` (None without the option)."""
-    if off_topic_file is None:
+def _off_topic_texts(files: Sequence[Path]) -> list[str] | None:
+    """The distinct oos queries of the `--off-topic FILE`s, in order (None without the option);
+    a file without any is refused, naming it."""
+    if not files:
         return None
-    texts = [q.text for q in load_labelled(off_topic_file) if q.label == OFF_TOPIC_LABEL]
-    if not texts:
-        raise ValueError(f"{off_topic_file} holds no query labelled oos to insert as an off-topic turn")
-    return texts
+    texts: dict[str, None] = {}
+    for f in files:
+        found = [q.text for q in load_labelled(f) if q.label == OFF_TOPIC_LABEL]
+        if not found:
+            raise ValueError(f"{f} holds no query labelled oos to insert as an off-topic turn")
+        texts.update(dict.fromkeys(found))
+    return list(texts)
 
 
 def _off_topic_figures(mid: Sequence[Decision], alone: Sequence[Decision], out: TextIO) -> dict[str, Any]:
@@ -226,14 +230,15 @@ def run_calibrate_conversations(
     *,
     write: bool,
     allow_test: bool,
-    off_topic_file: Path | None,
+    off_topic_files: Sequence[Path],
     min_off_topic: float | None = None,
     json_path: Path | None,
 ) -> int:
     """`calibrate CONVERSATIONS.jsonl`: search the conversation rule; `--write` stores it."""
-    refuse_test_file(file, allow_test)
+    for checked in (file, *off_topic_files):
+        refuse_test_file(checked, allow_test)
     conversations = load_conversations(file)
-    off_texts = _off_topic_texts(off_topic_file)
+    off_texts = _off_topic_texts(off_topic_files)
     with live_index(ctx) as live:
         table = live.index.table
         # The window calibration scores: the current one unless the grid searches several (then

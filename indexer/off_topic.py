@@ -27,17 +27,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class OffTopic:
-    """`calibrate --off-topic FILE` (its out-of-scope queries are added to the validation
-    queries) or `--no-off-topic` (calibrate without any, threshold included)."""
+    """`calibrate --off-topic FILE` (repeatable: their out-of-scope queries are added to the
+    validation queries) or `--no-off-topic` (calibrate without any, threshold included)."""
 
-    file: Path | None = None
+    files: tuple[Path, ...] = ()
     go_without: bool = False
 
     def queries(
         self, extra: Sequence[LabelledQuery], val: Sequence[LabelledQuery], default_route: str
     ) -> list[LabelledQuery]:
-        """The out-of-scope queries of the --off-topic file not already among `val`'s texts."""
-        if self.file is None:
+        """The out-of-scope queries of the --off-topic files not already among `val`'s texts."""
+        if not self.files:
             return []
         seen = {q.text for q in val}
         found = []
@@ -46,7 +46,9 @@ class OffTopic:
                 seen.add(q.text)
                 found.append(q)
         if not found:
-            raise ValueError(f"--off-topic {self.file} holds no new query labelled oos (or {default_route!r}) to add")
+            named = " ".join(f"--off-topic {f}" for f in self.files)
+            verb = "holds" if len(self.files) == 1 else "hold"
+            raise ValueError(f"{named} {verb} no new query labelled oos (or {default_route!r}) to add")
         return found
 
     def hold_threshold(self, ctx: Context, file: Path, data: Labelled, base: DecisionParams) -> bool:

@@ -80,7 +80,7 @@ def test_no_off_topic_searches_the_threshold_and_off_topic_adds_queries(
     tmp_path: Path, shipped_index: list[str], embedder: Embedder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--no-off-topic searches every threshold on in-scope queries (no banner, a warning); --off-topic FILE adds that
-    file's oos lines (only those, once) and the threshold is searched as usual."""
+    file's oos lines (only those, once) and the threshold is searched as usual; repeated, every file's, once."""
     val = without_oos(tmp_path / "val.jsonl")
     out, json_path = io.StringIO(), tmp_path / "free.json"
     args = ["calibrate", str(val), *shipped_index, "--no-off-topic", "--json", str(json_path)]
@@ -99,6 +99,15 @@ def test_no_off_topic_searches_the_threshold_and_off_topic_adds_queries(
     assert "WARNING" not in out.getvalue()
     result = json.loads(json_path.read_text())["result"]
     assert (result["queries"], result["out_of_scope"], result["threshold_held"]) == (n_val + n_oos, n_oos, False)
+
+    # repeated: every file's oos lines, each query once (the second file repeats the first)
+    again = only_oos(tmp_path / "again.jsonl")
+    out, json_path = io.StringIO(), tmp_path / "twice.json"
+    args = ["calibrate", str(val), *shipped_index, "--off-topic", str(extra), "--off-topic", str(again)]
+    assert indexer_main([*args, "--json", str(json_path)], out=out, embedder=embedder) == 0
+    assert f"calibrating on {n_val + n_oos} queries from {val} and {extra} and {again}" in out.getvalue()
+    result = json.loads(json_path.read_text())["result"]
+    assert (result["queries"], result["out_of_scope"]) == (n_val + n_oos, n_oos)
     capsys.readouterr()
 
 
@@ -108,6 +117,8 @@ def test_no_off_topic_searches_the_threshold_and_off_topic_adds_queries(
         (["--no-off-topic"], "--no-off-topic, but"),
         (["--off-topic", "{in_scope}"], "holds no new query labelled oos"),
         (["--off-topic", "{test}"], "looks like a test file"),
+        (["--off-topic", "{oos}", "--off-topic", "{test}"], "looks like a test file"),
+        (["--off-topic", "{in_scope}", "--off-topic", "{in_scope}"], "hold no new query labelled oos"),
     ],
 )
 def test_off_topic_options_that_cannot_work_are_refused(
@@ -123,6 +134,7 @@ def test_off_topic_options_that_cannot_work_are_refused(
     paths = {
         "{in_scope}": str(without_oos(tmp_path / "in-scope.jsonl")),
         "{test}": str(only_oos(tmp_path / "test.jsonl")),
+        "{oos}": str(only_oos(tmp_path / "oos.jsonl")),
     }
     val = write_jsonl(tmp_path / "val.jsonl", [(q.text, q.label) for q in load_labelled(SHIPPED_VAL)])
     argv = ["calibrate", str(val), *shipped_index, "--write", *[paths.get(f, f) for f in flags]]

@@ -80,6 +80,50 @@ def test_eval_on_conversations_scores_inserted_off_topic_turns_and_keeps_every_m
     assert page.read_text().count("labelled coding, decided maths") == 60
 
 
+def test_eval_on_conversations_reads_every_off_topic_file_once(
+    tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder
+) -> None:
+    """`--off-topic` repeated inserts the distinct oos queries of all its files: the shipped
+    validation file's split in two overlapping halves gives the same figures as the whole."""
+    routes, data = shipped
+    chats = write_conversations(tmp_path / "chats.jsonl", CHATS)
+    lines = (EVALS / "shipped-val.jsonl").read_text().splitlines()
+    oos = [line for line in lines if json.loads(line)["label"] == "oos"]
+    assert len(oos) >= 4
+    half = len(oos) // 2
+    first, second = tmp_path / "oos-a.jsonl", tmp_path / "oos-b.jsonl"
+    first.write_text("\n".join(oos[: half + 1]) + "\n")
+    second.write_text("\n".join(oos[half:]) + "\n")  # one query in both
+    where = ["--routes", str(routes), "--data-dir", str(data), "--quiet"]
+    figures = []
+    for files in ([EVALS / "shipped-val.jsonl"], [first, second]):
+        report = tmp_path / f"report-{len(files)}.json"
+        flags = [arg for f in files for arg in ("--off-topic", str(f))]
+        code, text = run(["eval", str(chats), *flags, "--json", str(report), *where], embedder)
+        assert code == 0, text
+        figures.append(json.loads(report.read_text())["report"]["off_topic"])
+    assert figures[0]["inserted"] == len(oos)
+    assert figures[1] == figures[0]
+
+
+def test_calibrate_on_conversations_refuses_a_test_file_as_off_topic(
+    tmp_path: Path, shipped: tuple[Path, Path], embedder: Embedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off-topic queries named like a test split (the second --off-topic here) are refused as the
+    conversations file would be: exit 2 naming it, nothing written."""
+    routes, data = shipped
+    chats = write_conversations(tmp_path / "chats.jsonl", CHATS)
+    test_file = tmp_path / "clinc-test.jsonl"
+    shutil.copy(EVALS / "shipped-val.jsonl", test_file)
+    before = {f.name: f.read_bytes() for f in routes.iterdir()}
+    flags = ["--off-topic", str(EVALS / "shipped-val.jsonl"), "--off-topic", str(test_file), "--write"]
+    code, _ = run(["calibrate", str(chats), *flags, "--routes", str(routes), "--data-dir", str(data)], embedder)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "clinc-test.jsonl" in err and "looks like a test file" in err
+    assert {f.name: f.read_bytes() for f in routes.iterdir()} == before
+
+
 def test_eval_refuses_off_topic_for_single_queries(shipped: tuple[Path, Path], embedder: Embedder) -> None:
     """--off-topic on a file of single queries is an error naming the option, never ignored."""
     routes, data = shipped

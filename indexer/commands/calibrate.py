@@ -70,9 +70,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     off_topic.add_argument(
         "--off-topic",
         type=Path,
+        action="append",
         metavar="FILE",
         help="labelled JSON Lines whose out-of-scope queries (label oos) are added to the validation "
-        "queries (conversations: inserted as off-topic turns); never the test file",
+        "queries (conversations: inserted as off-topic turns); repeat it to add several files' (more "
+        "off-topic queries, a steadier bar); never the test file",
     )
     off_topic.add_argument(
         "--no-off-topic",
@@ -125,7 +127,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             args.file,
             write=args.write,
             allow_test=args.allow_test,
-            off_topic_file=args.off_topic,
+            off_topic_files=tuple(args.off_topic or ()),
             min_off_topic=args.min_off_topic,
             json_path=args.json_path,
         )
@@ -139,7 +141,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         json_path=args.json_path,
         html_path=args.html_path,
         band=BandOptions(args.budget, args.p) if args.band else None,
-        off_topic=OffTopic(args.off_topic, args.no_off_topic),
+        off_topic=OffTopic(tuple(args.off_topic or ()), args.no_off_topic),
     )
 
 
@@ -171,10 +173,10 @@ def run_calibrate(
 
     off_topic = off_topic or OffTopic()
     refuse_test_file(file, allow_test)
-    if off_topic.file is not None:
-        refuse_test_file(off_topic.file, allow_test)
+    for extra_file in off_topic.files:
+        refuse_test_file(extra_file, allow_test)
     queries = load_labelled(file)
-    extra = load_labelled(off_topic.file) if off_topic.file is not None else []
+    extra = [q for extra_file in off_topic.files for q in load_labelled(extra_file)]
     if write:
         load_routes(
             ctx.settings.routes_dir, ctx.settings.route_files.policy()
@@ -188,7 +190,7 @@ def run_calibrate(
         grid = DEFAULT_GRID.holding_threshold(base) if hold else DEFAULT_GRID
         print(
             f"calibrating on {len(queries)} queries from {file}"
-            + (f" and {off_topic.file}" if off_topic.file is not None else "")
+            + "".join(f" and {extra_file}" for extra_file in off_topic.files)
             + f" (index {live.index.version}); {grid.size} global settings, then a held-out check on each "
             "half of the file",
             file=ctx.out,

@@ -37,9 +37,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--off-topic",
         type=Path,
+        action="append",
         metavar="FILE",
         help="conversations: labelled JSON Lines whose oos queries are inserted as off-topic turns and "
-        "scored (sent to the default route mid-chat, against alone)",
+        "scored (sent to the default route mid-chat, against alone); repeatable",
     )
 
 
@@ -60,7 +61,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         from indexer.conversation_commands import run_eval_conversations
 
         return run_eval_conversations(
-            ctx, args.file, json_path=args.json_path, html_path=args.html_path, llm=llm, off_topic_file=args.off_topic
+            ctx,
+            args.file,
+            json_path=args.json_path,
+            html_path=args.html_path,
+            llm=llm,
+            off_topic_files=tuple(args.off_topic or ()),
         )
     if args.off_topic is not None:
         raise ValueError("--off-topic is for a conversations file (a 'messages' list per line)")
