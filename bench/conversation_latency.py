@@ -9,9 +9,8 @@ cold (every message tagged so that the service has embedded none of them), and w
 tagged conversation without its last user message first, unmeasured, then the whole: the next
 turn of a live chat). p50 over the conversations, and the ratios against one message. The tag
 is a number of its own per request (" 417"), one or two tokens a message: a chat never seen, as a
-client sends it; until stop 34 it was "[cold 17 12345]", six tokens a message, which made every
-text a third longer than SGD's messages (about 12 tokens) and the cold request dearer by as
-much.
+client sends it; until stop 34 it was "[cold 17 12345]", six tokens a message, which made
+every text half as long again as SGD's messages (about 12 tokens) and the cold request dearer.
 `--window N` (repeatable) measures the same again with the conversation window set to N in
 `_router.yaml`, each in a service of its own (the work of a chat never seen is its window).
 
