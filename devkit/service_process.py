@@ -21,10 +21,16 @@ from devkit.serving import ROOT, free_port
 
 @dataclass(frozen=True)
 class ServiceProcess:
-    """A running service: its base URL and process."""
+    """A running service: its base URL and process, and what it wrote to stderr."""
 
     url: str
     proc: subprocess.Popen[bytes]
+    err: IO[bytes]
+
+    def stderr(self) -> str:
+        """Everything the service (every worker) wrote to stderr so far."""
+        self.err.seek(0)
+        return self.err.read().decode("utf-8", "replace")
 
 
 @contextmanager
@@ -55,7 +61,7 @@ def service_process(
         )
         try:
             _wait_ready(url, proc, err, startup_timeout)
-            yield ServiceProcess(url, proc)
+            yield ServiceProcess(url, proc, err)
         finally:
             stop_process(proc)
 

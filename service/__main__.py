@@ -17,7 +17,7 @@ from service.app import create_app
 from service.http_server import server_config
 from service.observability import configure_logging
 from service.security import check_bind
-from service.startup import build_services, load_settings
+from service.startup import build_services, freeze_start_up_heap, load_settings
 
 
 def main() -> int:
@@ -38,6 +38,7 @@ def main() -> int:
     if services is None:
         return 2
     app = create_app(services=services)
+    freeze_start_up_heap()
     uvicorn.Server(server_config(app, settings.http, log_config=None)).run()
     return 0
 

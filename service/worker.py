@@ -28,7 +28,7 @@ from service.app import create_app
 from service.http_server import server_config
 from service.observability import configure_logging
 from service.settings import ServiceSettings
-from service.startup import build_services, load_settings
+from service.startup import build_services, freeze_start_up_heap, load_settings
 
 log = logging.getLogger("router.worker")
 READY = b"ready"
@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if services is None:
         return 2
     app = create_app(services=services)
+    freeze_start_up_heap()
     HandedServer(server_config(app, settings.http, log_config=None), channel).run()
     return 0
 
