@@ -54,6 +54,7 @@ class Passes:
             self.found.append((int(info["generation"]), time.perf_counter() - self._started))
 
     def summary(self) -> dict[str, Any]:
+        """Per generation: the passes, the longest and their total."""
         out: dict[str, Any] = {}
         for gen in (0, 1, 2):
             times = [s for g, s in self.found if g == gen]
@@ -144,6 +145,7 @@ def run(requests: int, rounds: int) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any], command: str) -> str:
+    """The BENCHMARKS.md section."""
     rows = []
     for label, key in (("start-up heap in the passes (before)", "before"), ("start-up heap frozen", "after")):
         r = result[key]
@@ -166,6 +168,7 @@ def render(result: dict[str, Any], command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Measure, print the figures, and with --write put the section into BENCHMARKS.md."""
     parser = argparse.ArgumentParser(prog="python -m bench.gc_pause", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="per configuration (default 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two (default 3)")

@@ -36,10 +36,10 @@ def one_blas_thread() -> None:
 
 
 def freeze_start_up_heap() -> int:
-    """Leave the objects built at start-up (modules, the app, the models, the indexes: ~176,000
+    """Leave the objects built at start-up (modules, the app, the models, the indexes: ~190,000
     in a process serving the shipped routes) out of the cyclic garbage collector's passes: a
-    full pass over them stops every thread for ~110 ms on this 2-core machine, the event loop
-    and the micro-batches included, whenever a request's allocations trigger one
+    full pass over them stops every thread for ~100-160 ms on this 2-core machine, the event
+    loop and the micro-batches included, whenever a request's allocations trigger one
     (`python -m bench.gc_pause`). They live as long as the process; freed by reference count
     as before (a re-index's old version too), only cycles among them are never collected.
     Called once the app is built, before serving; answers how many objects were frozen."""
