@@ -95,6 +95,7 @@ class ConversationCalibration:
     top: tuple[ConversationTrial, ...] = field(default=())
     cross_validated: CrossValidated | None = None
     follow_ups: tuple[str, ...] = ()  # learnt from the file, for `_follow_ups.yaml`
+    off_topic_turns: int = 0  # off-topic queries inserted (the bar's sample)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -113,6 +114,7 @@ class ConversationCalibration:
             "min_off_topic": self.min_off_topic,
             "top": [trial(t) for t in self.top],
             "follow_ups": len(self.follow_ups),
+            "off_topic_turns": self.off_topic_turns,
         }
 
 
@@ -376,6 +378,7 @@ def calibrate_conversations(
         top=tuple(trial_at(int(i)) for i in order[:top]),
         cross_validated=_cross_validate(search, min_off_topic, folds, distance) if folds >= 2 else None,
         follow_ups=tuple(owners),
+        off_topic_turns=len(off_topic.own) if off_topic is not None else 0,
     )
 
 

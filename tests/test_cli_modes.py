@@ -15,6 +15,7 @@ from devkit.fake_llm import Fail, FakeLLM, Formats, Reply
 from devkit.routes_dirs import FAKE_KEY, FAKE_KEY_ENV
 from devkit.serving import SHIPPED_ROUTES
 from indexer.cli import main as indexer_main
+from indexer.conversation_commands import _print_off_topic_sample
 from router_core import Embedder, load_routes
 from router_core.store import EdgeStore
 from tests.test_conversation_eval import CHATS, write_conversations
@@ -124,6 +125,17 @@ def test_calibrate_on_conversations_refuses_a_test_file_as_off_topic(
     assert {f.name: f.read_bytes() for f in routes.iterdir()} == before
 
 
+def test_calibrate_says_how_well_the_off_topic_bar_is_known() -> None:
+    """One binomial standard error of the off-topic share, and the advice to add queries only
+    when they are fewer than 200."""
+    few, many = io.StringIO(), io.StringIO()
+    _print_off_topic_sample(100, 0.92, few)
+    _print_off_topic_sample(1000, 0.92, many)
+    assert "100 queries inserted; their share is known to about +/-2.7%" in few.getvalue()
+    assert "few: " in few.getvalue() and "--off-topic (repeatable)" in few.getvalue()
+    assert "+/-0.9%" in many.getvalue() and "few: " not in many.getvalue()
+
+
 def test_eval_refuses_off_topic_for_single_queries(shipped: tuple[Path, Path], embedder: Embedder) -> None:
     """--off-topic on a file of single queries is an error naming the option, never ignored."""
     routes, data = shipped
@@ -144,6 +156,14 @@ def test_calibrate_on_conversations_writes_the_conversation_section(
     assert code == 0, text
     assert "chosen" in text and "settings searched" in text and "off-topic" in text
     assert "chosen, cross-validated (5 folds)" in text and "chosen, in-sample" in text
+    inserted = len(
+        {
+            json.loads(line)["text"]
+            for line in (EVALS / "shipped-val.jsonl").read_text().splitlines()
+            if json.loads(line)["label"] == "oos"
+        }
+    )
+    assert f"off-topic: {inserted} queries inserted" in text and "few: " in text  # fewer than 200
     written = yaml.safe_load((routes / "_router.yaml").read_text())["conversation"]
     table = load_routes(routes)
     assert table.conversation.window == written["window"]
