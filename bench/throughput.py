@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.stats import latency_summary, ratio
+from devkit.processes import run_checked
 
 
 class _Connection:
@@ -173,17 +173,8 @@ def http_throughput(
         str(warmup),
     ]
     budget = len(levels) * (duration + warmup) + 120
-    done = subprocess.run(
-        command,
-        cwd=Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        timeout=budget,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed ({done.returncode}): {done.stderr[-2000:]}")
-    runs: list[dict[str, Any]] = json.loads(done.stdout)["levels"]
+    out = run_checked(command, cwd=Path(__file__).resolve().parents[1], timeout=budget, what="the load generator")
+    runs: list[dict[str, Any]] = json.loads(out)["levels"]
     single = next((r["requests_per_s"] for r in runs if r["clients"] == 1), None)
     for r in runs:
         r["vs_single_client"] = ratio(r["requests_per_s"], single) if single else None

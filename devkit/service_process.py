@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from devkit.processes import stop_process
+from devkit.processes import run_checked, stop_process
 from devkit.serving import ROOT, free_port
 
 
@@ -88,14 +88,10 @@ def index_with_checkout(root: Path, env: Mapping[str, str], *, timeout: float = 
     (ROUTER_ROUTES_DIR, ROUTER_INDEX__DATA_DIR...): an index that checkout's service can open.
     A newer indexer may record parameters an older service does not know; a before/after
     serves each checkout the index its own indexer built. RuntimeError with the end of stderr."""
-    done = subprocess.run(
+    run_checked(
         [sys.executable, "-m", "indexer", "reindex", "--quiet"],
         cwd=root,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
+        env=env,
         timeout=timeout,
-        check=False,
+        what=f"the indexer of {root}",
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"the indexer of {root} exited with {done.returncode}: {done.stderr[-2000:]}")
