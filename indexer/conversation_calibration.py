@@ -8,9 +8,10 @@ in place of a later user turn of a conversation), a setting must also send at le
 alone go there); without them the parameters of the standalone step are not searched (what
 cannot be measured is not tuned) and keep their values.
 
-The file's follow-ups (indexer.follow_up_bank) are learnt with the setting and written beside
-it (`_follow_ups.yaml`); while searching, each turn meets only the follow-ups of the other
-conversations, as a conversation the route set never saw does.
+The file's follow-ups and replies (indexer.follow_up_bank, indexer.reply_bank) are learnt with
+the setting and written beside it (`_follow_ups.yaml`, `_replies.yaml`); while searching, each
+turn meets only the follow-ups and replies of the other conversations, as a conversation the
+route set never saw does.
 
 Every setting of the grid declared with the parameters (router_core.conversation; a parameter
 declared with one value is not searched) is scored by the conversation engine itself
@@ -44,10 +45,12 @@ from indexer.conversations import Prepared, TurnTypeScores, score_turns
 from indexer.follow_up_bank import follow_up_owners, held_out_similarity
 from indexer.labelled import is_fallback_label
 from indexer.off_topic_insertion import FOLDS, fold_of
+from indexer.reply_bank import held_out_chances, replies_of, reply_owners
 from router_core import Decision
 from router_core.conversation_engine import ConversationBatch, Outcome, stage_one, stage_two
 from router_core.neighbours import BoolArray, FloatArray, IntArray
 from router_core.params import ConversationParams, DecisionParams, ParamSpec, specs_of
+from router_core.replies import Reply
 
 STANDALONE = ("standalone_similarity", "standalone_words", "standalone_margin", "follow_up_similarity")
 
@@ -95,6 +98,7 @@ class ConversationCalibration:
     top: tuple[ConversationTrial, ...] = field(default=())
     cross_validated: CrossValidated | None = None
     follow_ups: tuple[str, ...] = ()  # learnt from the file, for `_follow_ups.yaml`
+    replies: tuple[Reply, ...] = ()  # learnt from the file, for `_replies.yaml`
     off_topic_turns: int = 0  # off-topic queries inserted (the bar's sample)
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,6 +118,7 @@ class ConversationCalibration:
             "min_off_topic": self.min_off_topic,
             "top": [trial(t) for t in self.top],
             "follow_ups": len(self.follow_ups),
+            "replies": len(self.replies),
             "off_topic_turns": self.off_topic_turns,
         }
 
@@ -319,6 +324,7 @@ def calibrate_conversations(
     folds: int = FOLDS,
     learn_follow_ups: bool = True,
     max_follow_up_bytes: int | None = None,
+    learn_replies: bool = True,
 ) -> ConversationCalibration:
     """Search the conversation parameters (see the module docstring) and estimate, by
     `folds`-fold cross-validation, how the search does on conversations it did not see
@@ -327,9 +333,15 @@ def calibrate_conversations(
     `learn_follow_ups` (with `off_topic`): the file's follow-ups are learnt (each turn scored
     against those of the other conversations), as many as `_follow_ups.yaml` holds in
     `max_follow_up_bytes` (None: the default file limit); otherwise the index's, if any, are
-    used as served."""
+    used as served. `learn_replies`: the same for the file's replies (indexer.reply_bank),
+    learnt with or without off-topic turns (they change the filter, not the standalone step)."""
     # like the standalone step they serve, follow-ups are learnt only where off-topic turns measure them
     limit = {} if max_follow_up_bytes is None else {"max_bytes": max_follow_up_bytes}
+    replied = reply_owners(prepared, params, **limit) if learn_replies else {}
+    if replied:  # each turn meets the replies of the other conversations only
+        prepared = replace(prepared, reply_chance=held_out_chances(prepared, prepared, replied))
+        if off_topic is not None:
+            off_topic = replace(off_topic, reply_chance=held_out_chances(off_topic, prepared, replied))
     owners = follow_up_owners(prepared, params, **limit) if learn_follow_ups and off_topic is not None else {}
     follow_up = held_out_similarity(prepared, prepared, owners) if owners else None
     off_follow_up = held_out_similarity(off_topic, prepared, owners) if owners and off_topic is not None else None
@@ -378,6 +390,7 @@ def calibrate_conversations(
         top=tuple(trial_at(int(i)) for i in order[:top]),
         cross_validated=_cross_validate(search, min_off_topic, folds, distance) if folds >= 2 else None,
         follow_ups=tuple(owners),
+        replies=replies_of(replied),
         off_topic_turns=len(off_topic.own) if off_topic is not None else 0,
     )
 

@@ -32,13 +32,14 @@ from indexer.hints import reindex_hint
 from indexer.labelled import load_labelled
 from indexer.llm_step import LLMOptions, llm_summary, run_llm_step, with_mode
 from indexer.off_topic_insertion import OFF_TOPIC_LABEL, insert_off_topic
-from indexer.routes_writer import write_conversation_params, write_follow_ups
+from indexer.routes_writer import write_conversation_params, write_follow_ups, write_replies
 from indexer.tables import pct, text_table
 from router_core import ROUTER_FILE, Decision
 from router_core.follow_ups import FOLLOW_UPS_FILE
 from router_core.labelled_conversations import last_message_alone, turn_type_report
 from router_core.params import ConversationParams, specs_of
 from router_core.pipeline import RouteRequest, decide, plan, vote_only
+from router_core.replies import REPLIES_FILE
 
 
 # -- eval ---------------------------------------------------------------------------------------
@@ -88,6 +89,7 @@ def run_eval_conversations(
             f"evaluating {len(pairs)} labelled turns of {len(conversations)} conversations from {file} "
             f"on index {live.index.version} (strategy {conv.strategy}, window {conv.window}"
             + (f", {len(table.follow_ups)} follow-ups" if table.follow_ups else "")
+            + (f", {len(table.replies)} replies" if table.replies else "")
             + ")",
             file=ctx.out,
         )
@@ -274,9 +276,13 @@ def run_calibrate_conversations(
             write_json(json_path, {"meta": {**live.meta, "file": str(file)}, "result": result.to_dict()}, ctx.out)
     if write:
         policy = ctx.settings.route_files.policy()
-        # the follow-ups first: the setting was chosen with them, and is not written if they cannot be
+        # the follow-ups and replies first: the setting was chosen with them, and is not written if
+        # they cannot be
         wrote_follow_ups = bool(result.follow_ups) and bool(
             write_follow_ups(ctx.settings.routes_dir, result.follow_ups, policy=policy).changed
+        )
+        wrote_replies = bool(result.replies) and bool(
+            write_replies(ctx.settings.routes_dir, result.replies, policy=policy).changed
         )
         wrote_section = bool(
             write_conversation_params(ctx.settings.routes_dir, result.chosen.conversation, policy=policy).changed
@@ -289,12 +295,19 @@ def run_calibrate_conversations(
                 f"{ctx.settings.routes_dir}/{FOLLOW_UPS_FILE}",
                 file=ctx.out,
             )
-        if wrote_section or wrote_follow_ups:
+        if wrote_replies:
+            print(
+                f"wrote the {len(result.replies)} replies of {file.name} into {ctx.settings.routes_dir}/{REPLIES_FILE}",
+                file=ctx.out,
+            )
+        if wrote_section or wrote_follow_ups or wrote_replies:
             print(f"next: re-index so that it is used: {reindex_hint(ctx.settings, ctx.configured)}", file=ctx.out)
         else:
             print(f"\n{ctx.settings.routes_dir} already holds this setting.", file=ctx.out)
     else:
-        also = f" and the {len(result.follow_ups)} follow-ups in {FOLLOW_UPS_FILE}" if result.follow_ups else ""
+        learnt = [f"the {len(result.follow_ups)} follow-ups in {FOLLOW_UPS_FILE}"] if result.follow_ups else []
+        learnt += [f"the {len(result.replies)} replies in {REPLIES_FILE}"] if result.replies else []
+        also = "".join(f" and {part}" for part in learnt)
         print(f"\n(dry run: pass --write to store the conversation section in {ROUTER_FILE}{also})", file=ctx.out)
     return 0
 
@@ -341,6 +354,13 @@ def print_conversation_calibration(result: ConversationCalibration, out: TextIO)
         print(
             f"follow-ups: {len(result.follow_ups)} learnt from the file (router_core.follow_ups); every figure "
             "above scores each turn against those of the other conversations only",
+            file=out,
+        )
+    if result.replies:
+        print(
+            f"replies: {len(result.replies)} learnt from the file (router_core.replies: the chance of a new topic "
+            "after an agent message); every figure above scores each turn against those of the other "
+            "conversations only",
             file=out,
         )
     if cv is not None:

@@ -38,6 +38,7 @@ from router_core.mixing import Mix, mix_vectors
 from router_core.neighbours import FloatArray
 from router_core.params import ConversationParams, DecisionParams
 from router_core.pipeline import Found, RouteRequest
+from router_core.replies import ReplyBank, chance_by_text
 
 __all__ = [
     "LabelledConversation",
@@ -90,6 +91,9 @@ class Prepared:
     table: RouteTable | None = None  # the index version's route set (its routes: what the filter spreads over)
     # each routed message's best cosine to the route set's follow-ups, by text (empty: it has none)
     follow_up: Mapping[str, float] = field(default_factory=dict)
+    # per request, its agent messages' chance of a new topic after them, by text (router_core.replies;
+    # empty: none known). Calibration's are held out: each conversation meets the others' replies.
+    reply_chance: tuple[Mapping[str, float], ...] = ()
 
     def decide(self, params: DecisionParams, conv: ConversationParams) -> list[Decision]:
         """Every labelled turn decided by the routing pipeline (what the service runs: the vote,
@@ -98,8 +102,20 @@ class Prepared:
         agent = self.table.default_agent if self.table is not None else _NO_AGENT  # its reply is read
         table = RouteTable(name="prepared", routes=routes, default_agent=agent, params=params, conversation=conv)
         requests = [RouteRequest(turns) for turns in self.requests]
-        found = Found(self.neighbours, self.vectors, self.mixed, self.follow_up)
-        return pipeline.decide(requests, pipeline.plan(requests, table), found, table)
+        if not self.reply_chance:
+            found = Found(self.neighbours, self.vectors, self.mixed, self.follow_up)
+            return pipeline.decide(requests, pipeline.plan(requests, table), found, table)
+        # the requests that share their replies' chances (all, or one conversation's when held out)
+        groups: dict[int, list[int]] = {}
+        for i, chance in enumerate(self.reply_chance):
+            groups.setdefault(id(chance), []).append(i)
+        out: list[Decision | None] = [None] * len(requests)
+        for rows in groups.values():
+            part = [requests[i] for i in rows]
+            found = Found(self.neighbours, self.vectors, self.mixed, self.follow_up, self.reply_chance[rows[0]])
+            for i, d in zip(rows, pipeline.decide(part, pipeline.plan(part, table), found, table), strict=True):
+                out[i] = d
+        return [d for d in out if d is not None]
 
     def batch(
         self, params: DecisionParams, route_names: Sequence[str], follow_up: Sequence[float] | FloatArray | None = None
@@ -119,11 +135,20 @@ class Prepared:
             [params.threshold_for(name) for name in route_names],
             self.mixed,
             follow_up,
+            self.reply_chance or None,
         )
 
     def with_follow_ups(self, bank: Vectors | None) -> Prepared:
         """The same turns against another set of follow-ups' vectors (None: none)."""
         return replace(self, follow_up=best_by_text([lay.last.text for lay in self.layouts], self.vectors, bank))
+
+    def with_replies(self, bank: ReplyBank | None) -> Prepared:
+        """The same turns against another set of replies (None: none)."""
+        if bank is None or not len(bank):
+            return replace(self, reply_chance=())
+        texts = [lay.messages[j].text for lay in self.layouts for j in lay.read if lay.messages[j].role == "assistant"]
+        chance = chance_by_text(texts, self.vectors, bank)
+        return replace(self, reply_chance=tuple(chance for _ in self.layouts))
 
 
 def prepare(
@@ -181,7 +206,7 @@ def prepare(
         {m: seen[m] for m in mixes},
         index.table,
     )
-    return prepared.with_follow_ups(index.follow_ups)
+    return prepared.with_follow_ups(index.follow_ups).with_replies(index.replies)
 
 
 def with_context(conv: ConversationParams) -> bool:

@@ -8,6 +8,7 @@ from router_core.routes_writer import (
     write_decision_params,
     write_follow_ups,
     write_llm_params,
+    write_replies,
     write_router_section,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "write_decision_params",
     "write_follow_ups",
     "write_llm_params",
+    "write_replies",
     "write_router_section",
 ]

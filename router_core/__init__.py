@@ -7,7 +7,7 @@ lets them import). A few modules are public too, for what the names do not cover
 `router_core.params` (the parameter declarations), `router_core.settings`,
 `router_core.store` and `router_core.embedding` (backends), `router_core.labelled` and
 `router_core.labelled_conversations` (labelled data and its scoring), `router_core.follow_ups`
-(a route set's follow-ups). The rest may change.
+and `router_core.replies` (a route set's follow-ups and replies). The rest may change.
 
     table = load_routes("routes/")
     store = open_store(settings.index); run_reindex(table, store, embedder)

@@ -16,6 +16,7 @@ CONTEXT_MESSAGES = 3  # a user message's context: this many messages before it (
 CONTEXT_WEIGHT_CHARS = 300  # a message weighs its length in characters in a context, up to this
 ASSISTANT_TAIL_CHARS = 200  # of an assistant message the rule reads its end (an agent's answer can be long)
 EVIDENCE_SCALE = 8.0  # log-odds per unit of evidence (similarity above the floor, summed over neighbours)
+REPLY_NEIGHBOURS = 10  # an agent message's chance of a new topic: from this many nearest known replies
 
 # What the decision model is shown (router_core.llm_routing): longer texts are cut.
 MAX_DESCRIPTION_CHARS = 300
@@ -32,6 +33,7 @@ def recorded(ignored_words: frozenset[str]) -> dict[str, object]:
         "conversation.context_weight_chars": CONTEXT_WEIGHT_CHARS,
         "conversation.assistant_tail_chars": ASSISTANT_TAIL_CHARS,
         "conversation.evidence_scale": EVIDENCE_SCALE,
+        "conversation.reply_neighbours": REPLY_NEIGHBOURS,
         "conversation.ignored_words_sha256": words,
         "llm.max_description_chars": MAX_DESCRIPTION_CHARS,
         "llm.max_example_chars": MAX_EXAMPLE_CHARS,

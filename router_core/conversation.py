@@ -11,15 +11,17 @@ multi-turn sets, see BENCHMARKS.md), the first step that applies deciding:
    to the route set's follow-ups, `_follow_ups.yaml`, is under `follow_up_similarity`; a
    set without follow-ups skips this test), its own vote does not route it with confidence (no route,
    or a best similarity under its route's threshold + `standalone_margin`) and the
-   conversation does not lead to its own vote's route either (step 3): the default route
-   ("off_topic"). A route is never carried across an off-topic request.
+   conversation does not lead to its own vote's route either (step 3's filter followed that
+   route before the message and still does after it): the default route ("off_topic"). A
+   route is never carried across an off-topic request.
 3. Otherwise a forward filter follows the topic through the window (the last `window` user
    messages and the assistant messages between them, each assistant message read by its
    end, `assistant_tail`), oldest message first: the belief over
    the routes starts even; at each user message that has evidence of its own the topic may
    change (`switch` of the belief is spread evenly over the routes; at the last message, when
-   it is unrelated to the window as in step 2, the larger of `switch` and `unrelated_switch`);
-   then each message
+   it is unrelated to the window as in step 2, the larger of `switch` and `unrelated_switch`;
+   after an agent message whose chance of a new topic the route set's replies tell,
+   `_replies.yaml`, at least that chance: router_core.replies); then each message
    multiplies each route's belief by exp(EVIDENCE_SCALE x evidence), where its evidence for a
    route is the sum over its k nearest examples of that route of max(0, similarity - (the
    route's threshold - `floor_below`)), weighted by `assistant_weight` for assistant
@@ -157,6 +159,7 @@ def route_conversations(
     mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
     route_names: Sequence[str] | None = None,
     follow_up: Mapping[str, float] | None = None,
+    reply_chance: Mapping[str, float] | None = None,
 ) -> list[Decision]:
     """The route of each request's last user message, given the neighbours and vectors of every
     text `texts_needed` named, the neighbours of every context `contexts_needed` named
@@ -169,7 +172,9 @@ def route_conversations(
     rule's unit tests).
 
     `follow_up`: each routed message's best cosine to the route set's follow-ups, by text
-    (None or a text left out: the set has none)."""
+    (None or a text left out: the set has none). `reply_chance`: each agent message's chance
+    that the user's next message opens a new topic, from the route set's replies, by text
+    (router_core.replies; None or a text left out: not known)."""
     if conv.strategy == "last_message":
         return list(own)
     layouts = [layout(turns, conv.window) for turns in requests]
@@ -188,6 +193,7 @@ def route_conversations(
         [params.threshold_for(name) for name in names],
         mixed,
         None if follow_up is None else [follow_up.get(lay.last.text, -np.inf) for lay in layouts],
+        None if reply_chance is None else [reply_chance] * len(layouts),
     )
     outcome = decide(batch, **conv.tunable_values())
     return [_decision(i, batch, outcome, own[i], params) for i in range(len(own))]
@@ -201,10 +207,13 @@ def route_conversation(
     conv: ConversationParams,
     mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
     follow_up: Mapping[str, float] | None = None,
+    reply_chance: Mapping[str, float] | None = None,
 ) -> Decision:
     """One request: the route of the last user message of `turns` (see `route_conversations`)."""
     own = decide_one(neighbours[last_user_text(turns)], params)
-    return route_conversations([turns], neighbours, vectors, [own], params, conv, mixed, follow_up=follow_up)[0]
+    return route_conversations(
+        [turns], neighbours, vectors, [own], params, conv, mixed, follow_up=follow_up, reply_chance=reply_chance
+    )[0]
 
 
 def _decision(i: int, batch: ConversationBatch, outcome: Outcome, own: Decision, params: DecisionParams) -> Decision:

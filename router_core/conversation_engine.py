@@ -30,6 +30,7 @@ Vector = npt.NDArray[np.float32]
 # decision stands, whatever its reason (one user message).
 OWN = -1
 NO_EVIDENCE = BELOW_THRESHOLD  # no route has evidence in the window: the default route
+MAX_OPENS = 0.99  # a learnt chance of a new topic never wipes out the belief entirely
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class ConversationBatch:
     ctx_sims: FloatArray  # (T, M, K) its context's nearest examples (users; -inf otherwise)
     ctx_routes: IntArray  # (T, M, K)
     follow_up: FloatArray  # (T,) the routed message's best cosine to a known follow-up (-inf: none known)
+    opens: FloatArray  # (T, M) a user message's chance of a new topic, from the reply before it (0: none known)
 
     @classmethod
     def build(
@@ -135,13 +137,16 @@ class ConversationBatch:
         thresholds: Sequence[float],
         mixed: Mapping[Mix, Sequence[Neighbour]] | None = None,
         follow_up: Sequence[float] | FloatArray | None = None,
+        reply_chance: Sequence[Mapping[str, float]] | None = None,
     ) -> ConversationBatch:
         """Arrays for `layouts`; `own` holds each last message's decided route (None: the default
         route) and best similarity; `thresholds` each route's threshold, in `route_names` order;
         `neighbours` and `vectors` every text `Layout.texts` named, `mixed` the neighbours of
         the contexts `Layout.contexts` named (only when a context weight may be used);
         `follow_up` each last message's best cosine to the route set's follow-ups (None: the
-        route set has none)."""
+        route set has none); `reply_chance` per request, each agent message's chance that the
+        user's next message opens a new topic, by text (router_core.replies; None or a text
+        left out: not known)."""
         contexts = mixed or {}
         names = tuple(route_names)
         ids = {name: i for i, name in enumerate(names)}
@@ -157,6 +162,7 @@ class ConversationBatch:
         routes = np.full((*shape, k), len(names), np.int64)
         ctx_sims = np.full((*shape, k), -np.inf)
         ctx_routes = np.full((*shape, k), len(names), np.int64)
+        opens = np.zeros(shape)
 
         def put(s: FloatArray, r: IntArray, at: tuple[int, int], hits: Sequence[Neighbour]) -> None:
             for c, n in enumerate(ordered(hits)[:k]):
@@ -176,6 +182,10 @@ class ConversationBatch:
                 ctx = context_mix(lay.messages, lay.read, j) if is_user and contexts else None
                 if ctx is not None and ctx in contexts:
                     put(ctx_sims, ctx_routes, (t, m), contexts[ctx])
+                if is_user and reply_chance is not None and m > 0 and lay.read[m - 1] == j - 1:
+                    before = lay.messages[j - 1]  # the agent message just before, within the window
+                    if before.role == "assistant":
+                        opens[t, m] = reply_chance[t].get(before.text, 0.0)
         return cls(
             route_names=names,
             thresholds=np.array(list(thresholds), np.float64).reshape(len(names)),
@@ -194,6 +204,7 @@ class ConversationBatch:
             ctx_sims=ctx_sims,
             ctx_routes=ctx_routes,
             follow_up=np.full(t_count, -np.inf) if follow_up is None else np.array(follow_up, np.float64),
+            opens=np.clip(opens, 0.0, MAX_OPENS),
         )
 
     def __len__(self) -> int:
@@ -222,6 +233,7 @@ class Outcome:
     belief: FloatArray  # (T, R) the filter's belief in each route after the last message
     support: FloatArray  # (T, R) each route's weighted evidence over the window (0: none at all)
     lead: FloatArray  # (T,) the winner's belief minus the runner-up's
+    prior: IntArray  # (T,) the route the filter followed before the routed message (-1: none had evidence)
 
 
 def track(
@@ -241,9 +253,10 @@ def track(
     oldest first. The belief starts even; at a user message that has evidence of its own the
     topic may change (`switch` of the belief is spread evenly over the routes; for the routed
     message, when it is unrelated to the window, `closeness` (`related`) under
-    `standalone_similarity`, the larger of `switch` and `unrelated_switch`); every message then
-    multiplies each route's belief by exp(EVIDENCE_SCALE x its weighted evidence). `evidence`
-    caches `batch.evidence` arrays across calls (calibration)."""
+    `standalone_similarity`, the larger of `switch` and `unrelated_switch`; after an agent
+    message whose chance of a new topic is known, `batch.opens`, at least that); every message
+    then multiplies each route's belief by exp(EVIDENCE_SCALE x its weighted evidence).
+    `evidence` caches `batch.evidence` arrays across calls (calibration)."""
 
     def ev(context: bool) -> FloatArray:
         key = (round(floor_below, 9), context)
@@ -263,15 +276,28 @@ def track(
     if r_count == 0:
         empty = np.zeros((n, 0))
         return Outcome(
-            np.full(n, -1), np.full(n, NO_EVIDENCE), np.zeros((n, m_count)), empty, empty, np.full(n, np.inf)
+            np.full(n, -1),
+            np.full(n, NO_EVIDENCE),
+            np.zeros((n, m_count)),
+            empty,
+            empty,
+            np.full(n, np.inf),
+            np.full(n, -1),
         )
     may_switch = inside & batch.user & (own_ev.sum(axis=2) > 0)
     switches = np.full((n, m_count), switch)
     if unrelated_switch > switch:
         near = related(batch, window) if closeness is None else closeness
         switches[batch.last & (near < standalone_similarity)[:, None]] = unrelated_switch
+    switches = np.maximum(switches, batch.opens)
     log_belief = np.full((n, r_count), -np.log(r_count))
+    prior = np.full(n, -1)
+    earlier = np.zeros(n, bool)  # some message before the routed one had evidence
     for m in range(m_count):  # a message outside the window has no evidence (adds 0) and never switches
+        at_last = batch.last[:, m] & earlier
+        if at_last.any():
+            prior[at_last] = np.argmax(log_belief[at_last], axis=1)
+        earlier |= ~batch.last[:, m] & (per_message[:, m].sum(axis=1) > 0)
         moves = may_switch[:, m] & (switches[:, m] > 0)
         if moves.any():
             rows = np.flatnonzero(moves)
@@ -293,7 +319,7 @@ def track(
         default=CONTEXT,
     )
     route = np.where(any_evidence, winner, -1)
-    return Outcome(route.astype(np.int64), reason.astype(np.int64), contributions, belief, support, lead)
+    return Outcome(route.astype(np.int64), reason.astype(np.int64), contributions, belief, support, lead, prior)
 
 
 def _normalised(log_belief: FloatArray) -> FloatArray:
@@ -325,9 +351,9 @@ def finish(
     earlier message of the window under `standalone_similarity`, and to every known follow-up
     under `follow_up_similarity`) that its own vote does not
     route with confidence (best similarity under its route's threshold + `standalone_margin`,
-    or no route at all) and that the filter does not take to its own route goes to the
-    default route. A standalone request the filter routes to its own vote's route is reason
-    STANDALONE."""
+    or no route at all) goes to the default route unless the conversation leads to its own
+    vote's route: the filter followed that route before the request (`Outcome.prior`) and
+    still does after it. Such a request is reason STANDALONE."""
     routed = batch.own_route >= 0
     own_threshold = np.append(batch.thresholds, np.inf)[np.where(routed, batch.own_route, len(batch.thresholds))]
     confident = routed & (batch.own_score >= own_threshold + standalone_margin)
@@ -337,7 +363,8 @@ def finish(
         & (closeness < standalone_similarity)
         & (batch.follow_up < follow_up_similarity)
     )
-    agrees = routed & (tracked.route == batch.own_route)
+    # the conversation's own topic, not one the request itself switched to
+    agrees = routed & (tracked.route == batch.own_route) & (tracked.prior == batch.own_route)
     off_topic = standalone & ~confident & ~agrees
     route = np.select([batch.single, off_topic], [batch.own_route, np.full(len(batch), -1)], default=tracked.route)
     reason = np.select(
@@ -352,6 +379,7 @@ def finish(
         tracked.belief,
         tracked.support,
         tracked.lead,
+        tracked.prior,
     )
 
 

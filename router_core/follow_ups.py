@@ -24,11 +24,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from router_core.replies import REPLY_ROUTE
+
 FOLLOW_UPS_FILE = "_follow_ups.yaml"
 FOLLOW_UP_ROUTE = "_follow-up"  # the points' route: never a route name (NAME_PATTERN)
 MAX_FOLLOW_UPS = 20_000
 
 Vectors = npt.NDArray[np.float32]
+
+
+RESERVED_ROUTES = frozenset({FOLLOW_UP_ROUTE, REPLY_ROUTE})  # stored points that are no examples
 
 
 def is_follow_up_route(route: str) -> bool:
@@ -37,9 +42,16 @@ def is_follow_up_route(route: str) -> bool:
 
 
 def split_rows(routes: Sequence[str]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """The rows of a version's points that are examples, and those that are follow-ups."""
-    mask = np.fromiter((is_follow_up_route(r) for r in routes), bool, len(routes))
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+    """The rows of a version's points that are examples, and those that are follow-ups (the
+    route set's replies, router_core.replies, are neither: `rows_of`)."""
+    reserved = np.fromiter((r in RESERVED_ROUTES for r in routes), bool, len(routes))
+    follow_ups = np.fromiter((is_follow_up_route(r) for r in routes), bool, len(routes))
+    return np.flatnonzero(~reserved), np.flatnonzero(follow_ups)
+
+
+def rows_of(routes: Sequence[str], route: str) -> npt.NDArray[np.intp]:
+    """The rows of a version's points stored under `route`."""
+    return np.flatnonzero(np.fromiter((r == route for r in routes), bool, len(routes)))
 
 
 def take_rows(vectors: Vectors, rows: npt.NDArray[np.intp]) -> Vectors:

@@ -12,6 +12,7 @@ from typing import Any
 
 from router_core.errors import StoreUnavailable
 from router_core.follow_ups import FOLLOW_UP_ROUTE
+from router_core.replies import REPLY_ROUTE
 from router_core.routes import RouteTable
 
 POINT_NAMESPACE = uuid.UUID("6f1c1f64-3a55-4d0e-9a57-7d8f1b0c2e11")
@@ -34,12 +35,14 @@ class ExamplePoint:
 
 def example_points(table: RouteTable) -> tuple[ExamplePoint, ...]:
     """Every example of every route as a point, in route-file order, then the route set's
-    follow-ups (router_core.follow_ups: points of a route no route can be called)."""
+    follow-ups and replies (router_core.follow_ups, router_core.replies: points of routes no
+    route can be called)."""
     examples = tuple(ExamplePoint(point_id(r.name, text), r.name, text) for r in table.routes for text in r.examples)
     follow_ups = tuple(
         ExamplePoint(point_id(FOLLOW_UP_ROUTE, text), FOLLOW_UP_ROUTE, text) for text in table.follow_ups
     )
-    return examples + follow_ups
+    replies = tuple(ExamplePoint(point_id(REPLY_ROUTE, r.text), REPLY_ROUTE, r.text) for r in table.replies)
+    return examples + follow_ups + replies
 
 
 def fingerprint(model_id: str, dimension: int, table: RouteTable) -> str:

@@ -60,6 +60,7 @@ from router_core.llm_routing import (
 )
 from router_core.mixing import Mix, mix_vectors
 from router_core.neighbours import Neighbour
+from router_core.replies import ReplyBank, chance_by_text
 from router_core.routes import RouteTable
 
 Vector = npt.NDArray[np.float32]
@@ -111,13 +112,16 @@ class Plan:
 @dataclass(frozen=True)
 class Found:
     """What the caller found for a plan: the nearest examples of its texts and of its mixes,
-    the texts' vectors, and the routed messages' best cosine to the route set's follow-ups
-    (`follow_up`, by text; empty when the set has none)."""
+    the texts' vectors, the routed messages' best cosine to the route set's follow-ups
+    (`follow_up`, by text; empty when the set has none) and the conversations' messages'
+    chance that a new topic follows them, from the route set's replies (`reply_chance`, by
+    text; empty when the set has none: router_core.replies)."""
 
     neighbours: Mapping[str, Sequence[Neighbour]]
     vectors: Mapping[str, Vector] = field(default_factory=dict)
     mixed: Mapping[Mix, Sequence[Neighbour]] = field(default_factory=dict)
     follow_up: Mapping[str, float] = field(default_factory=dict)
+    reply_chance: Mapping[str, float] = field(default_factory=dict)
 
 
 def routable(requests: Sequence[RouteRequest], table: RouteTable) -> list[RouteRequest]:
@@ -158,9 +162,11 @@ def found_from(
     vectors: Mapping[str, Vector],
     hits: Sequence[Sequence[Neighbour]],
     follow_ups: npt.NDArray[np.float32] | None = None,
+    replies: ReplyBank | None = None,
 ) -> Found:
     """What `decide` reads: `hits` holds the nearest examples of `search_vectors`' rows, in
-    order; `follow_ups` the route set's follow-ups' vectors (None or empty: it has none)."""
+    order; `follow_ups` the route set's follow-ups' vectors (None or empty: it has none);
+    `replies` its replies (None: it has none)."""
     if len(hits) != len(planned.texts) + len(planned.mixes):
         raise ValueError(f"{len(hits)} search results for {len(planned.texts) + len(planned.mixes)} queries")
     n = len(planned.texts)
@@ -169,6 +175,7 @@ def found_from(
         {t: vectors[t] for t in planned.texts},
         dict(zip(planned.mixes, hits[n:], strict=True)),
         follow_up_of(planned, vectors, follow_ups),
+        reply_chance_of(planned, vectors, replies),
     )
 
 
@@ -179,6 +186,12 @@ def follow_up_of(
     conversation rule reads it); empty without follow-ups."""
     routed = [texts[0] for texts in planned.per_request if texts and texts[0] in planned.history]
     return best_by_text(routed, vectors, follow_ups)
+
+
+def reply_chance_of(planned: Plan, vectors: Mapping[str, Vector], replies: ReplyBank | None) -> dict[str, float]:
+    """The chance of a new topic after each message of the conversations' windows (step 3 of
+    the conversation rule reads the agent messages'); empty without replies."""
+    return chance_by_text([t for t in planned.texts if t in planned.history], vectors, replies)
 
 
 def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table: RouteTable) -> list[Decision]:
@@ -203,6 +216,7 @@ def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table:
             # a conversation is decided alike alone and in any micro-batch
             [r.name for r in table.routes] if table.routes else None,
             found.follow_up or None,
+            found.reply_chance or None,
         )
         for i, d in zip(chats, routed, strict=True):
             decisions[i] = d

@@ -98,6 +98,7 @@ class ReindexReport:
     dropped_versions: tuple[str, ...] = field(default=())
     live_after: str | None = None  # what the live pointer named when this re-index finished
     follow_ups: int = 0  # the route set's follow-ups (router_core.follow_ups), indexed with the examples
+    replies: int = 0  # the route set's replies (router_core.replies), indexed with the examples
 
     @property
     def superseded(self) -> bool:
@@ -217,8 +218,9 @@ def _reindex_locked(
             version=plan.live_version,
             previous_version=plan.live_version,
             routes=len(table.routes),
-            examples=len(plan.points) - len(table.follow_ups),
+            examples=len(plan.points) - len(table.follow_ups) - len(table.replies),
             follow_ups=len(table.follow_ups),
+            replies=len(table.replies),
             embedded=0,
             reused=len(plan.points),
             seconds=0.0,
@@ -257,8 +259,9 @@ def _reindex_locked(
         version=version,
         previous_version=plan.live_version,
         routes=len(table.routes),
-        examples=len(plan.points) - len(table.follow_ups),
+        examples=len(plan.points) - len(table.follow_ups) - len(table.replies),
         follow_ups=len(table.follow_ups),
+        replies=len(table.replies),
         embedded=embedded,
         reused=len(plan.points) - embedded,
         seconds=0.0,

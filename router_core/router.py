@@ -87,7 +87,7 @@ class Router:
         rows = search_vectors(planned, by_text, self.embedder.dimension)[len(planned.texts) :]
         for start in range(0, len(rows), CHUNK):  # the mixes: searched, never embedded
             hits.extend(self.index.searcher.search(rows[start : start + CHUNK], width))
-        return found_from(planned, by_text, hits, self.index.follow_ups)
+        return found_from(planned, by_text, hits, self.index.follow_ups, self.index.replies)
 
     def routing(
         self,

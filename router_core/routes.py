@@ -2,7 +2,9 @@
 
 A routes directory holds one YAML file per route (`<name>.yaml`), one file of router
 defaults (`_router.yaml`) and, optionally, the route set's follow-ups (`_follow_ups.yaml`:
-`follow_ups:` a list of user messages that continue a conversation; router_core.follow_ups).
+`follow_ups:` a list of user messages that continue a conversation; router_core.follow_ups)
+and replies (`_replies.yaml`: `replies:` agent messages with how often a new topic followed
+them; router_core.replies).
 Every problem is reported with the file, the field and the reason; nothing is half-loaded.
 """
 
@@ -30,6 +32,7 @@ from router_core.params import (
     Mode,
     pydantic_fields,
 )
+from router_core.replies import MAX_REPLIES, MAX_REPLY_COUNT, REPLIES_FILE, REPLY_ROUTE, Reply
 from router_core.route_policy import RoutePolicy
 from router_core.routes_dir import FileRefused, candidate_files, read_bounded
 
@@ -61,6 +64,22 @@ class FollowUpsFile(StrictModel):
 
     follow_ups: list[str] = Field(
         max_length=MAX_FOLLOW_UPS, description="user messages that continue a conversation (router_core.follow_ups)"
+    )
+
+
+class ReplyEntry(StrictModel):
+    """One entry of `_replies.yaml`."""
+
+    text: str = Field(description="an agent message (its end, as the conversation rule reads it)")
+    new_topic: int = Field(ge=0, le=MAX_REPLY_COUNT, description="times the user's next message opened a new topic")
+    same_topic: int = Field(ge=0, le=MAX_REPLY_COUNT, description="times it stayed on the topic")
+
+
+class RepliesFile(StrictModel):
+    """The schema of `_replies.yaml`."""
+
+    replies: list[ReplyEntry] = Field(
+        max_length=MAX_REPLIES, description="agent messages and what the user did next (router_core.replies)"
     )
 
 
@@ -115,6 +134,7 @@ class RouteTable:
     conversation: ConversationParams = field(default_factory=ConversationParams)
     llm: LLMRoutingParams = field(default_factory=LLMRoutingParams)
     follow_ups: tuple[str, ...] = ()  # `_follow_ups.yaml` (router_core.follow_ups)
+    replies: tuple[Reply, ...] = ()  # `_replies.yaml` (router_core.replies)
 
     def get(self, name: str) -> Route | None:
         """The route called `name`, or None (also for the default route)."""
@@ -148,6 +168,8 @@ class RouteTable:
             ],
             # only when there are some: a version's fingerprint stays what it was without them
             **({"follow_ups": len(self.follow_ups)} if self.follow_ups else {}),
+            # the texts are points of the version; their counts are recorded here
+            **({"replies": {r.text: [r.new_topic, r.same_topic] for r in self.replies}} if self.replies else {}),
         }
 
     @classmethod
@@ -172,7 +194,9 @@ class RouteTable:
                 k: v for k, v in fields["conversation"].items() if k not in RETIRED_CONVERSATION_PARAMS
             }
         router = RouterFile.model_validate(fields)
-        return _table(router, routes, examples.get(FOLLOW_UP_ROUTE, ()))
+        counts = data.get("replies", {})
+        replies = tuple(Reply(t, int(counts[t][0]), int(counts[t][1])) for t in examples.get(REPLY_ROUTE, ()))
+        return _table(router, routes, examples.get(FOLLOW_UP_ROUTE, ()), replies)
 
 
 def normalise_utterance(text: str) -> str:
@@ -198,7 +222,8 @@ def load_routes(directory: Path | str, policy: RoutePolicy | None = None) -> Rou
         router = parsed if isinstance(parsed, RouterFile) else router
         _check_agent(ROUTER_FILE, "default_agent", router.default_agent, policy, problems)
     follow_ups = _load_follow_ups(root, policy, problems)
-    files = [p for p in candidate_files(root) if p.name not in (ROUTER_FILE, FOLLOW_UPS_FILE)]
+    replies = _load_replies(root, policy, problems)
+    files = [p for p in candidate_files(root) if p.name not in (ROUTER_FILE, FOLLOW_UPS_FILE, REPLIES_FILE)]
     routes: list[Route] = []
     for path in files:
         parsed_route = _parse(root, path, RouteFile, policy, problems)
@@ -220,7 +245,26 @@ def load_routes(directory: Path | str, policy: RoutePolicy | None = None) -> Rou
     _check_table(root, router, routes, problems)
     if problems:
         raise RoutesInvalid(problems)
-    return _table(router, tuple(routes), follow_ups)
+    return _table(router, tuple(routes), follow_ups, replies)
+
+
+def _load_replies(root: Path, policy: RoutePolicy, problems: list[Problem]) -> tuple[Reply, ...]:
+    """`_replies.yaml`, its texts cleaned as examples are (whitespace collapsed; empty, too long
+    or repeated entries refused; an entry counting nothing is refused), or () when there is none."""
+    path = root / REPLIES_FILE
+    if not (path.exists() or path.is_symlink()):
+        return ()
+    parsed = _parse(root, path, RepliesFile, policy, problems)
+    if not isinstance(parsed, RepliesFile):
+        return ()
+    before = len(problems)
+    texts = _clean_utterances(path.name, "replies", [e.text for e in parsed.replies], problems)
+    for i, entry in enumerate(parsed.replies):
+        if entry.new_topic + entry.same_topic == 0:
+            problems.append(Problem(path.name, f"replies.{i}", "counts nothing: new_topic and same_topic are both 0"))
+    if len(problems) > before:
+        return ()
+    return tuple(Reply(t, e.new_topic, e.same_topic) for t, e in zip(texts, parsed.replies, strict=True))
 
 
 def _load_follow_ups(root: Path, policy: RoutePolicy, problems: list[Problem]) -> tuple[str, ...]:
@@ -256,7 +300,12 @@ def _clean_utterances(file: str, field: str, texts: list[str], problems: list[Pr
     return tuple(cleaned)
 
 
-def _table(router: _RouterFileBase, routes: tuple[Route, ...], follow_ups: tuple[str, ...] = ()) -> RouteTable:
+def _table(
+    router: _RouterFileBase,
+    routes: tuple[Route, ...],
+    follow_ups: tuple[str, ...] = (),
+    replies: tuple[Reply, ...] = (),
+) -> RouteTable:
     sections = router.model_dump(include={"conversation", "llm"})  # the sections RouterFile adds to the base
     return RouteTable(
         name=router.name,
@@ -267,6 +316,7 @@ def _table(router: _RouterFileBase, routes: tuple[Route, ...], follow_ups: tuple
         conversation=ConversationParams(**sections["conversation"]),
         llm=LLMRoutingParams(**sections["llm"]),
         follow_ups=follow_ups,
+        replies=replies,
     )
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from router_core.follow_ups import FOLLOW_UPS_FILE
 from router_core.params import TUNABLE_NAMES, ConversationParams, DecisionParams, LLMRoutingParams
+from router_core.replies import REPLIES_FILE, Reply
 from router_core.route_policy import RoutePolicy
 from router_core.routes import ROUTER_FILE, load_routes
 
@@ -100,6 +101,28 @@ def write_follow_ups(
         "# `python -m indexer calibrate` from a labelled conversation file; re-index to use them.\n"
     )
     after = header + yaml.safe_dump({"follow_ups": list(follow_ups)}, sort_keys=False, allow_unicode=True, width=1000)
+    before = path.read_text(encoding="utf-8") if path.exists() else None
+    if after == before:
+        return WriteReport((), ())
+    _replace_checked(root, path, after, before, policy)
+    return WriteReport((path.name,), (path.name,))
+
+
+def write_replies(
+    routes_dir: Path | str, replies: Sequence[Reply], *, policy: RoutePolicy | None = None
+) -> WriteReport:
+    """Replace `_replies.yaml` with `replies` (router_core.replies); restored when the directory
+    no longer loads."""
+    root = Path(routes_dir)
+    load_routes(root, policy)  # refuse to edit a directory that does not load now
+    path = root / REPLIES_FILE
+    header = (
+        "# Agent messages seen in conversations and how often the user's next message opened a\n"
+        "# new topic (router_core.replies), learnt by `python -m indexer calibrate` from a labelled\n"
+        "# conversation file; re-index to use them.\n"
+    )
+    entries = [{"text": r.text, "new_topic": r.new_topic, "same_topic": r.same_topic} for r in replies]
+    after = header + yaml.safe_dump({"replies": entries}, sort_keys=False, allow_unicode=True, width=1000)
     before = path.read_text(encoding="utf-8") if path.exists() else None
     if after == before:
         return WriteReport((), ())

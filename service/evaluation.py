@@ -319,7 +319,11 @@ class Evaluator:
         alone = last_message_alone(table)
         requests, labels = labelled_requests(labelled.conversations)
         planned = pipeline.plan(requests, table)
-        found = replace(found, follow_up=pipeline.follow_up_of(planned, found.vectors, index.follow_ups))
+        found = replace(
+            found,
+            follow_up=pipeline.follow_up_of(planned, found.vectors, index.follow_ups),
+            reply_chance=pipeline.reply_chance_of(planned, found.vectors, index.replies),
+        )
         decisions = pipeline.decide(requests, planned, found, table)
         baseline = pipeline.decide(requests, pipeline.plan(requests, alone), found, alone)
         return Evaluated(

@@ -226,6 +226,53 @@ def test_an_unrelated_request_no_route_takes_goes_to_the_default_route() -> None
 
 
 @pytest.mark.parametrize(
+    ("chance", "route", "reason"),
+    [
+        (None, "a", "continued"),  # no replies known: the fixed switch chance keeps the carried route
+        (0.02, "a", "continued"),  # a reply after which the topic stays: never less than `switch`
+        (0.6, "b", "vote"),  # a reply after which a new topic is likely: the new message's evidence moves it
+    ],
+)
+def test_the_reply_before_a_message_sets_its_chance_of_a_new_topic(
+    chance: float | None, route: str, reason: str
+) -> None:
+    """With the route set's replies (router_core.replies), a user message right after an agent
+    message may change the topic with at least that reply's chance of a new topic."""
+    a_q, a_answer, new = "a question", "a answer, anything else?", "b please"
+    neighbours = {a_q: hits("a", 0.9), a_answer: hits("a", 0.9), new: hits("b", 0.56)}
+    v = np.array([1, 0, 0, 0], np.float32)
+    conv = ConversationParams(context_weight=0.0, switch=0.03)
+    turns = [Turn(0, "user", a_q), Turn(1, "assistant", a_answer), Turn(2, "user", new)]
+    known = None if chance is None else {a_answer: chance, a_q: 0.99, new: 0.99}  # only the agent's counts
+    d = route_conversation(turns, neighbours, dict.fromkeys(neighbours, v), P, conv, reply_chance=known)
+    assert (d.route, d.reason) == (route, reason)
+
+
+@pytest.mark.parametrize(
+    ("earlier", "route", "reason"),
+    [
+        ("a", "default", "off_topic"),  # the chat was about a: only the request itself leads to b
+        ("b", "b", "standalone"),  # the chat was about b already: it leads to the request's own route
+    ],
+)
+def test_an_unsure_request_is_kept_only_when_the_conversation_led_to_its_route(
+    earlier: str, route: str, reason: str
+) -> None:
+    """Step 2: a standalone request its own vote routes without confidence (0.52: over b's
+    threshold, under it + standalone_margin) goes to the default route, even when a likely
+    change of topic (the reply before it) lets the filter follow its own evidence; it keeps its
+    route when the conversation was on that route before it."""
+    q, answer, unsure = "earlier question", "earlier answer", "recommend a vegetarian lasagne recipe"
+    neighbours = {q: hits(earlier, 0.9), answer: hits(earlier, 0.9), unsure: hits("b", 0.52)}
+    chat, other = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
+    vectors = {q: chat, answer: chat, unsure: other}
+    conv = ConversationParams(context_weight=0.0, standalone_margin=0.05, standalone_similarity=0.25)
+    turns = [Turn(0, "user", q), Turn(1, "assistant", answer), Turn(2, "user", unsure)]
+    d = route_conversation(turns, neighbours, vectors, P, conv, reply_chance={answer: 0.9})
+    assert (d.route, d.reason) == (route, reason)
+
+
+@pytest.mark.parametrize(
     ("follow_up", "route", "reason"),
     [
         (None, "default", "off_topic"),  # the route set has no follow-ups: step 2 as before

@@ -86,6 +86,7 @@ PUBLIC = {
     "router_core.examples_writer",  # adding examples to route files, comments and order kept
     "router_core.routes_dir",  # reading an untrusted folder's files (routes/, evals/), bounded
     "router_core.follow_ups",  # a route set's follow-ups: the file, the bank's similarity
+    "router_core.replies",  # a route set's replies: the file, the chance of a new topic after one
 }
 _CALIBRATION = "calibration scores thousands of settings on the engines' arrays"
 INTERNAL_USES = {
@@ -110,6 +111,10 @@ INTERNAL_USES = {
         "indexer/follow_up_bank.py",
         "router_core.routes",
     ): "learns follow-ups by the loader's own rules (lengths, duplicates)",
+    (
+        "indexer/reply_bank.py",
+        "router_core.routes",
+    ): "learns replies by the loader's own rules (lengths, duplicates)",
     ("indexer/conversations.py", "router_core.neighbours"): _CALIBRATION,
     ("bench/candidates.py", "router_core.embedding.quality_model"): "whether the quality model is assembled",
     ("bench/conversation.py", "router_core.decision"): "the baselines of the data set's README (vote alone)",

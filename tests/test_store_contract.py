@@ -19,6 +19,7 @@ from devkit.serving import SHIPPED_ROUTES
 from router_core import Embedder, IndexMissing, IndexStore, Router, StoreUnavailable, load_routes, run_reindex
 from router_core.follow_ups import FOLLOW_UP_ROUTE
 from router_core.manifest import ExamplePoint, IndexManifest
+from router_core.replies import REPLY_ROUTE, Reply
 from router_core.store import EdgeStore, QdrantStore
 from tests.qdrant_http import QdrantHttpStandIn
 
@@ -207,6 +208,37 @@ def test_follow_ups_are_stored_with_the_version_and_never_neighbours(store: Inde
         assert index.follow_ups is not None
         np.testing.assert_allclose(index.follow_ups, extra, atol=1e-6)
         assert {r.name for r in index.table.routes} == {"a", "b"}
+    finally:
+        index.close()
+
+
+def test_replies_are_stored_with_the_version_and_never_neighbours(store: IndexStore) -> None:
+    """A route set's replies (router_core.replies: points of their own reserved route, their
+    counts in the table) come back with the opened version as its reply bank, in the table's
+    order, beside its follow-ups; neither is ever a search hit, even as the nearest points."""
+    reserved = (
+        ExamplePoint("00000000-0000-0000-0000-000000000004", FOLLOW_UP_ROUTE, "yes please"),
+        ExamplePoint("00000000-0000-0000-0000-000000000005", REPLY_ROUTE, "Anything else?"),
+        ExamplePoint("00000000-0000-0000-0000-000000000006", REPLY_ROUTE, "How many people?"),
+    )
+    extra = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 2, 0, 0]], dtype=np.float32)
+    counts = {"Anything else?": [7, 3], "How many people?": [0, 12]}
+    table = dict(manifest("v1").route_table, follow_ups=1, replies=counts)
+    store.write_version(
+        replace(manifest("v1"), points=6, route_table=table), POINTS + reserved, np.concatenate([VECTORS, extra])
+    )
+    index = store.open_version("v1")
+    try:
+        hits = index.searcher.search(extra, 3)
+        assert all({h.text for h in row} <= {"alpha", "alpha two", "beta"} for row in hits)
+        assert [h.text for h in hits[0]] == ["alpha", "alpha two", "beta"]
+        assert index.table.follow_ups == ("yes please",)
+        assert index.table.replies == (Reply("Anything else?", 7, 3), Reply("How many people?", 0, 12))
+        assert index.replies is not None
+        np.testing.assert_allclose(index.replies.vectors, [[0, 0, 1, 0], [0, 1, 0, 0]], atol=1e-6)  # unit rows
+        assert index.replies.new_topic.tolist() == [7, 0]
+        assert index.replies.total.tolist() == [10, 12]
+        assert index.follow_ups is not None and len(index.follow_ups) == 1
     finally:
         index.close()
 

@@ -198,6 +198,7 @@ def print_report(
         f"version {report.version}: {state}\n"
         f"  routes {report.routes}, examples {report.examples}"
         + (f", follow-ups {report.follow_ups}" if report.follow_ups else "")
+        + (f", replies {report.replies}" if report.replies else "")
         + ": "
         f"embedded {report.embedded}, reused {report.reused}\n"
         f"  index time {report.seconds - loading:.2f} s, total {time.perf_counter() - started:.1f} s"

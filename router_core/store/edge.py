@@ -64,11 +64,11 @@ from qdrant_edge import (
 
 from router_core.embedding import Vectors
 from router_core.errors import IndexBusy, IndexMissing, StoreUnavailable
-from router_core.follow_ups import follow_up_bank, split_rows, take_rows
+from router_core.follow_ups import split_rows, take_rows
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.neighbours import Neighbour
 from router_core.store.matrix import MatrixSearcher
-from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
+from router_core.store.protocol import OpenIndex, StoredPoints, banks, neighbour_from_payload
 
 log = logging.getLogger("router.store")
 # How an open version is searched: its vectors in memory by numpy (router_core.store.matrix), or
@@ -273,11 +273,8 @@ class EdgeStore:
                 f"index version {version!r} is corrupt: vectors of shape {stored.vectors.shape} "
                 f"for {len(stored.points)} points of dimension {manifest.dimension}"
             )
-        examples, follow_up_rows = split_rows([p.route for p in stored.points])
-        try:
-            follow_ups = follow_up_bank(stored.vectors[follow_up_rows])
-        except ValueError as exc:
-            raise StoreUnavailable(f"index version {version!r} is corrupt: {exc}") from exc
+        examples, _ = split_rows([p.route for p in stored.points])
+        follow_ups, replies = banks(version, stored, table)
         lock = _try_lock(folder / ".lock", exclusive=False)
         if lock is None:
             raise StoreUnavailable(f"index version {version!r} is being deleted")
@@ -292,8 +289,10 @@ class EdgeStore:
             except ValueError as exc:
                 lock.close()
                 raise StoreUnavailable(f"index version {version!r} is corrupt: {exc}") from exc
-            return OpenIndex(manifest, table, searcher, follow_ups)
-        return OpenIndex(manifest, table, self._open_shard(version, folder, manifest.dimension, lock), follow_ups)
+            return OpenIndex(manifest, table, searcher, follow_ups, replies)
+        return OpenIndex(
+            manifest, table, self._open_shard(version, folder, manifest.dimension, lock), follow_ups, replies
+        )
 
     def _open_shard(self, version: str, folder: Path, dimension: int, lock: IO[bytes]) -> _EdgeSearcher:
         """The engine's searcher over the version's shard (its lock released if it cannot open)."""
@@ -368,7 +367,7 @@ class _EdgeSearcher:
 def _build_shard(path: Path, dimension: int, points: Sequence[ExamplePoint], vectors: Vectors) -> None:
     # No WAL: a version is written once, flushed, and never updated after it is published;
     # without a WAL lock several processes (service replicas) can open the same version.
-    examples, _ = split_rows([p.route for p in points])  # follow-ups are never neighbours
+    examples, _ = split_rows([p.route for p in points])  # follow-ups and replies are never neighbours
     points, vectors = [points[i] for i in examples], take_rows(np.asarray(vectors), examples)
     shard = EdgeShard.create(
         str(path),

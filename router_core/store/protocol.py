@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from router_core.embedding import Vectors
-from router_core.follow_ups import split_rows, take_rows
+from router_core.errors import StoreUnavailable
+from router_core.follow_ups import follow_up_bank, rows_of, split_rows, take_rows
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.neighbours import Neighbour
+from router_core.replies import REPLY_ROUTE, ReplyBank, reply_bank
 from router_core.routes import RouteTable
 
 
@@ -26,11 +28,26 @@ class StoredPoints:
         return {p.id: i for i, p in enumerate(self.points)}
 
     def examples(self) -> StoredPoints:
-        """The routes' examples only, without the route set's follow-ups (router_core.follow_ups)."""
-        rows, follow_ups = split_rows([p.route for p in self.points])
-        if not len(follow_ups):
+        """The routes' examples only, without the route set's follow-ups and replies
+        (router_core.follow_ups, router_core.replies)."""
+        rows, _ = split_rows([p.route for p in self.points])
+        if len(rows) == len(self.points):
             return self
         return StoredPoints(tuple(self.points[i] for i in rows), take_rows(self.vectors, rows))
+
+
+def banks(version: str, stored: StoredPoints, table: RouteTable) -> tuple[Vectors, ReplyBank | None]:
+    """A version's follow-ups' vectors and its replies (None: it has none), from its stored
+    points; StoreUnavailable naming the version when they are damaged."""
+    routes = [p.route for p in stored.points]
+    _, follow_up_rows = split_rows(routes)
+    reply_rows = rows_of(routes, REPLY_ROUTE)
+    try:
+        follow_ups = follow_up_bank(stored.vectors[follow_up_rows])
+        replies = reply_bank(stored.vectors[reply_rows], table.replies) if table.replies or len(reply_rows) else None
+    except ValueError as exc:
+        raise StoreUnavailable(f"index version {version!r} is corrupt: {exc}") from exc
+    return follow_ups, replies
 
 
 def neighbour_from_payload(payload: Mapping[str, object] | None, score: float) -> Neighbour:
@@ -55,8 +72,9 @@ class OpenIndex:
 
     manifest: IndexManifest
     table: RouteTable
-    searcher: Searcher  # over the examples only (never the follow-ups)
+    searcher: Searcher  # over the examples only (never the follow-ups or the replies)
     follow_ups: Vectors | None = None  # the route set's follow-ups' vectors (router_core.follow_ups)
+    replies: ReplyBank | None = None  # the route set's replies (router_core.replies)
 
     @property
     def version(self) -> str:

@@ -18,10 +18,10 @@ from qdrant_client import QdrantClient, models
 
 from router_core.embedding import Vectors
 from router_core.errors import IndexMissing, RouterError, StoreUnavailable
-from router_core.follow_ups import FOLLOW_UP_ROUTE, follow_up_bank, split_rows
+from router_core.follow_ups import RESERVED_ROUTES, split_rows
 from router_core.manifest import ExamplePoint, IndexManifest
 from router_core.neighbours import Neighbour
-from router_core.store.protocol import OpenIndex, StoredPoints, neighbour_from_payload
+from router_core.store.protocol import OpenIndex, StoredPoints, banks, neighbour_from_payload
 
 _UPSERT_BATCH = 512
 _SCROLL_PAGE = 2048
@@ -165,13 +165,10 @@ class QdrantStore:
         manifest = self.manifest(version)
         stored = self.stored_points(version)
         table = manifest.table(stored.points)
-        _, follow_up_rows = split_rows([p.route for p in stored.points])
-        try:
-            follow_ups = follow_up_bank(stored.vectors[follow_up_rows])
-        except ValueError as exc:
-            raise StoreUnavailable(f"index version {version!r} is corrupt: {exc}") from exc
-        searcher = _ServerSearcher(self, self._name(version), skip_follow_ups=len(follow_up_rows) > 0)
-        return OpenIndex(manifest, table, searcher, follow_ups)
+        follow_ups, replies = banks(version, stored, table)
+        skip = len(split_rows([p.route for p in stored.points])[0]) < len(stored.points)
+        searcher = _ServerSearcher(self, self._name(version), skip_reserved=skip)
+        return OpenIndex(manifest, table, searcher, follow_ups, replies)
 
     def ping(self) -> None:
         """One cheap request."""
@@ -183,14 +180,13 @@ class QdrantStore:
 
 
 class _ServerSearcher:
-    def __init__(self, store: QdrantStore, collection: str, *, skip_follow_ups: bool = False) -> None:
+    def __init__(self, store: QdrantStore, collection: str, *, skip_reserved: bool = False) -> None:
         self._store = store
         self._collection = collection
-        # the follow-ups share the version's collection and are never neighbours
+        # the follow-ups and replies share the version's collection and are never neighbours
+        reserved = models.MatchAny(any=sorted(RESERVED_ROUTES))
         self._filter = (
-            models.Filter(must_not=[models.FieldCondition(key="route", match=models.MatchValue(value=FOLLOW_UP_ROUTE))])
-            if skip_follow_ups
-            else None
+            models.Filter(must_not=[models.FieldCondition(key="route", match=reserved)]) if skip_reserved else None
         )
 
     def search(self, vectors: Vectors, k: int) -> list[list[Neighbour]]:

@@ -136,7 +136,7 @@ class AdminController(Controller):
             backend=served.embedder.backend,
             index_backend=m.backend or "unrecorded",
             dimension=m.dimension,
-            examples=m.points - len(index.table.follow_ups),
+            examples=m.points - len(index.table.follow_ups) - len(index.table.replies),
             versions=await index_admin.versions(),
             routes_dir=str(index_admin.route_set.routes_dir),
             route_table=table,

@@ -193,7 +193,7 @@ class RoutingStage:
                 rows = pipeline.search_vectors(planned, by_text, embedder.dimension)
                 hits = self._search(index, planned.queries, rows, planned.k, remember=planned.history)
                 timings["search"] = time.perf_counter() - t1
-                return pipeline.found_from(planned, by_text, hits, index.follow_ups)
+                return pipeline.found_from(planned, by_text, hits, index.follow_ups, index.replies)
 
             decisions, planned = pipeline.route_with(requests, index.table, search)
             if ahead and not planned.texts:  # a pass of texts ahead of a conversation only
