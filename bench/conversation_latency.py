@@ -19,6 +19,10 @@ every text half as long again as SGD's messages (about 12 tokens) and the cold r
 `--workers N --fresh-connections`: the service with N worker processes and a new connection per
 request, so that a live chat's next turn lands on another worker than its previous one.
 
+`--learnt`: the routes calibrated first as a user does (`python -m indexer calibrate
+dev_conversations.jsonl --off-topic clinc150/train.jsonl --off-topic clinc150/val.jsonl
+--write`, then re-indexed): the service then also reads the follow-ups and replies it learnt.
+
     python -m bench.conversation_latency [--datasets ../shared/datasets] [--conversations 40]
         [--window 4] [--baseline-root DIR] [--baseline-label LABEL] [--workers N]
         [--fresh-connections] [--write]
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import itertools
 import json
 import os
@@ -43,9 +48,10 @@ from bench.report import write_named_section
 from bench.stats import percentile, ratio
 from devkit.service_process import index_with_checkout, service_process
 from devkit.serving import ROOT
+from indexer.cli import main as indexer_main
 from indexer.conversations import LabelledConversation, load_conversations
 from indexer.importer import write_routes_from_jsonl
-from router_core import load_embedder, load_routes, run_reindex
+from router_core import Embedder, load_embedder, load_routes, run_reindex
 from router_core.routes_writer import write_conversation_params
 from router_core.store import EdgeStore
 
@@ -118,6 +124,18 @@ def measure(url: str, conversations: Sequence[LabelledConversation], *, fresh: b
     }
 
 
+def learn(datasets: Path, routes: Path, data: Path, embedder: Embedder) -> None:
+    """Calibrate the routes on the SGD dev conversations and re-index, as README's
+    Conversations section tells a user to: the follow-ups and replies learnt are then served."""
+    clinc = datasets / "clinc150"
+    args = ["calibrate", str(datasets / "sgd_multiturn" / "dev_conversations.jsonl"), "--write"]
+    args += ["--off-topic", str(clinc / "train.jsonl"), "--off-topic", str(clinc / "val.jsonl")]
+    out = io.StringIO()
+    if indexer_main([*args, "--routes", str(routes), "--data-dir", str(data)], out=out, embedder=embedder) != 0:
+        raise RuntimeError(f"calibrate failed: {out.getvalue()[-500:]}")
+    run_reindex(load_routes(routes), EdgeStore(data), embedder)
+
+
 def run(
     datasets: Path,
     count: int,
@@ -126,10 +144,12 @@ def run(
     *,
     workers: int = 1,
     fresh: bool = False,
+    learnt: bool = False,
 ) -> dict[str, Any]:
     """Index the SGD routes, serve them in a process of their own, measure; then the same with
     each of `windows` as the conversation window. `baseline`: a checkout of the code before,
-    measured first at the default window, in the same command."""
+    measured first at the default window, in the same command. `learnt`: this checkout's
+    routes calibrated on the dev conversations first (`learn`)."""
     sgd = datasets / "sgd_multiturn"
     conversations = [
         c
@@ -150,6 +170,9 @@ def run(
             env = {"ROUTER_ROUTES_DIR": str(routes), "ROUTER_INDEX__DATA_DIR": str(data)}
             if root == ROOT:
                 run_reindex(table, EdgeStore(data), embedder)
+                if learnt:
+                    learn(datasets, routes, data, embedder)
+                    table = load_routes(routes)
             else:  # the index its own indexer builds: a newer one may record what it does not know
                 index_with_checkout(root, env)
             with service_process(env, root=root, workers=workers) as service:
@@ -162,7 +185,7 @@ def run(
         else:
             result.setdefault("windows", []).append(measured)
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    result["workers"], result["fresh_connections"] = workers, fresh
+    result["workers"], result["fresh_connections"], result["learnt"] = workers, fresh, learnt
     return result
 
 
@@ -172,6 +195,8 @@ def title_of(result: dict[str, Any]) -> str:
     parts = [f"{workers} worker processes"] if workers > 1 else []
     if result.get("fresh_connections"):
         parts.append("a connection per request")
+    if result.get("learnt"):
+        parts.append("the follow-ups and replies learnt")
     return f", {' and '.join(parts)}" if parts else ""
 
 
@@ -179,9 +204,12 @@ def served(result: dict[str, Any]) -> str:
     """How the service ran and how the client connected."""
     workers = result.get("workers", 1)
     how = f"{workers} worker processes" if workers > 1 else "one process"
+    learnt = "; the routes calibrated on the dev conversations first, follow-ups and replies learnt" * bool(
+        result.get("learnt")
+    )
     if result.get("fresh_connections"):
-        return f"{how}, a new connection per request (each timed with it)"
-    return f"{how}, one kept-alive connection"
+        return f"{how}, a new connection per request (each timed with it){learnt}"
+    return f"{how}, one kept-alive connection{learnt}"
 
 
 def render(result: dict[str, Any], command: str) -> str:
@@ -224,8 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fresh-connections", action="store_true", help="a new connection per request (the workers take them in turn)"
     )
+    parser.add_argument(
+        "--learnt",
+        action="store_true",
+        help="serve the routes calibrated on the dev conversations (follow-ups, replies)",
+    )
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if args.learnt and args.baseline_root is not None:
+        parser.error("--learnt calibrates with this checkout's indexer: measure a baseline without it")
     result = run(
         args.datasets,
         args.conversations,
@@ -233,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.baseline_root,
         workers=args.workers,
         fresh=args.fresh_connections,
+        learnt=args.learnt,
     )
     if args.baseline_root is not None:
         result["baseline_label"] = args.baseline_label
@@ -245,8 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra += f" --workers {args.workers}"
         if args.fresh_connections:
             extra += " --fresh-connections"
+        if args.learnt:
+            extra += " --learnt"
         command = f"python -m bench.conversation_latency --conversations {args.conversations}{extra} --write"
         name = "conversation-latency-workers" if args.workers > 1 or args.fresh_connections else "conversation-latency"
+        name += "-learnt" * args.learnt
         write_named_section(Path("BENCHMARKS.md"), name, render(result, command))
     return 0
 

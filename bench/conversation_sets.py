@@ -12,9 +12,11 @@ routing pipeline (`Prepared.decide`: the service's own path) or `calibrate_conve
 - the last message alone, and the rule with its shipped defaults (no calibration);
 - calibrated on the set itself: on the tune part of the sha256(id) parity split, scored on the
   report part; and 5-fold cross-validated (each fold's search scored on the fold it never saw);
-  with the follow-ups learnt from the calibration file (router_core.follow_ups; each turn
-  meeting only those of the other conversations) and, for comparison, without any;
-- transferred: the setting and the follow-ups calibrated on the whole other set, scored on this one;
+  with the follow-ups and replies learnt from the calibration file (router_core.follow_ups,
+  router_core.replies; each turn meeting only those of the other conversations) and, for
+  comparison, without either;
+- transferred: the setting, the follow-ups and the replies calibrated on the whole other set,
+  scored on this one;
 - off-topic: CLINC150 test's out-of-scope queries inserted mid-conversation, the share sent to
   the default route, against the same queries sent alone;
 - the turn after an off-topic message: a later labelled turn with an off-topic query and the
@@ -55,6 +57,7 @@ from indexer.follow_up_bank import bank_vectors, follow_up_owners, held_out_simi
 from indexer.importer import write_routes_from_jsonl
 from indexer.labelled import is_fallback_label, load_labelled
 from indexer.off_topic_insertion import insert_off_topic, interrupt_with_off_topic
+from indexer.reply_bank import held_out_chances, reply_bank_of, reply_owners
 from router_core import CannedAgent, Embedder, OpenIndex, load_embedder, load_routes, run_reindex
 from router_core.conversation import content_words
 from router_core.conversation_engine import ConversationBatch, related
@@ -221,25 +224,32 @@ def separation(ds: DataSet, at: float = 0.5) -> dict[str, float]:
 
 
 def calibrated(
-    ds: DataSet, defaults: ConversationParams, *, folds: int, follow_ups: bool = True
+    ds: DataSet, defaults: ConversationParams, *, folds: int, learn: bool = True
 ) -> tuple[ConversationCalibration, float]:
     """Calibration on the whole dev set (with the cross-validated estimate), and its time;
-    `follow_ups`: learning the file's follow-ups, as `python -m indexer calibrate` does."""
+    `learn`: learning the file's follow-ups and replies, as `python -m indexer calibrate` does."""
     started = time.perf_counter()
     result = calibrate_conversations(
-        ds.dev, ds.params, ds.route_names, defaults, off_topic=ds.off_val, folds=folds, learn_follow_ups=follow_ups
+        ds.dev,
+        ds.params,
+        ds.route_names,
+        defaults,
+        off_topic=ds.off_val,
+        folds=folds,
+        learn_follow_ups=learn,
+        learn_replies=learn,
     )
     return result, time.perf_counter() - started
 
 
 def held_out(p: Prepared, source: Prepared, params: DecisionParams) -> Prepared:
-    """`p` (turns of `source`'s conversations) against the follow-ups learnt from `source`,
-    each turn meeting only those of the other conversations, as calibration scores them."""
+    """`p` (turns of `source`'s conversations) against the follow-ups and replies learnt from
+    `source`, each turn meeting only those of the other conversations, as calibration scores them."""
     values = held_out_similarity(p, source, follow_up_owners(source, params))
     best: dict[str, float] = {}
     for lay, v in zip(p.layouts, values, strict=True):
         best[lay.last.text] = max(best.get(lay.last.text, -np.inf), float(v))
-    return replace(p, follow_up=best)
+    return replace(p, follow_up=best, reply_chance=held_out_chances(p, source, reply_owners(source, params)))
 
 
 OFF_TOPIC_SPLITS = ("train", "val")  # CLINC150's splits whose oos queries calibration inserts (README's command)
@@ -283,17 +293,19 @@ def load_sets(datasets: Path) -> dict[str, DataSet]:
 def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[str, Any]:
     """Every figure of the section, for the rule with `defaults` as the shipped setting."""
     full = {name: calibrated(ds, defaults, folds=5) for name, ds in loaded.items()}
-    bare = {name: calibrated(ds, defaults, folds=5, follow_ups=False)[0] for name, ds in loaded.items()}
+    bare = {name: calibrated(ds, defaults, folds=5, learn=False)[0] for name, ds in loaded.items()}
     out: dict[str, Any] = {"sets": {}}
     for name, ds in loaded.items():
         other = next(n for n in loaded if n != name)
         result, seconds = full[name]
         mine, theirs = result.chosen.conversation, full[other][0].chosen.conversation
         their_bank = bank_vectors(loaded[other].dev, full[other][0].follow_ups)
+        their_replies = reply_bank_of(loaded[other].dev, full[other][0].replies)
         tuned = calibrate_conversations(
             ds.tune, ds.params, ds.route_names, defaults, off_topic=ds.off_val_tune, folds=0
         )
         tune, tune_bank = tuned.chosen.conversation, bank_vectors(ds.tune, tuned.follow_ups)
+        tune_replies = reply_bank_of(ds.tune, tuned.replies)
         cv, bare_cv = result.cross_validated, bare[name].cross_validated
         assert cv is not None
         assert bare_cv is not None
@@ -301,36 +313,45 @@ def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[st
         own_bank = bank_vectors(ds.dev, result.follow_ups)
         mine_ds = replace(
             ds,
-            off_test=ds.off_test.with_follow_ups(own_bank),
+            # the follow-ups as served; the replies held out (an off-topic turn replaces a turn of the
+            # conversation whose reply would otherwise tell what followed it)
+            off_test=replace(
+                ds.off_test.with_follow_ups(own_bank),
+                reply_chance=held_out_chances(ds.off_test, ds.dev, reply_owners(ds.dev, ds.params)),
+            ),
             plain=held_out(ds.plain, ds.dev, ds.params),
             interrupted=held_out(ds.interrupted, ds.dev, ds.params),
             interrupted_llm=held_out(ds.interrupted_llm, ds.dev, ds.params),
         )
-        theirs_ds = replace(ds, off_test=ds.off_test.with_follow_ups(their_bank))
+        theirs_ds = replace(ds, off_test=ds.off_test.with_follow_ups(their_bank).with_replies(their_replies))
         out["sets"][name] = {
             "rows": {
                 "last message alone": row(alone),
                 "defaults (no follow-ups)": row(scores(ds.dev, ds.params, defaults)),
-                "calibrated on itself without follow-ups, 5-fold cross-validated": row(bare_cv.scores),
+                "calibrated on itself without follow-ups or replies, 5-fold cross-validated": row(bare_cv.scores),
                 "calibrated on itself, in-sample": row(result.chosen.scores),
                 "calibrated on itself, 5-fold cross-validated": row(cv.scores),
                 "calibrated on the other set (transfer)": row(
-                    scores(ds.dev.with_follow_ups(their_bank), ds.params, theirs)
+                    scores(ds.dev.with_follow_ups(their_bank).with_replies(their_replies), ds.params, theirs)
                 ),
-                "the other set's setting, no follow-ups": row(scores(ds.dev, ds.params, theirs)),
-                "the other set's setting, this set's follow-ups (held out)": row(
+                "the other set's setting, no follow-ups or replies": row(scores(ds.dev, ds.params, theirs)),
+                "the other set's setting, this set's follow-ups and replies (held out)": row(
                     scores(held_out(ds.dev, ds.dev, ds.params), ds.params, theirs)
                 ),
             },
             "report_part": {
                 "last message alone": row(scores(ds.report, ds.params, ConversationParams(strategy="last_message"))),
                 "defaults (no follow-ups)": row(scores(ds.report, ds.params, defaults)),
-                "calibrated on the tune part": row(scores(ds.report.with_follow_ups(tune_bank), ds.params, tune)),
+                "calibrated on the tune part": row(
+                    scores(ds.report.with_follow_ups(tune_bank).with_replies(tune_replies), ds.params, tune)
+                ),
             },
             "off_topic": {
                 "alone": sum(d.fallback for d in ds.off_test.own) / len(ds.off_test.own),
                 "defaults (no follow-ups)": off_topic_share(ds, defaults),
-                "calibrated on itself without follow-ups": off_topic_share(ds, bare[name].chosen.conversation),
+                "calibrated on itself without follow-ups or replies": off_topic_share(
+                    ds, bare[name].chosen.conversation
+                ),
                 "calibrated on itself": off_topic_share(mine_ds, mine),
                 "calibrated on itself, 5-fold cross-validated (CLINC150 train and val)": cv.off_topic or 0.0,
                 "calibrated on the other set": off_topic_share(theirs_ds, theirs),
@@ -342,6 +363,7 @@ def measure(loaded: dict[str, DataSet], defaults: ConversationParams) -> dict[st
                 "calibrated on itself, another reply": after_off_topic(mine_ds, mine, llm_reply=True),
             },
             "follow_ups": len(result.follow_ups),
+            "replies": len(result.replies),
             "separation": separation(ds),
             "word_list": word_list_ablation(ds),
             "other": other,
@@ -497,6 +519,14 @@ def render(out: dict[str, Any]) -> str:
         "of the other conversations; transfer uses the other set's follow-ups and setting; the off-topic rows "
         "of a calibrated setting use its set's follow-ups (the turn after an off-topic message: those of the "
         "other conversations).",
+        "",
+        "Replies (router_core.replies: each agent message before a labelled turn, with how often that turn was "
+        "the first of its domain) learnt by calibration from each dev set: "
+        + ", ".join(f"{n} {out['sets'][n]['replies']}" for n in names)
+        + " distinct agent messages. A user message right after an agent message may change topic with at least "
+        "the share of new topics after the 10 nearest known replies (weighed by their counts). Like the "
+        "follow-ups, each turn meets only the replies of the other conversations in-sample, cross-validated, "
+        "in the off-topic rows and after an off-topic message; transfer uses the other set's.",
         "",
     ]
     defaults = ", ".join(f"{k}={v}" for k, v in out["defaults"].items() if k != "strategy")

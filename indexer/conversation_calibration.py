@@ -5,8 +5,11 @@ follow-ups, switches), so that neither carrying routes (follow-ups) nor noticing
 (switches) is traded away for the other. With off-topic queries (`off_topic`: each inserted
 in place of a later user turn of a conversation), a setting must also send at least
 `min_off_topic` of them to the default route (by default as many as the same queries sent
-alone go there); without them the parameters of the standalone step are not searched (what
-cannot be measured is not tuned) and keep their values.
+alone go there, plus one standard error of that share: a setting that only ties with the
+queries alone on a sample of a few hundred fell short on CLINC150 test's 1,000, harder ones;
+no higher than the most any setting sends); without them the parameters of the standalone
+step are not searched (what cannot be measured is not tuned) and keep their values. When no
+setting reaches the bar, those sending the most are the candidates.
 
 The file's follow-ups and replies (indexer.follow_up_bank, indexer.reply_bank) are learnt with
 the setting and written beside it (`_follow_ups.yaml`, `_replies.yaml`); while searching, each
@@ -35,6 +38,7 @@ dialogues the search never saw.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -215,7 +219,11 @@ class _Search:
         off = self.off_topic(off_rows)
         feasible = np.ones(len(self.settings), bool) if off is None else off >= min_off_topic - 1e-12
         off_key = np.zeros(len(self.settings)) if off is None else off
-        order = np.lexsort((-off_key, -objective, ~feasible if feasible.any() else np.zeros_like(feasible)))
+        if not feasible.any():  # none reaches the bar: the safest are the candidates
+            feasible = off_key >= off_key.max() - 1e-12
+            order = np.lexsort((-off_key, -objective, ~feasible))
+            return order, 0
+        order = np.lexsort((-off_key, -objective, ~feasible))
         return order, int(feasible.sum())
 
     def pick(self, rows: BoolArray, off_rows: BoolArray | None, min_off_topic: float, distance: IntArray) -> int:
@@ -227,7 +235,12 @@ class _Search:
         order, feasible = self.ranked(rows, off_rows, min_off_topic)
         best = int(order[0])
         off = self.off_topic(off_rows)
-        allowed = np.ones(len(self.settings), bool) if off is None or not feasible else off >= min_off_topic - 1e-12
+        if off is None:
+            allowed = np.ones(len(self.settings), bool)
+        elif feasible:
+            allowed = off >= min_off_topic - 1e-12
+        else:  # none reaches the bar: only the settings sending the most off-topic turns
+            allowed = off >= off.max() - 1e-12
         weight = np.zeros(len(rows))
         for g in self.groups(rows):
             if g.any():
@@ -354,9 +367,14 @@ def calibrate_conversations(
     grids = _grids(specs, current, dict(values or {}))
     searched = tuple(s.name for s, v in grids if len(v) > 1)
     base = replace(current, strategy="evidence")
-    if min_off_topic is None:
-        min_off_topic = float(np.mean([d.fallback for d in off_topic.own])) if off_topic and off_topic.own else 0.0
     search = _search(prepared, off_topic, params, route_names, grids, base, follow_up, off_follow_up)
+    if min_off_topic is None:
+        min_off_topic = 0.0
+        if off_topic is not None and off_topic.own:
+            shares = search.off_topic(np.ones(len(off_topic.own), bool))
+            alone = float(np.mean([d.fallback for d in off_topic.own]))
+            most = float(shares.max()) if shares is not None else alone
+            min_off_topic = off_topic_bar(alone, len(off_topic.own), most)
     o = search.outcomes
     every = np.ones(len(o.gold), bool)
     off_every = np.ones(search.fallback.shape[1], bool) if search.fallback is not None else None
@@ -393,6 +411,14 @@ def calibrate_conversations(
         replies=replies_of(replied),
         off_topic_turns=len(off_topic.own) if off_topic is not None else 0,
     )
+
+
+def off_topic_bar(alone: float, queries: int, most: float) -> float:
+    """The default bar: `alone`, the share of the `queries` off-topic queries that fall back when
+    sent alone, plus one standard error of it (binomial), no higher than the `most` a setting
+    sends, and never under the share alone."""
+    margin = math.sqrt(max(alone * (1 - alone), 1 / queries) / queries)
+    return max(alone, min(alone + margin, most))
 
 
 def _cross_validate(search: _Search, min_off_topic: float, folds: int, distance: IntArray) -> CrossValidated:

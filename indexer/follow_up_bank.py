@@ -21,6 +21,7 @@ import yaml
 
 from indexer.conversations import Prepared
 from indexer.labelled import is_fallback_label
+from indexer.off_topic_insertion import source_conversation
 from router_core import RoutePolicy
 from router_core.embedding import Vectors
 from router_core.follow_ups import MAX_FOLLOW_UPS
@@ -76,9 +77,11 @@ def held_out_similarity(target: Prepared, source: Prepared, owners: dict[str, se
     bank = bank_vectors(source, texts)
     queries = np.stack([target.vectors[lay.last.text] for lay in target.layouts])
     sims = queries @ bank.T
-    conversations = sorted({c for o in owners.values() for c in o} | {g.conversation for g in target.labels})
+    # a turn taken from a conversation with an off-topic query inserted is still that conversation's
+    theirs = [source_conversation(g.conversation) for g in target.labels]
+    conversations = sorted({c for o in owners.values() for c in o} | set(theirs))
     ids = {c: i for i, c in enumerate(conversations)}
     sole = np.array([ids[next(iter(o))] if len(o) == 1 else -1 for o in owners.values()])
-    mine = np.array([ids[g.conversation] for g in target.labels])
+    mine = np.array([ids[c] for c in theirs])
     sims = np.where(sole[None, :] == mine[:, None], -np.inf, sims)
     return np.asarray(sims.max(axis=1), np.float64)

@@ -73,8 +73,13 @@ def interrupt_with_off_topic(
     return plain, interrupted
 
 
+def source_conversation(conversation_id: str) -> str:
+    """The id of the conversation an inserted off-topic turn was taken from (itself otherwise)."""
+    return conversation_id.split(_OFF_TOPIC_ID, maxsplit=1)[0]
+
+
 def fold_of(conversation_id: str, folds: int = FOLDS) -> int:
     """The cross-validation part of a conversation (an inserted off-topic turn goes with the
     conversation it was inserted into): a hash of its id, stable across runs and machines."""
-    base = conversation_id.split(_OFF_TOPIC_ID, maxsplit=1)[0]
+    base = source_conversation(conversation_id)
     return int(hashlib.sha256(base.encode("utf-8")).hexdigest(), 16) % folds

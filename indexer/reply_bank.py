@@ -14,16 +14,17 @@ the route set has never seen meets when served.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import yaml
 
 from indexer.conversations import Prepared
 from indexer.labelled import is_fallback_label
+from indexer.off_topic_insertion import source_conversation
 from router_core import RoutePolicy
 from router_core.params import DecisionParams
-from router_core.replies import MAX_REPLIES, Reply, ReplyBank, new_topic_chance
+from router_core.replies import MAX_REPLIES, Reply, ReplyBank, new_topic_chance, reply_bank
 from router_core.routes import MAX_EXAMPLE_CHARS, normalise_utterance
 
 Counts = dict[str, list[int]]  # conversation -> [new topic, same topic]
@@ -87,7 +88,8 @@ def held_out_chances(target: Prepared, source: Prepared, owners: Mapping[str, Co
             own.setdefault(conv, []).append((row, n, m))
     by_conversation: dict[str, list[str]] = {}
     for lay, label in zip(target.layouts, target.labels, strict=True):
-        wanted = by_conversation.setdefault(label.conversation, [])
+        # a turn taken from a conversation with an off-topic query inserted is still that conversation's
+        wanted = by_conversation.setdefault(source_conversation(label.conversation), [])
         wanted.extend(lay.messages[j].text for j in lay.read if lay.messages[j].role == "assistant")
     chances: dict[str, dict[str, float]] = {}
     for conv, wanted in by_conversation.items():
@@ -101,4 +103,18 @@ def held_out_chances(target: Prepared, source: Prepared, owners: Mapping[str, Co
             conv_total[row] -= n + m
         chance = new_topic_chance(np.stack([target.vectors[t] for t in asked]), ReplyBank(bank, conv_new, conv_total))
         chances[conv] = {t: float(c) for t, c in zip(asked, chance, strict=True) if np.isfinite(c)}
-    return tuple(chances[label.conversation] for label in target.labels)
+    return tuple(chances[source_conversation(label.conversation)] for label in target.labels)
+
+
+def reply_bank_of(prepared: Prepared, replies: Sequence[Reply]) -> ReplyBank | None:
+    """The bank of replies learnt from `prepared` (their vectors as embedded there), as a served
+    version holds it (None: no replies)."""
+    if not replies:
+        return None
+    by_key: dict[str, str] = {}
+    for lay in prepared.layouts:
+        for m in lay.messages:
+            if m.role == "assistant" and m.text in prepared.vectors:
+                by_key.setdefault(normalise_utterance(m.text), m.text)
+    vectors = np.stack([prepared.vectors[by_key[normalise_utterance(r.text)]] for r in replies]).astype(np.float32)
+    return reply_bank(vectors, replies)

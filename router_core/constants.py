@@ -17,6 +17,7 @@ CONTEXT_WEIGHT_CHARS = 300  # a message weighs its length in characters in a con
 ASSISTANT_TAIL_CHARS = 200  # of an assistant message the rule reads its end (an agent's answer can be long)
 EVIDENCE_SCALE = 8.0  # log-odds per unit of evidence (similarity above the floor, summed over neighbours)
 REPLY_NEIGHBOURS = 10  # an agent message's chance of a new topic: from this many nearest known replies
+REPLY_SIMILARITY = 0.6  # ... each at least this close to it (none: no estimate, the switch chance stands)
 
 # What the decision model is shown (router_core.llm_routing): longer texts are cut.
 MAX_DESCRIPTION_CHARS = 300
@@ -34,6 +35,7 @@ def recorded(ignored_words: frozenset[str]) -> dict[str, object]:
         "conversation.assistant_tail_chars": ASSISTANT_TAIL_CHARS,
         "conversation.evidence_scale": EVIDENCE_SCALE,
         "conversation.reply_neighbours": REPLY_NEIGHBOURS,
+        "conversation.reply_similarity": REPLY_SIMILARITY,
         "conversation.ignored_words_sha256": words,
         "llm.max_description_chars": MAX_DESCRIPTION_CHARS,
         "llm.max_example_chars": MAX_EXAMPLE_CHARS,

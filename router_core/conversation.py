@@ -141,6 +141,15 @@ def texts_needed(turns: Sequence[Turn], conv: ConversationParams) -> tuple[str, 
     return tuple(dict.fromkeys(layout(turns, conv.window).texts()))
 
 
+def agent_texts_needed(turns: Sequence[Turn], conv: ConversationParams) -> tuple[str, ...]:
+    """The agent messages of the window, as `texts_needed` names them: those whose chance of a
+    new topic after them (router_core.replies) `route_conversations` may read."""
+    if conv.strategy == "last_message":
+        return ()
+    lay = layout(turns, conv.window)
+    return tuple(dict.fromkeys(lay.messages[j].text for j in lay.read if lay.messages[j].role == "assistant"))
+
+
 def contexts_needed(turns: Sequence[Turn], conv: ConversationParams) -> tuple[Mix, ...]:
     """The contexts whose neighbours `route_conversations` may read: mixes of the vectors of
     texts `texts_needed` names (none without a context weight)."""

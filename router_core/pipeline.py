@@ -39,6 +39,7 @@ import numpy.typing as npt
 from router_core.agents import CannedAgent
 from router_core.conversation import (
     Turn,
+    agent_texts_needed,
     contexts_needed,
     last_user_text,
     route_conversations,
@@ -102,6 +103,7 @@ class Plan:
     per_request: tuple[tuple[str, ...], ...]  # each request's texts, its routed message first
     history: frozenset[str] = frozenset()  # texts of conversations: a live chat sends them again
     mixes: tuple[Mix, ...] = ()  # distinct; conversations' contexts, mixes of `texts`' vectors
+    agents: tuple[str, ...] = ()  # distinct; the agent messages among `texts` (router_core.replies)
 
     @property
     def queries(self) -> tuple[str | Mix, ...]:
@@ -145,7 +147,8 @@ def plan(requests: Sequence[RouteRequest], table: RouteTable) -> Plan:
     texts = tuple(dict.fromkeys(t for texts in per_request for t in texts))
     conv = table.conversation
     mixes = tuple(dict.fromkeys(m for r in requests if r.is_conversation for m in contexts_needed(r.turns, conv)))
-    return Plan(texts, table.params.k, per_request, history, mixes)
+    agents = tuple(dict.fromkeys(t for r in requests if r.is_conversation for t in agent_texts_needed(r.turns, conv)))
+    return Plan(texts, table.params.k, per_request, history, mixes, agents)
 
 
 def search_vectors(planned: Plan, vectors: Mapping[str, Vector], dimension: int) -> npt.NDArray[np.float32]:
@@ -189,9 +192,9 @@ def follow_up_of(
 
 
 def reply_chance_of(planned: Plan, vectors: Mapping[str, Vector], replies: ReplyBank | None) -> dict[str, float]:
-    """The chance of a new topic after each message of the conversations' windows (step 3 of
-    the conversation rule reads the agent messages'); empty without replies."""
-    return chance_by_text([t for t in planned.texts if t in planned.history], vectors, replies)
+    """The chance of a new topic after each agent message of the conversations' windows (step 3
+    of the conversation rule reads them); empty without replies."""
+    return chance_by_text(planned.agents, vectors, replies)
 
 
 def decide(requests: Sequence[RouteRequest], planned: Plan, found: Found, table: RouteTable) -> list[Decision]:

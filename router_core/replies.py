@@ -9,10 +9,10 @@ own conversations (`_replies.yaml`, written by `python -m indexer calibrate` fro
 conversation file), each with how many times the next labelled user turn was the first of its
 domain (`new_topic`) and how many times it was not (`same_topic`). Then at a user message that
 follows an agent message in the window, the chance of a change of topic is at least the share
-of new topics after the REPLY_NEIGHBOURS replies nearest that agent message (weighted by their
-counts): the switch chance learnt from the route set's own conversations. No parameter: the
-counts are the estimate. Measured on SGD and MultiWOZ (BENCHMARKS.md, "Conversation routing on
-two data sets").
+of new topics after the REPLY_NEIGHBOURS replies nearest that agent message, among those at
+cosine REPLY_SIMILARITY or more (weighted by their counts): the switch chance learnt from the
+route set's own conversations. No parameter: the counts are the estimate. Measured on SGD and
+MultiWOZ (BENCHMARKS.md, "Conversation routing on two data sets").
 
 Like follow-ups, they are indexed with the examples (points of the reserved route REPLY_ROUTE),
 never searched as neighbours, and served as one small matrix per index version; the counts are
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from router_core.constants import REPLY_NEIGHBOURS
+from router_core import constants
 
 REPLIES_FILE = "_replies.yaml"
 REPLY_ROUTE = "_reply"  # the points' route: never a route name (NAME_PATTERN)
@@ -76,10 +76,13 @@ def reply_bank(vectors: Vectors, replies: Sequence[Reply]) -> ReplyBank:
     return ReplyBank(unit, new, total)
 
 
-def new_topic_chance(queries: Vectors, bank: ReplyBank | None, k: int = REPLY_NEIGHBOURS) -> FloatArray:
+def new_topic_chance(queries: Vectors, bank: ReplyBank | None, k: int | None = None) -> FloatArray:
     """Per agent message (unit rows): the share of new topics after the `k` replies of `bank`
-    nearest it, each weighing its count; a reply counting nothing is left out (NaN without any
-    reply: no estimate)."""
+    nearest it (REPLY_NEIGHBOURS by default), each weighing its count; only replies at cosine
+    REPLY_SIMILARITY or more take part (an agent message unlike every known reply has no
+    estimate: its chance is not extrapolated from unlike ones), and a reply counting nothing is
+    left out. NaN: no estimate."""
+    k = constants.REPLY_NEIGHBOURS if k is None else k
     counted = bank.total > 0 if bank is not None else np.zeros(0, bool)
     take = min(k, int(counted.sum()))
     if bank is None or take == 0 or not len(queries):
@@ -87,8 +90,9 @@ def new_topic_chance(queries: Vectors, bank: ReplyBank | None, k: int = REPLY_NE
     sims = queries @ bank.vectors.T
     sims[:, ~counted] = -np.inf
     nearest = np.argpartition(-sims, take - 1, axis=1)[:, :take]
-    new = bank.new_topic[nearest].sum(axis=1)
-    total = bank.total[nearest].sum(axis=1)
+    near = np.take_along_axis(sims, nearest, axis=1) >= constants.REPLY_SIMILARITY
+    new = (bank.new_topic[nearest] * near).sum(axis=1)
+    total = (bank.total[nearest] * near).sum(axis=1)
     out: FloatArray = np.divide(new, total, out=np.full(len(queries), np.nan), where=total > 0)
     return out
 

@@ -21,15 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
 
 from router_core import DEFAULT_SET, Decision, Neighbour, OpenIndex, Question, pipeline
 from router_core.embedding import Vectors
 from router_core.mixing import Mix
 from router_core.pipeline import Found, Plan, RouteRequest
+from router_core.replies import new_topic_chance
 from router_llm.decider import Asked, Decider
 from router_llm.decider import Outcome as LLMOutcome
 from service.live_index import IndexFollower
@@ -96,6 +101,9 @@ class RoutingStage:
         # The nearest examples of chat history texts, per index version: a live chat sends its
         # history on every turn, and searching 20 texts again cost more than embedding the new one.
         self._neighbours: LRU[Sequence[Neighbour]] = LRU(max(1, vector_cache // 4))
+        # Each agent message's chance of a new topic after it (router_core.replies), per version:
+        # a chat's window holds the same agent messages turn after turn.
+        self._chances: LRU[float] = LRU(max(1, vector_cache // 4))
         self._answers: LRU[Asked] = LRU(llm_cache)
         # Fairness: a forward pass holds at most max_pass_chars of text, and big batches are
         # split across passes so that single requests are not held up (service.routing.batching).
@@ -193,7 +201,10 @@ class RoutingStage:
                 rows = pipeline.search_vectors(planned, by_text, embedder.dimension)
                 hits = self._search(index, planned.queries, rows, planned.k, remember=planned.history)
                 timings["search"] = time.perf_counter() - t1
-                return pipeline.found_from(planned, by_text, hits, index.follow_ups, index.replies)
+                found = pipeline.found_from(planned, by_text, hits, index.follow_ups)
+                if index.replies is None or not planned.agents:
+                    return found
+                return replace(found, reply_chance=self._reply_chance(index, planned.agents, by_text))
 
             decisions, planned = pipeline.route_with(requests, index.table, search)
             if ahead and not planned.texts:  # a pass of texts ahead of a conversation only
@@ -206,6 +217,19 @@ class RoutingStage:
             Routed(d, index, embed_s * 1e3, search_s * 1e3, embedded, route_set=self.route_set) for d in decisions
         )
         return [next(routed) if isinstance(i, RouteRequest) else None for i in items]
+
+    def _reply_chance(
+        self, index: OpenIndex, texts: Sequence[str], vectors: Mapping[str, npt.NDArray[np.float32]]
+    ) -> dict[str, float]:
+        """Each agent message's chance of a new topic after it (router_core.replies), from the
+        cache for messages seen before in this version, the rest computed at once."""
+        values, _ = self._chances.through(
+            [(index.version, text) for text in texts],
+            lambda positions: [
+                float(c) for c in new_topic_chance(np.stack([vectors[texts[i]] for i in positions]), index.replies)
+            ],
+        )
+        return {text: value for text, value in zip(texts, values, strict=True) if math.isfinite(value)}
 
     def _search(
         self, index: OpenIndex, queries: Sequence[str | Mix], vectors: Vectors, k: int, *, remember: frozenset[str]
