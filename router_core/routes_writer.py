@@ -93,19 +93,11 @@ def write_follow_ups(
 ) -> WriteReport:
     """Replace `_follow_ups.yaml` with `follow_ups` (router_core.follow_ups); restored when the
     directory no longer loads."""
-    root = Path(routes_dir)
-    load_routes(root, policy)  # refuse to edit a directory that does not load now
-    path = root / FOLLOW_UPS_FILE
     header = (
         "# User messages that continue a conversation (router_core.follow_ups), learnt by\n"
         "# `python -m indexer calibrate` from a labelled conversation file; re-index to use them.\n"
     )
-    after = header + yaml.safe_dump({"follow_ups": list(follow_ups)}, sort_keys=False, allow_unicode=True, width=1000)
-    before = path.read_text(encoding="utf-8") if path.exists() else None
-    if after == before:
-        return WriteReport((), ())
-    _replace_checked(root, path, after, before, policy)
-    return WriteReport((path.name,), (path.name,))
+    return _write_learnt(routes_dir, FOLLOW_UPS_FILE, header, {"follow_ups": list(follow_ups)}, policy)
 
 
 def write_replies(
@@ -113,16 +105,25 @@ def write_replies(
 ) -> WriteReport:
     """Replace `_replies.yaml` with `replies` (router_core.replies); restored when the directory
     no longer loads."""
-    root = Path(routes_dir)
-    load_routes(root, policy)  # refuse to edit a directory that does not load now
-    path = root / REPLIES_FILE
     header = (
         "# Agent messages seen in conversations and how often the user's next message opened a\n"
         "# new topic (router_core.replies), learnt by `python -m indexer calibrate` from a labelled\n"
         "# conversation file; re-index to use them.\n"
     )
     entries = [{"text": r.text, "new_topic": r.new_topic, "same_topic": r.same_topic} for r in replies]
-    after = header + yaml.safe_dump({"replies": entries}, sort_keys=False, allow_unicode=True, width=1000)
+    return _write_learnt(routes_dir, REPLIES_FILE, header, {"replies": entries}, policy)
+
+
+def _write_learnt(
+    routes_dir: Path | str, name: str, header: str, content: Mapping[str, Any], policy: RoutePolicy | None
+) -> WriteReport:
+    """Replace the whole file `name` (what calibration learnt) with `header` and `content`, unless
+    it already holds them; refused when the directory does not load now, restored when it no
+    longer loads after."""
+    root = Path(routes_dir)
+    load_routes(root, policy)  # refuse to edit a directory that does not load now
+    path = root / name
+    after = header + yaml.safe_dump(dict(content), sort_keys=False, allow_unicode=True, width=1000)
     before = path.read_text(encoding="utf-8") if path.exists() else None
     if after == before:
         return WriteReport((), ())
