@@ -243,6 +243,20 @@ def test_replies_are_stored_with_the_version_and_never_neighbours(store: IndexSt
         index.close()
 
 
+def test_a_version_whose_replies_lack_their_counts_is_refused_naming_it(store: IndexStore) -> None:
+    """Reply points with no counts in the version's table (a damaged or foreign version) are an
+    unreadable table: opening it fails naming the version, never serves made-up chances."""
+    reply = ExamplePoint("00000000-0000-0000-0000-000000000005", REPLY_ROUTE, "Anything else?")
+    table = dict(manifest("v1").route_table, replies={"Something else entirely?": [1, 1]})
+    store.write_version(
+        replace(manifest("v1"), points=4, route_table=table),
+        (*POINTS, reply),
+        np.concatenate([VECTORS, np.array([[0, 0, 1, 0]], np.float32)]),
+    )
+    with pytest.raises(StoreUnavailable, match="v1"):
+        store.open_version("v1")
+
+
 def test_a_batch_search_answers_each_row_as_a_search_of_its_own(store: IndexStore) -> None:
     """Several query vectors searched in one call (a micro-batch) get, row by row and in order,
     the neighbours and scores each gets alone; an empty batch gets no rows."""
