@@ -77,11 +77,8 @@ def held_out_chances(target: Prepared, source: Prepared, owners: Mapping[str, Co
     texts = list(owners)
     if not texts or not target.layouts:
         return tuple({} for _ in target.layouts)
-    bank = np.stack([source.vectors[t] for t in texts]).astype(np.float32)
-    norms = np.linalg.norm(bank, axis=1, keepdims=True)
-    bank = np.divide(bank, norms, out=np.zeros_like(bank), where=norms > 0)
-    new = np.array([sum(c[0] for c in owners[t].values()) for t in texts], np.float64)
-    total = new + np.array([sum(c[1] for c in owners[t].values()) for t in texts], np.float64)
+    # the whole bank as a served version holds it (unit rows, counts over every conversation)
+    whole = reply_bank(np.stack([source.vectors[t] for t in texts]).astype(np.float32), replies_of(owners))
     own: dict[str, list[tuple[int, int, int]]] = {}  # conversation -> (row, new, same) it counted
     for row, t in enumerate(texts):
         for conv, (n, m) in owners[t].items():
@@ -97,11 +94,13 @@ def held_out_chances(target: Prepared, source: Prepared, owners: Mapping[str, Co
         if not asked:
             chances[conv] = {}
             continue
-        conv_new, conv_total = new.copy(), total.copy()
+        conv_new, conv_total = whole.new_topic.copy(), whole.total.copy()
         for row, n, m in own.get(conv, ()):  # what this conversation counted; a reply only it gave counts nothing
             conv_new[row] -= n
             conv_total[row] -= n + m
-        chance = new_topic_chance(np.stack([target.vectors[t] for t in asked]), ReplyBank(bank, conv_new, conv_total))
+        chance = new_topic_chance(
+            np.stack([target.vectors[t] for t in asked]), ReplyBank(whole.vectors, conv_new, conv_total)
+        )
         chances[conv] = {t: float(c) for t, c in zip(asked, chance, strict=True) if np.isfinite(c)}
     return tuple(chances[source_conversation(label.conversation)] for label in target.labels)
 
