@@ -12,8 +12,10 @@ multi-turn sets, see BENCHMARKS.md), the first step that applies deciding:
    set without follow-ups skips this test), its own vote does not route it with confidence (no route,
    or a best similarity under its route's threshold + `standalone_margin`) and the
    conversation does not lead to its own vote's route either (step 3's filter followed that
-   route before the message and still does after it): the default route ("off_topic"). A
-   route is never carried across an off-topic request.
+   route before the message and still does after it): the default route ("off_topic"),
+   unless most of its k nearest examples name its own vote's route at or above that route's
+   threshold: then that route ("standalone": a request of its own, however weakly similar).
+   A route is never carried across an off-topic request.
 3. Otherwise a forward filter follows the topic through the window (the last `window` user
    messages and the assistant messages between them, each assistant message read by its
    end, `assistant_tail`), oldest message first: the belief over

@@ -210,6 +210,11 @@ class ConversationBatch:
     def __len__(self) -> int:
         return int(self.own_route.shape[0])
 
+    @property
+    def k(self) -> int:
+        """The nearest examples read per message."""
+        return int(self.sims.shape[2])
+
     def evidence(self, floor_below: float, *, context: bool) -> FloatArray:
         """(T, M, R): per message, the sum over its nearest examples of each route of
         max(0, similarity - (the route's threshold - floor_below)); of its context with
@@ -336,6 +341,16 @@ def related(batch: ConversationBatch, window: int) -> FloatArray:
     return closeness
 
 
+def own_votes(batch: ConversationBatch, own_threshold: FloatArray) -> IntArray:
+    """(T,) the routed message's nearest examples of its own vote's route at or above that
+    route's threshold (its votes; 0 when the vote routes it nowhere)."""
+    rows = np.arange(len(batch))
+    at = np.argmax(batch.last, axis=1)
+    mine = (batch.routes[rows, at] == batch.own_route[:, None]) & (batch.sims[rows, at] >= own_threshold[:, None])
+    votes: IntArray = mine.sum(axis=1) * (batch.own_route >= 0)
+    return votes
+
+
 def finish(
     batch: ConversationBatch,
     tracked: Outcome,
@@ -352,8 +367,10 @@ def finish(
     under `follow_up_similarity`) that its own vote does not
     route with confidence (best similarity under its route's threshold + `standalone_margin`,
     or no route at all) goes to the default route unless the conversation leads to its own
-    vote's route: the filter followed that route before the request (`Outcome.prior`) and
-    still does after it. Such a request is reason STANDALONE."""
+    vote's route (the filter followed that route before the request, `Outcome.prior`, and
+    still does after it: the filter's route) or most of its k nearest examples name that route
+    at or above the route's threshold (`own_votes`: its own route). Either is reason
+    STANDALONE."""
     routed = batch.own_route >= 0
     own_threshold = np.append(batch.thresholds, np.inf)[np.where(routed, batch.own_route, len(batch.thresholds))]
     confident = routed & (batch.own_score >= own_threshold + standalone_margin)
@@ -365,10 +382,17 @@ def finish(
     )
     # the conversation's own topic, not one the request itself switched to
     agrees = routed & (tracked.route == batch.own_route) & (tracked.prior == batch.own_route)
-    off_topic = standalone & ~confident & ~agrees
-    route = np.select([batch.single, off_topic], [batch.own_route, np.full(len(batch), -1)], default=tracked.route)
+    unsure = standalone & ~confident & ~agrees
+    # most of its nearest examples name its route: a request of its own, however weakly similar
+    voted = unsure & (2 * own_votes(batch, own_threshold) > batch.k)
+    off_topic = unsure & ~voted
+    route = np.select(
+        [batch.single, off_topic, voted],
+        [batch.own_route, np.full(len(batch), -1), batch.own_route],
+        default=tracked.route,
+    )
     reason = np.select(
-        [batch.single, off_topic, standalone & agrees],
+        [batch.single, off_topic, voted | (standalone & agrees)],
         [OWN, OFF_TOPIC, STANDALONE],
         default=tracked.reason,
     )

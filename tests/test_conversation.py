@@ -259,16 +259,44 @@ def test_an_unsure_request_is_kept_only_when_the_conversation_led_to_its_route(
     earlier: str, route: str, reason: str
 ) -> None:
     """Step 2: a standalone request its own vote routes without confidence (0.52: over b's
-    threshold, under it + standalone_margin) goes to the default route, even when a likely
-    change of topic (the reply before it) lets the filter follow its own evidence; it keeps its
-    route when the conversation was on that route before it."""
+    threshold, under it + standalone_margin; one of its 3 nearest examples over the threshold)
+    goes to the default route, even when a likely change of topic (the reply before it) lets
+    the filter follow its own evidence; it keeps its route when the conversation was on that
+    route before it."""
     q, answer, unsure = "earlier question", "earlier answer", "recommend a vegetarian lasagne recipe"
-    neighbours = {q: hits(earlier, 0.9), answer: hits(earlier, 0.9), unsure: hits("b", 0.52)}
+    weak = [Neighbour("b-0", "b", 0.52), Neighbour("c-0", "c", 0.45), Neighbour("c-1", "c", 0.44)]
+    neighbours = {q: hits(earlier, 0.9), answer: hits(earlier, 0.9), unsure: weak}
     chat, other = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
     vectors = {q: chat, answer: chat, unsure: other}
     conv = ConversationParams(context_weight=0.0, standalone_margin=0.05, standalone_similarity=0.25)
     turns = [Turn(0, "user", q), Turn(1, "assistant", answer), Turn(2, "user", unsure)]
     d = route_conversation(turns, neighbours, vectors, P, conv, reply_chance={answer: 0.9})
+    assert (d.route, d.reason) == (route, reason)
+
+
+@pytest.mark.parametrize(
+    ("own", "route", "reason"),
+    [
+        ((0.52, 0.51, 0.3), "b", "standalone"),  # two of its three nearest examples vote b: its own route
+        ((0.52, 0.3, 0.29), "default", "off_topic"),  # one of three, under the confident bar: off-topic
+    ],
+)
+def test_a_standalone_request_most_of_whose_neighbours_vote_its_route_keeps_it(
+    own: tuple[float, float, float], route: str, reason: str
+) -> None:
+    """Step 2: a request unrelated to the chat ("I am also looking for a place to dine called
+    saigon city" after a train booking) that its own vote routes without confidence (0.52:
+    under b's threshold + standalone_margin) goes to its own vote's route when most of its k
+    nearest examples name that route over the threshold, not to the default route and not to
+    the carried topic; with fewer, it is off-topic."""
+    q, answer, new = "earlier question", "earlier answer", "i also need a place to dine called saigon city"
+    mine = [Neighbour("b-0", "b", own[0]), Neighbour("b-1", "b", own[1]), Neighbour("b-2", "b", own[2])]
+    neighbours = {q: hits("a", 0.9), answer: hits("a", 0.9), new: mine}
+    chat, other = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
+    vectors = {q: chat, answer: chat, new: other}
+    conv = ConversationParams(context_weight=0.0, switch=0.01, standalone_margin=0.1, standalone_similarity=0.25)
+    turns = [Turn(0, "user", q), Turn(1, "assistant", answer), Turn(2, "user", new)]
+    d = route_conversation(turns, neighbours, vectors, P, conv)
     assert (d.route, d.reason) == (route, reason)
 
 
