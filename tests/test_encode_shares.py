@@ -11,8 +11,18 @@ import threading
 import numpy as np
 
 from router_core import Embedder
+from router_core.embedding import spare_cores
 from router_core.embedding.graph import GraphEmbedder
-from router_core.embedding.shares import PASS_TOKENS, SPLIT_EXTRA, SPLIT_GAIN, Share, passes, shares
+from router_core.embedding.shares import (
+    LONE_SPLIT_EXTRA,
+    PASS_TOKENS,
+    SPLIT_EXTRA,
+    SPLIT_GAIN,
+    Share,
+    passes,
+    shares,
+    split_extra,
+)
 
 
 def cost(lengths: list[int], share: Share) -> int:
@@ -72,6 +82,38 @@ def test_an_encode_is_split_only_when_the_split_adds_little_work() -> None:
     # a live chat's next turn: the agent's reply and the new message run as two passes anyway
     assert passes([37, 22], 0, 2) == [(0, 1), (1, 2)]
     assert shares([37, 22], 2) == [[(0, 1)], [(1, 2)]]
+
+
+def test_a_lone_callers_short_texts_use_the_second_core_for_some_more_work() -> None:
+    """A live chat's next turn of two short texts (SGD: the agent's reply and the new message)
+    stays one pass in a busy service (two passes cost 20% more) and is split when its caller
+    says nothing else waits (`spare_cores`): up to LONE_SPLIT_EXTRA more work."""
+    turn = [16, 13]
+    assert cost(turn, [(0, 1)]) + cost(turn, [(1, 2)]) > (1 + SPLIT_EXTRA) * cost(turn, [(0, 2)])
+    assert shares(turn, 2) == [[(0, 2)]]
+    assert shares(turn, 2, LONE_SPLIT_EXTRA) == [[(0, 1)], [(1, 2)]]
+    assert shares([12, 12, 12, 12, 12, 12, 12, 12], 2, LONE_SPLIT_EXTRA) == [[(0, 4)], [(4, 8)]]
+    assert shares([12], 2, LONE_SPLIT_EXTRA) == [[(0, 1)]]  # one text is one pass, whatever is spare
+
+
+def test_spare_cores_holds_for_its_block_on_its_thread_only() -> None:
+    seen: list[float] = []
+    assert split_extra() == SPLIT_EXTRA
+    with spare_cores():
+        assert split_extra() == LONE_SPLIT_EXTRA
+        other = threading.Thread(target=lambda: seen.append(split_extra()))
+        other.start()
+        other.join()
+        with spare_cores():
+            pass
+        assert split_extra() == LONE_SPLIT_EXTRA  # a nested block leaves the outer one's hint
+    assert seen == [SPLIT_EXTRA]
+    try:
+        with spare_cores():
+            raise RuntimeError("a failed encode")
+    except RuntimeError:
+        pass
+    assert split_extra() == SPLIT_EXTRA
 
 
 def test_a_chats_window_encodes_as_each_text_alone(bare_embedder: Embedder) -> None:

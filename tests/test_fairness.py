@@ -52,6 +52,40 @@ def test_rate_limit_counts_the_queries_of_a_batch(
         assert int(limited.headers["retry-after"]) >= 30  # seven queries of debt at one per 6 s
 
 
+def test_a_pass_is_lone_only_when_one_callers_work_waited() -> None:
+    """`lone_pass`, read by the work on the worker thread (the stage then lets a small encode use
+    the other core): true for a caller alone, false for a pass planned with others waiting."""
+    seen: list[tuple[list[str], bool]] = []
+    started, release = threading.Event(), threading.Event()
+
+    async def scenario() -> None:
+        def work(items: list[str]) -> list[str]:
+            seen.append((items, batcher.lone_pass))
+            if items == ["first"]:
+                started.set()
+                release.wait(10)
+            return items
+
+        batcher: MicroBatcher[str, str] = MicroBatcher(work, 1)
+        batcher.start()
+        try:
+            await batcher.submit(["alone"])
+            first = asyncio.ensure_future(batcher.submit(["first"]))
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            second = asyncio.ensure_future(batcher.submit(["second"]))
+            third = asyncio.ensure_future(batcher.submit(["third"]))
+            await asyncio.sleep(0.05)  # both queued while "first" runs
+            release.set()
+            await asyncio.gather(first, second, third)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert seen[:2] == [(["alone"], True), (["first"], True)]
+    assert (["second"], False) in seen[2:]  # planned with "third" waiting (one unit per pass)
+    assert (["third"], True) in seen[2:]  # the last, alone again
+
+
 def test_a_pass_takes_a_single_query_ahead_of_big_batches() -> None:
     """Two batches of 32 long texts queued before one short query: the query rides in the first
     pass, each pass stays within the character budget, every caller gets its own results in order."""

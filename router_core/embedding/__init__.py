@@ -6,6 +6,7 @@ from router_core.embedding.packaged import PACKAGED_MODELS, Languages, installed
 from router_core.embedding.parity import ParityResult, Reference, require_parity
 from router_core.embedding.protocol import Embedder, Vectors
 from router_core.embedding.quality_model import MPNET_NAME, ensure_quality_model
+from router_core.embedding.shares import spare_cores
 
 __all__ = [
     "BACKENDS",
@@ -26,4 +27,5 @@ __all__ = [
     "require_parity",
     "resolve_backend",
     "resolve_model",
+    "spare_cores",
 ]

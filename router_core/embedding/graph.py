@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from router_core.embedding.layout import ModelLayout, load_tokenizer, pool
 from router_core.embedding.protocol import Vectors
-from router_core.embedding.shares import Share, shares
+from router_core.embedding.shares import Share, shares, split_extra
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
@@ -106,11 +106,12 @@ class GraphEmbedder:
 
     def _encode_small(self, texts: list[str], out: Vectors) -> Vectors:
         """A small encode (a chat's window, a light micro-batch): tokenised once, cut into passes
-        and shared between the workers by token counts (`shares`); the first share runs on the
-        caller's thread, the others on long-lived helper threads."""
+        and shared between the workers by token counts (`shares`, more freely within
+        `spare_cores`); the first share runs on the caller's thread, the others on long-lived
+        helper threads."""
         encoded = [self._tokenizer.encode(t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -len(encoded[i].ids))
-        work = shares([len(encoded[i].ids) for i in order], self.workers)
+        work = shares([len(encoded[i].ids) for i in order], self.workers, split_extra())
 
         def run(share: Share) -> None:
             for start, end in share:

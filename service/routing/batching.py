@@ -96,6 +96,9 @@ class MicroBatcher(Generic[T, R]):
         # A worker of its own, or one shared with other batchers (one pass at a time, in order).
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        # while a pass runs: it holds one request's units and no other request waited when it
+        # was planned (read by `work` on the worker thread: the pass may use spare cores)
+        self.lone_pass = False
 
     def start(self) -> None:
         """Start the consumer on the running loop."""
@@ -136,6 +139,7 @@ class MicroBatcher(Generic[T, R]):
                 continue
             plan = self._plan(waiting)
             items = [u.item for job, n in plan for u in job.units[job.taken : job.taken + n]]
+            self.lone_pass = len(waiting) == 1 and self._queue.empty()
             try:
                 results = await loop.run_in_executor(self._executor, self._work, items)
             except Exception as exc:  # delivered to every caller with an item in this pass

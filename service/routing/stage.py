@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router_core import DEFAULT_SET, Decision, Neighbour, OpenIndex, Question, pipeline
-from router_core.embedding import Vectors
+from router_core.embedding import Vectors, spare_cores
 from router_core.mixing import Mix
 from router_core.pipeline import Found, Plan, RouteRequest
 from router_core.replies import new_topic_chance
@@ -42,6 +42,7 @@ from service.metrics import Metrics
 from service.routing.batching import MicroBatcher, Unit
 from service.routing.caches import LRU, VectorCache
 from service.routing.costs import Ahead, CostModel
+from service.routing.idle_cores import IdleCores
 
 log = logging.getLogger("router.routing")
 _MAX_REROUTES = 5
@@ -115,6 +116,8 @@ class RoutingStage:
         self._batcher: MicroBatcher[RouteRequest | Ahead, Routed | None] = MicroBatcher(
             self._vote, max_micro_batch, units=self._units, max_cost=max_pass_chars, executor=executor
         )
+        # a pass of one caller's work may split a small encode over the cores when one is idle
+        self._idle = IdleCores()
 
     @property
     def current(self) -> OpenIndex:
@@ -128,6 +131,7 @@ class RoutingStage:
     async def stop(self) -> None:
         """Stop the worker."""
         await self._batcher.stop()
+        self._idle.close()
 
     async def cost(self, requests: Sequence[RouteRequest]) -> int:
         """Queries the rate limit charges for routing `requests` (service.routing.costs)."""
@@ -174,17 +178,20 @@ class RoutingStage:
         requests = [i for i in items if isinstance(i, RouteRequest)]
         ahead = list(dict.fromkeys(i.text for i in items if isinstance(i, Ahead)))
         timings: dict[str, float] = {}
+        # one caller's work, nothing else waiting here, and a core idle on the machine
+        lone = self._batcher.lone_pass and self._idle.spare()
         with self._follower.lease() as served:
             index, embedder = served.index, served.embedder
 
+            def encode(batch: list[str]) -> Vectors:
+                if not lone:
+                    return embedder.encode_queries(batch, batch_size=self._batch_size)
+                with spare_cores():  # nothing else waits: a small encode may use the other core
+                    return embedder.encode_queries(batch, batch_size=self._batch_size)
+
             def embed(texts: list[str], conversations: frozenset[str]) -> Vectors:
                 t0 = time.perf_counter()
-                vectors, embedded = self._vectors.vectors(
-                    embedder,
-                    texts,
-                    lambda batch: embedder.encode_queries(batch, batch_size=self._batch_size),
-                    shared=conversations,
-                )
+                vectors, embedded = self._vectors.vectors(embedder, texts, encode, shared=conversations)
                 timings["embed"], timings["embedded"] = time.perf_counter() - t0, embedded
                 self._metrics.observe_embedded(len(texts), embedded)
                 return vectors
