@@ -90,6 +90,7 @@ class RoutingStage:
         route_set: str = DEFAULT_SET,
         vectors: VectorCache | None = None,
         executor: ThreadPoolExecutor | None = None,
+        idle: IdleCores | None = None,
     ) -> None:
         # Issue 26, several route sets: `route_set` names this stage's set in its results; the
         # vector cache (keyed by model and text) and the pass worker may be shared by the sets.
@@ -116,8 +117,10 @@ class RoutingStage:
         self._batcher: MicroBatcher[RouteRequest | Ahead, Routed | None] = MicroBatcher(
             self._vote, max_micro_batch, units=self._units, max_cost=max_pass_chars, executor=executor
         )
-        # a pass of one caller's work may split a small encode over the cores when one is idle
-        self._idle = IdleCores()
+        # a pass of one caller's work may split a small encode over the cores when one is idle,
+        # and compute its replies' chances beside its search (`_beside`)
+        self._idle = idle if idle is not None else IdleCores()
+        self._side: ThreadPoolExecutor | None = None
 
     @property
     def current(self) -> OpenIndex:
@@ -132,6 +135,9 @@ class RoutingStage:
         """Stop the worker."""
         await self._batcher.stop()
         self._idle.close()
+        if self._side is not None:
+            self._side.shutdown(wait=True)
+            self._side = None
 
     async def cost(self, requests: Sequence[RouteRequest]) -> int:
         """Queries the rate limit charges for routing `requests` (service.routing.costs)."""
@@ -205,10 +211,15 @@ class RoutingStage:
                 # Issue 21: the texts' vectors, then the conversations' contexts mixed from them
                 # (pipeline.search_vectors), searched together: one search per pass.
                 by_text = dict(zip(texts, vectors, strict=True))
+                beside = None  # a lone pass on an idle machine: the replies' product beside the search
+                if lone and index.replies is not None and self._new_agents(index, planned.agents):
+                    beside = self._beside().submit(self._reply_chance, index, planned.agents, by_text)
                 rows = pipeline.search_vectors(planned, by_text, embedder.dimension)
                 hits = self._search(index, planned.queries, rows, planned.k, remember=planned.history)
                 timings["search"] = time.perf_counter() - t1
                 found = pipeline.found_from(planned, by_text, hits, index.follow_ups)
+                if beside is not None:
+                    return replace(found, reply_chance=beside.result())
                 if index.replies is None or not planned.agents:
                     return found
                 return replace(found, reply_chance=self._reply_chance(index, planned.agents, by_text))
@@ -224,6 +235,17 @@ class RoutingStage:
             Routed(d, index, embed_s * 1e3, search_s * 1e3, embedded, route_set=self.route_set) for d in decisions
         )
         return [next(routed) if isinstance(i, RouteRequest) else None for i in items]
+
+    def _new_agents(self, index: OpenIndex, texts: Sequence[str]) -> bool:
+        """Whether some of `texts` (agent messages) have no chance cached for this version."""
+        return any((index.version, text) not in self._chances for text in texts)
+
+    def _beside(self) -> ThreadPoolExecutor:
+        """The thread that computes a lone pass's replies' chances while the pass searches
+        (started on first use)."""
+        if self._side is None:
+            self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-beside")
+        return self._side
 
     def _reply_chance(
         self, index: OpenIndex, texts: Sequence[str], vectors: Mapping[str, npt.NDArray[np.float32]]
