@@ -7,6 +7,7 @@ from router_core.embedding.parity import ParityResult, Reference, require_parity
 from router_core.embedding.protocol import Embedder, Vectors
 from router_core.embedding.quality_model import MPNET_NAME, ensure_quality_model
 from router_core.embedding.shares import spare_cores
+from router_core.embedding.threads import usable_cores
 
 __all__ = [
     "BACKENDS",
@@ -28,4 +29,5 @@ __all__ = [
     "resolve_backend",
     "resolve_model",
     "spare_cores",
+    "usable_cores",
 ]

@@ -1,24 +1,26 @@
 """Whether the machine has a core to spare at this moment.
 
 A pass that serves one caller with nothing else waiting may split a small encode across the
-cores for some more work (router_core.embedding.spare_cores): a live chat's next turn then takes
-0.9 ms less. But "nothing waiting in this process" is not "an idle core": with several worker
-processes (the default) the other core is often busy with another worker's pass, and the extra
-work then slows both (measured, 2 worker processes, 2 clients sending a chat's turns, the split
-without this check against the code before it: 84.2 against 87.2 requests/s, the next turn's p50
-12.8 against 10.9 ms). So the pass also asks the kernel: Linux
-counts the threads running or ready to run (the fourth field of /proc/loadavg, "running/total"),
-read through a descriptor kept open (about 1 microsecond a read). A core is spare when fewer
-threads than this process's usable cores are runnable, the calling thread among them, and most
-recent asks found one too (a load average would lag by a minute: an index build just before
-would keep a lone user from the second core). Elsewhere (no /proc), or when the file cannot be
-read or parsed, no core is spare.
+cores for some more work (router_core.embedding.spare_cores): a live chat's next turn then took
+0.5 and 1.6 ms less in two runs (BENCHMARKS.md). But "nothing waiting in this process" is not
+"an idle core": with several worker processes (the default) the other core is often busy with
+another worker's pass, and the extra work then slows both (measured, 2 worker processes, 2
+clients sending a chat's turns, the split without this check against the code before it: 84.2
+against 87.2 requests/s, the next turn's p50 12.8 against 10.9 ms). So the pass also asks the
+kernel: Linux counts the threads running or ready to run (the fourth field of /proc/loadavg,
+"running/total"), read through a descriptor kept open (about 1 microsecond a read). A core is
+spare when fewer threads than this process's usable cores are runnable, the calling thread
+among them, and most recent asks found one too (a load average would lag by a minute: an
+index build just before would keep a lone user from the second core). Elsewhere (no /proc), or
+when the file cannot be read or parsed, no core is spare.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+
+from router_core.embedding import usable_cores
 
 LOADAVG = "/proc/loadavg"
 RECENT = 0.2
@@ -27,16 +29,8 @@ last five asks)."""
 BUSY_SHARE = 0.25
 """A core is spare only while fewer than this share of the recent asks found none: under a
 steady load a split begun at an idle instant would meet the other worker's next pass. With both
-tests, 2 clients on 2 worker processes: 10 of a worker's 800 asks found an idle core, and the
+checks, 2 clients on 2 worker processes: 10 of a worker's 800 asks found an idle core, and the
 throughput was the code before's (91.9 and 90.1 against 88.9 and 90.6 requests/s)."""
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class IdleCores:
