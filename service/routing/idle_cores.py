@@ -59,8 +59,10 @@ class IdleCores:
         """True when a core of this process's is idle now besides the calling thread's, and was
         at most of the recent asks (`busy`, their moving average, under BUSY_SHARE). One caller
         at a time (the pass thread)."""
+        if self._cores < 2:
+            return False
         running = self.runnable()
-        if running is None or self._cores < 2:
+        if running is None:
             return False
         idle_now = running < self._cores
         self.busy += RECENT * ((0.0 if idle_now else 1.0) - self.busy)

@@ -20,6 +20,7 @@ Every result names the index version it was computed from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -190,9 +191,8 @@ class RoutingStage:
             index, embedder = served.index, served.embedder
 
             def encode(batch: list[str]) -> Vectors:
-                if not lone:
-                    return embedder.encode_queries(batch, batch_size=self._batch_size)
-                with spare_cores():  # nothing else waits: a small encode may use the other core
+                # nothing else waits: a small encode may use the other core
+                with spare_cores() if lone else contextlib.nullcontext():
                     return embedder.encode_queries(batch, batch_size=self._batch_size)
 
             def embed(texts: list[str], conversations: frozenset[str]) -> Vectors:
